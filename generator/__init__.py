@@ -1,0 +1,1 @@
+"""Synthetic Luxembourg hospital extracts (deterministic for a seed)."""

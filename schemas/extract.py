@@ -1,0 +1,174 @@
+"""The hospital-csv extract contract: one CSV file per entity, in a site's landing folder.
+
+This module is the single source of truth for the contract: the generator writes it, the ingest
+adapter types and validates against it, and ``docs/hospital-csv.md`` describes it.
+
+Conventions:
+- UTF-8 with ``,`` unless the source says otherwise (``encoding``, ``delimiter`` in the config);
+- a header row with the column names below (order free, extra columns are kept in quarantine
+  files but ignored otherwise);
+- dates ``YYYY-MM-DD``; datetimes ``YYYY-MM-DD HH:MM[:SS]`` (a date alone is accepted, at 00:00);
+- codes are case-insensitive and trimmed (ICD-10 ``e11.9`` becomes ``E11.9``);
+- empty cells are missing values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ColumnType = Literal["str", "int", "float", "date", "datetime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: ColumnType = "str"
+    required: bool = False
+    code: bool = False  # normalised: trimmed, upper-case
+    identifier: bool = False  # a direct identifier: never leaves the identifiable zone
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    name: str
+    file: str
+    key: str
+    columns: tuple[Column, ...]
+    references: dict[str, str] = field(default_factory=dict)  # column -> entity it must exist in
+    description: str = ""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+PATIENTS = Entity(
+    name="patients",
+    file="patients.csv",
+    key="patient_id",
+    description="One row per patient known to the site.",
+    columns=(
+        Column("patient_id", required=True, identifier=True, description="site-local patient id"),
+        Column("matricule", identifier=True, description="Luxembourg national id (13 digits), when known"),
+        Column("last_name", identifier=True),
+        Column("first_name", identifier=True),
+        Column("birth_date", "date", required=True),
+        Column("sex", required=True, code=True, description="M, F or U"),
+        Column("address", identifier=True, description="street line"),
+        Column("postcode", code=True, description="L-NNNN"),
+        Column("city", description="commune"),
+        Column("phone", identifier=True),
+        Column("email", identifier=True),
+        Column("updated_at", "datetime", description="last update of the record in the hospital system"),
+    ),
+)
+
+STAYS = Entity(
+    name="stays",
+    file="stays.csv",
+    key="stay_id",
+    references={"patient_id": "patients"},
+    description="Hospital stays and visits.",
+    columns=(
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("admission", "datetime", required=True),
+        Column("discharge", "datetime"),
+        Column("stay_type", required=True, code=True, description="INPATIENT, OUTPATIENT, EMERGENCY"),
+        Column("ward"),
+    ),
+)
+
+DIAGNOSES = Entity(
+    name="diagnoses",
+    file="diagnoses.csv",
+    key="diagnosis_id",
+    references={"patient_id": "patients", "stay_id": "stays"},
+    description="Coded diagnoses (ICD-10).",
+    columns=(
+        Column("diagnosis_id", required=True),
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("icd10_code", required=True, code=True),
+        Column("diagnosis_date", "date", required=True),
+        Column("diagnosis_rank", code=True, description="PRINCIPAL or SECONDARY"),
+        Column("description"),
+    ),
+)
+
+PROCEDURES = Entity(
+    name="procedures",
+    file="procedures.csv",
+    key="procedure_id",
+    references={"patient_id": "patients", "stay_id": "stays"},
+    description="Procedures (SNOMED CT codes).",
+    columns=(
+        Column("procedure_id", required=True),
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("procedure_code", required=True, code=True),
+        Column("procedure_date", "datetime", required=True),
+        Column("description"),
+    ),
+)
+
+LABS = Entity(
+    name="labs",
+    file="labs.csv",
+    key="lab_id",
+    references={"patient_id": "patients", "stay_id": "stays"},
+    description="Laboratory results (LOINC, UCUM units).",
+    columns=(
+        Column("lab_id", required=True),
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("loinc_code", required=True, code=True),
+        Column("value", "float"),
+        Column("unit"),
+        Column("sampled_at", "datetime", required=True),
+        Column("description"),
+    ),
+)
+
+MEDICATIONS = Entity(
+    name="medications",
+    file="medications.csv",
+    key="medication_id",
+    references={"patient_id": "patients", "stay_id": "stays"},
+    description="Medication orders (ATC codes).",
+    columns=(
+        Column("medication_id", required=True),
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("atc_code", required=True, code=True),
+        Column("drug_name"),
+        Column("dose", "float"),
+        Column("dose_unit"),
+        Column("route", code=True),
+        Column("start_date", "date", required=True),
+        Column("end_date", "date"),
+    ),
+)
+
+ENTITIES: tuple[Entity, ...] = (PATIENTS, STAYS, DIAGNOSES, PROCEDURES, LABS, MEDICATIONS)
+BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
+REQUIRED_FILES: tuple[str, ...] = ("patients", "stays")
+
+
+def entity(name: str) -> Entity:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown entity {name!r}; known: {', '.join(BY_NAME)}") from None

@@ -1,0 +1,137 @@
+"""Build the small vocabulary bundled in schemas/vocabulary/demo from ../shared/data/vocabulary-demo.
+
+Run once by a developer (the product never reads ../shared): ``uv run python scripts/build_demo_vocabulary.py``.
+The ICD-10 and ATC rows of SOURCE_TO_CONCEPT_MAP are hand-made demo mappings, the way an OHDSI site
+maps local codes with Usagi; several are approximations and say so in their description.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vocabulary-demo"
+DST = Path(__file__).resolve().parents[1] / "schemas" / "vocabulary" / "demo"
+
+# (ICD-10 code, WHO description, SNOMED standard concept_id)
+ICD10 = [
+    ("E10.9", "Type 1 diabetes mellitus without complications", 201254),
+    ("E10.2", "Type 1 diabetes mellitus with renal complications", 192279),
+    ("E11.9", "Type 2 diabetes mellitus without complications", 201826),
+    ("E11.2", "Type 2 diabetes mellitus with renal complications", 192279),
+    ("E11.3", "Type 2 diabetes mellitus with ophthalmic complications", 4226121),
+    ("E11.4", "Type 2 diabetes mellitus with neurological complications", 37016354),
+    ("E11.5", "Type 2 diabetes mellitus with peripheral circulatory complications (demo: proteinuria)", 45757499),
+    ("C34.9", "Malignant neoplasm of bronchus or lung, unspecified (demo: NSCLC)", 4115276),
+    ("C34.1", "Malignant neoplasm of upper lobe, bronchus or lung (demo: small cell)", 4110591),
+    ("C18.9", "Malignant neoplasm of colon, unspecified", 197500),
+    ("C18.8", "Malignant neoplasm of overlapping lesion of colon", 79740),
+    ("C78.5", "Secondary malignant neoplasm of large intestine and rectum", 4311765),
+    ("C61", "Malignant neoplasm of prostate", 4129902),
+    ("I10", "Essential (primary) hypertension", 320128),
+    ("E78.5", "Hyperlipidaemia, unspecified", 432867),
+    ("J45.9", "Asthma, unspecified", 317009),
+    ("I48.9", "Atrial fibrillation and atrial flutter, unspecified", 313217),
+    ("I50.9", "Heart failure, unspecified", 316139),
+    ("I21.9", "Acute myocardial infarction, unspecified", 4329847),
+    ("J18.9", "Pneumonia, unspecified", 255848),
+    ("J20.9", "Acute bronchitis, unspecified", 260139),
+    ("F32.9", "Depressive episode, unspecified", 4152280),
+    ("N18.3", "Chronic kidney disease, stage 3", 443597),
+    ("D64.9", "Anaemia, unspecified", 439777),
+    ("U07.1", "COVID-19, virus identified", 37311061),
+    ("J01.9", "Acute sinusitis, unspecified", 4294548),
+    ("S82.8", "Fractures of other parts of lower leg (demo: ankle)", 4059173),
+    ("J02.9", "Acute pharyngitis, unspecified", 4112343),
+]
+
+# (ATC code, name, RxNorm standard concept_id)
+ATC = [
+    ("A10BA02", "metformin", 40163924),
+    ("A10AB04", "insulin lispro", 40166274),
+    ("A10AD01", "insulin (human), intermediate-acting combined with fast-acting", 19009384),
+    ("A10BJ02", "liraglutide", 40169222),
+    ("L01XA01", "cisplatin", 35604087),
+    ("L01XA02", "carboplatin", 1344909),
+    ("L01XA03", "oxaliplatin", 35603924),
+    ("L01BC02", "fluorouracil", 42628973),
+    ("L01CD01", "paclitaxel", 1378388),
+    ("L01CD02", "docetaxel", 1718758),
+    ("L01CB01", "etoposide", 35606289),
+    ("L02AE02", "leuprorelin", 1351705),
+    ("C09AA03", "lisinopril", 19080128),
+    ("C08CA01", "amlodipine", 1332419),
+    ("C10AA01", "simvastatin", 1539411),
+    ("C10AA05", "atorvastatin", 1545959),
+    ("B01AC06", "acetylsalicylic acid", 19059056),
+    ("B01AC04", "clopidogrel", 19075600),
+    ("B01AA03", "warfarin", 40163554),
+    ("N02BE01", "paracetamol", 19020053),
+    ("J01CA04", "amoxicillin", 19073188),
+    ("C03AA03", "hydrochlorothiazide", 19078106),
+]
+
+KEEP_DOMAINS = {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "Metadata", "Unit"}
+KEEP_PROCEDURES = {
+    4249893, 4273629, 4029715, 4141448, 4181781, 4235738, 4278515, 4294513, 4331248, 4263386,
+    4120120, 4146536, 4230911, 4163872, 4024603, 45766298, 4108565, 4057420,
+}
+
+
+def read(name: str) -> tuple[list[str], list[list[str]]]:
+    with (SRC / name).open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    return rows[0], rows[1:]
+
+
+def write(name: str, header: list[str], rows: list[list[str]]) -> None:
+    with (DST / name).open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def main() -> int:
+    if not SRC.exists():
+        print(f"error: {SRC} not found: run from a checkout beside ../shared", file=sys.stderr)
+        return 1
+    DST.mkdir(parents=True, exist_ok=True)
+    header, concepts = read("CONCEPT.csv")
+    targets = {c for _, _, c in ICD10} | {c for _, _, c in ATC}
+    keep: set[int] = set()
+    for r in concepts:
+        cid, domain, vocab, standard = int(r[0]), r[2], r[3], r[5]
+        if (
+            cid in targets
+            or cid in KEEP_PROCEDURES
+            or (domain in KEEP_DOMAINS and vocab in {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "CDM", "None", "UCUM"})
+            or (domain == "Visit")
+            or (vocab == "LOINC" and domain == "Measurement" and standard == "S")
+        ):
+            keep.add(cid)
+    missing = targets - keep
+    if missing:
+        print(f"error: targets missing from the demo vocabulary: {sorted(missing)}", file=sys.stderr)
+        return 1
+    write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep])
+    rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
+    write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])
+    aheader, anc = read("CONCEPT_ANCESTOR.csv")
+    write("CONCEPT_ANCESTOR.csv", aheader, [r for r in anc if int(r[0]) in keep and int(r[1]) in keep])
+    vheader, vocs = read("VOCABULARY.csv")
+    write("VOCABULARY.csv", vheader, vocs)
+    stcm_header = [
+        "source_code", "source_concept_id", "source_vocabulary_id", "source_code_description",
+        "target_concept_id", "target_vocabulary_id", "valid_start_date", "valid_end_date", "invalid_reason",
+    ]
+    vocab_of = {int(r[0]): r[3] for r in concepts}
+    stcm = [[c, "0", "ICD10", d, str(t), vocab_of[t], "19700101", "20991231", ""] for c, d, t in ICD10]
+    stcm += [[c, "0", "ATC", d, str(t), vocab_of[t], "19700101", "20991231", ""] for c, d, t in ATC]
+    write("SOURCE_TO_CONCEPT_MAP.csv", stcm_header, stcm)
+    print(f"wrote {len(keep)} concepts and {len(stcm)} source mappings to {DST}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
