@@ -1,0 +1,735 @@
+"""Optimal k-anonymity (with optional l-diversity) by full-domain generalisation and record suppression.
+
+The engine works on a *frequency table* of quasi-identifier (QI) combinations (one row per distinct
+combination and its number of records), so its cost grows with the number of distinct
+combinations, not with rows, and per-site tables merge (:func:`merge_frequency_tables`) into one
+global decision that every site then applies to its own rows (:func:`apply_levels`).
+
+Search. A *node* of the generalisation lattice is a vector of levels, one per QI. A node is
+*anonymous* when the records in equivalence classes smaller than ``k`` (or not l-diverse) number at
+most the suppression limit; those records are suppressed. Anonymity is monotone over the lattice
+(if a node is anonymous, so is every generalisation of it: classes only merge, so the set of
+records in too-small or non-diverse classes can only shrink), which gives ARX/Flash-style
+*predictive tagging*: an anonymous node tags its generalisations anonymous, a non-anonymous one
+tags its specialisations non-anonymous.
+
+Utility metrics are not monotone once suppressed records count as fully generalised, so the search
+is a best-first branch and bound that stays exact: nodes are visited in order of a lower bound of
+the metric that holds with suppression and grows with generalisation; the search stops when the
+bound exceeds the best anonymous node found, and skips nodes that are tagged non-anonymous or
+whose bound derived from an evaluated specialisation already exceeds the best. Cheap necessary
+conditions prune without grouping: records in a QI pair combination (at the node's levels) with
+fewer than ``k`` records — or fewer than ``l`` distinct sensitive values — are suppressed in every
+class inside it. Evaluating a node groups the integer codes of the smallest cached class table of
+a specialisation (roll-up), not the whole table.
+
+Tie-break among equal optima: lowest sum of levels, then the lexicographically smallest vector.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from anonymisation.hierarchy import Hierarchy, HierarchyError, resolve_hierarchy
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+Metric = Literal["loss", "precision", "discernibility", "aecs", "entropy"]
+METRICS: tuple[Metric, ...] = ("loss", "precision", "discernibility", "aecs", "entropy")
+COUNT = "_count"
+Frame = pl.DataFrame | pl.LazyFrame
+
+_MAX_LATTICE = 2_000_000
+_KEY_LIMIT = 1 << 62
+
+
+class NoSolutionError(ValueError):
+    """No node of the lattice satisfies the privacy model within the suppression limit."""
+
+
+# --------------------------------------------------------------------------- frequency tables
+
+
+def frequency_table(data: Frame, qis: Sequence[str], sensitive: str | None = None) -> pl.DataFrame:
+    """Distinct combinations of the QI columns (and the sensitive attribute) with their counts.
+
+    Values are cast to strings (the hierarchies' vocabulary); the count column is ``_count``.
+    Runs on polars' streaming engine, so memory is bounded by the number of combinations.
+    """
+    cols = [*qis, *([sensitive] if sensitive else [])]
+    if COUNT in cols:
+        raise ValueError(f"a column may not be called {COUNT}")
+    lf = data.lazy() if isinstance(data, pl.DataFrame) else data
+    schema = lf.collect_schema()
+    missing = [c for c in cols if c not in schema]
+    if missing:
+        raise ValueError(f"column(s) not in the table: {', '.join(missing)}")
+    return (
+        lf.select([pl.col(c).cast(pl.String) for c in cols])
+        .group_by(cols)
+        .agg(pl.len().cast(pl.Int64).alias(COUNT))
+        .sort(cols, nulls_last=True)
+        .collect(engine="streaming")
+    )
+
+
+def merge_frequency_tables(tables: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """Merge per-site frequency tables (same columns) into one global table."""
+    frames = list(tables)
+    if not frames:
+        raise ValueError("no frequency table to merge")
+    keys = [c for c in frames[0].columns if c != COUNT]
+    for f in frames[1:]:
+        if sorted(f.columns) != sorted(frames[0].columns):
+            raise ValueError(f"frequency tables differ in columns: {frames[0].columns} vs {f.columns}")
+    return (
+        pl.concat([f.select([*keys, COUNT]) for f in frames])
+        .group_by(keys)
+        .agg(pl.col(COUNT).sum())
+        .sort(keys, nulls_last=True)
+    )
+
+
+def hierarchies_for(freq: pl.DataFrame, specs: Mapping[str, str], delimiter: str = ";") -> dict[str, Hierarchy]:
+    """Resolve ``{column: "builtin:NAME" | ARX CSV path}`` against the values of the frequency table."""
+    out: dict[str, Hierarchy] = {}
+    for col, spec in specs.items():
+        if col not in freq.columns:
+            raise ValueError(f"column {col} not in the table")
+        out[col] = resolve_hierarchy(spec, freq[col].unique().to_list(), col, delimiter=delimiter)
+    return out
+
+
+# --------------------------------------------------------------------------- the encoded problem
+
+
+@dataclass(frozen=True)
+class PrivacyModel:
+    """k-anonymity with a record-suppression limit (share of records), optionally l-diversity."""
+
+    k: int = 5
+    suppression: float = 0.05
+    l: int | None = None  # noqa: E741
+    l_variant: Literal["distinct", "entropy"] = "distinct"
+
+    def max_suppressed(self, n: int) -> int:
+        return int(math.floor(self.suppression * n + 1e-9))
+
+
+def _encode_column(series: pl.Series, h: Hierarchy, column: str) -> IntArray:
+    leaves = list(h.labels[0])
+    codes = series.replace_strict(leaves, list(range(len(leaves))), default=None, return_dtype=pl.Int64)
+    bad_mask = codes.is_null()
+    if bad_mask.any():
+        bad = series.filter(bad_mask).unique(maintain_order=True).head(6).to_list()
+        n_bad = series.filter(bad_mask).n_unique()
+        shown = ", ".join(repr(v) for v in bad[:5])
+        raise HierarchyError(f"column {column}: {n_bad} value(s) not in hierarchy {h.name}: {shown}")
+    return codes.to_numpy().astype(np.int64, copy=False)
+
+
+@dataclass
+class Problem:
+    """A frequency table encoded as integer leaf codes, with per-QI precomputations."""
+
+    qis: tuple[str, ...]
+    hierarchies: tuple[Hierarchy, ...]
+    codes: IntArray  # (rows, q) leaf codes
+    counts: IntArray  # (rows,)
+    sensitive: IntArray | None = None
+    sensitive_name: str | None = None
+    sensitive_labels: tuple[str, ...] = ()
+    n: int = 0
+    leaf_counts: list[IntArray] = field(default_factory=list)  # records per leaf, per QI
+    level_counts: list[list[IntArray]] = field(default_factory=list)  # records per level code
+    loss_num: list[IntArray] = field(default_factory=list)  # Σ records (leaves(gen)-1), per level
+    entropy_base: list[FloatArray] = field(default_factory=list)  # Σ -log2 P(v | gen), per level
+
+    @property
+    def q(self) -> int:
+        return len(self.qis)
+
+    @property
+    def heights(self) -> tuple[int, ...]:
+        return tuple(h.height for h in self.hierarchies)
+
+    @property
+    def lattice_size(self) -> int:
+        return math.prod(h + 1 for h in self.heights)
+
+
+def encode(freq: pl.DataFrame, hierarchies: Mapping[str, Hierarchy], sensitive: str | None = None) -> Problem:
+    """Encode a frequency table (columns: QIs in the order of ``hierarchies``, ``_count``)."""
+    qis = tuple(hierarchies)
+    hs = tuple(hierarchies[c] for c in qis)
+    for c in [*qis, *([sensitive] if sensitive else [])]:
+        if c not in freq.columns:
+            raise ValueError(f"column {c} not in the frequency table")
+    counts = (freq[COUNT].to_numpy() if COUNT in freq.columns else np.ones(freq.height)).astype(np.int64)
+    if freq.height:
+        codes = np.stack([_encode_column(freq[c].cast(pl.String), h, c) for c, h in zip(qis, hs, strict=True)], axis=1)
+    else:
+        codes = np.zeros((0, len(qis)), dtype=np.int64)
+    sens: IntArray | None = None
+    labels: tuple[str, ...] = ()
+    if sensitive:
+        s = freq[sensitive].cast(pl.String).fill_null("<null>")
+        uniq = s.unique(maintain_order=True).to_list()
+        labels = tuple(str(u) for u in uniq)
+        sens = s.replace_strict(uniq, list(range(len(uniq))), return_dtype=pl.Int64).to_numpy().astype(np.int64)
+    p = Problem(qis, hs, codes, counts, sens, sensitive, labels, int(counts.sum()))
+    for j, h in enumerate(hs):
+        lc = np.bincount(codes[:, j], weights=counts, minlength=h.domain_size).round().astype(np.int64)
+        p.leaf_counts.append(lc)
+        per_level = [np.bincount(h.maps[lv], weights=lc, minlength=h.cardinality(lv)).round().astype(np.int64)
+                     for lv in range(h.height + 1)]
+        p.level_counts.append(per_level)
+        p.loss_num.append(np.array([int(np.dot(lc, h.leaves_under[lv][h.maps[lv]] - 1))
+                                    for lv in range(h.height + 1)], dtype=np.int64))
+        present = lc > 0
+        ent = []
+        for lv in range(h.height + 1):
+            gen = per_level[lv][h.maps[lv]]
+            ent.append(float(np.dot(lc[present], np.log2(gen[present] / lc[present]))))
+        p.entropy_base.append(np.array(ent, dtype=np.float64))
+    return p
+
+
+def problem_from_frame(
+    data: Frame, specs: Mapping[str, str], sensitive: str | None = None, delimiter: str = ";"
+) -> tuple[pl.DataFrame, Problem]:
+    """Frequency table and encoded problem straight from a frame and ``{column: hierarchy spec}``."""
+    freq = frequency_table(data, list(specs), sensitive)
+    hs = hierarchies_for(freq, specs, delimiter)
+    return freq, encode(freq, hs, sensitive)
+
+
+# --------------------------------------------------------------------------- evaluating a node
+
+
+@dataclass(frozen=True)
+class NodeEval:
+    """Everything known about one node after grouping."""
+
+    node: tuple[int, ...]
+    anonymous: bool
+    suppressed: int  # records
+    classes: int  # equivalence classes kept (not suppressed)
+    classes_all: int  # classes before suppression
+    dm_nosup: int  # Σ class size² over all classes, before suppression
+    metrics: dict[str, float]
+
+    @property
+    def levels_sum(self) -> int:
+        return sum(self.node)
+
+
+@dataclass
+class _Table:
+    node: tuple[int, ...]
+    codes: IntArray
+    counts: IntArray
+    sens: IntArray | None
+
+
+def _group_ids(cols: Sequence[IntArray], cards: Sequence[int], rows: int) -> tuple[IntArray, int, bool]:
+    """Combine code columns into one integer key per row; returns (key, key space, dense?)."""
+    key = np.zeros(rows, dtype=np.int64)
+    space = 1
+    for col, card in zip(cols, cards, strict=True):
+        if space * card >= _KEY_LIMIT:
+            _, key = np.unique(key, return_inverse=True)
+            key = key.astype(np.int64)
+            space = int(key.max()) + 1 if rows else 1
+        key = key * card + col if space > 1 else col.copy()
+        space *= card
+    dense = space <= 4 * rows + 65536
+    if not dense:
+        _, key = np.unique(key, return_inverse=True)
+        key = key.astype(np.int64)
+        space = int(key.max()) + 1 if rows else 1
+    return key, space, dense
+
+
+class Evaluator:
+    """Evaluates nodes of one problem under one privacy model, with a roll-up cache.
+
+    A node is grouped from the smallest cached class table of one of its specialisations (its
+    codes are mapped up level by level with lookup arrays), never from more rows than needed.
+    """
+
+    def __init__(self, problem: Problem, model: PrivacyModel, cache_cells: int = 8_000_000) -> None:
+        if model.l is not None and problem.sensitive is None:
+            raise ValueError("l-diversity needs a sensitive attribute in the frequency table")
+        self.p = problem
+        self.model = model
+        self.max_sup = model.max_suppressed(problem.n)
+        self.root = _Table((0,) * problem.q, problem.codes, problem.counts, problem.sensitive)
+        self.cache: OrderedDict[tuple[int, ...], _Table] = OrderedDict()
+        self.cache_cells = cache_cells
+        self._cells = 0
+        self._cache_nodes: IntArray | None = None
+        self._cache_list: list[_Table] = []
+        self.evaluations = 0
+
+    def _source(self, node: tuple[int, ...]) -> _Table:
+        if not self.cache:
+            return self.root
+        if self._cache_nodes is None:
+            self._cache_list = list(self.cache.values())
+            self._cache_nodes = np.array([t.node for t in self._cache_list], dtype=np.int64).reshape(
+                len(self._cache_list), self.p.q
+            )
+            self._cache_rows = np.array([len(t.counts) for t in self._cache_list], dtype=np.int64)
+        ok = (self._cache_nodes <= np.asarray(node, dtype=np.int64)).all(axis=1)
+        if not ok.any():
+            return self.root
+        cand = np.nonzero(ok)[0]
+        return self._cache_list[int(cand[np.argmin(self._cache_rows[cand])])]
+
+    def _store(self, table: _Table) -> None:
+        cells = table.codes.size
+        if cells > self.cache_cells // 4 or table.node in self.cache:
+            return
+        self.cache[table.node] = table
+        self._cells += cells
+        while self._cells > self.cache_cells and self.cache:
+            _, old = self.cache.popitem(last=False)
+            self._cells -= old.codes.size
+        self._cache_nodes = None
+
+    def evaluate(self, node: tuple[int, ...], keep: bool = True, metrics: bool = True) -> NodeEval:
+        """Group the node; utility metrics are computed when ``metrics`` or the node is anonymous."""
+        ev, _ = self._evaluate(node, keep=keep, want_classes=False, want_metrics=metrics)
+        return ev
+
+    def suppressed_classes(self, node: tuple[int, ...]) -> tuple[NodeEval, IntArray]:
+        """The node's evaluation and the level codes (rows, q) of its suppressed classes."""
+        ev, sup = self._evaluate(node, keep=False, want_classes=True, want_metrics=True)
+        assert sup is not None
+        return ev, sup
+
+    def _evaluate(
+        self, node: tuple[int, ...], keep: bool, want_classes: bool, want_metrics: bool
+    ) -> tuple[NodeEval, IntArray | None]:
+        p, model = self.p, self.model
+        self.evaluations += 1
+        src = self.root if want_classes else self._source(node)
+        rows = len(src.counts)
+        hs = p.hierarchies
+        gen = [
+            src.codes[:, j] if src.node[j] == lv else hs[j].up(src.node[j], lv)[src.codes[:, j]]
+            for j, lv in enumerate(node)
+        ]
+        cards = [hs[j].cardinality(lv) for j, lv in enumerate(node)]
+        key, space, _ = _group_ids(gen, cards, rows)
+        counts = src.counts
+        sizes = np.bincount(key, weights=counts, minlength=space).round().astype(np.int64)
+        bad = sizes < model.k
+        if model.l is not None and src.sens is not None:
+            n_sens = len(p.sensitive_labels)
+            pair = key * n_sens + src.sens
+            upair, pinv = np.unique(pair, return_inverse=True)
+            pclass = upair // n_sens
+            distinct = np.bincount(pclass, minlength=space)
+            if model.l_variant == "distinct":
+                bad |= distinct < model.l
+            else:
+                pc = np.bincount(pinv, weights=counts)
+                plogp = np.bincount(pclass, weights=pc * np.log2(np.maximum(pc, 1.0)), minlength=space)
+                size_f = np.maximum(sizes.astype(np.float64), 1.0)
+                ent = np.log2(size_f) - plogp / size_f
+                bad |= ent < math.log2(model.l) - 1e-12
+        present = sizes > 0
+        bad &= present
+        row_bad = bad[key]
+        suppressed = int(counts[row_bad].sum())
+        anonymous = suppressed <= self.max_sup
+        kept_mask = present & ~bad
+        classes = int(kept_mask.sum())
+        classes_all = int(present.sum())
+        dm_nosup = int(np.dot(sizes, sizes))
+        metrics: dict[str, float] = {}
+        if want_metrics or anonymous:
+            metrics = self._metrics(node, suppressed, sizes[kept_mask], [g[row_bad] for g in gen], counts[row_bad])
+        ev = NodeEval(node, anonymous, suppressed, classes, classes_all, dm_nosup, metrics)
+        sup_classes: IntArray | None = None
+        if want_classes:
+            idx = np.unique(key[row_bad], return_index=True)[1]
+            sup_classes = (
+                np.stack([g[row_bad][idx] for g in gen], axis=1) if len(idx) else np.zeros((0, p.q), dtype=np.int64)
+            )
+        if keep and not want_classes and rows > 256 and classes_all < 0.5 * rows:
+            gkey = key * len(p.sensitive_labels) + src.sens if src.sens is not None else key
+            _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
+            tcounts = np.bincount(inv, weights=counts).round().astype(np.int64)
+            tcodes = np.stack([g[first] for g in gen], axis=1)
+            self._store(_Table(node, tcodes, tcounts, None if src.sens is None else src.sens[first]))
+        return ev, sup_classes
+
+    def _metrics(
+        self, node: tuple[int, ...], suppressed: int, kept_sizes: IntArray, sup_gen: list[IntArray], sup_counts: IntArray
+    ) -> dict[str, float]:
+        """All five utility metrics; suppressed records count as fully generalised.
+
+        - ``loss`` (ARX's loss / granularity; Iyengar 2002, "Transforming data to satisfy privacy
+          constraints", LM): mean over records and QIs of (leaves under the generalised value − 1) /
+          (leaves of the domain − 1); a suppressed record scores 1 on every QI.
+        - ``precision`` (Sweeney 2002, "Achieving k-anonymity privacy protection using
+          generalization and suppression", Prec): mean over records and QIs of level / height;
+          a suppressed record scores 1.
+        - ``discernibility`` (Bayardo & Agrawal 2005, "Data privacy through optimal
+          k-anonymization", DM): Σ over kept classes of size², plus |D| for each suppressed record.
+        - ``aecs`` (LeFevre, DeWitt & Ramakrishnan 2006, "Mondrian multidimensional
+          k-anonymity", C_AVG without the 1/k normalisation): kept records / kept classes.
+        - ``entropy`` (non-uniform entropy; Gionis & Tassa 2009, "k-Anonymization with minimal
+          loss of information"; as in ARX): Σ over records and QIs of −log2 P(original value |
+          generalised value), probabilities from the column's frequencies in the data; a suppressed
+          record's generalised value is the whole domain, so it scores −log2 P(original value).
+        """
+        p = self.p
+        n, q = p.n, p.q
+        if n == 0:
+            return dict.fromkeys(METRICS, 0.0)
+        kept = n - suppressed
+        loss = 0.0
+        entropy = 0.0
+        precision = 0.0
+        for j, lv in enumerate(node):
+            h = p.hierarchies[j]
+            d = h.domain_size
+            per_code = np.bincount(sup_gen[j], weights=sup_counts, minlength=h.cardinality(lv)) if suppressed else None
+            if d > 1:
+                num = int(p.loss_num[j][lv])
+                if per_code is not None:
+                    num += int(round(float(np.dot(per_code, (d - 1) - (h.leaves_under[lv] - 1)))))
+                loss += num / (d - 1)
+            ent = float(p.entropy_base[j][lv])
+            if per_code is not None:
+                cnt = p.level_counts[j][lv].astype(np.float64)
+                logs = np.where(cnt > 0, np.log2(n / np.maximum(cnt, 1.0)), 0.0)
+                ent += float(np.dot(per_code, logs))
+            entropy += ent
+            height = h.height
+            precision += (kept * (lv / height if height else 0.0) + suppressed) / n
+        dm = int(np.dot(kept_sizes, kept_sizes)) + suppressed * n
+        aecs = kept / len(kept_sizes) if len(kept_sizes) else float(n)
+        return {
+            "loss": loss / (n * q) if q else 0.0,
+            "precision": precision / q if q else 0.0,
+            "discernibility": float(dm),
+            "aecs": float(aecs),
+            "entropy": entropy,
+        }
+
+
+# --------------------------------------------------------------------------- the search
+
+
+@dataclass
+class SearchResult:
+    """The chosen node with its classes, suppression and all metrics, plus search statistics."""
+
+    qis: tuple[str, ...]
+    levels: dict[str, int]
+    node: tuple[int, ...]
+    metric: Metric
+    value: float
+    classes: int
+    suppressed: int
+    records: int
+    metrics: dict[str, float]
+    suppressed_classes: pl.DataFrame  # generalised labels of the suppressed classes (QI columns)
+    lattice_size: int
+    evaluations: int
+    seconds: float
+    model: PrivacyModel
+    hierarchies: dict[str, Hierarchy]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "levels": dict(self.levels),
+            "classes": self.classes,
+            "suppressed": self.suppressed,
+            "records": self.records,
+            "metric": self.metric,
+            "metrics": dict(self.metrics),
+            "lattice_size": self.lattice_size,
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
+        }
+
+
+def lattice_nodes(heights: Sequence[int]) -> IntArray:
+    """All level vectors, in lexicographic order (row index = lexicographic rank)."""
+    if not heights:
+        return np.zeros((1, 0), dtype=np.int64)
+    grids = np.indices([h + 1 for h in heights]).reshape(len(heights), -1).T
+    return np.ascontiguousarray(grids.astype(np.int64))
+
+
+def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: int) -> bool:
+    if b is None:
+        return True
+    va, vb = a.metrics[metric], b.metrics[metric]
+    if va != vb:
+        return va < vb
+    return (a.levels_sum, a_idx) < (b.levels_sum, b_idx)
+
+
+def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray) -> FloatArray:
+    """A lower bound of ``metric`` at every node that holds with suppression and is monotone."""
+    n, q = p.n, p.q
+    m = len(nodes)
+    if n == 0 or q == 0:
+        return np.zeros(m)
+    if metric == "loss":
+        total = np.zeros(m)
+        for j, h in enumerate(p.hierarchies):
+            if h.domain_size > 1:
+                total += p.loss_num[j][nodes[:, j]] / (h.domain_size - 1)
+        return np.asarray(total / (n * q), dtype=np.float64)
+    if metric == "precision":
+        total = np.zeros(m)
+        for j, h in enumerate(p.hierarchies):
+            if h.height:
+                total += nodes[:, j] / h.height
+        return np.asarray(total / q, dtype=np.float64)
+    if metric == "entropy":
+        total = np.zeros(m)
+        for j in range(q):
+            total += p.entropy_base[j][nodes[:, j]]
+        return total
+    # classes at a node are at most the product of the QIs' distinct generalised values present
+    distinct = np.ones(m)
+    for j, _h in enumerate(p.hierarchies):
+        present = np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)
+        distinct *= present[nodes[:, j]]
+    distinct = np.minimum(distinct, max(len(p.counts), 1))
+    kept = float(n - model.max_suppressed(n))
+    floor_k = float(min(model.k, n))
+    if metric == "discernibility":
+        # every kept class has ≥ k records: Σ kept size² + S·n ≥ k·n; and Σ kept size² ≥ kept² / classes
+        return np.asarray(np.maximum(floor_k * n, kept * kept / distinct), dtype=np.float64)
+    # aecs = kept / classes ≥ (n - limit) / distinct, and ≥ k since every kept class has ≥ k records
+    return np.asarray(np.maximum(floor_k, kept / distinct), dtype=np.float64)
+
+
+def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
+    """Records that every node must suppress: those in a QI-pair combination (at the node's levels)
+    holding fewer than k records (or fewer than l distinct sensitive values)."""
+    q, m = p.q, len(nodes)
+    out = np.zeros(m, dtype=np.int64)
+    if q == 0 or len(p.counts) == 0:
+        return out
+    hs = p.hierarchies
+    singles = [[hs[j].maps[lv][p.codes[:, j]] for lv in range(hs[j].height + 1)] for j in range(q)]
+    pairs = [(a, b) for a in range(q) for b in range(a + 1, q)] if q > 1 else [(0, 0)]
+    for a, b in pairs:
+        table = np.zeros((hs[a].height + 1, hs[b].height + 1), dtype=np.int64)
+        for la in range(hs[a].height + 1):
+            for lb in range(hs[b].height + 1):
+                cb = hs[b].cardinality(lb)
+                key = singles[a][la] * cb + singles[b][lb] if a != b else singles[a][la]
+                space = hs[a].cardinality(la) * cb
+                sizes = np.bincount(key, weights=p.counts, minlength=space)
+                bad = sizes < model.k
+                if model.l is not None and p.sensitive is not None:
+                    ns = len(p.sensitive_labels)
+                    up = np.unique(key * ns + p.sensitive)
+                    bad |= np.bincount(up // ns, minlength=space) < model.l
+                table[la, lb] = int(round(float(sizes[bad].sum())))
+        out = np.maximum(out, table[nodes[:, a], nodes[:, b]])
+    return out
+
+
+def search(
+    problem: Problem,
+    model: PrivacyModel | None = None,
+    metric: Metric = "loss",
+    *,
+    prune: bool = True,
+) -> SearchResult:
+    """The optimal anonymous node for ``metric`` (exact; ``prune=False`` evaluates every node)."""
+    model = model or PrivacyModel()
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    if problem.lattice_size > _MAX_LATTICE:
+        raise ValueError(f"lattice of {problem.lattice_size} nodes is too large (at most {_MAX_LATTICE})")
+    start = time.perf_counter()
+    p = problem
+    nodes = lattice_nodes(p.heights)
+    m = len(nodes)
+    ev = Evaluator(p, model)
+    best: NodeEval | None = None
+    best_idx = -1
+    if not prune:
+        for idx in range(m):
+            e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True)
+            if e.anonymous and _better(e, idx, metric, best, best_idx):
+                best, best_idx = e, idx
+    else:
+        best, best_idx = _branch_and_bound(p, model, metric, nodes, ev)
+    if best is None:
+        raise NoSolutionError(
+            f"no generalisation is {model.k}-anonymous"
+            + (f" and {model.l}-diverse" if model.l else "")
+            + f" with at most {model.suppression:.1%} of {p.n} records suppressed"
+        )
+    final, sup_codes = ev.suppressed_classes(best.node)
+    sup_frame = pl.DataFrame(
+        {
+            q: pl.Series(q, [p.hierarchies[j].labels[best.node[j]][int(c)] for c in sup_codes[:, j]], dtype=pl.String)
+            for j, q in enumerate(p.qis)
+        }
+    )
+    return SearchResult(
+        qis=p.qis,
+        levels={qn: int(lv) for qn, lv in zip(p.qis, best.node, strict=True)},
+        node=best.node,
+        metric=metric,
+        value=final.metrics[metric],
+        classes=final.classes,
+        suppressed=final.suppressed,
+        records=p.n,
+        metrics=final.metrics,
+        suppressed_classes=sup_frame,
+        lattice_size=m,
+        evaluations=ev.evaluations,
+        seconds=time.perf_counter() - start,
+        model=model,
+        hierarchies=dict(zip(p.qis, p.hierarchies, strict=True)),
+    )
+
+
+def _branch_and_bound(
+    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, ev: Evaluator
+) -> tuple[NodeEval | None, int]:
+    m = len(nodes)
+    heights = np.asarray(p.heights, dtype=np.int64)
+    strides = np.ones(p.q, dtype=np.int64)
+    for j in range(p.q - 2, -1, -1):
+        strides[j] = strides[j + 1] * (heights[j + 1] + 1)
+    lb = _static_bounds(p, model, metric, nodes)
+    sums = nodes.sum(axis=1)
+    order = np.lexsort((np.arange(m), sums, lb))
+    status = np.zeros(m, dtype=np.int8)  # 1 anonymous, -1 not, 0 unknown
+    status[_pair_suppression_bound(p, model, nodes) > ev.max_sup] = -1
+    # generalising the QI that keeps the most distinct values first stays longest below the border
+    keep_ratio = [
+        [np.count_nonzero(c[lv + 1]) / max(np.count_nonzero(c[lv]), 1) for lv in range(len(c) - 1)]
+        for c in p.level_counts
+    ]
+    dyn = lb.copy()
+    memo: dict[int, NodeEval] = {}
+
+    def check(idx: int) -> NodeEval:
+        e = memo.get(idx)
+        if e is None:
+            e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True, metrics=False)
+            row = nodes[idx]
+            if e.anonymous:
+                memo[idx] = e
+                status[(nodes >= row).all(axis=1)] = 1
+            else:
+                status[(nodes <= row).all(axis=1)] = -1
+        return e
+
+    def classify(idx: int) -> None:
+        """Binary search for the anonymity border on a path up from an unknown node (Flash)."""
+        chain = [idx]
+        cur = nodes[idx].copy()
+        while True:
+            options = [j for j in range(p.q) if cur[j] < heights[j]]
+            if not options:
+                break
+            j = max(options, key=lambda j: (keep_ratio[j][cur[j]], -j))
+            cur[j] += 1
+            nxt = int(np.dot(cur, strides))
+            if status[nxt] != 0:
+                break
+            chain.append(nxt)
+        lo, hi = 0, len(chain)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if check(chain[mid]).anonymous:
+                hi = mid
+            else:
+                lo = mid + 1
+
+    best: NodeEval | None = None
+    best_idx = -1
+    tol = 1e-9
+    for idx in order:
+        idx = int(idx)
+        if best is not None:
+            limit = best.metrics[metric] + tol * max(1.0, abs(best.metrics[metric]))
+            if lb[idx] > limit:
+                break
+            if dyn[idx] > limit:
+                continue
+        if status[idx] == 0:
+            classify(idx)
+        if status[idx] == -1:
+            continue
+        e = check(idx)
+        if metric == "discernibility" or metric == "aecs":
+            gen_mask = (nodes >= nodes[idx]).all(axis=1)
+            bound = float(e.dm_nosup) if metric == "discernibility" else (
+                (p.n - ev.max_sup) / e.classes_all if e.classes_all else 0.0
+            )
+            dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
+        if _better(e, idx, metric, best, best_idx):
+            best, best_idx = e, idx
+    return best, best_idx
+
+
+def brute_force(problem: Problem, model: PrivacyModel | None = None, metric: Metric = "loss") -> SearchResult:
+    """Evaluate every node of the lattice (reference for tests)."""
+    return search(problem, model, metric, prune=False)
+
+
+# --------------------------------------------------------------------------- applying a decision
+
+
+def apply_levels(
+    data: Frame,
+    hierarchies: Mapping[str, Hierarchy],
+    levels: Mapping[str, int],
+    suppressed_classes: pl.DataFrame | None = None,
+) -> Frame:
+    """Generalise each QI column to its level (as the hierarchy's label, a string) and remove the rows
+    of the suppressed classes. Works on a DataFrame or a LazyFrame (returned as the same kind);
+    every other column is kept as it is. A value missing from its hierarchy raises."""
+    lf = data.lazy() if isinstance(data, pl.DataFrame) else data
+    exprs = []
+    for col, lv in levels.items():
+        h = hierarchies[col]
+        mapping = h.label_map(lv)
+        exprs.append(
+            pl.col(col).cast(pl.String).replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String)
+        )
+    lf = lf.with_columns(exprs)
+    if suppressed_classes is not None and suppressed_classes.height:
+        keys = list(levels)
+        lf = lf.join(suppressed_classes.select(keys).lazy(), on=keys, how="anti", nulls_equal=True)
+    return lf.collect() if isinstance(data, pl.DataFrame) else lf
+
+
+def apply_result(data: Frame, result: SearchResult) -> Frame:
+    """:func:`apply_levels` with the levels and suppressed classes of a search result."""
+    return apply_levels(data, result.hierarchies, result.levels, result.suppressed_classes)
+
+
+def all_nodes(heights: Sequence[int]) -> Iterable[tuple[int, ...]]:
+    return itertools.product(*(range(h + 1) for h in heights))

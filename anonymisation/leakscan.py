@@ -1,0 +1,102 @@
+"""Leak scan: no direct identifier of the landing data may appear in pseudonymised or released tables.
+
+Identifiers are gathered from the raw patients table (names, matricules, phones, emails, street
+lines) and compared in exact and normalised forms (case, accents, spacing, digits only) with every
+string column. Results are counts by identifier type and table: never the values.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import polars as pl
+
+IDENTIFIER_COLUMNS: dict[str, str] = {
+    "last_name": "name",
+    "first_name": "name",
+    "matricule": "matricule",
+    "phone": "phone",
+    "email": "email",
+    "address": "address",
+    "patient_id": "local_id",
+}
+# identifier types matched as substrings (long and specific) vs whole cell values (short, like names)
+SUBSTRING_TYPES = {"matricule", "phone", "email", "address"}
+MIN_DIGITS = 8
+
+
+def normalise_text(s: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", s)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return "".join(ch for ch in stripped.lower() if ch.isalnum())
+
+
+def _norm_expr(e: pl.Expr) -> pl.Expr:
+    return e.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]", "")
+
+
+@dataclass
+class Identifiers:
+    """Normalised identifier values by type (kept in memory only, never written)."""
+
+    values: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, raw: str | None) -> None:
+        if raw is None:
+            return
+        n = normalise_text(raw)
+        if kind in ("matricule", "phone"):
+            n = "".join(ch for ch in raw if ch.isdigit())
+            if kind == "phone" and n.startswith("352") and len(n) > 9:
+                self.values.setdefault(kind, set()).add(n[3:])
+            if len(n) < MIN_DIGITS:
+                return
+        if len(n) < 3:
+            return
+        self.values.setdefault(kind, set()).add(n)
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.values.values())
+
+
+def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
+    ids = Identifiers()
+    for col, kind in IDENTIFIER_COLUMNS.items():
+        if col in patients.columns:
+            for v in patients[col].drop_nulls().unique().to_list():
+                ids.add(kind, str(v))
+    # full names as written together
+    if {"first_name", "last_name"} <= set(patients.columns):
+        for f, last in patients.select("first_name", "last_name").drop_nulls().iter_rows():
+            ids.add("name", f"{f} {last}")
+    return ids
+
+
+def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
+    """Cells of string columns that hold an identifier, counted by identifier type."""
+    counts: dict[str, int] = {}
+    string_cols = [c for c, t in df.schema.items() if t == pl.String]
+    if not string_cols or df.height == 0:
+        return counts
+    for kind, values in sorted(ids.values.items()):
+        if not values:
+            continue
+        patterns = sorted(values)
+        hits = 0
+        for c in string_cols:
+            col = df.select(pl.col(c).drop_nulls())
+            if col.height == 0:
+                continue
+            norm = _norm_expr(pl.col(c))
+            digits = pl.col(c).str.replace_all(r"\D", "")
+            if kind in ("matricule", "phone"):
+                cond = digits.str.contains_any(patterns)
+            elif kind in SUBSTRING_TYPES:
+                cond = norm.str.contains_any(patterns)
+            else:
+                cond = norm.is_in(patterns)
+            hits += int(col.select(cond.sum()).item() or 0)
+        if hits:
+            counts[kind] = hits
+    return counts

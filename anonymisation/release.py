@@ -1,0 +1,263 @@
+"""The release: one global privacy decision over all sites, applied to every site's rows.
+
+1. persons are consolidated across sites (one row per pseudonymous person);
+2. their quasi-identifiers (year of birth, sex, postcode by default) form a frequency table, and
+   the k-anonymity engine chooses the optimal generalisation with record suppression;
+3. the decision is applied: QIs generalised, suppressed persons removed with all their rows,
+   concepts used by fewer than ``rare_threshold`` persons removed;
+4. every row is accounted for per stage, site and table.
+
+Generalised year of birth is stored as the first year of its band (``year_of_birth`` stays an
+integer as the CDM requires); the manifest's ``generalisation`` section says which band width.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from anonymisation.consolidate import consolidate_persons
+from anonymisation.kanon import PrivacyModel, SearchResult, apply_levels, encode, frequency_table, hierarchies_for, search
+from anonymisation.pseudonym import id63
+from schemas import omop as cdm
+from schemas.policy import PrivacyPolicy
+from transforms.ingest import accounting_frame
+
+SEX = {8507: "M", 8532: "F"}
+SEX_BACK = {"M": 8507, "F": 8532}
+MISSING = "*"
+# event tables: (table, concept column checked for rarity or None)
+EVENT_TABLES: dict[str, str | None] = {
+    "visit_occurrence": None,
+    "condition_occurrence": "condition_concept_id",
+}
+
+
+@dataclass
+class ReleaseResult:
+    tables: dict[str, pl.DataFrame]
+    accounting: pl.DataFrame
+    search: SearchResult
+    risk_before: dict[str, float]
+    risk_after: dict[str, float]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame) -> pl.DataFrame:
+    """person_id, year_of_birth, sex, postcode as strings (missing values as ``*``)."""
+    loc = locations.select("location_id", postcode="zip").unique("location_id")
+    return persons.join(loc, on="location_id", how="left").select(
+        "person_id",
+        year_of_birth=pl.col("year_of_birth").cast(pl.String),
+        sex=pl.col("gender_concept_id").replace_strict(SEX, default="U", return_dtype=pl.String),
+        postcode=pl.col("postcode").fill_null(MISSING),
+    )
+
+
+def class_risk(sizes: pl.Series, threshold: float) -> dict[str, float]:
+    """Prosecutor risk from equivalence-class sizes (one entry per record's class size)."""
+    n = sizes.len()
+    if n == 0:
+        return {"records": 0, "classes": 0, "prosecutor_max": 0.0, "prosecutor_avg": 0.0,
+                "records_at_risk": 0.0, "sample_uniques": 0.0}
+    inv = 1.0 / sizes.cast(pl.Float64)
+    classes = float(inv.sum())
+    return {
+        "records": n,
+        "classes": round(classes),
+        "prosecutor_max": float(inv.max()),  # type: ignore[arg-type]
+        "prosecutor_avg": classes / n,
+        "records_at_risk": float((inv > threshold).sum()) / n,
+        "sample_uniques": float((sizes == 1).sum()) / n,
+    }
+
+
+def _record_sizes(df: pl.DataFrame, cols: list[str]) -> pl.Series:
+    return df.select(pl.len().over(cols).alias("size"))["size"]
+
+
+def _band_start(label: pl.Expr) -> pl.Expr:
+    """'1950' -> 1950, '[1950-1954]' or '1950-1954' -> 1950, '*' -> null."""
+    return label.str.extract(r"(\d{3,4})", 1).cast(pl.Int32)
+
+
+def _location_rows(gen_postcode: str, hierarchy_level: int) -> dict[str, str | None]:
+    return {"zip": gen_postcode} if hierarchy_level == 0 else {}
+
+
+def build_release(
+    site_tables: dict[str, dict[str, pl.DataFrame]],
+    policy: PrivacyPolicy,
+    secret: bytes,
+) -> ReleaseResult:
+    """``site_tables[site][table]``: the pseudo tables of every site."""
+    sites = sorted(site_tables)
+    cons = consolidate_persons(
+        {s: site_tables[s]["person"] for s in sites}, {s: site_tables[s]["observation_period"] for s in sites}
+    )
+    locations = pl.concat([site_tables[s]["location"] for s in sites], how="vertical_relaxed").unique("location_id")
+    qis = qi_frame(cons.persons, locations)
+    qi_cols = [q.column for q in policy.quasi_identifiers]
+    missing = [c for c in qi_cols if c not in qis.columns]
+    if missing:
+        raise ValueError(f"policy names quasi-identifier(s) {missing} not in the person QI table {qis.columns[1:]}")
+    freq = frequency_table(qis, qi_cols)
+    hierarchies = hierarchies_for(freq, {q.column: q.hierarchy for q in policy.quasi_identifiers})
+    problem = encode(freq, hierarchies)
+    model = PrivacyModel(k=policy.k, suppression=policy.suppression)
+    result = search(problem, model, policy.metric)
+    generalised = apply_levels(qis, hierarchies, result.levels)
+    kept = apply_levels(qis, hierarchies, result.levels, result.suppressed_classes)
+    suppressed_ids = qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"]
+    level_risk = policy.thresholds.risk_level
+    risk_before = class_risk(_record_sizes(qis, qi_cols), level_risk)
+    risk_after = class_risk(_record_sizes(kept, qi_cols), level_risk)
+    del generalised
+
+    # persons: generalised QIs written back
+    persons = cons.persons.filter(~pl.col("person_id").is_in(suppressed_ids.implode()))
+    g = kept.rename({c: f"g_{c}" for c in qi_cols})
+    persons = persons.join(g, on="person_id", how="left")
+    updates: list[pl.Expr] = []
+    if "year_of_birth" in qi_cols:
+        updates.append(_band_start(pl.col("g_year_of_birth")).fill_null(0).alias("year_of_birth"))
+    if "sex" in qi_cols:
+        updates.append(pl.col("g_sex").replace_strict(SEX_BACK, default=0, return_dtype=pl.Int32).alias("gender_concept_id"))
+        updates.append(pl.when(pl.col("g_sex").is_in(["M", "F"])).then(pl.col("g_sex")).otherwise(None).alias("gender_source_value"))
+    # location: one row per generalised postcode label
+    pc_level = result.levels.get("postcode")
+    if "postcode" in qi_cols and pc_level is not None:
+        labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
+        loc_ids = {lab: id63(secret, "release-location", lab) for lab in labels}
+        updates.append(pl.col("g_postcode").replace_strict(loc_ids, default=None, return_dtype=pl.Int64).alias("location_id"))
+        loc = _release_locations(loc_ids, pc_level, locations)
+    else:
+        loc = locations
+    persons = persons.with_columns(updates).drop([f"g_{c}" for c in qi_cols])
+    persons = persons.with_columns(person_source_value=pl.lit(None, pl.String))
+    tables: dict[str, pl.DataFrame] = {"person": cdm.conform(persons, "person").sort("person_id"),
+                                       "location": cdm.conform(loc, "location").sort("location_id")}
+    acc: list[dict[str, object]] = []
+    site_person = cons.site_rows
+    chosen_site = site_person.unique("person_id", keep="first")  # consolidated row's site is not needed per row
+    del chosen_site
+    sup = suppressed_ids.implode()
+    for s in sites:
+        p = site_tables[s]["person"]
+        n_sup = int(p["person_id"].is_in(sup).sum())
+        acc.append(dict(site=s, table="person", category="in", reason_code=None, rows=p.height))
+        if n_sup:
+            acc.append(dict(site=s, table="person", category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+    # persons seen at several sites: the first site (sorted) keeps the row, later sites count it as merged
+    seen: set[int] = set()
+    for s in sites:
+        ids = site_tables[s]["person"].filter(~pl.col("person_id").is_in(sup))["person_id"].to_list()
+        merged = sum(1 for i in ids if i in seen)
+        seen.update(ids)
+        if merged:
+            acc.append(dict(site=s, table="person", category="merged", reason_code="release.same_person", rows=merged))
+        acc.append(dict(site=s, table="person", category="out", reason_code=None, rows=len(ids) - merged))
+
+    # rare concepts: counted over the persons that remain
+    rare_threshold = policy.rare_threshold
+    events: dict[str, list[pl.DataFrame]] = {t: [] for t in EVENT_TABLES}
+    for t, concept_col in EVENT_TABLES.items():
+        all_rows = pl.concat([site_tables[s][t].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
+        all_rows = all_rows.with_columns(_sup=pl.col("person_id").is_in(sup))
+        rare = pl.lit(False)
+        if concept_col is not None:
+            persons_per = (
+                all_rows.filter(~pl.col("_sup")).group_by(concept_col).agg(n=pl.col("person_id").n_unique())
+            )
+            rare_concepts = persons_per.filter(pl.col("n") < rare_threshold)[concept_col]
+            rare = pl.col(concept_col).is_in(rare_concepts.implode())
+        all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & rare)
+        for s in sites:
+            part = all_rows.filter(pl.col("_site") == s)
+            acc.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
+            n_sup = int(part["_sup"].sum())
+            n_rare = int(part["_rare"].sum())
+            if n_sup:
+                acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+            if n_rare:
+                acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
+            acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare))
+        events[t].append(all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare"))
+    for t, frames in events.items():
+        pk = cdm.table(t).primary_key
+        df = pl.concat(frames, how="vertical_relaxed")
+        tables[t] = cdm.conform(df, t).sort(["person_id", pk] if pk else ["person_id"])
+    # observation periods: one per person over all sites (merged)
+    op_all = pl.concat([site_tables[s]["observation_period"].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
+    op_kept = op_all.filter(~pl.col("person_id").is_in(sup))
+    op = op_kept.group_by("person_id").agg(
+        observation_period_start_date=pl.col("observation_period_start_date").min(),
+        observation_period_end_date=pl.col("observation_period_end_date").max(),
+        period_type_concept_id=pl.col("period_type_concept_id").first(),
+    ).with_columns(observation_period_id=pl.col("person_id"))
+    tables["observation_period"] = cdm.conform(op, "observation_period").sort("person_id")
+    seen = set()
+    for s in sites:
+        part = op_all.filter(pl.col("_site") == s)
+        n_sup = int(part["person_id"].is_in(sup).sum())
+        ids = part.filter(~pl.col("person_id").is_in(sup))["person_id"].to_list()
+        merged = sum(1 for i in ids if i in seen)
+        seen.update(ids)
+        acc.append(dict(site=s, table="observation_period", category="in", reason_code=None, rows=part.height))
+        if n_sup:
+            acc.append(dict(site=s, table="observation_period", category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+        if merged:
+            acc.append(dict(site=s, table="observation_period", category="merged", reason_code="release.same_person", rows=merged))
+        acc.append(dict(site=s, table="observation_period", category="out", reason_code=None, rows=len(ids) - merged))
+    accounting = pl.concat(
+        [accounting_frame("release", str(r["site"]), [{k: v for k, v in r.items() if k != "site"}]) for r in acc]
+        + [accounting_frame("release", "all", [dict(table="location", category="produced", reason_code=None,
+                                                   rows=tables["location"].height)])]
+    )
+    summary = {
+        "k": policy.k,
+        "levels": dict(result.levels),
+        "classes": result.classes,
+        "suppressed_persons": int(suppressed_ids.len()),
+        "persons": int(cons.persons.height),
+        "persons_released": int(tables["person"].height),
+        "merged_person_rows": cons.merged_rows,
+        "conflicts": cons.conflicts,
+        "metric": policy.metric,
+        "metrics": dict(result.metrics),
+        "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type]
+    }
+    return ReleaseResult(tables, accounting, result, risk_before, risk_after, summary)
+
+
+def _release_locations(loc_ids: dict[str, int], level: int, source: pl.DataFrame) -> pl.DataFrame:
+    """Location rows for generalised postcode labels: postcode, commune, canton or country."""
+    from schemas.geo import COUNTRY, communes, postcode_index
+
+    by_commune = {c.name: c for c in communes()}
+    cantons = {c.canton for c in communes()}
+    idx = postcode_index()
+    rows = []
+    for label, lid in loc_ids.items():
+        row: dict[str, object] = {"location_id": lid, "country_source_value": "LU"}
+        if label in idx:
+            c = idx[label]
+            row.update(zip=label, city=c.name, county=c.canton)
+        elif label in by_commune:
+            row.update(city=label, county=by_commune[label].canton)
+        elif label in cantons:
+            row.update(county=label)
+        elif label == COUNTRY:
+            pass
+        else:
+            row.update(location_source_value=re.sub(r"[^\w\- ]", "", label)[:50])
+        rows.append(row)
+    del level, source
+    schema = {"location_id": pl.Int64, "country_source_value": pl.String, "zip": pl.String, "city": pl.String,
+              "county": pl.String, "location_source_value": pl.String}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,1044 @@
+"""Deterministic synthetic Luxembourg hospital extracts in the hospital-csv contract.
+
+``generate(out_dir, patients, sites, seed, dirty)`` writes, for each site, one CSV file per entity of
+:mod:`schemas.extract` (header row first, the site's encoding and delimiter) and
+``<site>/_truth/faults.jsonl``: one JSON object per injected fault, with the 1-based line of the CSV
+file (the header is line 1), the row's key, the fault and its expected outcome downstream.
+
+Determinism: the same arguments give byte-identical files. Faker is seeded and used only to fill name
+and street pools; everything else is drawn from ``random.Random`` instances seeded from ``seed`` (one
+for the population, and per site one for the content and one for the faults, so that a clean and a
+dirty extract of the same seed hold the same patients). Neither global random state nor the clock is
+read.
+
+The population is generated once; a patient has a home site and about 10% also attend a second site,
+where they have that site's own patient id and the same matricule, name and birth date (sometimes a
+new address and phone, and in about 2% of them a conflicting sex). About 3% have no matricule
+(cross-border workers); they are never shared, since nothing would link their two records.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import accumulate
+from pathlib import Path
+from typing import IO, Any, Final
+
+from generator.clinical import (
+    ACUTE,
+    CHEMO_REGIMENS,
+    CHRONIC_FOCUS_WEIGHT,
+    CHRONIC_MEDS,
+    FOCUS_MEDS,
+    MEDS,
+    STAY_TYPE_BY_KIND,
+    kind_of_code,
+    ward_choices,
+)
+from generator.reference import (
+    LAB_TESTS,
+    NAME_LOCALES,
+    PROCEDURE_CODES,
+    UNKNOWN_ATC,
+    UNKNOWN_ICD10,
+    UNKNOWN_LOINC,
+    UNKNOWN_SNOMED,
+    NamePools,
+    Vocabulary,
+    ascii_fold,
+    commune_weights,
+    name_pools,
+    vocabulary,
+)
+from schemas.extract import DIAGNOSES, ENTITIES, LABS, MEDICATIONS, PATIENTS, PROCEDURES, STAYS, Entity
+from schemas.matricule import make_matricule
+
+__all__ = [
+    "FAULT_KINDS",
+    "FAULT_OUTCOMES",
+    "Fault",
+    "GenerationResult",
+    "Progress",
+    "SiteSpec",
+    "default_site_specs",
+    "generate",
+]
+
+Progress = Callable[[str, int, int], None]
+
+# fault -> (outcome, reason_code) expected downstream
+FAULT_OUTCOMES: Final[dict[str, tuple[str, str]]] = {
+    "invalid_date": ("quarantined", "raw.invalid_date"),
+    "future_date": ("quarantined", "raw.future_date"),
+    "missing_required": ("quarantined", "raw.missing_required"),
+    "orphan": ("quarantined", "raw.orphan"),
+    "duplicate": ("deduplicated", "raw.duplicate"),
+    "unknown_code": ("unmapped", "omop.unmapped"),
+    "dirty_code": ("normalised", "raw.normalised_code"),
+}
+FAULT_KINDS: Final[tuple[str, ...]] = tuple(FAULT_OUTCOMES)
+_QUARANTINING: Final = frozenset({"invalid_date", "future_date", "missing_required", "orphan"})
+
+# Population shares.
+SHARED_SHARE: Final = 0.10  # of all patients, attend a second site
+NO_MATRICULE_SHARE: Final = 0.03
+SEX_CONFLICT_SHARE: Final = 0.02  # of shared patients
+MOVED_SHARE: Final = 0.4  # of shared patients: another address and phone at the second site
+HISTORY_DAYS: Final = 3652  # stays fall in the ten years before the reference date
+LAST_ADMISSION_MARGIN: Final = 17  # an inpatient stay (up to 15 days, + a night) ends before the reference
+
+# Age buckets (years at the reference date) and their weights: hospital patients are older.
+_AGE_BUCKETS: Final = ((2, 9, 6.0), (10, 19, 5.0), (20, 29, 8.0), (30, 39, 10.0), (40, 49, 12.0),
+                       (50, 59, 15.0), (60, 69, 16.0), (70, 79, 15.0), (80, 89, 10.0), (90, 96, 3.0))
+
+_HHMM: Final = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_DAY: Final = 1440
+
+
+# --- public types ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """A hospital and the shape of its extract files."""
+
+    site: str
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+
+def _letters(i: int) -> str:
+    """0 -> a, 25 -> z, 26 -> aa (bijective base 26)."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(97 + r) + s
+    return s
+
+
+def default_site_specs(n_sites: int) -> list[SiteSpec]:
+    """``hospital-a``, ``hospital-b``, ...; the third (``hospital-c``) writes cp1252 with ``;``."""
+    if n_sites < 1:
+        raise ValueError(f"n_sites must be >= 1, got {n_sites}")
+    return [
+        SiteSpec(f"hospital-{_letters(i)}", "cp1252", ";") if i == 2 else SiteSpec(f"hospital-{_letters(i)}")
+        for i in range(n_sites)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected fault: where it is and what should become of the row downstream."""
+
+    site: str
+    entity: str
+    line: int  # 1-based line in the CSV file, the header being line 1
+    key: str | None  # the row's primary key as written (None when the fault emptied it)
+    fault: str
+    column: str | None = None  # the cell the fault changed (None for a duplicate)
+
+    @property
+    def outcome(self) -> str:
+        return FAULT_OUTCOMES[self.fault][0]
+
+    @property
+    def reason_code(self) -> str:
+        return FAULT_OUTCOMES[self.fault][1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "line": self.line,
+            "key": self.key,
+            "fault": self.fault,
+            "outcome": self.outcome,
+            "reason_code": self.reason_code,
+            "column": self.column,
+        }
+
+
+@dataclass
+class GenerationResult:
+    """What ``generate`` wrote."""
+
+    out_dir: Path
+    seed: int
+    patients: int  # size of the population
+    sites: list[str]
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> entity -> data lines
+    shared_patients: int = 0  # patients with rows at two sites
+    sex_conflicts: int = 0  # shared patients whose sex differs between their two sites
+    without_matricule: int = 0
+    faults: list[Fault] = field(default_factory=list)
+
+    def fault_counts(self) -> dict[str, int]:
+        """Injected faults per kind (all sites, all entities)."""
+        counts = dict.fromkeys(FAULT_KINDS, 0)
+        for f in self.faults:
+            counts[f.fault] += 1
+        return counts
+
+    def entity_rows(self, entity: str) -> int:
+        """Data lines of an entity over all sites."""
+        return sum(per_site.get(entity, 0) for per_site in self.rows.values())
+
+
+# --- population -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Address:
+    street: str
+    postcode: str
+    city: str
+    phone: str
+
+
+@dataclass(slots=True)
+class _Person:
+    birth: int  # ordinal
+    sex: str
+    first: str
+    last: str
+    matricule: str
+    address: _Address
+    email: str
+    home: int
+    second: int  # -1 when the patient attends one site only
+    second_address: _Address | None  # when moved
+    second_sex: str
+    conditions: tuple[tuple[str, tuple[str, ...]], ...]  # (condition, its ICD-10 codes)
+    age: int  # years at the reference date
+
+
+class _Draw:
+    """Fast weighted draws from a seeded ``random.Random``."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.random = rng.random
+
+    def pick(self, seq: Sequence[Any]) -> Any:
+        return seq[int(self.random() * len(seq))]
+
+    def weighted(self, items: Sequence[Any], cum: Sequence[float]) -> Any:
+        return items[bisect_right(cum, self.random() * cum[-1])]
+
+    def int_between(self, lo: int, hi: int) -> int:
+        """Uniform in lo..hi inclusive."""
+        return lo + int(self.random() * (hi - lo + 1))
+
+
+def _cum(weights: Sequence[float]) -> list[float]:
+    return list(accumulate(weights))
+
+
+_EMAIL_DOMAINS: Final = ("pt.lu", "internet.lu", "gmail.com", "hotmail.com", "outlook.com", "yahoo.fr",
+                         "web.de", "gmx.de", "live.be", "icloud.com")
+_EMAIL_DOMAIN_CUM: Final = _cum((14, 6, 30, 10, 10, 8, 7, 6, 4, 5))
+_MOBILE_PREFIXES: Final = ("621", "628", "661", "671", "691")
+
+
+class _PopulationBuilder:
+    def __init__(self, rng: random.Random, pools: NamePools, reference: date, n_sites: int) -> None:
+        self.d = _Draw(rng)
+        self.pools = pools
+        self.reference = reference
+        self.ref_ord = reference.toordinal()
+        self.n_sites = n_sites
+        self.locale_cum = _cum([share for _, share in NAME_LOCALES])
+        self.communes, weights = commune_weights()
+        self.commune_cum = _cum(weights)
+        self.age_cum = _cum([w for _, _, w in _AGE_BUCKETS])
+        self.used_serials: dict[int, set[int]] = {}
+        self.min_birth = date(reference.year - 96, 1, 1).toordinal()
+        self.max_birth = date(reference.year - 2, 12, 31).toordinal()
+
+    def phone(self) -> str:
+        d = self.d
+        r = d.random()
+        if r < 0.6:  # mobile: +352 621 123 456
+            return f"+352 {d.pick(_MOBILE_PREFIXES)} {d.int_between(100, 999)} {d.int_between(0, 999):03d}"
+        if r < 0.85:  # 8-digit landline: +352 26 12 34 56
+            return (f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d} "
+                    f"{d.int_between(0, 99):02d}")
+        if r < 0.93:  # 6-digit landline: +352 44 12 34
+            return f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d}"
+        return f"+352 {d.int_between(2, 9)}{d.int_between(0, 999):03d}-{d.int_between(0, 999):03d}"
+
+    def address(self) -> _Address:
+        d = self.d
+        commune = d.weighted(self.communes, self.commune_cum)
+        number = d.int_between(1, 150)
+        suffix = "A" if d.random() < 0.04 else ""
+        street = f"{number}{suffix}, {d.pick(self.pools.streets)}"
+        phone = self.phone() if d.random() < 0.92 else ""
+        return _Address(street, d.pick(commune.postcodes), commune.name, phone)
+
+    def email(self, first: str, last: str) -> str:
+        d = self.d
+        if d.random() < 0.25:
+            return ""
+        f = "".join(ch for ch in ascii_fold(first).lower() if ch.isalnum() or ch == "-")
+        l_ = "".join(ch for ch in ascii_fold(last).lower() if ch.isalnum() or ch == "-")
+        r = d.random()
+        if r < 0.5:
+            local = f"{f}.{l_}"
+        elif r < 0.75:
+            local = f"{f[:1]}{l_}"
+        else:
+            local = f"{f}.{l_}{d.int_between(1, 99)}"
+        return f"{local}@{d.weighted(_EMAIL_DOMAINS, _EMAIL_DOMAIN_CUM)}"
+
+    def birth(self) -> int:
+        d = self.d
+        lo_age, hi_age, _ = d.weighted(_AGE_BUCKETS, self.age_cum)
+        y = self.reference.year
+        lo = max(self.min_birth, date(y - 1 - hi_age, 1, 1).toordinal())
+        hi = min(self.max_birth, date(y - lo_age, 12, 31).toordinal())
+        return d.int_between(lo, hi)
+
+    def matricule(self, birth: int) -> str:
+        used = self.used_serials.setdefault(birth, set())
+        if len(used) >= 1000:
+            raise ValueError(f"more than 1000 people born on {date.fromordinal(birth)}: no serial left")
+        while True:
+            serial = int(self.d.random() * 1000)
+            if serial not in used:
+                used.add(serial)
+                return make_matricule(date.fromordinal(birth), serial)
+
+    def conditions(self, age: int, sex: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        r = self.d.random
+        out: list[tuple[str, tuple[str, ...]]] = []
+        diabetes = ""
+        p_t2d = 0.0 if age < 18 else 0.03 if age < 35 else 0.09 if age < 50 else 0.17
+        if r() < 0.01:
+            diabetes = "t1d"
+            out.append(("t1d", ("E10.2",) if r() < 0.2 else ("E10.9",)))
+        elif r() < p_t2d:
+            diabetes = "t2d"
+            complications = tuple(c for c, p in (("E11.2", 0.18), ("E11.3", 0.12), ("E11.4", 0.12),
+                                                 ("E11.5", 0.08)) if r() < p)
+            out.append(("t2d", complications or ("E11.9",)))
+        p_cancer = 0.002 if age < 40 else 0.06 if age < 60 else 0.11
+        if r() < p_cancer:
+            sites_ = ("lung_ca", "colon_ca", "prostate_ca") if sex == "M" else ("lung_ca", "colon_ca")
+            cancer = self.d.pick(sites_)
+            if cancer == "lung_ca":
+                out.append(("lung_ca", ("C34.9",) if r() < 0.8 else ("C34.1",)))
+            elif cancer == "colon_ca":
+                primary = "C18.9" if r() < 0.75 else "C18.8"
+                out.append(("colon_ca", (primary, "C78.5") if r() < 0.3 else (primary,)))
+            else:
+                out.append(("prostate_ca", ("C61",)))
+        adult = age >= 18
+        old = age >= 60
+        if r() < (0.45 if old else 0.2 if age >= 40 else 0.05 if adult else 0.0):
+            out.append(("htn", ("I10",)))
+        if r() < (0.3 if age >= 40 else 0.05 if adult else 0.0):
+            out.append(("hld", ("E78.5",)))
+        if r() < (0.25 if diabetes else 0.08 if age >= 50 else 0.0):
+            out.append(("ckd", ("N18.3",)))
+        if old and r() < 0.09:
+            out.append(("af", ("I48.9",)))
+        if age >= 65 and r() < 0.07:
+            out.append(("hf", ("I50.9",)))
+        if r() < 0.07:
+            out.append(("asthma", ("J45.9",)))
+        if adult and r() < 0.06:
+            out.append(("depression", ("F32.9",)))
+        has_cancer = any(c.endswith("_ca") for c, _ in out)
+        if r() < (0.3 if has_cancer or any(c == "ckd" for c, _ in out) else 0.02):
+            out.append(("anaemia", ("D64.9",)))
+        return tuple(out)
+
+    def person(self) -> _Person:
+        d = self.d
+        r = d.random
+        x = r()
+        sex = "M" if x < 0.49 else "F" if x < 0.99 else "U"
+        birth = self.birth()
+        locale = bisect_right(self.locale_cum, r() * self.locale_cum[-1])
+        firsts = self.pools.male[locale] if sex == "M" or (sex == "U" and r() < 0.5) else self.pools.female[locale]
+        first = d.pick(firsts)
+        if r() < 0.08:  # compound first names: Jean-Paul, Marie-Anne
+            second_first = d.pick(firsts)
+            if second_first != first and " " not in first + second_first:
+                first = f"{first}-{second_first}"
+        last = d.pick(self.pools.last[locale])
+        if r() < 0.04:  # double-barrelled last names
+            other = d.pick(self.pools.last[bisect_right(self.locale_cum, r() * self.locale_cum[-1])])
+            if other != last:
+                last = f"{last}-{other}"
+        matricule = "" if r() < NO_MATRICULE_SHARE else self.matricule(birth)
+        address = self.address()
+        email = self.email(first, last)
+        home = int(r() * self.n_sites)
+        second = -1
+        second_address: _Address | None = None
+        second_sex = sex
+        if self.n_sites > 1 and matricule and r() < SHARED_SHARE / (1 - NO_MATRICULE_SHARE):
+            second = (home + 1 + int(r() * (self.n_sites - 1))) % self.n_sites
+            if r() < MOVED_SHARE:
+                second_address = self.address()
+            if r() < SEX_CONFLICT_SHARE:
+                second_sex = {"M": "F", "F": "M", "U": "M"}[sex]
+        age = (self.ref_ord - birth) * 100 // 36525
+        return _Person(birth, sex, first, last, matricule, address, email, home, second, second_address,
+                       second_sex, self.conditions(age, sex), age)
+
+
+# --- CSV output and faults ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FaultPlan:
+    """Where each fault kind applies in an entity's rows (column indices)."""
+
+    kinds: tuple[str, ...]
+    key: int
+    date: int
+    date_is_datetime: bool
+    date_partner: int  # a date shifted together with ``date`` by future_date, or -1
+    required: tuple[int, ...]
+    patient_ref: int  # -1 when the entity references no patient
+    stay_ref: int
+    code: int  # -1 when the entity has no clinical code
+
+
+def _plan(entity: Entity) -> _FaultPlan:
+    names = entity.column_names
+    date_col = next(c for c in entity.columns if c.required and c.type in ("date", "datetime"))
+    partner = {"stays": "discharge", "medications": "end_date"}.get(entity.name)
+    code = {"diagnoses": "icd10_code", "procedures": "procedure_code", "labs": "loinc_code",
+            "medications": "atc_code"}.get(entity.name)
+    required = tuple(i for i, c in enumerate(entity.columns)
+                     if c.required and not (entity is PATIENTS and c.name == entity.key))
+    kinds = ["invalid_date", "future_date", "missing_required"]
+    if entity.references:
+        kinds.append("orphan")
+    kinds.append("duplicate")
+    if code:
+        kinds += ["unknown_code", "dirty_code"]
+    return _FaultPlan(
+        kinds=tuple(kinds),
+        key=names.index(entity.key),
+        date=names.index(date_col.name),
+        date_is_datetime=date_col.type == "datetime",
+        date_partner=names.index(partner) if partner else -1,
+        required=required,
+        patient_ref=names.index("patient_id") if "patient_id" in entity.references else -1,
+        stay_ref=names.index("stay_id") if "stay_id" in entity.references else -1,
+        code=names.index(code) if code else -1,
+    )
+
+
+_PLANS: Final = {e.name: _plan(e) for e in ENTITIES}
+
+
+class _Out:
+    """One entity's CSV file at one site, with its line counter."""
+
+    def __init__(self, entity: Entity, fh: IO[str], delimiter: str) -> None:
+        self.entity = entity
+        self.name = entity.name
+        self.fh = fh
+        self.writer = csv.writer(fh, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        self.writer.writerow(entity.column_names)
+        self.line = 1
+        self.plan = _PLANS[entity.name]
+
+
+class _FaultInjector:
+    def __init__(self, site: str, prefix: str, rng: random.Random, dirty: float, reference: date,
+                 population: int) -> None:
+        self.site = site
+        self.prefix = prefix
+        self.d = _Draw(rng)
+        self.dirty = dirty
+        self.reference = reference
+        self.future_start = date(reference.year + 64, 1, 1).toordinal()
+        self.faults: list[Fault] = []
+        self.next_orphan_patient = population + 1  # site-local ids never exceed the population size
+        self.next_orphan_stay = 6 * population + 1  # nor stays 6 per patient
+        self.vocab = vocabulary()
+
+    def write(self, out: _Out, row: list[str], parent_bad: bool, only_duplicate: bool = False) -> bool:
+        """Write ``row`` (maybe with a fault); True when the row will be quarantined downstream."""
+        if parent_bad or self.dirty <= 0 or self.d.random() >= self.dirty:
+            out.writer.writerow(row)
+            out.line += 1
+            return False
+        plan = out.plan
+        kind = "duplicate" if only_duplicate else self.d.pick(plan.kinds)
+        column = self._apply(kind, out, row)
+        out.writer.writerow(row)
+        out.line += 1
+        if kind == "duplicate":
+            out.writer.writerow(row)
+            out.line += 1
+        key = row[plan.key] or None
+        self.faults.append(Fault(self.site, out.name, out.line, key, kind, column))
+        return kind in _QUARANTINING
+
+    def _apply(self, kind: str, out: _Out, row: list[str]) -> str | None:
+        d = self.d
+        plan = out.plan
+        cols = out.entity.column_names
+        if kind == "duplicate":
+            return None
+        if kind == "invalid_date":
+            old = row[plan.date]
+            year = old[:4]
+            bad = d.pick((f"31/02/{year}", f"{year}-13-01", f"{year}-02-30", f"{year}-04-31", f"{year}-00-10"))
+            row[plan.date] = f"{bad} {old[11:16]}" if plan.date_is_datetime and len(old) > 10 else bad
+            return cols[plan.date]
+        if kind == "future_date":
+            old = row[plan.date]
+            new_ord = self.future_start + int(d.random() * 3650)
+            shift = new_ord - date.fromisoformat(old[:10]).toordinal()
+            row[plan.date] = date.fromordinal(new_ord).isoformat() + old[10:]
+            p = plan.date_partner
+            if p >= 0 and row[p]:
+                partner = row[p]
+                row[p] = date.fromordinal(date.fromisoformat(partner[:10]).toordinal() + shift).isoformat() + partner[10:]
+            return cols[plan.date]
+        if kind == "missing_required":
+            i = d.pick(plan.required)
+            row[i] = ""
+            return cols[i]
+        if kind == "orphan":
+            refs = [i for i in (plan.patient_ref, plan.stay_ref) if i >= 0]
+            i = d.pick(refs)
+            if i == plan.patient_ref:
+                row[i] = f"{self.prefix}{self.next_orphan_patient:07d}"
+                self.next_orphan_patient += 1
+            else:
+                row[i] = f"{self.prefix}S{self.next_orphan_stay:08d}"
+                self.next_orphan_stay += 1
+            return cols[i]
+        if kind == "dirty_code":
+            code = row[plan.code].lower()
+            row[plan.code] = d.pick((f" {code} ", f"{code} ", f" {code}", f"{code}  ", f"  {code} "))
+            return cols[plan.code]
+        if kind == "unknown_code":
+            return self._unknown_code(out.name, row, plan.code)
+        raise AssertionError(kind)  # pragma: no cover
+
+    def _unknown_code(self, entity: str, row: list[str], ci: int) -> str:
+        d = self.d
+        if entity == "diagnoses":
+            code, desc = d.pick(UNKNOWN_ICD10)
+            row[ci], row[ci + 3] = code, desc  # icd10_code, ..., description
+        elif entity == "procedures":
+            code, desc = d.pick(UNKNOWN_SNOMED)
+            row[ci], row[ci + 2] = code, desc
+        elif entity == "labs":
+            lab = d.pick(UNKNOWN_LOINC)
+            value = lab.low + d.random() * (lab.high - lab.low)
+            row[ci], row[ci + 1], row[ci + 2], row[ci + 4] = lab.loinc, f"{value:.{lab.decimals}f}", lab.unit, lab.name
+        else:  # medications
+            drug = d.pick(UNKNOWN_ATC)
+            row[ci:ci + 5] = [drug.atc, drug.name, drug.dose, drug.unit, drug.route]
+        return "" if ci < 0 else ENTITY_CODE_COLUMN[entity]
+
+
+ENTITY_CODE_COLUMN: Final = {"diagnoses": "icd10_code", "procedures": "procedure_code", "labs": "loinc_code",
+                             "medications": "atc_code"}
+
+
+# --- one site -------------------------------------------------------------------------------------
+
+
+class _Clock:
+    """ISO strings of ordinals and minute timestamps, cached."""
+
+    def __init__(self) -> None:
+        self.dates: dict[int, str] = {}
+
+    def d(self, ordinal: int) -> str:
+        s = self.dates.get(ordinal)
+        if s is None:
+            s = self.dates[ordinal] = date.fromordinal(ordinal).isoformat()
+        return s
+
+    def dt(self, minute: int) -> str:
+        day, m = divmod(minute, _DAY)
+        return f"{self.d(day)} {_HHMM[m]}"
+
+
+_LOS_CUM: Final = _cum((14, 16, 14, 11, 9, 7, 6, 5, 4, 3, 3, 2, 2, 2, 2))  # inpatient stay: 1..15 days
+_N_STAYS_CUM: Final = _cum((30, 25, 17, 12, 9, 7))  # 1..6 stays at the home site
+_N_DIAG_CUM: Final = _cum((30, 35, 20, 15))  # 1..4 diagnoses per stay
+_ACUTE_CUM: Final = _cum([a.weight for a in ACUTE])
+_STAY_PROFILE: Final = {
+    kind: ([t for t, _ in types], _cum([p for _, p in types]), follow)
+    for kind, (types, follow) in STAY_TYPE_BY_KIND.items()
+}
+
+
+@dataclass(slots=True)
+class _Baseline:
+    """Per patient and site: lab baselines, so that a patient's values are consistent over stays."""
+
+    weight: float
+    creatinine: float
+    hba1c: float
+    cholesterol: float
+    hdl: float
+    haemoglobin: float
+    systolic: float
+    diastolic: float
+
+
+class _SiteWriter:
+    def __init__(self, spec: SiteSpec, index: int, seed: int, dirty: float, reference: date,
+                 population: int, outs: dict[str, _Out]) -> None:
+        self.site = spec.site
+        self.prefix = _letters(index).upper()
+        self.rng = random.Random(f"ds4h:{seed}:{spec.site}:content")
+        self.d = _Draw(self.rng)
+        self.faults = _FaultInjector(spec.site, self.prefix, random.Random(f"ds4h:{seed}:{spec.site}:faults"),
+                                     dirty, reference, population)
+        self.ref_ord = reference.toordinal()
+        self.clock = _Clock()
+        self.outs = outs
+        self.vocab: Vocabulary = vocabulary()
+        self.n_patients = 0
+        self.n_stays = 0
+        self.n_diag = 0
+        self.n_proc = 0
+        self.n_lab = 0
+        self.n_med = 0
+        self.lab_desc = {t.loinc: self.vocab.loinc[t.loinc] for t in LAB_TESTS.values()}
+
+    # patients -------------------------------------------------------------------------------------
+
+    def patient(self, p: _Person, is_second: bool) -> None:
+        d = self.d
+        self.n_patients += 1
+        pid = f"{self.prefix}{self.n_patients:07d}"
+        addr = p.second_address if is_second and p.second_address is not None else p.address
+        sex = p.second_sex if is_second else p.sex
+        lo = max(p.birth + 1, self.ref_ord - 5 * 365)
+        updated = d.int_between(lo * _DAY, self.ref_ord * _DAY - 1)
+        updated_at = f"{self.clock.dt(updated)}:{d.int_between(0, 59):02d}"
+        row = [pid, p.matricule, p.last, p.first, self.clock.d(p.birth), sex, addr.street, addr.postcode,
+               addr.city, addr.phone, p.email, updated_at]
+        bad = self.faults.write(self.outs["patients"], row, False, only_duplicate=p.second >= 0)
+        self.stays(p, pid, is_second, bad)
+
+    # stays ----------------------------------------------------------------------------------------
+
+    def baseline(self, p: _Person) -> _Baseline:
+        g = self.rng.gauss
+        conds = {c for c, _ in p.conditions}
+        if p.age < 18:
+            weight = 9 + 3.2 * p.age + g(0, 3)
+        else:
+            weight = g(82, 13) if p.sex == "M" else g(68, 12)
+        creat = g(0.95, 0.15) if p.sex == "M" else g(0.75, 0.12)
+        if "ckd" in conds:
+            creat = g(2.1, 0.4)
+        diabetic = "t2d" in conds or "t1d" in conds
+        hb = g(14.6, 1.0) if p.sex == "M" else g(13.2, 0.9)
+        if "anaemia" in conds:
+            hb -= 2.8
+        chol = g(235, 35) if "hld" in conds else g(195, 30)
+        sys_ = g(142, 12) if "htn" in conds else g(122, 10)
+        return _Baseline(
+            weight=max(weight, 3.0),
+            creatinine=max(creat, 0.4),
+            hba1c=g(7.6, 1.1) if diabetic else g(5.4, 0.3),
+            cholesterol=chol,
+            hdl=g(50, 12) if p.sex == "M" else g(60, 14),
+            haemoglobin=hb,
+            systolic=sys_,
+            diastolic=sys_ * 0.62 + g(0, 5),
+        )
+
+    def stays(self, p: _Person, pid: str, is_second: bool, patient_bad: bool) -> None:
+        d = self.d
+        r = d.random
+        conditions = p.conditions
+        cancer = next((c for c, _ in conditions if c.endswith("_ca")), None)
+        if is_second:
+            n = d.int_between(1, 3)
+        else:
+            n = 1 + bisect_right(_N_STAYS_CUM, r() * _N_STAYS_CUM[-1])
+            if cancer and n < 3:
+                n += 2
+        start = max(p.birth + 1, self.ref_ord - HISTORY_DAYS)
+        end = self.ref_ord - LAST_ADMISSION_MARGIN
+        if start > end:
+            return
+        days = sorted(d.int_between(start, end) for _ in range(n))
+        base = self.baseline(p)
+        focus_conds = [c for c, _ in conditions]
+        focus_cum = _cum([CHRONIC_FOCUS_WEIGHT[c] for c in focus_conds])
+        codes_of = dict(conditions)
+        all_codes = [code for _, codes in conditions for code in codes]
+        state: set[str] = set()  # events that happen once per patient and site (first cancer work-up, surgery)
+        not_before = 0
+        written = 0
+        for day in days:
+            if written >= n:
+                break
+            day = max(day, not_before // _DAY + 1)
+            if day > end:
+                break
+            # focus of the stay: a chronic condition or an acute problem
+            if focus_conds and r() < 0.65:
+                cond: str | None = d.weighted(focus_conds, focus_cum)
+                assert cond is not None
+                codes = codes_of[cond]
+                principal = codes[0] if cond.endswith("_ca") else d.pick(codes)
+            else:
+                cond = None
+                principal = self.acute(p, day)
+            kind = kind_of_code(principal, cond)
+            types, types_cum, follow = _STAY_PROFILE[kind]
+            stay_type = d.weighted(types, types_cum)
+            adm, dis = self.times(stay_type, day)
+            stay_bad = self.stay(pid, adm, dis, stay_type, principal, patient_bad)
+            sid = f"{self.prefix}S{self.n_stays:08d}"
+            written += 1
+            self.children(p, pid, sid, adm, dis, stay_type, principal, cond, cancer, all_codes, base, state,
+                          patient_bad or stay_bad)
+            not_before = dis
+            if stay_type == "EMERGENCY" and written < n and r() < follow:
+                adm2 = dis + d.int_between(10, 90)
+                los = 1 + bisect_right(_LOS_CUM, r() * _LOS_CUM[-1])
+                dis2 = (adm2 // _DAY + los) * _DAY + d.int_between(9 * 60, 18 * 60)
+                stay_bad = self.stay(pid, adm2, dis2, "INPATIENT", principal, patient_bad)
+                sid = f"{self.prefix}S{self.n_stays:08d}"
+                written += 1
+                self.children(p, pid, sid, adm2, dis2, "INPATIENT", principal, cond, cancer, all_codes, base,
+                              state, patient_bad or stay_bad)
+                not_before = dis2
+
+    def acute(self, p: _Person, day: int) -> str:
+        for _ in range(10):
+            a = self.d.weighted(ACUTE, _ACUTE_CUM)
+            if p.age < a.min_age:
+                continue
+            if a.not_before and self.clock.d(day) < a.not_before:
+                continue
+            return a.code
+        return "J18.9"
+
+    def times(self, stay_type: str, day: int) -> tuple[int, int]:
+        d = self.d
+        if stay_type == "INPATIENT":
+            adm = day * _DAY + d.int_between(7 * 60, 20 * 60)
+            los = 1 + bisect_right(_LOS_CUM, d.random() * _LOS_CUM[-1])
+            return adm, (day + los) * _DAY + d.int_between(9 * 60, 18 * 60)
+        if stay_type == "OUTPATIENT":
+            adm = day * _DAY + d.int_between(7 * 60 + 30, 16 * 60)
+            return adm, adm + d.int_between(30, 360)
+        # EMERGENCY: any hour, discharged the same day
+        adm = day * _DAY + int(d.random() ** 0.8 * (_DAY - 30))
+        return adm, min(adm + d.int_between(45, 6 * 60), day * _DAY + _DAY - 1)
+
+    def stay(self, pid: str, adm: int, dis: int, stay_type: str, principal: str, patient_bad: bool) -> bool:
+        self.n_stays += 1
+        sid = f"{self.prefix}S{self.n_stays:08d}"
+        ward = "Urgences" if stay_type == "EMERGENCY" else self.d.pick(ward_choices(principal))
+        row = [sid, pid, self.clock.dt(adm), self.clock.dt(dis), stay_type, ward]
+        return self.faults.write(self.outs["stays"], row, patient_bad)
+
+    # children of a stay ---------------------------------------------------------------------------
+
+    def children(self, p: _Person, pid: str, sid: str, adm: int, dis: int, stay_type: str, principal: str,
+                 cond: str | None, cancer: str | None, all_codes: list[str], base: _Baseline, state: set[str],
+                 parent_bad: bool) -> None:
+        d = self.d
+        clock = self.clock
+        write = self.faults.write
+        icd10 = self.vocab.icd10
+        # diagnoses
+        out = self.outs["diagnoses"]
+        n = 1 + bisect_right(_N_DIAG_CUM, d.random() * _N_DIAG_CUM[-1])
+        others = [c for c in all_codes if c != principal]
+        secondary = self.rng.sample(others, min(n - 1, len(others))) if others and n > 1 else []
+        adm_day, dis_day = adm // _DAY, dis // _DAY
+        for i, code in enumerate([principal, *secondary]):
+            self.n_diag += 1
+            day = adm_day if i == 0 else d.int_between(adm_day, dis_day)
+            write(out, [f"{self.prefix}D{self.n_diag:09d}", sid, pid, code, clock.d(day),
+                        "PRINCIPAL" if i == 0 else "SECONDARY", icd10[code]], parent_bad)
+        # procedures
+        procs = self.procedures(principal, cond, stay_type, state)
+        out = self.outs["procedures"]
+        for name in procs:
+            self.n_proc += 1
+            code = PROCEDURE_CODES[name]
+            when = self.within(adm, dis)
+            write(out, [f"{self.prefix}P{self.n_proc:08d}", sid, pid, code, clock.dt(when),
+                        self.vocab.snomed_procedures[code]], parent_bad)
+        # labs
+        out = self.outs["labs"]
+        for test, value in self.labs(p, stay_type, cond, cancer, all_codes, principal, base, procs):
+            self.n_lab += 1
+            lt = LAB_TESTS[test]
+            when = adm + d.int_between(15, 180)
+            if when > dis:
+                when = dis
+            write(out, [f"{self.prefix}L{self.n_lab:09d}", sid, pid, lt.loinc, f"{value:.{lt.decimals}f}",
+                        lt.unit, clock.dt(when), self.lab_desc[lt.loinc]], parent_bad)
+        # medications
+        out = self.outs["medications"]
+        for atc in self.medications(p, stay_type, principal, cond, cancer, procs):
+            self.n_med += 1
+            med = MEDS[atc]
+            start = adm_day if med.duration != "chronic" or d.random() < 0.7 else d.int_between(adm_day, dis_day)
+            end = self.end_day(med.duration, start, dis_day)
+            write(out, [f"{self.prefix}M{self.n_med:09d}", sid, pid, atc, self.vocab.atc[atc], d.pick(med.doses),
+                        med.unit, med.route, clock.d(start), clock.d(end) if end >= 0 else ""], parent_bad)
+
+    def within(self, adm: int, dis: int) -> int:
+        if dis - adm > _DAY:  # inpatient: a working hour of a day of the stay
+            day = self.d.int_between(adm // _DAY, dis // _DAY)
+            t = day * _DAY + self.d.int_between(8 * 60, 17 * 60)
+            return min(max(t, adm), dis)
+        return self.d.int_between(adm, dis)
+
+    def end_day(self, duration: str, start: int, dis_day: int) -> int:
+        d = self.d
+        last = self.ref_ord - 1
+        if duration == "once":
+            return start
+        if duration == "chronic":
+            if d.random() < 0.1:
+                return -1  # ongoing
+            end = start + d.pick((30, 60, 90, 90, 180))
+        elif duration == "course":
+            end = start + d.int_between(5, 10)
+        elif duration == "short":
+            end = max(start + d.int_between(2, 5), dis_day)
+        else:  # depot
+            end = start + 90
+        return min(end, last)
+
+    def procedures(self, principal: str, cond: str | None, stay_type: str, state: set[str]) -> list[str]:
+        r = self.d.random
+        out: list[str] = []
+        if cond in ("lung_ca", "colon_ca", "prostate_ca"):
+            first = cond not in state
+            state.add(cond)
+            if cond == "lung_ca":
+                if first:
+                    out += ["lung_fna", "chest_xray"]
+                else:
+                    out.append("radiotherapy" if r() < 0.25 else "chemotherapy")
+            elif cond == "colon_ca":
+                if first:
+                    out += ["colonoscopy", "colon_biopsy"]
+                elif stay_type == "INPATIENT" and "colectomy" not in state:
+                    state.add("colectomy")
+                    out.append("colectomy")
+                else:
+                    out.append("chemotherapy")
+            else:
+                if first:
+                    out.append("prostate_biopsy")
+                elif stay_type == "INPATIENT" and "prostatectomy" not in state:
+                    state.add("prostatectomy")
+                    out.append("prostatectomy")
+                else:
+                    out.append("radiotherapy" if r() < 0.6 else "chemotherapy")
+        elif cond == "ckd":
+            if stay_type == "OUTPATIENT" and r() < 0.5:
+                out.append("haemodialysis")
+        elif principal in ("I21.9", "I48.9", "I50.9"):
+            if r() < 0.7:
+                out.append("echocardiography")
+            if r() < 0.3:
+                out.append("chest_xray")
+        elif principal in ("J18.9", "U07.1"):
+            if r() < 0.85:
+                out.append("chest_xray")
+        elif principal in ("J20.9", "J45.9") and r() < 0.25:
+            out.append("chest_xray")
+        return out[:2]
+
+    def labs(self, p: _Person, stay_type: str, cond: str | None, cancer: str | None, all_codes: list[str],
+             principal: str, b: _Baseline, procs: list[str]) -> list[tuple[str, float]]:
+        d = self.d
+        r = d.random
+        g = self.rng.gauss
+        diabetic = any(c.startswith(("E10", "E11")) for c in all_codes)
+        tests: list[str] = []
+        if stay_type == "INPATIENT":
+            tests += ["creatinine", "potassium", "sodium", "haemoglobin", "platelets", "leukocytes", "weight",
+                      "systolic", "diastolic"]
+        elif stay_type == "EMERGENCY":
+            tests += ["haemoglobin", "leukocytes", "creatinine", "potassium", "sodium", "systolic", "diastolic"]
+            if not diabetic and r() < 0.5:
+                tests.append("glucose")
+        else:
+            tests += ["systolic", "diastolic"]
+            if "chemotherapy" in procs:
+                tests += ["haemoglobin", "platelets", "leukocytes", "creatinine"]
+            elif r() < 0.4:
+                tests.append("creatinine")
+            if r() < 0.5:
+                tests.append("weight")
+        if diabetic:
+            if r() < 0.75:
+                tests.append("hba1c")
+            tests.append("glucose")
+        if (cond in ("hld", "t2d", "t1d") or principal == "I21.9") and r() < 0.6:
+            tests += ["cholesterol", "hdl", "ldl"]
+        infection = principal in ("J18.9", "U07.1", "J20.9", "J01.9", "J02.9")
+        chemo = "chemotherapy" in procs
+        values: list[tuple[str, float]] = []
+        hdl = 0.0
+        chol = 0.0
+        for t in tests:
+            if t == "hba1c":
+                v = _clip(b.hba1c + g(0, 0.3), 4.2, 14.0)
+            elif t == "glucose":
+                v = _clip((b.hba1c * 28.7 - 46.7) + g(0, 25), 55, 480) if diabetic else _clip(g(96, 12), 65, 160)
+            elif t == "creatinine":
+                v = _clip(b.creatinine * (1 + g(0, 0.08)), 0.3, 9.0)
+            elif t == "potassium":
+                v = _clip(g(4.2, 0.35) + (0.4 if "N18.3" in all_codes else 0), 2.8, 6.5)
+            elif t == "sodium":
+                v = _clip(g(139, 2.8), 122, 152)
+            elif t == "haemoglobin":
+                v = _clip(b.haemoglobin + g(0, 0.6) - (1.2 if chemo else 0), 6.0, 19.5)
+            elif t == "platelets":
+                v = _clip(g(250, 55) * (0.6 if chemo else 1), 15, 650)
+            elif t == "leukocytes":
+                v = _clip(g(7.0, 1.8) + (5 if infection else 0) - (2.5 if chemo else 0), 0.8, 35)
+            elif t == "weight":
+                v = _clip(b.weight + g(0, 1.2), 3, 220)
+            elif t == "systolic":
+                v = _clip(b.systolic + g(0, 9), 80, 220)
+            elif t == "diastolic":
+                v = _clip(b.diastolic + g(0, 6), 40, 130)
+            elif t == "cholesterol":
+                v = chol = _clip(b.cholesterol + g(0, 12), 100, 380)
+            elif t == "hdl":
+                v = hdl = _clip(b.hdl + g(0, 4), 20, 110)
+            else:  # ldl (Friedewald-like, after cholesterol and hdl)
+                v = _clip(chol - hdl - g(28, 8), 30, 300)
+            values.append((t, v))
+        return values
+
+    def medications(self, p: _Person, stay_type: str, principal: str, cond: str | None, cancer: str | None,
+                    procs: list[str]) -> list[str]:
+        d = self.d
+        r = d.random
+        out: list[str] = []
+        if cond in CHEMO_REGIMENS:
+            if "chemotherapy" in procs:
+                out += d.pick(CHEMO_REGIMENS[cond])
+            if cond == "prostate_ca" and r() < 0.5:
+                out.append("L02AE02")
+        else:
+            for prob, alternatives in FOCUS_MEDS.get(cond or principal, ()):
+                if r() < prob:
+                    out.append(d.pick(alternatives))
+        if stay_type == "INPATIENT":
+            for c, _ in p.conditions:
+                if c != cond and c in CHRONIC_MEDS and r() < 0.6:
+                    out.append(d.pick(CHRONIC_MEDS[c]))
+            if r() < 0.3:
+                out.append("N02BE01")
+        seen: set[str] = set()
+        unique = []
+        for atc in out:
+            if atc not in seen:
+                seen.add(atc)
+                unique.append(atc)
+        return unique[:6]
+
+
+def _clip(v: float, lo: float, hi: float) -> float:
+    return lo if v < lo else hi if v > hi else v
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def generate(
+    out_dir: Path,
+    patients: int,
+    sites: list[SiteSpec],
+    seed: int,
+    dirty: float,
+    reference_date: date = date(2026, 1, 1),
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Write a synthetic extract per site under ``out_dir/<site>/`` and the injected faults under
+    ``out_dir/<site>/_truth/faults.jsonl``. Same arguments, same bytes."""
+    if patients < 0:
+        raise ValueError(f"patients must be >= 0, got {patients}")
+    if not sites:
+        raise ValueError("at least one site is needed")
+    names = [s.site for s in sites]
+    if len(set(names)) != len(names):
+        raise ValueError(f"site names must be unique: {names}")
+    if not 0.0 <= dirty <= 1.0:
+        raise ValueError(f"dirty must be a fraction in [0, 1], got {dirty}")
+    out_dir = Path(out_dir)
+    result = GenerationResult(out_dir=out_dir, seed=seed, patients=patients, sites=names)
+
+    # the population
+    builder = _PopulationBuilder(random.Random(f"ds4h:{seed}:population"), name_pools(seed), reference_date,
+                                 len(sites))
+    people: list[_Person] = []
+    step = max(1000, patients // 20)
+    for i in range(patients):
+        people.append(builder.person())
+        if progress is not None and (i + 1) % step == 0:
+            progress("population", i + 1, patients)
+    if progress is not None:
+        progress("population", patients, patients)
+    result.shared_patients = sum(1 for p in people if p.second >= 0)
+    result.sex_conflicts = sum(1 for p in people if p.second >= 0 and p.second_sex != p.sex)
+    result.without_matricule = sum(1 for p in people if not p.matricule)
+
+    # each site
+    for index, spec in enumerate(sites):
+        members = [(p, p.second == index) for p in people if p.home == index or p.second == index]
+        site_dir = out_dir / spec.site
+        truth_dir = site_dir / "_truth"
+        truth_dir.mkdir(parents=True, exist_ok=True)
+        handles = {e.name: open(site_dir / e.file, "w", encoding=spec.encoding, newline="")  # noqa: SIM115
+                   for e in ENTITIES}
+        try:
+            outs = {e.name: _Out(e, handles[e.name], spec.delimiter) for e in ENTITIES}
+            writer = _SiteWriter(spec, index, seed, dirty, reference_date, patients, outs)
+            total = len(members)
+            step = max(500, total // 20)
+            for k, (person, is_second) in enumerate(members):
+                writer.patient(person, is_second)
+                if progress is not None and (k + 1) % step == 0:
+                    progress(spec.site, k + 1, total)
+            if progress is not None:
+                progress(spec.site, total, total)
+        finally:
+            for fh in handles.values():
+                fh.close()
+        result.rows[spec.site] = {name: out.line - 1 for name, out in outs.items()}
+        faults = sorted(writer.faults.faults, key=lambda f: (_ENTITY_ORDER[f.entity], f.line))
+        with open(truth_dir / "faults.jsonl", "w", encoding="utf-8", newline="\n") as fh:
+            for f in faults:
+                fh.write(json.dumps(f.to_json(), ensure_ascii=False) + "\n")
+        result.faults.extend(faults)
+    return result
+
+
+_ENTITY_ORDER: Final = {e.name: i for i, e in enumerate(ENTITIES)}
+_ = (DIAGNOSES, LABS, MEDICATIONS, PROCEDURES, STAYS)  # the contract's entities, written in ENTITIES order

@@ -1,0 +1,48 @@
+"""The one place Dagster definitions are built: assets, checks, jobs, sensors, resources.
+
+``dagster dev`` (``ds4h ui``) loads ``defs`` from here, with the config named by $DS4H_CONFIG.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.assets import build_site_assets, site_partitions
+from pipelines.release_assets import build_release_assets
+from pipelines.resources import Ds4hResource
+from pipelines.sensors import build_landing_sensor
+from schemas.config import Config, config_path, home, load_config
+
+SITE_GROUPS = ("raw", "omop", "pseudo")
+
+
+def site_selection() -> dg.AssetSelection:
+    return dg.AssetSelection.groups(*SITE_GROUPS)
+
+
+def build_definitions(cfg: Config) -> dg.Definitions:
+    site_assets = build_site_assets(cfg)
+    release_assets = build_release_assets(cfg)
+    site_job = dg.define_asset_job(
+        "site_job", selection=site_selection(), partitions_def=site_partitions(cfg),
+        description="One site's partitions: raw -> omop -> pseudo.",
+    )
+    release_job = dg.define_asset_job(
+        "release_job", selection=dg.AssetSelection.groups("release", "publish"),
+        description="The release over all sites, then publishing (run by 'ds4h run').",
+    )
+    path = cfg.config_path or config_path()
+    return dg.Definitions(
+        assets=[*site_assets, *release_assets],
+        jobs=[site_job, release_job],
+        sensors=[build_landing_sensor(cfg, site_job)],
+        resources={"ds4h": Ds4hResource(config_path=str(path), home=str(home()))},
+        executor=dg.in_process_executor,
+    )
+
+
+def _load() -> dg.Definitions:
+    return build_definitions(load_config())
+
+
+defs = _load()

@@ -1,0 +1,151 @@
+"""The global steps: the release over all sites, and publishing it to the data space."""
+
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from anonymisation.kanon import NoSolutionError
+from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+from anonymisation.pseudonym import CollisionError
+from anonymisation.release import build_release
+from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table, site_partitions
+from pipelines.publish import publish_release
+from pipelines.resources import Ds4hResource
+from schemas.config import Config
+from transforms.storage import Workspace, has_partition, read_partition, write_partition
+
+Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
+STAGES = ("raw", "omop", "pseudo", "release")
+
+
+def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
+    ids = Identifiers()
+    for s in sites:
+        folder = ws.lake("raw", "patients", s)
+        if has_partition(folder):
+            for kind, values in identifiers_from_patients(read_partition(folder)).values.items():
+                ids.values.setdefault(kind, set()).update(values)
+    return ids
+
+
+def read_accounting(ws: Workspace, sites: list[str]) -> pl.DataFrame:
+    frames = []
+    for stage in STAGES:
+        for s in [*sites, "all"]:
+            folder = ws.accounting(stage, s)
+            if has_partition(folder):
+                frames.append(read_partition(folder))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
+    parts = site_partitions(cfg)
+    all_parts = dg.AllPartitionMapping()
+
+    @dg.multi_asset(
+        name="release",
+        specs=[dg.AssetSpec(f"release_{t}", group_name="release",
+                            deps=[dg.AssetDep(f"pseudo_{p}", partition_mapping=all_parts) for p in PSEUDO_TABLES],
+                            description=f"{t} of the release: all sites, k-anonymised.") for t in RELEASE_TABLES],
+        check_specs=[
+            dg.AssetCheckSpec("risk_thresholds", asset="release_person", blocking=True,
+                              description="Re-identification risk within the policy's thresholds."),
+            *[dg.AssetCheckSpec("leak_scan", asset=f"release_{t}", blocking=True,
+                                description="No direct identifier of any site's landing data.") for t in RELEASE_TABLES],
+        ],
+    )
+    def release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
+        config, ws = ds4h.config(), ds4h.workspace()
+        key = ds4h.key()
+        missing = [s for s in config.sites if not has_partition(ws.lake("pseudo", "person", s))]
+        if missing:
+            raise _fail(f"sites {', '.join(missing)} have no pseudonymised data yet: run 'ds4h run' (it runs them first)")
+        site_tables = {s: {t: read_partition(ws.lake("pseudo", t, s)) for t in PSEUDO_TABLES} for s in config.sites}
+        try:
+            result = build_release(site_tables, config.policy, key.secret)
+        except (NoSolutionError, CollisionError, ValueError) as e:
+            raise _fail(str(e)) from None
+        for t, df in result.tables.items():
+            write_partition(df, ws.lake("release", t))
+        write_partition(result.accounting, ws.accounting("release", "all"))
+        risk = {"before": result.risk_before, "after": result.risk_after, "summary": result.summary}
+        report = ws.lake("release", "_reports")
+        report.mkdir(parents=True, exist_ok=True)
+        (report / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
+        ids = all_identifiers(ws, config.sites)
+        for t, df in result.tables.items():
+            md: dict[str, object] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
+            if t == "person":
+                md.update({
+                    "k": config.policy.k,
+                    "levels": dg.MetadataValue.json(result.summary["levels"]),
+                    "suppressed_persons": result.summary["suppressed_persons"],
+                    "persons_released": result.summary["persons_released"],
+                    "prosecutor_max_after": round(result.risk_after["prosecutor_max"], 4),
+                    "prosecutor_avg_after": round(result.risk_after["prosecutor_avg"], 4),
+                    "conflicts": dg.MetadataValue.json(result.summary["conflicts"]),
+                })
+            yield dg.MaterializeResult(asset_key=f"release_{t}", metadata=md)
+        th = config.policy.thresholds
+        after = result.risk_after
+        checks = {
+            "prosecutor_max": (after["prosecutor_max"], th.max_risk),
+            "prosecutor_avg": (after["prosecutor_avg"], th.avg_risk),
+            "records_at_risk": (after["records_at_risk"], th.max_share_at_risk),
+        }
+        failed = [n for n, (v, lim) in checks.items() if v > lim + 1e-12]
+        yield dg.AssetCheckResult(
+            asset_key="release_person", check_name="risk_thresholds", passed=not failed,
+            metadata={**{n: round(v, 4) for n, (v, _) in checks.items()},
+                      **{f"{n}_limit": lim for n, (_, lim) in checks.items()},
+                      "failed": ", ".join(failed) or "none"},
+        )
+        for t, df in result.tables.items():
+            hits = scan_table(df, ids)
+            yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
+                                      metadata={k: v for k, v in hits.items()} or {"hits": 0})
+        del parts
+
+    @dg.asset(
+        name="published_release",
+        group_name="publish",
+        deps=[f"release_{t}" for t in RELEASE_TABLES],
+        description="A new immutable version of the dataset in dataspace/<dataset>/<version>/.",
+    )
+    def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult:
+        config, ws = ds4h.config(), ds4h.workspace()
+        key = ds4h.key()
+        tables = {t: read_partition(ws.lake("release", t)) for t in RELEASE_TABLES}
+        accounting = read_accounting(ws, config.sites)
+        risk = json.loads((ws.lake("release", "_reports") / "risk.json").read_text(encoding="utf-8"))
+        extra = {
+            "project": config.project,
+            "key_fingerprint": key.fingerprint,
+            "title": config.release.title + (" (DEMO)" if config.is_demo else ""),
+            "publisher": config.release.publisher,
+            "sites": config.sites,
+            "cdm_version": "5.4",
+            "policy": config.policy.model_dump(mode="json"),
+            "risk": risk,
+            "generalisation": {
+                "levels": risk["summary"]["levels"],
+                "year_of_birth": "first year of the band when generalised",
+                "location": "postcode, commune, canton or country, by level of the postcode hierarchy",
+            },
+            "row_accounting": accounting.sort(["stage", "site", "table", "category", "reason_code"], nulls_last=True).to_dicts(),
+        }
+        pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
+                              created=dt.datetime.now(dt.UTC).replace(microsecond=0))
+        return dg.MaterializeResult(metadata={
+            "dataset": pub.dataset, "version": pub.version, "path": dg.MetadataValue.path(str(pub.path)),
+            "files": len(pub.manifest["files"]), "demo": config.is_demo,
+            "rows": dg.MetadataValue.md(_md_table(pl.DataFrame(
+                [{"table": f["table"], "rows": f["rows"], "bytes": f["bytes"]} for f in pub.manifest["files"]]
+            )).value),
+        })
+
+    return [release, published_release]

@@ -1,0 +1,134 @@
+"""The run model of ``ds4h run``: site partitions, then the release over all sites, then publishing.
+
+The release starts only if the latest evaluation of every blocking check on every site partition
+passed, read from the workspace's Dagster instance (a blocking check stops downstream steps only
+inside its own run, and a sensor may have run a site on its own). Exit codes: 0 published,
+2 a blocking check stopped it (nothing published), 1 any other error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+
+from anonymisation.keys import KeyError_, load_key
+from pipelines.definitions import SITE_GROUPS, build_definitions
+from pipelines.environment import prepare_dagster_home
+from schemas.config import Config, home
+from transforms.storage import Workspace
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+OK, OTHER_ERROR, BLOCKED = 0, 1, 2
+
+
+@dataclass
+class RunOutcome:
+    code: int
+    message: str
+    published: dict[str, Any] | None = None
+    blocked: list[str] = field(default_factory=list)
+    sites_run: list[str] = field(default_factory=list)
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for ev in result.get_step_failure_events():
+        data = ev.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return data.user_failure_data.description
+        if data.error is not None:
+            cause = data.error.cause or data.error
+            return f"{ev.step_key}: {cause.message.strip().splitlines()[-1] if cause.message else cause.cls_name}"
+    return "the run failed (see 'ds4h ui' for its logs)"
+
+
+def _select(assets: list[dg.AssetsDefinition], selection: str | None, groups: tuple[str, ...]) -> list[dg.AssetsDefinition]:
+    """The assets of ``groups`` that the user's selection touches (all of them without a selection)."""
+    in_groups = [a for a in assets if any(a.group_names_by_key.get(k) in groups for k in a.keys)]
+    if not selection:
+        return in_groups
+    sel = dg.AssetSelection.from_string(selection)
+    graph = dg.Definitions(assets=assets).resolve_asset_graph()
+    keys = sel.resolve(graph)
+    return [a for a in in_groups if any(k in keys for k in a.keys)]
+
+
+def blocking_failures(instance: dg.DagsterInstance, defs: dg.Definitions, sites: list[str]) -> list[str]:
+    """Blocking site checks whose latest evaluation for a site did not pass (or never ran)."""
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.asset_check_keys if graph.get_check_spec(k).blocking
+            and graph.get(k.asset_key).group_name in SITE_GROUPS]
+    storage = instance.event_log_storage
+    bad: list[str] = []
+    for site in sites:
+        latest = storage.get_latest_asset_check_execution_by_key(keys, partition_filter=PartitionKeyFilter(key=site))
+        for k in sorted(keys, key=lambda c: (c.asset_key.to_user_string(), c.name)):
+            rec = latest.get(k)
+            evaluation = rec.event.asset_check_evaluation if rec and rec.event and rec.event.dagster_event else None
+            if evaluation is None:
+                bad.append(f"{site}: {k.asset_key.to_user_string()}:{k.name} has no result")
+            elif not evaluation.passed:
+                bad.append(f"{site}: {k.asset_key.to_user_string()}:{k.name} failed")
+    return bad
+
+
+def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[str], None] | None = None) -> RunOutcome:
+    say = progress or (lambda _m: None)
+    ws = Workspace(home())
+    ws.ensure()
+    try:
+        load_key(cfg.project)
+    except KeyError_ as e:
+        return RunOutcome(OTHER_ERROR, str(e))
+    prepare_dagster_home(ws)
+    defs = build_definitions(cfg)
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    resources = dict(defs.resources or {})
+    try:
+        site_assets = _select(assets, selection, SITE_GROUPS)
+        global_assets = _select(assets, selection, ("release", "publish"))
+    except Exception as e:  # a selection Dagster cannot parse
+        return RunOutcome(OTHER_ERROR, f"invalid --select {selection!r}: {str(e).splitlines()[0]}")
+    if not site_assets and not global_assets:
+        return RunOutcome(OTHER_ERROR, f"--select {selection!r} matches no asset; try 'group:omop' or 'key:raw_*'")
+    outcome = RunOutcome(OK, "")
+    with dg.DagsterInstance.get() as instance:
+        if site_assets:
+            for site in cfg.sites:
+                say(f"{site}: {' -> '.join(sorted({a.group_names_by_key[k] for a in site_assets for k in a.keys}, key=SITE_GROUPS.index))}")
+                result = dg.materialize(site_assets, partition_key=site, instance=instance, resources=resources,
+                                        raise_on_error=False, run_config=QUIET, tags={"ds4h/site": site})
+                outcome.sites_run.append(site)
+                if not result.success:
+                    return RunOutcome(OTHER_ERROR, f"{site}: {_failure_message(result)}", sites_run=outcome.sites_run)
+        if not global_assets:
+            outcome.message = f"ran {len(outcome.sites_run)} site(s); nothing published (the selection has no release)"
+            return outcome
+        blocked = blocking_failures(instance, defs, cfg.sites)
+        if blocked:
+            return RunOutcome(BLOCKED, "blocked before the release: " + "; ".join(blocked[:5])
+                              + (f" (and {len(blocked) - 5} more)" if len(blocked) > 5 else ""), blocked=blocked,
+                              sites_run=outcome.sites_run)
+        say("release over all sites -> publish")
+        result = dg.materialize(global_assets, instance=instance, resources=resources, raise_on_error=False,
+                                run_config=QUIET, selection=None)
+        failed_checks = [
+            f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
+            if not e.passed and e.asset_check_key in {k for k in defs.resolve_asset_graph().asset_check_keys
+                                                      if defs.resolve_asset_graph().get_check_spec(k).blocking}
+        ]
+        if failed_checks:
+            return RunOutcome(BLOCKED, "blocked: " + ", ".join(failed_checks) + "; nothing was published",
+                              blocked=failed_checks, sites_run=outcome.sites_run)
+        if not result.success:
+            return RunOutcome(OTHER_ERROR, _failure_message(result), sites_run=outcome.sites_run)
+        pub = None
+        for mat in result.asset_materializations_for_node("published_release"):
+            pub = {k: v.value for k, v in mat.metadata.items()}
+        outcome.published = pub
+        outcome.message = "published" if pub else "release built; not published (publish not selected)"
+        return outcome

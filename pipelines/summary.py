@@ -1,0 +1,48 @@
+"""What ``ds4h run`` and ``ds4h demo`` print at the end: published, quarantined, k, where to look."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from schemas.config import Config, home
+from transforms.storage import Workspace
+
+
+def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
+    ws = Workspace(home())
+    pub = outcome.published
+    if not pub:
+        if outcome.code == 0:
+            console.print(outcome.message)
+        return
+    path = str(pub.get("path"))
+    manifest = json.loads((ws.dataspace / cfg.release.dataset / str(pub["version"]) / "manifest.json").read_text())
+    t = Table(title=f"Published {manifest['dataset']} v{manifest['version']}" + (" (DEMO)" if manifest["demo"] else ""))
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    t.add_column("bytes", justify="right")
+    for f in manifest["files"]:
+        t.add_row(f["table"], f"{f['rows']:,}", f"{f['bytes']:,}")
+    console.print(t)
+    acc = pl.DataFrame(manifest["row_accounting"])
+    q = acc.filter(pl.col("category") == "quarantined").group_by("reason_code").agg(pl.col("rows").sum()).sort("reason_code")
+    if q.height:
+        console.print("Rows quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in q.iter_rows()))
+    else:
+        console.print("Rows quarantined: none")
+    dedup = acc.filter(pl.col("category") == "deduplicated")["rows"].sum()
+    risk = manifest["risk"]
+    s = risk["summary"]
+    console.print(
+        f"k = {s['k']} reached with levels {s['levels']}; {s['suppressed_persons']:,} of {s['persons']:,} persons "
+        f"suppressed; highest prosecutor risk {risk['after']['prosecutor_max']:.3f}, average "
+        f"{risk['after']['prosecutor_avg']:.3f}; {dedup:,} duplicate rows removed."
+    )
+    console.print(f"Release: {path}")
+    console.print(f"Quarantine: {ws.root / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
+    console.print("Open the Dagster UI with: ds4h ui")

@@ -1,0 +1,163 @@
+"""The project configuration: one YAML file validated with pydantic.
+
+Which file: ``--config``, else ``$DS4H_CONFIG``, else ``$DS4H_HOME/ds4h.yaml``. Relative paths in it
+resolve against the folder of the config file. Everything but ``sources`` has a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schemas.policy import PrivacyPolicy
+
+SourceFormat = Literal["hospital-csv", "synthea-csv", "fhir-bulk", "omop-csv"]
+SITE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the user: what is wrong and how to fix it."""
+
+
+class Source(BaseModel):
+    """One hospital extract: a site, its format and where its files land."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(pattern=SITE_PATTERN, description="lower-case letters, digits and '-' (a partition key)")
+    format: SourceFormat = "hospital-csv"
+    path: Path
+    encoding: str = "utf-8"
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    mapping: Path | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}; use e.g. utf-8, cp1252, latin-1") from None
+        return v
+
+
+class Release(BaseModel):
+    """What the published dataset is called and who stands behind it."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field("omop-demo", pattern=SITE_PATTERN)
+    title: str = "ds4h OMOP CDM v5.4 release"
+    description: str = "Pseudonymised and k-anonymised OMOP CDM v5.4 tables for secondary use in research."
+    publisher: str = "ds4h demo hospital network"
+    contact_email: str = "dataspace@example.org"
+    access_body: str = "Health data access body (demo)"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    sources: list[Source] = Field(min_length=1)
+    vocabulary: str = Field("bundled:demo", description="bundled:demo, an Athena folder, or a loaded vocabulary folder")
+    policy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    release: Release = Field(default_factory=Release)
+    # set by load_config, not by the file
+    config_path: Path | None = Field(None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sites(cls, v: list[Source]) -> list[Source]:
+        sites = [s.site for s in v]
+        dupes = sorted({s for s in sites if sites.count(s) > 1})
+        if dupes:
+            raise ValueError(f"site names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @property
+    def sites(self) -> list[str]:
+        return [s.site for s in self.sources]
+
+    @property
+    def is_demo(self) -> bool:
+        return self.project == "demo"
+
+    def source(self, site: str) -> Source:
+        for s in self.sources:
+            if s.site == site:
+                return s
+        raise ConfigError(f"site {site!r} is not in the config; sites: {', '.join(self.sites)}")
+
+
+def home() -> Path:
+    """The workspace folder: $DS4H_HOME, else ./workspace."""
+    return Path(os.environ.get("DS4H_HOME") or "workspace").resolve()
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit).resolve()
+    env = os.environ.get("DS4H_CONFIG")
+    if env:
+        return Path(env).resolve()
+    return home() / "ds4h.yaml"
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?); allowed keys are listed in docs/configuration.md"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"{loc}: {msg}")
+    more = f" (and {len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def parse_config(data: Any, base: Path) -> Config:
+    """Validate a parsed YAML mapping; relative paths resolve against ``base``."""
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a YAML mapping with at least 'sources'; run 'ds4h init' for an example")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid config: {_describe(e)}") from None
+    for s in cfg.sources:
+        if not s.path.is_absolute():
+            s.path = (base / s.path).resolve()
+        if s.mapping is not None and not s.mapping.is_absolute():
+            s.mapping = (base / s.mapping).resolve()
+    if cfg.policy.opt_out_registry and not Path(cfg.policy.opt_out_registry).is_absolute():
+        cfg.policy.opt_out_registry = str((base / cfg.policy.opt_out_registry).resolve())
+    for q in cfg.policy.quasi_identifiers:
+        if not q.hierarchy.startswith("builtin:") and not Path(q.hierarchy).is_absolute():
+            q.hierarchy = str((base / q.hierarchy).resolve())
+    if not cfg.vocabulary.startswith("bundled:") and not Path(cfg.vocabulary).is_absolute():
+        cfg.vocabulary = str((base / cfg.vocabulary).resolve())
+    return cfg
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    path = config_path(explicit)
+    if not path.exists():
+        raise ConfigError(f"no config at {path}: run 'ds4h init' (or pass --config FILE)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: fix the syntax") from None
+    cfg = parse_config(data, path.parent)
+    cfg.config_path = path
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    data = cfg.model_dump(mode="json", exclude_defaults=False, exclude={"config_path"})
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

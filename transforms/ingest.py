@@ -1,0 +1,249 @@
+"""Ingest adapter for the hospital-csv extract contract (``schemas/extract.py``).
+
+Each entity file is read as text in the source's encoding and delimiter, normalised (trimmed cells,
+empty as missing, codes upper-case), typed, and checked. Every input row ends in exactly one place:
+the typed table (``out``), the quarantine (with a reason code), or counted as ``deduplicated``.
+
+Reason codes (first failing check wins, in this order):
+``raw.missing_required``, ``raw.invalid_date``, ``raw.future_date``, ``raw.invalid_value``,
+``raw.inconsistent_dates``, ``raw.duplicate_key``, ``raw.orphan``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from schemas.extract import ENTITIES, REQUIRED_FILES, Column, Entity
+
+LINE = "_line"
+FILE = "_file"
+REASON = "_reason"
+DETAIL = "_detail"
+
+DATE_FORMATS = ("%Y-%m-%d",)
+DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+VALUE_SETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("patients", "sex"): ("M", "F", "U"),
+    ("stays", "stay_type"): ("INPATIENT", "OUTPATIENT", "EMERGENCY"),
+}
+
+
+class ExtractError(Exception):
+    """A whole extract file is unusable; the message says which file and what to do."""
+
+
+@dataclass
+class EntityResult:
+    entity: str
+    rows_in: int
+    table: pl.DataFrame
+    quarantine: pl.DataFrame
+    deduplicated: int
+    file: str | None
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.height
+
+
+@dataclass
+class IngestResult:
+    site: str
+    entities: dict[str, EntityResult] = field(default_factory=dict)
+    missing_files: list[str] = field(default_factory=list)
+
+    def accounting(self) -> pl.DataFrame:
+        rows: list[dict[str, object]] = []
+        for name, r in self.entities.items():
+            rows.append(dict(category="in", reason_code=None, rows=r.rows_in, table=name))
+            rows.append(dict(category="out", reason_code=None, rows=r.table.height, table=name))
+            if r.deduplicated:
+                rows.append(dict(category="deduplicated", reason_code="raw.duplicate", rows=r.deduplicated, table=name))
+            if r.quarantine.height:
+                counts = r.quarantine.group_by("reason_code").len().sort("reason_code")
+                for code, n in counts.iter_rows():
+                    rows.append(dict(category="quarantined", reason_code=code, rows=n, table=name))
+        return accounting_frame("raw", self.site, rows)
+
+
+def accounting_frame(stage: str, site: str, rows: list[dict[str, object]]) -> pl.DataFrame:
+    schema = {"stage": pl.String, "site": pl.String, "table": pl.String, "category": pl.String,
+              "reason_code": pl.String, "rows": pl.Int64}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    df = pl.DataFrame(rows, schema_overrides={"rows": pl.Int64, "reason_code": pl.String})
+    return df.with_columns(stage=pl.lit(stage), site=pl.lit(site)).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+
+
+def read_text_csv(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
+    """Every cell as a string, plus the 1-based source line (header is line 1)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ExtractError(f"cannot read {path}: {e.strerror}") from None
+    if encoding.lower().replace("-", "").replace("_", "") not in ("utf8", "utf8sig"):
+        try:
+            raw = raw.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ExtractError(f"{path} is not valid {encoding} (byte {e.start}): set the source's 'encoding'") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        df = pl.read_csv(raw, separator=delimiter, infer_schema=False, encoding="utf8", quote_char='"')
+    except pl.exceptions.ComputeError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise ExtractError(
+            f"{path} is not a readable CSV ({first}); check the source's 'encoding' and 'delimiter'"
+        ) from None
+    except pl.exceptions.NoDataError:
+        raise ExtractError(f"{path} is empty: expected a header row and data") from None
+    return df.with_row_index(LINE, offset=2).with_columns(pl.col(LINE).cast(pl.Int64))
+
+
+def _parse_temporal(col: Column) -> pl.Expr:
+    s = pl.col(col.name)
+    if col.type == "date":
+        return pl.coalesce([s.str.strptime(pl.Date, f, strict=False, exact=True) for f in DATE_FORMATS])
+    parsed = [s.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in DATETIME_FORMATS]
+    parsed.append(s.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True).cast(pl.Datetime("us")))
+    return pl.coalesce(parsed)
+
+
+def _normalise(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
+    exprs = []
+    for c in entity.columns:
+        e = pl.col(c.name).str.strip_chars()
+        e = pl.when(e == "").then(None).otherwise(e)
+        if c.code:
+            e = e.str.to_uppercase()
+        exprs.append(e.alias(c.name))
+    return df.with_columns(exprs)
+
+
+def validate_entity(
+    entity: Entity,
+    df: pl.DataFrame,
+    file: str,
+    today: dt.date,
+    parents: dict[str, pl.Series],
+) -> EntityResult:
+    """Type and check one entity; ``parents`` maps a referenced entity to its valid keys."""
+    rows_in = df.height
+    missing_cols = [c for c in entity.column_names if c not in df.columns]
+    required_missing = [c for c in missing_cols if entity.column(c).required]
+    if required_missing:
+        raise ExtractError(
+            f"{file} lacks the required column(s) {', '.join(required_missing)}; the contract is in docs/hospital-csv.md"
+        )
+    df = df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
+    original = df
+    data_cols = [c for c in df.columns if c != LINE]
+    dup_mask = df.select(pl.struct(data_cols).is_first_distinct()).to_series()
+    deduplicated = int((~dup_mask).sum())
+    df = _normalise(entity, df.filter(dup_mask))
+
+    reason = pl.lit(None, pl.String)
+    detail = pl.lit(None, pl.String)
+    checks: list[tuple[pl.Expr, str, pl.Expr]] = []
+    for c in entity.columns:
+        if c.required:
+            checks.append((pl.col(c.name).is_null(), "raw.missing_required", pl.lit(f"{c.name} is empty")))
+    typed: dict[str, pl.Expr] = {}
+    now = dt.datetime.combine(today, dt.time.max)
+    for c in entity.columns:
+        if c.type in ("date", "datetime"):
+            parsed = _parse_temporal(c)
+            typed[c.name] = parsed
+            checks.append((pl.col(c.name).is_not_null() & parsed.is_null(), "raw.invalid_date",
+                           pl.lit(f"{c.name} is not a valid date: ") + pl.col(c.name)))
+    for c in entity.columns:
+        if c.type in ("date", "datetime"):
+            p = typed[c.name]
+            limit = pl.lit(today) if c.type == "date" else pl.lit(now)
+            checks.append((p > limit, "raw.future_date", pl.lit(f"{c.name} is in the future: ") + pl.col(c.name)))
+    for c in entity.columns:
+        if c.type in ("int", "float"):
+            cast = pl.col(c.name).str.replace(",", ".").cast(pl.Float64 if c.type == "float" else pl.Int64, strict=False)
+            typed[c.name] = cast
+            checks.append((pl.col(c.name).is_not_null() & cast.is_null(), "raw.invalid_value",
+                           pl.lit(f"{c.name} is not a number: ") + pl.col(c.name)))
+        allowed = VALUE_SETS.get((entity.name, c.name))
+        if allowed:
+            checks.append((pl.col(c.name).is_not_null() & ~pl.col(c.name).is_in(list(allowed)), "raw.invalid_value",
+                           pl.lit(f"{c.name} must be one of {'/'.join(allowed)}: ") + pl.col(c.name)))
+    if entity.name == "stays":
+        checks.append((typed["discharge"] < typed["admission"], "raw.inconsistent_dates",
+                       pl.lit("discharge before admission")))
+    if entity.name == "medications":
+        checks.append((typed["end_date"] < typed["start_date"], "raw.inconsistent_dates",
+                       pl.lit("end_date before start_date")))
+    if entity.name == "patients":
+        checks.append((typed["birth_date"] < pl.lit(dt.date(1900, 1, 1)), "raw.invalid_date",
+                       pl.lit("birth_date before 1900")))
+    for cond, code, msg in reversed(checks):
+        reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
+        detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)
+    df = df.with_columns(reason.alias(REASON), detail.alias(DETAIL))
+    # duplicate primary keys among otherwise valid rows: the first wins
+    ok = pl.col(REASON).is_null()
+    df = df.with_columns(
+        pl.when(ok & pl.col(entity.key).is_duplicated().over(ok))
+        .then(pl.when(pl.col(LINE) == pl.col(LINE).min().over(entity.key, ok)).then(None).otherwise(pl.lit("raw.duplicate_key")))
+        .otherwise(pl.col(REASON)).alias(REASON)
+    ).with_columns(
+        pl.when((pl.col(REASON) == "raw.duplicate_key") & pl.col(DETAIL).is_null())
+        .then(pl.lit(f"{entity.key} repeats an earlier row")).otherwise(pl.col(DETAIL)).alias(DETAIL)
+    )
+    for col, parent in entity.references.items():
+        keys = parents.get(parent)
+        if keys is None:
+            continue
+        orphan = pl.col(REASON).is_null() & ~pl.col(col).is_in(keys.implode())
+        df = df.with_columns(
+            pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(REASON)).alias(REASON),
+            pl.when(orphan).then(pl.lit(f"{col} names no valid {parent} row")).otherwise(pl.col(DETAIL)).alias(DETAIL),
+        )
+    bad = df.filter(pl.col(REASON).is_not_null())
+    good = df.filter(pl.col(REASON).is_null())
+    good = good.with_columns([typed[c].alias(c) for c in typed]).select([LINE, *entity.column_names])
+    quarantine = (
+        original.join(bad.select(LINE, REASON, DETAIL), on=LINE, how="inner")
+        .rename({REASON: "reason_code", DETAIL: "reason_detail", LINE: "source_line"})
+        .with_columns(source_file=pl.lit(file))
+        .sort("source_line")
+    )
+    return EntityResult(entity.name, rows_in, good.sort(LINE), quarantine, deduplicated, file)
+
+
+def ingest_site(
+    site: str,
+    folder: Path,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    today: dt.date | None = None,
+    entities: tuple[Entity, ...] = ENTITIES,
+) -> IngestResult:
+    """Read and validate every entity file of one site's landing folder."""
+    if not folder.is_dir():
+        raise ExtractError(f"landing folder {folder} does not exist: run 'ds4h generate' or copy the extract there")
+    today = today or dt.date.today()
+    result = IngestResult(site)
+    valid_keys: dict[str, pl.Series] = {}
+    for ent in entities:
+        path = folder / ent.file
+        if not path.exists():
+            if ent.name in REQUIRED_FILES:
+                raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
+            result.missing_files.append(ent.file)
+            df = pl.DataFrame(schema={c: pl.String for c in ent.column_names}).with_row_index(LINE, offset=2)
+            df = df.with_columns(pl.col(LINE).cast(pl.Int64))
+        else:
+            df = read_text_csv(path, encoding, delimiter)
+        r = validate_entity(ent, df, ent.file, today, valid_keys)
+        result.entities[ent.name] = r
+        valid_keys[ent.name] = r.table[ent.key]
+    return result

@@ -1,0 +1,114 @@
+"""The one storage helper: every path of the workspace goes through here.
+
+Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout:
+
+    landing/<site>/...                                  extracts as delivered
+    lake/<zone>/<table>/site=<site>/part-0.parquet      zones raw, omop, pseudo (hive style)
+    lake/release/<table>/part-0.parquet                 the release, all sites
+    quarantine/<stage>/<table>/site=<site>/part-0.parquet
+    accounting/<stage>/site=<site>/part-0.parquet       row accounting of a stage and site
+    dataspace/<dataset>/<version>/...                   published releases
+    dagster/                                            the Dagster instance storage
+    reports/                                            reports kept in the workspace
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+ZONES = ("raw", "omop", "pseudo")
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    root: Path
+
+    @property
+    def landing_root(self) -> Path:
+        return self.root / "landing"
+
+    def landing(self, site: str) -> Path:
+        return self.landing_root / site
+
+    @property
+    def dataspace(self) -> Path:
+        return self.root / "dataspace"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def vocabulary_root(self) -> Path:
+        return self.root / "vocabulary"
+
+    def zone_table(self, zone: str, table: str) -> Path:
+        if zone not in (*ZONES, "release"):
+            raise ValueError(f"unknown zone {zone!r}")
+        return self.root / "lake" / zone / table
+
+    def lake(self, zone: str, table: str, site: str | None = None) -> Path:
+        """The folder of one partition (zones raw/omop/pseudo) or of a release table."""
+        base = self.zone_table(zone, table)
+        if zone == "release":
+            return base
+        if site is None:
+            raise ValueError(f"zone {zone} is partitioned by site: give a site")
+        return base / f"site={site}"
+
+    def quarantine(self, stage: str, table: str, site: str) -> Path:
+        return self.root / "quarantine" / stage / table / f"site={site}"
+
+    def accounting(self, stage: str, site: str) -> Path:
+        return self.root / "accounting" / stage / f"site={site}"
+
+    def ensure(self) -> None:
+        for p in (self.landing_root, self.dataspace, self.dagster_home, self.reports, self.root / "lake"):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def write_partition(df: pl.DataFrame, folder: Path) -> Path:
+    """Replace a partition folder atomically with one Parquet file (zstd, statistics)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    target = tmp / "part-0.parquet"
+    df.write_parquet(target, compression="zstd", statistics=True, row_group_size=256_000)
+    old = folder.with_name(folder.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder / "part-0.parquet"
+
+
+def read_partition(folder: Path) -> pl.DataFrame:
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet under {folder}: materialise the upstream asset first")
+    return pl.read_parquet(files)
+
+
+def scan_partition(folder: Path) -> pl.LazyFrame:
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet under {folder}: materialise the upstream asset first")
+    return pl.scan_parquet(files)
+
+
+def has_partition(folder: Path) -> bool:
+    return any(folder.glob("*.parquet"))
