@@ -227,6 +227,7 @@ class NodeEval:
     classes: int  # equivalence classes kept (not suppressed)
     classes_all: int  # classes before suppression
     dm_nosup: int  # Σ class size² over all classes, before suppression
+    dm_kept: int  # Σ class size² over kept classes
     metrics: dict[str, float]
 
     @property
@@ -242,8 +243,15 @@ class _Table:
     sens: IntArray | None
 
 
+def _first_rows(key: IntArray, space: int) -> IntArray:
+    """Index of the first row holding each key (``-1`` for absent keys)."""
+    first = np.full(space, -1, dtype=np.int64)
+    first[key[::-1]] = np.arange(len(key) - 1, -1, -1, dtype=np.int64)
+    return first
+
+
 def _group_ids(cols: Sequence[IntArray], cards: Sequence[int], rows: int) -> tuple[IntArray, int, bool]:
-    """Combine code columns into one integer key per row; returns (key, key space, dense?)."""
+    """Combine code columns into one group id per row, in ``[0, space)``; returns (ids, space, dense?)."""
     key = np.zeros(rows, dtype=np.int64)
     space = 1
     for col, card in zip(cols, cards, strict=True):
@@ -285,7 +293,7 @@ class Evaluator:
     def _source(self, node: tuple[int, ...]) -> _Table:
         if not self.cache:
             return self.root
-        if self._cache_nodes is None:
+        if self._cache_nodes is None or len(self._cache_list) != len(self.cache):
             self._cache_list = list(self.cache.values())
             self._cache_nodes = np.array([t.node for t in self._cache_list], dtype=np.int64).reshape(
                 len(self._cache_list), self.p.q
@@ -303,10 +311,17 @@ class Evaluator:
             return
         self.cache[table.node] = table
         self._cells += cells
+        evicted = False
         while self._cells > self.cache_cells and self.cache:
             _, old = self.cache.popitem(last=False)
             self._cells -= old.codes.size
-        self._cache_nodes = None
+            evicted = True
+        if evicted or self._cache_nodes is None:
+            self._cache_nodes = None
+        else:
+            self._cache_list.append(table)
+            self._cache_nodes = np.vstack([self._cache_nodes, np.asarray(table.node, dtype=np.int64)[None, :]])
+            self._cache_rows = np.append(self._cache_rows, len(table.counts))
 
     def evaluate(self, node: tuple[int, ...], keep: bool = True, metrics: bool = True) -> NodeEval:
         """Group the node; utility metrics are computed when ``metrics`` or the node is anonymous."""
@@ -359,10 +374,12 @@ class Evaluator:
         classes = int(kept_mask.sum())
         classes_all = int(present.sum())
         dm_nosup = int(np.dot(sizes, sizes))
+        kept_sizes = sizes[kept_mask]
+        dm_kept = int(np.dot(kept_sizes, kept_sizes))
         metrics: dict[str, float] = {}
         if want_metrics or anonymous:
-            metrics = self._metrics(node, suppressed, sizes[kept_mask], [g[row_bad] for g in gen], counts[row_bad])
-        ev = NodeEval(node, anonymous, suppressed, classes, classes_all, dm_nosup, metrics)
+            metrics = self._metrics(node, suppressed, kept_sizes, [g[row_bad] for g in gen], counts[row_bad])
+        ev = NodeEval(node, anonymous, suppressed, classes, classes_all, dm_nosup, dm_kept, metrics)
         sup_classes: IntArray | None = None
         if want_classes:
             idx = np.unique(key[row_bad], return_index=True)[1]
@@ -370,11 +387,17 @@ class Evaluator:
                 np.stack([g[row_bad][idx] for g in gen], axis=1) if len(idx) else np.zeros((0, p.q), dtype=np.int64)
             )
         if keep and not want_classes and rows > 256 and classes_all < 0.5 * rows:
-            gkey = key * len(p.sensitive_labels) + src.sens if src.sens is not None else key
-            _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
-            tcounts = np.bincount(inv, weights=counts).round().astype(np.int64)
+            if src.sens is not None:
+                gkey = key * len(p.sensitive_labels) + src.sens
+                _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
+                tcounts = np.bincount(inv, weights=counts).round().astype(np.int64)
+                tsens: IntArray | None = src.sens[first]
+            else:
+                first = _first_rows(key, space)[present]
+                tcounts = sizes[present]
+                tsens = None
             tcodes = np.stack([g[first] for g in gen], axis=1)
-            self._store(_Table(node, tcodes, tcounts, None if src.sens is None else src.sens[first]))
+            self._store(_Table(node, tcodes, tcounts, tsens))
         return ev, sup_classes
 
     def _metrics(
@@ -487,42 +510,58 @@ def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: 
     return (a.levels_sum, a_idx) < (b.levels_sum, b_idx)
 
 
-def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray) -> FloatArray:
-    """A lower bound of ``metric`` at every node that holds with suppression and is monotone."""
+def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray) -> FloatArray:
+    """A lower bound of ``metric`` at every node that holds with suppression.
+
+    ``sup_lb`` is a lower bound of the records each node suppresses; a suppressed record costs at
+    least the cheapest extra cost of full generalisation at the node's levels.
+    """
     n, q = p.n, p.q
     m = len(nodes)
     if n == 0 or q == 0:
         return np.zeros(m)
-    if metric == "loss":
-        total = np.zeros(m)
+    s_lb = sup_lb.astype(np.float64)
+    if metric in ("loss", "precision", "entropy"):
+        base = np.zeros(m)
+        extra = np.zeros(m)
         for j, h in enumerate(p.hierarchies):
-            if h.domain_size > 1:
-                total += p.loss_num[j][nodes[:, j]] / (h.domain_size - 1)
-        return np.asarray(total / (n * q), dtype=np.float64)
-    if metric == "precision":
-        total = np.zeros(m)
-        for j, h in enumerate(p.hierarchies):
-            if h.height:
-                total += nodes[:, j] / h.height
-        return np.asarray(total / q, dtype=np.float64)
-    if metric == "entropy":
-        total = np.zeros(m)
-        for j in range(q):
-            total += p.entropy_base[j][nodes[:, j]]
-        return total
+            lv = nodes[:, j]
+            if metric == "loss":
+                if h.domain_size > 1:
+                    d1 = h.domain_size - 1
+                    base += p.loss_num[j][lv] / d1
+                    worst = np.array([1.0 - (float(h.leaves_under[x].max()) - 1.0) / d1 for x in range(h.height + 1)])
+                    extra += worst[lv]
+            elif metric == "precision":
+                if h.height:
+                    base += lv / h.height
+                    extra += 1.0 - lv / h.height
+            else:
+                base += p.entropy_base[j][lv]
+                worst = np.array([math.log2(n / max(float(c.max()), 1.0)) for c in p.level_counts[j]])
+                extra += worst[lv]
+        if metric == "loss":
+            return np.asarray((base + s_lb * extra) / (n * q), dtype=np.float64)
+        if metric == "precision":
+            return np.asarray(base / q + s_lb * extra / (n * q), dtype=np.float64)
+        return np.asarray(base + s_lb * extra, dtype=np.float64)
     # classes at a node are at most the product of the QIs' distinct generalised values present
     distinct = np.ones(m)
-    for j, _h in enumerate(p.hierarchies):
+    for j in range(q):
         present = np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)
         distinct *= present[nodes[:, j]]
     distinct = np.minimum(distinct, max(len(p.counts), 1))
-    kept = float(n - model.max_suppressed(n))
+    kept = n - s_lb
     floor_k = float(min(model.k, n))
     if metric == "discernibility":
-        # every kept class has ≥ k records: Σ kept size² + S·n ≥ k·n; and Σ kept size² ≥ kept² / classes
-        return np.asarray(np.maximum(floor_k * n, kept * kept / distinct), dtype=np.float64)
+        # DM = Σ kept size² + S·n with S ≥ s_lb; Σ kept size² ≥ max(kept²/classes, k·kept);
+        # the bound grows with S when there are at least two classes, so S = s_lb is its minimum
+        kept_min = float(n - model.max_suppressed(n))
+        with_s = s_lb * n + np.maximum(kept * kept / distinct, floor_k * kept)
+        return np.asarray(np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct)))
     # aecs = kept / classes ≥ (n - limit) / distinct, and ≥ k since every kept class has ≥ k records
-    return np.asarray(np.maximum(floor_k, kept / distinct), dtype=np.float64)
+    kept_max_sup = n - model.max_suppressed(n)
+    return np.asarray(np.maximum(floor_k, kept_max_sup / distinct), dtype=np.float64)
 
 
 def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
@@ -620,33 +659,77 @@ def _branch_and_bound(
     strides = np.ones(p.q, dtype=np.int64)
     for j in range(p.q - 2, -1, -1):
         strides[j] = strides[j + 1] * (heights[j + 1] + 1)
-    lb = _static_bounds(p, model, metric, nodes)
+    # entropy l-diversity with suppression is not monotone (a diverse class merged with a
+    # non-diverse one may not be diverse): no predictive tagging and no bounds that rely on it
+    monotone = model.l is None or model.l_variant == "distinct"
+    sup_lb = _pair_suppression_bound(p, model, nodes)
+    lb = _static_bounds(p, model, metric, nodes, sup_lb)
     sums = nodes.sum(axis=1)
     order = np.lexsort((np.arange(m), sums, lb))
     status = np.zeros(m, dtype=np.int8)  # 1 anonymous, -1 not, 0 unknown
-    status[_pair_suppression_bound(p, model, nodes) > ev.max_sup] = -1
+    status[sup_lb > ev.max_sup] = -1
     # generalising the QI that keeps the most distinct values first stays longest below the border
     keep_ratio = [
         [np.count_nonzero(c[lv + 1]) / max(np.count_nonzero(c[lv]), 1) for lv in range(len(c) - 1)]
         for c in p.level_counts
     ]
     dyn = lb.copy()
+    sup_extra = sup_lb.astype(np.float64) * max(p.n - model.k, 0)
     memo: dict[int, NodeEval] = {}
+    ge = [[nodes[:, j] >= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
+    le = [[nodes[:, j] <= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
+
+    def upset(row: IntArray) -> npt.NDArray[np.bool_]:
+        mask = np.ones(m, dtype=bool)
+        for j, lv in enumerate(row):
+            if lv:
+                mask &= ge[j][lv]
+        return mask
+
+    def downset(row: IntArray) -> npt.NDArray[np.bool_]:
+        mask = np.ones(m, dtype=bool)
+        for j, lv in enumerate(row):
+            if lv < heights[j]:
+                mask &= le[j][lv]
+        return mask
 
     def check(idx: int) -> NodeEval:
         e = memo.get(idx)
-        if e is None:
-            e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True, metrics=False)
-            row = nodes[idx]
+        if e is not None:
+            return e
+        e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True, metrics=False)
+        memo[idx] = e
+        row = nodes[idx]
+        if monotone:
             if e.anonymous:
-                memo[idx] = e
-                status[(nodes >= row).all(axis=1)] = 1
+                status[upset(row)] = 1
             else:
-                status[(nodes <= row).all(axis=1)] = -1
+                status[downset(row)] = -1
+        else:
+            status[idx] = 1 if e.anonymous else -1
+        if metric in ("discernibility", "aecs"):
+            # bounds for every generalisation g of this node (m): DM(g) ≥ Σ size² before suppression
+            # at m; with monotone suppression S(g) ≤ S(m): each record suppressed at m either stays
+            # suppressed in g (cost n) or joins a kept class (cost ≥ k), so
+            # DM(g) ≥ Σ kept size² at m + k·S(m) + (n − k)·S(g); and AECS(g) ≥ (n − S(m)) / (kept
+            # classes at m + S(m) // k)
+            gen_mask = upset(row)
+            if metric == "discernibility":
+                dyn[gen_mask] = np.maximum(dyn[gen_mask], float(e.dm_nosup))
+                if monotone:
+                    base = float(e.dm_kept + model.k * e.suppressed)
+                    dyn[gen_mask] = np.maximum(dyn[gen_mask], base + sup_extra[gen_mask])
+            elif monotone:
+                denom = e.classes + e.suppressed // model.k
+                bound = (p.n - e.suppressed) / denom if denom else float(p.n)
+                dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
         return e
 
     def classify(idx: int) -> None:
         """Binary search for the anonymity border on a path up from an unknown node (Flash)."""
+        if not monotone:
+            check(idx)
+            return
         chain = [idx]
         cur = nodes[idx].copy()
         while True:
@@ -683,12 +766,9 @@ def _branch_and_bound(
         if status[idx] == -1:
             continue
         e = check(idx)
-        if metric == "discernibility" or metric == "aecs":
-            gen_mask = (nodes >= nodes[idx]).all(axis=1)
-            bound = float(e.dm_nosup) if metric == "discernibility" else (
-                (p.n - ev.max_sup) / e.classes_all if e.classes_all else 0.0
-            )
-            dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
+        if not e.metrics:
+            e = ev.evaluate(e.node, keep=False, metrics=True)
+            memo[idx] = e
         if _better(e, idx, metric, best, best_idx):
             best, best_idx = e, idx
     return best, best_idx

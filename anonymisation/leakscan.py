@@ -60,7 +60,17 @@ class Identifiers:
         return sum(len(v) for v in self.values.values())
 
 
+def public_place_names() -> set[str]:
+    """Commune, canton and country names: public values that a surname may share (Biwer, Wiltz)."""
+    from schemas.geo import COUNTRY, communes
+
+    names = {COUNTRY} | {c.name for c in communes()} | {c.canton for c in communes()}
+    return {normalise_text(n) for n in names}
+
+
 def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
+    """Identifiers of the patients; names that are also public place names are left out, since a
+    commune column legitimately holds them (the location is governed by k-anonymity instead)."""
     ids = Identifiers()
     for col, kind in IDENTIFIER_COLUMNS.items():
         if col in patients.columns:
@@ -70,6 +80,7 @@ def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
     if {"first_name", "last_name"} <= set(patients.columns):
         for f, last in patients.select("first_name", "last_name").drop_nulls().iter_rows():
             ids.add("name", f"{f} {last}")
+    ids.values["name"] = ids.values.get("name", set()) - public_place_names()
     return ids
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import accumulate
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 from generator.clinical import (
     ACUTE,
@@ -56,7 +56,7 @@ from generator.reference import (
     name_pools,
     vocabulary,
 )
-from schemas.extract import DIAGNOSES, ENTITIES, LABS, MEDICATIONS, PATIENTS, PROCEDURES, STAYS, Entity
+from schemas.extract import ENTITIES, PATIENTS, Entity
 from schemas.matricule import make_matricule
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]
+_T = TypeVar("_T")
 
 # fault -> (outcome, reason_code) expected downstream
 FAULT_OUTCOMES: Final[dict[str, tuple[str, str]]] = {
@@ -94,8 +95,18 @@ HISTORY_DAYS: Final = 3652  # stays fall in the ten years before the reference d
 LAST_ADMISSION_MARGIN: Final = 17  # an inpatient stay (up to 15 days, + a night) ends before the reference
 
 # Age buckets (years at the reference date) and their weights: hospital patients are older.
-_AGE_BUCKETS: Final = ((2, 9, 6.0), (10, 19, 5.0), (20, 29, 8.0), (30, 39, 10.0), (40, 49, 12.0),
-                       (50, 59, 15.0), (60, 69, 16.0), (70, 79, 15.0), (80, 89, 10.0), (90, 96, 3.0))
+_AGE_BUCKETS: Final = (
+    (2, 9, 6.0),
+    (10, 19, 5.0),
+    (20, 29, 8.0),
+    (30, 39, 10.0),
+    (40, 49, 12.0),
+    (50, 59, 15.0),
+    (60, 69, 16.0),
+    (70, 79, 15.0),
+    (80, 89, 10.0),
+    (90, 96, 3.0),
+)
 
 _HHMM: Final = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
 _DAY: Final = 1440
@@ -225,10 +236,10 @@ class _Draw:
         self.rng = rng
         self.random = rng.random
 
-    def pick(self, seq: Sequence[Any]) -> Any:
+    def pick(self, seq: Sequence[_T]) -> _T:
         return seq[int(self.random() * len(seq))]
 
-    def weighted(self, items: Sequence[Any], cum: Sequence[float]) -> Any:
+    def weighted(self, items: Sequence[_T], cum: Sequence[float]) -> _T:
         return items[bisect_right(cum, self.random() * cum[-1])]
 
     def int_between(self, lo: int, hi: int) -> int:
@@ -240,8 +251,18 @@ def _cum(weights: Sequence[float]) -> list[float]:
     return list(accumulate(weights))
 
 
-_EMAIL_DOMAINS: Final = ("pt.lu", "internet.lu", "gmail.com", "hotmail.com", "outlook.com", "yahoo.fr",
-                         "web.de", "gmx.de", "live.be", "icloud.com")
+_EMAIL_DOMAINS: Final = (
+    "pt.lu",
+    "internet.lu",
+    "gmail.com",
+    "hotmail.com",
+    "outlook.com",
+    "yahoo.fr",
+    "web.de",
+    "gmx.de",
+    "live.be",
+    "icloud.com",
+)
 _EMAIL_DOMAIN_CUM: Final = _cum((14, 6, 30, 10, 10, 8, 7, 6, 4, 5))
 _MOBILE_PREFIXES: Final = ("621", "628", "661", "671", "691")
 
@@ -266,12 +287,13 @@ class _PopulationBuilder:
         r = d.random()
         if r < 0.6:  # mobile: +352 621 123 456
             return f"+352 {d.pick(_MOBILE_PREFIXES)} {d.int_between(100, 999)} {d.int_between(0, 999):03d}"
-        if r < 0.85:  # 8-digit landline: +352 26 12 34 56
-            return (f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d} "
-                    f"{d.int_between(0, 99):02d}")
-        if r < 0.93:  # 6-digit landline: +352 44 12 34
-            return f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d}"
-        return f"+352 {d.int_between(2, 9)}{d.int_between(0, 999):03d}-{d.int_between(0, 999):03d}"
+        if r < 0.9:  # 8-digit landline: +352 26 12 34 56
+            return (
+                f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d} "
+                f"{d.int_between(0, 99):02d}"
+            )
+        # 6-digit landline of the older numbering: +352 44 12 34
+        return f"+352 {d.int_between(22, 99)} {d.int_between(0, 99):02d} {d.int_between(0, 99):02d}"
 
     def address(self) -> _Address:
         d = self.d
@@ -325,10 +347,11 @@ class _PopulationBuilder:
             out.append(("t1d", ("E10.2",) if r() < 0.2 else ("E10.9",)))
         elif r() < p_t2d:
             diabetes = "t2d"
-            complications = tuple(c for c, p in (("E11.2", 0.18), ("E11.3", 0.12), ("E11.4", 0.12),
-                                                 ("E11.5", 0.08)) if r() < p)
+            complications = tuple(
+                c for c, p in (("E11.2", 0.18), ("E11.3", 0.12), ("E11.4", 0.12), ("E11.5", 0.08)) if r() < p
+            )
             out.append(("t2d", complications or ("E11.9",)))
-        p_cancer = 0.002 if age < 40 else 0.06 if age < 60 else 0.11
+        p_cancer = 0.002 if age < 40 else 0.045 if age < 60 else 0.09
         if r() < p_cancer:
             sites_ = ("lung_ca", "colon_ca", "prostate_ca") if sex == "M" else ("lung_ca", "colon_ca")
             cancer = self.d.pick(sites_)
@@ -367,7 +390,9 @@ class _PopulationBuilder:
         sex = "M" if x < 0.49 else "F" if x < 0.99 else "U"
         birth = self.birth()
         locale = bisect_right(self.locale_cum, r() * self.locale_cum[-1])
-        firsts = self.pools.male[locale] if sex == "M" or (sex == "U" and r() < 0.5) else self.pools.female[locale]
+        firsts = (
+            self.pools.male[locale] if sex == "M" or (sex == "U" and r() < 0.5) else self.pools.female[locale]
+        )
         first = d.pick(firsts)
         if r() < 0.08:  # compound first names: Jean-Paul, Marie-Anne
             second_first = d.pick(firsts)
@@ -392,8 +417,21 @@ class _PopulationBuilder:
             if r() < SEX_CONFLICT_SHARE:
                 second_sex = {"M": "F", "F": "M", "U": "M"}[sex]
         age = (self.ref_ord - birth) * 100 // 36525
-        return _Person(birth, sex, first, last, matricule, address, email, home, second, second_address,
-                       second_sex, self.conditions(age, sex), age)
+        return _Person(
+            birth,
+            sex,
+            first,
+            last,
+            matricule,
+            address,
+            email,
+            home,
+            second,
+            second_address,
+            second_sex,
+            self.conditions(age, sex),
+            age,
+        )
 
 
 # --- CSV output and faults ------------------------------------------------------------------------
@@ -418,10 +456,17 @@ def _plan(entity: Entity) -> _FaultPlan:
     names = entity.column_names
     date_col = next(c for c in entity.columns if c.required and c.type in ("date", "datetime"))
     partner = {"stays": "discharge", "medications": "end_date"}.get(entity.name)
-    code = {"diagnoses": "icd10_code", "procedures": "procedure_code", "labs": "loinc_code",
-            "medications": "atc_code"}.get(entity.name)
-    required = tuple(i for i, c in enumerate(entity.columns)
-                     if c.required and not (entity is PATIENTS and c.name == entity.key))
+    code = {
+        "diagnoses": "icd10_code",
+        "procedures": "procedure_code",
+        "labs": "loinc_code",
+        "medications": "atc_code",
+    }.get(entity.name)
+    required = tuple(
+        i
+        for i, c in enumerate(entity.columns)
+        if c.required and not (entity is PATIENTS and c.name == entity.key)
+    )
     kinds = ["invalid_date", "future_date", "missing_required"]
     if entity.references:
         kinds.append("orphan")
@@ -442,6 +487,62 @@ def _plan(entity: Entity) -> _FaultPlan:
 
 
 _PLANS: Final = {e.name: _plan(e) for e in ENTITIES}
+_ENTITY_ORDER: Final = {e.name: i for i, e in enumerate(ENTITIES)}
+
+# The row builders below write cells in this order; a changed contract must fail loudly, not shift columns.
+_ROW_LAYOUT: Final = {
+    "patients": (
+        "patient_id",
+        "matricule",
+        "last_name",
+        "first_name",
+        "birth_date",
+        "sex",
+        "address",
+        "postcode",
+        "city",
+        "phone",
+        "email",
+        "updated_at",
+    ),
+    "stays": ("stay_id", "patient_id", "admission", "discharge", "stay_type", "ward"),
+    "diagnoses": (
+        "diagnosis_id",
+        "stay_id",
+        "patient_id",
+        "icd10_code",
+        "diagnosis_date",
+        "diagnosis_rank",
+        "description",
+    ),
+    "procedures": (
+        "procedure_id",
+        "stay_id",
+        "patient_id",
+        "procedure_code",
+        "procedure_date",
+        "description",
+    ),
+    "labs": ("lab_id", "stay_id", "patient_id", "loinc_code", "value", "unit", "sampled_at", "description"),
+    "medications": (
+        "medication_id",
+        "stay_id",
+        "patient_id",
+        "atc_code",
+        "drug_name",
+        "dose",
+        "dose_unit",
+        "route",
+        "start_date",
+        "end_date",
+    ),
+}
+
+
+def _check_contract() -> None:
+    got = {e.name: tuple(e.column_names) for e in ENTITIES}
+    if got != _ROW_LAYOUT:
+        raise RuntimeError(f"the extract contract changed; update generator.hospital: {got}")
 
 
 class _Out:
@@ -458,18 +559,17 @@ class _Out:
 
 
 class _FaultInjector:
-    def __init__(self, site: str, prefix: str, rng: random.Random, dirty: float, reference: date,
-                 population: int) -> None:
+    def __init__(
+        self, site: str, prefix: str, rng: random.Random, dirty: float, reference: date, population: int
+    ) -> None:
         self.site = site
         self.prefix = prefix
         self.d = _Draw(rng)
         self.dirty = dirty
-        self.reference = reference
         self.future_start = date(reference.year + 64, 1, 1).toordinal()
         self.faults: list[Fault] = []
         self.next_orphan_patient = population + 1  # site-local ids never exceed the population size
         self.next_orphan_stay = 6 * population + 1  # nor stays 6 per patient
-        self.vocab = vocabulary()
 
     def write(self, out: _Out, row: list[str], parent_bad: bool, only_duplicate: bool = False) -> bool:
         """Write ``row`` (maybe with a fault); True when the row will be quarantined downstream."""
@@ -498,7 +598,9 @@ class _FaultInjector:
         if kind == "invalid_date":
             old = row[plan.date]
             year = old[:4]
-            bad = d.pick((f"31/02/{year}", f"{year}-13-01", f"{year}-02-30", f"{year}-04-31", f"{year}-00-10"))
+            bad = d.pick(
+                (f"31/02/{year}", f"{year}-13-01", f"{year}-02-30", f"{year}-04-31", f"{year}-00-10")
+            )
             row[plan.date] = f"{bad} {old[11:16]}" if plan.date_is_datetime and len(old) > 10 else bad
             return cols[plan.date]
         if kind == "future_date":
@@ -509,7 +611,10 @@ class _FaultInjector:
             p = plan.date_partner
             if p >= 0 and row[p]:
                 partner = row[p]
-                row[p] = date.fromordinal(date.fromisoformat(partner[:10]).toordinal() + shift).isoformat() + partner[10:]
+                row[p] = (
+                    date.fromordinal(date.fromisoformat(partner[:10]).toordinal() + shift).isoformat()
+                    + partner[10:]
+                )
             return cols[plan.date]
         if kind == "missing_required":
             i = d.pick(plan.required)
@@ -535,24 +640,31 @@ class _FaultInjector:
 
     def _unknown_code(self, entity: str, row: list[str], ci: int) -> str:
         d = self.d
+        col = _COLUMN_INDEX[entity]
         if entity == "diagnoses":
             code, desc = d.pick(UNKNOWN_ICD10)
-            row[ci], row[ci + 3] = code, desc  # icd10_code, ..., description
+            row[ci], row[col["description"]] = code, desc
         elif entity == "procedures":
             code, desc = d.pick(UNKNOWN_SNOMED)
-            row[ci], row[ci + 2] = code, desc
+            row[ci], row[col["description"]] = code, desc
         elif entity == "labs":
             lab = d.pick(UNKNOWN_LOINC)
             value = lab.low + d.random() * (lab.high - lab.low)
-            row[ci], row[ci + 1], row[ci + 2], row[ci + 4] = lab.loinc, f"{value:.{lab.decimals}f}", lab.unit, lab.name
+            row[ci] = lab.loinc
+            row[col["value"]] = f"{value:.{lab.decimals}f}"
+            row[col["unit"]] = lab.unit
+            row[col["description"]] = lab.name
         else:  # medications
             drug = d.pick(UNKNOWN_ATC)
-            row[ci:ci + 5] = [drug.atc, drug.name, drug.dose, drug.unit, drug.route]
-        return "" if ci < 0 else ENTITY_CODE_COLUMN[entity]
+            row[ci] = drug.atc
+            row[col["drug_name"]] = drug.name
+            row[col["dose"]] = drug.dose
+            row[col["dose_unit"]] = drug.unit
+            row[col["route"]] = drug.route
+        return _ROW_LAYOUT[entity][ci]
 
 
-ENTITY_CODE_COLUMN: Final = {"diagnoses": "icd10_code", "procedures": "procedure_code", "labs": "loinc_code",
-                             "medications": "atc_code"}
+_COLUMN_INDEX: Final = {name: {c: i for i, c in enumerate(cols)} for name, cols in _ROW_LAYOUT.items()}
 
 
 # --- one site -------------------------------------------------------------------------------------
@@ -579,6 +691,7 @@ _LOS_CUM: Final = _cum((14, 16, 14, 11, 9, 7, 6, 5, 4, 3, 3, 2, 2, 2, 2))  # inp
 _N_STAYS_CUM: Final = _cum((30, 25, 17, 12, 9, 7))  # 1..6 stays at the home site
 _N_DIAG_CUM: Final = _cum((30, 35, 20, 15))  # 1..4 diagnoses per stay
 _ACUTE_CUM: Final = _cum([a.weight for a in ACUTE])
+_VITALS: Final = frozenset({"weight", "systolic", "diastolic"})
 _STAY_PROFILE: Final = {
     kind: ([t for t, _ in types], _cum([p for _, p in types]), follow)
     for kind, (types, follow) in STAY_TYPE_BY_KIND.items()
@@ -600,14 +713,28 @@ class _Baseline:
 
 
 class _SiteWriter:
-    def __init__(self, spec: SiteSpec, index: int, seed: int, dirty: float, reference: date,
-                 population: int, outs: dict[str, _Out]) -> None:
+    def __init__(
+        self,
+        spec: SiteSpec,
+        index: int,
+        seed: int,
+        dirty: float,
+        reference: date,
+        population: int,
+        outs: dict[str, _Out],
+    ) -> None:
         self.site = spec.site
         self.prefix = _letters(index).upper()
         self.rng = random.Random(f"ds4h:{seed}:{spec.site}:content")
         self.d = _Draw(self.rng)
-        self.faults = _FaultInjector(spec.site, self.prefix, random.Random(f"ds4h:{seed}:{spec.site}:faults"),
-                                     dirty, reference, population)
+        self.faults = _FaultInjector(
+            spec.site,
+            self.prefix,
+            random.Random(f"ds4h:{seed}:{spec.site}:faults"),
+            dirty,
+            reference,
+            population,
+        )
         self.ref_ord = reference.toordinal()
         self.clock = _Clock()
         self.outs = outs
@@ -631,8 +758,20 @@ class _SiteWriter:
         lo = max(p.birth + 1, self.ref_ord - 5 * 365)
         updated = d.int_between(lo * _DAY, self.ref_ord * _DAY - 1)
         updated_at = f"{self.clock.dt(updated)}:{d.int_between(0, 59):02d}"
-        row = [pid, p.matricule, p.last, p.first, self.clock.d(p.birth), sex, addr.street, addr.postcode,
-               addr.city, addr.phone, p.email, updated_at]
+        row = [
+            pid,
+            p.matricule,
+            p.last,
+            p.first,
+            self.clock.d(p.birth),
+            sex,
+            addr.street,
+            addr.postcode,
+            addr.city,
+            addr.phone,
+            p.email,
+            updated_at,
+        ]
         bad = self.faults.write(self.outs["patients"], row, False, only_duplicate=p.second >= 0)
         self.stays(p, pid, is_second, bad)
 
@@ -641,10 +780,8 @@ class _SiteWriter:
     def baseline(self, p: _Person) -> _Baseline:
         g = self.rng.gauss
         conds = {c for c, _ in p.conditions}
-        if p.age < 18:
-            weight = 9 + 3.2 * p.age + g(0, 3)
-        else:
-            weight = g(82, 13) if p.sex == "M" else g(68, 12)
+        adult_weight = g(82, 13) if p.sex == "M" else g(68, 12)
+        weight = 9 + 3.2 * p.age + g(0, 3) if p.age < 18 else adult_weight
         creat = g(0.95, 0.15) if p.sex == "M" else g(0.75, 0.12)
         if "ckd" in conds:
             creat = g(2.1, 0.4)
@@ -686,7 +823,9 @@ class _SiteWriter:
         focus_cum = _cum([CHRONIC_FOCUS_WEIGHT[c] for c in focus_conds])
         codes_of = dict(conditions)
         all_codes = [code for _, codes in conditions for code in codes]
-        state: set[str] = set()  # events that happen once per patient and site (first cancer work-up, surgery)
+        state: set[str] = (
+            set()
+        )  # events that happen once per patient and site (first cancer work-up, surgery)
         not_before = 0
         written = 0
         for day in days:
@@ -711,8 +850,20 @@ class _SiteWriter:
             stay_bad = self.stay(pid, adm, dis, stay_type, principal, patient_bad)
             sid = f"{self.prefix}S{self.n_stays:08d}"
             written += 1
-            self.children(p, pid, sid, adm, dis, stay_type, principal, cond, cancer, all_codes, base, state,
-                          patient_bad or stay_bad)
+            self.children(
+                p,
+                pid,
+                sid,
+                adm,
+                dis,
+                stay_type,
+                principal,
+                cond,
+                all_codes,
+                base,
+                state,
+                patient_bad or stay_bad,
+            )
             not_before = dis
             if stay_type == "EMERGENCY" and written < n and r() < follow:
                 adm2 = dis + d.int_between(10, 90)
@@ -721,8 +872,20 @@ class _SiteWriter:
                 stay_bad = self.stay(pid, adm2, dis2, "INPATIENT", principal, patient_bad)
                 sid = f"{self.prefix}S{self.n_stays:08d}"
                 written += 1
-                self.children(p, pid, sid, adm2, dis2, "INPATIENT", principal, cond, cancer, all_codes, base,
-                              state, patient_bad or stay_bad)
+                self.children(
+                    p,
+                    pid,
+                    sid,
+                    adm2,
+                    dis2,
+                    "INPATIENT",
+                    principal,
+                    cond,
+                    all_codes,
+                    base,
+                    state,
+                    patient_bad or stay_bad,
+                )
                 not_before = dis2
 
     def acute(self, p: _Person, day: int) -> str:
@@ -757,9 +920,21 @@ class _SiteWriter:
 
     # children of a stay ---------------------------------------------------------------------------
 
-    def children(self, p: _Person, pid: str, sid: str, adm: int, dis: int, stay_type: str, principal: str,
-                 cond: str | None, cancer: str | None, all_codes: list[str], base: _Baseline, state: set[str],
-                 parent_bad: bool) -> None:
+    def children(
+        self,
+        p: _Person,
+        pid: str,
+        sid: str,
+        adm: int,
+        dis: int,
+        stay_type: str,
+        principal: str,
+        cond: str | None,
+        all_codes: list[str],
+        base: _Baseline,
+        state: set[str],
+        parent_bad: bool,
+    ) -> None:
         d = self.d
         clock = self.clock
         write = self.faults.write
@@ -773,8 +948,19 @@ class _SiteWriter:
         for i, code in enumerate([principal, *secondary]):
             self.n_diag += 1
             day = adm_day if i == 0 else d.int_between(adm_day, dis_day)
-            write(out, [f"{self.prefix}D{self.n_diag:09d}", sid, pid, code, clock.d(day),
-                        "PRINCIPAL" if i == 0 else "SECONDARY", icd10[code]], parent_bad)
+            write(
+                out,
+                [
+                    f"{self.prefix}D{self.n_diag:09d}",
+                    sid,
+                    pid,
+                    code,
+                    clock.d(day),
+                    "PRINCIPAL" if i == 0 else "SECONDARY",
+                    icd10[code],
+                ],
+                parent_bad,
+            )
         # procedures
         procs = self.procedures(principal, cond, stay_type, state)
         out = self.outs["procedures"]
@@ -782,27 +968,65 @@ class _SiteWriter:
             self.n_proc += 1
             code = PROCEDURE_CODES[name]
             when = self.within(adm, dis)
-            write(out, [f"{self.prefix}P{self.n_proc:08d}", sid, pid, code, clock.dt(when),
-                        self.vocab.snomed_procedures[code]], parent_bad)
+            write(
+                out,
+                [
+                    f"{self.prefix}P{self.n_proc:08d}",
+                    sid,
+                    pid,
+                    code,
+                    clock.dt(when),
+                    self.vocab.snomed_procedures[code],
+                ],
+                parent_bad,
+            )
         # labs
         out = self.outs["labs"]
-        for test, value in self.labs(p, stay_type, cond, cancer, all_codes, principal, base, procs):
+        # one blood sample and one set of vital signs per stay, soon after admission
+        blood = clock.dt(min(adm + d.int_between(15, 150), dis))
+        vitals = clock.dt(min(adm + d.int_between(5, 60), dis))
+        for test, value in self.labs(stay_type, cond, all_codes, principal, base, procs):
             self.n_lab += 1
             lt = LAB_TESTS[test]
-            when = adm + d.int_between(15, 180)
-            if when > dis:
-                when = dis
-            write(out, [f"{self.prefix}L{self.n_lab:09d}", sid, pid, lt.loinc, f"{value:.{lt.decimals}f}",
-                        lt.unit, clock.dt(when), self.lab_desc[lt.loinc]], parent_bad)
+            write(
+                out,
+                [
+                    f"{self.prefix}L{self.n_lab:09d}",
+                    sid,
+                    pid,
+                    lt.loinc,
+                    f"{value:.{lt.decimals}f}",
+                    lt.unit,
+                    vitals if test in _VITALS else blood,
+                    self.lab_desc[lt.loinc],
+                ],
+                parent_bad,
+            )
         # medications
         out = self.outs["medications"]
-        for atc in self.medications(p, stay_type, principal, cond, cancer, procs):
+        for atc in self.medications(p, stay_type, principal, cond, procs):
             self.n_med += 1
             med = MEDS[atc]
-            start = adm_day if med.duration != "chronic" or d.random() < 0.7 else d.int_between(adm_day, dis_day)
+            start = (
+                adm_day if med.duration != "chronic" or d.random() < 0.7 else d.int_between(adm_day, dis_day)
+            )
             end = self.end_day(med.duration, start, dis_day)
-            write(out, [f"{self.prefix}M{self.n_med:09d}", sid, pid, atc, self.vocab.atc[atc], d.pick(med.doses),
-                        med.unit, med.route, clock.d(start), clock.d(end) if end >= 0 else ""], parent_bad)
+            write(
+                out,
+                [
+                    f"{self.prefix}M{self.n_med:09d}",
+                    sid,
+                    pid,
+                    atc,
+                    self.vocab.atc[atc],
+                    d.pick(med.doses),
+                    med.unit,
+                    med.route,
+                    clock.d(start),
+                    clock.d(end) if end >= 0 else "",
+                ],
+                parent_bad,
+            )
 
     def within(self, adm: int, dis: int) -> int:
         if dis - adm > _DAY:  # inpatient: a working hour of a day of the stay
@@ -870,18 +1094,42 @@ class _SiteWriter:
             out.append("chest_xray")
         return out[:2]
 
-    def labs(self, p: _Person, stay_type: str, cond: str | None, cancer: str | None, all_codes: list[str],
-             principal: str, b: _Baseline, procs: list[str]) -> list[tuple[str, float]]:
+    def labs(
+        self,
+        stay_type: str,
+        cond: str | None,
+        all_codes: list[str],
+        principal: str,
+        b: _Baseline,
+        procs: list[str],
+    ) -> list[tuple[str, float]]:
         d = self.d
         r = d.random
         g = self.rng.gauss
         diabetic = any(c.startswith(("E10", "E11")) for c in all_codes)
         tests: list[str] = []
         if stay_type == "INPATIENT":
-            tests += ["creatinine", "potassium", "sodium", "haemoglobin", "platelets", "leukocytes", "weight",
-                      "systolic", "diastolic"]
+            tests += [
+                "creatinine",
+                "potassium",
+                "sodium",
+                "haemoglobin",
+                "platelets",
+                "leukocytes",
+                "weight",
+                "systolic",
+                "diastolic",
+            ]
         elif stay_type == "EMERGENCY":
-            tests += ["haemoglobin", "leukocytes", "creatinine", "potassium", "sodium", "systolic", "diastolic"]
+            tests += [
+                "haemoglobin",
+                "leukocytes",
+                "creatinine",
+                "potassium",
+                "sodium",
+                "systolic",
+                "diastolic",
+            ]
             if not diabetic and r() < 0.5:
                 tests.append("glucose")
         else:
@@ -907,7 +1155,11 @@ class _SiteWriter:
             if t == "hba1c":
                 v = _clip(b.hba1c + g(0, 0.3), 4.2, 14.0)
             elif t == "glucose":
-                v = _clip((b.hba1c * 28.7 - 46.7) + g(0, 25), 55, 480) if diabetic else _clip(g(96, 12), 65, 160)
+                v = (
+                    _clip((b.hba1c * 28.7 - 46.7) + g(0, 25), 55, 480)
+                    if diabetic
+                    else _clip(g(96, 12), 65, 160)
+                )
             elif t == "creatinine":
                 v = _clip(b.creatinine * (1 + g(0, 0.08)), 0.3, 9.0)
             elif t == "potassium":
@@ -935,8 +1187,9 @@ class _SiteWriter:
             values.append((t, v))
         return values
 
-    def medications(self, p: _Person, stay_type: str, principal: str, cond: str | None, cancer: str | None,
-                    procs: list[str]) -> list[str]:
+    def medications(
+        self, p: _Person, stay_type: str, principal: str, cond: str | None, procs: list[str]
+    ) -> list[str]:
         d = self.d
         r = d.random
         out: list[str] = []
@@ -991,12 +1244,14 @@ def generate(
         raise ValueError(f"site names must be unique: {names}")
     if not 0.0 <= dirty <= 1.0:
         raise ValueError(f"dirty must be a fraction in [0, 1], got {dirty}")
+    _check_contract()
     out_dir = Path(out_dir)
     result = GenerationResult(out_dir=out_dir, seed=seed, patients=patients, sites=names)
 
     # the population
-    builder = _PopulationBuilder(random.Random(f"ds4h:{seed}:population"), name_pools(seed), reference_date,
-                                 len(sites))
+    builder = _PopulationBuilder(
+        random.Random(f"ds4h:{seed}:population"), name_pools(seed), reference_date, len(sites)
+    )
     people: list[_Person] = []
     step = max(1000, patients // 20)
     for i in range(patients):
@@ -1015,8 +1270,10 @@ def generate(
         site_dir = out_dir / spec.site
         truth_dir = site_dir / "_truth"
         truth_dir.mkdir(parents=True, exist_ok=True)
-        handles = {e.name: open(site_dir / e.file, "w", encoding=spec.encoding, newline="")  # noqa: SIM115
-                   for e in ENTITIES}
+        handles = {
+            e.name: open(site_dir / e.file, "w", encoding=spec.encoding, newline="")  # noqa: SIM115
+            for e in ENTITIES
+        }
         try:
             outs = {e.name: _Out(e, handles[e.name], spec.delimiter) for e in ENTITIES}
             writer = _SiteWriter(spec, index, seed, dirty, reference_date, patients, outs)
@@ -1038,7 +1295,3 @@ def generate(
                 fh.write(json.dumps(f.to_json(), ensure_ascii=False) + "\n")
         result.faults.extend(faults)
     return result
-
-
-_ENTITY_ORDER: Final = {e.name: i for i, e in enumerate(ENTITIES)}
-_ = (DIAGNOSES, LABS, MEDICATIONS, PROCEDURES, STAYS)  # the contract's entities, written in ENTITIES order

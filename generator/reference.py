@@ -14,6 +14,7 @@ from importlib import resources
 
 from faker import Faker
 
+from generator.clinical import MEDS
 from schemas.geo import Commune, communes
 
 __all__ = [
@@ -164,7 +165,14 @@ class UnknownLab:
 
 
 UNKNOWN_LOINC: tuple[UnknownLab, ...] = (
-    UnknownLab("2324-2", "Gamma glutamyl transferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 10, 90, 0),
+    UnknownLab(
+        "2324-2",
+        "Gamma glutamyl transferase [Enzymatic activity/volume] in Serum or Plasma",
+        "U/L",
+        10,
+        90,
+        0,
+    ),
     UnknownLab("14749-6", "Glucose [Moles/volume] in Serum or Plasma", "mmol/L", 4.0, 12.0, 1),
     UnknownLab("14682-9", "Creatinine [Moles/volume] in Serum or Plasma", "umol/L", 50, 160, 0),
     UnknownLab("2777-1", "Phosphate [Mass/volume] in Serum or Plasma", "mg/dL", 2.5, 4.5, 1),
@@ -178,20 +186,43 @@ UNKNOWN_SNOMED: tuple[tuple[str, str], ...] = (
     ("29303009", "Electrocardiographic procedure"),
 )
 
-_USED_ICD10 = (
-    "E10.9 E10.2 E11.9 E11.2 E11.3 E11.4 E11.5 C34.9 C34.1 C18.9 C18.8 C78.5 C61 I10 E78.5 J45.9 I48.9 "
-    "I50.9 I21.9 J18.9 J20.9 F32.9 N18.3 D64.9 U07.1 J01.9 S82.8 J02.9"
-).split()
-_USED_ATC = (
-    "A10BA02 A10AB04 A10AD01 A10BJ02 L01XA01 L01XA02 L01XA03 L01BC02 L01CD01 L01CD02 L01CB01 L02AE02 "
-    "C09AA03 C08CA01 C10AA01 C10AA05 B01AC06 B01AC04 B01AA03 N02BE01 J01CA04 C03AA03"
-).split()
+# ICD-10 codes of the clinical model (generator.hospital and generator.clinical).
+_USED_ICD10: tuple[str, ...] = (
+    "E10.9",
+    "E10.2",
+    "E11.9",
+    "E11.2",
+    "E11.3",
+    "E11.4",
+    "E11.5",
+    "C34.9",
+    "C34.1",
+    "C18.9",
+    "C18.8",
+    "C78.5",
+    "C61",
+    "I10",
+    "E78.5",
+    "J45.9",
+    "I48.9",
+    "I50.9",
+    "I21.9",
+    "J18.9",
+    "J20.9",
+    "F32.9",
+    "N18.3",
+    "D64.9",
+    "U07.1",
+    "J01.9",
+    "S82.8",
+    "J02.9",
+)
 
 
 def _check_vocabulary(v: Vocabulary) -> None:
     """Fail early (and loudly) when the bundled vocabulary no longer covers the generator's model."""
     missing = [c for c in _USED_ICD10 if c not in v.icd10]
-    missing += [c for c in _USED_ATC if c not in v.atc]
+    missing += [c for c in MEDS if c not in v.atc]
     missing += [t.loinc for t in LAB_TESTS.values() if t.loinc not in v.loinc]
     missing += [t.unit for t in LAB_TESTS.values() if t.unit not in v.ucum]
     missing += [c for c in PROCEDURE_CODES.values() if c not in v.snomed_procedures]
@@ -209,27 +240,90 @@ def _check_vocabulary(v: Vocabulary) -> None:
 
 # (Faker locale, share of the population). de_LU has Luxembourg's own name frequencies (with its
 # Portuguese community); fr_FR and de_DE add the French- and German-speaking residents and frontaliers.
-NAME_LOCALES: tuple[tuple[str, float], ...] = (("de_LU", 0.55), ("fr_FR", 0.25), ("de_DE", 0.12), ("pt_PT", 0.08))
+NAME_LOCALES: tuple[tuple[str, float], ...] = (
+    ("de_LU", 0.55),
+    ("fr_FR", 0.25),
+    ("de_DE", 0.12),
+    ("pt_PT", 0.08),
+)
 
 LU_STREETS: tuple[str, ...] = (
-    "rue de la Gare", "rue Principale", "Grand-Rue", "route d'Arlon", "route de Luxembourg",
-    "rue de l'Église", "rue du Moulin", "rue des Jardins", "rue de la Forêt", "rue du Cimetière",
-    "avenue de la Liberté", "boulevard Royal", "rue des Prés", "rue de l'École", "rue du Château",
-    "route de Thionville", "route d'Esch", "rue de Mersch", "rue des Champs", "rue du Parc",
-    "rue de la Fontaine", "rue des Vignes", "rue de Bettembourg", "avenue Grande-Duchesse Charlotte",
-    "rue Michel Rodange", "rue Dicks", "boulevard Grande-Duchesse Joséphine-Charlotte", "rue des Romains",
-    "rue Émile Mayrisch", "place de l'Hôtel de Ville", "rue de Strasbourg", "avenue de la Gare",
-    "rue Pierre Krier", "rue des Acacias", "rue des Écoles", "rue de Hollerich", "route de Longwy",
-    "rue Nicolas Welter", "rue Jean-Pierre Brasseur", "montée de la Pétrusse",
+    "rue de la Gare",
+    "rue Principale",
+    "Grand-Rue",
+    "route d'Arlon",
+    "route de Luxembourg",
+    "rue de l'Église",
+    "rue du Moulin",
+    "rue des Jardins",
+    "rue de la Forêt",
+    "rue du Cimetière",
+    "avenue de la Liberté",
+    "boulevard Royal",
+    "rue des Prés",
+    "rue de l'École",
+    "rue du Château",
+    "route de Thionville",
+    "route d'Esch",
+    "rue de Mersch",
+    "rue des Champs",
+    "rue du Parc",
+    "rue de la Fontaine",
+    "rue des Vignes",
+    "rue de Bettembourg",
+    "avenue Grande-Duchesse Charlotte",
+    "rue Michel Rodange",
+    "rue Dicks",
+    "boulevard Grande-Duchesse Joséphine-Charlotte",
+    "rue des Romains",
+    "rue Émile Mayrisch",
+    "place de l'Hôtel de Ville",
+    "rue de Strasbourg",
+    "avenue de la Gare",
+    "rue Pierre Krier",
+    "rue des Acacias",
+    "rue des Écoles",
+    "rue de Hollerich",
+    "route de Longwy",
+    "rue Nicolas Welter",
+    "rue Jean-Pierre Brasseur",
+    "montée de la Pétrusse",
 )
 
 COMMUNE_POPULATION_K: dict[str, float] = {
-    "Luxembourg": 135, "Esch-sur-Alzette": 37, "Differdange": 29, "Dudelange": 22, "Pétange": 21,
-    "Sanem": 18, "Hesperange": 16, "Bettembourg": 11, "Schifflange": 11, "Käerjeng": 11, "Mamer": 10,
-    "Mersch": 10, "Ettelbruck": 10, "Strassen": 10, "Kayl": 9, "Bertrange": 9, "Walferdange": 8.5,
-    "Junglinster": 8, "Diekirch": 7.5, "Wiltz": 7.5, "Mondercange": 7, "Niederanven": 7, "Roeser": 6.3,
-    "Kehlen": 6, "Echternach": 5.8, "Steinsel": 5.5, "Rumelange": 5.5, "Steinfort": 5.5,
-    "Mondorf-les-Bains": 5.3, "Grevenmacher": 5, "Habscht": 4.5, "Contern": 4, "Sandweiler": 3.8,
+    "Luxembourg": 135,
+    "Esch-sur-Alzette": 37,
+    "Differdange": 29,
+    "Dudelange": 22,
+    "Pétange": 21,
+    "Sanem": 18,
+    "Hesperange": 16,
+    "Bettembourg": 11,
+    "Schifflange": 11,
+    "Käerjeng": 11,
+    "Mamer": 10,
+    "Mersch": 10,
+    "Ettelbruck": 10,
+    "Strassen": 10,
+    "Kayl": 9,
+    "Bertrange": 9,
+    "Walferdange": 8.5,
+    "Junglinster": 8,
+    "Diekirch": 7.5,
+    "Wiltz": 7.5,
+    "Mondercange": 7,
+    "Niederanven": 7,
+    "Roeser": 6.3,
+    "Kehlen": 6,
+    "Echternach": 5.8,
+    "Steinsel": 5.5,
+    "Rumelange": 5.5,
+    "Steinfort": 5.5,
+    "Mondorf-les-Bains": 5.3,
+    "Grevenmacher": 5,
+    "Habscht": 4.5,
+    "Contern": 4,
+    "Sandweiler": 3.8,
     "Remich": 3.7,
 }
 _DEFAULT_COMMUNE_K = 2.5

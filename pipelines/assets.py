@@ -77,7 +77,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             for t in RAW_TABLES
         ],
         check_specs=[
-            dg.AssetCheckSpec("quarantine_ratio", asset=f"raw_{t}", blocking=True,
+            dg.AssetCheckSpec("quarantine_ratio", asset=f"raw_{t}", blocking=True, partitions_def=parts,
                               description=f"At most {MAX_QUARANTINE_RATIO:.0%} of the rows are quarantined.")
             for t in RAW_TABLES
         ],
@@ -129,8 +129,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                for t in OMOP_TABLES],
         check_specs=[
             spec for t in OMOP_TABLES for spec in (
-                dg.AssetCheckSpec("primary_key_unique", asset=f"omop_{t}", blocking=True),
-                dg.AssetCheckSpec("required_fields", asset=f"omop_{t}", blocking=True,
+                dg.AssetCheckSpec("primary_key_unique", asset=f"omop_{t}", blocking=True, partitions_def=parts),
+                dg.AssetCheckSpec("required_fields", asset=f"omop_{t}", blocking=True, partitions_def=parts,
                                   description="Fields the CDM marks required are never null."),
             )
         ],
@@ -164,7 +164,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         specs=[dg.AssetSpec(f"pseudo_{t}", group_name="pseudo", deps=[f"omop_{o}" for o in OMOP_TABLES] + ["raw_patients"],
                             description=f"Pseudonymised {t}: keyed ids, shifted dates, no direct identifier.")
                for t in PSEUDO_TABLES],
-        check_specs=[dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True,
+        check_specs=[dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True, partitions_def=parts,
                                        description="No direct identifier of the landing data in any string column.")
                      for t in PSEUDO_TABLES],
     )

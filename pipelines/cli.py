@@ -139,7 +139,12 @@ def generate(
                                    | {"path": os.path.relpath(landing / s.site, path.parent)})
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         out.print(f"added {', '.join(s.site for s in added)} to {path}")
-    out.print(result.summary())
+    rows = sum(sum(v.values()) for v in result.rows.values())
+    faults = ", ".join(f"{k} {v}" for k, v in result.fault_counts().items() if v) or "none"
+    out.print(
+        f"wrote {result.patients:,} patients ({result.shared_patients:,} at two sites), {rows:,} rows over "
+        f"{len(result.sites)} sites to {landing}; faults injected: {faults}"
+    )
 
 
 def _print_outcome(outcome, cfg) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
+
+# partitioned asset checks are a preview feature of Dagster 1.13: we rely on them knowingly
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from pipelines.assets import build_site_assets, site_partitions
 from pipelines.release_assets import build_release_assets

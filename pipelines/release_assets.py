@@ -12,7 +12,7 @@ from anonymisation.kanon import NoSolutionError
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
-from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table, site_partitions
+from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
@@ -43,7 +43,6 @@ def read_accounting(ws: Workspace, sites: list[str]) -> pl.DataFrame:
 
 
 def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
-    parts = site_partitions(cfg)
     all_parts = dg.AllPartitionMapping()
 
     @dg.multi_asset(
@@ -108,7 +107,6 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
                                       metadata={k: v for k, v in hits.items()} or {"hits": 0})
-        del parts
 
     @dg.asset(
         name="published_release",

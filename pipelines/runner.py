@@ -21,7 +21,7 @@ from pipelines.environment import prepare_dagster_home
 from schemas.config import Config, home
 from transforms.storage import Workspace
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 OK, OTHER_ERROR, BLOCKED = 0, 1, 2
 
@@ -104,6 +104,11 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
                                         raise_on_error=False, run_config=QUIET, tags={"ds4h/site": site})
                 outcome.sites_run.append(site)
                 if not result.success:
+                    blocked = [f"{site}: {e.asset_key.to_user_string()}:{e.check_name}"
+                               for e in result.get_asset_check_evaluations() if not e.passed]
+                    if blocked:
+                        return RunOutcome(BLOCKED, "blocked: " + ", ".join(blocked) + "; nothing was published",
+                                          blocked=blocked, sites_run=outcome.sites_run)
                     return RunOutcome(OTHER_ERROR, f"{site}: {_failure_message(result)}", sites_run=outcome.sites_run)
         if not global_assets:
             outcome.message = f"ran {len(outcome.sites_run)} site(s); nothing published (the selection has no release)"

@@ -1,0 +1,37 @@
+# ds4h: the two commands a newcomer runs are `make demo` and `make test`.
+# A fresh machine needs only Python 3.11 and make: uv is installed with pip if it is missing.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+export GX_ANALYTICS_ENABLED := False
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo test lint typecheck pytest test-all bench clean
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+demo: install
+	$(UV) run ds4h demo
+
+lint: install
+	$(UV) run ruff check .
+
+typecheck: install
+	$(UV) run mypy transforms anonymisation schemas generator pipelines
+
+pytest: install
+	$(UV) run pytest -q -m "not slow"
+
+test: lint typecheck pytest
+
+test-all: install
+	$(UV) run pytest -q
+
+bench: install
+	$(UV) run python bench/run_bench.py
+
+clean:
+	rm -rf workspace .pytest_cache .mypy_cache .ruff_cache
