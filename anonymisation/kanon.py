@@ -250,7 +250,7 @@ def _first_rows(key: IntArray, space: int) -> IntArray:
     return first
 
 
-def _group_ids(cols: Sequence[IntArray], cards: Sequence[int], rows: int) -> tuple[IntArray, int, bool]:
+def group_ids(cols: Sequence[IntArray], cards: Sequence[int], rows: int) -> tuple[IntArray, int, bool]:
     """Combine code columns into one group id per row, in ``[0, space)``; returns (ids, space, dense?)."""
     key = np.zeros(rows, dtype=np.int64)
     space = 1
@@ -288,6 +288,7 @@ class Evaluator:
         self._cells = 0
         self._cache_nodes: IntArray | None = None
         self._cache_list: list[_Table] = []
+        self._cache_rows: IntArray = np.zeros(0, dtype=np.int64)
         self.evaluations = 0
 
     def _source(self, node: tuple[int, ...]) -> _Table:
@@ -328,6 +329,43 @@ class Evaluator:
         ev, _ = self._evaluate(node, keep=keep, want_classes=False, want_metrics=metrics)
         return ev
 
+    def classes(self, node: tuple[int, ...], kept_only: bool = True) -> tuple[IntArray, IntArray]:
+        """Equivalence classes at ``node``: their level codes (classes, q) and sizes; with
+        ``kept_only`` the classes suppressed by the model are left out (the released data)."""
+        p = self.p
+        hs = p.hierarchies
+        gen = [hs[j].maps[lv][p.codes[:, j]] for j, lv in enumerate(node)]
+        key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(p.counts))
+        sizes = np.bincount(key, weights=p.counts, minlength=space).round().astype(np.int64)
+        keep = sizes > 0
+        if kept_only:
+            keep &= ~self._bad(key, space, sizes, p.counts, p.sensitive)
+        first = _first_rows(key, space)[keep]
+        codes = np.stack([g[first] for g in gen], axis=1) if p.q else np.zeros((int(keep.sum()), 0), dtype=np.int64)
+        return codes.astype(np.int64), sizes[keep]
+
+    def _bad(
+        self, key: IntArray, space: int, sizes: IntArray, counts: IntArray, sens: IntArray | None
+    ) -> npt.NDArray[np.bool_]:
+        """Classes that violate the model (fewer than k records, or not l-diverse)."""
+        model, p = self.model, self.p
+        bad = sizes < model.k
+        if model.l is not None and sens is not None:
+            n_sens = len(p.sensitive_labels)
+            pair = key * n_sens + sens
+            upair, pinv = np.unique(pair, return_inverse=True)
+            pclass = upair // n_sens
+            distinct = np.bincount(pclass, minlength=space)
+            if model.l_variant == "distinct":
+                bad |= distinct < model.l
+            else:
+                pc = np.bincount(pinv, weights=counts)
+                plogp = np.bincount(pclass, weights=pc * np.log2(np.maximum(pc, 1.0)), minlength=space)
+                size_f = np.maximum(sizes.astype(np.float64), 1.0)
+                ent = np.log2(size_f) - plogp / size_f
+                bad |= ent < math.log2(model.l) - 1e-12
+        return np.asarray(bad & (sizes > 0))
+
     def suppressed_classes(self, node: tuple[int, ...]) -> tuple[NodeEval, IntArray]:
         """The node's evaluation and the level codes (rows, q) of its suppressed classes."""
         ev, sup = self._evaluate(node, keep=False, want_classes=True, want_metrics=True)
@@ -347,26 +385,11 @@ class Evaluator:
             for j, lv in enumerate(node)
         ]
         cards = [hs[j].cardinality(lv) for j, lv in enumerate(node)]
-        key, space, _ = _group_ids(gen, cards, rows)
+        key, space, _ = group_ids(gen, cards, rows)
         counts = src.counts
         sizes = np.bincount(key, weights=counts, minlength=space).round().astype(np.int64)
-        bad = sizes < model.k
-        if model.l is not None and src.sens is not None:
-            n_sens = len(p.sensitive_labels)
-            pair = key * n_sens + src.sens
-            upair, pinv = np.unique(pair, return_inverse=True)
-            pclass = upair // n_sens
-            distinct = np.bincount(pclass, minlength=space)
-            if model.l_variant == "distinct":
-                bad |= distinct < model.l
-            else:
-                pc = np.bincount(pinv, weights=counts)
-                plogp = np.bincount(pclass, weights=pc * np.log2(np.maximum(pc, 1.0)), minlength=space)
-                size_f = np.maximum(sizes.astype(np.float64), 1.0)
-                ent = np.log2(size_f) - plogp / size_f
-                bad |= ent < math.log2(model.l) - 1e-12
+        bad = self._bad(key, space, sizes, counts, src.sens)
         present = sizes > 0
-        bad &= present
         row_bad = bad[key]
         suppressed = int(counts[row_bad].sum())
         anonymous = suppressed <= self.max_sup

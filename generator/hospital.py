@@ -15,6 +15,23 @@ The population is generated once; a patient has a home site and about 10% also a
 where they have that site's own patient id and the same matricule, name and birth date (sometimes a
 new address and phone, and in about 2% of them a conflicting sex). About 3% have no matricule
 (cross-border workers); they are never shared, since nothing would link their two records.
+Ids are site-local with a per-site letter: patients ``A0000123``, stays ``AS00000001``, diagnoses
+``AD000000001``, procedures ``AP00000001``, labs ``AL000000001``, medications ``AM000000001``.
+
+Faults (``dirty`` is the probability that a row gets one; at most one per row):
+
+- ``invalid_date`` (the entity's required date cell: ``31/02/2020``, ``2020-13-01``, ``2021-02-30``...),
+  ``future_date`` (2090s; a stay's discharge and a medication's end move with it),
+  ``missing_required`` (a required cell emptied, never the patient_id of patients; an emptied key is
+  written as ``"key": null``) and ``orphan`` (patient_id or stay_id of a child row set to an id that
+  does not exist) are quarantined;
+- ``duplicate``: an exact copy right after the row; the fault's line is the copy's;
+- ``unknown_code``: a well-formed code the demo vocabulary lacks (diagnoses, procedures, labs,
+  medications), kept and unmapped; ``dirty_code``: the same entities' code lower-cased with stray
+  spaces, kept and normalised.
+
+Patient rows of shared patients only ever get ``duplicate``. The rows of a patient or stay that a
+fault quarantines get no fault themselves: they become orphans downstream, which is not recorded.
 """
 
 from __future__ import annotations
@@ -251,6 +268,33 @@ def _cum(weights: Sequence[float]) -> list[float]:
     return list(accumulate(weights))
 
 
+_COMPOUND_MALE: Final = (
+    "Jean-Paul",
+    "Jean-Marie",
+    "Jean-Claude",
+    "Jean-Pierre",
+    "Jean-Luc",
+    "Jean-Louis",
+    "Jean-Marc",
+    "Jean-François",
+    "Jean-Jacques",
+    "Pierre-Yves",
+    "Marc-André",
+    "Jean-Philippe",
+)
+_COMPOUND_FEMALE: Final = (
+    "Marie-Claire",
+    "Marie-Paule",
+    "Marie-Thérèse",
+    "Marie-Louise",
+    "Marie-Christine",
+    "Anne-Marie",
+    "Marie-Jeanne",
+    "Marie-Hélène",
+    "Marie-José",
+    "Anne-Sophie",
+    "Marie-Anne",
+)
 _EMAIL_DOMAINS: Final = (
     "pt.lu",
     "internet.lu",
@@ -394,10 +438,8 @@ class _PopulationBuilder:
             self.pools.male[locale] if sex == "M" or (sex == "U" and r() < 0.5) else self.pools.female[locale]
         )
         first = d.pick(firsts)
-        if r() < 0.08:  # compound first names: Jean-Paul, Marie-Anne
-            second_first = d.pick(firsts)
-            if second_first != first and " " not in first + second_first:
-                first = f"{first}-{second_first}"
+        if locale < 2 and sex != "U" and r() < 0.07:  # French-style compound names: Jean-Paul, Marie-Claire
+            first = d.pick(_COMPOUND_MALE if sex == "M" else _COMPOUND_FEMALE)
         last = d.pick(self.pools.last[locale])
         if r() < 0.04:  # double-barrelled last names
             other = d.pick(self.pools.last[bisect_right(self.locale_cum, r() * self.locale_cum[-1])])

@@ -13,7 +13,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from pipelines.assets import build_site_assets, site_partitions
+from pipelines.assets import build_site_assets
 from pipelines.release_assets import build_release_assets
 from pipelines.resources import Ds4hResource
 from pipelines.sensors import build_landing_sensor
@@ -30,7 +30,7 @@ def build_definitions(cfg: Config) -> dg.Definitions:
     site_assets = build_site_assets(cfg)
     release_assets = build_release_assets(cfg)
     site_job = dg.define_asset_job(
-        "site_job", selection=site_selection(), partitions_def=site_partitions(cfg),
+        "site_job", selection=site_selection(),
         description="One site's partitions: raw -> omop -> pseudo.",
     )
     release_job = dg.define_asset_job(

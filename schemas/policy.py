@@ -62,6 +62,9 @@ class PrivacyPolicy(BaseModel):
     l_diversity: LDiversity | None = None
     rare_concept_threshold: int | None = Field(None, ge=1, description="concepts used by fewer persons are generalised or removed; default k")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    population: str | None = Field(
+        None, description="CSV of population counts by some QIs (e.g. age band, sex, canton) for journalist risk"
+    )
 
     @model_validator(mode="after")
     def _unique_qis(self) -> PrivacyPolicy:

@@ -155,7 +155,9 @@ def test_dirty_extract_holds_the_clean_rows(clean: Extract, dirty: Extract) -> N
 
 def test_progress_is_reported(tmp_path: Path) -> None:
     calls: list[tuple[str, int, int]] = []
-    generate(tmp_path, 30, SITES[:2], 3, 0.0, progress=lambda what, done, total: calls.append((what, done, total)))
+    generate(
+        tmp_path, 30, SITES[:2], 3, 0.0, progress=lambda what, done, total: calls.append((what, done, total))
+    )
     labels = {c[0] for c in calls}
     assert labels == {"population", "hospital-a", "hospital-b"}
     for label in labels:
@@ -216,7 +218,13 @@ def test_clean_extract_is_valid(clean: Extract) -> None:
                 assert s["admission"][:10] == s["discharge"][:10]
             else:
                 assert s["stay_type"] == "INPATIENT"
-                assert 1 <= (date.fromisoformat(s["discharge"][:10]) - date.fromisoformat(s["admission"][:10])).days <= 15
+                assert (
+                    1
+                    <= (
+                        date.fromisoformat(s["discharge"][:10]) - date.fromisoformat(s["admission"][:10])
+                    ).days
+                    <= 15
+                )
             assert (s["ward"] == "Urgences") == (s["stay_type"] == "EMERGENCY")
         per_patient = Counter(s["patient_id"] for s in stays.values())
         assert max(per_patient.values()) <= 6
@@ -276,7 +284,9 @@ def test_matricules_valid_and_unique_per_person(large: Extract) -> None:
     assert max(seen_at.values()) == 2
     without = large.result.without_matricule
     assert 0.01 <= without / 1500 <= 0.05
-    with_matricule = sum(len(large.dicts(s.site, "patients")) for s in SITES) - large.result.shared_patients - without
+    with_matricule = (
+        sum(len(large.dicts(s.site, "patients")) for s in SITES) - large.result.shared_patients - without
+    )
     assert len(persons) == with_matricule == 1500 - without
 
 
@@ -297,7 +307,11 @@ def test_about_ten_percent_shared_across_sites(large: Extract) -> None:
     moved = 0
     for a, b in pairs:
         assert a["patient_id"][0] != b["patient_id"][0]  # site-local ids, per-site prefix
-        assert (a["last_name"], a["first_name"], a["birth_date"]) == (b["last_name"], b["first_name"], b["birth_date"])
+        assert (a["last_name"], a["first_name"], a["birth_date"]) == (
+            b["last_name"],
+            b["first_name"],
+            b["birth_date"],
+        )
         conflicts += a["sex"] != b["sex"]
         moved += a["address"] != b["address"]
     assert conflicts == large.result.sex_conflicts
@@ -313,7 +327,9 @@ def test_cp1252_site_reads_back_with_accents(large: Extract) -> None:
     assert text.splitlines()[0] == ";".join(entity("stays").column_names)
     assert "Médecine interne" in text
     patients = large.dicts("hospital-c", "patients")
-    accented = [p for p in patients if not (p["last_name"] + p["first_name"] + p["address"] + p["city"]).isascii()]
+    accented = [
+        p for p in patients if not (p["last_name"] + p["first_name"] + p["address"] + p["city"]).isascii()
+    ]
     assert accented
     # the same person, written in UTF-8 at another site, has the same accented name
     others = {
@@ -336,8 +352,18 @@ def test_cp1252_site_reads_back_with_accents(large: Extract) -> None:
 
 def test_faults_point_at_the_right_rows(dirty: Extract) -> None:
     v = vocabulary()
-    codes = {"diagnoses": set(v.icd10), "procedures": set(v.snomed_procedures), "labs": set(v.loinc), "medications": set(v.atc)}
-    code_col = {"diagnoses": "icd10_code", "procedures": "procedure_code", "labs": "loinc_code", "medications": "atc_code"}
+    codes = {
+        "diagnoses": set(v.icd10),
+        "procedures": set(v.snomed_procedures),
+        "labs": set(v.loinc),
+        "medications": set(v.atc),
+    }
+    code_col = {
+        "diagnoses": "icd10_code",
+        "procedures": "procedure_code",
+        "labs": "loinc_code",
+        "medications": "atc_code",
+    }
     ref = REF.isoformat()
     kinds: Counter[str] = Counter()
     for spec in SITES:
