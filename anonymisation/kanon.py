@@ -123,7 +123,7 @@ class PrivacyModel:
     l_variant: Literal["distinct", "entropy"] = "distinct"
 
     def max_suppressed(self, n: int) -> int:
-        return int(math.floor(self.suppression * n + 1e-9))
+        return math.floor(self.suppression * n + 1e-9)
 
 
 def _encode_column(series: pl.Series, h: Hierarchy, column: str) -> IntArray:
@@ -375,7 +375,7 @@ class Evaluator:
     def _evaluate(
         self, node: tuple[int, ...], keep: bool, want_classes: bool, want_metrics: bool
     ) -> tuple[NodeEval, IntArray | None]:
-        p, model = self.p, self.model
+        p, _model = self.p, self.model
         self.evaluations += 1
         src = self.root if want_classes else self._source(node)
         rows = len(src.counts)
@@ -458,7 +458,7 @@ class Evaluator:
             if d > 1:
                 num = int(p.loss_num[j][lv])
                 if per_code is not None:
-                    num += int(round(float(np.dot(per_code, (d - 1) - (h.leaves_under[lv] - 1)))))
+                    num += round(float(np.dot(per_code, (d - 1) - (h.leaves_under[lv] - 1))))
                 loss += num / (d - 1)
             ent = float(p.entropy_base[j][lv])
             if per_code is not None:
@@ -610,7 +610,7 @@ def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) ->
                     ns = len(p.sensitive_labels)
                     up = np.unique(key * ns + p.sensitive)
                     bad |= np.bincount(up // ns, minlength=space) < model.l
-                table[la, lb] = int(round(float(sizes[bad].sum())))
+                table[la, lb] = round(float(sizes[bad].sum()))
         out = np.maximum(out, table[nodes[:, a], nodes[:, b]])
     return out
 
@@ -693,7 +693,7 @@ def _branch_and_bound(
     status[sup_lb > ev.max_sup] = -1
     # generalising the QI that keeps the most distinct values first stays longest below the border
     keep_ratio = [
-        [np.count_nonzero(c[lv + 1]) / max(np.count_nonzero(c[lv]), 1) for lv in range(len(c) - 1)]
+        [int(np.count_nonzero(c[lv + 1])) / max(int(np.count_nonzero(c[lv])), 1) for lv in range(len(c) - 1)]
         for c in p.level_counts
     ]
     dyn = lb.copy()

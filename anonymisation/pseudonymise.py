@@ -155,9 +155,9 @@ def pseudonymise_site(
             visits = omop["visit_occurrence"]["visit_occurrence_id"].to_list()
             out = _remap(out, "visit_occurrence_id", _keyed(secret, "visit_occurrence", site, visits))
         for col in SOURCE_ID_COLUMNS.get(table, ()):
-            out = out.with_columns(
-                pl.col(col).map_elements(lambda v: token(secret, f"{table}.{col}", f"{site}:{v}"), return_dtype=pl.String)
-            )
+            distinct = sorted(set(out[col].drop_nulls().to_list()))
+            tokens = {v: token(secret, f"{table}.{col}", f"{site}:{v}") for v in distinct}
+            out = out.with_columns(pl.col(col).replace_strict(tokens, default=None, return_dtype=pl.String))
         out = shift_dates(out, link.select(person_id="old", date_offset="date_offset"))
         out = _remap(out, "person_id", person_ids)
         tables[table] = cdm.conform(out, table).sort(pk)

@@ -20,7 +20,15 @@ from typing import Any
 import polars as pl
 
 from anonymisation.consolidate import consolidate_persons
-from anonymisation.kanon import PrivacyModel, SearchResult, apply_levels, encode, frequency_table, hierarchies_for, search
+from anonymisation.kanon import (
+    PrivacyModel,
+    SearchResult,
+    apply_levels,
+    encode,
+    frequency_table,
+    hierarchies_for,
+    search,
+)
 from anonymisation.pseudonym import id63
 from schemas import omop as cdm
 from schemas.policy import PrivacyPolicy
@@ -84,10 +92,6 @@ def _band_start(label: pl.Expr) -> pl.Expr:
     return label.str.extract(r"(\d{3,4})", 1).cast(pl.Int32)
 
 
-def _location_rows(gen_postcode: str, hierarchy_level: int) -> dict[str, str | None]:
-    return {"zip": gen_postcode} if hierarchy_level == 0 else {}
-
-
 def build_release(
     site_tables: dict[str, dict[str, pl.DataFrame]],
     policy: PrivacyPolicy,
@@ -109,13 +113,12 @@ def build_release(
     problem = encode(freq, hierarchies)
     model = PrivacyModel(k=policy.k, suppression=policy.suppression)
     result = search(problem, model, policy.metric)
-    generalised = apply_levels(qis, hierarchies, result.levels)
     kept = apply_levels(qis, hierarchies, result.levels, result.suppressed_classes)
+    assert isinstance(kept, pl.DataFrame)
     suppressed_ids = qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"]
     level_risk = policy.thresholds.risk_level
     risk_before = class_risk(_record_sizes(qis, qi_cols), level_risk)
     risk_after = class_risk(_record_sizes(kept, qi_cols), level_risk)
-    del generalised
 
     # persons: generalised QIs written back
     persons = cons.persons.filter(~pl.col("person_id").is_in(suppressed_ids.implode()))
@@ -133,7 +136,7 @@ def build_release(
         labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
         loc_ids = {lab: id63(secret, "release-location", lab) for lab in labels}
         updates.append(pl.col("g_postcode").replace_strict(loc_ids, default=None, return_dtype=pl.Int64).alias("location_id"))
-        loc = _release_locations(loc_ids, pc_level, locations)
+        loc = _release_locations(loc_ids)
     else:
         loc = locations
     persons = persons.with_columns(updates).drop([f"g_{c}" for c in qi_cols])
@@ -141,9 +144,6 @@ def build_release(
     tables: dict[str, pl.DataFrame] = {"person": cdm.conform(persons, "person").sort("person_id"),
                                        "location": cdm.conform(loc, "location").sort("location_id")}
     acc: list[dict[str, object]] = []
-    site_person = cons.site_rows
-    chosen_site = site_person.unique("person_id", keep="first")  # consolidated row's site is not needed per row
-    del chosen_site
     sup = suppressed_ids.implode()
     for s in sites:
         p = site_tables[s]["person"]
@@ -228,12 +228,12 @@ def build_release(
         "conflicts": cons.conflicts,
         "metric": policy.metric,
         "metrics": dict(result.metrics),
-        "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type]
+        "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
     }
     return ReleaseResult(tables, accounting, result, risk_before, risk_after, summary)
 
 
-def _release_locations(loc_ids: dict[str, int], level: int, source: pl.DataFrame) -> pl.DataFrame:
+def _release_locations(loc_ids: dict[str, int]) -> pl.DataFrame:
     """Location rows for generalised postcode labels: postcode, commune, canton or country."""
     from schemas.geo import COUNTRY, communes, postcode_index
 
@@ -255,7 +255,6 @@ def _release_locations(loc_ids: dict[str, int], level: int, source: pl.DataFrame
         else:
             row.update(location_source_value=re.sub(r"[^\w\- ]", "", label)[:50])
         rows.append(row)
-    del level, source
     schema = {"location_id": pl.Int64, "country_source_value": pl.String, "zip": pl.String, "city": pl.String,
               "county": pl.String, "location_source_value": pl.String}
     if not rows:

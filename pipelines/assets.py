@@ -31,7 +31,7 @@ PSEUDO_TABLES = OMOP_TABLES
 RELEASE_TABLES = OMOP_TABLES
 MAX_QUARANTINE_RATIO = 0.2
 
-Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
+Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
 
 
 def site_partitions(cfg: Config) -> dg.StaticPartitionsDefinition:

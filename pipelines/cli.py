@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from pipelines.runner import RunOutcome
+    from schemas.config import Config
 
 app = typer.Typer(
     name="ds4h",
@@ -171,7 +174,7 @@ def run(
         fail(outcome.message, outcome.code)
 
 
-def _run(cfg, select):  # type: ignore[no-untyped-def]
+def _run(cfg: Config, select: str | None) -> RunOutcome:
     os.environ["DS4H_CONFIG"] = str(cfg.config_path)
     with err.status("loading the pipeline (Dagster)...") as status:
         from pipelines.runner import run_pipeline

@@ -9,15 +9,15 @@ import warnings
 
 import dagster as dg
 
-# partitioned asset checks are a preview feature of Dagster 1.13: we rely on them knowingly
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
 from pipelines.assets import build_site_assets
 from pipelines.release_assets import build_release_assets
 from pipelines.resources import Ds4hResource
 from pipelines.sensors import build_landing_sensor
 from schemas.config import Config, config_path, home, load_config
+
+# partitioned asset checks are a preview feature of Dagster 1.13: we rely on them knowingly
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 SITE_GROUPS = ("raw", "omop", "pseudo")
 

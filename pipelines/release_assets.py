@@ -4,6 +4,7 @@
 import datetime as dt
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -18,7 +19,7 @@ from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.storage import Workspace, has_partition, read_partition, write_partition
 
-Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
+Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
 STAGES = ("raw", "omop", "pseudo", "release")
 
 
@@ -77,7 +78,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         (report / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         ids = all_identifiers(ws, config.sites)
         for t, df in result.tables.items():
-            md: dict[str, object] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
+            md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
             if t == "person":
                 md.update({
                     "k": config.policy.k,
@@ -114,7 +115,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         deps=[f"release_{t}" for t in RELEASE_TABLES],
         description="A new immutable version of the dataset in dataspace/<dataset>/<version>/.",
     )
-    def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult:
+    def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
         tables = {t: read_partition(ws.lake("release", t)) for t in RELEASE_TABLES}
@@ -141,9 +142,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(metadata={
             "dataset": pub.dataset, "version": pub.version, "path": dg.MetadataValue.path(str(pub.path)),
             "files": len(pub.manifest["files"]), "demo": config.is_demo,
-            "rows": dg.MetadataValue.md(_md_table(pl.DataFrame(
+            "rows": _md_table(pl.DataFrame(
                 [{"table": f["table"], "rows": f["rows"], "bytes": f["bytes"]} for f in pub.manifest["files"]]
-            )).value),
+            )),
         })
 
     return [release, published_release]

@@ -11,7 +11,7 @@ from schemas.config import Config, load_config
 from transforms.storage import Workspace
 
 
-class Ds4hResource(dg.ConfigurableResource):  # type: ignore[misc]
+class Ds4hResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the config is; the workspace is $DS4H_HOME (the config never moves it)."""
 
     config_path: str

@@ -172,3 +172,33 @@ def entity(name: str) -> Entity:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown entity {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+def contract_markdown() -> str:
+    """docs/hospital-csv.md, generated from this module (a test keeps the file in step)."""
+    doc = __doc__ or ""
+    lines = [
+        "# The hospital-csv extract contract",
+        "",
+        "Generated from `schemas/extract.py` (`uv run python -m schemas.extract > docs/hospital-csv.md`).",
+        "",
+        *[ln.strip() if not ln.strip().startswith("-") else ln.strip() for ln in doc.strip().splitlines()[1:]],
+        "",
+    ]
+    for e in ENTITIES:
+        lines += [f"## `{e.file}` ({e.name})", "", e.description, "",
+                  f"Key: `{e.key}`." + (" References: " + ", ".join(f"`{c}` → {p}" for c, p in e.references.items()) + "."
+                                         if e.references else ""),
+                  "", "| column | type | required | notes |", "|---|---|---|---|"]
+        for c in e.columns:
+            notes = "; ".join(x for x in (c.description, "code (trimmed, upper-case)" if c.code else "",
+                                          "direct identifier" if c.identifier else "") if x)
+            lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else ''} | {notes} |")
+        lines.append("")
+    required = ", ".join(f"`{BY_NAME[n].file}`" for n in REQUIRED_FILES)
+    lines += [f"Required files: {required}; a missing optional file is reported and its entity is empty.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(contract_markdown(), end="")

@@ -1,0 +1,425 @@
+"""The data steward's risk report: thresholds, suggested policy changes, JSON and self-contained HTML.
+
+The HTML page has no script and no network reference: its charts are inline SVG drawn here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import polars as pl
+
+from anonymisation.kanon import NoSolutionError, PrivacyModel, Problem, SearchResult, search
+from anonymisation.risk import QIContribution, RiskProfile, profile_from_sizes, qi_contributions, risk_at
+from schemas.policy import PrivacyPolicy
+
+_EPS = 1e-12
+
+
+class ThresholdCheck(NamedTuple):
+    name: str
+    value: float
+    limit: float
+    passed: bool
+
+
+def _share_above(risk: RiskProfile | Mapping[str, Any], level: float) -> float:
+    if isinstance(risk, RiskProfile):
+        return risk.share_above(level)
+    sizes = risk.get("size_counts")
+    records = int(risk.get("records", 0) or 0)
+    if isinstance(sizes, Mapping) and records:
+        return sum(int(s) * int(c) for s, c in sizes.items() if 1.0 / int(s) > level) / records
+    return float(risk.get("records_at_risk", 0.0))
+
+
+def evaluate_thresholds(risk_after: RiskProfile | Mapping[str, Any], policy: PrivacyPolicy) -> list[ThresholdCheck]:
+    """Each risk threshold of the policy: (name, value, limit, passed). Pure; the release check blocks
+    when any is not passed."""
+    t = policy.thresholds
+
+    def get(name: str) -> float:
+        if isinstance(risk_after, RiskProfile):
+            return float(getattr(risk_after, name))
+        return float(risk_after.get(name, 0.0) or 0.0)
+
+    checks = [
+        ("highest prosecutor risk", get("prosecutor_max"), t.max_risk),
+        ("average prosecutor risk", get("prosecutor_avg"), t.avg_risk),
+        (f"share of records with risk above {t.risk_level:g}", _share_above(risk_after, t.risk_level), t.max_share_at_risk),
+    ]
+    return [ThresholdCheck(name, value, limit, value <= limit + _EPS) for name, value, limit in checks]
+
+
+def model_of(policy: PrivacyPolicy) -> PrivacyModel:
+    ld = policy.l_diversity
+    return PrivacyModel(
+        k=policy.k,
+        suppression=policy.suppression,
+        l=ld.l if ld else None,
+        l_variant=ld.variant if ld else "distinct",
+    )
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A change to the policy that, re-running the search, makes every threshold hold."""
+
+    setting: str  # "k" or "suppression"
+    value: float
+    text: str
+    levels: dict[str, int]
+    suppressed: int
+    checks: list[ThresholdCheck] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "setting": self.setting,
+            "value": self.value,
+            "text": self.text,
+            "levels": self.levels,
+            "suppressed": self.suppressed,
+            "checks": [c._asdict() for c in self.checks],
+        }
+
+
+def _try(problem: Problem, policy: PrivacyPolicy, population: pl.DataFrame | None) -> tuple[SearchResult, list[ThresholdCheck]] | None:
+    model = model_of(policy)
+    try:
+        result = search(problem, model, policy.metric)
+    except NoSolutionError:
+        return None
+    after = risk_at(problem, result.node, model, policy.thresholds.risk_level, population)
+    return result, evaluate_thresholds(after, policy)
+
+
+SUPPRESSION_STEPS = (0.06, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def suggest_policy_change(
+    problem: Problem,
+    policy: PrivacyPolicy,
+    population: pl.DataFrame | None = None,
+    max_k: int | None = None,
+) -> list[PolicyChange]:
+    """When a threshold fails, the smallest k (same suppression) and the smallest suppression limit
+    (same k, from a fixed ladder) for which the re-run search passes every threshold. Empty when the
+    policy already passes. Each candidate is found by actually re-running the search."""
+    current = _try(problem, policy, population)
+    if current is not None and all(c.passed for c in current[1]):
+        return []
+    t = policy.thresholds
+    guarantee = max(
+        policy.k + 1,
+        math.ceil(1 / t.max_risk - _EPS),
+        math.ceil(1 / t.avg_risk - _EPS),
+        (math.floor(1 / t.risk_level + _EPS) + 1) if t.max_share_at_risk < 1 else policy.k + 1,
+    )
+    cap = min(guarantee, max_k) if max_k else guarantee
+    out: list[PolicyChange] = []
+    for k in range(policy.k + 1, cap + 1):
+        trial = policy.model_copy(update={"k": k})
+        got = _try(problem, trial, population)
+        if got is None:
+            break
+        if all(c.passed for c in got[1]):
+            out.append(PolicyChange("k", k, f"raise k to {k}", got[0].levels, got[0].suppressed, got[1]))
+            break
+    for s in SUPPRESSION_STEPS:
+        if s <= policy.suppression:
+            continue
+        trial = policy.model_copy(update={"suppression": s})
+        got = _try(problem, trial, population)
+        if got is not None and all(c.passed for c in got[1]):
+            out.append(
+                PolicyChange("suppression", s, f"allow suppression of {s:.0%} of records", got[0].levels,
+                             got[0].suppressed, got[1])
+            )
+            break
+    return out
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def build_report(
+    result: SearchResult,
+    before: RiskProfile,
+    after: RiskProfile,
+    policy: PrivacyPolicy,
+    *,
+    contributions: Sequence[QIContribution] | None = None,
+    contributions_before: Sequence[QIContribution] | None = None,
+    suggestions: Sequence[PolicyChange] | None = None,
+    rare_concepts: Mapping[str, int] | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict (the HTML page renders exactly this)."""
+    checks = evaluate_thresholds(after, policy)
+    return {
+        "levels": dict(result.levels),
+        "classes": result.classes,
+        "suppressed": result.suppressed,
+        "records": result.records,
+        "metric": result.metric,
+        "metrics": dict(result.metrics),
+        "risk": {"before": before.as_dict(), "after": after.as_dict()},
+        "thresholds": [c._asdict() for c in checks],
+        "passed": all(c.passed for c in checks),
+        "suggestions": [s.as_dict() for s in (suggestions or [])],
+        "contributions": {
+            "before": [c.as_dict() for c in (contributions_before or [])],
+            "after": [c.as_dict() for c in (contributions or [])],
+        },
+        "rare_concepts": dict(rare_concepts or {}),
+        "policy": json.loads(policy.model_dump_json()),
+        "search": {
+            "lattice_size": result.lattice_size,
+            "evaluations": result.evaluations,
+            "seconds": result.seconds,
+            "hierarchies": {q: h.name for q, h in result.hierarchies.items()},
+            "heights": {q: h.height for q, h in result.hierarchies.items()},
+        },
+        "seconds": seconds if seconds is not None else result.seconds,
+    }
+
+
+def full_report(
+    problem: Problem,
+    result: SearchResult,
+    policy: PrivacyPolicy,
+    *,
+    population: pl.DataFrame | None = None,
+    rare_concepts: Mapping[str, int] | None = None,
+    suggest: bool = True,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """Risk before/after, contributions, thresholds and (when one fails) suggested changes."""
+    level = policy.thresholds.risk_level
+    before = risk_at(problem, (0,) * problem.q, None, level, population)
+    after = risk_at(problem, result.node, result.model, level, population)
+    checks = evaluate_thresholds(after, policy)
+    suggestions = suggest_policy_change(problem, policy, population) if suggest and not all(
+        c.passed for c in checks
+    ) else []
+    return build_report(
+        result,
+        before,
+        after,
+        policy,
+        contributions=qi_contributions(problem, result.node, result.model, level),
+        contributions_before=qi_contributions(problem, (0,) * problem.q, None, level),
+        suggestions=suggestions,
+        rare_concepts=rare_concepts,
+        seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(x: object) -> str:
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def svg_bars(
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float], str]],
+    *,
+    width: int = 640,
+    value_format: str = "{:.3g}",
+) -> str:
+    """Horizontal grouped bar chart as inline SVG (one group per label, one bar per series)."""
+    bar_h, gap, left, right = 14, 10, 190, 70
+    n_series = max(len(series), 1)
+    group_h = n_series * bar_h + gap
+    legend_h = 20
+    height = 30 + legend_h + len(labels) * group_h + 10
+    peak = max([v for _, vals, _ in series for v in vals if v is not None and math.isfinite(v)] + [0.0])
+    scale = (width - left - right) / peak if peak > 0 else 0.0
+    parts = [
+        f'<svg width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="4" y="16" font-size="13" font-weight="bold">{_e(title)}</text>',
+    ]
+    x = left
+    for name, _, colour in series:
+        parts.append(f'<rect x="{x}" y="26" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 14}" y="35">{_e(name)}</text>')
+        x += 14 + 7 * len(name) + 16
+    y0 = 30 + legend_h
+    for i, label in enumerate(labels):
+        gy = y0 + i * group_h
+        parts.append(f'<text x="{left - 6}" y="{gy + n_series * bar_h / 2 + 4}" text-anchor="end">{_e(label)}</text>')
+        for s, (_, vals, colour) in enumerate(series):
+            v = vals[i] if i < len(vals) else None
+            by = gy + s * bar_h
+            if v is None:
+                parts.append(f'<text x="{left + 2}" y="{by + 11}" fill="#888">n/a</text>')
+                continue
+            w = max(v * scale, 0.0)
+            parts.append(f'<rect x="{left}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>')
+            parts.append(f'<text x="{left + w + 4:.1f}" y="{by + 11}">{_e(value_format.format(v))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _size_buckets(size_counts: Mapping[str, int]) -> dict[str, int]:
+    """Records per class-size bucket: 1, 2, 3-4, 5-9, 10-19, 20-49, 50-99, 100+."""
+    edges = [(1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, 49), (50, 99), (100, None)]
+    out: dict[str, int] = {}
+    for lo, hi in edges:
+        label = f"{lo}+" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+        out[label] = sum(
+            int(s) * int(c) for s, c in size_counts.items() if int(s) >= lo and (hi is None or int(s) <= hi)
+        )
+    return out
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f4f4f4}.pass{color:#0a6b2f;font-weight:bold}.fail{color:#b00020;font-weight:bold}
+.verdict{font-size:1.2em;padding:.6em 1em;border-radius:4px;display:inline-block}
+.ok{background:#e3f4e8}.ko{background:#fbe4e7}pre{background:#f7f7f7;padding:.6em;overflow:auto}
+"""
+
+
+def render_html(report: Mapping[str, Any], title: str = "Re-identification risk report") -> str:
+    """A self-contained HTML page (inline CSS and SVG, no script, no external resource)."""
+    risk = report["risk"]
+    b, a = risk["before"], risk["after"]
+    passed = bool(report.get("passed", False))
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="verdict {"ok" if passed else "ko"}">'
+        + ("Every risk threshold of the policy holds." if passed else "At least one risk threshold does NOT hold.")
+        + "</p>",
+        "<h2>Thresholds</h2><table><tr><th>threshold</th><th>value</th><th>limit</th><th>holds</th></tr>",
+    ]
+    for c in report.get("thresholds", []):
+        ok = bool(c["passed"])
+        out.append(
+            f"<tr><td>{_e(c['name'])}</td><td>{_fmt(float(c['value']))}</td><td>{_fmt(float(c['limit']))}</td>"
+            f'<td class="{"pass" if ok else "fail"}">{"yes" if ok else "no"}</td></tr>'
+        )
+    out.append("</table>")
+    if report.get("suggestions"):
+        out.append("<h2>What would pass</h2><ul>")
+        for s in report["suggestions"]:
+            levels = ", ".join(f"{q}={lv}" for q, lv in s["levels"].items())
+            out.append(f"<li><b>{_e(s['text'])}</b> (levels {_e(levels)}; {_fmt(s['suppressed'])} records suppressed)</li>")
+        out.append("</ul>")
+    elif not passed:
+        out.append("<h2>What would pass</h2><p>No change of k or of the suppression limit tried here passes.</p>")
+
+    out.append("<h2>Release</h2><table>")
+    rows = [
+        ("records in", report.get("records")),
+        ("records suppressed", report.get("suppressed")),
+        ("records released", a.get("records")),
+        ("equivalence classes", report.get("classes")),
+        ("metric optimised", report.get("metric")),
+        ("levels", ", ".join(f"{q}={lv}" for q, lv in report.get("levels", {}).items())),
+    ]
+    for name, count in dict(report.get("rare_concepts", {})).items():
+        rows.append((f"rare concepts: {name}", count))
+    for name, value in rows:
+        out.append(f"<tr><th>{_e(name)}</th><td>{_e(_fmt(value))}</td></tr>")
+    out.append("</table>")
+    supp = [("suppressed", float(report.get("suppressed", 0) or 0))]
+    supp += [(f"rare: {k}", float(v)) for k, v in dict(report.get("rare_concepts", {})).items()]
+    out.append(svg_bars("Records suppressed and rare concepts", [s[0] for s in supp],
+                        [("records", [s[1] for s in supp], "#8c6bb1")], value_format="{:,.0f}"))
+
+    out.append("<h2>Risk before and after</h2>")
+    keys = ["prosecutor_max", "prosecutor_avg", "records_at_risk", "sample_uniques", "marketer"]
+    if a.get("journalist_max") is not None:
+        keys += ["journalist_max", "journalist_avg"]
+    out.append("<table><tr><th>measure</th><th>before</th><th>after</th></tr>")
+    for k in keys:
+        out.append(f"<tr><td>{_e(k)}</td><td>{_fmt(b.get(k))}</td><td>{_fmt(a.get(k))}</td></tr>")
+    out.append("</table>")
+    out.append(
+        svg_bars(
+            "Risk (share or probability)",
+            keys,
+            [
+                ("before", [float(b.get(k) or 0.0) for k in keys], "#d95f02"),
+                ("after", [float(a.get(k) or 0.0) for k in keys], "#1b9e77"),
+            ],
+        )
+    )
+    bb, ab = _size_buckets(b.get("size_counts", {})), _size_buckets(a.get("size_counts", {}))
+    out.append("<h2>Equivalence class sizes</h2>")
+    out.append(
+        svg_bars(
+            "Records by size of their equivalence class",
+            list(bb),
+            [("before", [float(v) for v in bb.values()], "#d95f02"), ("after", [float(v) for v in ab.values()], "#1b9e77")],
+            value_format="{:,.0f}",
+        )
+    )
+    for when in ("before", "after"):
+        contrib = report.get("contributions", {}).get(when) or []
+        if not contrib:
+            continue
+        out.append(f"<h2>Contribution of each quasi-identifier ({_e(when)})</h2>")
+        out.append(
+            "<p>Share of records that are unique in the data as it is, without the quasi-identifier, "
+            "and with it generalised one more level.</p>"
+        )
+        labels = [c["qi"] for c in contrib]
+        out.append(
+            svg_bars(
+                f"Sample uniques ({when})",
+                labels,
+                [
+                    ("as is", [float(c["uniques"]) for c in contrib], "#7570b3"),
+                    ("without it", [float(c["uniques_without"]) for c in contrib], "#e7298a"),
+                    ("one level up", [c["uniques_one_level_up"] for c in contrib], "#66a61e"),
+                ],
+            )
+        )
+    out.append("<h2>Utility</h2><table><tr><th>metric</th><th>value</th></tr>")
+    for k, v in report.get("metrics", {}).items():
+        out.append(f"<tr><td>{_e(k)}</td><td>{_fmt(v)}</td></tr>")
+    out.append("</table>")
+    out.append("<h2>Policy</h2><pre>" + _e(json.dumps(report.get("policy", {}), indent=2)) + "</pre>")
+    search_info = report.get("search", {})
+    out.append(
+        f"<p>Search: {_fmt(search_info.get('evaluations'))} of {_fmt(search_info.get('lattice_size'))} "
+        f"lattice nodes evaluated; {_fmt(float(report.get('seconds', 0.0)))} s.</p>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def risk_profile_from_dict(d: Mapping[str, Any]) -> RiskProfile:
+    """Rebuild a profile from its JSON form (its class-size counts)."""
+    sizes: list[int] = []
+    for s, c in dict(d.get("size_counts", {})).items():
+        sizes.extend([int(s)] * int(c))
+    j = d.get("journalist_max")
+    journalist = (float(j), float(d.get("journalist_avg") or 0.0)) if j is not None else None
+    return profile_from_sizes(sizes, float(d.get("threshold", 0.2)), journalist)

@@ -1,0 +1,1 @@
+"""CLI commands that need no Dagster import (each exposes ``register(app)``)."""

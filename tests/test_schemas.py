@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from schemas import omop
+from schemas.config import ConfigError, parse_config
+from schemas.extract import contract_markdown
+from schemas.geo import communes, postcode_index
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_contract_doc_is_generated_from_the_contract() -> None:
+    assert (ROOT / "docs" / "hospital-csv.md").read_text(encoding="utf-8") == contract_markdown()
+
+
+def test_omop_spec_tables() -> None:
+    tables = omop.tables()
+    assert len(tables) == 39
+    person = omop.table("person")
+    assert person.primary_key == "person_id"
+    assert person.polars_schema["person_id"] == pl.Int64  # the one deviation: 64-bit row ids
+    assert person.polars_schema["gender_concept_id"] == pl.Int32
+    assert "year_of_birth" in person.required
+    assert "offset" in omop.table("note_nlp").columns
+    ddl = omop.ddl("postgresql", ["note_nlp"])
+    assert '"offset" VARCHAR(50)' in ddl
+    fk = {f.name: f.fk_table for f in omop.table("condition_occurrence").foreign_keys}
+    assert fk["person_id"] == "person" and fk["condition_concept_id"] == "concept"
+
+
+def test_conform_gives_exact_columns() -> None:
+    df = omop.conform(pl.DataFrame({"person_id": [1], "extra": ["x"]}), "person")
+    assert df.columns == omop.table("person").columns
+    assert df.schema == omop.table("person").polars_schema
+
+
+def test_duckdb_ddl_runs() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(omop.ddl("duckdb"))
+    assert len(con.sql("SELECT table_name FROM information_schema.tables").fetchall()) == 39
+
+
+def test_geo() -> None:
+    assert len(communes()) == 100
+    assert len({c.canton for c in communes()}) == 12
+    assert all(pc.startswith("L-") and len(pc) == 6 for pc in postcode_index())
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"project": "demo"}, "sources"),
+        ({"sources": [{"site": "A B", "path": "x"}]}, "sources.0.site"),
+        ({"sources": [{"site": "a", "path": "x", "encodng": "cp1252"}]}, "encodng"),
+        ({"sources": [{"site": "a", "path": "x", "encoding": "klingon"}]}, "unknown encoding"),
+        ({"sources": [{"site": "a", "path": "x"}], "policy": {"k": 1}}, "policy.k"),
+        ({"sources": [{"site": "a", "path": "x"}, {"site": "a", "path": "y"}]}, "unique"),
+    ],
+)
+def test_config_errors_name_the_field(data: dict[str, object], needle: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        parse_config(data, tmp_path)
+
+
+def test_config_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    cfg = parse_config({"sources": [{"site": "a", "path": "landing/a"}]}, tmp_path)
+    assert cfg.sources[0].path == tmp_path / "landing" / "a"
+    assert cfg.policy.k == 5 and cfg.policy.suppression == 0.05 and cfg.policy.thresholds.avg_risk == 0.05
