@@ -46,14 +46,14 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed (see 'ds4h ui' for its logs)"
 
 
-def _select(assets: list[dg.AssetsDefinition], selection: str | None, groups: tuple[str, ...]) -> list[dg.AssetsDefinition]:
+def _select(defs: dg.Definitions, assets: list[dg.AssetsDefinition], selection: str | None,
+            groups: tuple[str, ...]) -> list[dg.AssetsDefinition]:
     """The assets of ``groups`` that the user's selection touches (all of them without a selection)."""
     in_groups = [a for a in assets if any(a.group_names_by_key.get(k) in groups for k in a.keys)]
     if not selection:
         return in_groups
     sel = dg.AssetSelection.from_string(selection)
-    graph = dg.Definitions(assets=assets).resolve_asset_graph()
-    keys = sel.resolve(graph)
+    keys = sel.resolve(defs.resolve_asset_graph())
     return [a for a in in_groups if any(k in keys for k in a.keys)]
 
 
@@ -89,8 +89,8 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     try:
-        site_assets = _select(assets, selection, SITE_GROUPS)
-        global_assets = _select(assets, selection, ("release", "publish"))
+        site_assets = _select(defs, assets, selection, SITE_GROUPS)
+        global_assets = _select(defs, assets, selection, ("release", "publish"))
     except Exception as e:  # a selection Dagster cannot parse
         return RunOutcome(OTHER_ERROR, f"invalid --select {selection!r}: {str(e).splitlines()[0]}")
     if not site_assets and not global_assets:

@@ -1,0 +1,105 @@
+"""make bench: time each stage of the flow on N generated patients, beside the I/O floor.
+
+Each stage runs as its own process (the real CLI: `ds4h run --select group:<stage>`), so its wall
+time and peak RSS are its own. The I/O floor reads the same extract CSVs with pyarrow and writes them
+as Parquet. Results are appended to bench/RESULTS.md with the date.
+
+    uv run python bench/run_bench.py [--patients 100000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FLOOR = r"""
+import sys
+from pathlib import Path
+import pyarrow.csv as pv, pyarrow.parquet as pq
+home = Path(sys.argv[1])
+for f in sorted((home / "landing").glob("*/*.csv")):
+    enc = "cp1252" if f.parent.name == "hospital-c" else "utf8"
+    delim = ";" if f.parent.name == "hospital-c" else ","
+    t = pv.read_csv(f, read_options=pv.ReadOptions(encoding=enc),
+                    parse_options=pv.ParseOptions(delimiter=delim),
+                    convert_options=pv.ConvertOptions(strings_can_be_null=True))
+    out = home / "floor" / f.parent.name / (f.stem + ".parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(t, out, compression="zstd")
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        print(f"  failed ({code}): {err.strip()[-400:]}", file=sys.stderr)
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=100_000)
+    ap.add_argument("--keep", action="store_true", help="keep the benchmark workspace")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ds4h-bench-"))
+    home = tmp / "home"
+    env = dict(os.environ, DS4H_HOME=str(home), DS4H_KEYS=str(tmp / "keys"), GX_ANALYTICS_ENABLED="False")
+    env.pop("DS4H_CONFIG", None)
+    ds4h = [sys.executable, "-m", "pipelines.cli"]
+    steps = [
+        ("init", [*ds4h, "init"]),
+        ("generate", [*ds4h, "generate", "--patients", str(args.patients), "--sites", "3", "--seed", "1", "--dirty", "0.02"]),
+        ("I/O floor (pyarrow CSV -> Parquet)", [sys.executable, "-c", FLOOR, str(home)]),
+        ("raw (ingest, validate, quarantine)", [*ds4h, "run", "--select", "group:raw"]),
+        ("omop (harmonise)", [*ds4h, "run", "--select", "group:omop"]),
+        ("pseudo (pseudonymise, leak scan)", [*ds4h, "run", "--select", "group:pseudo"]),
+        ("release + publish", [*ds4h, "run", "--select", "group:release or group:publish"]),
+    ]
+    rows = []
+    for name, cmd in steps:
+        print(f"{name} ...", flush=True)
+        wall, rss, code = timed(cmd, env)
+        rows.append((name, wall, rss, code))
+        print(f"  {wall:8.1f} s  {rss:8.0f} MB", flush=True)
+        if code:
+            break
+    floor = next((w for n, w, _, _ in rows if n.startswith("I/O floor")), None)
+    flow = sum(w for n, w, _, _ in rows if n.split()[0] in ("raw", "omop", "pseudo", "release"))
+    data_mb = sum(f.stat().st_size for f in (home / "landing").rglob("*.csv")) / 1e6
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [f"\n## {stamp}: {args.patients:,} patients, 3 sites ({data_mb:,.0f} MB of CSV), {os.cpu_count()} cores\n",
+             "| stage | wall s | peak RSS MB |", "|---|---:|---:|"]
+    lines += [f"| {n} | {w:.1f} | {r:.0f} |" + (" failed" if c else "") for n, w, r, c in rows]
+    if floor:
+        lines.append(f"\nWhole flow (raw → publish): {flow:.1f} s = {flow / floor:.1f}× the I/O floor ({floor:.1f} s).")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    results = ROOT / "bench" / "RESULTS.md"
+    if not results.exists():
+        results.write_text("# Benchmark results\n\nAppended by `make bench` (bench/run_bench.py).\n")
+    with results.open("a", encoding="utf-8") as f:
+        f.write(text)
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"workspace kept: {tmp}")
+    return 1 if any(c for *_, c in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
