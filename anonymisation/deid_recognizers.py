@@ -136,7 +136,7 @@ def _valid_date(s: str) -> bool:
 
 
 _UP = "A-ZÀ-ÖØ-Þ"
-_NAME_TOKEN = rf"[{_UP}][\w'’\-]*\.?"
+_NAME_TOKEN = rf"[{_UP}](?:\.(?:-[{_UP}][\w'’]*)?|[\w'’\-]*)"  # "Anne", "P.", "H.-Dieter"
 _NAME = rf"{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,2}}"
 _STREET_WORDS = (
     r"rue|avenue|av\.|route|boulevard|bd|place|chemin|allée|allee|impasse|montée|montee|cité|cite|"
@@ -202,7 +202,7 @@ DETECTORS: tuple[Detector, ...] = (
         "postcode_city",
         "ADDRESS",
         re.compile(
-            rf"\bL-?[ ]?\d{{4}}(?:[ ]+[{_UP}][\w'’]*(?:-[\w'’]+)*(?:[ ]+(?:sur|sous|de|la|le|les|du|des|lès|[{_UP}][\w'’]*)(?:-[\w'’]+)*){{0,3}})?"
+            rf"\bL-?[ ]?\d{{4}}(?:[ ]+[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ ]+(?:sur|sous|de|la|le|les|du|des|lès|[{_UP}][\w'’]*)(?:-[\w'’]+)*){{0,3}})?"
         ),
         0.85,
     ),
@@ -262,7 +262,9 @@ def _known_patterns(known: dict[str, list[str]]) -> list[tuple[str, str]]:
                 digits = digits[2:]
             if digits.startswith(cc) and len(digits) > 8:
                 national = digits[len(cc) :].lstrip("0")
-                pats.append(("PHONE", rf"(?:(?:\+|00)[ ]?{cc}[ ]?)?(?:\(?0\)?[ ]?)?{_digits_pattern(national)}(?!\d)"))
+                pats.append(
+                    ("PHONE", rf"(?:(?:\+|00)[ ]?{cc}[ ]?)?(?:\(?0\)?[ ]?)?{_digits_pattern(national)}(?!\d)")
+                )
                 break
         else:
             if len(digits) >= 6:

@@ -38,25 +38,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from anonymisation.hierarchy_names import BUILTINS
+
 IntArray = npt.NDArray[np.int64]
 
 TOP = "*"
 BUILTIN_PREFIX = "builtin:"
 
-BUILTINS: dict[str, str] = {
-    "year5": "year of birth → 5-year band → 10 → 20 → *",
-    "year10": "year of birth → 10-year band → 20 → *",
-    "year20": "year of birth → 20-year band → *",
-    "age5": "age → 5-year band → 10 → 20 → *",
-    "age10": "age → 10-year band → 20 → *",
-    "age20": "age → 20-year band → *",
-    "date-month": "ISO date → month → quarter → year → *",
-    "date-quarter": "ISO date → quarter → year → *",
-    "date-year": "ISO date → year → *",
-    "lu-postcode": "Luxembourg postcode L-NNNN → commune → canton → Luxembourg → *",
-    "sex": "value → *",
-    "flat": "any categorical value → *",
-}
 
 
 class HierarchyError(ValueError):
@@ -101,7 +89,9 @@ class Hierarchy:
             tup = tuple(row)
             if tup[0] in seen:
                 if seen[tup[0]] != tup:
-                    raise HierarchyError(f"hierarchy {name}: value {tup[0]!r} appears twice with different levels")
+                    raise HierarchyError(
+                        f"hierarchy {name}: value {tup[0]!r} appears twice with different levels"
+                    )
                 continue
             seen[tup[0]] = tup
             unique_rows.append(tup)
@@ -272,7 +262,11 @@ def _date_levels(kind: str) -> Callable[[str], list[str] | None]:
         d = _parse_date(value)
         if d is None:
             return None
-        month, quarter, year = f"{d.year:04d}-{d.month:02d}", f"{d.year:04d}-Q{(d.month - 1) // 3 + 1}", f"{d.year:04d}"
+        month, quarter, year = (
+            f"{d.year:04d}-{d.month:02d}",
+            f"{d.year:04d}-Q{(d.month - 1) // 3 + 1}",
+            f"{d.year:04d}",
+        )
         if kind == "month":
             return [value, month, quarter, year, TOP]
         if kind == "quarter":
@@ -317,8 +311,23 @@ _BUILDERS: dict[str, Callable[[str], list[str] | None]] = {
 }
 
 
+def _sample_value(name: str) -> str:
+    if name.startswith("date"):
+        return "2000-01-01"
+    if name == "lu-postcode":
+        from schemas.geo import communes
+
+        return communes()[0].postcodes[0]
+    return "2000"
+
+
 def builtin_hierarchy(name: str, values: Iterable[str | None], column: str = "?") -> Hierarchy:
-    """Build ``builtin:name`` over the distinct ``values`` found in the data (sorted)."""
+    """Build ``builtin:name`` over the distinct ``values`` found in the data (sorted).
+
+    The value ``*`` (already fully generalised, e.g. a missing value) is accepted by every built-in
+    and stays ``*`` at every level. A null or a value that cannot be placed is an error naming the
+    column and the first such values.
+    """
     builder = _BUILDERS.get(name)
     if builder is None:
         raise HierarchyError(f"unknown hierarchy builtin:{name} (known: {', '.join(sorted(BUILTINS))})")
@@ -327,7 +336,7 @@ def builtin_hierarchy(name: str, values: Iterable[str | None], column: str = "?"
     rows: list[list[str]] = []
     bad: list[str] = [repr(None)] if any(v is None for v in given) else []
     for v in distinct:
-        r = builder(v)
+        r = [TOP] * len(builder(_sample_value(name)) or []) if v == TOP else builder(v)
         if r is None:
             bad.append(v)
         else:
@@ -341,10 +350,12 @@ def builtin_hierarchy(name: str, values: Iterable[str | None], column: str = "?"
     return Hierarchy.from_rows(f"builtin:{name}", rows)
 
 
-def resolve_hierarchy(spec: str, values: Sequence[str | None], column: str, delimiter: str = ";") -> Hierarchy:
+def resolve_hierarchy(
+    spec: str, values: Sequence[str | None], column: str, delimiter: str = ";"
+) -> Hierarchy:
     """``builtin:NAME`` (built from ``values``) or the path of an ARX CSV; checks every value is placed."""
     if spec.startswith(BUILTIN_PREFIX):
-        return builtin_hierarchy(spec[len(BUILTIN_PREFIX):], values, column)
+        return builtin_hierarchy(spec[len(BUILTIN_PREFIX) :], values, column)
     h = load_arx_hierarchy(spec, delimiter=delimiter)
     h.encode(list(dict.fromkeys(values)), column)  # raises naming the column and first missing values
     return h

@@ -100,7 +100,9 @@ def merge_frequency_tables(tables: Iterable[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def hierarchies_for(freq: pl.DataFrame, specs: Mapping[str, str], delimiter: str = ";") -> dict[str, Hierarchy]:
+def hierarchies_for(
+    freq: pl.DataFrame, specs: Mapping[str, str], delimiter: str = ";"
+) -> dict[str, Hierarchy]:
     """Resolve ``{column: "builtin:NAME" | ARX CSV path}`` against the values of the frequency table."""
     out: dict[str, Hierarchy] = {}
     for col, spec in specs.items():
@@ -177,7 +179,9 @@ def encode(freq: pl.DataFrame, hierarchies: Mapping[str, Hierarchy], sensitive: 
             raise ValueError(f"column {c} not in the frequency table")
     counts = (freq[COUNT].to_numpy() if COUNT in freq.columns else np.ones(freq.height)).astype(np.int64)
     if freq.height:
-        codes = np.stack([_encode_column(freq[c].cast(pl.String), h, c) for c, h in zip(qis, hs, strict=True)], axis=1)
+        codes = np.stack(
+            [_encode_column(freq[c].cast(pl.String), h, c) for c, h in zip(qis, hs, strict=True)], axis=1
+        )
     else:
         codes = np.zeros((0, len(qis)), dtype=np.int64)
     sens: IntArray | None = None
@@ -186,16 +190,24 @@ def encode(freq: pl.DataFrame, hierarchies: Mapping[str, Hierarchy], sensitive: 
         s = freq[sensitive].cast(pl.String).fill_null("<null>")
         uniq = s.unique(maintain_order=True).to_list()
         labels = tuple(str(u) for u in uniq)
-        sens = s.replace_strict(uniq, list(range(len(uniq))), return_dtype=pl.Int64).to_numpy().astype(np.int64)
+        sens = (
+            s.replace_strict(uniq, list(range(len(uniq))), return_dtype=pl.Int64).to_numpy().astype(np.int64)
+        )
     p = Problem(qis, hs, codes, counts, sens, sensitive, labels, int(counts.sum()))
     for j, h in enumerate(hs):
         lc = np.bincount(codes[:, j], weights=counts, minlength=h.domain_size).round().astype(np.int64)
         p.leaf_counts.append(lc)
-        per_level = [np.bincount(h.maps[lv], weights=lc, minlength=h.cardinality(lv)).round().astype(np.int64)
-                     for lv in range(h.height + 1)]
+        per_level = [
+            np.bincount(h.maps[lv], weights=lc, minlength=h.cardinality(lv)).round().astype(np.int64)
+            for lv in range(h.height + 1)
+        ]
         p.level_counts.append(per_level)
-        p.loss_num.append(np.array([int(np.dot(lc, h.leaves_under[lv][h.maps[lv]] - 1))
-                                    for lv in range(h.height + 1)], dtype=np.int64))
+        p.loss_num.append(
+            np.array(
+                [int(np.dot(lc, h.leaves_under[lv][h.maps[lv]] - 1)) for lv in range(h.height + 1)],
+                dtype=np.int64,
+            )
+        )
         present = lc > 0
         ent = []
         for lv in range(h.height + 1):
@@ -290,6 +302,8 @@ class Evaluator:
         self._cache_list: list[_Table] = []
         self._cache_rows: IntArray = np.zeros(0, dtype=np.int64)
         self.evaluations = 0
+        # during a search only the optimised metric is exact in NodeEval.metrics (faster)
+        self.only: Metric | None = None
 
     def _source(self, node: tuple[int, ...]) -> _Table:
         if not self.cache:
@@ -321,7 +335,9 @@ class Evaluator:
             self._cache_nodes = None
         else:
             self._cache_list.append(table)
-            self._cache_nodes = np.vstack([self._cache_nodes, np.asarray(table.node, dtype=np.int64)[None, :]])
+            self._cache_nodes = np.vstack(
+                [self._cache_nodes, np.asarray(table.node, dtype=np.int64)[None, :]]
+            )
             self._cache_rows = np.append(self._cache_rows, len(table.counts))
 
     def evaluate(self, node: tuple[int, ...], keep: bool = True, metrics: bool = True) -> NodeEval:
@@ -341,7 +357,11 @@ class Evaluator:
         if kept_only:
             keep &= ~self._bad(key, space, sizes, p.counts, p.sensitive)
         first = _first_rows(key, space)[keep]
-        codes = np.stack([g[first] for g in gen], axis=1) if p.q else np.zeros((int(keep.sum()), 0), dtype=np.int64)
+        codes = (
+            np.stack([g[first] for g in gen], axis=1)
+            if p.q
+            else np.zeros((int(keep.sum()), 0), dtype=np.int64)
+        )
         return codes.astype(np.int64), sizes[keep]
 
     def _bad(
@@ -407,7 +427,9 @@ class Evaluator:
         if want_classes:
             idx = np.unique(key[row_bad], return_index=True)[1]
             sup_classes = (
-                np.stack([g[row_bad][idx] for g in gen], axis=1) if len(idx) else np.zeros((0, p.q), dtype=np.int64)
+                np.stack([g[row_bad][idx] for g in gen], axis=1)
+                if len(idx)
+                else np.zeros((0, p.q), dtype=np.int64)
             )
         if keep and not want_classes and rows > 256 and classes_all < 0.5 * rows:
             if src.sens is not None:
@@ -424,7 +446,12 @@ class Evaluator:
         return ev, sup_classes
 
     def _metrics(
-        self, node: tuple[int, ...], suppressed: int, kept_sizes: IntArray, sup_gen: list[IntArray], sup_counts: IntArray
+        self,
+        node: tuple[int, ...],
+        suppressed: int,
+        kept_sizes: IntArray,
+        sup_gen: list[IntArray],
+        sup_counts: IntArray,
     ) -> dict[str, float]:
         """All five utility metrics; suppressed records count as fully generalised.
 
@@ -448,20 +475,27 @@ class Evaluator:
         if n == 0:
             return dict.fromkeys(METRICS, 0.0)
         kept = n - suppressed
+        only = self.only
+        if only in ("discernibility", "aecs", "precision"):
+            sup_gen = []  # the per-QI sums below are not needed
         loss = 0.0
         entropy = 0.0
         precision = 0.0
         for j, lv in enumerate(node):
             h = p.hierarchies[j]
             d = h.domain_size
-            per_code = np.bincount(sup_gen[j], weights=sup_counts, minlength=h.cardinality(lv)) if suppressed else None
+            per_code = (
+                np.bincount(sup_gen[j], weights=sup_counts, minlength=h.cardinality(lv))
+                if suppressed and sup_gen
+                else None
+            )
             if d > 1:
                 num = int(p.loss_num[j][lv])
                 if per_code is not None:
                     num += round(float(np.dot(per_code, (d - 1) - (h.leaves_under[lv] - 1))))
                 loss += num / (d - 1)
             ent = float(p.entropy_base[j][lv])
-            if per_code is not None:
+            if per_code is not None and only in (None, "entropy"):
                 cnt = p.level_counts[j][lv].astype(np.float64)
                 logs = np.where(cnt > 0, np.log2(n / np.maximum(cnt, 1.0)), 0.0)
                 ent += float(np.dot(per_code, logs))
@@ -533,7 +567,9 @@ def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: 
     return (a.levels_sum, a_idx) < (b.levels_sum, b_idx)
 
 
-def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray) -> FloatArray:
+def _static_bounds(
+    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray
+) -> FloatArray:
     """A lower bound of ``metric`` at every node that holds with suppression.
 
     ``sup_lb`` is a lower bound of the records each node suppresses; a suppressed record costs at
@@ -553,7 +589,9 @@ def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntAr
                 if h.domain_size > 1:
                     d1 = h.domain_size - 1
                     base += p.loss_num[j][lv] / d1
-                    worst = np.array([1.0 - (float(h.leaves_under[x].max()) - 1.0) / d1 for x in range(h.height + 1)])
+                    worst = np.array(
+                        [1.0 - (float(h.leaves_under[x].max()) - 1.0) / d1 for x in range(h.height + 1)]
+                    )
                     extra += worst[lv]
             elif metric == "precision":
                 if h.height:
@@ -581,7 +619,9 @@ def _static_bounds(p: Problem, model: PrivacyModel, metric: Metric, nodes: IntAr
         # the bound grows with S when there are at least two classes, so S = s_lb is its minimum
         kept_min = float(n - model.max_suppressed(n))
         with_s = s_lb * n + np.maximum(kept * kept / distinct, floor_k * kept)
-        return np.asarray(np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct)))
+        return np.asarray(
+            np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct))
+        )
     # aecs = kept / classes ≥ (n - limit) / distinct, and ≥ k since every kept class has ≥ k records
     kept_max_sup = n - model.max_suppressed(n)
     return np.asarray(np.maximum(floor_k, kept_max_sup / distinct), dtype=np.float64)
@@ -633,6 +673,7 @@ def search(
     nodes = lattice_nodes(p.heights)
     m = len(nodes)
     ev = Evaluator(p, model)
+    ev.only = metric
     best: NodeEval | None = None
     best_idx = -1
     if not prune:
@@ -648,10 +689,13 @@ def search(
             + (f" and {model.l}-diverse" if model.l else "")
             + f" with at most {model.suppression:.1%} of {p.n} records suppressed"
         )
+    ev.only = None
     final, sup_codes = ev.suppressed_classes(best.node)
     sup_frame = pl.DataFrame(
         {
-            q: pl.Series(q, [p.hierarchies[j].labels[best.node[j]][int(c)] for c in sup_codes[:, j]], dtype=pl.String)
+            q: pl.Series(
+                q, [p.hierarchies[j].labels[best.node[j]][int(c)] for c in sup_codes[:, j]], dtype=pl.String
+            )
             for j, q in enumerate(p.qis)
         }
     )
@@ -820,7 +864,9 @@ def apply_levels(
         h = hierarchies[col]
         mapping = h.label_map(lv)
         exprs.append(
-            pl.col(col).cast(pl.String).replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String)
+            pl.col(col)
+            .cast(pl.String)
+            .replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String)
         )
     lf = lf.with_columns(exprs)
     if suppressed_classes is not None and suppressed_classes.height:

@@ -100,9 +100,11 @@ def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
             if col.height == 0:
                 continue
             norm = _norm_expr(pl.col(c))
-            digits = pl.col(c).str.replace_all(r"\D", "")
             if kind in ("matricule", "phone"):
-                cond = digits.str.contains_any(patterns)
+                # digit runs with usual separators ("+352 621 12 34 56", "1980 0101 123 45"), never
+                # digits picked across letters (a hex pseudonym holds digits too)
+                runs = pl.col(c).str.extract_all(r"\b\d[\d .\-/()]{6,}\d\b").list.eval(pl.element().str.replace_all(r"\D", ""))
+                cond = runs.list.eval(pl.element().str.contains_any(patterns)).list.any()
             elif kind in SUBSTRING_TYPES:
                 cond = norm.str.contains_any(patterns)
             else:

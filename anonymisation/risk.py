@@ -70,8 +70,21 @@ def profile_from_sizes(
     n = int(arr.sum())
     c = len(arr)
     if n == 0:
-        return RiskProfile(0, 0, threshold, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0,
-                           journalist[0] if journalist else None, journalist[1] if journalist else None, {})
+        return RiskProfile(
+            0,
+            0,
+            threshold,
+            0.0,
+            0.0,
+            0.0,
+            0,
+            0.0,
+            0,
+            0.0,
+            journalist[0] if journalist else None,
+            journalist[1] if journalist else None,
+            {},
+        )
     at_risk = int(arr[1.0 / arr > threshold].sum())
     uniques = int(arr[arr == 1].sum())
     values, freq = np.unique(arr, return_counts=True)
@@ -145,7 +158,7 @@ def journalist_risk(
     pop_counts = population[count_col].cast(pl.Int64).to_numpy()
     both = [np.concatenate([s, pc]) for s, pc in zip(sample_cols, pop_cols, strict=True)]
     key, space, _ = group_ids(both, cards, len(both[0]))
-    skey, pkey = key[: len(sizes)], key[len(sizes):]
+    skey, pkey = key[: len(sizes)], key[len(sizes) :]
     f = np.bincount(skey, weights=sizes, minlength=space)
     big_f = np.bincount(pkey, weights=pop_counts, minlength=space)
     eff = np.maximum(big_f, f)[skey]
@@ -265,4 +278,3 @@ def population_frame(rows: Mapping[tuple[str, ...], int], columns: Sequence[str]
             data[c].append(v)
         data["count"].append(cnt)
     return pl.DataFrame(data)
-

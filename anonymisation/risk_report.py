@@ -38,7 +38,9 @@ def _share_above(risk: RiskProfile | Mapping[str, Any], level: float) -> float:
     return float(risk.get("records_at_risk", 0.0))
 
 
-def evaluate_thresholds(risk_after: RiskProfile | Mapping[str, Any], policy: PrivacyPolicy) -> list[ThresholdCheck]:
+def evaluate_thresholds(
+    risk_after: RiskProfile | Mapping[str, Any], policy: PrivacyPolicy
+) -> list[ThresholdCheck]:
     """Each risk threshold of the policy: (name, value, limit, passed). Pure; the release check blocks
     when any is not passed."""
     t = policy.thresholds
@@ -51,7 +53,11 @@ def evaluate_thresholds(risk_after: RiskProfile | Mapping[str, Any], policy: Pri
     checks = [
         ("highest prosecutor risk", get("prosecutor_max"), t.max_risk),
         ("average prosecutor risk", get("prosecutor_avg"), t.avg_risk),
-        (f"share of records with risk above {t.risk_level:g}", _share_above(risk_after, t.risk_level), t.max_share_at_risk),
+        (
+            f"share of records with risk above {t.risk_level:g}",
+            _share_above(risk_after, t.risk_level),
+            t.max_share_at_risk,
+        ),
     ]
     return [ThresholdCheck(name, value, limit, value <= limit + _EPS) for name, value, limit in checks]
 
@@ -88,7 +94,9 @@ class PolicyChange:
         }
 
 
-def _try(problem: Problem, policy: PrivacyPolicy, population: pl.DataFrame | None) -> tuple[SearchResult, list[ThresholdCheck]] | None:
+def _try(
+    problem: Problem, policy: PrivacyPolicy, population: pl.DataFrame | None
+) -> tuple[SearchResult, list[ThresholdCheck]] | None:
     model = model_of(policy)
     try:
         result = search(problem, model, policy.metric)
@@ -137,8 +145,14 @@ def suggest_policy_change(
         got = _try(problem, trial, population)
         if got is not None and all(c.passed for c in got[1]):
             out.append(
-                PolicyChange("suppression", s, f"allow suppression of {s:.0%} of records", got[0].levels,
-                             got[0].suppressed, got[1])
+                PolicyChange(
+                    "suppression",
+                    s,
+                    f"allow suppression of {s:.0%} of records",
+                    got[0].levels,
+                    got[0].suppressed,
+                    got[1],
+                )
             )
             break
     return out
@@ -204,9 +218,11 @@ def full_report(
     before = risk_at(problem, (0,) * problem.q, None, level, population)
     after = risk_at(problem, result.node, result.model, level, population)
     checks = evaluate_thresholds(after, policy)
-    suggestions = suggest_policy_change(problem, policy, population) if suggest and not all(
-        c.passed for c in checks
-    ) else []
+    suggestions = (
+        suggest_policy_change(problem, policy, population)
+        if suggest and not all(c.passed for c in checks)
+        else []
+    )
     return build_report(
         result,
         before,
@@ -266,7 +282,9 @@ def svg_bars(
     y0 = 30 + legend_h
     for i, label in enumerate(labels):
         gy = y0 + i * group_h
-        parts.append(f'<text x="{left - 6}" y="{gy + n_series * bar_h / 2 + 4}" text-anchor="end">{_e(label)}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{gy + n_series * bar_h / 2 + 4}" text-anchor="end">{_e(label)}</text>'
+        )
         for s, (_, vals, colour) in enumerate(series):
             v = vals[i] if i < len(vals) else None
             by = gy + s * bar_h
@@ -313,7 +331,11 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="verdict {"ok" if passed else "ko"}">'
-        + ("Every risk threshold of the policy holds." if passed else "At least one risk threshold does NOT hold.")
+        + (
+            "Every risk threshold of the policy holds."
+            if passed
+            else "At least one risk threshold does NOT hold."
+        )
         + "</p>",
         "<h2>Thresholds</h2><table><tr><th>threshold</th><th>value</th><th>limit</th><th>holds</th></tr>",
     ]
@@ -328,10 +350,14 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         out.append("<h2>What would pass</h2><ul>")
         for s in report["suggestions"]:
             levels = ", ".join(f"{q}={lv}" for q, lv in s["levels"].items())
-            out.append(f"<li><b>{_e(s['text'])}</b> (levels {_e(levels)}; {_fmt(s['suppressed'])} records suppressed)</li>")
+            out.append(
+                f"<li><b>{_e(s['text'])}</b> (levels {_e(levels)}; {_fmt(s['suppressed'])} records suppressed)</li>"
+            )
         out.append("</ul>")
     elif not passed:
-        out.append("<h2>What would pass</h2><p>No change of k or of the suppression limit tried here passes.</p>")
+        out.append(
+            "<h2>What would pass</h2><p>No change of k or of the suppression limit tried here passes.</p>"
+        )
 
     out.append("<h2>Release</h2><table>")
     rows = [
@@ -349,8 +375,14 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
     out.append("</table>")
     supp = [("suppressed", float(report.get("suppressed", 0) or 0))]
     supp += [(f"rare: {k}", float(v)) for k, v in dict(report.get("rare_concepts", {})).items()]
-    out.append(svg_bars("Records suppressed and rare concepts", [s[0] for s in supp],
-                        [("records", [s[1] for s in supp], "#8c6bb1")], value_format="{:,.0f}"))
+    out.append(
+        svg_bars(
+            "Records suppressed and rare concepts",
+            [s[0] for s in supp],
+            [("records", [s[1] for s in supp], "#8c6bb1")],
+            value_format="{:,.0f}",
+        )
+    )
 
     out.append("<h2>Risk before and after</h2>")
     keys = ["prosecutor_max", "prosecutor_avg", "records_at_risk", "sample_uniques", "marketer"]
@@ -376,7 +408,10 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         svg_bars(
             "Records by size of their equivalence class",
             list(bb),
-            [("before", [float(v) for v in bb.values()], "#d95f02"), ("after", [float(v) for v in ab.values()], "#1b9e77")],
+            [
+                ("before", [float(v) for v in bb.values()], "#d95f02"),
+                ("after", [float(v) for v in ab.values()], "#1b9e77"),
+            ],
             value_format="{:,.0f}",
         )
     )

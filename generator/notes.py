@@ -146,9 +146,7 @@ def make_patients(seed: int, n: int) -> list[PatientInfo]:
             rfirst = rng.choice(pools.male[loc] if rsex == "M" else pools.female[loc])
             rlast = last if rel in ("fille", "fils", "sœur", "frère") else rng.choice(pools.last[loc])
             relatives.append(Relative(rel, rfirst, rlast))
-        doctors = tuple(
-            f"{rng.choice(_DOCTOR_FIRST)} {rng.choice(_DOCTOR_LAST)}" for _ in range(2)
-        )
+        doctors = tuple(f"{rng.choice(_DOCTOR_FIRST)} {rng.choice(_DOCTOR_LAST)}" for _ in range(2))
         phone = f"+352 6{rng.choice('2589')}1 {rng.randint(100, 999)} {rng.randint(100, 999)}"
         email = f"{ascii_fold(first).lower()}.{ascii_fold(last).lower().replace(' ', '')}@{rng.choice(['pt.lu', 'gmail.com', 'internet.lu'])}"
         out.append(
@@ -280,7 +278,9 @@ def _other_phone(rng: random.Random) -> str:
     if r == 0:
         return f"06 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"
     if r == 1:
-        return f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"
+        return (
+            f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"
+        )
     if r == 2:
         return f"+32 470 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"
     return f"+49 151 {rng.randint(1000000, 9999999)}"
@@ -340,7 +340,7 @@ def _hospitalisation(b: _Builder, rng: random.Random, p: PatientInfo, when: date
     b.t(f", {2024 - p.birth_date.year} ans, est admis(e) pour déséquilibre glycémique. ")
     b.t(f"{_cap(_eponym(rng, p))}. ")
     b.t(f"Bilan : {_clinical_numbers(rng)}. ")
-    b.t(f"{p.first_name} est accompagné(e) de ")
+    b.e(p.first_name, "PATIENT_NAME").t(" est accompagné(e) de ")
     _relative(b, rng, p.relatives[0])
     b.t(". Traitement de sortie : ")
     b.t(_treatment(rng))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -281,6 +282,100 @@ def approve(
     except PublishError as e:
         fail(str(e))
     out.print(f"approved {dataset} v{version}: {path}")
+
+
+@app.command()
+def verify(
+    folder: Annotated[Path, typer.Argument(help="A release folder: dataspace/<dataset>/<version>.")],
+    approval: Annotated[Path | None, typer.Option(help="Approval record (default ../approvals/<version>.json).")] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Workspace whose identifiable zone to leak-scan against.")] = None,
+) -> None:
+    """Recompute every checksum and row count, check the metadata against the files, anchor the
+    manifest to its approval, and re-run the leak scan when the identifiable zone is at hand.
+
+    Exit 0 only if all hold. Example: ds4h verify dataspace/omop-demo/1
+    """
+    from pipelines.verify import verify_release
+    from schemas.config import home
+
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder: give a release folder such as dataspace/<dataset>/<version>")
+    if workspace is None:
+        ws_home = home()
+        try:
+            folder.resolve().relative_to(ws_home / "dataspace")
+            workspace = ws_home if (ws_home / "lake" / "raw").exists() else None
+        except ValueError:
+            workspace = None
+    findings = verify_release(folder, approval, workspace)
+    for f in findings:
+        out.print(f"[{'green' if f.ok else 'red'}]{'ok ' if f.ok else 'BAD'}[/] {f.check}: {f.detail}", highlight=False)
+    if not all(f.ok for f in findings):
+        fail(f"{folder} does not verify")
+
+
+@app.command()
+def releases() -> None:
+    """List the releases of the data space with their status, k, risk and sizes.
+
+    Example: ds4h releases
+    """
+    import json
+
+    from rich.table import Table
+
+    from pipelines.publish import approved_versions, versions
+    from schemas.config import home
+
+    root = home() / "dataspace"
+    t = Table()
+    for col in ("dataset", "version", "status", "created", "k", "max risk", "avg risk", "persons", "MB"):
+        t.add_column(col)
+    if root.exists():
+        for ds in sorted(p for p in root.iterdir() if p.is_dir()):
+            ok = set(approved_versions(ds))
+            for v in versions(ds):
+                m = json.loads((ds / str(v) / "manifest.json").read_text(encoding="utf-8"))
+                risk = m.get("risk", {})
+                status = ("approved" if v in ok else "pending") + (" DEMO" if m.get("demo") else "")
+                mb = sum(f["bytes"] for f in m["files"]) / 1e6
+                t.add_row(ds.name, str(v), status, m["created"], str(m.get("policy", {}).get("k", "")),
+                          f"{risk.get('after', {}).get('prosecutor_max', 0):.3f}",
+                          f"{risk.get('after', {}).get('prosecutor_avg', 0):.3f}",
+                          f"{m.get('facts', {}).get('individuals', '')}", f"{mb:.1f}")
+    out.print(t)
+
+
+@app.command("connector-export")
+def connector_export(
+    dataset: str,
+    version: int,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for asset.json, policy-definition.json, contract-definition.json.")],
+) -> None:
+    """Write the EDC connector's asset, ODRL policy and contract definition for an approved release.
+
+    Refuses DEMO and unapproved releases. Example: ds4h connector-export omop-lu 3 --out edc/
+    """
+    import json
+
+    from pipelines import metadata
+    from pipelines.publish import approved_versions
+    from schemas.config import home
+
+    ds = home() / "dataspace" / dataset
+    folder = ds / str(version)
+    if not (folder / "manifest.json").exists():
+        fail(f"no release {dataset} version {version} under {home() / 'dataspace'}")
+    m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if m.get("demo"):
+        fail(f"{dataset} v{version} is a DEMO release: it cannot be offered to the data space")
+    if version not in approved_versions(ds):
+        fail(f"{dataset} v{version} is not approved: run 'ds4h approve {dataset} {version} --by NAME' first")
+    meta = m.get("config", {}).get("release", {"title": dataset, "description": dataset})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, doc in metadata.edc(m, folder.resolve(), meta).items():
+        (out_dir / name).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    out.print(f"wrote asset.json, policy-definition.json and contract-definition.json to {out_dir}")
 
 
 def _register_optional() -> None:

@@ -98,6 +98,31 @@ def write_atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+DATE_COLUMNS = ("visit_start_date", "condition_start_date", "observation_period_start_date", "measurement_date",
+                "drug_exposure_start_date", "procedure_date", "observation_date", "note_date", "death_date")
+
+
+def _sorted(df: pl.DataFrame) -> pl.DataFrame:
+    """person_id then the table's main date (then every column, for a total order)."""
+    keys = [c for c in ("person_id", *DATE_COLUMNS) if c in df.columns]
+    return df.sort([*keys, *[c for c in df.columns if c not in keys]], nulls_last=True) if keys else df
+
+
+def write_catalog_duckdb(version_dir: Path, tables: list[str]) -> None:
+    """catalog.duckdb: one view per table over relative Parquet paths (start DuckDB in the folder)."""
+    import duckdb
+
+    target = version_dir / "catalog.duckdb"
+    con = duckdb.connect(str(target))
+    try:
+        # the views keep relative paths; the search path only lets DuckDB bind them now
+        con.execute(f"SET file_search_path = '{str(version_dir).replace(chr(39), chr(39) * 2)}'")
+        for t in tables:
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('omop/{t}/*.parquet')")
+    finally:
+        con.close()
+
+
 def publish_release(
     dataspace: Path,
     dataset: str,
@@ -105,10 +130,15 @@ def publish_release(
     manifest_extra: Mapping[str, Any],
     *,
     demo: bool,
+    release_meta: Mapping[str, Any] | None = None,
+    reports: Mapping[str, str] | None = None,
     created: dt.datetime | None = None,
     on_file_written: Callable[[Path], None] | None = None,
 ) -> Published:
-    """Write a new version of ``dataset`` with the given release tables and manifest fields."""
+    """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest."""
+    from pipelines import metadata
+    from pipelines.researcher_readme import researcher_readme
+
     dataset_dir = dataspace / dataset
     dataset_dir.mkdir(parents=True, exist_ok=True)
     existing = versions(dataset_dir)
@@ -117,23 +147,30 @@ def publish_release(
     if final.exists():
         raise PublishError(f"{final} exists: a published version is never rewritten")
     created = created or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    meta = dict(release_meta or {"title": dataset, "description": dataset, "publisher": "ds4h",
+                                 "contact_email": "dataspace@example.org", "access_body": "HDAB"})
     tmp = dataset_dir / f".tmp-{number}-{uuid.uuid4().hex}"
+
+    def written(path: Path) -> None:
+        if on_file_written is not None:
+            on_file_written(path)
+
     try:
-        files = []
+        schemas: dict[str, list[tuple[str, str]]] = {}
         for name in sorted(tables):
-            df = tables[name]
+            df = _sorted(tables[name])
+            schemas[name] = [(c, str(t)) for c, t in df.schema.items()]
             target = tmp / "omop" / name / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
             df.write_parquet(target, compression="zstd", statistics=True, row_group_size=128 * 1024)
-            if on_file_written is not None:
-                on_file_written(target)
-            files.append({
-                "path": target.relative_to(tmp).as_posix(),
-                "table": name,
-                "bytes": target.stat().st_size,
-                "rows": pq.ParquetFile(target).metadata.num_rows,
-                "sha256": sha256_file(target),
-            })
+            written(target)
+        for rel, text in sorted((reports or {}).items()):
+            target = tmp / "reports" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            written(target)
+        write_catalog_duckdb(tmp, sorted(tables))
+        written(tmp / "catalog.duckdb")
         manifest: dict[str, Any] = {
             "dataset": dataset,
             "version": number,
@@ -142,9 +179,23 @@ def publish_release(
             **({"notice": "DEMO release made with the demo project key: not for research use"} if demo else {}),
             "code_version": code_version(),
             **manifest_extra,
-            "files": files,
+            "files": [],
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        manifest["files"] = _file_entries(tmp)
+        info = metadata.facts(tmp, manifest)
+        manifest["facts"] = info
+        docs = {
+            "metadata/healthdcat-ap.jsonld": metadata.healthdcat(manifest, info, meta),
+            "metadata/croissant.json": metadata.croissant(manifest, schemas, meta),
+        }
+        for rel, doc in docs.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(researcher_readme(manifest, schemas, meta), encoding="utf-8")
+        written(tmp / "README.md")
+        manifest["files"] = _file_entries(tmp)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
         if final.exists():
             raise PublishError(f"{final} appeared while publishing: refusing to overwrite it")
@@ -155,6 +206,20 @@ def publish_release(
     if demo:
         approve(dataspace, dataset, number, by="demo", demo_ok=True)
     return Published(dataset, number, final, manifest)
+
+
+def _file_entries(root: Path) -> list[dict[str, Any]]:
+    entries = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == "manifest.json":
+            continue
+        rel = p.relative_to(root).as_posix()
+        entry: dict[str, Any] = {"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        if p.suffix == ".parquet":
+            entry["table"] = p.parent.name
+            entry["rows"] = pq.ParquetFile(p).metadata.num_rows
+        entries.append(entry)
+    return entries
 
 
 def approve(dataspace: Path, dataset: str, number: int, by: str, *, demo_ok: bool = False) -> Path:
@@ -183,4 +248,29 @@ def approve(dataspace: Path, dataset: str, number: int, by: str, *, demo_ok: boo
     write_atomic_text(target, json.dumps(record, indent=2) + "\n")
     approved = sorted(int(p.stem) for p in approvals.glob("*.json") if VERSION_RE.match(p.stem))
     write_atomic_text(dataset_dir / "LATEST", f"{approved[-1]}\n")
+    write_catalog(dataspace)
+    return target
+
+
+def approved_versions(dataset_dir: Path) -> list[int]:
+    approvals = dataset_dir / "approvals"
+    if not approvals.exists():
+        return []
+    return sorted(int(p.stem) for p in approvals.glob("*.json") if VERSION_RE.match(p.stem))
+
+
+def write_catalog(dataspace: Path) -> Path:
+    """dataspace/catalog.jsonld: the DCAT catalog of every approved release."""
+    from pipelines import metadata
+
+    entries = []
+    for dataset_dir in sorted(p for p in dataspace.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for v in approved_versions(dataset_dir):
+            doc = dataset_dir / str(v) / "metadata" / "healthdcat-ap.jsonld"
+            if doc.exists():
+                d = json.loads(doc.read_text(encoding="utf-8"))
+                d.pop("@context", None)
+                entries.append(d)
+    target = dataspace / "catalog.jsonld"
+    write_atomic_text(target, json.dumps(metadata.catalog(entries, dt.datetime.now(dt.UTC).replace(microsecond=0)), indent=2) + "\n")
     return target

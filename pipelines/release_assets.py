@@ -14,7 +14,7 @@ from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
-from pipelines.publish import publish_release
+from pipelines.publish import publish_release, sha256_file
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.storage import Workspace, has_partition, read_partition, write_partition
@@ -31,6 +31,18 @@ def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
             for kind, values in identifiers_from_patients(read_partition(folder)).values.items():
                 ids.values.setdefault(kind, set()).update(values)
     return ids
+
+
+def source_checksums(config: Config) -> list[dict[str, object]]:
+    """sha256 and size of every landing file the release was made from (not the generator's _truth)."""
+    out: list[dict[str, object]] = []
+    for src in config.sources:
+        if not src.path.is_dir():
+            continue
+        for p in sorted(src.path.iterdir()):
+            if p.is_file() and not p.name.startswith((".", "_")):
+                out.append({"site": src.site, "file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    return out
 
 
 def read_accounting(ws: Workspace, sites: list[str]) -> pl.DataFrame:
@@ -128,7 +140,15 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "publisher": config.release.publisher,
             "sites": config.sites,
             "cdm_version": "5.4",
+            "config": {
+                "project": config.project,
+                "sources": [{"site": s.site, "format": s.format, "encoding": s.encoding, "delimiter": s.delimiter}
+                            for s in config.sources],
+                "vocabulary": config.vocabulary if config.vocabulary.startswith("bundled:") else "athena",
+                "release": config.release.model_dump(mode="json"),
+            },
             "policy": config.policy.model_dump(mode="json"),
+            "source_extracts": source_checksums(config),
             "risk": risk,
             "generalisation": {
                 "levels": risk["summary"]["levels"],
@@ -137,13 +157,15 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             },
             "row_accounting": accounting.sort(["stage", "site", "table", "category", "reason_code"], nulls_last=True).to_dicts(),
         }
+        reports = {"risk.json": json.dumps(risk, indent=2, default=str) + "\n"}
         pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
+                              release_meta=config.release.model_dump(mode="json"), reports=reports,
                               created=dt.datetime.now(dt.UTC).replace(microsecond=0))
         return dg.MaterializeResult(metadata={
             "dataset": pub.dataset, "version": pub.version, "path": dg.MetadataValue.path(str(pub.path)),
             "files": len(pub.manifest["files"]), "demo": config.is_demo,
             "rows": _md_table(pl.DataFrame(
-                [{"table": f["table"], "rows": f["rows"], "bytes": f["bytes"]} for f in pub.manifest["files"]]
+                [{"table": f["table"], "rows": f["rows"], "bytes": f["bytes"]} for f in pub.manifest["files"] if "table" in f]
             )),
         })
 

@@ -41,8 +41,11 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
         if data.user_failure_data is not None and data.user_failure_data.description:
             return data.user_failure_data.description
         if data.error is not None:
-            cause = data.error.cause or data.error
-            return f"{ev.step_key}: {cause.message.strip().splitlines()[-1] if cause.message else cause.cls_name}"
+            cause = data.error
+            while cause.cause is not None:
+                cause = cause.cause
+            first = next((ln for ln in (cause.message or "").splitlines() if ln.strip() and ln.strip()[0] not in "^~"), "")
+            return f"{ev.step_key} failed: {first.strip() or cause.cls_name} (details: 'ds4h ui', run logs)"
     return "the run failed (see 'ds4h ui' for its logs)"
 
 

@@ -26,7 +26,7 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
     t.add_column("table")
     t.add_column("rows", justify="right")
     t.add_column("bytes", justify="right")
-    for f in manifest["files"]:
+    for f in (f for f in manifest["files"] if "table" in f):
         t.add_row(f["table"], f"{f['rows']:,}", f"{f['bytes']:,}")
     console.print(t)
     acc = pl.DataFrame(manifest["row_accounting"])

@@ -100,7 +100,13 @@ def test_bad_values_name_the_column() -> None:
 
 def test_dates() -> None:
     h = builtin_hierarchy("date-month", ["2020-03-14", "2020-05-01T10:00:00", "2021-12-31"], "d")
-    assert [h.generalise("2020-03-14", lv) for lv in range(5)] == ["2020-03-14", "2020-03", "2020-Q1", "2020", "*"]
+    assert [h.generalise("2020-03-14", lv) for lv in range(5)] == [
+        "2020-03-14",
+        "2020-03",
+        "2020-Q1",
+        "2020",
+        "*",
+    ]
     assert h.generalise("2020-05-01T10:00:00", 2) == "2020-Q2"
     q = builtin_hierarchy("date-quarter", ["2021-12-31"], "d")
     assert [q.generalise("2021-12-31", lv) for lv in range(4)] == ["2021-12-31", "2021-Q4", "2021", "*"]
@@ -143,3 +149,9 @@ def test_resolve_checks_values(tmp_path: Path) -> None:
 def test_encode_is_vectorised_and_exact() -> None:
     h = builtin_hierarchy("flat", ["x", "y"], "c")
     assert np.array_equal(h.encode(["y", "x", "y"], "c"), np.array([1, 0, 1]))
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_star_is_accepted_as_fully_generalised(name: str) -> None:
+    h = builtin_hierarchy(name, ["*"], "c")
+    assert all(h.generalise("*", lv) == "*" for lv in range(h.height + 1))

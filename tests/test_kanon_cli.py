@@ -45,7 +45,13 @@ def _table(tmp_path: Path) -> Path:
 def test_help_lists_builtins(app: typer.Typer) -> None:
     res = runner.invoke(app, ["anonymise-table", "--help"])
     assert res.exit_code == 0
-    for name in ("builtin:year5", "builtin:age10", "builtin:date-month", "builtin:lu-postcode", "builtin:sex"):
+    for name in (
+        "builtin:year5",
+        "builtin:age10",
+        "builtin:date-month",
+        "builtin:lu-postcode",
+        "builtin:sex",
+    ):
         assert name in res.output
 
 
@@ -54,15 +60,35 @@ def test_csv_with_builtins(app: typer.Typer, tmp_path: Path) -> None:
     out, rep, page = tmp_path / "out.csv", tmp_path / "r.json", tmp_path / "r.html"
     res = runner.invoke(
         app,
-        ["anonymise-table", str(src), "--qi", "yob=builtin:year5", "--qi", "sex=builtin:sex", "--k", "5",
-         "--out", str(out), "--report", str(rep), "--html", str(page)],
+        [
+            "anonymise-table",
+            str(src),
+            "--qi",
+            "yob=builtin:year5",
+            "--qi",
+            "sex=builtin:sex",
+            "--k",
+            "5",
+            "--out",
+            str(out),
+            "--report",
+            str(rep),
+            "--html",
+            str(page),
+        ],
     )
     assert res.exit_code == 0, res.output
     report = json.loads(rep.read_text())
     assert set(report) >= {"levels", "classes", "suppressed", "metrics", "risk", "seconds"}
     assert set(report["metrics"]) == {"loss", "precision", "discernibility", "aecs", "entropy"}
     for when in ("before", "after"):
-        assert set(report["risk"][when]) >= {"prosecutor_max", "prosecutor_avg", "records_at_risk", "sample_uniques", "marketer"}
+        assert set(report["risk"][when]) >= {
+            "prosecutor_max",
+            "prosecutor_avg",
+            "records_at_risk",
+            "sample_uniques",
+            "marketer",
+        }
     df = pl.read_csv(out, infer_schema=False)
     assert df.columns == ["id", "yob", "sex", "note"]
     assert df.height == 60 - report["suppressed"]
@@ -76,8 +102,21 @@ def test_parquet_in_and_out(app: typer.Typer, tmp_path: Path) -> None:
     src = tmp_path / "people.parquet"
     pl.read_csv(_table(tmp_path)).write_parquet(src)
     out = tmp_path / "out.parquet"
-    res = runner.invoke(app, ["anonymise-table", str(src), "--qi", "yob=builtin:year10", "--qi", "sex=builtin:sex",
-                              "--out", str(out), "--metric", "discernibility"])
+    res = runner.invoke(
+        app,
+        [
+            "anonymise-table",
+            str(src),
+            "--qi",
+            "yob=builtin:year10",
+            "--qi",
+            "sex=builtin:sex",
+            "--out",
+            str(out),
+            "--metric",
+            "discernibility",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = pl.read_parquet(out)
     assert df["id"].dtype == pl.Int64  # other columns keep their type
@@ -109,13 +148,17 @@ def test_value_missing_from_arx_hierarchy(app: typer.Typer, tmp_path: Path) -> N
     src = _table(tmp_path)
     h = tmp_path / "sex.csv"
     h.write_text("F;*\n")
-    res = runner.invoke(app, ["anonymise-table", str(src), "--qi", f"sex={h}", "--out", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app, ["anonymise-table", str(src), "--qi", f"sex={h}", "--out", str(tmp_path / "o.csv")]
+    )
     assert res.exit_code == 1
     assert "column sex: 1 value(s) not in hierarchy" in res.stderr and "'M'" in res.stderr
 
 
 def test_usage_error_for_bad_qi_syntax(app: typer.Typer, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["anonymise-table", str(_table(tmp_path)), "--qi", "yob", "--out", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app, ["anonymise-table", str(_table(tmp_path)), "--qi", "yob", "--out", str(tmp_path / "o.csv")]
+    )
     assert res.exit_code == 2
     assert "COLUMN=HIERARCHY" in res.output
 
@@ -126,7 +169,23 @@ def test_command_imports_no_heavy_framework() -> None:
         "bad=[x for x in ('dagster','presidio_analyzer','great_expectations','spacy') if x in sys.modules];"
         "print(bad)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert out.stdout.strip() == "[]"
+    # --help needs neither numpy nor polars
+    code = "import sys, pipelines.commands.anonymise_table; print([m for m in ('numpy', 'polars') if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -134,8 +193,26 @@ def test_command_imports_no_heavy_framework() -> None:
 def test_adult_end_to_end(app: typer.Typer, tmp_path: Path) -> None:
     out, rep = tmp_path / "adult.csv", tmp_path / "adult.json"
     qis = [a for q in QIS for a in ("--qi", f"{q}={ADULT / 'hierarchies' / f'adult_hierarchy_{q}.csv'}")]
-    res = runner.invoke(app, ["anonymise-table", str(ADULT / "adult.csv"), "--delimiter", ";", *qis, "--k", "5",
-                              "--suppression", "0.05", "--metric", "loss", "--out", str(out), "--report", str(rep)])
+    res = runner.invoke(
+        app,
+        [
+            "anonymise-table",
+            str(ADULT / "adult.csv"),
+            "--delimiter",
+            ";",
+            *qis,
+            "--k",
+            "5",
+            "--suppression",
+            "0.05",
+            "--metric",
+            "loss",
+            "--out",
+            str(out),
+            "--report",
+            str(rep),
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(rep.read_text())
     assert report["levels"] == dict(zip(QIS, (0, 3, 0, 1, 2, 1, 1, 1), strict=True))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from anonymisation.hierarchy import BUILTINS
+from anonymisation.hierarchy_names import BUILTINS
 
 HELP = (
     "k-anonymise a table (CSV or Parquet, by extension) by full-domain generalisation and record "
@@ -59,7 +59,9 @@ def anonymise_table(
     qi: Annotated[list[str], typer.Option("--qi", help="COLUMN=HIERARCHY, once per quasi-identifier")],
     out: Annotated[Path, typer.Option("--out", help="anonymised table (CSV or Parquet)")],
     report: Annotated[Path | None, typer.Option("--report", help="risk report (JSON)")] = None,
-    html: Annotated[Path | None, typer.Option("--html", help="the same report as a self-contained HTML page")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="the same report as a self-contained HTML page")
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=2, help="smallest equivalence class")] = 5,
     suppression: Annotated[
         float, typer.Option("--suppression", min=0.0, max=1.0, help="largest share of records suppressed")
@@ -68,22 +70,36 @@ def anonymise_table(
         str, typer.Option("--metric", help="utility metric: loss|precision|discernibility|aecs|entropy")
     ] = "loss",
     delimiter: Annotated[str, typer.Option("--delimiter", help="CSV delimiter of INPUT and OUT")] = ",",
-    sensitive: Annotated[str | None, typer.Option("--sensitive", help="sensitive attribute for l-diversity")] = None,
-    l_div: Annotated[int | None, typer.Option("--l", min=2, help="l of l-diversity (needs --sensitive)")] = None,
+    sensitive: Annotated[
+        str | None, typer.Option("--sensitive", help="sensitive attribute for l-diversity")
+    ] = None,
+    l_div: Annotated[
+        int | None, typer.Option("--l", min=2, help="l of l-diversity (needs --sensitive)")
+    ] = None,
     l_variant: Annotated[str, typer.Option("--l-variant", help="distinct|entropy")] = "distinct",
     population: Annotated[
-        Path | None, typer.Option("--population", help="population counts CSV (QI columns + count) for journalist risk")
+        Path | None,
+        typer.Option("--population", help="population counts CSV (QI columns + count) for journalist risk"),
     ] = None,
     policy_file: Annotated[
-        Path | None, typer.Option("--policy", help="policy YAML for the risk thresholds (flags override k, suppression, metric)")
+        Path | None,
+        typer.Option(
+            "--policy", help="policy YAML for the risk thresholds (flags override k, suppression, metric)"
+        ),
     ] = None,
     suggest: Annotated[
-        bool, typer.Option("--suggest/--no-suggest", help="when a threshold fails, re-run the search to find a policy that passes")
+        bool,
+        typer.Option(
+            "--suggest/--no-suggest",
+            help="when a threshold fails, re-run the search to find a policy that passes",
+        ),
     ] = True,
 ) -> None:
     specs = _parse_qis(qi)
     if metric not in ("loss", "precision", "discernibility", "aecs", "entropy"):
-        raise typer.BadParameter(f"{metric!r} (use loss, precision, discernibility, aecs or entropy)", param_hint="--metric")
+        raise typer.BadParameter(
+            f"{metric!r} (use loss, precision, discernibility, aecs or entropy)", param_hint="--metric"
+        )
     if l_variant not in ("distinct", "entropy"):
         raise typer.BadParameter(f"{l_variant!r} (use distinct or entropy)", param_hint="--l-variant")
     if (l_div is None) != (sensitive is None):
@@ -91,8 +107,23 @@ def anonymise_table(
     if len(delimiter) != 1:
         raise typer.BadParameter("one character", param_hint="--delimiter")
     try:
-        _run(input_path, specs, out, report, html, k, suppression, metric, delimiter, sensitive, l_div, l_variant,
-             population, policy_file, suggest)
+        _run(
+            input_path,
+            specs,
+            out,
+            report,
+            html,
+            k,
+            suppression,
+            metric,
+            delimiter,
+            sensitive,
+            l_div,
+            l_variant,
+            population,
+            policy_file,
+            suggest,
+        )
     except typer.Exit:
         raise
     except Exception as exc:  # one clear line, never a traceback

@@ -1,0 +1,174 @@
+"""``ds4h deid-text`` and ``ds4h eval-deid``: de-identify French clinical notes (JSONL) and measure it.
+
+Imports neither Dagster nor great-expectations; presidio and spaCy are imported inside the command,
+so ``ds4h deid-text --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from anonymisation.deid import Deidentifier
+
+__all__ = ["CommandError", "deid_text", "deidentifier", "eval_deid", "read_jsonl", "register"]
+
+_KNOWN_KEYS = ("names", "phones", "emails", "addresses", "national_ids")
+
+
+class CommandError(Exception):
+    """A user-facing error: one line on stderr, exit code 1."""
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every line of ``path`` as a dict; a malformed line raises CommandError naming its number."""
+    if not path.exists():
+        raise CommandError(f"{path}: no such file")
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise CommandError(f"{path}:{number}: expected a JSON object")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise CommandError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+            rows.append(row)
+    return rows
+
+
+def _check_note(path: Path, number: int, row: dict[str, Any]) -> dict[str, list[str]]:
+    if not isinstance(row["text"], str):
+        raise CommandError(f"{path}:{number}: 'text' must be a string")
+    known = row.get("known") or {}
+    if not isinstance(known, dict):
+        raise CommandError(f"{path}:{number}: 'known' must be an object")
+    out: dict[str, list[str]] = {}
+    for key in _KNOWN_KEYS:
+        values = known.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CommandError(f"{path}:{number}: known.{key} must be a list of strings")
+        out[key] = values
+    return out
+
+
+@cache
+def deidentifier(lang: str = "fr", batch_size: int = 64) -> Deidentifier:
+    """One Deidentifier per process (loading the spaCy model costs seconds)."""
+    from anonymisation.deid import Deidentifier
+
+    return Deidentifier(language=lang, batch_size=batch_size)
+
+
+def deid_text(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help='lines {"id", "text", "known"}')],
+    out: Annotated[Path, typer.Option("--out", help="output JSONL: id, text_deid, spans")],
+    lang: Annotated[str, typer.Option("--lang", help="language of the notes")] = "fr",
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="shift dates by the project key's per-note offset instead of [DATE]"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="texts per spaCy batch")] = 64,
+) -> None:
+    """De-identify clinical notes: names, phones, e-mails, addresses, matricules, IBANs and dates."""
+    try:
+        _deid_text(input_path, out, lang, project, batch_size)
+    except CommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batch_size: int) -> None:
+    rows = read_jsonl(input_path, ("id", "text"))
+    knowns = [_check_note(input_path, i + 1, r) for i, r in enumerate(rows)]
+    secret: bytes | None = None
+    if project is not None:
+        from anonymisation.keys import KeyError_, load_key
+
+        try:
+            secret = load_key(project).secret
+        except KeyError_ as exc:
+            raise CommandError(str(exc)) from None
+    if lang != "fr":
+        raise CommandError(f"--lang {lang}: only 'fr' is configured")
+
+    from rich.progress import Progress
+
+    from anonymisation.deid import redact
+    from anonymisation.pseudonym import offset_days
+
+    deid = deidentifier(lang, batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    texts = [str(r["text"]) for r in rows]
+    with (
+        tmp.open("w", encoding="utf-8") as f,
+        Progress(transient=True, disable=len(rows) < 200 or not sys.stderr.isatty()) as progress,
+    ):
+        task = progress.add_task("de-identifying", total=len(rows))
+        for row, text, spans in zip(rows, texts, deid.analyze_batch(texts, knowns), strict=True):
+            offset = offset_days(secret, f"note:{row['id']}", 180) if secret is not None else None
+            line = {
+                "id": row["id"],
+                "text_deid": redact(text, spans, offset),
+                "spans": [
+                    {"start": s.start, "end": s.end, "entity_type": s.entity_type, "score": round(s.score, 3)}
+                    for s in spans
+                ],
+            }
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            progress.advance(task)
+    tmp.replace(out)
+    typer.echo(f"{len(rows)} notes de-identified -> {out}", err=True)
+
+
+def eval_deid(
+    gold_path: Annotated[
+        Path, typer.Argument(metavar="GOLD.jsonl", help='lines {"id", "spans": [[s, e, type, text]]}')
+    ],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT.jsonl", help="deid-text output")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report as JSON")] = None,
+) -> None:
+    """Precision and recall per identifier type of a deid-text output against gold spans."""
+    try:
+        from anonymisation.deid import evaluate, spans_by_id
+
+        gold = spans_by_id(read_jsonl(gold_path, ("id", "spans")))
+        predicted = spans_by_id(read_jsonl(output_path, ("id", "spans")))
+    except CommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        typer.echo(f"error: malformed span ({exc})", err=True)
+        raise typer.Exit(1) from None
+    report = evaluate(gold, predicted)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="de-identification")
+    for col in ("type", "precision", "recall", "support"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for kind, row in report.items():
+        table.add_row(kind, f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(int(row["support"])))
+    Console().print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deid-text`` and ``eval-deid`` to ``app``."""
+    app.command("deid-text")(deid_text)
+    app.command("eval-deid")(eval_deid)

@@ -1,0 +1,100 @@
+"""The README.md a researcher finds in each release folder, written from the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tuple[str, str]]], meta: Mapping[str, Any]) -> str:
+    ds, v = manifest["dataset"], manifest["version"]
+    risk = manifest.get("risk", {})
+    summary = risk.get("summary", {})
+    levels = summary.get("levels", {})
+    policy = manifest.get("policy", {})
+    facts = manifest.get("facts", {})
+    tables = [f for f in manifest["files"] if f["path"].endswith(".parquet")]
+    demo = (
+        "\n> **DEMO release.** Made from synthetic data with the demo project key. It says so in its\n"
+        "> manifest and metadata and cannot be approved for the catalogue. Do not use it for research.\n"
+        if manifest.get("demo") else ""
+    )
+    rows = "\n".join(f"| `{f['table']}` | {f['rows']:,} | {len(schemas.get(f['table'], []))} |" for f in tables)
+    yob = levels.get("year_of_birth")
+    pc = levels.get("postcode")
+    sex = levels.get("sex")
+    pc_text = {0: "the postcode", 1: "the commune", 2: "the canton", 3: "the country only", 4: "removed"}.get(pc, "as the manifest says") if pc is not None else "not generalised"
+    yob_text = {0: "exact year", 1: "5-year bands", 2: "10-year bands", 3: "20-year bands", 4: "removed (0)"}.get(yob, "bands") if yob is not None else "exact year"
+    return f"""# {meta.get('title', ds)}: version {v}
+{demo}
+Dataset `{ds}`, version {v}, created {manifest['created']} by ds4h {manifest.get('code_version', '')}.
+Project `{manifest.get('project')}`, key fingerprint `{manifest.get('key_fingerprint')}`.
+Publisher: {meta.get('publisher', '')}. Access through the health data access body only; re-identifying
+anyone, or passing the data on, is prohibited.
+
+## What is in it
+
+OMOP CDM v5.4 tables as Parquet (zstd), one folder per table under `omop/`, sorted by `person_id`
+then date. {facts.get('individuals', '?'):,} persons; events from {facts.get('start')} to {facts.get('end')}
+(shifted dates, see below).
+
+| table | rows | columns |
+|---|---:|---:|
+{rows}
+
+`manifest.json` lists every file with its size, row count and SHA-256; `reports/` holds the
+re-identification risk report; `metadata/` holds the HealthDCAT-AP and Croissant descriptions.
+Check a copy with `ds4h verify <this folder>`.
+
+## How it was made
+
+Hospital extracts were validated (bad rows quarantined, never published), mapped to OMOP concepts,
+pseudonymised (keyed HMAC-SHA256 ids; direct identifiers dropped), consolidated across sites (a
+patient seen at two hospitals is one person) and k-anonymised over all sites at once with
+k = {policy.get('k', '?')} and at most {float(policy.get('suppression', 0)):.0%} of persons suppressed
+({summary.get('suppressed_persons', '?')} were). Highest prosecutor risk after: {risk.get('after', {}).get('prosecutor_max', 0):.3f};
+average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
+
+## What was changed, and what it means for analyses
+
+- **Dates** are shifted by one secret offset per person (within ±{policy.get('date_shift_days', 180)} days, never 0).
+  Intervals within a person are exact (durations, time to event, order of events); calendar
+  effects (seasons, weekdays, a precise date of a policy change) are blurred by up to that range.
+- **Year of birth**: {yob_text}; when banded, `year_of_birth` holds the first year of the band, and
+  month and day of birth are absent. Ages computed from it are approximate by up to the band width.
+- **Sex**: {"kept" if not sex else "generalised away (gender_concept_id 0)"}.
+- **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level.
+- **Rare concepts** used by fewer than {policy.get('rare_concept_threshold') or policy.get('k', '?')} persons were removed (counted in
+  the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
+- **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
+
+## How to read it
+
+DuckDB (start it inside this folder: the views use relative paths):
+
+```
+cd {ds}/{v}
+duckdb catalog.duckdb -c "SELECT gender_concept_id, count(*) FROM person GROUP BY 1"
+```
+
+From elsewhere, open it and set the search path first:
+`SET file_search_path = '/path/to/{ds}/{v}';` then query the views; or read the files directly:
+`SELECT * FROM read_parquet('/path/to/{ds}/{v}/omop/person/*.parquet')`.
+
+polars:
+
+```python
+import polars as pl
+person = pl.read_parquet("omop/person/*.parquet")
+conditions = pl.scan_parquet("omop/condition_occurrence/*.parquet")
+```
+
+pandas (pyarrow):
+
+```python
+import pandas as pd
+visits = pd.read_parquet("omop/visit_occurrence/part-0.parquet")
+```
+
+Spark: `spark.read.parquet("omop/person")`.
+"""

@@ -1,0 +1,135 @@
+"""``ds4h verify``: recompute a release's checksums and row counts, check its metadata against its
+files, anchor its manifest to the steward's approval, and re-run the leak scan when the
+identifiable zone is at hand. No Dagster import; a researcher can run it on a copy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines.publish import sha256_file
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+
+
+def verify_release(folder: Path, approval: Path | None = None, workspace: Path | None = None) -> list[Finding]:
+    out: list[Finding] = []
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        return [Finding("manifest", False, f"{manifest_path} is missing: is this a release folder?")]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return [Finding("manifest", False, f"manifest.json is not valid JSON ({e.msg} at line {e.lineno})")]
+    listed = {f["path"]: f for f in manifest.get("files", [])}
+    bad = []
+    for rel, f in sorted(listed.items()):
+        p = folder / rel
+        if not p.is_file():
+            bad.append(f"{rel}: missing")
+            continue
+        if p.stat().st_size != f["bytes"]:
+            bad.append(f"{rel}: {p.stat().st_size} bytes, manifest says {f['bytes']}")
+        elif sha256_file(p) != f["sha256"]:
+            bad.append(f"{rel}: sha256 differs from the manifest")
+        elif "rows" in f:
+            try:
+                rows = pq.ParquetFile(p).metadata.num_rows
+            except Exception:
+                bad.append(f"{rel}: not readable Parquet")
+                continue
+            if rows != f["rows"]:
+                bad.append(f"{rel}: {rows} rows, manifest says {f['rows']}")
+    out.append(Finding("files", not bad, "; ".join(bad[:5]) or f"{len(listed)} files: sizes, sha256 and row counts hold"))
+    extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and p.name != "manifest.json" and p.relative_to(folder).as_posix() not in listed)
+    out.append(Finding("no unlisted files", not extra, ", ".join(extra[:5]) or "every file is in the manifest"))
+    checks = [("metadata", lambda: _check_metadata(folder, manifest, listed)),
+              ("approval", lambda: _check_approval(folder, manifest_path, manifest, approval))]
+    if workspace is not None:
+        checks.append(("leak scan", lambda: _leak_scan(folder, listed, workspace)))
+    for name, run in checks:
+        try:
+            out.append(run())
+        except Exception as e:  # a damaged file must give a finding, not a traceback
+            out.append(Finding(name, False, f"could not check: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+    return out
+
+
+def _check_metadata(folder: Path, manifest: dict[str, object], listed: dict[str, dict[str, object]]) -> Finding:
+    problems = []
+    doc_path = folder / "metadata" / "healthdcat-ap.jsonld"
+    if not doc_path.exists():
+        return Finding("metadata", False, "metadata/healthdcat-ap.jsonld is missing")
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    parquet = {f["path"]: f for f in listed.values() if str(f["path"]).endswith(".parquet")}
+    for dist in doc.get("dcat:distribution", []):
+        rel = str(dist["dcat:accessURL"]["@id"]).rsplit(":", 1)[-1]
+        f = parquet.get(rel)
+        if f is None:
+            problems.append(f"distribution {rel} is not a file of the release")
+        elif dist["spdx:checksum"]["spdx:checksumValue"] != f["sha256"] or dist["dcat:byteSize"] != f["bytes"]:
+            problems.append(f"distribution {rel} disagrees with the file")
+    if len(doc.get("dcat:distribution", [])) != len(parquet):
+        problems.append("not one distribution per table")
+    total = sum(int(str(f["rows"])) for f in parquet.values())
+    if doc.get("healthdcatap:numberOfRecords") != total:
+        problems.append(f"numberOfRecords {doc.get('healthdcatap:numberOfRecords')} != {total} rows")
+    person = folder / "omop" / "person" / "part-0.parquet"
+    if person.exists():
+        n = duckdb.sql(f"SELECT count(DISTINCT person_id) FROM read_parquet('{person}')").fetchall()[0][0]
+        if doc.get("healthdcatap:numberOfUniqueIndividuals") != n:
+            problems.append(f"numberOfUniqueIndividuals {doc.get('healthdcatap:numberOfUniqueIndividuals')} != {n}")
+    if doc.get("dct:issued") != manifest.get("created"):
+        problems.append("dct:issued is not the manifest's created")
+    cro_path = folder / "metadata" / "croissant.json"
+    if cro_path.exists():
+        cro = json.loads(cro_path.read_text(encoding="utf-8"))
+        for fo in cro.get("distribution", []):
+            f = parquet.get(fo["contentUrl"])
+            if f is None or fo["sha256"] != f["sha256"]:
+                problems.append(f"croissant file {fo['contentUrl']} disagrees with the release")
+    return Finding("metadata", not problems, "; ".join(problems[:5]) or "HealthDCAT-AP and Croissant agree with the files")
+
+
+def _check_approval(folder: Path, manifest_path: Path, manifest: dict[str, object], approval: Path | None) -> Finding:
+    path = approval or folder.parent / "approvals" / f"{manifest.get('version')}.json"
+    if not path.exists():
+        return Finding("approval", True, "the manifest is unanchored: no approval record found "
+                       "(give one with --approval to check the manifest itself)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    ok = record.get("manifest_sha256") == sha256_file(manifest_path)
+    by = record.get("by")
+    return Finding("approval", ok, f"manifest matches the approval by {by} ({path})" if ok
+                   else f"manifest.json differs from the one approved by {by} ({path})")
+
+
+def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Path) -> Finding:
+    import polars as pl
+
+    from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+
+    ids = Identifiers()
+    for part in sorted((workspace / "lake" / "raw" / "patients").glob("site=*")):
+        files = sorted(part.glob("*.parquet"))
+        if files:
+            for kind, values in identifiers_from_patients(pl.read_parquet(files)).values.items():
+                ids.values.setdefault(kind, set()).update(values)
+    if not ids.count():
+        return Finding("leak scan", True, f"skipped: no identifiable zone under {workspace}")
+    hits: dict[str, int] = {}
+    for rel in listed:
+        if rel.endswith(".parquet"):
+            for kind, n in scan_table(pl.read_parquet(folder / rel), ids).items():
+                hits[f"{rel}:{kind}"] = n
+    return Finding("leak scan", not hits, ", ".join(f"{k} {v}" for k, v in hits.items()) or
+                   f"no identifier of {ids.count():,} found")

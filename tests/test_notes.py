@@ -1,0 +1,73 @@
+"""Synthetic French clinical notes: determinism, gold spans and the traps they carry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from generator.notes import (
+    EPONYM_PHRASES,
+    SPAN_TYPES,
+    known_identifiers,
+    make_notes,
+    make_patients,
+    write_notes_files,
+)
+from schemas.matricule import is_valid_matricule
+
+
+def test_notes_are_deterministic() -> None:
+    a = make_notes(make_patients(7, 12), seed=7, per_patient=2)
+    b = make_notes(make_patients(7, 12), seed=7, per_patient=2)
+    assert [(n.id, n.text, n.spans) for n in a] == [(n.id, n.text, n.spans) for n in b]
+    c = make_notes(make_patients(8, 12), seed=8, per_patient=2)
+    assert [n.text for n in a] != [n.text for n in c]
+    assert len(a) == 24 and len({n.id for n in a}) == 24
+
+
+def test_gold_spans_match_text_and_types() -> None:
+    notes = make_notes(make_patients(3, 60), seed=3)
+    kinds: set[str] = set()
+    for n in notes:
+        for start, end, kind, surface in n.spans:
+            assert n.text[start:end] == surface
+            assert kind in SPAN_TYPES
+            kinds.add(kind)
+        # spans never overlap
+        ordered = sorted(n.spans)
+        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False))
+    assert kinds == set(SPAN_TYPES)
+
+
+def test_identifiers_are_valid_and_traps_present() -> None:
+    patients = make_patients(5, 80)
+    notes = make_notes(patients, seed=5)
+    texts = "\n".join(n.text for n in notes)
+    for n in notes:
+        for _s, _e, kind, surface in n.spans:
+            if kind == "MATRICULE":
+                assert is_valid_matricule(surface)
+            if kind == "IBAN":
+                assert surface.replace(" ", "").startswith("LU")
+    assert any(phrase in texts for phrase in EPONYM_PHRASES.values())
+    assert "HbA1c" in texts and " mg" in texts
+    # some patients carry an eponym surname (the trap the de-identifier must get right)
+    assert any(p.last_name in EPONYM_PHRASES for p in patients)
+    # eponym phrases are never spans
+    for n in notes:
+        for phrase in EPONYM_PHRASES.values():
+            i = n.text.lower().find(phrase.lower())
+            if i >= 0:
+                assert not any(s < i + len(phrase) and i < e for s, e, _k, _x in n.spans)
+
+
+def test_write_notes_files(tmp_path: Path) -> None:
+    patients = make_patients(2, 4)
+    notes = make_notes(patients, seed=2)
+    known = {p.patient_id: known_identifiers(p) for p in patients}
+    write_notes_files(tmp_path, notes, known)
+    lines = [json.loads(x) for x in (tmp_path / "notes.jsonl").read_text(encoding="utf-8").splitlines()]
+    gold = [json.loads(x) for x in (tmp_path / "notes_gold.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [x["id"] for x in lines] == [n.id for n in notes] == [g["id"] for g in gold]
+    assert lines[0]["known"]["names"] == [f"{patients[0].first_name} {patients[0].last_name}"]
+    assert gold[0]["spans"] == [list(s) for s in notes[0].spans]
