@@ -253,7 +253,11 @@ def _known_patterns(known: dict[str, list[str]]) -> list[tuple[str, str]]:
         tokens = re.findall(r"\w+", normalise(name))
         if not tokens:
             continue
-        pats.append(("PATIENT_NAME", r"\b" + _SEP.join(re.escape(t) for t in tokens) + r"\b"))
+        orders = [tokens]
+        if len(tokens) >= 2:  # "DA SILVA Thierry": surname first, and the surname alone
+            orders += [tokens[1:] + tokens[:1], tokens[1:]]
+        for order in orders:
+            pats.append(("PATIENT_NAME", r"\b" + _SEP.join(re.escape(t) for t in order) + r"\b"))
         pats.extend(("PATIENT_NAME", rf"\b{re.escape(t)}\b") for t in tokens if len(t) >= 3)
     for phone in known.get("phones") or []:
         digits = re.sub(r"\D", "", phone)

@@ -21,7 +21,6 @@ import polars as pl
 
 from anonymisation.consolidate import consolidate_persons
 from anonymisation.kanon import (
-    PrivacyModel,
     SearchResult,
     apply_levels,
     encode,
@@ -30,6 +29,8 @@ from anonymisation.kanon import (
     search,
 )
 from anonymisation.pseudonym import id63
+from anonymisation.risk import read_population
+from anonymisation.risk_report import full_report, model_of
 from schemas import omop as cdm
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
@@ -49,9 +50,16 @@ class ReleaseResult:
     tables: dict[str, pl.DataFrame]
     accounting: pl.DataFrame
     search: SearchResult
-    risk_before: dict[str, float]
-    risk_after: dict[str, float]
+    report: dict[str, Any]  # the steward's risk report (JSON-ready; render_html draws it)
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def risk_after(self) -> dict[str, Any]:
+        return dict(self.report["risk"]["after"])
+
+    @property
+    def risk_before(self) -> dict[str, Any]:
+        return dict(self.report["risk"]["before"])
 
 
 def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame) -> pl.DataFrame:
@@ -63,24 +71,6 @@ def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame) -> pl.DataFrame:
         sex=pl.col("gender_concept_id").replace_strict(SEX, default="U", return_dtype=pl.String),
         postcode=pl.col("postcode").fill_null(MISSING),
     )
-
-
-def class_risk(sizes: pl.Series, threshold: float) -> dict[str, float]:
-    """Prosecutor risk from equivalence-class sizes (one entry per record's class size)."""
-    n = sizes.len()
-    if n == 0:
-        return {"records": 0, "classes": 0, "prosecutor_max": 0.0, "prosecutor_avg": 0.0,
-                "records_at_risk": 0.0, "sample_uniques": 0.0}
-    inv = 1.0 / sizes.cast(pl.Float64)
-    classes = float(inv.sum())
-    return {
-        "records": n,
-        "classes": round(classes),
-        "prosecutor_max": float(inv.max()),  # type: ignore[arg-type]
-        "prosecutor_avg": classes / n,
-        "records_at_risk": float((inv > threshold).sum()) / n,
-        "sample_uniques": float((sizes == 1).sum()) / n,
-    }
 
 
 def _record_sizes(df: pl.DataFrame, cols: list[str]) -> pl.Series:
@@ -111,14 +101,10 @@ def build_release(
     freq = frequency_table(qis, qi_cols)
     hierarchies = hierarchies_for(freq, {q.column: q.hierarchy for q in policy.quasi_identifiers})
     problem = encode(freq, hierarchies)
-    model = PrivacyModel(k=policy.k, suppression=policy.suppression)
-    result = search(problem, model, policy.metric)
+    result = search(problem, model_of(policy), policy.metric)
     kept = apply_levels(qis, hierarchies, result.levels, result.suppressed_classes)
     assert isinstance(kept, pl.DataFrame)
     suppressed_ids = qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"]
-    level_risk = policy.thresholds.risk_level
-    risk_before = class_risk(_record_sizes(qis, qi_cols), level_risk)
-    risk_after = class_risk(_record_sizes(kept, qi_cols), level_risk)
 
     # persons: generalised QIs written back
     persons = cons.persons.filter(~pl.col("person_id").is_in(suppressed_ids.implode()))
@@ -163,6 +149,7 @@ def build_release(
 
     # rare concepts: counted over the persons that remain
     rare_threshold = policy.rare_threshold
+    rare_counts: dict[str, int] = {}
     events: dict[str, list[pl.DataFrame]] = {t: [] for t in EVENT_TABLES}
     for t, concept_col in EVENT_TABLES.items():
         all_rows = pl.concat([site_tables[s][t].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
@@ -174,6 +161,7 @@ def build_release(
             )
             rare_concepts = persons_per.filter(pl.col("n") < rare_threshold)[concept_col]
             rare = pl.col(concept_col).is_in(rare_concepts.implode())
+            rare_counts[f"{t}.{concept_col}"] = rare_concepts.len()
         all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & rare)
         for s in sites:
             part = all_rows.filter(pl.col("_site") == s)
@@ -217,6 +205,11 @@ def build_release(
         + [accounting_frame("release", "all", [dict(table="location", category="produced", reason_code=None,
                                                    rows=tables["location"].height)])]
     )
+    population = read_population(policy.population) if policy.population else None
+    report = full_report(problem, result, policy, population=population, rare_concepts=rare_counts)
+    # the published report must be byte-stable for the same inputs: timings go to the asset metadata
+    report.pop("seconds", None)
+    report.get("search", {}).pop("seconds", None)
     summary = {
         "k": policy.k,
         "levels": dict(result.levels),
@@ -230,7 +223,7 @@ def build_release(
         "metrics": dict(result.metrics),
         "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
     }
-    return ReleaseResult(tables, accounting, result, risk_before, risk_after, summary)
+    return ReleaseResult(tables, accounting, result, report, summary)
 
 
 def _release_locations(loc_ids: dict[str, int]) -> pl.DataFrame:

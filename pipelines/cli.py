@@ -343,7 +343,7 @@ def releases() -> None:
                           f"{risk.get('after', {}).get('prosecutor_max', 0):.3f}",
                           f"{risk.get('after', {}).get('prosecutor_avg', 0):.3f}",
                           f"{m.get('facts', {}).get('individuals', '')}", f"{mb:.1f}")
-    out.print(t)
+    Console(width=max(out.width, 150)).print(t)
 
 
 @app.command("connector-export")
@@ -378,15 +378,14 @@ def connector_export(
     out.print(f"wrote asset.json, policy-definition.json and contract-definition.json to {out_dir}")
 
 
-def _register_optional() -> None:
-    try:
-        from pipelines.commands import anonymise_table
-    except ImportError:  # pragma: no cover
-        return
+def _register_commands() -> None:
+    from pipelines.commands import anonymise_table, deid
+
     anonymise_table.register(app)
+    deid.register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from anonymisation.kanon import NoSolutionError
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
+from anonymisation.risk_report import evaluate_thresholds, render_html
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release, sha256_file
 from pipelines.resources import Ds4hResource
@@ -84,10 +85,13 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         for t, df in result.tables.items():
             write_partition(df, ws.lake("release", t))
         write_partition(result.accounting, ws.accounting("release", "all"))
-        risk = {"before": result.risk_before, "after": result.risk_after, "summary": result.summary}
-        report = ws.lake("release", "_reports")
-        report.mkdir(parents=True, exist_ok=True)
-        (report / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
+        risk = {"before": result.risk_before, "after": result.risk_after, "summary": result.summary,
+                "thresholds": result.report["thresholds"], "passed": result.report["passed"]}
+        reports = ws.lake("release", "_reports")
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
+        (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
+        (reports / "risk-report.html").write_text(render_html(result.report), encoding="utf-8")
         ids = all_identifiers(ws, config.sites)
         for t, df in result.tables.items():
             md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
@@ -100,21 +104,20 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                     "prosecutor_max_after": round(result.risk_after["prosecutor_max"], 4),
                     "prosecutor_avg_after": round(result.risk_after["prosecutor_avg"], 4),
                     "conflicts": dg.MetadataValue.json(result.summary["conflicts"]),
+                    "search_seconds": round(result.search.seconds, 3),
+                    "lattice_nodes_evaluated": result.search.evaluations,
                 })
             yield dg.MaterializeResult(asset_key=f"release_{t}", metadata=md)
-        th = config.policy.thresholds
-        after = result.risk_after
-        checks = {
-            "prosecutor_max": (after["prosecutor_max"], th.max_risk),
-            "prosecutor_avg": (after["prosecutor_avg"], th.avg_risk),
-            "records_at_risk": (after["records_at_risk"], th.max_share_at_risk),
-        }
-        failed = [n for n, (v, lim) in checks.items() if v > lim + 1e-12]
+        checks = evaluate_thresholds(result.risk_after, config.policy)
+        failed = [c for c in checks if not c.passed]
+        advice = "; ".join(str(sg.get("text") or sg) for sg in result.report["suggestions"][:3])
         yield dg.AssetCheckResult(
             asset_key="release_person", check_name="risk_thresholds", passed=not failed,
-            metadata={**{n: round(v, 4) for n, (v, _) in checks.items()},
-                      **{f"{n}_limit": lim for n, (_, lim) in checks.items()},
-                      "failed": ", ".join(failed) or "none"},
+            description=("; ".join(f"{c.name} {c.value:.4f} > {c.limit}" for c in failed)
+                         + (f". Would pass: {advice}" if advice else "")) if failed else "every threshold holds",
+            metadata={**{c.name: round(c.value, 4) for c in checks},
+                      **{f"{c.name} (limit)": c.limit for c in checks},
+                      "report": dg.MetadataValue.path(str(reports / "risk-report.html"))},
         )
         for t, df in result.tables.items():
             hits = scan_table(df, ids)
@@ -157,7 +160,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             },
             "row_accounting": accounting.sort(["stage", "site", "table", "category", "reason_code"], nulls_last=True).to_dicts(),
         }
-        reports = {"risk.json": json.dumps(risk, indent=2, default=str) + "\n"}
+        src = ws.lake("release", "_reports")
+        reports = {name: (src / name).read_text(encoding="utf-8") for name in ("risk-report.json", "risk-report.html")}
         pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
                               release_meta=config.release.model_dump(mode="json"), reports=reports,
                               created=dt.datetime.now(dt.UTC).replace(microsecond=0))

@@ -125,7 +125,8 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
         result = dg.materialize(global_assets, instance=instance, resources=resources, raise_on_error=False,
                                 run_config=QUIET, selection=None)
         failed_checks = [
-            f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
+            f"{e.asset_key.to_user_string()}:{e.check_name}" + (f" ({e.description})" if e.description else "")
+            for e in result.get_asset_check_evaluations()
             if not e.passed and e.asset_check_key in {k for k in defs.resolve_asset_graph().asset_check_keys
                                                       if defs.resolve_asset_graph().get_check_spec(k).blocking}
         ]

@@ -5,7 +5,9 @@ identifiable zone is at hand. No Dagster import; a researcher can run it on a co
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -53,16 +55,18 @@ def verify_release(folder: Path, approval: Path | None = None, workspace: Path |
     extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                    if p.is_file() and p.name != "manifest.json" and p.relative_to(folder).as_posix() not in listed)
     out.append(Finding("no unlisted files", not extra, ", ".join(extra[:5]) or "every file is in the manifest"))
-    checks = [("metadata", lambda: _check_metadata(folder, manifest, listed)),
-              ("approval", lambda: _check_approval(folder, manifest_path, manifest, approval))]
+    out.append(_guard("metadata", partial(_check_metadata, folder, manifest, listed)))
+    out.append(_guard("approval", partial(_check_approval, folder, manifest_path, manifest, approval)))
     if workspace is not None:
-        checks.append(("leak scan", lambda: _leak_scan(folder, listed, workspace)))
-    for name, run in checks:
-        try:
-            out.append(run())
-        except Exception as e:  # a damaged file must give a finding, not a traceback
-            out.append(Finding(name, False, f"could not check: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+        out.append(_guard("leak scan", partial(_leak_scan, folder, listed, workspace)))
     return out
+
+
+def _guard(name: str, check: Callable[[], Finding]) -> Finding:
+    try:
+        return check()
+    except Exception as e:  # a damaged file must give a finding, not a traceback
+        return Finding(name, False, f"could not check: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
 
 
 def _check_metadata(folder: Path, manifest: dict[str, object], listed: dict[str, dict[str, object]]) -> Finding:
@@ -86,7 +90,7 @@ def _check_metadata(folder: Path, manifest: dict[str, object], listed: dict[str,
         problems.append(f"numberOfRecords {doc.get('healthdcatap:numberOfRecords')} != {total} rows")
     person = folder / "omop" / "person" / "part-0.parquet"
     if person.exists():
-        n = duckdb.sql(f"SELECT count(DISTINCT person_id) FROM read_parquet('{person}')").fetchall()[0][0]
+        n = duckdb.connect().execute(f"SELECT count(DISTINCT person_id) FROM read_parquet('{person}')").fetchall()[0][0]
         if doc.get("healthdcatap:numberOfUniqueIndividuals") != n:
             problems.append(f"numberOfUniqueIndividuals {doc.get('healthdcatap:numberOfUniqueIndividuals')} != {n}")
     if doc.get("dct:issued") != manifest.get("created"):

@@ -182,7 +182,7 @@ def contract_markdown() -> str:
         "",
         "Generated from `schemas/extract.py` (`uv run python -m schemas.extract > docs/hospital-csv.md`).",
         "",
-        *[ln.strip() if not ln.strip().startswith("-") else ln.strip() for ln in doc.strip().splitlines()[1:]],
+        *[ln.strip() for ln in doc.strip().splitlines()[1:]],
         "",
     ]
     for e in ENTITIES:

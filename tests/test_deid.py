@@ -149,6 +149,8 @@ def test_clinical_numbers_and_eponyms_are_not_masked(deid: Deidentifier) -> None
     masked = _masked(deid, text, known)
     surfaces = [s for s, _k in masked]
     assert ("WAGNER", "PATIENT_NAME") in masked
+    da_silva = "DA SILVA Thierry est revu."
+    assert _masked(deid, da_silva, {"names": ["Thierry Da Silva"]})[0] == ("DA SILVA Thierry", "PATIENT_NAME")
     assert ("Jean", "PATIENT_NAME") in masked
     assert "Claire" in surfaces
     assert "Wagner" not in surfaces and "Babinski" not in surfaces and "Parkinson" not in surfaces

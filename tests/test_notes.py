@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_gold_spans_match_text_and_types() -> None:
             kinds.add(kind)
         # spans never overlap
         ordered = sorted(n.spans)
-        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(ordered))
     assert kinds == set(SPAN_TYPES)
 
 

@@ -275,6 +275,8 @@ class _Ctx:
 class _Sql:
     violated: str  # SELECT of violating rows (key columns only)
     denominator: str  # SELECT count
+    # (source, violated condition, denominator condition, prefilter): counted with count_if, batched per source
+    batch: tuple[str, str, str, str | None] | None = None
 
 
 def _safe_column(table: str, col: str) -> bool:
@@ -295,7 +297,9 @@ def _keys(ctx: _Ctx, table: str, alias: str, *extra: str | None) -> str:
     except KeyError:
         pk = None
     for c in (pk, "person_id", *extra):
-        if c and c not in cols and c in ctx.columns.get(table, {}) and _safe_column(table, c):
+        actual = ctx.columns.get(table, {}).get(c or "", "VARCHAR").upper()
+        # a key is shown only if the spec and the data both say it is not text
+        if c and c not in cols and actual != "VARCHAR" and _safe_column(table, c):
             cols.append(c)
     if not cols:
         return "NULL AS no_key"
@@ -306,11 +310,22 @@ def _date(expr: str) -> str:
     return f"CAST({expr} AS DATE)"
 
 
+def _agg(source: str, keys: str, cond: str, denominator: str = "TRUE", prefilter: str | None = None) -> _Sql:
+    """A check counted as ``count_if`` over one source: runs batched with the other checks of that source."""
+    where = f" WHERE {denominator}" if denominator != "TRUE" else ""
+    return _Sql(
+        violated=f"SELECT {keys} {source} WHERE {cond}",
+        denominator=f"SELECT count(*) {source}{where}",
+        batch=(source, cond, denominator, prefilter),
+    )
+
+
 def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
     t, f, r = c.table, c.field, c.row
     T = q(t)
     F = f"t.{q(f)}" if f else ""
     count_all = f"SELECT count(*) FROM {T}"
+    src = f"FROM {T} t"
     name = c.check_name
 
     if name == "measurePersonCompleteness":
@@ -338,7 +353,7 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
     assert f is not None
     keys = _keys(ctx, t, "t", f)
     if name in ("isRequired", "measureValueCompleteness"):
-        return _Sql(f"SELECT {keys} FROM {T} t WHERE {F} IS NULL", count_all)
+        return _agg(src, keys, f"{F} IS NULL")
     if name == "cdmDatatype":
         typ = ctx.columns[t].get(f, "VARCHAR").upper()
         if typ in _INT_TYPES:
@@ -349,7 +364,7 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
             cond = f"NOT regexp_full_match(trim({F}), '[+-]?[0-9]+')"
         else:
             cond = "TRUE"
-        return _Sql(f"SELECT {keys} FROM {T} t WHERE {F} IS NOT NULL AND {cond}", count_all)
+        return _agg(src, keys, f"{F} IS NOT NULL AND {cond}")
     if name == "isPrimaryKey":
         return _Sql(
             f"SELECT {keys} FROM {T} t WHERE {F} IN "
@@ -377,7 +392,7 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
             count_all,
         )
     if name in ("standardConceptRecordCompleteness", "sourceConceptRecordCompleteness"):
-        return _Sql(f"SELECT {keys} FROM {T} t WHERE {F} = 0", count_all)
+        return _agg(src, keys, f"{F} = 0")
     if name == "sourceValueCompleteness":
         std = _norm_field(r["standardConceptFieldName"])
         # DQD counts distinct source values; the sample shows rows' keys, never the (text) value.
@@ -387,18 +402,12 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         )
     if name in ("plausibleValueLow", "plausibleValueHigh"):
         op, v = ("<", r["plausibleValueLow"]) if name == "plausibleValueLow" else (">", r["plausibleValueHigh"])
-        return _Sql(
-            f"SELECT {keys} FROM {T} t WHERE {F} {op} {_sql_value(v)}",
-            f"SELECT count(*) FROM {T} t WHERE {F} IS NOT NULL",
-        )
+        return _agg(src, keys, f"{F} {op} {_sql_value(v)}", f"{F} IS NOT NULL")
     if name == "plausibleTemporalAfter":
         other_t = r["plausibleTemporalAfterTableName"].lower()
         other_f = _norm_field(r["plausibleTemporalAfterFieldName"])
         if other_t == t:
-            return _Sql(
-                f"SELECT {_keys(ctx, t, 't', f, other_f)} FROM {T} t WHERE {_date('t.' + q(other_f))} > {_date(F)}",
-                count_all,
-            )
+            return _agg(src, _keys(ctx, t, "t", f, other_f), f"{_date('t.' + q(other_f))} > {_date(F)}")
         after = _date(f"o.{q(other_f)}")
         if other_t == "person":
             after = f"COALESCE({after}, TRY_CAST(printf('%04d-06-01', o.year_of_birth) AS DATE))"
@@ -423,10 +432,7 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         )
     if name == "plausibleStartBeforeEnd":
         end = _norm_field(r["plausibleStartBeforeEndFieldName"])
-        return _Sql(
-            f"SELECT {_keys(ctx, t, 't', f, end)} FROM {T} t WHERE {_date(F)} > {_date('t.' + q(end))}",
-            count_all,
-        )
+        return _agg(src, _keys(ctx, t, "t", f, end), f"{_date(F)} > {_date('t.' + q(end))}")
     if name == "withinVisitDates":
         return _Sql(
             f"SELECT {_keys(ctx, t, 't', f, 'visit_occurrence_id')} FROM {T} t "
@@ -439,8 +445,12 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         ids = ", ".join(str(int(x)) for x in (c.concept_id or "").split(","))
         if name == "plausibleGender":
             match = f"{F} IN ({ids})"
-        else:
-            match = f"{F} IN (SELECT descendant_concept_id FROM {q('concept_ancestor')} WHERE ancestor_concept_id IN ({ids}))"
+            # person_id is the person's primary key: the left join keeps one row per record
+            return _agg(
+                f"FROM {T} t LEFT JOIN {q('person')} p ON t.person_id = p.person_id", keys,
+                f"{match} AND p.gender_concept_id <> {gender}", match, prefilter=match,
+            )
+        match = f"{F} IN (SELECT descendant_concept_id FROM {q('concept_ancestor')} WHERE ancestor_concept_id IN ({ids}))"
         return _Sql(
             f"SELECT {keys} FROM {T} t JOIN {q('person')} p ON t.person_id = p.person_id "
             f"WHERE {match} AND p.gender_concept_id <> {gender}",
@@ -450,11 +460,9 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         units = r["plausibleUnitConceptIds"]
         ids = ", ".join(str(int(x)) for x in units.split(",")) if units else ""
         unit_cond = f"COALESCE(t.unit_concept_id, -1) NOT IN ({ids})" if ids else "t.unit_concept_id IS NOT NULL"
-        base = f"{F} = {int(c.concept_id or 0)} AND t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL"
-        return _Sql(
-            f"SELECT {_keys(ctx, t, 't', f, 'unit_concept_id')} FROM {T} t WHERE {base} AND {unit_cond}",
-            f"SELECT count(*) FROM {T} t WHERE {base}",
-        )
+        match = f"{F} = {int(c.concept_id or 0)}"
+        base = f"{match} AND t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL"
+        return _agg(src, _keys(ctx, t, "t", f, "unit_concept_id"), f"{base} AND {unit_cond}", base, prefilter=match)
     raise ValueError(f"no SQL for DQD check type {name!r}")
 
 
@@ -549,7 +557,7 @@ def run_checks(
     con = duckdb.connect()
     try:
         ctx = _register(con, tables, concept, concept_ancestor)
-        results = [_run_one(con, c, ctx, skip_tables_absent) for c in check_definitions()]
+        results = _run_all(con, list(check_definitions()), ctx)
     finally:
         con.close()
     _apply_not_applicable(results, ctx, skip_tables_absent)
@@ -562,56 +570,111 @@ def run_checks(
     return DqdRun(results=results, start_time=start, end_time=datetime.now(UTC), cdm_source=cdm_source)
 
 
-def _run_one(con: duckdb.DuckDBPyConnection, c: CheckDef, ctx: _Ctx, skip_tables_absent: bool) -> CheckResult:
-    res = _result(c)
-    t0 = time.perf_counter()
-    try:
+def _given_columns(ctx: _Ctx, table: str) -> set[str]:
+    return ctx.given_columns.get(table, set())
+
+
+def _standalone(sql: _Sql) -> str:
+    return (f"SELECT (SELECT count(*) FROM ({sql.violated}) v) AS num_violated_rows, "
+            f"({sql.denominator}) AS num_denominator_rows")
+
+
+def _run_all(con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx) -> list[CheckResult]:
+    """Decide what runs, run the batched count_if checks one query per source, the others one query each."""
+    results = [_result(c) for c in checks]
+    todo: list[tuple[CheckDef, CheckResult, _Sql]] = []
+    for c, res in zip(checks, results, strict=True):
         if c.check_name == "cdmTable":
             res.num_violated_rows, res.num_denominator_rows = (0 if c.table in ctx.present else 1), 1
         elif c.check_name == "cdmField":
             given = c.table in ctx.present and c.field in _given_columns(ctx, c.table)
             res.num_violated_rows, res.num_denominator_rows = (0 if given else 1), 1
         elif c.table not in ctx.present or (c.field is not None and c.field not in _given_columns(ctx, c.table)):
-            return res  # not applicable (table or field absent), decided in _apply_not_applicable
+            continue  # not applicable (table or field absent), decided in _apply_not_applicable
         elif _vocab_needed(c) - ctx.vocab:
             res.not_applicable = True
             res.not_applicable_reason = "Vocabulary table(s) {} not provided.".format(
                 ", ".join(sorted(x.upper() for x in _vocab_needed(c) - ctx.vocab)))
-            return res
+            continue
         else:
-            _query(con, c, ctx, res)
-    except (duckdb.Error, ValueError, KeyError) as e:
+            try:
+                sql = _build_sql(c, ctx)
+            except (ValueError, KeyError) as e:
+                res.error = f"{type(e).__name__}: {e}"
+                continue
+            res.query_text = _standalone(sql)
+            todo.append((c, res, sql))
+
+    batches: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
+    for item in todo:
+        if item[2].batch is not None:
+            batches.setdefault(item[2].batch[0], []).append(item)
+        else:
+            _run_single(con, item[1])
+    for source, items in batches.items():
+        _run_batch(con, source, items)
+    for c, res, sql in todo:
+        if res.num_violated_rows:
+            _sample(con, c, ctx, res, sql)
+    for res in results:
+        if res.num_violated_rows is not None and res.num_denominator_rows is not None:
+            d = res.num_denominator_rows
+            res.pct_violated_rows = 0.0 if d == 0 else res.num_violated_rows / d
+        _evaluate(res)
+    return results
+
+
+def _run_single(con: duckdb.DuckDBPyConnection, res: CheckResult) -> None:
+    t0 = time.perf_counter()
+    try:
+        n, d = con.execute(res.query_text).fetchall()[0]
+        res.num_violated_rows, res.num_denominator_rows = int(n), int(d)
+    except duckdb.Error as e:
         res.error = f"{type(e).__name__}: {e}"
-    finally:
-        res.execution_seconds = time.perf_counter() - t0
-    if res.num_violated_rows is not None and res.num_denominator_rows is not None:
-        d = res.num_denominator_rows
-        res.pct_violated_rows = 0.0 if d == 0 else res.num_violated_rows / d
-    _evaluate(res)
-    return res
+    res.execution_seconds = time.perf_counter() - t0
 
 
-def _given_columns(ctx: _Ctx, table: str) -> set[str]:
-    return ctx.given_columns.get(table, set())
+def _run_batch(con: duckdb.DuckDBPyConnection, source: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
+    """All count_if checks over one source in one scan; on an error, each check alone (to name the culprit)."""
+    exprs: list[str] = []
+    for _, _, sql in items:
+        assert sql.batch is not None
+        exprs += [f"count(*) FILTER (WHERE {sql.batch[1]})", f"count(*) FILTER (WHERE {sql.batch[2]})"]
+    prefilters = [sql.batch[3] for _, _, sql in items if sql.batch is not None]
+    where = ""
+    if all(p is not None for p in prefilters):
+        where = " WHERE " + " OR ".join(f"({p})" for p in dict.fromkeys(p for p in prefilters if p is not None))
+    t0 = time.perf_counter()
+    try:
+        row = con.execute(f"SELECT {', '.join(exprs)} {source}{where}").fetchall()[0]
+    except duckdb.Error:
+        for _, res, _ in items:
+            _run_single(con, res)
+        return
+    share = (time.perf_counter() - t0) / len(items)
+    for i, (_, res, _) in enumerate(items):
+        res.num_violated_rows, res.num_denominator_rows = int(row[2 * i]), int(row[2 * i + 1])
+        res.execution_seconds = share
 
 
-def _query(con: duckdb.DuckDBPyConnection, c: CheckDef, ctx: _Ctx, res: CheckResult) -> None:
-    sql = _build_sql(c, ctx)
-    res.query_text = f"SELECT (SELECT count(*) FROM ({sql.violated}) v) AS num_violated_rows, ({sql.denominator}) AS num_denominator_rows"
-    n, d = con.execute(res.query_text).fetchall()[0]
-    res.num_violated_rows, res.num_denominator_rows = int(n), int(d)
-    if n:
-        sample_sql = sql.violated
-        if c.check_name == "sourceValueCompleteness":
-            std = _norm_field(c.row["standardConceptFieldName"])
-            sample_sql = f"SELECT {_keys(ctx, c.table, 't', std)} FROM {q(c.table)} t WHERE t.{q(std)} = 0"
+def _sample(con: duckdb.DuckDBPyConnection, c: CheckDef, ctx: _Ctx, res: CheckResult, sql: _Sql) -> None:
+    sample_sql = sql.violated
+    if c.check_name == "sourceValueCompleteness":
+        std = _norm_field(c.row["standardConceptFieldName"])
+        sample_sql = f"SELECT {_keys(ctx, c.table, 't', std)} FROM {q(c.table)} t WHERE t.{q(std)} = 0"
+    try:
         rel = con.sql(f"SELECT * FROM ({sample_sql}) s LIMIT {SAMPLE_SIZE}")
-        cols = [x for x in rel.columns if x != "no_key"]
-        res.sample = [
-            {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in zip(rel.columns, row, strict=True) if k in cols}
-            for row in rel.fetchall()
-        ]
-        res.sample = [s for s in res.sample if s]
+        columns = rel.columns
+        rows = rel.fetchall()
+    except duckdb.Error as e:
+        res.error = f"{type(e).__name__}: {e}"
+        return
+    sample = [
+        {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in zip(columns, row, strict=True)
+         if k != "no_key"}
+        for row in rows
+    ]
+    res.sample = [s for s in sample if s]
 
 
 def _apply_not_applicable(results: list[CheckResult], ctx: _Ctx, skip_tables_absent: bool) -> None:
@@ -628,14 +691,16 @@ def _apply_not_applicable(results: list[CheckResult], ctx: _Ctx, skip_tables_abs
 
     def reason(r: CheckResult) -> str | None:
         absent = r.table in missing_tables
-        if r.check_name == "measureConditionEraCompleteness":
-            return "Table CONDITION_OCCURRENCE is empty." if co_missing else None
         if r.check_name == "cdmTable":
-            return f"Table {r.cdm_table_name} not provided (treated as empty)." if absent and skip_tables_absent else None
+            return f"Table {r.cdm_table_name} not provided." if absent and skip_tables_absent else None
         if absent:
             if skip_tables_absent:
-                return f"Table {r.cdm_table_name} not provided (treated as empty)."
+                return f"Table {r.cdm_table_name} not provided."
             return f"Table {r.cdm_table_name} does not exist."
+        if r.check_name == "measureConditionEraCompleteness":
+            return "Table CONDITION_OCCURRENCE is empty." if co_missing else None
+        if r.check_name == "measurePersonCompleteness":
+            return None  # DQD: applies to an empty table too (no person has a record)
         if r.check_name == "cdmField":
             return None
         if (r.table, r.field) in missing_fields:

@@ -103,6 +103,7 @@ def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batc
     if lang != "fr":
         raise CommandError(f"--lang {lang}: only 'fr' is configured")
 
+    from rich.console import Console
     from rich.progress import Progress
 
     from anonymisation.deid import redact
@@ -114,7 +115,9 @@ def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batc
     texts = [str(r["text"]) for r in rows]
     with (
         tmp.open("w", encoding="utf-8") as f,
-        Progress(transient=True, disable=len(rows) < 200 or not sys.stderr.isatty()) as progress,
+        Progress(
+            console=Console(stderr=True), transient=True, disable=len(rows) < 200 or not sys.stderr.isatty()
+        ) as progress,
     ):
         task = progress.add_task("de-identifying", total=len(rows))
         for row, text, spans in zip(rows, texts, deid.analyze_batch(texts, knowns), strict=True):
