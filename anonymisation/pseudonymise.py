@@ -1,14 +1,16 @@
 """Pseudonymise one site's OMOP tables: keyed ids, per-patient date shift, identifiers dropped,
-opted-out patients removed.
+opted-out patients removed, notes de-identified.
 
-Every id is an HMAC of the identifiable zone's stable id in its own domain (``person``, ``visit``,
-``condition``, ...), so the same key gives the same ids across releases and another project's key
-gives unlinkable ones. Dates of a patient move by one offset in every table.
+Driven by the CDM specification (``schemas/omop.py``) and the column policy
+(``schemas/column_policy.py``): every primary key is re-keyed with an HMAC in the domain of its
+table, every foreign key to a non-vocabulary table in the domain of the table it points to, every
+date and datetime of a person moves by that person's offset. The same key gives the same ids across
+releases; another project's key gives unlinkable ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,24 +18,12 @@ import polars as pl
 
 from anonymisation.pseudonym import id63, identity_expr, person_map, token
 from schemas import omop as cdm
+from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, TOKENISED
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
 
-# table -> (primary key, id domain); person is special
-EVENT_TABLES: dict[str, str] = {
-    "visit_occurrence": "visit_occurrence_id",
-    "condition_occurrence": "condition_occurrence_id",
-    "observation_period": "observation_period_id",
-}
-# columns holding source ids (identifiers of the hospital): replaced by textual pseudonyms
-SOURCE_ID_COLUMNS: dict[str, tuple[str, ...]] = {
-    "visit_occurrence": ("visit_source_value",),
-}
-# columns that may hold direct identifiers: dropped (set to null)
-DROPPED: dict[str, tuple[str, ...]] = {
-    "person": ("month_of_birth", "day_of_birth", "birth_datetime", "provider_id", "care_site_id"),
-    "location": ("address_1", "address_2", "location_source_value", "latitude", "longitude"),
-}
+# (note texts, known identifiers per note, date offsets per note) -> de-identified texts
+NoteDeid = Callable[[list[str], list[dict[str, list[str]]], list[int]], list[str]]
 
 
 @dataclass
@@ -58,6 +48,14 @@ def read_opt_outs(path: str | None) -> set[str]:
     return out
 
 
+def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) -> pl.DataFrame:
+    olds = sorted({v for v in values if v is not None})
+    return pl.DataFrame(
+        {"old": pl.Series(olds, dtype=pl.Int64),
+         "new": pl.Series([id63(secret, domain, f"{site}:{v}") for v in olds], dtype=pl.Int64)}
+    )
+
+
 def _remap(df: pl.DataFrame, col: str, ids: pl.DataFrame) -> pl.DataFrame:
     """Replace ``col`` by the ``new`` column of ``ids`` (old -> new)."""
     return df.join(ids.rename({"old": col}), on=col, how="left", maintain_order="left").with_columns(
@@ -65,101 +63,150 @@ def _remap(df: pl.DataFrame, col: str, ids: pl.DataFrame) -> pl.DataFrame:
     ).drop("new")
 
 
-def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int]) -> pl.DataFrame:
-    olds = sorted(set(values))
-    return pl.DataFrame(
-        {"old": pl.Series(olds, dtype=pl.Int64),
-         "new": pl.Series([id63(secret, domain, f"{site}:{v}") for v in olds], dtype=pl.Int64)}
-    )
-
-
 def shift_dates(df: pl.DataFrame, offsets: pl.DataFrame) -> pl.DataFrame:
-    """Shift every Date and Datetime column by the row's person offset (days)."""
-    cols = [c for c, t in df.schema.items() if t in (pl.Date, pl.Datetime("us"))]
-    if not cols:
+    """Shift every Date and Datetime column by the row's person offset (``offsets``: person_id, date_offset)."""
+    cols = [c for c, t in df.schema.items() if isinstance(t, pl.Date | pl.Datetime)]
+    if not cols or "person_id" not in df.columns:
         return df
     out = df.join(offsets.select("person_id", "date_offset"), on="person_id", how="left", maintain_order="left")
     shift = pl.duration(days=pl.col("date_offset"))
     return out.with_columns([(pl.col(c) + shift).alias(c) for c in cols]).drop("date_offset")
 
 
+def identity_frame(persons: pl.DataFrame, person: pl.DataFrame) -> pl.DataFrame:
+    """The identifiable zone's identity table: OMOP person_id with the person's identifiers.
+
+    ``persons`` is the staging persons table; columns are named as the leak scan expects."""
+    ids = person.select("person_id", person_key="person_source_value")
+    return persons.join(ids, on="person_key", how="inner").select(
+        "person_id", patient_id="person_key", matricule="national_id", birth_date="birth_date",
+        last_name="last_name", first_name="first_name", phone="phone", email="email", address="address",
+    )
+
+
+def _location(loc: pl.DataFrame, secret: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Locations without street lines, keyed on what remains; (new rows, old -> new ids)."""
+    key = pl.concat_str([pl.col("zip"), pl.col("city"), pl.col("county"), pl.col("country_source_value")],
+                        separator="|", ignore_nulls=True)
+    loc = loc.with_columns(loc_key=key)
+    keys = sorted(set(loc["loc_key"].to_list()))
+    new = {k: id63(secret, "location", k) for k in keys}
+    loc = loc.with_columns(new=pl.col("loc_key").replace_strict(new, return_dtype=pl.Int64))
+    ids = loc.select(old="location_id", new="new")
+    rows = loc.with_columns(location_id=pl.col("new")).with_columns([pl.lit(None).alias(c) for c in DROPPED["location"]])
+    return cdm.conform(rows, "location").unique("location_id").sort("location_id"), ids
+
+
 def pseudonymise_site(
     site: str,
     omop: dict[str, pl.DataFrame],
-    patients: pl.DataFrame,
+    identity: pl.DataFrame,
     secret: bytes,
     policy: PrivacyPolicy,
     opt_outs: set[str] | None = None,
+    note_deid: NoteDeid | None = None,
 ) -> PseudoResult:
-    """``patients`` is the raw patients table (patient_id, matricule, birth_date) of the site."""
-    ident = patients.select(
-        "patient_id", "birth_date", identity=identity_expr(site), site=pl.lit(site),
-        matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""),
-    )
+    """``identity``: :func:`identity_frame` of the site (person_id, patient_id, matricule, birth_date, ...)."""
+    ident = identity.with_columns(identity=identity_expr(site), site=pl.lit(site),
+                                  matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
     pmap = person_map(ident.select("identity", "site"), secret, policy.date_shift_days)
-    person = omop["person"]
-    # old (identifiable-zone) person_id -> identity -> keyed person_id, pseudonym, offset
-    link = (
-        person.select(old="person_id", patient_id="person_source_value")
-        .join(ident, on="patient_id", how="inner")
-        .join(pmap, on="identity", how="inner")
-    )
+    link = ident.select(pl.col("person_id").alias("old"), "identity", "birth_date", "matricule_digits").join(
+        pmap, on="identity", how="inner")
     opted = link.filter(pl.col("matricule_digits").is_in(sorted(opt_outs or set())))["old"]
+    opted_list = opted.implode()
+    offsets = link.select(person_id="old", date_offset="date_offset")
+    person_ids = link.select("old", new="person_id")
     acc: list[dict[str, object]] = []
     tables: dict[str, pl.DataFrame] = {}
-    person_ids = link.select("old", new="person_id")
 
-    def account(table: str, before: int, after: int, removed: int) -> None:
-        acc.append(dict(table=table, category="in", reason_code=None, rows=before))
-        if removed:
-            acc.append(dict(table=table, category="opted_out", reason_code="pseudo.opt_out", rows=removed))
-        acc.append(dict(table=table, category="out", reason_code=None, rows=after))
+    loc_rows, loc_ids = _location(omop["location"], secret) if "location" in omop else (None, None)
 
-    # person
-    p = person.filter(~pl.col("person_id").is_in(opted.implode()))
-    removed = person.height - p.height
-    p = p.join(link.select(person_id="old", new_id="person_id", pseudo="person_source_value",
-                           offset="date_offset", birth_date="birth_date"), on="person_id", how="left")
-    p = p.with_columns(
-        person_id=pl.col("new_id"),
-        person_source_value=pl.col("pseudo"),
-        year_of_birth=(pl.col("birth_date") + pl.duration(days=pl.col("offset"))).dt.year().cast(pl.Int32),
-    )
-    # location: no street, keyed id on what remains
-    loc = omop["location"]
-    loc_key = pl.concat_str([pl.col("zip"), pl.col("city"), pl.col("county")], separator="|", ignore_nulls=True)
-    loc = loc.with_columns(loc_key=loc_key)
-    loc_ids = {
-        k: id63(secret, "location", k) for k in sorted(set(loc["loc_key"].to_list()))
-    }
-    loc = loc.with_columns(new_loc=pl.col("loc_key").replace_strict(loc_ids, return_dtype=pl.Int64))
-    p = p.join(loc.select(location_id="location_id", new_loc="new_loc"), on="location_id", how="left").with_columns(
-        location_id=pl.col("new_loc")
-    )
-    p = p.with_columns([pl.lit(None).alias(c) for c in DROPPED["person"]])
-    tables["person"] = cdm.conform(p, "person").sort("person_id")
-    account("person", person.height, p.height, removed)
-    loc_out = loc.with_columns(location_id=pl.col("new_loc")).with_columns(
-        [pl.lit(None).alias(c) for c in DROPPED["location"]]
-    )
-    used = set(tables["person"]["location_id"].drop_nulls().to_list())
-    loc_out = cdm.conform(loc_out, "location").unique("location_id").filter(pl.col("location_id").is_in(sorted(used)))
-    tables["location"] = loc_out.sort("location_id")
-    acc.append(dict(table="location", category="produced", reason_code=None, rows=loc_out.height))
-
-    for table, pk in EVENT_TABLES.items():
-        df = omop[table]
-        kept = df.filter(~pl.col("person_id").is_in(opted.implode()))
-        out = _remap(kept, pk, _keyed(secret, table, site, kept[pk].to_list()))
-        if "visit_occurrence_id" in out.columns and table != "visit_occurrence":
-            visits = omop["visit_occurrence"]["visit_occurrence_id"].to_list()
-            out = _remap(out, "visit_occurrence_id", _keyed(secret, "visit_occurrence", site, visits))
-        for col in SOURCE_ID_COLUMNS.get(table, ()):
+    for table, df in omop.items():
+        if table == "location":
+            continue
+        spec = cdm.table(table)
+        before = df.height
+        out = df
+        if "person_id" in out.columns:
+            out = out.filter(~pl.col("person_id").is_in(opted_list))
+        removed = before - out.height
+        # notes: de-identified with the person's own identifiers, dates shifted by the person's offset
+        if table == "note" and out.height:
+            out = _deid_notes(out, identity, offsets, note_deid)
+        # dates move before ids change (offsets are keyed on the identifiable zone's person_id)
+        out = shift_dates(out, offsets)
+        pk = spec.primary_key
+        if pk and pk in out.columns and pk != "person_id":
+            out = _remap(out, pk, _keyed(secret, table, site, out[pk].to_list()))
+        for f in spec.foreign_keys:
+            if f.name == pk or f.name not in out.columns or f.fk_table in cdm.VOCABULARY_TABLES:
+                continue
+            if f.fk_table == "person":
+                out = _remap(out, f.name, person_ids)
+            elif f.fk_table == "location":
+                if loc_ids is not None:
+                    out = _remap(out, f.name, loc_ids.unique("old"))
+            elif f.fk_table is not None:
+                target = omop.get(f.fk_table)
+                values = target[cdm.table(f.fk_table).primary_key or f.name].to_list() if target is not None else out[f.name].to_list()
+                out = _remap(out, f.name, _keyed(secret, f.fk_table, site, values))
+        for (tbl, col), target_table in EXTRA_ID_REFERENCES.items():
+            if tbl == table and col in out.columns:
+                target = omop.get(target_table)
+                pk_t = cdm.table(target_table).primary_key or col
+                values = target[pk_t].to_list() if target is not None else out[col].to_list()
+                out = _remap(out, col, _keyed(secret, target_table, site, values))
+        if table == "episode_event" and out.height:
+            parts = []
+            for concept, target in EPISODE_EVENT_FIELDS.items():
+                part = out.filter(pl.col("episode_event_field_concept_id") == concept)
+                parts.append(_remap(part, "event_id", _keyed(secret, target, site, part["event_id"].to_list())))
+            known = list(EPISODE_EVENT_FIELDS)
+            parts.append(out.filter(~pl.col("episode_event_field_concept_id").is_in(known)).with_columns(event_id=pl.lit(None, pl.Int64)))
+            out = pl.concat(parts)
+        for col in TOKENISED.get(table, ()):
             distinct = sorted(set(out[col].drop_nulls().to_list()))
             tokens = {v: token(secret, f"{table}.{col}", f"{site}:{v}") for v in distinct}
             out = out.with_columns(pl.col(col).replace_strict(tokens, default=None, return_dtype=pl.String))
-        out = shift_dates(out, link.select(person_id="old", date_offset="date_offset"))
-        out = _remap(out, "person_id", person_ids)
-        tables[table] = cdm.conform(out, table).sort(pk)
-        account(table, df.height, out.height, df.height - out.height)
+        if table == "person":
+            out = _remap(out, "person_id", person_ids)
+            tok = link.select(person_id="person_id", _tok="person_source_value", _birth="birth_date", _off="date_offset")
+            out = out.join(tok, on="person_id", how="left").with_columns(
+                person_source_value=pl.col("_tok"),
+                year_of_birth=(pl.col("_birth") + pl.duration(days=pl.col("_off"))).dt.year().cast(pl.Int32),
+            )
+        out = out.with_columns([pl.lit(None).alias(c) for c in DROPPED.get(table, ()) if c in out.columns])
+        out = cdm.conform(out, table)
+        tables[table] = out.sort(pk) if pk else out
+        if "person_id" in df.columns:
+            acc.append(dict(table=table, category="in", reason_code=None, rows=before))
+            if removed:
+                acc.append(dict(table=table, category="opted_out", reason_code="pseudo.opt_out", rows=removed))
+            acc.append(dict(table=table, category="out", reason_code=None, rows=out.height))
+        else:
+            acc.append(dict(table=table, category="produced", reason_code=None, rows=out.height))
+    if loc_rows is not None:
+        used = set(tables["person"]["location_id"].drop_nulls().to_list()) if "person" in tables else set()
+        if "care_site" in tables:
+            used |= set(tables["care_site"]["location_id"].drop_nulls().to_list())
+        tables["location"] = loc_rows.filter(pl.col("location_id").is_in(sorted(used)))
+        acc.append(dict(table="location", category="produced", reason_code=None, rows=tables["location"].height))
     return PseudoResult(tables, accounting_frame("pseudo", site, acc), int(opted.len()))
+
+
+def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFrame, deid: NoteDeid | None) -> pl.DataFrame:
+    """note_text de-identified; without a de-identifier the text is dropped (never published raw)."""
+    if deid is None:
+        return notes.with_columns(note_text=pl.lit(None, pl.String), note_title=pl.lit(None, pl.String))
+    joined = notes.join(identity, on="person_id", how="left", maintain_order="left").join(
+        offsets, on="person_id", how="left", maintain_order="left")
+    known = [
+        {"names": [x for x in (r["first_name"], r["last_name"],
+                               f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()) if x],
+         "phones": [r["phone"]] if r["phone"] else [], "emails": [r["email"]] if r["email"] else [],
+         "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else []}
+        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule").iter_rows(named=True)
+    ]
+    texts = deid(joined["note_text"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())
+    titles = deid(joined["note_title"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())
+    return notes.with_columns(note_text=pl.Series(texts, dtype=pl.String), note_title=pl.Series(titles, dtype=pl.String))

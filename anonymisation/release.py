@@ -38,10 +38,12 @@ from transforms.ingest import accounting_frame
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
-# event tables: (table, concept column checked for rarity or None)
-EVENT_TABLES: dict[str, str | None] = {
-    "visit_occurrence": None,
-    "condition_occurrence": "condition_concept_id",
+# the concept column whose rarity (fewer than rare_threshold persons) removes a row
+RARE_CONCEPT_COLUMN: dict[str, str] = {
+    "condition_occurrence": "condition_concept_id", "drug_exposure": "drug_concept_id",
+    "procedure_occurrence": "procedure_concept_id", "measurement": "measurement_concept_id",
+    "observation": "observation_concept_id", "device_exposure": "device_concept_id",
+    "condition_era": "condition_concept_id", "drug_era": "drug_concept_id", "episode": "episode_object_concept_id",
 }
 
 
@@ -147,24 +149,39 @@ def build_release(
             acc.append(dict(site=s, table="person", category="merged", reason_code="release.same_person", rows=merged))
         acc.append(dict(site=s, table="person", category="out", reason_code=None, rows=len(ids) - merged))
 
-    # rare concepts: counted over the persons that remain
+    # every other table: suppressed persons' rows go; rows of rare concepts go
     rare_threshold = policy.rare_threshold
     rare_counts: dict[str, int] = {}
-    events: dict[str, list[pl.DataFrame]] = {t: [] for t in EVENT_TABLES}
-    for t, concept_col in EVENT_TABLES.items():
-        all_rows = pl.concat([site_tables[s][t].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
-        all_rows = all_rows.with_columns(_sup=pl.col("person_id").is_in(sup))
+    names = sorted({t for s in sites for t in site_tables[s]} - {"person", "location", "observation_period"})
+    removed_episodes: set[int] = set()
+    for t in [n for n in names if n != "episode_event"] + (["episode_event"] if "episode_event" in names else []):
+        frames = [site_tables[s][t].with_columns(_site=pl.lit(s)) for s in sites if t in site_tables[s]]
+        all_rows = pl.concat(frames, how="vertical_relaxed")
+        has_person = "person_id" in all_rows.columns
+        all_rows = all_rows.with_columns(_sup=pl.col("person_id").is_in(sup) if has_person else pl.lit(False))
+        if t == "episode_event":
+            all_rows = all_rows.with_columns(_sup=pl.col("episode_id").is_in(sorted(removed_episodes)))
         rare = pl.lit(False)
-        if concept_col is not None:
-            persons_per = (
-                all_rows.filter(~pl.col("_sup")).group_by(concept_col).agg(n=pl.col("person_id").n_unique())
-            )
-            rare_concepts = persons_per.filter(pl.col("n") < rare_threshold)[concept_col]
-            rare = pl.col(concept_col).is_in(rare_concepts.implode())
-            rare_counts[f"{t}.{concept_col}"] = rare_concepts.len()
+        concept_col = RARE_CONCEPT_COLUMN.get(t)
+        if concept_col is not None and has_person:
+            # an unmapped row (concept 0) is as rare as its source code
+            source_col = concept_col.replace("_concept_id", "_source_value")
+            key = pl.col(concept_col).cast(pl.String)
+            if source_col in all_rows.columns:
+                key = pl.when(pl.col(concept_col) != 0).then(key).otherwise(pl.lit("source:") + pl.col(source_col).fill_null(""))
+            all_rows = all_rows.with_columns(_key=key)
+            persons_per = all_rows.filter(~pl.col("_sup")).group_by("_key").agg(n=pl.col("person_id").n_unique())
+            rare_keys = persons_per.filter(pl.col("n") < rare_threshold)["_key"]
+            rare = pl.col("_key").is_in(rare_keys.implode())
+            rare_counts[f"{t}.{concept_col}"] = rare_keys.len()
         all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & rare)
+        if t == "episode":
+            removed_episodes = set(all_rows.filter(pl.col("_sup") | pl.col("_rare"))["episode_id"].to_list())
         for s in sites:
             part = all_rows.filter(pl.col("_site") == s)
+            if not has_person and t != "episode_event":
+                acc.append(dict(site=s, table=t, category="produced", reason_code=None, rows=part.height))
+                continue
             acc.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
             n_sup = int(part["_sup"].sum())
             n_rare = int(part["_rare"].sum())
@@ -173,11 +190,11 @@ def build_release(
             if n_rare:
                 acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
             acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare))
-        events[t].append(all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare"))
-    for t, frames in events.items():
-        pk = cdm.table(t).primary_key
-        df = pl.concat(frames, how="vertical_relaxed")
-        tables[t] = cdm.conform(df, t).sort(["person_id", pk] if pk else ["person_id"])
+        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_key", strict=False)
+        spec = cdm.table(t)
+        pk = spec.primary_key
+        order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]
+        tables[t] = cdm.conform(kept_rows, t).sort(order)
     # observation periods: one per person over all sites (merged)
     op_all = pl.concat([site_tables[s]["observation_period"].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
     op_kept = op_all.filter(~pl.col("person_id").is_in(sup))

@@ -15,18 +15,21 @@ import dagster as dg
 import polars as pl
 
 from anonymisation.leakscan import identifiers_from_patients, scan_table
-from anonymisation.pseudonymise import pseudonymise_site, read_opt_outs
+from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
 from schemas.config import Config
 from schemas.extract import ENTITIES
 from transforms.ingest import ExtractError, ingest_site
-from transforms.omop import harmonise_site
+from transforms.adapters.hospital_csv import hospital_to_staging
+from transforms.omop import OMOP_TABLES as ALL_OMOP_TABLES
+from transforms.omop import coverage_summary, harmonise_site, usagi_csv
 from transforms.storage import Workspace, read_partition, write_partition
 from transforms.vocabulary import VocabularyError, load_vocabulary
 
 RAW_TABLES = [e.name for e in ENTITIES]
-OMOP_TABLES = ["person", "location", "visit_occurrence", "condition_occurrence", "observation_period"]
+OMOP_TABLES = list(ALL_OMOP_TABLES)
+IDENTITY = "_identity"  # the identifiable zone's person identifiers (never an asset, never published)
 PSEUDO_TABLES = OMOP_TABLES
 RELEASE_TABLES = OMOP_TABLES
 MAX_QUARANTINE_RATIO = 0.2
@@ -143,25 +146,33 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         except VocabularyError as e:
             raise _fail(str(e)) from None
         raw = {t: read_partition(ws.lake("raw", t, site)) for t in RAW_TABLES}
-        result = harmonise_site(site, raw, vocab)
+        stg = hospital_to_staging(raw)
+        result = harmonise_site(site, stg, vocab)
         for t, df in result.tables.items():
             write_partition(df, ws.lake("omop", t, site))
+        write_partition(identity_frame(stg["persons"], result.tables["person"]), ws.lake("omop", IDENTITY, site))
         _write_accounting(ws, "omop", site, result.accounting)
-        coverage = ws.reports / "coverage" / f"{site}.csv"
-        coverage.parent.mkdir(parents=True, exist_ok=True)
-        result.unmapped.write_csv(coverage)
+        cov = ws.reports / "coverage"
+        cov.mkdir(parents=True, exist_ok=True)
+        usagi_csv(result.coverage).write_csv(cov / f"{site}-unmapped-usagi.csv")
+        summary = coverage_summary(result.coverage)
+        summary.write_csv(cov / f"{site}-summary.csv")
         for t, df in result.tables.items():
             md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("omop", t, site)))}
-            if t == "condition_occurrence":
-                md["mapped_share"] = round(result.stats["condition_mapped_share"], 4)
-                md["top_unmapped_codes"] = _md_table(result.unmapped.head(10).drop("table"))
+            part = summary.filter(pl.col("table") == t)
+            if part.height:
+                rows, mapped = int(part["rows"].sum()), int(part["rows_mapped"].sum())
+                md["mapped_share"] = round(mapped / rows, 4) if rows else 1.0
+                md["coverage"] = _md_table(part.drop("table"))
+                top = usagi_csv(result.coverage.filter(pl.col("table") == t), top=10)
+                md["top_unmapped_codes"] = _md_table(top.select("sourceCode", "sourceName", "sourceFrequency"))
             yield dg.MaterializeResult(asset_key=f"omop_{t}", metadata=md)
             yield from _cdm_checks(f"omop_{t}", t, df)
 
     @dg.multi_asset(
         name="pseudo",
         partitions_def=parts,
-        specs=[dg.AssetSpec(f"pseudo_{t}", group_name="pseudo", deps=[f"omop_{o}" for o in OMOP_TABLES] + ["raw_patients"],
+        specs=[dg.AssetSpec(f"pseudo_{t}", group_name="pseudo", deps=[f"omop_{o}" for o in OMOP_TABLES],
                             description=f"Pseudonymised {t}: keyed ids, shifted dates, no direct identifier.")
                for t in PSEUDO_TABLES],
         check_specs=[dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True, partitions_def=parts,
@@ -173,16 +184,16 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
         omop_tables = {t: read_partition(ws.lake("omop", t, site)) for t in OMOP_TABLES}
-        patients = read_partition(ws.lake("raw", "patients", site))
+        identity = read_partition(ws.lake("omop", IDENTITY, site))
         try:
             opt_outs = read_opt_outs(config.policy.opt_out_registry)
         except FileNotFoundError as e:
             raise _fail(str(e)) from None
-        result = pseudonymise_site(site, omop_tables, patients, key.secret, config.policy, opt_outs)
+        result = pseudonymise_site(site, omop_tables, identity, key.secret, config.policy, opt_outs)
         for t, df in result.tables.items():
             write_partition(df, ws.lake("pseudo", t, site))
         _write_accounting(ws, "pseudo", site, result.accounting)
-        ids = identifiers_from_patients(patients)
+        ids = identifiers_from_patients(identity)
         for t, df in result.tables.items():
             yield dg.MaterializeResult(
                 asset_key=f"pseudo_{t}",

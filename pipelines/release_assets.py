@@ -14,7 +14,7 @@ from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
-from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
+from pipelines.assets import IDENTITY, PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release, sha256_file
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
@@ -27,7 +27,7 @@ STAGES = ("raw", "omop", "pseudo", "release")
 def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
     ids = Identifiers()
     for s in sites:
-        folder = ws.lake("raw", "patients", s)
+        folder = ws.lake("omop", IDENTITY, s)
         if has_partition(folder):
             for kind, values in identifiers_from_patients(read_partition(folder)).values.items():
                 ids.values.setdefault(kind, set()).update(values)

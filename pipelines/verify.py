@@ -123,7 +123,7 @@ def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Pa
     from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
 
     ids = Identifiers()
-    for part in sorted((workspace / "lake" / "raw" / "patients").glob("site=*")):
+    for part in sorted((workspace / "lake" / "omop" / "_identity").glob("site=*")):
         files = sorted(part.glob("*.parquet"))
         if files:
             for kind, values in identifiers_from_patients(pl.read_parquet(files)).values.items():

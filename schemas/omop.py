@@ -40,8 +40,12 @@ class Field:
 
     @property
     def is_identifier(self) -> bool:
-        """A row identifier (stored as 64 bits): a primary key or a key into a non-vocabulary table."""
-        return self.primary_key or (self.fk_table is not None and self.fk_table not in VOCABULARY_TABLES)
+        """A row identifier (stored as 64 bits): a primary key, a key into a non-vocabulary table, or
+        another ``*_id`` integer of a clinical table that is not a concept (episode_parent_id, event_id)."""
+        if self.primary_key or (self.fk_table is not None and self.fk_table not in VOCABULARY_TABLES):
+            return True
+        return (self.datatype.lower() == "integer" and self.name.endswith("_id") and "concept" not in self.name
+                and self.fk_table is None and self.table not in VOCABULARY_TABLES)
 
     @property
     def is_concept(self) -> bool:

@@ -3,10 +3,13 @@
 The checks are not written by hand: they are generated from DQD's own v5.4 CSVs, vendored in
 ``schemas/dqd`` (check descriptions, and the table-, field- and concept-level thresholds). For every
 row of the descriptions file, each row of the CSV of its level that passes the description's
-``evaluationFilter`` becomes one check, and each check runs as one SQL query modelled on DQD's SQL
-template (``sqlFile``) over the tables registered as DuckDB views on one connection. Thresholds,
-failure and "not applicable" rules follow DQD's ``evaluateThresholds`` and
-``calculateNotApplicableStatus``.
+``evaluationFilter`` becomes one check with its own SQL query, modelled on DQD's SQL template
+(``sqlFile``), over the tables registered as DuckDB views on one connection (the query is kept as
+``queryText``). To scan each table once, the checks that count rows of one table (null, zero, range,
+datatype, foreign-key and same-row date checks) run together as ``count(*) FILTER (WHERE ...)``
+columns of one query per table, and the concept-level gender and unit checks run as one grouped join
+per field; a test holds that every check's own query gives the same numbers. Thresholds, failure and
+"not applicable" rules follow DQD's ``evaluateThresholds`` and ``calculateNotApplicableStatus``.
 
 Deviations from DQD, on purpose:
 - a table absent from the input is treated as an empty table (its checks are not applicable) and its
@@ -16,7 +19,9 @@ Deviations from DQD, on purpose:
   required field left empty blocks the pipeline;
 - checks that need the vocabulary (CONCEPT, CONCEPT_ANCESTOR) are not applicable without it;
 - ``isStandardValidConcept`` counts concepts whose ``standard_concept`` is null as non-standard;
-- samples of offending rows show key columns only (ids, concept ids, dates, numbers), never text.
+- samples of offending rows show key columns only (ids, concept ids, dates, numbers), never text;
+- ``cdmDatatype`` keeps DQD's case-sensitive filter ``cdmDatatype=='integer'`` (the few fields the
+  specification types ``Integer`` or ``bigint`` are not checked, as in DQD).
 """
 
 from __future__ import annotations
@@ -277,6 +282,8 @@ class _Sql:
     denominator: str  # SELECT count
     # (source, violated condition, denominator condition, prefilter): counted with count_if, batched per source
     batch: tuple[str, str, str, str | None] | None = None
+    # (group key "checkName|table|field", VALUES row): concept-level checks, one grouped query per key
+    group: tuple[str, str] | None = None
 
 
 def _safe_column(table: str, col: str) -> bool:
@@ -373,11 +380,8 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         )
     if name == "isForeignKey":
         fk_t, fk_f = r["fkTableName"].lower(), _norm_field(r["fkFieldName"])
-        return _Sql(
-            f"SELECT {keys} FROM {T} t WHERE {F} IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM {q(fk_t)} fk WHERE fk.{q(fk_f)} = {F})",
-            count_all,
-        )
+        return _agg(src, keys, f"{F} IS NOT NULL AND NOT ({F} IN "
+                    f"(SELECT fk.{q(fk_f)} FROM {q(fk_t)} fk WHERE fk.{q(fk_f)} IS NOT NULL))")
     if name in ("fkDomain", "fkClass"):
         col, val = ("domain_id", r["fkDomain"]) if name == "fkDomain" else ("concept_class_id", r["fkClass"])
         return _Sql(
@@ -445,10 +449,11 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         ids = ", ".join(str(int(x)) for x in (c.concept_id or "").split(","))
         if name == "plausibleGender":
             match = f"{F} IN ({ids})"
-            # person_id is the person's primary key: the left join keeps one row per record
-            return _agg(
-                f"FROM {T} t LEFT JOIN {q('person')} p ON t.person_id = p.person_id", keys,
-                f"{match} AND p.gender_concept_id <> {gender}", match, prefilter=match,
+            return _Sql(
+                f"SELECT {keys} FROM {T} t JOIN {q('person')} p ON t.person_id = p.person_id "
+                f"WHERE {match} AND p.gender_concept_id <> {gender}",
+                f"SELECT count(*) FROM {T} t WHERE {match}",
+                group=(f"{name}|{t}|{f}", f"{int(ids)}, {gender}"),
             )
         match = f"{F} IN (SELECT descendant_concept_id FROM {q('concept_ancestor')} WHERE ancestor_concept_id IN ({ids}))"
         return _Sql(
@@ -462,7 +467,11 @@ def _build_sql(c: CheckDef, ctx: _Ctx) -> _Sql:
         unit_cond = f"COALESCE(t.unit_concept_id, -1) NOT IN ({ids})" if ids else "t.unit_concept_id IS NOT NULL"
         match = f"{F} = {int(c.concept_id or 0)}"
         base = f"{match} AND t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL"
-        return _agg(src, _keys(ctx, t, "t", f, "unit_concept_id"), f"{base} AND {unit_cond}", base, prefilter=match)
+        return _Sql(
+            f"SELECT {_keys(ctx, t, 't', f, 'unit_concept_id')} {src} WHERE {base} AND {unit_cond}",
+            f"SELECT count(*) {src} WHERE {base}",
+            group=(f"{name}|{t}|{f}", f"{int(c.concept_id or 0)}, " + (f"[{ids}]" if ids else "NULL::INTEGER[]")),
+        )
     raise ValueError(f"no SQL for DQD check type {name!r}")
 
 
@@ -557,10 +566,9 @@ def run_checks(
     con = duckdb.connect()
     try:
         ctx = _register(con, tables, concept, concept_ancestor)
-        results = _run_all(con, list(check_definitions()), ctx)
+        results = _run_all(con, list(check_definitions()), ctx, skip_tables_absent)
     finally:
         con.close()
-    _apply_not_applicable(results, ctx, skip_tables_absent)
     given = {k.lower(): v for k, v in tables.items()}
     cdm_source: dict[str, Any] = {"cdm_source_name": cdm_source_name, "cdm_source_abbreviation": cdm_source_name,
                                   "cdm_version": "5.4"}
@@ -579,7 +587,9 @@ def _standalone(sql: _Sql) -> str:
             f"({sql.denominator}) AS num_denominator_rows")
 
 
-def _run_all(con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx) -> list[CheckResult]:
+def _run_all(
+    con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx, skip_tables_absent: bool
+) -> list[CheckResult]:
     """Decide what runs, run the batched count_if checks one query per source, the others one query each."""
     results = [_result(c) for c in checks]
     todo: list[tuple[CheckDef, CheckResult, _Sql]] = []
@@ -606,21 +616,27 @@ def _run_all(con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx) 
             todo.append((c, res, sql))
 
     batches: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
+    groups: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
     for item in todo:
         if item[2].batch is not None:
             batches.setdefault(item[2].batch[0], []).append(item)
+        elif item[2].group is not None:
+            groups.setdefault(item[2].group[0], []).append(item)
         else:
             _run_single(con, item[1])
     for source, items in batches.items():
         _run_batch(con, source, items)
-    for c, res, sql in todo:
-        if res.num_violated_rows:
-            _sample(con, c, ctx, res, sql)
+    for key, items in groups.items():
+        _run_group(con, key, items)
     for res in results:
         if res.num_violated_rows is not None and res.num_denominator_rows is not None:
             d = res.num_denominator_rows
             res.pct_violated_rows = 0.0 if d == 0 else res.num_violated_rows / d
         _evaluate(res)
+    _apply_not_applicable(results, ctx, skip_tables_absent)
+    for c, res, sql in todo:
+        if res.failed:  # samples only for the failures the report shows
+            _sample(con, c, ctx, res, sql)
     return results
 
 
@@ -654,6 +670,39 @@ def _run_batch(con: duckdb.DuckDBPyConnection, source: str, items: list[tuple[Ch
     share = (time.perf_counter() - t0) / len(items)
     for i, (_, res, _) in enumerate(items):
         res.num_violated_rows, res.num_denominator_rows = int(row[2 * i]), int(row[2 * i + 1])
+        res.execution_seconds = share
+
+
+def _run_group(con: duckdb.DuckDBPyConnection, key: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
+    """Concept-level checks of one type on one field: a VALUES list of the concepts, one hash join, GROUP BY."""
+    name, table, fld = key.split("|")
+    T, F = q(table), f"t.{q(fld)}"
+    rows = ", ".join(f"({i}, {sql.group[1]})" for i, (_, _, sql) in enumerate(items) if sql.group is not None)
+    if name == "plausibleGender":
+        query = (
+            f"WITH spec(idx, cid, gender) AS (VALUES {rows}) "
+            "SELECT spec.idx, count(*) FILTER (WHERE p.gender_concept_id <> spec.gender), count(*) "
+            f"FROM {T} t JOIN spec ON {F} = spec.cid LEFT JOIN {q('person')} p ON t.person_id = p.person_id "
+            "GROUP BY spec.idx"
+        )
+    else:
+        query = (
+            f"WITH spec(idx, cid, units) AS (VALUES {rows}) "
+            "SELECT spec.idx, count(*) FILTER (WHERE CASE WHEN spec.units IS NULL THEN t.unit_concept_id IS NOT NULL "
+            "ELSE NOT list_contains(spec.units, COALESCE(t.unit_concept_id, -1)) END), count(*) "
+            f"FROM {T} t JOIN spec ON {F} = spec.cid "
+            "WHERE t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL GROUP BY spec.idx"
+        )
+    t0 = time.perf_counter()
+    try:
+        counts = {int(i): (int(n), int(d)) for i, n, d in con.execute(query).fetchall()}
+    except duckdb.Error:
+        for _, res, _ in items:
+            _run_single(con, res)
+        return
+    share = (time.perf_counter() - t0) / len(items)
+    for i, (_, res, _) in enumerate(items):
+        res.num_violated_rows, res.num_denominator_rows = counts.get(i, (0, 0))
         res.execution_seconds = share
 
 
@@ -810,7 +859,7 @@ def results_dict(run: DqdRun) -> dict[str, Any]:
 def write_results_json(run: DqdRun, path: Path) -> None:
     """The results JSON in the shape DataQualityDashboard 2.8 writes (its viewer opens it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results_dict(run), indent=1, default=str), encoding="utf-8")
+    path.write_text(json.dumps(results_dict(run), separators=(",", ":"), default=str), encoding="utf-8")
 
 
 def write_html(run: DqdRun, path: Path) -> None:

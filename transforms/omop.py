@@ -1,12 +1,24 @@
-"""Harmonise one site's typed hospital-csv extract into OMOP CDM v5.4 tables (identifiable zone).
+"""Harmonise one site's staging tables into OMOP CDM v5.4 (the identifiable zone).
 
-Ids in this zone are stable, unkeyed 63-bit hashes of the site and the source key (so they survive
-new extracts); the pseudonymisation stage replaces them with keyed pseudonyms. Source values keep
-the hospital's own codes and ids: this zone never leaves the hospital.
+- codes map through the vocabulary (source code -> source concept -> "Maps to" -> standard concept,
+  or the SOURCE_TO_CONCEPT_MAP for local systems); unmapped codes keep their source value and
+  source concept with concept_id 0 and are never dropped;
+- the standard concept's domain decides the table (a LOINC code mapping to an Observation concept
+  goes to observation): such rows are counted as ``rerouted``;
+- visits roll up as OHDSI's Synthea ETL does: inpatient stays merged across gaps of at most one
+  day, emergency (and urgent care) visits of the same person and day grouped, an emergency visit
+  inside an inpatient stay absorbed into it (Emergency Room and Inpatient Visit, 262); every
+  original visit stays as a visit_detail; events go to their (covering) visit;
+- observation periods span each person's events; eras and oncology episodes are derived.
+
+Ids are stable, unkeyed 63-bit hashes of the site and the source key (they survive new extracts);
+the pseudonymisation stage replaces them with keyed pseudonyms. Source values keep the hospital's
+own codes and ids: this zone never leaves the hospital.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
@@ -15,13 +27,35 @@ import polars as pl
 from schemas import omop as cdm
 from schemas.geo import postcode_index
 from transforms.ingest import accounting_frame
+from transforms.staging import KINDS, VOCABULARY_OF
 from transforms.vocabulary import Vocabulary
 
 GENDER = {"M": 8507, "F": 8532}
-VISIT = {"INPATIENT": 9201, "OUTPATIENT": 9202, "EMERGENCY": 9203}
+VISIT_CONCEPT = {
+    "INPATIENT": 9201, "EMERGENCY": 9203, "URGENTCARE": 9203, "OUTPATIENT": 9202, "AMBULATORY": 9202,
+    "WELLNESS": 9202, "HOME": 9202, "VIRTUAL": 9202, "HOSPICE": 9202, "SNF": 9202,
+}
+ER_CLASSES = ("EMERGENCY", "URGENTCARE")
+ERIP = 262
 EHR = 32817
 EHR_ENCOUNTER = 32827
-PERIOD_TYPE = 32882  # Standard algorithm from EHR
+EHR_PRESCRIPTION = 32838
+LAB = 32856
+PERIOD_TYPE = 32882
+DOMAIN_TABLE = {
+    "Condition": "condition_occurrence", "Drug": "drug_exposure", "Procedure": "procedure_occurrence",
+    "Measurement": "measurement", "Observation": "observation", "Device": "device_exposure",
+}
+KIND_TABLE = {
+    "condition": "condition_occurrence", "drug": "drug_exposure", "procedure": "procedure_occurrence",
+    "measurement": "measurement", "observation": "observation", "device": "device_exposure",
+}
+EVENT_TABLES = tuple(KIND_TABLE.values())
+OMOP_TABLES = (
+    "location", "care_site", "provider", "person", "death", "observation_period", "visit_occurrence",
+    "visit_detail", *EVENT_TABLES, "note", "condition_era", "drug_era", "episode", "episode_event", "cdm_source",
+)
+assert set(KINDS) == set(KIND_TABLE)
 
 
 def stable_id(namespace: str, values: pl.Series) -> pl.Series:
@@ -39,39 +73,59 @@ def stable_id(namespace: str, values: pl.Series) -> pl.Series:
 class OmopResult:
     tables: dict[str, pl.DataFrame]
     accounting: pl.DataFrame
-    unmapped: pl.DataFrame  # table, source_value, description, rows
+    coverage: pl.DataFrame  # table, code_system, source_code, description, rows, mapped (one row per distinct code)
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def _person_ids(site: str, patients: pl.DataFrame) -> pl.DataFrame:
-    return patients.select("patient_id").with_columns(person_id=stable_id(f"person:{site}", patients["patient_id"]))
+def _location_key() -> pl.Expr:
+    return pl.concat_str([pl.col("address"), pl.col("postcode"), pl.col("city"), pl.col("country")],
+                         separator="|", ignore_nulls=True)
 
 
-def build_location(site: str, patients: pl.DataFrame) -> pl.DataFrame:
-    idx = postcode_index()
-    loc = patients.select(
-        address_1=pl.col("address"), city=pl.col("city"), zip=pl.col("postcode")
-    ).unique().sort("zip", "city", "address_1", nulls_last=True)
-    key = pl.concat_str([pl.col("address_1"), pl.col("zip"), pl.col("city")], separator="|", ignore_nulls=True)
-    loc = loc.with_columns(location_key=key)
-    loc = loc.with_columns(location_id=stable_id(f"location:{site}", loc["location_key"]))
-    canton = pl.col("zip").replace_strict({k: v.canton for k, v in idx.items()}, default=None, return_dtype=pl.String)
+def build_location(site: str, persons: pl.DataFrame, care_sites: pl.DataFrame) -> pl.DataFrame:
+    cols = ["address", "postcode", "city", "county", "country"]
+    loc = pl.concat([persons.select(cols), care_sites.select(cols)]).with_columns(location_key=_location_key())
+    loc = loc.filter(pl.col("location_key") != "").unique("location_key").sort("location_key")
+    canton = {k: v.canton for k, v in postcode_index().items()}
     loc = loc.with_columns(
-        county=canton,
-        country_source_value=pl.lit("LU"),
-        location_source_value=pl.col("location_key"),
+        location_id=stable_id(f"location:{site}", loc["location_key"]),
+        county=pl.coalesce(pl.col("county"), pl.col("postcode").replace_strict(canton, default=None, return_dtype=pl.String)),
     )
-    return cdm.conform(loc, "location")
+    return cdm.conform(loc.select(
+        "location_id", address_1="address", city="city", zip="postcode", county="county",
+        country_source_value="country", location_source_value="location_key",
+    ), "location")
 
 
-def build_person(site: str, patients: pl.DataFrame, location: pl.DataFrame) -> pl.DataFrame:
-    key = pl.concat_str([pl.col("address"), pl.col("postcode"), pl.col("city")], separator="|", ignore_nulls=True)
-    p = patients.with_columns(
-        person_id=stable_id(f"person:{site}", patients["patient_id"]),
-        location_source_value=key,
-    ).join(location.select("location_id", "location_source_value"), on="location_source_value", how="left",
-           maintain_order="left")
-    p = p.with_columns(
+def _location_ids(df: pl.DataFrame, location: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(location_key=_location_key()).join(
+        location.select("location_id", location_key="location_source_value"), on="location_key", how="left",
+        maintain_order="left",
+    )
+
+
+def build_care_sites(site: str, care_sites: pl.DataFrame, location: pl.DataFrame) -> pl.DataFrame:
+    cs = _location_ids(care_sites, location).with_columns(care_site_id=stable_id(f"care_site:{site}", care_sites["care_site_key"]))
+    return cdm.conform(cs.select(
+        "care_site_id", "location_id", care_site_name="name", place_of_service_source_value="place_of_service",
+        care_site_source_value="care_site_key",
+    ), "care_site").sort("care_site_id")
+
+
+def build_providers(site: str, providers: pl.DataFrame, care_site_ids: pl.DataFrame) -> pl.DataFrame:
+    pr = providers.join(care_site_ids, on="care_site_key", how="left", maintain_order="left").with_columns(
+        provider_id=stable_id(f"provider:{site}", providers["provider_key"]),
+        gender_concept_id=pl.col("sex").replace_strict(GENDER, default=0, return_dtype=pl.Int32),
+    )
+    return cdm.conform(pr.select(
+        "provider_id", "care_site_id", "gender_concept_id", provider_name="name",
+        specialty_source_value="specialty", provider_source_value="provider_key", gender_source_value="sex",
+    ), "provider").sort("provider_id")
+
+
+def build_person(site: str, persons: pl.DataFrame, location: pl.DataFrame) -> pl.DataFrame:
+    p = _location_ids(persons, location).with_columns(
+        person_id=stable_id(f"person:{site}", persons["person_key"]),
         gender_concept_id=pl.col("sex").replace_strict(GENDER, default=0, return_dtype=pl.Int32),
         year_of_birth=pl.col("birth_date").dt.year(),
         month_of_birth=pl.col("birth_date").dt.month(),
@@ -79,95 +133,334 @@ def build_person(site: str, patients: pl.DataFrame, location: pl.DataFrame) -> p
         birth_datetime=pl.col("birth_date").cast(pl.Datetime("us")),
         race_concept_id=pl.lit(0),
         ethnicity_concept_id=pl.lit(0),
-        person_source_value=pl.col("patient_id"),
+        person_source_value=pl.col("person_key"),
         gender_source_value=pl.col("sex"),
         gender_source_concept_id=pl.lit(0),
+        race_source_value=pl.col("race_source"),
+        ethnicity_source_value=pl.col("ethnicity_source"),
     )
     return cdm.conform(p, "person").sort("person_id")
 
 
-def build_visits(site: str, stays: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
-    v = stays.join(persons, on="patient_id", how="inner", maintain_order="left").with_columns(
-        visit_occurrence_id=stable_id(f"visit:{site}", stays["stay_id"]),
-        visit_concept_id=pl.col("stay_type").replace_strict(VISIT, default=0, return_dtype=pl.Int32),
-        visit_start_date=pl.col("admission").dt.date(),
-        visit_start_datetime=pl.col("admission"),
-        visit_end_date=pl.coalesce("discharge", "admission").dt.date(),
-        visit_end_datetime=pl.coalesce("discharge", "admission"),
-        visit_type_concept_id=pl.lit(EHR_ENCOUNTER),
-        visit_source_value=pl.col("stay_id"),
+def rollup_visits(site: str, visits: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(visit_occurrence rows, map visit_key -> visit_occurrence_id) after the OHDSI Synthea roll-up."""
+    v = visits.with_columns(
+        cls=pl.col("visit_class").str.to_uppercase().str.replace_all(r"[^A-Z]", ""),
+        end=pl.coalesce("end", "start"),
+    ).sort("person_key", "start", "visit_key")
+    v = v.with_columns(grp=pl.when(pl.col("cls") == "INPATIENT").then(pl.lit("IP"))
+                       .when(pl.col("cls").is_in(ER_CLASSES)).then(pl.lit("ER")).otherwise(pl.lit("OP")))
+    # inpatient: a new stay starts when the gap to the running end of the previous one exceeds a day
+    ip = v.filter(pl.col("grp") == "IP").with_columns(
+        prev_end=pl.col("end").cum_max().shift(1).over("person_key")
+    ).with_columns(
+        new=(pl.col("prev_end").is_null() | (pl.col("start") > pl.col("prev_end") + pl.duration(days=1))).cast(pl.Int32)
+    ).with_columns(seq=pl.col("new").cum_sum().over("person_key"))
+    ip = ip.with_columns(rolled_key=pl.lit("IP|") + pl.col("person_key") + "|" + pl.col("seq").cast(pl.String))
+    stays = ip.group_by("rolled_key").agg(pl.col("person_key").first(), pl.col("start").min(), pl.col("end").max(),
+                                          pl.col("visit_key").min().alias("first_key"))
+    # emergency / urgent care: grouped per person and day; absorbed by a covering inpatient stay
+    er = v.filter(pl.col("grp") == "ER").with_columns(day=pl.col("start").dt.date())
+    cover = er.join(stays.select("person_key", s_start="start", s_end="end", s_key="rolled_key"), on="person_key", how="inner")
+    cover = cover.filter((pl.col("start") >= pl.col("s_start") - pl.duration(days=1)) & (pl.col("start") <= pl.col("s_end")))
+    cover = cover.sort("visit_key", "s_start").unique("visit_key", keep="first").select("visit_key", "s_key")
+    er = er.join(cover, on="visit_key", how="left").with_columns(
+        rolled_key=pl.coalesce("s_key", pl.lit("ER|") + pl.col("person_key") + "|" + pl.col("day").cast(pl.String))
+    )
+    op = v.filter(pl.col("grp") == "OP").with_columns(rolled_key=pl.lit("OP|") + pl.col("visit_key"))
+    members = pl.concat([
+        ip.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
+        er.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
+        op.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
+    ])
+    rolled = members.group_by("rolled_key").agg(
+        pl.col("person_key").first(), pl.col("start").min(), pl.col("end").max(),
+        has_ip=(pl.col("cls") == "INPATIENT").any(), has_er=pl.col("cls").is_in(ER_CLASSES).any(),
+        cls=pl.col("cls").sort_by("start").first(), n=pl.len(), source=pl.col("visit_key").min(),
+    )
+    rolled = rolled.with_columns(
+        visit_concept_id=pl.when(pl.col("has_ip") & pl.col("has_er")).then(pl.lit(ERIP))
+        .otherwise(pl.col("cls").replace_strict(VISIT_CONCEPT, default=0, return_dtype=pl.Int32)).cast(pl.Int32),
+        visit_occurrence_id=stable_id(f"visit:{site}", pl.Series(rolled["source"])),
+    )
+    mapping = members.join(rolled.select("rolled_key", "visit_occurrence_id"), on="rolled_key").select(
+        "visit_key", "visit_occurrence_id")
+    return rolled, mapping
+
+
+def build_visits(site: str, visits: pl.DataFrame, person_ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """(visit_occurrence, visit_detail, visit_key -> ids map, rows merged by the roll-up)."""
+    rolled, mapping = rollup_visits(site, visits)
+    vo = rolled.join(person_ids, on="person_key", how="inner").with_columns(
+        visit_start_date=pl.col("start").dt.date(), visit_start_datetime="start",
+        visit_end_date=pl.col("end").dt.date(), visit_end_datetime="end",
+        visit_type_concept_id=pl.lit(EHR_ENCOUNTER), visit_source_value=pl.col("source"),
         visit_source_concept_id=pl.lit(0),
     )
-    return cdm.conform(v, "visit_occurrence").sort("visit_occurrence_id")
-
-
-def build_conditions(
-    site: str, diagnoses: pl.DataFrame, persons: pl.DataFrame, visits: pl.DataFrame, vocab: Vocabulary
-) -> pl.DataFrame:
-    d = vocab.lookup(diagnoses, "icd10_code", "ICD10", "condition")
-    visit_ids = visits.select(stay_id=pl.col("visit_source_value"), visit_occurrence_id="visit_occurrence_id")
-    d = d.join(persons, on="patient_id", how="inner", maintain_order="left").join(
-        visit_ids, on="stay_id", how="left", maintain_order="left"
+    detail = visits.join(mapping, on="visit_key", how="inner").join(person_ids, on="person_key", how="inner")
+    detail = detail.with_columns(
+        visit_detail_id=stable_id(f"visit_detail:{site}", detail["visit_key"]),
+        visit_detail_concept_id=pl.col("visit_class").str.to_uppercase().str.replace_all(r"[^A-Z]", "")
+        .replace_strict(VISIT_CONCEPT, default=0, return_dtype=pl.Int32),
+        visit_detail_start_date=pl.col("start").dt.date(), visit_detail_start_datetime="start",
+        visit_detail_end_date=pl.coalesce("end", "start").dt.date(), visit_detail_end_datetime=pl.coalesce("end", "start"),
+        visit_detail_type_concept_id=pl.lit(EHR_ENCOUNTER), visit_detail_source_value=pl.col("visit_key"),
+        visit_detail_source_concept_id=pl.lit(0),
     )
-    d = d.with_columns(
-        condition_occurrence_id=stable_id(f"condition:{site}", d["diagnosis_id"]),
-        condition_start_date=pl.col("diagnosis_date"),
-        condition_start_datetime=pl.col("diagnosis_date").cast(pl.Datetime("us")),
-        condition_type_concept_id=pl.lit(EHR),
-        condition_source_value=pl.col("icd10_code"),
-        condition_status_source_value=pl.col("diagnosis_rank"),
+    ids = detail.select("visit_key", "visit_occurrence_id", "visit_detail_id")
+    merged = visits.height - vo.height
+    return (cdm.conform(vo, "visit_occurrence").sort("visit_occurrence_id"),
+            cdm.conform(detail, "visit_detail").sort("visit_detail_id"), ids, merged)
+
+
+def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """Add concept_id, source_concept_id, domain and the target table to each staging event."""
+    frames = []
+    for system, part in events.partition_by("code_system", as_dict=True, maintain_order=True).items():
+        vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
+        m = vocab.code_map(vocabulary_id).select("source_code", "concept_id", "source_concept_id", "domain_id")
+        frames.append(part.join(m, left_on=pl.col("code").str.to_uppercase(), right_on="source_code", how="left",
+                                maintain_order="left"))
+    if not frames:
+        mapped = events.with_columns(concept_id=pl.lit(0, pl.Int32), source_concept_id=pl.lit(0, pl.Int32),
+                                     domain_id=pl.lit(None, pl.String))
+    else:
+        mapped = pl.concat([f.select([*events.columns, "concept_id", "source_concept_id", "domain_id"]) for f in frames])
+    mapped = mapped.with_columns(
+        concept_id=pl.col("concept_id").fill_null(0).cast(pl.Int32),
+        source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
+        default_table=pl.col("kind").replace_strict(KIND_TABLE, default="observation", return_dtype=pl.String),
     )
-    return cdm.conform(d, "condition_occurrence").sort("condition_occurrence_id")
+    return mapped.with_columns(
+        table=pl.when(pl.col("concept_id") != 0)
+        .then(pl.col("domain_id").replace_strict(DOMAIN_TABLE, default=None, return_dtype=pl.String))
+        .otherwise(None).fill_null(pl.col("default_table"))
+    )
 
 
-def build_observation_period(persons: pl.DataFrame, visits: pl.DataFrame, conditions: pl.DataFrame) -> pl.DataFrame:
+def _unit_concepts(vocab: Vocabulary) -> pl.DataFrame:
+    return vocab.concept.filter(pl.col("vocabulary_id") == "UCUM").select(
+        unit=pl.col("concept_code"), unit_concept_id=pl.col("concept_id")).unique("unit", keep="first")
+
+
+def _assign_visits(ev: pl.DataFrame, ids: pl.DataFrame, visits: pl.DataFrame) -> pl.DataFrame:
+    """Events keep their own visit; events without one go to the person's covering visit."""
+    ev = ev.join(ids, on="visit_key", how="left", maintain_order="left")
+    missing = ev.filter(pl.col("visit_occurrence_id").is_null()).select("event_key", "person_id", "start")
+    if missing.height and visits.height:
+        cover = missing.join(visits.select("person_id", vid="visit_occurrence_id", vs="visit_start_datetime",
+                                           ve="visit_end_datetime"), on="person_id", how="inner")
+        cover = cover.filter((pl.col("start") >= pl.col("vs")) & (pl.col("start") <= pl.col("ve") + pl.duration(days=1)))
+        cover = cover.sort("event_key", "vs").unique("event_key", keep="first").select("event_key", "vid")
+        ev = ev.join(cover, on="event_key", how="left", maintain_order="left").with_columns(
+            visit_occurrence_id=pl.coalesce("visit_occurrence_id", "vid")).drop("vid")
+    return ev
+
+
+def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str, pl.DataFrame]:
+    units = _unit_concepts(vocab)
+    out: dict[str, pl.DataFrame] = {}
+    for table in EVENT_TABLES:
+        e = mapped.filter(pl.col("table") == table)
+        if table in ("measurement", "observation"):
+            e = e.join(units, on="unit", how="left", maintain_order="left")
+        e = e.with_columns(_id=stable_id(f"{table}:{site}", e["event_key"]),
+                           _date=pl.col("start").dt.date(), _end=pl.coalesce("end", "start"))
+        common = dict(person_id=pl.col("person_id"), visit_occurrence_id=pl.col("visit_occurrence_id"),
+                      visit_detail_id=pl.col("visit_detail_id"))
+        if table == "condition_occurrence":
+            df = e.select(condition_occurrence_id="_id", **common, condition_concept_id="concept_id",
+                          condition_start_date="_date", condition_start_datetime="start",
+                          condition_end_date=pl.col("end").dt.date(), condition_end_datetime="end",
+                          condition_type_concept_id=pl.lit(EHR), condition_source_value="code",
+                          condition_source_concept_id="source_concept_id", condition_status_source_value="status")
+        elif table == "drug_exposure":
+            df = e.select(drug_exposure_id="_id", **common, drug_concept_id="concept_id",
+                          drug_exposure_start_date="_date", drug_exposure_start_datetime="start",
+                          drug_exposure_end_date=pl.col("_end").dt.date(), drug_exposure_end_datetime="_end",
+                          drug_type_concept_id=pl.lit(EHR_PRESCRIPTION), quantity="quantity",
+                          route_source_value="route", drug_source_value="code",
+                          drug_source_concept_id="source_concept_id", dose_unit_source_value="unit")
+        elif table == "procedure_occurrence":
+            df = e.select(procedure_occurrence_id="_id", **common, procedure_concept_id="concept_id",
+                          procedure_date="_date", procedure_datetime="start",
+                          procedure_end_date=pl.col("end").dt.date(), procedure_end_datetime="end",
+                          procedure_type_concept_id=pl.lit(EHR), quantity="quantity",
+                          procedure_source_value="code", procedure_source_concept_id="source_concept_id")
+        elif table == "measurement":
+            df = e.select(measurement_id="_id", **common, measurement_concept_id="concept_id",
+                          measurement_date="_date", measurement_datetime="start",
+                          measurement_type_concept_id=pl.lit(LAB), value_as_number="value_number",
+                          unit_concept_id="unit_concept_id", measurement_source_value="code",
+                          measurement_source_concept_id="source_concept_id", unit_source_value="unit",
+                          value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String)))
+        elif table == "observation":
+            df = e.select(observation_id="_id", **common, observation_concept_id="concept_id",
+                          observation_date="_date", observation_datetime="start",
+                          observation_type_concept_id=pl.lit(EHR), value_as_number="value_number",
+                          value_as_string="value_text", unit_concept_id="unit_concept_id",
+                          observation_source_value="code", observation_source_concept_id="source_concept_id",
+                          unit_source_value="unit", value_source_value="value_text")
+        else:
+            df = e.select(device_exposure_id="_id", **common, device_concept_id="concept_id",
+                          device_exposure_start_date="_date", device_exposure_start_datetime="start",
+                          device_exposure_end_date=pl.col("end").dt.date(), device_exposure_end_datetime="end",
+                          device_type_concept_id=pl.lit(EHR), quantity=pl.col("quantity").cast(pl.Int32),
+                          device_source_value="code", device_source_concept_id="source_concept_id")
+        out[table] = cdm.conform(df, table).sort(cdm.table(table).primary_key or "person_id")
+    return out
+
+
+def build_notes(site: str, notes: pl.DataFrame, person_ids: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    n = notes.join(person_ids, on="person_key", how="inner").join(ids, on="visit_key", how="left")
+    n = n.with_columns(note_id=stable_id(f"note:{site}", n["note_key"]))
+    return cdm.conform(n.select(
+        "note_id", "person_id", "visit_occurrence_id", "visit_detail_id",
+        note_date=pl.col("date").dt.date(), note_datetime="date", note_type_concept_id=pl.lit(EHR),
+        note_class_concept_id=pl.lit(0), note_title="title", note_text="text", encoding_concept_id=pl.lit(0),
+        language_concept_id=pl.lit(0), note_source_value="note_key",
+    ), "note").sort("note_id")
+
+
+def build_observation_period(site: str, person: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    starts = {
+        "visit_occurrence": ("visit_start_date", "visit_end_date"),
+        "condition_occurrence": ("condition_start_date", "condition_start_date"),
+        "drug_exposure": ("drug_exposure_start_date", "drug_exposure_end_date"),
+        "procedure_occurrence": ("procedure_date", "procedure_date"),
+        "measurement": ("measurement_date", "measurement_date"),
+        "observation": ("observation_date", "observation_date"),
+        "device_exposure": ("device_exposure_start_date", "device_exposure_start_date"),
+    }
     dates = pl.concat([
-        visits.select("person_id", start="visit_start_date", end="visit_end_date"),
-        conditions.select("person_id", start="condition_start_date", end="condition_start_date"),
+        tables[t].select("person_id", start=pl.col(s), end=pl.coalesce(pl.col(e), pl.col(s))) for t, (s, e) in starts.items()
     ])
     op = dates.group_by("person_id").agg(
         observation_period_start_date=pl.col("start").min(), observation_period_end_date=pl.col("end").max()
-    ).join(persons.select("person_id"), on="person_id", how="inner")
-    op = op.with_columns(
-        observation_period_id=pl.col("person_id"), period_type_concept_id=pl.lit(PERIOD_TYPE)
-    )
-    return cdm.conform(op, "observation_period").sort("person_id")
+    ).join(person.select("person_id"), on="person_id", how="inner")
+    op = op.with_columns(observation_period_id=stable_id(f"observation_period:{site}", op["person_id"].cast(pl.String)),
+                         period_type_concept_id=pl.lit(PERIOD_TYPE))
+    return cdm.conform(op, "observation_period").sort("observation_period_id")
 
 
-def harmonise_site(site: str, raw: dict[str, pl.DataFrame], vocab: Vocabulary) -> OmopResult:
-    """raw entity tables (typed, valid) -> OMOP tables of the identifiable zone."""
-    patients, stays, diagnoses = raw["patients"], raw["stays"], raw["diagnoses"]
-    location = build_location(site, patients)
-    person = build_person(site, patients, location)
-    pid = person.select("person_id", patient_id=pl.col("person_source_value"))
-    visits = build_visits(site, stays, pid)
-    conditions = build_conditions(site, diagnoses, pid, visits, vocab)
-    op = build_observation_period(person, visits, conditions)
+def build_death(persons: pl.DataFrame, person_ids: pl.DataFrame) -> pl.DataFrame:
+    d = persons.filter(pl.col("death_date").is_not_null()).join(person_ids, on="person_key", how="inner")
+    return cdm.conform(d.select("person_id", death_date="death_date",
+                                death_datetime=pl.col("death_date").cast(pl.Datetime("us")),
+                                death_type_concept_id=pl.lit(EHR)), "death").sort("person_id")
+
+
+def build_cdm_source(site: str, vocab_version: str, today: dt.date) -> pl.DataFrame:
+    return cdm.conform(pl.DataFrame({
+        "cdm_source_name": [f"ds4h {site}"], "cdm_source_abbreviation": [site[:25]], "cdm_holder": [site],
+        "source_release_date": [today], "cdm_release_date": [today], "cdm_version": ["v5.4"],
+        "cdm_version_concept_id": [756265], "vocabulary_version": [vocab_version],
+    }), "cdm_source")
+
+
+def _derived(site: str, tables: dict[str, pl.DataFrame], vocab: Vocabulary) -> dict[str, pl.DataFrame]:
+    """Eras and oncology episodes, when their builders are present (transforms/eras.py, episodes.py)."""
+    out = {t: pl.DataFrame(schema=cdm.table(t).polars_schema) for t in ("condition_era", "drug_era", "episode", "episode_event")}
+    try:
+        from transforms import eras, episodes
+    except ImportError:  # pragma: no cover - optional until the modules land
+        return out
+    out["condition_era"] = eras.condition_era(tables["condition_occurrence"], site)
+    ancestor = getattr(vocab, "ancestor", None)
+    if ancestor is not None:
+        de = eras.drug_era(tables["drug_exposure"], ancestor, vocab.concept, site)
+        out["drug_era"] = de[0] if isinstance(de, tuple) else de
+    ep, ev = episodes.oncology_episodes(tables["condition_occurrence"], tables["drug_exposure"],
+                                        tables["procedure_occurrence"], vocab.concept, site)
+    out["episode"], out["episode_event"] = ep, ev
+    return out
+
+
+def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, today: dt.date | None = None) -> OmopResult:
+    """Staging tables of one site -> OMOP tables of the identifiable zone, with row accounting."""
+    today = today or dt.date.today()
+    persons, visits, events = stg["persons"], stg["visits"], stg["events"]
+    location = build_location(site, persons, stg["care_sites"])
+    care_site = build_care_sites(site, stg["care_sites"], location)
+    cs_ids = care_site.select("care_site_id", care_site_key="care_site_source_value")
+    provider = build_providers(site, stg["providers"], cs_ids)
+    person = build_person(site, persons, location)
+    person_ids = person.select("person_id", person_key="person_source_value")
+    visit_occurrence, visit_detail, ids, merged_visits = build_visits(site, visits, person_ids)
+    known = events["person_key"].is_in(person_ids["person_key"].implode())
+    orphans = events.filter(~known).with_columns(
+        default_table=pl.col("kind").replace_strict(KIND_TABLE, default="observation", return_dtype=pl.String)
+    ).group_by("default_table").len()
+    ev = events.filter(known).join(person_ids, on="person_key", how="inner")
+    ev = _assign_visits(ev, ids, visit_occurrence)
+    mapped = map_events(ev, vocab)
+    tables: dict[str, pl.DataFrame] = {
+        "location": location, "care_site": care_site, "provider": provider, "person": person,
+        "visit_occurrence": visit_occurrence, "visit_detail": visit_detail,
+        **build_events(site, mapped, vocab),
+    }
+    tables["death"] = build_death(persons, person_ids)
+    tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
+    tables["observation_period"] = build_observation_period(site, person, tables)
+    tables.update(_derived(site, tables, vocab))
+    tables["cdm_source"] = build_cdm_source(site, "bundled:demo", today)
+
     acc: list[dict[str, object]] = []
-    for table, src, out in (
-        ("person", patients, person), ("location", None, location), ("visit_occurrence", stays, visits),
-        ("condition_occurrence", diagnoses, conditions), ("observation_period", None, op),
-    ):
-        if src is None:
-            acc.append(dict(table=table, category="produced", reason_code=None, rows=out.height))
-        else:
-            acc.append(dict(table=table, category="in", reason_code=None, rows=src.height))
-            acc.append(dict(table=table, category="out", reason_code=None, rows=out.height))
-            if src.height != out.height:
-                raise AssertionError(f"{table}: {src.height} rows in, {out.height} out: rows lost in harmonisation")
-    unmapped = (
-        conditions.filter(pl.col("condition_concept_id") == 0)
-        .join(diagnoses.select(condition_source_value="icd10_code", description="description").unique("condition_source_value"),
-              on="condition_source_value", how="left")
-        .group_by("condition_source_value", "description").len("rows")
-        .select(table=pl.lit("condition_occurrence"), source_value="condition_source_value", description="description", rows="rows")
-        .sort("rows", "source_value", descending=[True, False])
+
+    def row(table: str, category: str, rows: int, reason: str | None = None) -> None:
+        if rows or category in ("in", "out"):
+            acc.append(dict(table=table, category=category, reason_code=reason, rows=rows))
+
+    row("person", "in", persons.height)
+    row("person", "out", person.height)
+    row("visit_occurrence", "in", visits.height)
+    row("visit_occurrence", "merged", merged_visits, "omop.visit_rollup")
+    row("visit_occurrence", "out", visit_occurrence.height)
+    counts = mapped.group_by("default_table", "table").len()
+    for t in EVENT_TABLES:
+        part = counts.filter(pl.col("default_table") == t)
+        lost = int(orphans.filter(pl.col("default_table") == t)["len"].sum())
+        rerouted = int(part.filter(pl.col("table") != t)["len"].sum())
+        stayed = int(part.filter(pl.col("table") == t)["len"].sum())
+        row(t, "in", stayed + rerouted + lost)
+        row(t, "quarantined", lost, "omop.unknown_person")
+        row(t, "rerouted", rerouted, "omop.domain_route")
+        row(t, "out", stayed)
+        # rows rerouted here from another kind's table: produced in this table
+        row(t, "produced", int(counts.filter((pl.col("table") == t) & (pl.col("default_table") != t))["len"].sum()))
+    row("note", "in", stg["notes"].height)
+    row("note", "out", tables["note"].height)
+    for t in ("location", "care_site", "provider", "visit_detail", "death", "observation_period",
+              "condition_era", "drug_era", "episode", "episode_event", "cdm_source"):
+        row(t, "produced", tables[t].height)
+    coverage = (
+        mapped.group_by("table", "code_system", "code").agg(
+            description=pl.col("description").drop_nulls().first(), rows=pl.len(),
+            mapped=(pl.col("concept_id") != 0).all(),
+        ).rename({"code": "source_code"}).sort("table", "rows", "source_code", descending=[False, True, False])
     )
-    mapped = conditions.height - int(unmapped["rows"].sum())
+    total = mapped.height
+    n_mapped = int((mapped["concept_id"] != 0).sum())
     return OmopResult(
-        tables={"person": person, "location": location, "visit_occurrence": visits,
-                "condition_occurrence": conditions, "observation_period": op},
+        tables=tables,
         accounting=accounting_frame("omop", site, acc),
-        unmapped=unmapped,
-        stats={"condition_mapped_share": mapped / conditions.height if conditions.height else 1.0},
+        coverage=coverage,
+        stats={"mapped_share": n_mapped / total if total else 1.0},
     )
+
+
+def usagi_csv(coverage: pl.DataFrame, top: int = 500) -> pl.DataFrame:
+    """Unmapped codes, most frequent first, in the shape Usagi imports (sourceCode, sourceName, sourceFrequency)."""
+    return (
+        coverage.filter(~pl.col("mapped")).sort("rows", "source_code", descending=[True, False]).head(top)
+        .select(sourceCode="source_code", sourceName=pl.col("description").fill_null(""),
+                sourceFrequency="rows", **{"ADD_INFO:codeSystem": "code_system", "ADD_INFO:table": "table"})
+    )
+
+
+def coverage_summary(coverage: pl.DataFrame) -> pl.DataFrame:
+    """Per table and code system: rows and distinct codes, mapped and total."""
+    return coverage.group_by("table", "code_system").agg(
+        rows=pl.col("rows").sum(), rows_mapped=pl.col("rows").filter(pl.col("mapped")).sum(),
+        codes=pl.len(), codes_mapped=pl.col("mapped").sum(),
+    ).sort("table", "code_system")

@@ -1,66 +1,154 @@
 """OMOP vocabularies: concepts, "Maps to" relationships and a SOURCE_TO_CONCEPT_MAP.
 
-Mapping follows OHDSI: source code -> source concept -> "Maps to" -> standard concept; codes of
-local systems (ICD-10 and ATC at the demo hospitals) reach standard concepts through the
-SOURCE_TO_CONCEPT_MAP, as Usagi exports it. Unmapped codes get concept_id 0 and are never dropped.
+Mapping follows OHDSI: source code -> source concept -> "Maps to" -> standard concept; the standard
+concept's domain decides the target table. Codes of local systems (ICD-10 and ATC at the demo
+hospitals) reach standard concepts through the SOURCE_TO_CONCEPT_MAP, as Usagi exports it. Unmapped
+codes keep their source value and source_concept_id, get concept_id 0, and are never dropped.
+
+Where a vocabulary comes from (``load_vocabulary(location)``):
+
+- ``bundled:demo``: the small TAB CSVs under ``schemas/vocabulary/demo/``;
+- a folder written by ``ds4h vocabulary load`` (it has ``vocabulary.json``): Parquet;
+- a raw Athena download folder: loaded once into ``$DS4H_HOME/vocabulary/<name>/`` (again when its
+  files change) and read from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
+from transforms import athena
+from transforms.athena import VocabularyError
+
+__all__ = ["BUNDLED", "Vocabulary", "VocabularyError", "load_vocabulary"]
+
 BUNDLED = "bundled:demo"
 
-_CONCEPT_SCHEMA = {
-    "concept_id": pl.Int32, "concept_name": pl.String, "domain_id": pl.String, "vocabulary_id": pl.String,
-    "concept_class_id": pl.String, "standard_concept": pl.String, "concept_code": pl.String,
-}
+_CONCEPT_COLUMNS = ("concept_id", "concept_name", "domain_id", "vocabulary_id", "concept_class_id",
+                    "standard_concept", "concept_code")
+_ANCESTOR_COLUMNS = ("ancestor_concept_id", "descendant_concept_id", "min_levels_of_separation")
+_MAPS_TO_SCHEMA = pl.Schema({"concept_id_1": pl.Int32(), "concept_id_2": pl.Int32()})
+
+Kind = Literal["memory", "athena", "parquet"]
 
 
-class VocabularyError(Exception):
-    """A vocabulary folder is missing or incomplete; the message says what to do."""
+def _empty(table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+    schema = athena.vocabulary_schema(table)
+    return pl.DataFrame(schema={c: schema[c] for c in (columns or tuple(schema))})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Vocabulary:
+    """Concepts (the columns of ``_CONCEPT_COLUMNS``), valid "Maps to" pairs and the STCM.
+
+    ``folder``/``kind`` say where the other tables can be read on demand (``scan``, ``ancestor``).
+    """
+
     concept: pl.DataFrame
-    maps_to: pl.DataFrame  # concept_id_1 -> concept_id_2
-    stcm: pl.DataFrame  # source_code, source_vocabulary_id, source_code_description, target_concept_id, source_concept_id
+    maps_to: pl.DataFrame  # concept_id_1 -> concept_id_2, valid "Maps to" only
+    stcm: pl.DataFrame  # SOURCE_TO_CONCEPT_MAP columns (source_code, source_concept_id, ..., target_concept_id, ...)
+    folder: Path | None = None
+    kind: Kind = "memory"
+    name: str = ""
+    versions: Mapping[str, str | None] = field(default_factory=dict)  # vocabulary_id -> vocabulary_version
+
+    def scan(self, table: str) -> pl.LazyFrame | None:
+        """A lazy, typed scan of any vocabulary table of this vocabulary, or None if it has none."""
+        if self.folder is None:
+            return None
+        if self.kind == "parquet":
+            p = self.folder / f"{table}.parquet"
+            return pl.scan_parquet(p) if p.is_file() else None
+        src = athena.find_tables(self.folder).get(table)
+        return athena.scan_athena(src, table) if src is not None else None
+
+    @cached_property
+    def ancestor(self) -> pl.DataFrame:
+        """CONCEPT_ANCESTOR (ancestor_concept_id, descendant_concept_id, min_levels_of_separation),
+        read on first use; empty when the vocabulary has none."""
+        lf = self.scan("concept_ancestor")
+        if lf is None:
+            return _empty("concept_ancestor", _ANCESTOR_COLUMNS)
+        return lf.select(_ANCESTOR_COLUMNS).collect(engine="streaming")
+
+    def with_stcm(self, path: str | Path) -> Vocabulary:
+        """This vocabulary plus a site's SOURCE_TO_CONCEPT_MAP file (Usagi CSV export or Athena TAB)."""
+        extra = athena.read_stcm(Path(path))
+        stcm = pl.concat([self.stcm.select(extra.columns).cast(extra.schema), extra], how="vertical")
+        return replace(self, stcm=stcm)
 
     def code_map(self, vocabulary_id: str) -> pl.DataFrame:
         """source_code -> source_concept_id, concept_id (standard, 0 if none), domain_id.
 
-        Codes of ``vocabulary_id`` found in CONCEPT map through "Maps to"; codes found only in the
-        SOURCE_TO_CONCEPT_MAP map to its target. Code matching is case-insensitive.
+        Code matching is case-insensitive (codes are upper-cased). For each code of
+        ``vocabulary_id``:
+
+        1. a valid SOURCE_TO_CONCEPT_MAP row (empty invalid_reason) with a non-zero target wins;
+           its source_concept_id is taken from CONCEPT when the STCM leaves it 0;
+        2. else the code's concept in CONCEPT maps through "Maps to";
+        3. else concept_id is 0 (and source_concept_id 0 when the code is not in CONCEPT either).
+
+        A target counts only if it is a standard concept of this vocabulary; its ``domain_id``
+        routes the row to a CDM table (null when unmapped). When a code has several standard
+        targets (OHDSI would emit one row per target), the lowest target concept_id is kept, so
+        the result is deterministic and has exactly one row per source_code. Among several source
+        concepts with the same code, the one with a standard target, then the lowest id, is kept.
         """
+        standard = self.concept.filter(pl.col("standard_concept") == "S").select(
+            pl.col("concept_id").cast(pl.Int32), "domain_id"
+        )
         src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
-            source_code=pl.col("concept_code").str.to_uppercase(), source_concept_id=pl.col("concept_id")
-        ).unique(subset="source_code", keep="first")
+            source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
+            source_concept_id=pl.col("concept_id").cast(pl.Int32),
+        )
+        targets = self.maps_to.select(pl.col("concept_id_1").cast(pl.Int32), pl.col("concept_id_2").cast(pl.Int32)).join(
+            standard, left_on="concept_id_2", right_on="concept_id", how="inner"
+        )
         via_concept = (
-            src.join(self.maps_to, left_on="source_concept_id", right_on="concept_id_1", how="left")
-            .rename({"concept_id_2": "concept_id"})
-            .unique(subset="source_code", keep="first")
+            src.join(targets, left_on="source_concept_id", right_on="concept_id_1", how="left")
+            .sort("source_code", "concept_id_2", "source_concept_id", nulls_last=True)
+            .unique(subset="source_code", keep="first", maintain_order=True)
+            .select("source_code", "source_concept_id", pl.col("concept_id_2").alias("concept_id"), "domain_id")
         )
-        via_stcm = self.stcm.filter(pl.col("source_vocabulary_id") == vocabulary_id).select(
-            source_code=pl.col("source_code").str.to_uppercase(),
-            source_concept_id=pl.col("source_concept_id"),
-            concept_id=pl.col("target_concept_id"),
-        ).unique(subset="source_code", keep="first")
-        both = pl.concat([via_stcm, via_concept.filter(~pl.col("source_code").is_in(via_stcm["source_code"].implode()))])
-        standard = self.concept.filter(pl.col("standard_concept") == "S").select("concept_id", "domain_id")
-        return (
-            both.join(standard, on="concept_id", how="left")
-            .with_columns(
-                concept_id=pl.when(pl.col("domain_id").is_null()).then(0).otherwise(pl.col("concept_id")).cast(pl.Int32),
-                source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
+        via_stcm = (
+            self.stcm.filter(
+                (pl.col("source_vocabulary_id") == vocabulary_id)
+                & (pl.col("invalid_reason").fill_null("") == "")
+                & (pl.col("target_concept_id").fill_null(0) != 0)
             )
-            .sort("source_code")
+            .select(
+                source_code=pl.col("source_code").str.strip_chars().str.to_uppercase(),
+                stcm_source_concept_id=pl.col("source_concept_id").cast(pl.Int32),
+                concept_id=pl.col("target_concept_id").cast(pl.Int32),
+            )
+            .join(standard, on="concept_id", how="left")
+            .sort(pl.col("source_code"), pl.col("domain_id").is_null(), pl.col("concept_id"))
+            .unique(subset="source_code", keep="first", maintain_order=True)
+            .join(via_concept.select("source_code", "source_concept_id"), on="source_code", how="left")
+            .select(
+                "source_code",
+                source_concept_id=pl.when(pl.col("stcm_source_concept_id").fill_null(0) == 0)
+                .then(pl.col("source_concept_id"))
+                .otherwise(pl.col("stcm_source_concept_id")),
+                concept_id=pl.col("concept_id"),
+                domain_id=pl.col("domain_id"),
+            )
         )
+        both = pl.concat(
+            [via_stcm, via_concept.join(via_stcm.select("source_code"), on="source_code", how="anti")],
+            how="vertical",
+        )
+        return both.with_columns(
+            concept_id=pl.when(pl.col("domain_id").is_null()).then(0).otherwise(pl.col("concept_id")).cast(pl.Int32),
+            source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
+        ).sort("source_code")
 
     def lookup(self, df: pl.DataFrame, code_col: str, vocabulary_id: str, prefix: str) -> pl.DataFrame:
         """Add ``<prefix>_concept_id``, ``<prefix>_source_concept_id`` and ``<prefix>_domain``."""
@@ -68,7 +156,8 @@ class Vocabulary:
             {"concept_id": f"{prefix}_concept_id", "source_concept_id": f"{prefix}_source_concept_id",
              "domain_id": f"{prefix}_domain"}
         )
-        out = df.join(m, left_on=pl.col(code_col).str.to_uppercase(), right_on="source_code", how="left", maintain_order="left")
+        out = df.join(m, left_on=pl.col(code_col).str.strip_chars().str.to_uppercase(), right_on="source_code",
+                      how="left", maintain_order="left")
         if "source_code" in out.columns and "source_code" not in df.columns:
             out = out.drop("source_code")
         return out.with_columns(
@@ -77,44 +166,76 @@ class Vocabulary:
         )
 
 
-def _read_athena(folder: Path, name: str, required: bool = True) -> pl.DataFrame | None:
-    for candidate in (folder / f"{name}.csv", folder / f"{name.lower()}.csv", folder / f"{name}.parquet"):
-        if candidate.exists():
-            if candidate.suffix == ".parquet":
-                return pl.read_parquet(candidate)
-            return pl.read_csv(candidate, separator="\t", infer_schema=False, quote_char=None)
-    if required:
-        raise VocabularyError(f"{folder} has no {name}.csv: give an Athena download folder or 'bundled:demo'")
-    return None
+def _bundled_folder() -> Path:
+    return Path(str(resources.files("schemas").joinpath("vocabulary/demo")))
+
+
+def _from_athena_csv(folder: Path) -> Vocabulary:
+    """Read a (small) Athena TAB folder directly: used for the bundled demo vocabulary."""
+    files = athena.find_tables(folder)
+    missing = [t.upper() + ".csv" for t in ("concept", "concept_relationship") if t not in files]
+    if missing:
+        raise VocabularyError(f"{folder} has no {', '.join(missing)}: give an Athena download folder or 'bundled:demo'")
+    concept = athena.scan_athena(files["concept"], "concept").select(_CONCEPT_COLUMNS).collect()
+    maps_to = _maps_to(athena.scan_athena(files["concept_relationship"], "concept_relationship"))
+    stcm = (athena.scan_athena(files["source_to_concept_map"], "source_to_concept_map").collect()
+            if "source_to_concept_map" in files else _empty("source_to_concept_map"))
+    versions: dict[str, str | None] = {}
+    if "vocabulary" in files:
+        voc = athena.scan_athena(files["vocabulary"], "vocabulary").select("vocabulary_id", "vocabulary_version")
+        versions = {str(k): v for k, v in voc.collect().iter_rows()}
+    return Vocabulary(concept, maps_to, stcm, folder=folder, kind="athena", name=folder.name, versions=versions)
+
+
+def _maps_to(rel: pl.LazyFrame) -> pl.DataFrame:
+    return (
+        rel.filter((pl.col("relationship_id") == "Maps to") & (pl.col("invalid_reason").fill_null("") == ""))
+        .select("concept_id_1", "concept_id_2")
+        .collect(engine="streaming")
+        .cast(_MAPS_TO_SCHEMA)
+        .sort("concept_id_1", "concept_id_2")
+    )
+
+
+def _from_parquet(folder: Path) -> Vocabulary:
+    manifest = athena.read_manifest(folder)
+    for t in ("concept", "concept_relationship"):
+        if not (folder / f"{t}.parquet").is_file():
+            raise VocabularyError(f"{folder} has no {t}.parquet: run 'ds4h vocabulary load' again")
+    concept = pl.scan_parquet(folder / "concept.parquet").select(_CONCEPT_COLUMNS).collect(engine="streaming")
+    maps_to = _maps_to(pl.scan_parquet(folder / "concept_relationship.parquet"))
+    p = folder / "source_to_concept_map.parquet"
+    stcm = pl.read_parquet(p) if p.is_file() else _empty("source_to_concept_map")
+    versions = {str(k): (None if v is None else str(v)) for k, v in dict(manifest.get("vocabularies", {})).items()}
+    return Vocabulary(concept, maps_to, stcm, folder=folder, kind="parquet", name=str(manifest.get("name", folder.name)),
+                      versions=versions)
 
 
 @cache
+def _open(kind: Kind, folder: str, stamp: int) -> Vocabulary:
+    """Cached by folder and the manifest's mtime, so a reloaded vocabulary is read again."""
+    del stamp
+    return _from_parquet(Path(folder)) if kind == "parquet" else _from_athena_csv(Path(folder))
+
+
 def load_vocabulary(location: str = BUNDLED) -> Vocabulary:
+    """The vocabulary named by the config's ``vocabulary``: ``bundled:demo``, a folder written by
+    ``ds4h vocabulary load``, or a raw Athena download folder (loaded into the workspace on first use).
+    Cached per process."""
     if location == BUNDLED:
-        folder = Path(str(resources.files("schemas").joinpath("vocabulary/demo")))
-    elif location.startswith("bundled:"):
+        return _open("athena", str(_bundled_folder()), 0)
+    if location.startswith("bundled:"):
         raise VocabularyError(f"unknown bundled vocabulary {location!r}; use 'bundled:demo'")
-    else:
-        folder = Path(location)
-        if not folder.is_dir():
-            raise VocabularyError(f"vocabulary folder {folder} does not exist: fix 'vocabulary' in the config")
-    concept = _read_athena(folder, "CONCEPT")
-    rel = _read_athena(folder, "CONCEPT_RELATIONSHIP")
-    stcm = _read_athena(folder, "SOURCE_TO_CONCEPT_MAP", required=False)
-    assert concept is not None and rel is not None
-    concept = concept.select(list(_CONCEPT_SCHEMA)).cast(_CONCEPT_SCHEMA)  # type: ignore[arg-type]
-    maps_to = (
-        rel.filter((pl.col("relationship_id") == "Maps to") & (pl.col("invalid_reason").fill_null("") == ""))
-        .select(pl.col("concept_id_1").cast(pl.Int32), pl.col("concept_id_2").cast(pl.Int32))
-        .sort("concept_id_1", "concept_id_2")
-    )
-    if stcm is None:
-        stcm = pl.DataFrame(schema={"source_code": pl.String, "source_vocabulary_id": pl.String,
-                                    "source_code_description": pl.String, "target_concept_id": pl.Int32,
-                                    "source_concept_id": pl.Int32})
-    else:
-        stcm = stcm.select(
-            "source_code", "source_vocabulary_id", "source_code_description",
-            pl.col("target_concept_id").cast(pl.Int32), pl.col("source_concept_id").cast(pl.Int32),
-        )
-    return Vocabulary(concept, maps_to, stcm)
+    folder = Path(location).expanduser().resolve()
+    if not folder.is_dir():
+        raise VocabularyError(f"vocabulary folder {folder} does not exist: fix 'vocabulary' in the config")
+    if not athena.is_loaded_folder(folder):
+        if not athena.is_athena_folder(folder):
+            raise VocabularyError(
+                f"{folder} holds neither a loaded vocabulary ({athena.MANIFEST}) nor an Athena download "
+                "(CONCEPT.csv): fix 'vocabulary' in the config"
+            )
+        from schemas.config import home
+
+        folder = athena.ensure_loaded(folder, home())
+    return _open("parquet", str(folder), (folder / athena.MANIFEST).stat().st_mtime_ns)

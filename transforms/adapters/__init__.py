@@ -1,0 +1,227 @@
+"""Source adapters: each reads one source format into typed raw tables and turns them into staging tables.
+
+An adapter has two halves: ``read_<format>(site, folder) -> IngestResult`` (typed raw tables, the
+quarantine with a reason per bad row, row accounting) and ``<format>_to_staging(raw)`` (the
+source-neutral tables of ``transforms/staging.py``). This module holds what the adapters share:
+date parsing, code-system names, and the row checks (required, dates, duplicates, orphans).
+
+Modules: ``hospital_csv``, ``synthea`` (Synthea CSV 2.7 to 3.3), ``fhir`` (FHIR R4 NDJSON and Bundles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from transforms.ingest import EntityResult
+
+LINE = "_line"
+FILE = "_file"
+ROW = "_row"
+PRE_REASON = "_pre_reason"
+PRE_DETAIL = "_pre_detail"
+RAW = "raw"  # the source text of a JSON resource: kept for the quarantine only
+_REASON = "_reason"
+_DETAIL = "_detail"
+
+# Names of coding systems, as sources write them, normalised (upper-case, letters and digits only)
+# or as FHIR system URIs -> the staging code_system.
+_SYSTEM_WORDS: dict[str, str] = {
+    "SNOMED": "SNOMED", "SNOMEDCT": "SNOMED", "SCT": "SNOMED",
+    "LOINC": "LOINC", "LN": "LOINC",
+    "RXNORM": "RXNORM", "RXN": "RXNORM",
+    "CVX": "CVX", "NDC": "NDC", "ATC": "ATC", "UCUM": "UCUM",
+    "ICD10": "ICD10", "ICD10CM": "ICD10CM", "ICD10PCS": "ICD10PCS",
+    "CPT": "CPT4", "CPT4": "CPT4", "HCPCS": "HCPCS", "DMD": "DMD",
+}
+SYSTEM_URIS: dict[str, str] = {
+    "http://snomed.info/sct": "SNOMED",
+    "http://loinc.org": "LOINC",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RXNORM",
+    "http://hl7.org/fhir/sid/cvx": "CVX",
+    "http://hl7.org/fhir/sid/icd-10": "ICD10",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD10CM",
+    "http://hl7.org/fhir/sid/ndc": "NDC",
+    "http://www.whocc.no/atc": "ATC",
+    "http://www.ama-assn.org/go/cpt": "CPT4",
+    "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": "HCPCS",
+    "http://unitsofmeasure.org": "UCUM",
+}
+
+
+def code_system_name(system: str | None) -> str | None:
+    """The staging code_system for a source's system name or URI; unknown ones are kept as written."""
+    if system is None:
+        return None
+    s = system.strip()
+    if not s:
+        return None
+    if s in SYSTEM_URIS:
+        return SYSTEM_URIS[s]
+    word = "".join(ch for ch in s.upper() if ch.isalnum())
+    return _SYSTEM_WORDS.get(word, s)
+
+
+def code_system_expr(col: str, default: str) -> pl.Expr:
+    """Vectorised ``code_system_name`` of a column (``default`` where it is null or absent)."""
+    s = pl.col(col).str.strip_chars()
+    word = s.str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
+    by_uri = s.replace_strict(SYSTEM_URIS, default=None, return_dtype=pl.String)
+    by_word = word.replace_strict(_SYSTEM_WORDS, default=None, return_dtype=pl.String)
+    return pl.coalesce(by_uri, by_word, pl.when(s != "").then(s), pl.lit(default))
+
+
+def parse_instant(e: pl.Expr) -> pl.Expr:
+    """ISO 8601 date or date-time (``Z``, an offset, or none; fractions; partial dates ``YYYY``/``YYYY-MM``)
+    -> naive UTC ``Datetime("us")``; null where it does not parse. A value without offset is taken as UTC."""
+    s = e.str.strip_chars()
+    iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
+    aware = iso.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%z", strict=False)
+    aware_min = iso.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M%z", strict=False)
+    naive = iso.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
+    naive_min = iso.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M", strict=False)
+    return pl.coalesce(
+        aware.dt.replace_time_zone(None),
+        naive,
+        parse_day(e).cast(pl.Datetime("us")),
+        aware_min.dt.replace_time_zone(None),
+        naive_min,
+    )
+
+
+def parse_day(e: pl.Expr) -> pl.Expr:
+    """The calendar date as written (``YYYY-MM-DD``, or ``YYYY-MM``/``YYYY`` as the first day; a date-time
+    keeps its own local date) -> ``Date``; null where it does not parse."""
+    s = e.str.strip_chars()
+    day = (
+        pl.when(s.str.contains(r"^\d{4}$")).then(s + "-01-01")
+        .when(s.str.contains(r"^\d{4}-\d{2}$")).then(s + "-01")
+        .when(s.str.contains(r"^\d{4}-\d{2}-\d{2}[T ]")).then(s.str.slice(0, 10))
+        .otherwise(s)
+    )
+    return day.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one raw entity must satisfy. Columns are the typed table's (lower-case) names."""
+
+    name: str
+    key: str | None = None
+    required: tuple[str, ...] = ()
+    datetimes: tuple[str, ...] = ()  # parsed to naive UTC Datetime("us")
+    dates: tuple[str, ...] = ()  # parsed to Date (as written)
+    numbers: tuple[str, ...] = ()  # parsed to Float64
+    refs: Mapping[str, str] = field(default_factory=dict)  # column -> parent entity (its valid keys)
+
+
+def _chain(checks: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+    reason: pl.Expr = pl.lit(None, pl.String)
+    detail: pl.Expr = pl.lit(None, pl.String)
+    for cond, code, msg in reversed(checks):
+        reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
+        detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)
+    return reason, detail
+
+
+def validate(
+    spec: Spec,
+    df: pl.DataFrame,
+    *,
+    file: str | None,
+    source_columns: list[str],
+    dedup_on: list[str],
+    parents: Mapping[str, pl.Series],
+    absent: Mapping[str, str] | None = None,
+) -> EntityResult:
+    """Type and check one raw entity. Every input row ends in the table, the quarantine or ``deduplicated``.
+
+    ``df`` holds the source values as strings under the spec's column names (plus any other columns,
+    passed through), ``_line`` and optionally ``_file``, ``_pre_reason``/``_pre_detail`` (a fault found
+    while reading, which wins). ``source_columns`` are copied into the quarantine as the original cells;
+    ``dedup_on`` identifies exact duplicate rows (counted, not quarantined); ``parents`` maps an entity
+    to its valid keys for the orphan check; ``absent`` maps a missing source column to a message.
+    Reason codes, first failing check wins: the read fault, ``raw.missing_required``,
+    ``raw.invalid_date``, ``raw.invalid_value``, ``raw.duplicate_key``, ``raw.orphan``.
+    """
+    absent = absent or {}
+    rows_in = df.height
+    if PRE_REASON not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.String).alias(PRE_REASON), pl.lit(None, pl.String).alias(PRE_DETAIL))
+    df = df.with_row_index(ROW)
+    original = df
+    if dedup_on and df.height:
+        first = df.select(
+            (pl.struct(dedup_on).is_first_distinct() | pl.col(PRE_REASON).is_not_null()).alias("f")
+        ).to_series()
+        deduplicated = int((~first).sum())
+        if deduplicated:
+            df = df.filter(first)
+    else:
+        deduplicated = 0
+
+    checks: list[tuple[pl.Expr, str, pl.Expr]] = [
+        (pl.col(PRE_REASON).is_not_null(), "", pl.col(PRE_DETAIL)),
+    ]
+    for c in spec.required:
+        msg = absent.get(c, f"{c} is empty")
+        checks.append((pl.col(c).is_null() | (pl.col(c).str.strip_chars() == ""), "raw.missing_required", pl.lit(msg)))
+    typed: dict[str, pl.Expr] = {}
+    for c in spec.datetimes:
+        typed[c] = parse_instant(pl.col(c))
+    for c in spec.dates:
+        typed[c] = parse_day(pl.col(c))
+    for c in (*spec.datetimes, *spec.dates):
+        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & typed[c].is_null(),
+                       "raw.invalid_date", pl.lit(f"{c} is not a valid date: ") + pl.col(c)))
+    for c in spec.numbers:
+        typed[c] = pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
+        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & typed[c].is_null(),
+                       "raw.invalid_value", pl.lit(f"{c} is not a number: ") + pl.col(c)))
+    reason, detail = _chain(checks)
+    reason = pl.when(pl.col(PRE_REASON).is_not_null()).then(pl.col(PRE_REASON)).otherwise(reason)
+    df = df.with_columns(reason.alias(_REASON), detail.alias(_DETAIL))
+
+    if spec.key is not None:
+        ok = pl.col(_REASON).is_null()
+        dup = ok & pl.col(spec.key).is_duplicated().over(ok) & (pl.col(ROW) != pl.col(ROW).min().over(spec.key, ok))
+        df = df.with_columns(
+            pl.when(dup).then(pl.lit("raw.duplicate_key")).otherwise(pl.col(_REASON)).alias(_REASON),
+            pl.when(dup).then(pl.lit(f"{spec.key} repeats an earlier row")).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
+        )
+    for col, parent in spec.refs.items():
+        keys = parents.get(parent)
+        if keys is None:
+            continue
+        orphan = pl.col(_REASON).is_null() & pl.col(col).is_not_null() & ~pl.col(col).is_in(keys.implode())
+        df = df.with_columns(
+            pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(_REASON)).alias(_REASON),
+            pl.when(orphan).then(pl.lit(f"{col} names no valid {parent}: ") + pl.col(col))
+            .otherwise(pl.col(_DETAIL)).alias(_DETAIL),
+        )
+
+    bad = df.filter(pl.col(_REASON).is_not_null()).select(ROW, _REASON, _DETAIL)
+    good = df.filter(pl.col(_REASON).is_null())
+    internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW)
+    keep = [c for c in good.columns if c not in internal]
+    table = good.with_columns([e.alias(c) for c, e in typed.items()]).select(keep)
+    src_file = pl.col(FILE) if FILE in original.columns else pl.lit(file, pl.String)
+    quarantine = (
+        original.join(bad, on=ROW, how="inner")
+        .select(
+            pl.col(_REASON).alias("reason_code"), pl.col(_DETAIL).alias("reason_detail"),
+            src_file.alias("source_file"), pl.col(LINE).alias("source_line"),
+            *[pl.col(c) for c in source_columns if c in original.columns],
+        )
+    )
+    return EntityResult(spec.name, rows_in, table, quarantine, deduplicated, file)
+
+
+def empty_result(name: str, columns: list[str], file: str | None) -> EntityResult:
+    """An entity with no rows (its file is absent): string columns plus ``_line``."""
+    schema: dict[str, pl.DataType] = {LINE: pl.Int64(), **{c: pl.String() for c in columns}}
+    quarantine = pl.DataFrame(schema={"reason_code": pl.String, "reason_detail": pl.String,
+                                      "source_file": pl.String, "source_line": pl.Int64})
+    return EntityResult(name, 0, pl.DataFrame(schema=schema), quarantine, 0, file)

@@ -1,0 +1,685 @@
+"""fhir-bulk adapter: FHIR R4 bulk-export NDJSON (``<Type>.*.ndjson``) and Bundles (``*.json``, one per
+patient, transaction or collection, as Synthea writes them).
+
+One raw entity per resource type (lower-case type name). A raw table holds the fields the staging
+model needs, flattened and typed (dates as naive UTC), with ``_file`` and ``_line`` (the line number in
+an NDJSON file, 1-based; the entry index in a Bundle, 0-based). Bundle files themselves are the entity
+``bundle`` (one row per file). The quarantine keeps the resource's JSON text in the ``raw`` column.
+
+Reason codes (first failing wins): ``raw.invalid_json`` (a line or file that is not JSON, or JSON
+that is not a resource), ``raw.unknown_resource`` (a type this adapter does not read: all its rows),
+``raw.invalid_value`` (a field of the wrong shape, attachment data that is not base64 text),
+``raw.missing_required``, ``raw.invalid_date``, ``raw.duplicate_key`` (the same id with a different
+content; the same content again is counted as ``deduplicated``), ``raw.orphan`` (the subject names no
+valid Patient, or the encounter no valid Encounter).
+
+References: ``Patient/<id>``, ``urn:uuid:<id>``, absolute URLs and ``_history`` are reduced to the id;
+conditional references (``Practitioner?identifier=<system>|<value>``, or a Reference with only an
+identifier) are kept as ``?<system>|<value>`` and resolved in staging through the identifiers of the
+Practitioner, Organization and Location resources read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import polars as pl
+
+from transforms import staging
+from transforms.adapters import (
+    FILE,
+    LINE,
+    PRE_DETAIL,
+    PRE_REASON,
+    RAW,
+    SYSTEM_URIS,
+    Spec,
+    code_system_name,
+    validate,
+)
+from transforms.ingest import EntityResult, ExtractError, IngestResult
+
+Row = dict[str, Any]
+
+ENCOUNTER_CLASS: dict[str, str] = {
+    "AMB": "AMBULATORY", "EMER": "EMERGENCY", "IMP": "INPATIENT", "ACUTE": "INPATIENT", "NONAC": "INPATIENT",
+    "OBSENC": "OUTPATIENT", "PRENC": "OUTPATIENT", "SS": "OUTPATIENT", "HH": "HOME", "VR": "VIRTUAL",
+    "FLD": "AMBULATORY",
+}
+_SEX = {"male": "M", "female": "F"}
+
+_S = pl.String()
+_F = pl.Float64()
+_IDS = pl.List(pl.String())
+_COMPONENTS = pl.List(pl.Struct({
+    "code": pl.String(), "code_system": pl.String(), "description": pl.String(),
+    "value_number": pl.Float64(), "value_text": pl.String(), "unit": pl.String(),
+}))
+_EVENT_COLUMNS: dict[str, pl.DataType] = {
+    "id": _S, "patient": _S, "encounter": _S, "code": _S, "code_system": _S, "description": _S,
+    "start": _S, "end": _S, "status": _S, "value_number": _F, "value_text": _S, "unit": _S,
+    "quantity": _F, "route": _S, "performer": _S,
+}
+_ADDRESS: dict[str, pl.DataType] = {
+    "address": _S, "city": _S, "postcode": _S, "district": _S, "state": _S, "country": _S,
+}
+COLUMNS: dict[str, dict[str, pl.DataType]] = {
+    "patient": {
+        "id": _S, "birth_date": _S, "gender": _S, "deceased": _S, "first_name": _S, "last_name": _S,
+        "phone": _S, "email": _S, **_ADDRESS, "race": _S, "ethnicity": _S, "last_updated": _S,
+    },
+    "encounter": {
+        "id": _S, "patient": _S, "class_code": _S, "start": _S, "end": _S, "status": _S,
+        "practitioner": _S, "organization": _S, "location": _S, "type_code": _S, "type_display": _S,
+    },
+    "condition": _EVENT_COLUMNS,
+    "observation": {**_EVENT_COLUMNS, "components": _COMPONENTS},
+    "medicationrequest": _EVENT_COLUMNS,
+    "procedure": _EVENT_COLUMNS,
+    "immunization": _EVENT_COLUMNS,
+    "allergyintolerance": _EVENT_COLUMNS,
+    "device": _EVENT_COLUMNS,
+    "documentreference": {
+        "id": _S, "patient": _S, "encounter": _S, "date": _S, "title": _S, "note_class": _S, "text": _S,
+        "content_type": _S, "author": _S, "status": _S,
+    },
+    "organization": {"id": _S, "name": _S, "type": _S, **_ADDRESS, "identifiers": _IDS},
+    "practitioner": {"id": _S, "name": _S, "first_name": _S, "last_name": _S, "gender": _S, "identifiers": _IDS},
+    "practitionerrole": {"id": _S, "practitioner": _S, "organization": _S, "specialty": _S},
+    "location": {"id": _S, "name": _S, **_ADDRESS, "organization": _S, "identifiers": _IDS},
+}
+_REFS = {"patient": "patient", "encounter": "encounter"}
+SPECS: dict[str, Spec] = {
+    "patient": Spec("patient", key="id", required=("id", "birth_date"), dates=("birth_date", "deceased"),
+                    datetimes=("last_updated",)),
+    "encounter": Spec("encounter", key="id", required=("id", "patient", "start"), datetimes=("start", "end"),
+                      refs={"patient": "patient"}),
+    **{t: Spec(t, key="id", required=("id", "patient", "code", "start"), datetimes=("start", "end"), refs=_REFS)
+       for t in ("condition", "observation", "medicationrequest", "procedure", "immunization", "allergyintolerance",
+        "device")},
+    "documentreference": Spec("documentreference", key="id", required=("id", "patient", "date", "text"),
+                              datetimes=("date",), refs=_REFS),
+    "organization": Spec("organization", key="id", required=("id",)),
+    "practitioner": Spec("practitioner", key="id", required=("id",)),
+    "practitionerrole": Spec("practitionerrole", key="id", required=("id",)),
+    "location": Spec("location", key="id", required=("id",)),
+}
+ORDER = ("patient", "encounter", "organization", "practitioner", "practitionerrole", "location", "condition",
+         "observation", "medicationrequest", "procedure", "immunization", "allergyintolerance", "device",
+         "documentreference")
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ------------------------------------------------------------------------------------------ JSON helpers
+
+def _d(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def _l(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
+def _s(x: Any) -> str | None:
+    if isinstance(x, bool) or x is None:
+        return None if x is None else str(x).lower()
+    if isinstance(x, str):
+        return x.strip() or None
+    if isinstance(x, int | float):
+        return str(x)
+    raise _Bad("raw.invalid_value", f"expected a text value, found {type(x).__name__}")
+
+
+def _num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    if isinstance(x, int | float):
+        return float(x)
+    try:
+        return float(str(x))
+    except ValueError:
+        raise _Bad("raw.invalid_value", f"not a number: {x!r}") from None
+
+
+def ref_id(reference: str) -> str:
+    """``Patient/1``, ``urn:uuid:1``, ``http://x/fhir/Patient/1/_history/2`` -> ``1``;
+    ``Practitioner?identifier=sys|val`` -> ``?sys|val``."""
+    r = reference.strip()
+    if "?" in r:
+        query = unquote(r.split("?", 1)[1])
+        for part in query.split("&"):
+            if part.startswith("identifier="):
+                return "?" + part[len("identifier="):]
+        return "?" + query
+    for prefix in ("urn:uuid:", "urn:oid:"):
+        if r.startswith(prefix):
+            return r[len(prefix):]
+    parts = [p for p in r.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-1] if parts else r
+
+
+def _ref(obj: Any) -> str | None:
+    o = _d(obj)
+    r = o.get("reference")
+    if isinstance(r, str) and r.strip():
+        return ref_id(r)
+    ident = _d(o.get("identifier"))
+    value = _s(ident.get("value"))
+    if value:
+        return f"?{_s(ident.get('system')) or ''}|{value}"
+    return None
+
+
+def _identifiers(res: dict[str, Any]) -> list[str]:
+    out = []
+    for i in _l(res.get("identifier")):
+        value = _s(_d(i).get("value"))
+        if value:
+            out.append(f"?{_s(_d(i).get('system')) or ''}|{value}")
+    return out
+
+
+def _pick(cc: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, code_system, description) of a CodeableConcept: its first coding of a known system, else
+    its first coding."""
+    c = _d(cc)
+    codings = [_d(x) for x in _l(c.get("coding")) if _s(_d(x).get("code"))]
+    if not codings:
+        return None, None, _s(c.get("text"))
+    chosen = next((x for x in codings if _s(x.get("system")) in SYSTEM_URIS), codings[0])
+    desc = _s(chosen.get("display")) or _s(c.get("text"))
+    return _s(chosen.get("code")), code_system_name(_s(chosen.get("system"))), desc
+
+
+def _status(cc: Any) -> str | None:
+    if isinstance(cc, str):
+        return _s(cc)
+    code, _, _ = _pick(cc)
+    return code
+
+
+def _first(*values: Any) -> str | None:
+    for v in values:
+        s = _s(v)
+        if s:
+            return s
+    return None
+
+
+def _address(addresses: Any) -> Row:
+    items = [_d(a) for a in (addresses if isinstance(addresses, list) else [addresses]) if isinstance(a, dict)]
+    if not items:
+        return {}
+    a = next((x for x in items if x.get("use") == "home"), items[0])
+    lines = [s for s in (_s(x) for x in _l(a.get("line"))) if s]
+    return {
+        "address": ", ".join(lines) or None, "city": _s(a.get("city")), "postcode": _s(a.get("postalCode")),
+        "district": _s(a.get("district")), "state": _s(a.get("state")), "country": _s(a.get("country")),
+    }
+
+
+def _name(names: Any) -> tuple[str | None, str | None, str | None]:
+    """(first given, family, full name) of the official name, else the first."""
+    items = [_d(n) for n in _l(names)]
+    if not items:
+        return None, None, None
+    n = next((x for x in items if x.get("use") == "official"), items[0])
+    given = [s for s in (_s(g) for g in _l(n.get("given"))) if s]
+    family = _s(n.get("family"))
+    full = _s(n.get("text")) or " ".join([*given, *([family] if family else [])]) or None
+    return (given[0] if given else None), family, full
+
+
+def _value(res: dict[str, Any]) -> Row:
+    q = _d(res.get("valueQuantity"))
+    if q:
+        return {"value_number": _num(q.get("value")), "unit": _s(q.get("unit")) or _s(q.get("code"))}
+    if "valueCodeableConcept" in res:
+        code, _, desc = _pick(res.get("valueCodeableConcept"))
+        return {"value_text": desc or code}
+    for k in ("valueString", "valueBoolean", "valueInteger", "valueDateTime", "valueTime"):
+        if k in res:
+            if k == "valueInteger":
+                return {"value_number": _num(res[k])}
+            return {"value_text": _s(res[k])}
+    return {}
+
+
+# ------------------------------------------------------------------------------------- resource -> row
+
+def _patient(r: dict[str, Any]) -> Row:
+    first, last, _ = _name(r.get("name"))
+    telecom = [_d(t) for t in _l(r.get("telecom"))]
+    phone = next((_s(t.get("value")) for t in telecom if t.get("system") == "phone"), None)
+    email = next((_s(t.get("value")) for t in telecom if t.get("system") == "email"), None)
+    ext: dict[str, str | None] = {}
+    for e in _l(r.get("extension")):
+        url = _s(_d(e).get("url")) or ""
+        for kind in ("race", "ethnicity"):
+            if url.endswith(f"us-core-{kind}"):
+                subs = [_d(x) for x in _l(_d(e).get("extension"))]
+                text = next((_s(x.get("valueString")) for x in subs if x.get("url") == "text"), None)
+                omb = next((_s(_d(x.get("valueCoding")).get("display")) for x in subs if x.get("url") == "ombCategory"), None)
+                ext[kind] = text or omb
+    return {
+        "birth_date": _s(r.get("birthDate")), "gender": _s(r.get("gender")),
+        "deceased": _s(r.get("deceasedDateTime")), "first_name": first, "last_name": last,
+        "phone": phone, "email": email, **_address(r.get("address")),
+        "race": ext.get("race"), "ethnicity": ext.get("ethnicity"),
+        "last_updated": _s(_d(r.get("meta")).get("lastUpdated")),
+    }
+
+
+def _encounter(r: dict[str, Any]) -> Row:
+    cls = r.get("class")
+    cls = _l(cls)[0] if isinstance(cls, list) and cls else cls  # R5: a list of CodeableConcepts
+    cls = _d(cls)
+    class_code = _s(cls.get("code")) or _pick(cls)[0]
+    period = _d(r.get("period"))
+    parts = [_d(p) for p in _l(r.get("participant"))]
+    primary = next((p for p in parts if "PPRF" in json.dumps(p.get("type", []))), parts[0] if parts else {})
+    locations = [_d(x) for x in _l(r.get("location"))]
+    type_code, _, type_display = _pick(_l(r.get("type"))[0] if _l(r.get("type")) else None)
+    return {
+        "patient": _ref(r.get("subject")), "class_code": class_code, "start": _s(period.get("start")),
+        "end": _s(period.get("end")), "status": _s(r.get("status")),
+        "practitioner": _ref(primary.get("individual") or primary.get("actor")),
+        "organization": _ref(r.get("serviceProvider")),
+        "location": _ref(locations[0].get("location")) if locations else None,
+        "type_code": type_code, "type_display": type_display,
+    }
+
+
+def _code_row(cc: Any) -> Row:
+    code, system, desc = _pick(cc)
+    return {"code": code, "code_system": system, "description": desc}
+
+
+def _condition(r: dict[str, Any]) -> Row:
+    return {
+        "patient": _ref(r.get("subject")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("code")),
+        "start": _first(r.get("onsetDateTime"), _d(r.get("onsetPeriod")).get("start"), r.get("recordedDate")),
+        "end": _first(r.get("abatementDateTime"), _d(r.get("abatementPeriod")).get("end")),
+        "status": _status(r.get("clinicalStatus")),
+        "performer": _ref(r.get("asserter") or r.get("recorder")),
+    }
+
+
+def _observation(r: dict[str, Any]) -> Row:
+    comps = []
+    for c in _l(r.get("component")):
+        c = _d(c)
+        v = _value(c)
+        comps.append({**_code_row(c.get("code")), "value_number": v.get("value_number"),
+                      "value_text": v.get("value_text"), "unit": v.get("unit")})
+    performers = _l(r.get("performer"))
+    return {
+        "patient": _ref(r.get("subject")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("code")),
+        "start": _first(r.get("effectiveDateTime"), _d(r.get("effectivePeriod")).get("start"),
+                        r.get("effectiveInstant"), r.get("issued")),
+        "end": _s(_d(r.get("effectivePeriod")).get("end")),
+        "status": _s(r.get("status")), **_value(r), "components": comps or None,
+        "performer": _ref(performers[0]) if performers else None,
+    }
+
+
+def _medicationrequest(r: dict[str, Any]) -> Row:
+    cc = r.get("medicationCodeableConcept")
+    if cc is None and r.get("medicationReference") is not None:
+        target = (_ref(r.get("medicationReference")) or "").lstrip("#")
+        contained = [_d(c) for c in _l(r.get("contained")) if _d(c).get("id") == target]
+        cc = contained[0].get("code") if contained else None
+    dosage = [_d(x) for x in _l(r.get("dosageInstruction"))]
+    route = _pick(dosage[0].get("route"))[2] if dosage else None
+    dispense = _d(r.get("dispenseRequest"))
+    return {
+        "patient": _ref(r.get("subject")), "encounter": _ref(r.get("encounter")), **_code_row(cc),
+        "start": _first(r.get("authoredOn"), _d(dispense.get("validityPeriod")).get("start")),
+        "end": _s(_d(dispense.get("validityPeriod")).get("end")),
+        "status": _s(r.get("status")), "quantity": _num(_d(dispense.get("quantity")).get("value")),
+        "route": route, "performer": _ref(r.get("requester")),
+    }
+
+
+def _procedure(r: dict[str, Any]) -> Row:
+    period = _d(r.get("performedPeriod"))
+    performers = [_d(p) for p in _l(r.get("performer"))]
+    return {
+        "patient": _ref(r.get("subject")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("code")),
+        "start": _first(r.get("performedDateTime"), period.get("start")), "end": _s(period.get("end")),
+        "status": _s(r.get("status")), "performer": _ref(performers[0].get("actor")) if performers else None,
+    }
+
+
+def _immunization(r: dict[str, Any]) -> Row:
+    performers = [_d(p) for p in _l(r.get("performer"))]
+    return {
+        "patient": _ref(r.get("patient")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("vaccineCode")),
+        "start": _first(r.get("occurrenceDateTime"), r.get("recorded")), "status": _s(r.get("status")),
+        "route": _pick(r.get("route"))[2], "performer": _ref(performers[0].get("actor")) if performers else None,
+    }
+
+
+def _allergyintolerance(r: dict[str, Any]) -> Row:
+    return {
+        "patient": _ref(r.get("patient")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("code")),
+        "start": _first(r.get("onsetDateTime"), _d(r.get("onsetPeriod")).get("start"), r.get("recordedDate")),
+        "end": _s(r.get("lastOccurrence")), "status": _status(r.get("clinicalStatus")),
+        "performer": _ref(r.get("recorder")),
+    }
+
+
+def _device(r: dict[str, Any]) -> Row:
+    carriers = [_d(c) for c in _l(r.get("udiCarrier"))]
+    return {
+        "patient": _ref(r.get("patient")), **_code_row(r.get("type")),
+        "start": _s(r.get("manufactureDate")), "status": _s(r.get("status")),
+        "value_text": _first(carriers[0].get("carrierHRF"), carriers[0].get("deviceIdentifier")) if carriers else None,
+    }
+
+
+def _charset(content_type: str | None) -> str:
+    m = re.search(r"charset=([\w-]+)", content_type or "", re.IGNORECASE)
+    return m.group(1) if m else "utf-8"
+
+
+def _documentreference(r: dict[str, Any]) -> Row:
+    text: str | None = None
+    content_type: str | None = None
+    for c in _l(r.get("content")):
+        att = _d(_d(c).get("attachment"))
+        data = att.get("data")
+        content_type = _s(att.get("contentType"))
+        if data is None:
+            continue
+        if content_type and not content_type.lower().startswith("text/"):
+            continue
+        try:
+            text = base64.b64decode(str(data), validate=True).decode(_charset(content_type))
+        except (binascii.Error, ValueError, LookupError) as e:
+            raise _Bad("raw.invalid_value", f"attachment data is not base64 text: {e}") from None
+        break
+    ctx = _d(r.get("context"))
+    encounters = _l(ctx.get("encounter"))
+    code, _, display = _pick(r.get("type"))
+    authors = _l(r.get("author"))
+    return {
+        "patient": _ref(r.get("subject")), "encounter": _ref(encounters[0]) if encounters else None,
+        "date": _first(r.get("date"), _d(ctx.get("period")).get("start")), "title": display or code,
+        "note_class": code, "text": text, "content_type": content_type,
+        "author": _ref(authors[0]) if authors else None, "status": _s(r.get("status")),
+    }
+
+
+def _organization(r: dict[str, Any]) -> Row:
+    types = _l(r.get("type"))
+    return {"name": _s(r.get("name")), "type": _pick(types[0])[2] if types else None,
+            **_address(r.get("address")), "identifiers": _identifiers(r)}
+
+
+def _practitioner(r: dict[str, Any]) -> Row:
+    first, last, full = _name(r.get("name"))
+    return {"name": full, "first_name": first, "last_name": last, "gender": _s(r.get("gender")),
+            "identifiers": _identifiers(r)}
+
+
+def _practitionerrole(r: dict[str, Any]) -> Row:
+    specialties = _l(r.get("specialty")) or _l(r.get("code"))
+    return {"practitioner": _ref(r.get("practitioner")), "organization": _ref(r.get("organization")),
+            "specialty": _pick(specialties[0])[2] if specialties else None}
+
+
+def _location(r: dict[str, Any]) -> Row:
+    return {"name": _s(r.get("name")), **_address(r.get("address")),
+            "organization": _ref(r.get("managingOrganization")), "identifiers": _identifiers(r)}
+
+
+FLATTEN: dict[str, Callable[[dict[str, Any]], Row]] = {
+    "patient": _patient, "encounter": _encounter, "condition": _condition, "observation": _observation,
+    "medicationrequest": _medicationrequest, "procedure": _procedure, "immunization": _immunization,
+    "allergyintolerance": _allergyintolerance, "device": _device, "documentreference": _documentreference,
+    "organization": _organization, "practitioner": _practitioner, "practitionerrole": _practitionerrole,
+    "location": _location,
+}
+
+
+# -------------------------------------------------------------------------------------------- reading
+
+class _Collector:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Row]] = {}
+        self.files: dict[str, set[str]] = {}
+
+    def add(self, entity: str, file: str, line: int, raw: str, row: Row) -> None:
+        self.rows.setdefault(entity, []).append({FILE: file, LINE: line, RAW: raw, **row})
+        self.files.setdefault(entity, set()).add(file)
+
+    def bad(self, entity: str, file: str, line: int, raw: str, reason: str, detail: str) -> None:
+        self.add(entity, file, line, raw, {PRE_REASON: reason, PRE_DETAIL: detail})
+
+    def resource(self, res: Any, file: str, line: int, raw: str, fallback: str, full_url: str | None = None) -> None:
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            self.bad(fallback, file, line, raw, "raw.invalid_json", "not a FHIR resource (no resourceType)")
+            return
+        rtype = res["resourceType"]
+        entity = rtype.lower()
+        if entity not in FLATTEN:
+            self.bad(entity, file, line, raw, "raw.unknown_resource", f"resource type {rtype} is not read")
+            return
+        try:
+            rid = _s(res.get("id")) or (ref_id(full_url) if full_url else None)
+            row = {"id": rid, **FLATTEN[entity](res)}
+        except _Bad as e:
+            self.bad(entity, file, line, raw, e.reason, e.detail)
+            return
+        self.add(entity, file, line, raw, row)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as f:
+        for i, line in enumerate(f, start=1):
+            if line.strip():
+                yield i, line.rstrip(b"\r\n")
+
+
+def _read_ndjson(path: Path, c: _Collector) -> None:
+    fallback = path.name.split(".", 1)[0].lower() or "unknown"
+    for i, line in _lines(path):
+        try:
+            text = line.decode("utf-8")
+            res = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            c.bad(fallback, path.name, i, line.decode("utf-8", "replace"), "raw.invalid_json", f"not JSON: {e}")
+            continue
+        c.resource(res, path.name, i, text, fallback)
+
+
+def _read_json(path: Path, c: _Collector) -> None:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        head = data[:4096].decode("utf-8", "replace")  # the start of the file, not all of it
+        c.bad("bundle", path.name, 0, head, "raw.invalid_json", f"not JSON: {e}")
+        return
+    if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
+        c.resource(doc, path.name, 0, text, "bundle")
+        return
+    entries = _l(doc.get("entry"))
+    c.add("bundle", path.name, 0, "", {"id": _s(doc.get("id")), "type": _s(doc.get("type")), "entries": str(len(entries))})
+    for i, entry in enumerate(entries):
+        ent = _d(entry)
+        res = ent.get("resource")
+        raw = json.dumps(res, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if res is None:
+            c.bad("unknown", path.name, i, json.dumps(entry), "raw.unknown_resource", "bundle entry without a resource")
+            continue
+        c.resource(res, path.name, i, raw, "unknown", _s(ent.get("fullUrl")))
+
+
+def read_fhir(site: str, folder: Path) -> IngestResult:
+    """Read and check one site's FHIR R4 folder (NDJSON files and/or Bundles)."""
+    if not folder.is_dir():
+        raise ExtractError(f"landing folder {folder} does not exist: copy the FHIR bulk export there")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".ndjson", ".json"))
+    if not files:
+        raise ExtractError(f"{folder} holds no .ndjson or .json file: expected a FHIR bulk export or Bundles")
+    c = _Collector()
+    for p in files:
+        if p.suffix.lower() == ".ndjson":
+            _read_ndjson(p, c)
+        else:
+            _read_json(p, c)
+    result = IngestResult(site)
+    valid: dict[str, pl.Series] = {}
+    if "patient" not in c.rows:
+        result.missing_files.append("Patient.*.ndjson")
+    names = [*[t for t in ORDER if t in c.rows], *sorted(t for t in c.rows if t not in ORDER)]
+    for name in names:
+        r = _validate(name, c.rows[name], ",".join(sorted(c.files[name])), valid)
+        result.entities[name] = r
+        if name in SPECS:
+            valid[name] = r.table["id"]
+    return result
+
+
+def _validate(name: str, rows: list[Row], files: str, valid: dict[str, pl.Series]) -> EntityResult:
+    cols = COLUMNS.get(name, {"id": _S, "type": _S, "entries": _S} if name == "bundle" else {})
+    schema: dict[str, pl.DataType] = {FILE: _S, LINE: pl.Int64(), RAW: _S, PRE_REASON: _S, PRE_DETAIL: _S, **cols}
+    df = pl.DataFrame(rows, schema=schema)
+    spec = SPECS.get(name, Spec(name))
+    return validate(spec, df, file=files, source_columns=[RAW], dedup_on=[RAW] if name != "bundle" else [],
+                    parents=valid)
+
+
+# ---------------------------------------------------------------------------------------------- staging
+
+def _resolver(tables: list[pl.DataFrame]) -> pl.DataFrame:
+    """``?system|value`` of every identifier of the given resources -> their id."""
+    frames = [t.select("id", "identifiers").explode("identifiers").drop_nulls()
+              for t in tables if t.height and "identifiers" in t.columns]
+    if not frames:
+        return pl.DataFrame(schema={"ref": pl.String, "target": pl.String})
+    return pl.concat(frames).select(ref="identifiers", target="id").unique("ref", keep="first")
+
+
+def _resolve(df: pl.DataFrame, col: str, lut: pl.DataFrame) -> pl.DataFrame:
+    """Replace conditional references in ``col`` by the id they name (kept as written when unknown)."""
+    if col not in df.columns or not df.height:
+        return df
+    joined = df.join(lut.rename({"ref": col}), on=col, how="left", maintain_order="left")
+    return joined.with_columns(pl.coalesce("target", col).alias(col)).drop("target")
+
+
+def _table(raw: IngestResult, name: str) -> pl.DataFrame:
+    r = raw.entities.get(name)
+    if r is not None:
+        return r.table
+    return _validate(name, [], "", {}).table
+
+
+def _sex(col: str) -> pl.Expr:
+    return pl.col(col).str.to_lowercase().replace_strict(_SEX, default="U", return_dtype=pl.String)
+
+
+_KIND = {"condition": "condition", "medicationrequest": "drug", "immunization": "drug",
+         "procedure": "procedure", "allergyintolerance": "observation", "device": "device"}
+
+
+def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
+    """The staging tables (``transforms/staging.py``) of a FHIR site's valid raw rows."""
+    pract = _table(raw, "practitioner")
+    orgs = _table(raw, "organization")
+    locs = _table(raw, "location")
+    p_lut = _resolver([pract])
+    o_lut = _resolver([orgs])
+
+    p = _table(raw, "patient")
+    persons = p.select(
+        person_key="id", birth_date="birth_date", sex=_sex("gender"), race_source="race",
+        ethnicity_source="ethnicity", death_date="deceased", address="address", postcode="postcode",
+        city="city", county="district", country="country", updated_at="last_updated",
+        first_name="first_name", last_name="last_name", phone="phone", email="email",
+    )
+    enc = _resolve(_resolve(_table(raw, "encounter"), "practitioner", p_lut), "organization", o_lut)
+    code = pl.col("class_code").str.to_uppercase()
+    visits = enc.select(
+        visit_key="id", person_key="patient", start="start", end="end",
+        visit_class=code.replace_strict(ENCOUNTER_CLASS, default=code, return_dtype=pl.String),
+        provider_key="practitioner", care_site_key="organization",
+    )
+
+    frames: list[pl.DataFrame] = []
+    event_cols = [c for c in _EVENT_COLUMNS if c not in ("id", "patient", "encounter", "performer")]
+    for name, kind in _KIND.items():
+        t = _resolve(_table(raw, name), "performer", p_lut)
+        if not t.height:
+            continue
+        frames.append(staging.conform(t.select(
+            *event_cols, event_key=pl.lit(f"{name}/") + pl.col("id"), person_key="patient",
+            visit_key="encounter", kind=pl.lit(kind), provider_key="performer",
+        ), "events"))
+    obs = _resolve(_table(raw, "observation"), "performer", p_lut)
+    if obs.height:
+        base = dict(person_key="patient", visit_key="encounter", start="start", end="end", status="status",
+                    provider_key="performer")
+        has_comp = pl.col("components").list.len().fill_null(0) > 0
+        own = obs.filter(~has_comp | pl.col("value_number").is_not_null() | pl.col("value_text").is_not_null())
+        frames.append(staging.conform(own.select(
+            event_key=pl.lit("observation/") + pl.col("id"), code="code", code_system="code_system",
+            description="description", value_number="value_number", value_text="value_text", unit="unit", **base,
+        ), "events"))
+        comp = (obs.filter(has_comp).with_columns(pl.col("components").list.eval(pl.int_range(pl.len())).alias("_i"))
+                .explode("components", "_i").unnest("components"))
+        frames.append(staging.conform(comp.select(
+            event_key=pl.lit("observation/") + pl.col("id") + "#" + pl.col("_i").cast(pl.String),
+            code="code", code_system="code_system", description="description", value_number="value_number",
+            value_text="value_text", unit="unit", **base,
+        ), "events"))
+    events = pl.concat(frames) if frames else staging.empty("events")
+    if obs.height:
+        events = events.with_columns(
+            kind=pl.when(pl.col("event_key").str.starts_with("observation/"))
+            .then(pl.when(pl.col("value_number").is_not_null()).then(pl.lit("measurement")).otherwise(pl.lit("observation")))
+            .otherwise(pl.col("kind"))
+        )
+
+    roles = _resolve(_resolve(_table(raw, "practitionerrole"), "practitioner", p_lut), "organization", o_lut)
+    roles = roles.select(id="practitioner", specialty="specialty", care_site_key="organization").unique("id", keep="first")
+    providers = pract.join(roles, on="id", how="left", maintain_order="left").select(
+        provider_key="id", name="name", specialty="specialty", care_site_key="care_site_key", sex=_sex("gender"),
+    )
+    care_sites = orgs.select(
+        care_site_key="id", name="name", place_of_service="type", address="address", postcode="postcode",
+        city="city", county="district", country="country",
+    )
+    d = _resolve(_table(raw, "documentreference"), "author", p_lut)
+    notes = d.select(
+        note_key="id", person_key="patient", visit_key="encounter", date="date", title="title",
+        note_class="note_class", text="text", provider_key="author",
+    )
+    del locs  # read and checked; Encounter.location is kept in the raw table only
+    return {
+        "persons": staging.conform(persons, "persons"),
+        "visits": staging.conform(visits, "visits"),
+        "events": events,
+        "providers": staging.conform(providers, "providers"),
+        "care_sites": staging.conform(care_sites, "care_sites"),
+        "notes": staging.conform(notes, "notes"),
+    }

@@ -1,0 +1,71 @@
+"""hospital-csv adapter: the typed extract entities (``transforms/ingest.py``) -> staging tables."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms import staging
+
+
+def _dt(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.Datetime("us"))
+
+
+def hospital_to_staging(raw: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """``raw[entity]`` are the typed, valid rows of each hospital-csv entity."""
+    p = raw["patients"]
+    persons = p.select(
+        person_key="patient_id", national_id="matricule", birth_date="birth_date", sex="sex",
+        address="address", postcode="postcode", city="city", country=pl.lit("LU"), updated_at="updated_at",
+        first_name="first_name", last_name="last_name", phone="phone", email="email",
+    )
+    s = raw["stays"]
+    visits = s.select(
+        visit_key="stay_id", person_key="patient_id", start="admission",
+        end=pl.coalesce("discharge", "admission"), visit_class="stay_type", ward="ward",
+    )
+    frames = []
+    d = raw.get("diagnoses")
+    if d is not None and d.height:
+        frames.append(d.select(
+            event_key=pl.lit("dx:") + pl.col("diagnosis_id"), person_key="patient_id", visit_key="stay_id",
+            kind=pl.lit("condition"), code="icd10_code", code_system=pl.lit("ICD10"), description="description",
+            start=_dt("diagnosis_date"), status="diagnosis_rank",
+        ))
+    pr = raw.get("procedures")
+    if pr is not None and pr.height:
+        frames.append(pr.select(
+            event_key=pl.lit("px:") + pl.col("procedure_id"), person_key="patient_id", visit_key="stay_id",
+            kind=pl.lit("procedure"), code="procedure_code", code_system=pl.lit("SNOMED"), description="description",
+            start="procedure_date",
+        ))
+    lab = raw.get("labs")
+    if lab is not None and lab.height:
+        frames.append(lab.select(
+            event_key=pl.lit("lab:") + pl.col("lab_id"), person_key="patient_id", visit_key="stay_id",
+            kind=pl.lit("measurement"), code="loinc_code", code_system=pl.lit("LOINC"), description="description",
+            start="sampled_at", value_number="value", unit="unit",
+        ))
+    m = raw.get("medications")
+    if m is not None and m.height:
+        frames.append(m.select(
+            event_key=pl.lit("rx:") + pl.col("medication_id"), person_key="patient_id", visit_key="stay_id",
+            kind=pl.lit("drug"), code="atc_code", code_system=pl.lit("ATC"), description="drug_name",
+            start=_dt("start_date"), end=_dt("end_date"), quantity="dose", unit="dose_unit", route="route",
+        ))
+    events = pl.concat([staging.conform(f, "events") for f in frames]) if frames else staging.empty("events")
+    out = {
+        "persons": staging.conform(persons, "persons"),
+        "visits": staging.conform(visits, "visits"),
+        "events": events,
+        "providers": staging.empty("providers"),
+        "care_sites": staging.empty("care_sites"),
+        "notes": staging.empty("notes"),
+    }
+    n = raw.get("notes")
+    if n is not None and n.height:
+        out["notes"] = staging.conform(n.select(
+            note_key="note_id", person_key="patient_id", visit_key="stay_id", date=_dt("note_date"),
+            title="note_type", note_class="note_type", text="text",
+        ), "notes")
+    return out

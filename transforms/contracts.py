@@ -1,0 +1,469 @@
+"""Extract contracts as great-expectations 1.x expectation suites, and their validation.
+
+The suites are generated from the hospital-csv contract (``schemas/extract.py``) plus the value sets,
+ranges and formats below, and kept as JSON in ``schemas/contracts/<entity>.json``
+(``uv run python -m transforms.contracts`` writes them; a test keeps the files equal to
+:func:`build_suites`).
+
+They run after ingest (``transforms/ingest.py``), on the typed rows, and catch what typing cannot:
+value sets, ranges, formats, the matricule's check digits, uniqueness, column types and required
+columns. Each expectation carries ``meta.row_level``:
+
+- row-level expectations (value sets, ranges, formats, not-null...) quarantine the rows they fail
+  with the reason code ``contract.<expectation type>`` (one reason per row: the first failing
+  expectation in suite order);
+- table-level ones (column set, column types, row count, uniqueness of the key, which ingest has
+  already deduplicated) are reported, never quarantine rows.
+
+The matricule's check digits are not expressible in GX without a custom expectation: the suite lists
+them in ``meta.ds4h_row_checks`` (type ``expect_column_values_to_be_valid_matricule``), run in polars
+after the GX expectations and ranked after them.
+
+great-expectations is imported lazily (about 6 s), inside :func:`validate_entity`; GX validates
+pandas, not polars, so the frame goes through Arrow (Arrow-backed pandas dtypes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from schemas.extract import ENTITIES, REQUIRED_FILES, Entity
+from schemas.matricule import is_valid_matricule
+from transforms.ingest import LINE, VALUE_SETS
+
+__all__ = [
+    "CONTRACTS_DIR",
+    "ContractResult",
+    "build_suites",
+    "load_suite",
+    "reason_code",
+    "validate_entity",
+    "write_suites",
+]
+
+CONTRACTS_DIR: Final = Path(__file__).resolve().parents[1] / "schemas" / "contracts"
+REASON_PREFIX: Final = "contract."
+
+# Value sets of code columns (ingest already enforces some of them while typing).
+CONTRACT_VALUE_SETS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    **VALUE_SETS,
+    ("diagnoses", "diagnosis_rank"): ("PRINCIPAL", "SECONDARY"),
+}
+
+# Formats (full-match regular expressions) of string columns.
+FORMATS: Final[dict[tuple[str, str], str]] = {
+    ("patients", "matricule"): r"^\d{13}$",
+    ("patients", "postcode"): r"^L-\d{4}$",
+    ("patients", "email"): r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",
+    ("diagnoses", "icd10_code"): r"^[A-Z]\d{2}(?:\.\d{1,2})?$",  # no capture group: pandas warns on one
+    ("procedures", "procedure_code"): r"^\d{6,18}$",  # SNOMED CT concept id
+    ("labs", "loinc_code"): r"^\d{1,7}-\d$",
+    ("medications", "atc_code"): r"^[A-Z]\d{2}[A-Z]{2}\d{2}$",
+}
+
+EARLIEST_BIRTH: Final = "1900-01-01"
+EARLIEST_EVENT: Final = "1950-01-01"  # no clinical event of an extract is older
+# Upper bounds are suite parameters, given at validation time (default: the current day / time).
+TODAY_PARAMETER: Final = "today"
+NOW_PARAMETER: Final = "now"
+
+# Numeric ranges: (min, max, strict_min).
+RANGES: Final[dict[tuple[str, str], tuple[float | None, float | None, bool]]] = {
+    ("labs", "value"): (0, None, False),
+    ("medications", "dose"): (0, None, True),
+}
+
+# Date/datetime columns checked against a plausible window [earliest, today/now].
+DATE_WINDOWS: Final[dict[tuple[str, str], str]] = {
+    ("patients", "birth_date"): EARLIEST_BIRTH,
+    ("stays", "admission"): EARLIEST_EVENT,
+    ("stays", "discharge"): EARLIEST_EVENT,
+    ("diagnoses", "diagnosis_date"): EARLIEST_EVENT,
+    ("procedures", "procedure_date"): EARLIEST_EVENT,
+    ("labs", "sampled_at"): EARLIEST_EVENT,
+    ("medications", "start_date"): EARLIEST_EVENT,
+    ("medications", "end_date"): EARLIEST_EVENT,
+}
+
+# Column pairs (a, b): a >= b when both are present.
+ORDERED_PAIRS: Final[dict[str, tuple[str, str]]] = {
+    "stays": ("discharge", "admission"),
+    "medications": ("end_date", "start_date"),
+}
+
+# Row-level checks that GX cannot express without a custom expectation: type -> predicate on a value.
+ROW_CHECKS: Final[dict[str, Callable[[str], bool]]] = {
+    "expect_column_values_to_be_valid_matricule": is_valid_matricule,
+}
+MATRICULE_CHECKS: Final[dict[tuple[str, str], str]] = {
+    ("patients", "matricule"): "expect_column_values_to_be_valid_matricule",
+}
+
+# Expectation types whose failures are about single rows (the others describe the table).
+_ROW_LEVEL_TYPES: Final = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_be_between",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        *ROW_CHECKS,
+    }
+)
+
+_ROW_ID: Final = "__contract_row"  # private row index, the GX unexpected index
+
+
+def reason_code(expectation_type: str) -> str:
+    return REASON_PREFIX + expectation_type
+
+
+# --- suites ---------------------------------------------------------------------------------------
+
+
+def _exp(kind: str, row_level: bool, **kwargs: Any) -> dict[str, Any]:
+    return {"type": kind, "kwargs": kwargs, "meta": {"row_level": row_level}}
+
+
+def _suite(e: Entity) -> dict[str, Any]:
+    exps: list[dict[str, Any]] = [
+        _exp("expect_table_columns_to_match_set", False, column_set=[LINE, *e.column_names], exact_match=False),
+    ]
+    if e.name in REQUIRED_FILES:
+        exps.append(_exp("expect_table_row_count_to_be_between", False, min_value=1))
+    for c in e.columns:
+        if c.required:
+            exps.append(_exp("expect_column_to_exist", False, column=c.name))
+        exps.append(_exp("expect_column_values_to_be_of_type", False, column=c.name, type_=c.type))
+    exps.append(_exp("expect_column_values_to_be_unique", False, column=e.key))
+    # row-level: first failing one (in this order) is the row's reason
+    for c in e.columns:
+        if c.required:
+            exps.append(_exp("expect_column_values_to_not_be_null", True, column=c.name))
+    for c in e.columns:
+        k = (e.name, c.name)
+        if k in CONTRACT_VALUE_SETS:
+            exps.append(_exp("expect_column_values_to_be_in_set", True, column=c.name,
+                             value_set=list(CONTRACT_VALUE_SETS[k])))
+        if k in FORMATS:
+            exps.append(_exp("expect_column_values_to_match_regex", True, column=c.name, regex=FORMATS[k]))
+        if k in RANGES:
+            lo, hi, strict_min = RANGES[k]
+            kw: dict[str, Any] = {"column": c.name}
+            if lo is not None:
+                kw["min_value"] = lo
+            if hi is not None:
+                kw["max_value"] = hi
+            if strict_min:
+                kw["strict_min"] = True
+            exps.append(_exp("expect_column_values_to_be_between", True, **kw))
+        if k in DATE_WINDOWS:
+            # GX parses a bound "YYYY-MM-DD" as a date and "YYYY-MM-DD HH:MM:SS" as a datetime: match the column
+            date_col = c.type == "date"
+            lower = DATE_WINDOWS[k] if date_col else DATE_WINDOWS[k] + " 00:00:00"
+            upper = TODAY_PARAMETER if date_col else NOW_PARAMETER
+            exps.append(_exp("expect_column_values_to_be_between", True, column=c.name,
+                             min_value=lower, max_value={"$PARAMETER": upper}))
+    if e.name in ORDERED_PAIRS:
+        a, b = ORDERED_PAIRS[e.name]
+        exps.append(_exp("expect_column_pair_values_a_to_be_greater_than_b", True, column_A=a, column_B=b,
+                         or_equal=True, ignore_row_if="either_value_is_missing"))
+    extra = [
+        _exp(t, True, column=col) for (ent, col), t in MATRICULE_CHECKS.items() if ent == e.name
+    ]
+    return {
+        "name": f"hospital-csv.{e.name}",
+        "expectations": exps,
+        "meta": {
+            "source_format": "hospital-csv",
+            "entity": e.name,
+            "generated_by": "transforms.contracts (uv run python -m transforms.contracts)",
+            "reason_codes": "contract.<expectation type>, for row_level expectations",
+            "parameters": {
+                TODAY_PARAMETER: "ISO date of the validation (upper bound of date columns)",
+                NOW_PARAMETER: "ISO datetime of the validation (upper bound of datetime columns)",
+            },
+            "ds4h_row_checks": extra,
+        },
+        "notes": f"Contract of {e.file}, generated from schemas/extract.py; do not edit by hand.",
+    }
+
+
+def build_suites() -> dict[str, dict[str, Any]]:
+    """One GX 1.x expectation suite (as JSON-able dict) per entity of the hospital-csv format."""
+    return {e.name: _suite(e) for e in ENTITIES}
+
+
+def suite_json(suite: dict[str, Any]) -> str:
+    return json.dumps(suite, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_suites(folder: Path = CONTRACTS_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, suite in build_suites().items():
+        path = folder / f"{name}.json"
+        path.write_text(suite_json(suite), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def load_suite(entity: str, folder: Path = CONTRACTS_DIR) -> dict[str, Any]:
+    """The suite kept in ``schemas/contracts/<entity>.json``."""
+    data: dict[str, Any] = json.loads((folder / f"{entity}.json").read_text(encoding="utf-8"))
+    return data
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ContractResult:
+    entity: str
+    passed_rows: pl.DataFrame  # the typed rows that meet every row-level expectation
+    failed_rows: pl.DataFrame  # the others, with reason_code and reason_detail
+    expectations: list[dict[str, Any]]  # type, column, success, unexpected_count, unexpected_percent, ...
+    failure_ratio: float  # failed rows / rows
+
+    @property
+    def table_failures(self) -> list[dict[str, Any]]:
+        """Failed expectations that quarantine no row: table-level ones (column set, types, row count,
+        key uniqueness) and any that could not run (``exception``, e.g. on a column typed wrong)."""
+        return [x for x in self.expectations if not x["success"] and (not x["row_level"] or "exception" in x)]
+
+
+_GX_LOCK = threading.Lock()
+_CACHE: dict[str, Any] = {}  # suite JSON -> (validation definition, expectation ids in suite order)
+
+
+def _gx() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if "great_expectations" not in sys.modules:
+        with warnings.catch_warnings():
+            # Python 3.11 deprecates the modules sre_constants and sre_parse, which GX 1.24 imports
+            warnings.filterwarnings("ignore", message="module 'sre_(constants|parse)' is deprecated",
+                                    category=DeprecationWarning)
+            import great_expectations  # noqa: F401
+    return sys.modules["great_expectations"]
+
+
+def _context() -> Any:
+    ctx = _CACHE.get("__context__")
+    if ctx is None:
+        gx = _gx()
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        _CACHE["__context__"] = ctx
+    return ctx
+
+
+def _validation(suite: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The GX validation definition of ``suite`` (cached per process) and its expectation ids in order."""
+    key = json.dumps(suite, sort_keys=True)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    gx = _gx()
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    ctx = _context()
+    n = sum(1 for k in _CACHE if k != "__context__")
+    name = f"{suite.get('name', 'suite')}-{n}"
+    gx_suite = ctx.suites.add(
+        ExpectationSuite(name=name, expectations=suite["expectations"], meta=suite.get("meta") or {})
+    )
+    ids = [str(x.id) for x in gx_suite.expectations]
+    asset = ctx.data_sources.add_pandas(f"ds4h-{name}").add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
+    _CACHE[key] = (vd, ids)
+    return vd, ids
+
+
+def _run(suite: dict[str, Any], pdf: Any, parameters: dict[str, Any]) -> list[Any]:
+    """GX results in suite order."""
+    vd, ids = _validation(suite)
+    result = vd.run(
+        batch_parameters={"dataframe": pdf},
+        expectation_parameters=parameters,
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [_ROW_ID],
+            "return_unexpected_index_query": False,
+            "partial_unexpected_count": 0,
+        },
+    )
+    by_id = {str(r.expectation_config.id): r for r in result.results}
+    return [by_id[i] for i in ids]
+
+
+def _exceptions(r: Any) -> list[str]:
+    """Messages of the exceptions an expectation raised (GX nests them per metric, or not)."""
+    info = r.exception_info or {}
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    return [str(i.get("exception_message") or "") for i in infos if i.get("raised_exception")]
+
+
+def _raised(r: Any) -> bool:
+    return bool(_exceptions(r))
+
+
+def _describe(exp: dict[str, Any]) -> str:
+    """Column and expectation: never a cell value."""
+    kw = exp["kwargs"]
+    t = exp["type"]
+    col = kw.get("column", "")
+    if t == "expect_column_values_to_not_be_null":
+        what = "is empty"
+    elif t == "expect_column_values_to_be_in_set":
+        what = "is not one of " + "/".join(map(str, kw["value_set"]))
+    elif t == "expect_column_values_to_match_regex":
+        what = f"does not match {kw['regex']}"
+    elif t == "expect_column_values_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if isinstance(hi, dict):
+            hi = hi.get("$PARAMETER")
+        op = ">" if kw.get("strict_min") else ">="
+        what = " and ".join(x for x in (f"{op} {lo}" if lo is not None else "",
+                                         f"<= {hi}" if hi is not None else "") if x)
+        what = f"is not {what}"
+    elif t == "expect_column_pair_values_a_to_be_greater_than_b":
+        col = kw["column_A"]
+        what = f"is before {kw['column_B']}"
+    elif t == "expect_column_values_to_be_valid_matricule":
+        what = "has invalid check digits or birth date"
+    else:
+        what = "fails"
+    return f"{col} {what} ({t})"
+
+
+def _nonnull_count(df: pl.DataFrame, column: str | None) -> int:
+    if column is None or column not in df.columns:
+        return df.height
+    return df.height - df[column].null_count()
+
+
+def validate_entity(
+    entity: str,
+    df: pl.DataFrame,
+    suite: dict[str, Any] | None = None,
+    *,
+    now: dt.datetime | None = None,
+) -> ContractResult:
+    """Validate the typed rows of one entity (as returned by ingest) against its contract suite.
+
+    ``now`` sets the upper bound of date/datetime windows (default: the current local time).
+    """
+    suite = suite if suite is not None else build_suites()[entity]
+    now = now or dt.datetime.now()
+    parameters = {TODAY_PARAMETER: now.date().isoformat(), NOW_PARAMETER: now.isoformat(sep=" ")}
+    exps: list[dict[str, Any]] = list(suite["expectations"])
+    extras: list[dict[str, Any]] = list((suite.get("meta") or {}).get("ds4h_row_checks") or [])
+
+    framed = df.with_row_index(_ROW_ID).with_columns(pl.col(_ROW_ID).cast(pl.Int64))
+    pdf = framed.to_pandas(use_pyarrow_extension_array=True)
+    with _GX_LOCK:
+        results = _run(suite, pdf, parameters)
+        broken = [i for i, r in enumerate(results) if _raised(r)]
+        if broken:  # an expectation that Arrow dtypes break: retry it on numpy dtypes
+            retry = {**suite, "expectations": [exps[i] for i in broken]}
+            for i, r in zip(broken, _run(retry, framed.to_pandas(), parameters), strict=True):
+                results[i] = r
+
+    report: list[dict[str, Any]] = []
+    failing: list[pl.DataFrame] = []  # (row id, rank) per failed row-level expectation
+    for rank, (exp, r) in enumerate(zip(exps, results, strict=True)):
+        row_level = bool((exp.get("meta") or {}).get("row_level", exp["type"] in _ROW_LEVEL_TYPES))
+        res = r.result or {}
+        item: dict[str, Any] = {
+            "type": exp["type"],
+            "column": exp["kwargs"].get("column", exp["kwargs"].get("column_A")),
+            "success": bool(r.success),
+            "unexpected_count": res.get("unexpected_count"),
+            "unexpected_percent": res.get("unexpected_percent"),
+            "row_level": row_level,
+        }
+        observed = res.get("observed_value")
+        if isinstance(observed, list):
+            observed = [x for x in observed if x != _ROW_ID]
+        if observed is not None and not row_level and exp["type"] != "expect_column_values_to_be_unique":
+            item["observed_value"] = observed
+        if _raised(r):
+            item["exception"] = "; ".join(_exceptions(r))[:300]
+        report.append(item)
+        if row_level and not r.success and not _raised(r):
+            ids = [int(x[_ROW_ID]) for x in res.get("unexpected_index_list") or []]
+            if ids:
+                failing.append(pl.DataFrame({_ROW_ID: ids, "_rank": [rank] * len(ids)},
+                                            schema={_ROW_ID: pl.Int64, "_rank": pl.Int64}))
+    for j, exp in enumerate(extras, start=len(exps)):
+        col = exp["kwargs"]["column"]
+        check = ROW_CHECKS[exp["type"]]
+        item = {"type": exp["type"], "column": col, "success": True, "unexpected_count": 0,
+                "unexpected_percent": 0.0, "row_level": True}
+        if col not in framed.columns:
+            item.update(success=False, unexpected_count=None, unexpected_percent=None,
+                        exception=f"column {col} is missing")
+            report.append(item)
+            continue
+        values = framed[col].cast(pl.String)
+        uniq = values.drop_nulls().unique()
+        bad_values = [v for v in uniq.to_list() if not check(v)]
+        bad = framed.filter(pl.col(col).cast(pl.String).is_in(bad_values))[_ROW_ID]
+        nonnull = _nonnull_count(framed, col)
+        item.update(success=bad.len() == 0, unexpected_count=bad.len(),
+                    unexpected_percent=100.0 * bad.len() / nonnull if nonnull else None)
+        report.append(item)
+        if bad.len():
+            failing.append(pl.DataFrame({_ROW_ID: bad, "_rank": [j] * bad.len()},
+                                        schema={_ROW_ID: pl.Int64, "_rank": pl.Int64}))
+
+    all_exps = exps + extras
+    codes = pl.DataFrame({
+        "_rank": list(range(len(all_exps))),
+        "reason_code": [reason_code(x["type"]) for x in all_exps],
+        "reason_detail": [_describe(x) for x in all_exps],
+    }, schema={"_rank": pl.Int64, "reason_code": pl.String, "reason_detail": pl.String})
+    if failing:
+        first = pl.concat(failing).group_by(_ROW_ID).agg(pl.col("_rank").min())
+        first = first.join(codes, on="_rank").drop("_rank")
+    else:
+        first = pl.DataFrame(schema={_ROW_ID: pl.Int64, "reason_code": pl.String, "reason_detail": pl.String})
+    joined = framed.join(first, on=_ROW_ID, how="left", maintain_order="left")
+    failed = joined.filter(pl.col("reason_code").is_not_null()).drop(_ROW_ID)
+    passed = joined.filter(pl.col("reason_code").is_null()).drop(_ROW_ID, "reason_code", "reason_detail")
+    ratio = failed.height / df.height if df.height else 0.0
+    return ContractResult(entity, passed, failed, report, ratio)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write ``schemas/contracts/<entity>.json``; with ``--check``, only say whether they are current."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--check" in args:
+        stale = [n for n, s in build_suites().items()
+                 if not (CONTRACTS_DIR / f"{n}.json").exists()
+                 or (CONTRACTS_DIR / f"{n}.json").read_text(encoding="utf-8") != suite_json(s)]
+        if stale:
+            print(f"stale suites in {CONTRACTS_DIR}: {', '.join(stale)}; run: uv run python -m transforms.contracts")
+            return 1
+        return 0
+    for path in write_suites():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
