@@ -84,6 +84,19 @@ def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
     return ids
 
 
+def _hit(kind: str, patterns: list[str], col: str) -> pl.Expr:
+    """True where the cell holds an identifier of ``kind`` (in one of its normalised forms)."""
+    if kind in ("matricule", "phone"):
+        # digit runs with usual separators ("+352 621 12 34 56", "1980 0101 123 45"), never
+        # digits picked across letters (a hex pseudonym holds digits too)
+        runs = pl.col(col).str.extract_all(r"\b\d[\d .\-/()]{6,}\d\b").list.eval(pl.element().str.replace_all(r"\D", ""))
+        return runs.list.eval(pl.element().str.contains_any(patterns)).list.any().fill_null(False)
+    norm = _norm_expr(pl.col(col))
+    if kind in SUBSTRING_TYPES:
+        return norm.str.contains_any(patterns).fill_null(False)
+    return norm.is_in(patterns).fill_null(False)
+
+
 def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
     """Cells of string columns that hold an identifier, counted by identifier type."""
     counts: dict[str, int] = {}
@@ -97,19 +110,25 @@ def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
         hits = 0
         for c in string_cols:
             col = df.select(pl.col(c).drop_nulls())
-            if col.height == 0:
-                continue
-            norm = _norm_expr(pl.col(c))
-            if kind in ("matricule", "phone"):
-                # digit runs with usual separators ("+352 621 12 34 56", "1980 0101 123 45"), never
-                # digits picked across letters (a hex pseudonym holds digits too)
-                runs = pl.col(c).str.extract_all(r"\b\d[\d .\-/()]{6,}\d\b").list.eval(pl.element().str.replace_all(r"\D", ""))
-                cond = runs.list.eval(pl.element().str.contains_any(patterns)).list.any()
-            elif kind in SUBSTRING_TYPES:
-                cond = norm.str.contains_any(patterns)
-            else:
-                cond = norm.is_in(patterns)
-            hits += int(col.select(cond.sum()).item() or 0)
+            if col.height:
+                hits += int(col.select(_hit(kind, patterns, c).sum()).item() or 0)
         if hits:
             counts[kind] = hits
     return counts
+
+
+def mask_identifiers(df: pl.DataFrame, columns: list[str], ids: Identifiers) -> tuple[pl.DataFrame, int]:
+    """Null the cells of free-text ``columns`` that hold an identifier; returns the frame and the count."""
+    cols = [c for c in columns if c in df.columns and df.schema[c] == pl.String]
+    if not cols or df.height == 0 or not ids.count():
+        return df, 0
+    masked = 0
+    for c in cols:
+        hit = pl.lit(False)
+        for kind, values in sorted(ids.values.items()):
+            if values:
+                hit = hit | _hit(kind, sorted(values), c)
+        flags = df.select(hit.alias("_hit"))["_hit"]
+        masked += int(flags.sum())
+        df = df.with_columns(pl.when(flags).then(None).otherwise(pl.col(c)).alias(c))
+    return df, masked

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
+from anonymisation.leakscan import identifiers_from_patients, mask_identifiers
 from anonymisation.pseudonym import id63, identity_expr, person_map, token
 from schemas import omop as cdm
-from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, TOKENISED
+from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
 
@@ -31,6 +32,7 @@ class PseudoResult:
     tables: dict[str, pl.DataFrame]
     accounting: pl.DataFrame
     opted_out_persons: int
+    masked_cells: dict[str, int]  # table -> free-text cells emptied because they held an identifier
 
 
 def read_opt_outs(path: str | None) -> set[str]:
@@ -120,6 +122,8 @@ def pseudonymise_site(
     tables: dict[str, pl.DataFrame] = {}
 
     loc_rows, loc_ids = _location(omop["location"], secret) if "location" in omop else (None, None)
+    identifiers = identifiers_from_patients(identity)
+    masked: dict[str, int] = {}
 
     for table, df in omop.items():
         if table == "location":
@@ -133,6 +137,10 @@ def pseudonymise_site(
         # notes: de-identified with the person's own identifiers, dates shifted by the person's offset
         if table == "note" and out.height:
             out = _deid_notes(out, identity, offsets, note_deid)
+        if table in FREE_TEXT and table != "note":
+            out, n = mask_identifiers(out, list(FREE_TEXT[table]), identifiers)
+            if n:
+                masked[table] = n
         # dates move before ids change (offsets are keyed on the identifiable zone's person_id)
         out = shift_dates(out, offsets)
         pk = spec.primary_key
@@ -191,7 +199,7 @@ def pseudonymise_site(
             used |= set(tables["care_site"]["location_id"].drop_nulls().to_list())
         tables["location"] = loc_rows.filter(pl.col("location_id").is_in(sorted(used)))
         acc.append(dict(table="location", category="produced", reason_code=None, rows=tables["location"].height))
-    return PseudoResult(tables, accounting_frame("pseudo", site, acc), int(opted.len()))
+    return PseudoResult(tables, accounting_frame("pseudo", site, acc), int(opted.len()), masked)
 
 
 def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFrame, deid: NoteDeid | None) -> pl.DataFrame:

@@ -9,6 +9,7 @@ and returns MaterializeResult and AssetCheckResult events. Metadata never holds 
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,23 +19,29 @@ from anonymisation.leakscan import identifiers_from_patients, scan_table
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
-from schemas.config import Config
-from schemas.extract import ENTITIES
-from transforms.ingest import ExtractError, ingest_site
-from transforms.adapters.hospital_csv import hospital_to_staging
+from schemas.config import Config, Quality
+from schemas.extract import Entity
+from transforms.adapters.registry import FORMATS, Format
+from transforms.contracts import ContractResult
+from transforms.contracts import validate_entity as validate_contract
+from transforms.ingest import EntityResult, ExtractError
 from transforms.omop import OMOP_TABLES as ALL_OMOP_TABLES
-from transforms.omop import coverage_summary, harmonise_site, usagi_csv
-from transforms.storage import Workspace, read_partition, write_partition
+from transforms.omop import coverage_summary, harmonise_site, omop_identity, passthrough_omop, usagi_csv
+from transforms.storage import Workspace, has_partition, read_partition, write_partition
 from transforms.vocabulary import VocabularyError, load_vocabulary
 
-RAW_TABLES = [e.name for e in ENTITIES]
 OMOP_TABLES = list(ALL_OMOP_TABLES)
 IDENTITY = "_identity"  # the identifiable zone's person identifiers (never an asset, never published)
 PSEUDO_TABLES = OMOP_TABLES
 RELEASE_TABLES = OMOP_TABLES
-MAX_QUARANTINE_RATIO = 0.2
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
+
+
+def formats_in(cfg: Config) -> list[Format]:
+    """The source formats of the config, hospital-csv first (its raw assets keep their plain names)."""
+    names = {s.format for s in cfg.sources} | {"hospital-csv"}
+    return [FORMATS[n] for n in FORMATS if n in names]
 
 
 def site_partitions(cfg: Config) -> dg.StaticPartitionsDefinition:
@@ -72,62 +79,68 @@ def _fail(msg: str) -> dg.Failure:
 def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     parts = site_partitions(cfg)
 
+    formats = formats_in(cfg)
+    raw_keys = [fmt.asset(e) for fmt in formats for e in fmt.entities]
+
     @dg.multi_asset(
         name="raw",
         partitions_def=parts,
         specs=[
-            dg.AssetSpec(f"raw_{t}", group_name="raw", description=f"Typed {t} rows of the site's extract; bad rows quarantined with a reason.")
-            for t in RAW_TABLES
+            dg.AssetSpec(fmt.asset(e), group_name="raw",
+                         description=f"Typed {e} rows of a {fmt.name} extract; bad rows quarantined with a reason.")
+            for fmt in formats for e in fmt.entities
         ],
         check_specs=[
-            dg.AssetCheckSpec("quarantine_ratio", asset=f"raw_{t}", blocking=True, partitions_def=parts,
-                              description=f"At most {MAX_QUARANTINE_RATIO:.0%} of the rows are quarantined.")
-            for t in RAW_TABLES
+            spec for key in raw_keys for spec in (
+                dg.AssetCheckSpec("quarantine_ratio", asset=key, blocking=True, partitions_def=parts,
+                                  description=f"At most {cfg.quality.max_quarantine_ratio:.0%} of the rows are quarantined."),
+                dg.AssetCheckSpec("extract_contract", asset=key, blocking=True, partitions_def=parts,
+                                  description="The great-expectations suite of the entity (schemas/contracts): "
+                                  f"at most {cfg.quality.max_contract_failure_ratio:.0%} of rows fail, no table-level failure."),
+            )
         ],
     )
     def raw(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
         site = _site(context)
         config, ws = ds4h.config(), ds4h.workspace()
         src = config.source(site)
-        if src.format != "hospital-csv":
-            raise _fail(f"source format {src.format!r} of site {site} is not supported yet; use hospital-csv")
+        fmt = FORMATS[src.format]
+        contract_results: dict[str, ContractResult] = {}
+        now = dt.datetime.combine(today(), dt.time.max)
+
+        def contract(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
+            r = validate_contract(entity.name, df, now=now)
+            contract_results[entity.name] = r
+            return r.failed_rows.select("_line", "reason_code", "reason_detail")
+
+        checks = contract if src.format == "hospital-csv" else None
         try:
-            result = ingest_site(site, src.path, src.encoding, src.delimiter)
+            result = fmt.read(site, src.path, src.encoding, src.delimiter, today(), checks)
         except ExtractError as e:
             raise _fail(str(e)) from None
         for name in result.missing_files:
-            context.log.warning(f"{site}: optional file {name} is missing; that entity is empty")
+            context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
         for name, er in result.entities.items():
-            write_partition(er.table.drop("_line"), ws.lake("raw", name, site))
-            _write_quarantine(ws, "raw", name, site, er.quarantine)
+            if name in fmt.entities:
+                write_partition(er.table, ws.lake("raw", f"{fmt.prefix}{name}", site))
+            _write_quarantine(ws, "raw", f"{fmt.prefix}{name}", site, er.quarantine)
         _write_accounting(ws, "raw", site, result.accounting())
-        for name, er in result.entities.items():
-            by_reason = (
-                er.quarantine.group_by("reason_code").len("rows").sort("reason_code")
-                if er.quarantined else pl.DataFrame({"reason_code": [], "rows": []})
-            )
-            ratio = er.quarantined / er.rows_in if er.rows_in else 0.0
-            yield dg.MaterializeResult(
-                asset_key=f"raw_{name}",
-                metadata={
-                    "rows_in": er.rows_in,
-                    "rows_out": er.table.height,
-                    "quarantined": er.quarantined,
-                    "deduplicated": er.deduplicated,
-                    "quarantine_by_reason": _md_table(by_reason),
-                    "file_present": er.file is not None and name not in [m.removesuffix(".csv") for m in result.missing_files],
-                    "path": dg.MetadataValue.path(str(ws.lake("raw", name, site))),
-                },
-            )
-            yield dg.AssetCheckResult(
-                asset_key=f"raw_{name}", check_name="quarantine_ratio", passed=ratio <= MAX_QUARANTINE_RATIO,
-                metadata={"ratio": round(ratio, 4), "threshold": MAX_QUARANTINE_RATIO},
-            )
+        for other in formats:
+            for name in other.entities:
+                key = other.asset(name)
+                er = result.entities.get(name) if other is fmt else None
+                if er is None:
+                    note = "missing from the extract" if other is fmt else f"not part of this site's format ({fmt.name})"
+                    yield dg.MaterializeResult(asset_key=key, metadata={"rows_in": 0, "rows_out": 0, "note": note})
+                    yield dg.AssetCheckResult(asset_key=key, check_name="quarantine_ratio", passed=True, metadata={"note": note})
+                    yield dg.AssetCheckResult(asset_key=key, check_name="extract_contract", passed=True, metadata={"note": note})
+                    continue
+                yield from _raw_events(key, er, contract_results.get(name), config.quality, ws.lake("raw", f"{fmt.prefix}{name}", site))
 
     @dg.multi_asset(
         name="omop",
         partitions_def=parts,
-        specs=[dg.AssetSpec(f"omop_{t}", group_name="omop", deps=[f"raw_{r}" for r in RAW_TABLES],
+        specs=[dg.AssetSpec(f"omop_{t}", group_name="omop", deps=raw_keys,
                             description=f"OMOP CDM v5.4 {t} of the site (identifiable zone).")
                for t in OMOP_TABLES],
         check_specs=[
@@ -145,12 +158,24 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             vocab = load_vocabulary(config.vocabulary)
         except VocabularyError as e:
             raise _fail(str(e)) from None
-        raw = {t: read_partition(ws.lake("raw", t, site)) for t in RAW_TABLES}
-        stg = hospital_to_staging(raw)
-        result = harmonise_site(site, stg, vocab)
+        src = config.source(site)
+        if src.stcm is not None:
+            try:
+                vocab = vocab.with_stcm(src.stcm)
+            except VocabularyError as e:
+                raise _fail(str(e)) from None
+        fmt = FORMATS[src.format]
+        raw = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities
+               if has_partition(ws.lake("raw", f"{fmt.prefix}{e}", site))}
+        if fmt.to_staging is None:
+            result, stg = passthrough_omop(site, raw), None
+        else:
+            stg = fmt.to_staging(raw)
+            result = harmonise_site(site, stg, vocab)
         for t, df in result.tables.items():
             write_partition(df, ws.lake("omop", t, site))
-        write_partition(identity_frame(stg["persons"], result.tables["person"]), ws.lake("omop", IDENTITY, site))
+        identity = identity_frame(stg["persons"], result.tables["person"]) if stg is not None else omop_identity(result.tables["person"])
+        write_partition(identity, ws.lake("omop", IDENTITY, site))
         _write_accounting(ws, "omop", site, result.accounting)
         cov = ws.reports / "coverage"
         cov.mkdir(parents=True, exist_ok=True)
@@ -198,6 +223,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             yield dg.MaterializeResult(
                 asset_key=f"pseudo_{t}",
                 metadata={"rows": df.height, "opted_out_persons": result.opted_out_persons,
+                          "identifier_cells_emptied": result.masked_cells.get(t, 0),
                           "key_fingerprint": key.fingerprint,
                           "path": dg.MetadataValue.path(str(ws.lake("pseudo", t, site)))},
             )
@@ -208,6 +234,42 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             )
 
     return [raw, omop, pseudo]
+
+
+def _raw_events(key: str, er: EntityResult, cr: ContractResult | None, quality: Quality, path: Path) -> Events:
+    by_reason = (
+        er.quarantine.group_by("reason_code").len("rows").sort("reason_code")
+        if er.quarantined else pl.DataFrame({"reason_code": [], "rows": []})
+    )
+    ratio = er.quarantined / er.rows_in if er.rows_in else 0.0
+    yield dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "rows_in": er.rows_in, "rows_out": er.table.height, "quarantined": er.quarantined,
+            "deduplicated": er.deduplicated, "quarantine_by_reason": _md_table(by_reason),
+            "source_file": er.file or "(absent)", "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+    limit = quality.max_quarantine_ratio
+    yield dg.AssetCheckResult(asset_key=key, check_name="quarantine_ratio", passed=ratio <= limit,
+                              metadata={"ratio": round(ratio, 4), "threshold": limit})
+    if cr is None:
+        yield dg.AssetCheckResult(asset_key=key, check_name="extract_contract", passed=True,
+                                  metadata={"note": "no great-expectations suite for this entity's format"})
+        return
+    failed = [e for e in cr.expectations if not e.get("success", True)]
+    c_limit = quality.max_contract_failure_ratio
+    yield dg.AssetCheckResult(
+        asset_key=key, check_name="extract_contract",
+        passed=cr.failure_ratio <= c_limit and not cr.table_failures,
+        metadata={
+            "expectations": len(cr.expectations), "failed_expectations": len(failed),
+            "failure_ratio": round(cr.failure_ratio, 4), "threshold": c_limit,
+            "failures": _md_table(pl.DataFrame(
+                [{"expectation": e["type"], "column": e.get("column") or "", "rows": e.get("unexpected_count") or 0}
+                 for e in failed], schema={"expectation": pl.String, "column": pl.String, "rows": pl.Int64})),
+        },
+    )
 
 
 def _cdm_checks(asset: str, table: str, df: pl.DataFrame) -> Iterator[dg.AssetCheckResult]:

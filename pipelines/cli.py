@@ -379,10 +379,11 @@ def connector_export(
 
 
 def _register_commands() -> None:
-    from pipelines.commands import anonymise_table, deid
+    from pipelines.commands import anonymise_table, deid, vocabulary
 
     anonymise_table.register(app)
     deid.register(app)
+    vocabulary.register(app)
 
 
 _register_commands()

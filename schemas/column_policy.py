@@ -54,3 +54,10 @@ EPISODE_EVENT_FIELDS: dict[int, str] = {1147094: "drug_exposure", 1147082: "proc
                                         1147127: "condition_occurrence"}
 # id columns the specification gives no foreign key for, and the table whose ids they hold
 EXTRA_ID_REFERENCES: dict[tuple[str, str], str] = {("episode", "episode_parent_id"): "episode"}
+# free-text value columns: cells holding a direct identifier of the site's persons are emptied
+# (Synthea, for one, records a patient's address as an observation value)
+FREE_TEXT: dict[str, tuple[str, ...]] = {
+    "observation": ("value_as_string", "value_source_value", "qualifier_source_value"),
+    "measurement": ("value_source_value",),
+    "note": ("note_title",),
+}

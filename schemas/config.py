@@ -33,6 +33,7 @@ class Source(BaseModel):
     encoding: str = "utf-8"
     delimiter: str = Field(",", min_length=1, max_length=1)
     mapping: Path | None = None
+    stcm: Path | None = Field(None, description="the site's SOURCE_TO_CONCEPT_MAP for local codes (Usagi CSV)")
 
     @field_validator("encoding")
     @classmethod
@@ -44,6 +45,15 @@ class Source(BaseModel):
         except LookupError:
             raise ValueError(f"unknown encoding {v!r}; use e.g. utf-8, cp1252, latin-1") from None
         return v
+
+
+class Quality(BaseModel):
+    """Data-quality gates of the identifiable zone (the data engineers' side)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_quarantine_ratio: float = Field(0.2, ge=0, le=1, description="share of a table's rows quarantined at ingest")
+    max_contract_failure_ratio: float = Field(0.05, ge=0, le=1, description="share failing the extract contract")
+    dqd_blocks_on_fatal: bool = Field(True, description="fatal DataQualityDashboard failures block the release")
 
 
 class Release(BaseModel):
@@ -65,6 +75,7 @@ class Config(BaseModel):
     vocabulary: str = Field("bundled:demo", description="bundled:demo, an Athena folder, or a loaded vocabulary folder")
     policy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     release: Release = Field(default_factory=Release)
+    quality: Quality = Field(default_factory=Quality)
     # set by load_config, not by the file
     config_path: Path | None = Field(None, exclude=True)
 
@@ -133,6 +144,8 @@ def parse_config(data: Any, base: Path) -> Config:
             s.path = (base / s.path).resolve()
         if s.mapping is not None and not s.mapping.is_absolute():
             s.mapping = (base / s.mapping).resolve()
+        if s.stcm is not None and not s.stcm.is_absolute():
+            s.stcm = (base / s.stcm).resolve()
     if cfg.policy.opt_out_registry and not Path(cfg.policy.opt_out_registry).is_absolute():
         cfg.policy.opt_out_registry = str((base / cfg.policy.opt_out_registry).resolve())
     for q in cfg.policy.quasi_identifiers:

@@ -12,6 +12,7 @@ Reason codes (first failing check wins, in this order):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,12 +125,18 @@ def _normalise(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(exprs)
 
 
+RowChecks = Callable[[Entity, pl.DataFrame], pl.DataFrame]
+"""Extra row-level checks on the typed rows (e.g. the great-expectations contract): returns the
+failing ``_line`` values with ``reason_code`` and ``reason_detail``; those rows are quarantined."""
+
+
 def validate_entity(
     entity: Entity,
     df: pl.DataFrame,
     file: str,
     today: dt.date,
     parents: dict[str, pl.Series],
+    row_checks: RowChecks | None = None,
 ) -> EntityResult:
     """Type and check one entity; ``parents`` maps a referenced entity to its valid keys."""
     rows_in = df.height
@@ -207,6 +214,12 @@ def validate_entity(
             pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(REASON)).alias(REASON),
             pl.when(orphan).then(pl.lit(f"{col} names no valid {parent} row")).otherwise(pl.col(DETAIL)).alias(DETAIL),
         )
+    if row_checks is not None:
+        typed_ok = df.filter(pl.col(REASON).is_null()).with_columns([typed[c].alias(c) for c in typed]).select(
+            [LINE, *entity.column_names])
+        extra = row_checks(entity, typed_ok).select(LINE, pl.col("reason_code").alias("_xr"), pl.col("reason_detail").alias("_xd"))
+        df = df.join(extra, on=LINE, how="left", maintain_order="left").with_columns(
+            pl.coalesce(REASON, "_xr").alias(REASON), pl.coalesce(DETAIL, "_xd").alias(DETAIL)).drop("_xr", "_xd")
     bad = df.filter(pl.col(REASON).is_not_null())
     good = df.filter(pl.col(REASON).is_null())
     good = good.with_columns([typed[c].alias(c) for c in typed]).select([LINE, *entity.column_names])
@@ -226,6 +239,7 @@ def ingest_site(
     delimiter: str = ",",
     today: dt.date | None = None,
     entities: tuple[Entity, ...] = ENTITIES,
+    row_checks: RowChecks | None = None,
 ) -> IngestResult:
     """Read and validate every entity file of one site's landing folder."""
     if not folder.is_dir():
@@ -243,7 +257,7 @@ def ingest_site(
             df = df.with_columns(pl.col(LINE).cast(pl.Int64))
         else:
             df = read_text_csv(path, encoding, delimiter)
-        r = validate_entity(ent, df, ent.file, today, valid_keys)
+        r = validate_entity(ent, df, ent.file, today, valid_keys, row_checks)
         result.entities[ent.name] = r
         valid_keys[ent.name] = r.table[ent.key]
     return result

@@ -362,7 +362,7 @@ def _derived(site: str, tables: dict[str, pl.DataFrame], vocab: Vocabulary) -> d
     """Eras and oncology episodes, when their builders are present (transforms/eras.py, episodes.py)."""
     out = {t: pl.DataFrame(schema=cdm.table(t).polars_schema) for t in ("condition_era", "drug_era", "episode", "episode_event")}
     try:
-        from transforms import eras, episodes
+        from transforms import episodes, eras
     except ImportError:  # pragma: no cover - optional until the modules land
         return out
     out["condition_era"] = eras.condition_era(tables["condition_occurrence"], site)
@@ -464,3 +464,39 @@ def coverage_summary(coverage: pl.DataFrame) -> pl.DataFrame:
         rows=pl.col("rows").sum(), rows_mapped=pl.col("rows").filter(pl.col("mapped")).sum(),
         codes=pl.len(), codes_mapped=pl.col("mapped").sum(),
     ).sort("table", "code_system")
+
+
+def passthrough_omop(site: str, raw: dict[str, pl.DataFrame]) -> OmopResult:
+    """An existing OMOP CDM (omop-csv): the typed tables as they are, missing ones empty.
+
+    Tables ds4h does not carry further (cohort, cost, specimen, ...) are accounted as quarantined
+    with ``omop.table_not_carried``; nothing disappears silently."""
+    tables: dict[str, pl.DataFrame] = {}
+    acc: list[dict[str, object]] = []
+    for t in OMOP_TABLES:
+        df = raw.get(t)
+        if df is None:
+            tables[t] = pl.DataFrame(schema=cdm.table(t).polars_schema)
+            continue
+        tables[t] = cdm.conform(df, t)
+        acc.append(dict(table=t, category="in", reason_code=None, rows=df.height))
+        acc.append(dict(table=t, category="out", reason_code=None, rows=tables[t].height))
+    for t, df in sorted(raw.items()):
+        if t not in tables:
+            acc.append(dict(table=t, category="in", reason_code=None, rows=df.height))
+            acc.append(dict(table=t, category="quarantined", reason_code="omop.table_not_carried", rows=df.height))
+    coverage = pl.DataFrame(schema={"table": pl.String, "code_system": pl.String, "source_code": pl.String,
+                                    "description": pl.String, "rows": pl.UInt32, "mapped": pl.Boolean})
+    return OmopResult(tables, accounting_frame("omop", site, acc), coverage, {"mapped_share": 1.0})
+
+
+def omop_identity(person: pl.DataFrame) -> pl.DataFrame:
+    """The identity frame of a source that is already OMOP: its person_source_value (or id) only."""
+    return person.select(
+        "person_id", patient_id=pl.coalesce(pl.col("person_source_value"), pl.col("person_id").cast(pl.String)),
+        matricule=pl.lit(None, pl.String),
+        birth_date=pl.coalesce(pl.col("birth_datetime").dt.date(),
+                               pl.date(pl.col("year_of_birth"), pl.col("month_of_birth").fill_null(1), pl.col("day_of_birth").fill_null(1))),
+        last_name=pl.lit(None, pl.String), first_name=pl.lit(None, pl.String), phone=pl.lit(None, pl.String),
+        email=pl.lit(None, pl.String), address=pl.lit(None, pl.String),
+    )

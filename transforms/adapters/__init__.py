@@ -25,6 +25,7 @@ PRE_DETAIL = "_pre_detail"
 RAW = "raw"  # the source text of a JSON resource: kept for the quarantine only
 _REASON = "_reason"
 _DETAIL = "_detail"
+_TYPED = "_typed_"
 
 # Names of coding systems, as sources write them, normalised (upper-case, letters and digits only)
 # or as FHIR system URIs -> the staging code_system.
@@ -75,19 +76,26 @@ def code_system_expr(col: str, default: str) -> pl.Expr:
 
 def parse_instant(e: pl.Expr) -> pl.Expr:
     """ISO 8601 date or date-time (``Z``, an offset, or none; fractions; partial dates ``YYYY``/``YYYY-MM``)
-    -> naive UTC ``Datetime("us")``; null where it does not parse. A value without offset is taken as UTC."""
+    -> naive UTC ``Datetime("us")``; null where it does not parse. A value without offset is taken as UTC.
+
+    Each format is tried only on the values the previous ones left null (parsing a null is free), so the
+    common shapes (Synthea's ``...Z`` and plain dates) cost one pass."""
     s = e.str.strip_chars()
-    iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
-    aware = iso.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%z", strict=False)
-    aware_min = iso.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M%z", strict=False)
-    naive = iso.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
-    naive_min = iso.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M", strict=False)
+    parsed = s.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%SZ", strict=False)
+    rest = pl.when(parsed.is_null()).then(s)
+    parsed = pl.coalesce(parsed, rest.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True).cast(pl.Datetime("us")))
+    iso = pl.when(parsed.is_null()).then(s).str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
+    parsed = pl.coalesce(
+        parsed,
+        iso.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%z", strict=False).dt.replace_time_zone(None),
+    )
+    rest = pl.when(parsed.is_null()).then(iso)
     return pl.coalesce(
-        aware.dt.replace_time_zone(None),
-        naive,
-        parse_day(e).cast(pl.Datetime("us")),
-        aware_min.dt.replace_time_zone(None),
-        naive_min,
+        parsed,
+        rest.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False),
+        rest.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M%z", strict=False).dt.replace_time_zone(None),
+        rest.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M", strict=False),
+        pl.when(rest.str.contains(r"^\d{4}(-\d{2})?$")).then(parse_day(rest)).cast(pl.Datetime("us")),
     )
 
 
@@ -173,13 +181,14 @@ def validate(
         typed[c] = parse_instant(pl.col(c))
     for c in spec.dates:
         typed[c] = parse_day(pl.col(c))
-    for c in (*spec.datetimes, *spec.dates):
-        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & typed[c].is_null(),
-                       "raw.invalid_date", pl.lit(f"{c} is not a valid date: ") + pl.col(c)))
     for c in spec.numbers:
         typed[c] = pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
-        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & typed[c].is_null(),
-                       "raw.invalid_value", pl.lit(f"{c} is not a number: ") + pl.col(c)))
+    for c in typed:
+        code = "raw.invalid_value" if c in spec.numbers else "raw.invalid_date"
+        what = "a number" if c in spec.numbers else "a valid date"
+        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & pl.col(f"{_TYPED}{c}").is_null(),
+                       code, pl.lit(f"{c} is not {what}: ") + pl.col(c)))
+    df = df.with_columns([e.alias(f"{_TYPED}{c}") for c, e in typed.items()])
     reason, detail = _chain(checks)
     reason = pl.when(pl.col(PRE_REASON).is_not_null()).then(pl.col(PRE_REASON)).otherwise(reason)
     df = df.with_columns(reason.alias(_REASON), detail.alias(_DETAIL))
@@ -205,8 +214,8 @@ def validate(
     bad = df.filter(pl.col(_REASON).is_not_null()).select(ROW, _REASON, _DETAIL)
     good = df.filter(pl.col(_REASON).is_null())
     internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW)
-    keep = [c for c in good.columns if c not in internal]
-    table = good.with_columns([e.alias(c) for c, e in typed.items()]).select(keep)
+    keep = [c for c in good.columns if c not in internal and not c.startswith(_TYPED)]
+    table = good.with_columns([pl.col(f"{_TYPED}{c}").alias(c) for c in typed]).select(keep)
     src_file = pl.col(FILE) if FILE in original.columns else pl.lit(file, pl.String)
     quarantine = (
         original.join(bad, on=ROW, how="inner")

@@ -645,7 +645,9 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
             event_key=pl.lit("observation/") + pl.col("id"), code="code", code_system="code_system",
             description="description", value_number="value_number", value_text="value_text", unit="unit", **base,
         ), "events"))
-        comp = (obs.filter(has_comp).with_columns(pl.col("components").list.eval(pl.int_range(pl.len())).alias("_i"))
+        comp = (obs.filter(has_comp)
+                .select("id", "patient", "encounter", "start", "end", "status", "performer", "components",
+                        _i=pl.col("components").list.eval(pl.int_range(pl.len())))
                 .explode("components", "_i").unnest("components"))
         frames.append(staging.conform(comp.select(
             event_key=pl.lit("observation/") + pl.col("id") + "#" + pl.col("_i").cast(pl.String),

@@ -1,0 +1,195 @@
+"""The same patients written by hand as Synthea CSV, as FHIR NDJSON and as FHIR Bundles give the same
+staging persons, visits and conditions (on the columns both formats carry)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from tests.test_adapters_synthea import assert_accounting_holds, assert_staging_conforms
+from transforms.adapters.fhir import fhir_to_staging, read_fhir
+from transforms.adapters.synthea import read_synthea, synthea_to_staging
+
+SYNTHEA = {
+    "patients.csv": (
+        "Id,BIRTHDATE,DEATHDATE,SSN,DRIVERS,PASSPORT,PREFIX,FIRST,LAST,SUFFIX,MAIDEN,MARITAL,RACE,ETHNICITY,GENDER,"
+        "BIRTHPLACE,ADDRESS,CITY,STATE,COUNTY,ZIP,LAT,LON,HEALTHCARE_EXPENSES,HEALTHCARE_COVERAGE\n"
+        "p1,1970-03-04,,999-11-1111,,,Mrs.,Ana,Lopez,,,M,white,hispanic,F,Boston  MA  US,1 Main St,Town,"
+        "Massachusetts,Suffolk County,01234,42.1,-71.1,1000.00,10.00\n"
+        "p2,1955-11-30,2020-05-01,999-22-2222,,,Mr.,Bo,Kim,,,M,asian,nonhispanic,M,Salem  MA  US,9 Elm Rd,Ville,"
+        "Massachusetts,Essex County,05678,42.5,-70.9,2000.00,20.00\n"
+    ),
+    "encounters.csv": (
+        "Id,START,STOP,PATIENT,ORGANIZATION,PROVIDER,PAYER,ENCOUNTERCLASS,CODE,DESCRIPTION,BASE_ENCOUNTER_COST,"
+        "TOTAL_CLAIM_COST,PAYER_COVERAGE,REASONCODE,REASONDESCRIPTION\n"
+        "e1,2019-01-02T10:00:00Z,2019-01-02T10:30:00Z,p1,o1,pr1,pay,ambulatory,185345009,Encounter for symptom,"
+        "1,1,0,,\n"
+        "e2,2019-06-01T08:00:00Z,2019-06-05T12:00:00Z,p2,o1,pr2,pay,inpatient,32485007,Hospital admission,1,1,0,,\n"
+        "e3,2020-04-30T22:15:00Z,2020-04-30T23:45:00Z,p2,o1,pr2,pay,emergency,50849002,Emergency room admission,"
+        "1,1,0,,\n"
+    ),
+    "conditions.csv": (
+        "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n"
+        "2019-01-02,,p1,e1,44054006,Diabetes mellitus type 2 (disorder)\n"
+        "2019-06-01,2019-06-05,p2,e2,195662009,Acute viral pharyngitis (disorder)\n"
+        "2020-04-30,,p2,e3,840539006,COVID-19\n"
+    ),
+    "organizations.csv": "Id,NAME,ADDRESS,CITY,STATE,ZIP,LAT,LON,PHONE,REVENUE,UTILIZATION\no1,GENERAL,5 Road,Town,MA,01234,0,0,,0,3\n",
+    "providers.csv": (
+        "Id,ORGANIZATION,NAME,GENDER,SPECIALITY,ADDRESS,CITY,STATE,ZIP,LAT,LON,UTILIZATION\n"
+        "pr1,o1,Doc One,F,GENERAL PRACTICE,5 Road,Town,MA,01234,0,0,1\n"
+        "pr2,o1,Doc Two,M,GENERAL PRACTICE,5 Road,Town,MA,01234,0,0,2\n"
+    ),
+}
+
+SCT = "http://snomed.info/sct"
+NPI = "http://hl7.org/fhir/sid/us-npi"
+SYN = "https://github.com/synthetichealth/synthea"
+
+
+def _patient(pid: str, gender: str, birth: str, given: str, family: str, line: str, city: str, county: str,
+             postcode: str, deceased: str | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "resourceType": "Patient", "id": pid, "gender": gender, "birthDate": birth,
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "address": [{"line": [line], "city": city, "district": county, "state": "MA", "postalCode": postcode,
+                     "country": "US"}],
+    }
+    if deceased:
+        r["deceasedDateTime"] = deceased
+    return r
+
+
+def _encounter(eid: str, pid: str, cls: str, start: str, end: str, pract: dict[str, Any], org: dict[str, Any],
+               subject: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter", "id": eid, "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": cls},
+        "subject": {"reference": subject + pid}, "period": {"start": start, "end": end},
+        "participant": [{"individual": pract}], "serviceProvider": org,
+    }
+
+
+def _condition(cid: str, pid: str, eid: str, code: str, display: str, onset: str, abatement: str | None,
+               prefix: tuple[str, str]) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "resourceType": "Condition", "id": cid,
+        "code": {"coding": [{"system": SCT, "code": code, "display": display}], "text": display},
+        "subject": {"reference": prefix[0] + pid}, "encounter": {"reference": prefix[1] + eid},
+        "onsetDateTime": onset,
+    }
+    if abatement:
+        r["abatementDateTime"] = abatement
+    return r
+
+
+def fhir_resources(bundle_style: bool) -> dict[str, list[dict[str, Any]]]:
+    """Per patient (and 'shared' for practitioners and organizations), the FHIR resources."""
+    pref = ("urn:uuid:", "urn:uuid:") if bundle_style else ("Patient/", "Encounter/")
+
+    def pract(key: str, npi: str) -> dict[str, Any]:
+        return {"reference": f"Practitioner?identifier={NPI}|{npi}"} if bundle_style else {"reference": f"Practitioner/{key}"}
+
+    org = {"reference": f"Organization?identifier={SYN}|o1"} if bundle_style else {"reference": "Organization/o1"}
+    shared = [
+        {"resourceType": "Organization", "id": "o1", "name": "GENERAL", "identifier": [{"system": SYN, "value": "o1"}]},
+        {"resourceType": "Practitioner", "id": "pr1", "identifier": [{"system": NPI, "value": "9991"}],
+         "name": [{"family": "One", "given": ["Doc"]}], "gender": "female"},
+        {"resourceType": "Practitioner", "id": "pr2", "identifier": [{"system": NPI, "value": "9992"}],
+         "name": [{"family": "Two", "given": ["Doc"]}], "gender": "male"},
+    ]
+    p1 = [
+        _patient("p1", "female", "1970-03-04", "Ana", "Lopez", "1 Main St", "Town", "Suffolk County", "01234"),
+        _encounter("e1", "p1", "AMB", "2019-01-02T05:00:00-05:00", "2019-01-02T05:30:00-05:00", pract("pr1", "9991"),
+                   org, pref[0]),
+        _condition("c1", "p1", "e1", "44054006", "Diabetes mellitus type 2 (disorder)", "2019-01-02", None, pref),
+    ]
+    p2 = [
+        _patient("p2", "male", "1955-11-30", "Bo", "Kim", "9 Elm Rd", "Ville", "Essex County", "05678",
+                 deceased="2020-05-01T03:00:00-04:00"),
+        _encounter("e2", "p2", "IMP", "2019-06-01T04:00:00-04:00", "2019-06-05T08:00:00-04:00", pract("pr2", "9992"),
+                   org, pref[0]),
+        _encounter("e3", "p2", "EMER", "2020-04-30T22:15:00Z", "2020-04-30T19:45:00-04:00", pract("pr2", "9992"),
+                   org, pref[0]),
+        _condition("c2", "p2", "e2", "195662009", "Acute viral pharyngitis (disorder)", "2019-06-01", "2019-06-05", pref),
+        _condition("c3", "p2", "e3", "840539006", "COVID-19", "2020-04-30", None, pref),
+    ]
+    return {"shared": shared, "p1": p1, "p2": p2}
+
+
+def write_synthea(folder: Path) -> Path:
+    folder.mkdir()
+    for name, text in SYNTHEA.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def write_ndjson(folder: Path) -> Path:
+    folder.mkdir()
+    by_type: dict[str, list[str]] = {}
+    for resources in fhir_resources(bundle_style=False).values():
+        for r in resources:
+            by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
+    for rtype, lines in by_type.items():
+        (folder / f"{rtype}.000.ndjson").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def write_bundles(folder: Path) -> Path:
+    folder.mkdir()
+    for name, resources in fhir_resources(bundle_style=True).items():
+        kind = "collection" if name == "shared" else "transaction"
+        entries = []
+        for r in resources:
+            entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{r['id']}", "resource": r}
+            if kind == "transaction":
+                entry["request"] = {"method": "POST", "url": r["resourceType"]}
+            entries.append(entry)
+        (folder / f"{name}.json").write_text(json.dumps({"resourceType": "Bundle", "type": kind, "entry": entries}))
+    return folder
+
+
+PERSON_COLS = ["person_key", "birth_date", "death_date", "sex", "first_name", "last_name", "address", "city",
+               "postcode", "county"]
+VISIT_COLS = ["visit_key", "person_key", "start", "end", "visit_class", "provider_key", "care_site_key"]
+CONDITION_COLS = ["person_key", "visit_key", "code", "code_system", "description", "start", "end"]
+
+
+def comparable(st: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    return {
+        "persons": st["persons"].select(PERSON_COLS).sort("person_key"),
+        "visits": st["visits"].select(VISIT_COLS).sort("visit_key"),
+        "conditions": st["events"].filter(pl.col("kind") == "condition").select(CONDITION_COLS)
+        .sort("person_key", "start", "code"),
+    }
+
+
+@pytest.fixture
+def from_synthea(tmp_path: Path) -> dict[str, pl.DataFrame]:
+    raw = read_synthea("x", write_synthea(tmp_path / "synthea"))
+    assert_accounting_holds(raw)
+    assert sum(r.quarantined + r.deduplicated for r in raw.entities.values()) == 0
+    st = synthea_to_staging(raw)
+    assert_staging_conforms(st)
+    return comparable(st)
+
+
+@pytest.mark.parametrize("writer", [write_ndjson, write_bundles], ids=["ndjson", "bundle"])
+def test_same_staging_from_synthea_csv_and_fhir(writer, from_synthea, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    raw = read_fhir("x", writer(tmp_path / "fhir"))
+    assert_accounting_holds(raw)
+    assert sum(r.quarantined + r.deduplicated for r in raw.entities.values()) == 0
+    st = fhir_to_staging(raw)
+    assert_staging_conforms(st)
+    got = comparable(st)
+    assert from_synthea["persons"].height == 2 and from_synthea["visits"].height == 3
+    assert from_synthea["conditions"].height == 3
+    for name, expected in from_synthea.items():
+        assert got[name].equals(expected), f"{name}:\n{got[name]}\n!=\n{expected}"
+    # what the two formats carry in different words is still there
+    assert from_synthea["visits"]["visit_class"].to_list() == ["AMBULATORY", "INPATIENT", "EMERGENCY"]
+    assert str(from_synthea["visits"]["end"][2]) == "2020-04-30 23:45:00"
