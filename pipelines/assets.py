@@ -17,6 +17,7 @@ import polars as pl
 
 from anonymisation.leakscan import identifiers_from_patients, scan_table
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
+from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
 from schemas.config import Config, Quality
@@ -144,11 +145,11 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                             description=f"OMOP CDM v5.4 {t} of the site (identifiable zone).")
                for t in OMOP_TABLES],
         check_specs=[
-            spec for t in OMOP_TABLES for spec in (
-                dg.AssetCheckSpec("primary_key_unique", asset=f"omop_{t}", blocking=True, partitions_def=parts),
-                dg.AssetCheckSpec("required_fields", asset=f"omop_{t}", blocking=True, partitions_def=parts,
-                                  description="Fields the CDM marks required are never null."),
-            )
+            *[dg.AssetCheckSpec("cdm_conformance", asset=f"omop_{t}", blocking=True, partitions_def=parts,
+                                description="Primary key unique; fields the CDM marks required never null.")
+              for t in OMOP_TABLES],
+            dg.AssetCheckSpec("dqd", asset="omop_person", blocking=cfg.quality.dqd_blocks_on_fatal, partitions_def=parts,
+                              description="OHDSI DataQualityDashboard 2.8 checks on the site's CDM; fatal failures block."),
         ],
     )
     def omop(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
@@ -192,7 +193,10 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                 top = usagi_csv(result.coverage.filter(pl.col("table") == t), top=10)
                 md["top_unmapped_codes"] = _md_table(top.select("sourceCode", "sourceName", "sourceFrequency"))
             yield dg.MaterializeResult(asset_key=f"omop_{t}", metadata=md)
-            yield from _cdm_checks(f"omop_{t}", t, df)
+            yield _cdm_check(f"omop_{t}", t, df)
+        folder = ws.reports / "dqd" / site
+        dqd = run_dqd(result.tables, vocab, site, folder)
+        yield dqd_check("omop_person", dqd, folder / "dqd.html", config.quality.dqd_blocks_on_fatal)
 
     @dg.multi_asset(
         name="pseudo",
@@ -272,16 +276,17 @@ def _raw_events(key: str, er: EntityResult, cr: ContractResult | None, quality: 
     )
 
 
-def _cdm_checks(asset: str, table: str, df: pl.DataFrame) -> Iterator[dg.AssetCheckResult]:
+def _cdm_check(asset: str, table: str, df: pl.DataFrame) -> dg.AssetCheckResult:
     spec = cdm.table(table)
     pk = spec.primary_key
     dupes = int(df[pk].is_duplicated().sum()) if pk and df.height else 0
-    yield dg.AssetCheckResult(asset_key=asset, check_name="primary_key_unique", passed=dupes == 0,
-                              metadata={"primary_key": pk or "-", "duplicated_rows": dupes})
     nulls = {c: int(df[c].null_count()) for c in spec.required if c in df.columns}
     bad = {c: n for c, n in nulls.items() if n}
-    yield dg.AssetCheckResult(asset_key=asset, check_name="required_fields", passed=not bad,
-                              metadata={"required_fields": len(nulls), **{f"nulls_{c}": n for c, n in bad.items()}})
+    return dg.AssetCheckResult(
+        asset_key=asset, check_name="cdm_conformance", passed=dupes == 0 and not bad,
+        metadata={"primary_key": pk or "-", "duplicated_keys": dupes, "required_fields": len(nulls),
+                  **{f"nulls_{c}": n for c, n in bad.items()}},
+    )
 
 
 def today() -> dt.date:

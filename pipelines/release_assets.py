@@ -16,6 +16,8 @@ from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
 from pipelines.assets import IDENTITY, PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release, sha256_file
+from pipelines.quality import dqd_check, dqd_summary, run_dqd
+from transforms.vocabulary import load_vocabulary
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.storage import Workspace, has_partition, read_partition, write_partition
@@ -67,6 +69,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         check_specs=[
             dg.AssetCheckSpec("risk_thresholds", asset="release_person", blocking=True,
                               description="Re-identification risk within the policy's thresholds."),
+            dg.AssetCheckSpec("dqd", asset="release_person", blocking=cfg.quality.dqd_blocks_on_fatal,
+                              description="DataQualityDashboard checks on the release (published in its reports/)."),
             *[dg.AssetCheckSpec("leak_scan", asset=f"release_{t}", blocking=True,
                                 description="No direct identifier of any site's landing data.") for t in RELEASE_TABLES],
         ],
@@ -92,6 +96,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.html").write_text(render_html(result.report), encoding="utf-8")
+        vocab = load_vocabulary(config.vocabulary)
+        dqd = run_dqd(result.tables, vocab, config.release.dataset, reports, timings=False)
+        (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
         ids = all_identifiers(ws, config.sites)
         for t, df in result.tables.items():
             md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
@@ -119,6 +126,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                       **{f"{c.name} (limit)": c.limit for c in checks},
                       "report": dg.MetadataValue.path(str(reports / "risk-report.html"))},
         )
+        yield dqd_check("release_person", dqd, reports / "dqd.html", config.quality.dqd_blocks_on_fatal)
         for t, df in result.tables.items():
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
@@ -161,7 +169,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "row_accounting": accounting.sort(["stage", "site", "table", "category", "reason_code"], nulls_last=True).to_dicts(),
         }
         src = ws.lake("release", "_reports")
-        reports = {name: (src / name).read_text(encoding="utf-8") for name in ("risk-report.json", "risk-report.html")}
+        reports = {name: (src / name).read_text(encoding="utf-8")
+                   for name in ("risk-report.json", "risk-report.html", "dqd-results.json", "dqd.html")}
+        extra["data_quality"] = json.loads((src / "dqd-summary.json").read_text(encoding="utf-8"))
         pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
                               release_meta=config.release.model_dump(mode="json"), reports=reports,
                               created=dt.datetime.now(dt.UTC).replace(microsecond=0))

@@ -114,7 +114,10 @@ def main() -> int:
     if missing:
         print(f"error: targets missing from the demo vocabulary: {sorted(missing)}", file=sys.stderr)
         return 1
-    write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep])
+    # hand-added: the CDM version concept cdm_source.cdm_version_concept_id needs (a real OMOP concept
+    # absent from vocabulary-demo)
+    extra = [["756265", "OMOP CDM Version 5.4.0", "Metadata", "CDM", "CDM", "S", "CDM v5.4.0", "20210906", "20991231", ""]]
+    write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep] + extra)
     rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
     write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])
     aheader, anc = read("CONCEPT_ANCESTOR.csv")

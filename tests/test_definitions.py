@@ -28,7 +28,7 @@ def test_whole_definitions_load_from_the_config(tmp_path: Path, monkeypatch: pyt
     assert groups == {"raw", "omop", "pseudo", "release", "publish"}
     assert dg.AssetKey("published_release") in graph.get_all_asset_keys()
     blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
-    assert {"quarantine_ratio", "primary_key_unique", "required_fields", "leak_scan", "risk_thresholds"} <= blocking
+    assert {"quarantine_ratio", "extract_contract", "cdm_conformance", "dqd", "leak_scan", "risk_thresholds"} <= blocking
     assert defs.resolve_job_def("site_job") is not None
     assert dg.AssetSelection.from_string("group:omop").resolve(graph)
 

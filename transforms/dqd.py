@@ -856,15 +856,28 @@ def results_dict(run: DqdRun) -> dict[str, Any]:
     }
 
 
-def write_results_json(run: DqdRun, path: Path) -> None:
-    """The results JSON in the shape DataQualityDashboard 2.8 writes (its viewer opens it)."""
+TIMING_KEYS = ("startTimestamp", "endTimestamp", "executionTime", "executionTimeSeconds")
+
+
+def write_results_json(run: DqdRun, path: Path, *, timings: bool = True) -> None:
+    """The results JSON in the shape DataQualityDashboard 2.8 writes (its viewer opens it).
+
+    ``timings=False`` leaves run and execution times out (null), so that a published report is
+    byte-identical for the same data."""
+    data = results_dict(run)
+    if not timings:
+        for key in TIMING_KEYS:
+            if key in data:
+                data[key] = None
+        for r in data.get("CheckResults", []):
+            r["executionTime"] = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results_dict(run), separators=(",", ":"), default=str), encoding="utf-8")
+    path.write_text(json.dumps(data, separators=(",", ":"), default=str), encoding="utf-8")
 
 
-def write_html(run: DqdRun, path: Path) -> None:
+def write_html(run: DqdRun, path: Path, *, timings: bool = True) -> None:
     """A self-contained HTML report (no network, no script)."""
     from transforms.dqd_report import render_html
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(run), encoding="utf-8")
+    path.write_text(render_html(run, timings=timings), encoding="utf-8")

@@ -130,7 +130,7 @@ def _compact(results: list[CheckResult], reason: bool) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def render_html(run: DqdRun) -> str:
+def render_html(run: DqdRun, *, timings: bool = True) -> str:
     from transforms.dqd import fatal_failures
 
     src = run.cdm_source
@@ -152,7 +152,8 @@ def render_html(run: DqdRun) -> str:
         f"<title>Data quality — {escape(name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Data quality — {escape(name)}</h1>",
         f"<div class=meta>OHDSI DataQualityDashboard 2.8 checks on the OMOP CDM {escape(str(src.get('cdm_version', '5.4')))}"
-        f" · run {escape(run.start_time.strftime('%Y-%m-%d %H:%M:%S'))} UTC · {run.execution_seconds:.1f} s</div>",
+        + (f" · run {escape(run.start_time.strftime('%Y-%m-%d %H:%M:%S'))} UTC · {run.execution_seconds:.1f} s"
+           if timings else "") + "</div>",
         banner,
         "<h2>Overview by Kahn category</h2>",
         _overview(run),
