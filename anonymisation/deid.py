@@ -335,3 +335,16 @@ def spans_by_id(lines: Iterable[dict[str, Any]], key: str = "spans") -> dict[str
                 spans.append((int(s[0]), int(s[1]), str(s[2])))
         out[str(line["id"])] = spans
     return out
+
+
+_SHARED: Deidentifier | None = None
+
+
+def deidentify_batch(texts: Sequence[str], knowns: Sequence[dict[str, list[str]]], offsets: Sequence[int]) -> list[str]:
+    """De-identify many texts with one shared :class:`Deidentifier` (built on first use): spans
+    replaced by typed tags, dates shifted by each text's offset (the pipeline's note stage)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = Deidentifier()
+    spans = _SHARED.analyze_batch(list(texts), list(knowns))
+    return [redact(t, sp, off) for t, sp, off in zip(texts, spans, offsets, strict=True)]

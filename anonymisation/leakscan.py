@@ -22,7 +22,7 @@ IDENTIFIER_COLUMNS: dict[str, str] = {
     "patient_id": "local_id",
 }
 # identifier types matched as substrings (long and specific) vs whole cell values (short, like names)
-SUBSTRING_TYPES = {"matricule", "phone", "email", "address"}
+SUBSTRING_TYPES = {"matricule", "phone", "email", "address", "full_name"}
 MIN_DIGITS = 8
 
 
@@ -76,10 +76,11 @@ def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
         if col in patients.columns:
             for v in patients[col].drop_nulls().unique().to_list():
                 ids.add(kind, str(v))
-    # full names as written together
+    # full names, in both orders: matched inside any text (a note), not only as a whole cell
     if {"first_name", "last_name"} <= set(patients.columns):
         for f, last in patients.select("first_name", "last_name").drop_nulls().iter_rows():
-            ids.add("name", f"{f} {last}")
+            ids.add("full_name", f"{f} {last}")
+            ids.add("full_name", f"{last} {f}")
     ids.values["name"] = ids.values.get("name", set()) - public_place_names()
     return ids
 

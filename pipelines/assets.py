@@ -218,7 +218,13 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             opt_outs = read_opt_outs(config.policy.opt_out_registry)
         except FileNotFoundError as e:
             raise _fail(str(e)) from None
-        result = pseudonymise_site(site, omop_tables, identity, key.secret, config.policy, opt_outs)
+        note_deid = None
+        if omop_tables["note"].height and omop_tables["note"]["note_text"].drop_nulls().len():
+            from anonymisation.deid import deidentify_batch
+
+            note_deid = deidentify_batch
+            context.log.info(f"{site}: de-identifying {omop_tables['note'].height} notes (presidio, fr_core_news_sm)")
+        result = pseudonymise_site(site, omop_tables, identity, key.secret, config.policy, opt_outs, note_deid)
         for t, df in result.tables.items():
             write_partition(df, ws.lake("pseudo", t, site))
         _write_accounting(ws, "pseudo", site, result.accounting)
