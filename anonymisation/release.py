@@ -29,6 +29,7 @@ from anonymisation.kanon import (
     search,
 )
 from anonymisation.pseudonym import id63
+from anonymisation.rare import GENERALISED, generalise_rare_concepts
 from anonymisation.risk import read_population
 from anonymisation.risk_report import full_report, model_of
 from schemas import omop as cdm
@@ -88,6 +89,8 @@ def build_release(
     site_tables: dict[str, dict[str, pl.DataFrame]],
     policy: PrivacyPolicy,
     secret: bytes,
+    ancestor: pl.DataFrame | None = None,
+    concept: pl.DataFrame | None = None,
 ) -> ReleaseResult:
     """``site_tables[site][table]``: the pseudo tables of every site."""
     sites = sorted(site_tables)
@@ -152,6 +155,7 @@ def build_release(
     # every other table: suppressed persons' rows go; rows of rare concepts go
     rare_threshold = policy.rare_threshold
     rare_counts: dict[str, int] = {}
+    generalised: dict[str, int] = {}
     names = sorted({t for s in sites for t in site_tables[s]} - {"person", "location", "observation_period"})
     removed_episodes: set[int] = set()
     for t in [n for n in names if n != "episode_event"] + (["episode_event"] if "episode_event" in names else []):
@@ -161,20 +165,28 @@ def build_release(
         all_rows = all_rows.with_columns(_sup=pl.col("person_id").is_in(sup) if has_person else pl.lit(False))
         if t == "episode_event":
             all_rows = all_rows.with_columns(_sup=pl.col("episode_id").is_in(sorted(removed_episodes)))
-        rare = pl.lit(False)
         concept_col = RARE_CONCEPT_COLUMN.get(t)
+        all_rows = all_rows.with_columns(_row=pl.int_range(pl.len(), dtype=pl.Int64))
         if concept_col is not None and has_person:
-            # an unmapped row (concept 0) is as rare as its source code
             source_col = concept_col.replace("_concept_id", "_source_value")
-            key = pl.col(concept_col).cast(pl.String)
-            if source_col in all_rows.columns:
-                key = pl.when(pl.col(concept_col) != 0).then(key).otherwise(pl.lit("source:") + pl.col(source_col).fill_null(""))
-            all_rows = all_rows.with_columns(_key=key)
-            persons_per = all_rows.filter(~pl.col("_sup")).group_by("_key").agg(n=pl.col("person_id").n_unique())
-            rare_keys = persons_per.filter(pl.col("n") < rare_threshold)["_key"]
-            rare = pl.col("_key").is_in(rare_keys.implode())
-            rare_counts[f"{t}.{concept_col}"] = rare_keys.len()
-        all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & rare)
+            candidates = all_rows.filter(~pl.col("_sup"))
+            rr = generalise_rare_concepts(candidates, concept_col, rare_threshold, ancestor, concept,
+                                          source_col=source_col if source_col in all_rows.columns else None)
+            rare_kept = rr.table
+            # a generalised row no longer names its rare source code
+            src_cols = [c for c in (source_col, concept_col.replace("_concept_id", "_source_concept_id")) if c in rare_kept.columns]
+            rare_kept = rare_kept.with_columns([pl.when(pl.col(GENERALISED)).then(None).otherwise(pl.col(c)).alias(c) for c in src_cols])
+            generalised[t] = rr.generalised_rows
+            rare_counts[f"{t}.{concept_col}"] = len(rr.generalised_concepts) + rr.removed_concepts + rr.removed_source_values
+            all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & ~pl.col("_row").is_in(rare_kept["_row"].implode()))
+            replaced = rare_kept.select("_row", concept_col)
+            all_rows = all_rows.join(replaced.rename({concept_col: "_new_concept"}), on="_row", how="left").with_columns(
+                pl.coalesce("_new_concept", concept_col).alias(concept_col)).drop("_new_concept")
+            if src_cols:
+                nulled = rare_kept.filter(pl.col(GENERALISED))["_row"].implode()
+                all_rows = all_rows.with_columns([pl.when(pl.col("_row").is_in(nulled)).then(None).otherwise(pl.col(c)).alias(c) for c in src_cols])
+        else:
+            all_rows = all_rows.with_columns(_rare=pl.lit(False))
         if t == "episode":
             removed_episodes = set(all_rows.filter(pl.col("_sup") | pl.col("_rare"))["episode_id"].to_list())
         for s in sites:
@@ -190,7 +202,7 @@ def build_release(
             if n_rare:
                 acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
             acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare))
-        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_key", strict=False)
+        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_row", strict=False)
         spec = cdm.table(t)
         pk = spec.primary_key
         order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]
@@ -238,6 +250,7 @@ def build_release(
         "conflicts": cons.conflicts,
         "metric": policy.metric,
         "metrics": dict(result.metrics),
+        "rare_concept_rows_generalised": generalised,
         "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
     }
     return ReleaseResult(tables, accounting, result, report, summary)

@@ -82,8 +82,13 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         if missing:
             raise _fail(f"sites {', '.join(missing)} have no pseudonymised data yet: run 'ds4h run' (it runs them first)")
         site_tables = {s: {t: read_partition(ws.lake("pseudo", t, s)) for t in PSEUDO_TABLES} for s in config.sites}
+        vocab = load_vocabulary(config.vocabulary)
         try:
-            result = build_release(site_tables, config.policy, key.secret)
+            ancestor = vocab.ancestor
+        except Exception:
+            ancestor = None
+        try:
+            result = build_release(site_tables, config.policy, key.secret, ancestor, vocab.concept)
         except (NoSolutionError, CollisionError, ValueError) as e:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():
@@ -96,7 +101,6 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.html").write_text(render_html(result.report), encoding="utf-8")
-        vocab = load_vocabulary(config.vocabulary)
         dqd = run_dqd(result.tables, vocab, config.release.dataset, reports, timings=False)
         (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
         ids = all_identifiers(ws, config.sites)
