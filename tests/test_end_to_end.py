@@ -325,3 +325,25 @@ def test_approval_rules(published: dict[str, object], monkeypatch: pytest.Monkey
     assert code == 1 and "DEMO" in out
     code, out = invoke("releases")
     assert code == 0 and "omop-demo" in out
+
+
+def test_zz_planted_identifier_blocks_publication(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs last in this module: it plants a phone number in the identifiable zone."""
+    home = Path(str(published["home"]))
+    monkeypatch.setenv("DS4H_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    keys = home.parent / "keys"
+    monkeypatch.setenv("DS4H_KEYS", str(keys))
+    ident = pl.read_parquet(home / "lake" / "omop" / "_identity" / "site=hospital-a" / "part-0.parquet")
+    phone = ident.filter(pl.col("phone").is_not_null())["phone"][0]
+    proc_file = home / "lake" / "omop" / "procedure_occurrence" / "site=hospital-a" / "part-0.parquet"
+    procs = pl.read_parquet(proc_file)
+    procs.with_columns(procedure_source_value=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(phone))
+                       .otherwise(pl.col("procedure_source_value"))).write_parquet(proc_file)
+    ds = home / "dataspace" / "omop-demo"
+    before = sorted(p.name for p in ds.iterdir())
+    code, out = invoke("run", "--select", "group:pseudo or group:release or group:publish")
+    assert code == 2, out
+    assert "pseudo_procedure_occurrence:leak_scan" in out and "nothing was published" in out
+    assert phone not in out
+    assert sorted(p.name for p in ds.iterdir()) == before
