@@ -31,7 +31,11 @@ test-all: install
 	$(UV) run pytest -q
 
 bench: install
-	$(UV) run python bench/run_bench.py
+	$(UV) run python bench/run_bench.py --patients $(or $(PATIENTS),100000)
+	$(UV) run python bench/bench_synthea.py 10000 100000
+	$(UV) run python bench/bench_deid.py 300
+	$(UV) run python bench/bench_kanon.py
+	$(UV) run python bench/bench_vocabulary.py
 
 clean:
 	rm -rf workspace .pytest_cache .mypy_cache .ruff_cache

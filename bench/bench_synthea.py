@@ -1,0 +1,95 @@
+"""Synthea CSV -> OMOP Parquet (identifiable zone), end to end, for N patients; then the DQD checks.
+
+    uv run python bench/bench_synthea.py 10000 [100000 ...]
+
+For each size: replicate ../shared/data/synthea-v3-27 to N patients (bench/make_synthea.py, claims
+skipped), then in a fresh process read + stage + harmonise with ../shared/data/vocabulary-demo and
+write every OMOP table as Parquet (wall seconds and peak RSS), then run all DQD checks on that output
+in another fresh process. Appends the figures to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+HARMONISE = r"""
+import sys, time
+from pathlib import Path
+import polars as pl
+from transforms.adapters.synthea import read_synthea, synthea_to_staging
+from transforms.omop import harmonise_site
+from transforms.vocabulary import load_vocabulary
+src, out, vocab = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+v = load_vocabulary(vocab)
+raw = read_synthea("bench", src)
+stg = synthea_to_staging(raw)
+res = harmonise_site("bench", stg, v)
+out.mkdir(parents=True, exist_ok=True)
+rows = 0
+for t, df in res.tables.items():
+    df.write_parquet(out / f"{t}.parquet", compression="zstd")
+    rows += df.height
+print(rows)
+"""
+
+DQD = r"""
+import sys
+from pathlib import Path
+import polars as pl
+from transforms.dqd import run_checks
+from transforms.vocabulary import load_vocabulary
+out, vocab = Path(sys.argv[1]), sys.argv[2]
+v = load_vocabulary(vocab)
+tables = {p.stem: pl.read_parquet(p) for p in out.glob("*.parquet")}
+run = run_checks(tables, v.concept, concept_ancestor=v.ancestor)
+print(run.counts["total"])
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status):
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"failed: {' '.join(cmd[:3])}: {err[-800:]}")
+    return wall, usage.ru_maxrss / 1024, out.strip()
+
+
+def main() -> int:
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000]
+    vocab = str(SHARED / "vocabulary-demo")
+    lines = [f"\n## {dt.datetime.now():%Y-%m-%d %H:%M}: Synthea CSV -> OMOP Parquet (bench/bench_synthea.py), {os.cpu_count()} cores\n",
+             "| patients | harmonise s | peak RSS MB | OMOP rows | DQD checks s | DQD peak RSS MB |", "|---:|---:|---:|---:|---:|---:|"]
+    for n in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="ds4h-synthea-"))
+        try:
+            subprocess.run([sys.executable, str(ROOT / "bench" / "make_synthea.py"), str(n), str(tmp / "src"), "--skip-claims"],
+                           check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            h_wall, h_rss, rows = timed([sys.executable, "-c", HARMONISE, str(tmp / "src"), str(tmp / "omop"), vocab])
+            d_wall, d_rss, counts = timed([sys.executable, "-c", DQD, str(tmp / "omop"), vocab])
+            print(f"{n}: harmonise {h_wall:.1f}s {h_rss:.0f}MB, {rows} rows; dqd {d_wall:.1f}s {d_rss:.0f}MB {counts}", flush=True)
+            lines.append(f"| {n:,} | {h_wall:.1f} | {h_rss:.0f} | {int(rows):,} | {d_wall:.1f} | {d_rss:.0f} |")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    text = "\n".join(lines) + "\n"
+    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
