@@ -160,15 +160,15 @@ def pseudonymise_site(
                 out = _remap(out, f.name, _keyed(secret, f.fk_table, site, values))
         for (tbl, col), target_table in EXTRA_ID_REFERENCES.items():
             if tbl == table and col in out.columns:
-                target = omop.get(target_table)
+                referenced = omop.get(target_table)
                 pk_t = cdm.table(target_table).primary_key or col
-                values = target[pk_t].to_list() if target is not None else out[col].to_list()
+                values = referenced[pk_t].to_list() if referenced is not None else out[col].to_list()
                 out = _remap(out, col, _keyed(secret, target_table, site, values))
         if table == "episode_event" and out.height:
             parts = []
-            for concept, target in EPISODE_EVENT_FIELDS.items():
+            for concept, event_table in EPISODE_EVENT_FIELDS.items():
                 part = out.filter(pl.col("episode_event_field_concept_id") == concept)
-                parts.append(_remap(part, "event_id", _keyed(secret, target, site, part["event_id"].to_list())))
+                parts.append(_remap(part, "event_id", _keyed(secret, event_table, site, part["event_id"].to_list())))
             known = list(EPISODE_EVENT_FIELDS)
             parts.append(out.filter(~pl.col("episode_event_field_concept_id").is_in(known)).with_columns(event_id=pl.lit(None, pl.Int64)))
             out = pl.concat(parts)

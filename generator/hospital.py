@@ -5,6 +5,16 @@
 ``<site>/_truth/faults.jsonl``: one JSON object per injected fault, with the 1-based line of the CSV
 file (the header is line 1), the row's key, the fault and its expected outcome downstream.
 
+Clinical notes (``notes.csv``, French free text from :mod:`generator.notes`) are written for about 40%
+of inpatient stays (a hospitalisation report, and for 40% of them a discharge letter too) and 10% of
+the other stays (a consultation, oncology board or emergency report), with the site's own patient data
+(names, matricule, phone, e-mail, address, birth date), the stay's dates and ward and a doctor of that
+ward. Line breaks of the text are written as `` / `` so that one row is one line. Beside the faults,
+``_truth/notes.jsonl`` (the ``ds4h deid-text`` input: id, text, the patient's known identifiers) and
+``_truth/notes_gold.jsonl`` (the identifier spans of each text) hold every note as generated, before
+any fault. Notes draw from their own random streams (content and faults), so adding them changed no
+byte of the other files.
+
 Determinism: the same arguments give byte-identical files. Faker is seeded and used only to fill name
 and street pools; everything else is drawn from ``random.Random`` instances seeded from ``seed`` (one
 for the population, and per site one for the content and one for the faults, so that a clean and a
@@ -16,7 +26,8 @@ where they have that site's own patient id and the same matricule, name and birt
 new address and phone, and in about 2% of them a conflicting sex). About 3% have no matricule
 (cross-border workers); they are never shared, since nothing would link their two records.
 Ids are site-local with a per-site letter: patients ``A0000123``, stays ``AS00000001``, diagnoses
-``AD000000001``, procedures ``AP00000001``, labs ``AL000000001``, medications ``AM000000001``.
+``AD000000001``, procedures ``AP00000001``, labs ``AL000000001``, medications ``AM000000001``, notes
+``AN000000001``.
 
 Faults (``dirty`` is the probability that a row gets one; at most one per row):
 
@@ -26,6 +37,7 @@ Faults (``dirty`` is the probability that a row gets one; at most one per row):
   written as ``"key": null``) and ``orphan`` (patient_id or stay_id of a child row set to an id that
   does not exist) are quarantined;
 - ``duplicate``: an exact copy right after the row; the fault's line is the copy's;
+- notes get the same row-level faults (dates, missing_required, orphan, duplicate), never a code one;
 - ``unknown_code``: a well-formed code the demo vocabulary lacks (diagnoses, procedures, labs,
   medications), kept and unmapped; ``dirty_code``: the same entities' code lower-cased with stray
   spaces, kept and normalised.
@@ -41,7 +53,7 @@ import json
 import random
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import accumulate
 from pathlib import Path
@@ -57,6 +69,17 @@ from generator.clinical import (
     STAY_TYPE_BY_KIND,
     kind_of_code,
     ward_choices,
+)
+from generator.notes import (
+    NOTE_KINDS,
+    Note,
+    PatientInfo,
+    Relative,
+    StayContext,
+    known_identifiers,
+    note_json_lines,
+    one_line,
+    stay_note,
 )
 from generator.reference import (
     LAB_TESTS,
@@ -205,6 +228,7 @@ class GenerationResult:
     sex_conflicts: int = 0  # shared patients whose sex differs between their two sites
     without_matricule: int = 0
     faults: list[Fault] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # site -> notes generated (before faults)
 
     def fault_counts(self) -> dict[str, int]:
         """Injected faults per kind (all sites, all entities)."""
@@ -578,6 +602,7 @@ _ROW_LAYOUT: Final = {
         "start_date",
         "end_date",
     ),
+    "notes": ("note_id", "stay_id", "patient_id", "note_date", "note_type", "author", "text"),
 }
 
 
@@ -764,6 +789,7 @@ class _SiteWriter:
         reference: date,
         population: int,
         outs: dict[str, _Out],
+        truth: tuple[IO[str], IO[str]] | None = None,
     ) -> None:
         self.site = spec.site
         self.prefix = _letters(index).upper()
@@ -788,6 +814,20 @@ class _SiteWriter:
         self.n_lab = 0
         self.n_med = 0
         self.lab_desc = {t.loinc: self.vocab.loinc[t.loinc] for t in LAB_TESTS.values()}
+        # notes: their own content and fault streams, so that the other files do not depend on them
+        self.notes = _NoteWriter(spec.site, seed, name_pools(seed), truth)
+        self.note_faults = _FaultInjector(
+            spec.site,
+            self.prefix,
+            random.Random(f"ds4h:{seed}:{spec.site}:notes-faults"),
+            dirty,
+            reference,
+            population,
+        )
+        self.n_notes = 0
+        self.ward = ""
+        self.person_at_site: tuple[_Address, str] | None = None
+        self.note_patient: PatientInfo | None = None
 
     # patients -------------------------------------------------------------------------------------
 
@@ -797,6 +837,8 @@ class _SiteWriter:
         pid = f"{self.prefix}{self.n_patients:07d}"
         addr = p.second_address if is_second and p.second_address is not None else p.address
         sex = p.second_sex if is_second else p.sex
+        self.person_at_site = (addr, sex)
+        self.note_patient = None
         lo = max(p.birth + 1, self.ref_ord - 5 * 365)
         updated = d.int_between(lo * _DAY, self.ref_ord * _DAY - 1)
         updated_at = f"{self.clock.dt(updated)}:{d.int_between(0, 59):02d}"
@@ -906,6 +948,7 @@ class _SiteWriter:
                 state,
                 patient_bad or stay_bad,
             )
+            self.stay_notes(p, pid, sid, adm, dis, stay_type, principal, cond, patient_bad or stay_bad)
             not_before = dis
             if stay_type == "EMERGENCY" and written < n and r() < follow:
                 adm2 = dis + d.int_between(10, 90)
@@ -928,7 +971,50 @@ class _SiteWriter:
                     state,
                     patient_bad or stay_bad,
                 )
+                self.stay_notes(
+                    p, pid, sid, adm2, dis2, "INPATIENT", principal, cond, patient_bad or stay_bad
+                )
                 not_before = dis2
+
+    def stay_notes(
+        self,
+        p: _Person,
+        pid: str,
+        sid: str,
+        adm: int,
+        dis: int,
+        stay_type: str,
+        principal: str,
+        cond: str | None,
+        parent_bad: bool,
+    ) -> None:
+        nw = self.notes
+        kinds = nw.kinds(stay_type, principal, cond)
+        if not kinds:
+            return
+        if self.note_patient is None:
+            assert self.person_at_site is not None
+            addr, sex = self.person_at_site
+            self.note_patient = nw.patient_info(p, pid, addr, sex)
+        info = nw.with_ward_doctors(self.note_patient, self.ward)
+        ctx = StayContext(
+            admission=date.fromordinal(adm // _DAY),
+            discharge=date.fromordinal(dis // _DAY),
+            ward=self.ward,
+            reason=_reason(principal),
+            age=(adm // _DAY - p.birth) * 100 // 36525,
+            cancer=_CANCER_OF.get(cond or ""),
+        )
+        out = self.outs["notes"]
+        for kind in kinds:
+            self.n_notes += 1
+            nid = f"{self.prefix}N{self.n_notes:09d}"
+            note = one_line(stay_note(info, nid, nw.rng, kind, ctx))
+            when = dis if kind == "discharge" else max(adm, dis - nw.d.int_between(0, 120))
+            author = info.doctors[1] if kind == "discharge" else info.doctors[0]
+            row = [nid, sid, pid, self.clock.dt(when), NOTE_KINDS[kind][1], author, note.text]
+            self.note_faults.write(out, row, parent_bad)
+            nw.record(note, info)
 
     def acute(self, p: _Person, day: int) -> str:
         for _ in range(10):
@@ -957,6 +1043,7 @@ class _SiteWriter:
         self.n_stays += 1
         sid = f"{self.prefix}S{self.n_stays:08d}"
         ward = "Urgences" if stay_type == "EMERGENCY" else self.d.pick(ward_choices(principal))
+        self.ward = ward
         row = [sid, pid, self.clock.dt(adm), self.clock.dt(dis), stay_type, ward]
         return self.faults.write(self.outs["stays"], row, patient_bad)
 
@@ -1263,6 +1350,134 @@ def _clip(v: float, lo: float, hi: float) -> float:
     return lo if v < lo else hi if v > hi else v
 
 
+# --- notes ----------------------------------------------------------------------------------------
+
+NOTE_SHARE: Final = {"INPATIENT": 0.40, "OUTPATIENT": 0.10, "EMERGENCY": 0.10}  # of stays with a note
+SECOND_NOTE_SHARE: Final = 0.40  # of noted inpatient stays: a discharge letter too
+_DOCTORS_PER_WARD: Final = 4
+
+# The reason for a stay, in French, by the first three characters of its principal ICD-10 code.
+_REASONS: Final = {
+    "E10": "un déséquilibre glycémique",
+    "E11": "un déséquilibre glycémique",
+    "C34": "la prise en charge d'un cancer bronchique",
+    "C18": "la prise en charge d'un cancer colique",
+    "C78": "la prise en charge d'un cancer colique métastatique",
+    "C61": "la prise en charge d'un cancer de la prostate",
+    "I10": "une hypertension artérielle déséquilibrée",
+    "E78": "un bilan lipidique",
+    "N18": "une insuffisance rénale chronique",
+    "I48": "une fibrillation atriale",
+    "I50": "une décompensation cardiaque",
+    "I21": "un infarctus du myocarde",
+    "J45": "une exacerbation d'asthme",
+    "F32": "un épisode dépressif",
+    "D64": "une anémie",
+    "J18": "une pneumopathie",
+    "U07": "une infection à COVID-19",
+    "J20": "une bronchite aiguë",
+    "J01": "une sinusite aiguë",
+    "J02": "une pharyngite aiguë",
+    "S82": "une fracture de jambe",
+}
+_CANCER_OF: Final = {"lung_ca": "lung", "colon_ca": "colon", "prostate_ca": "prostate"}
+_RELATIONS: Final = (
+    ("épouse", "F"),
+    ("époux", "M"),
+    ("fille", "F"),
+    ("fils", "M"),
+    ("sœur", "F"),
+    ("frère", "M"),
+)
+_SAME_NAME: Final = frozenset({"fille", "fils", "sœur", "frère"})
+
+
+def _reason(principal: str) -> str:
+    return _REASONS.get(principal[:3], "un bilan")
+
+
+class _NoteWriter:
+    """Notes of one site: its random stream, the wards' doctors, and the ``_truth`` JSONL files."""
+
+    def __init__(self, site: str, seed: int, pools: NamePools, truth: tuple[IO[str], IO[str]] | None) -> None:
+        self.site = site
+        self.seed = seed
+        self.rng = random.Random(f"ds4h:{seed}:{site}:notes")
+        self.d = _Draw(self.rng)
+        self.pools = pools
+        self.truth = truth
+        self.doctors: dict[str, tuple[str, ...]] = {}
+        self.count = 0
+
+    def kinds(self, stay_type: str, principal: str, cond: str | None) -> list[str]:
+        r = self.d.random
+        if r() >= NOTE_SHARE[stay_type]:
+            return []
+        if stay_type == "INPATIENT":
+            return ["hospitalisation", "discharge"] if r() < SECOND_NOTE_SHARE else ["hospitalisation"]
+        if stay_type == "EMERGENCY":
+            return ["emergency"]
+        if cond in _CANCER_OF:
+            return ["oncology"]
+        if principal.startswith(("E10", "E11")):
+            return ["diabetology"]
+        return ["consultation"]
+
+    def _name(self, rng: _Draw, sex: str, locale: int) -> str:
+        pools = self.pools
+        return rng.pick(pools.male[locale] if sex == "M" else pools.female[locale])
+
+    def ward_doctors(self, ward: str) -> tuple[str, ...]:
+        """The ward's doctors: the same for every stay of the site, whatever the stays before."""
+        doctors = self.doctors.get(ward)
+        if doctors is None:
+            d = _Draw(random.Random(f"ds4h:{self.seed}:{self.site}:doctors:{ward}"))
+            n = len(self.pools.last)
+            doctors = tuple(
+                f"{self._name(d, d.pick('MF'), loc)} {d.pick(self.pools.last[loc])}"
+                for loc in (int(d.random() * n) for _ in range(_DOCTORS_PER_WARD))
+            )
+            self.doctors[ward] = doctors
+        return doctors
+
+    def patient_info(self, p: _Person, pid: str, addr: _Address, sex: str) -> PatientInfo:
+        d = self.d
+        locale = int(d.random() * len(self.pools.last))
+        relatives = []
+        for _ in range(1 + (d.random() < 0.5)):
+            relation, rsex = d.pick(_RELATIONS)
+            last = p.last if relation in _SAME_NAME else d.pick(self.pools.last[locale])
+            relatives.append(Relative(relation, self._name(d, rsex, locale), last))
+        return PatientInfo(
+            patient_id=pid,
+            first_name=p.first,
+            last_name=p.last,
+            sex=sex,
+            birth_date=date.fromordinal(p.birth),
+            matricule=p.matricule or None,
+            phone=addr.phone or None,
+            email=p.email or None,
+            street=addr.street,
+            postcode=addr.postcode,
+            city=addr.city,
+            relatives=tuple(relatives),
+        )
+
+    def with_ward_doctors(self, info: PatientInfo, ward: str) -> PatientInfo:
+        """``info`` with the stay's author first and a colleague of the ward second."""
+        doctors = self.ward_doctors(ward)
+        i = int(self.d.random() * len(doctors))
+        j = (i + 1 + int(self.d.random() * (len(doctors) - 1))) % len(doctors)
+        return replace(info, doctors=(doctors[i], doctors[j]))
+
+    def record(self, note: Note, info: PatientInfo) -> None:
+        self.count += 1
+        if self.truth is not None:
+            line, gold = note_json_lines(note, known_identifiers(info))
+            self.truth[0].write(line)
+            self.truth[1].write(gold)
+
+
 # --- entry point ----------------------------------------------------------------------------------
 
 
@@ -1275,8 +1490,9 @@ def generate(
     reference_date: date = date(2026, 1, 1),
     progress: Progress | None = None,
 ) -> GenerationResult:
-    """Write a synthetic extract per site under ``out_dir/<site>/`` and the injected faults under
-    ``out_dir/<site>/_truth/faults.jsonl``. Same arguments, same bytes."""
+    """Write a synthetic extract per site under ``out_dir/<site>/``, and the injected faults and the
+    notes' de-identification inputs and gold spans under ``out_dir/<site>/_truth/``. Same arguments,
+    same bytes."""
     if patients < 0:
         raise ValueError(f"patients must be >= 0, got {patients}")
     if not sites:
@@ -1316,9 +1532,13 @@ def generate(
             e.name: open(site_dir / e.file, "w", encoding=spec.encoding, newline="")  # noqa: SIM115
             for e in ENTITIES
         }
+        truth = (
+            open(truth_dir / "notes.jsonl", "w", encoding="utf-8", newline="\n"),  # noqa: SIM115
+            open(truth_dir / "notes_gold.jsonl", "w", encoding="utf-8", newline="\n"),  # noqa: SIM115
+        )
         try:
             outs = {e.name: _Out(e, handles[e.name], spec.delimiter) for e in ENTITIES}
-            writer = _SiteWriter(spec, index, seed, dirty, reference_date, patients, outs)
+            writer = _SiteWriter(spec, index, seed, dirty, reference_date, patients, outs, truth)
             total = len(members)
             step = max(500, total // 20)
             for k, (person, is_second) in enumerate(members):
@@ -1328,10 +1548,13 @@ def generate(
             if progress is not None:
                 progress(spec.site, total, total)
         finally:
-            for fh in handles.values():
+            for fh in (*handles.values(), *truth):
                 fh.close()
         result.rows[spec.site] = {name: out.line - 1 for name, out in outs.items()}
-        faults = sorted(writer.faults.faults, key=lambda f: (_ENTITY_ORDER[f.entity], f.line))
+        result.notes[spec.site] = writer.notes.count
+        faults = sorted(
+            writer.faults.faults + writer.note_faults.faults, key=lambda f: (_ENTITY_ORDER[f.entity], f.line)
+        )
         with open(truth_dir / "faults.jsonl", "w", encoding="utf-8", newline="\n") as fh:
             for f in faults:
                 fh.write(json.dumps(f.to_json(), ensure_ascii=False) + "\n")

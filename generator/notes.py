@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,13 +30,18 @@ from schemas.matricule import make_matricule
 
 __all__ = [
     "EPONYM_PHRASES",
+    "NOTE_KINDS",
     "SPAN_TYPES",
     "Note",
     "PatientInfo",
     "Relative",
+    "StayContext",
     "known_identifiers",
     "make_notes",
     "make_patients",
+    "note_json_lines",
+    "one_line",
+    "stay_note",
     "write_notes_files",
 ]
 
@@ -94,6 +102,18 @@ class Note:
     patient_id: str
     text: str
     spans: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StayContext:
+    """The stay a note belongs to: its dates (the note's first date is ``admission``), ward and reason."""
+
+    admission: date
+    discharge: date
+    ward: str
+    reason: str  # in French, after "admis(e) pour": "une pneumopathie"
+    age: int  # years at admission
+    cancer: str | None = None  # "colon", "lung" or "prostate": the oncology note's finding
 
 
 class _Builder:
@@ -323,8 +343,11 @@ def _eponym(rng: random.Random, p: PatientInfo) -> str:
 # ---------------------------------------------------------------- note kinds
 
 
-def _hospitalisation(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> None:
-    b.t("COMPTE-RENDU D'HOSPITALISATION\nService de médecine interne\n\nPatient : ")
+def _hospitalisation(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
+    ward = f"Service : {ctx.ward}" if ctx else "Service de médecine interne"
+    b.t(f"COMPTE-RENDU D'HOSPITALISATION\n{ward}\n\nPatient : ")
     b.e(f"{p.last_name.upper()} {p.first_name}", "PATIENT_NAME").t(", né(e) le ")
     _date(b, rng, p.birth_date)
     if p.matricule:
@@ -334,10 +357,12 @@ def _hospitalisation(b: _Builder, rng: random.Random, p: PatientInfo, when: date
     b.t("\nDate d'entrée : ")
     _date(b, rng, when)
     b.t(" - date de sortie : ")
-    _date(b, rng, when + timedelta(days=rng.randint(2, 12)))
+    _date(b, rng, ctx.discharge if ctx else when + timedelta(days=rng.randint(2, 12)))
     b.t("\n\n")
     _patient_name(b, rng, p)
-    b.t(f", {2024 - p.birth_date.year} ans, est admis(e) pour déséquilibre glycémique. ")
+    age = ctx.age if ctx else 2024 - p.birth_date.year
+    reason = ctx.reason if ctx else "déséquilibre glycémique"
+    b.t(f", {age} ans, est admis(e) pour {reason}. ")
     b.t(f"{_cap(_eponym(rng, p))}. ")
     b.t(f"Bilan : {_clinical_numbers(rng)}. ")
     b.e(p.first_name, "PATIENT_NAME").t(" est accompagné(e) de ")
@@ -351,7 +376,9 @@ def _hospitalisation(b: _Builder, rng: random.Random, p: PatientInfo, when: date
     b.t(".\n")
 
 
-def _diabetology(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> None:
+def _diabetology(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
     b.t("Consultation de diabétologie du ")
     _date(b, rng, when)
     b.t("\n\nJe revois ce jour ")
@@ -378,7 +405,9 @@ def _diabetology(b: _Builder, rng: random.Random, p: PatientInfo, when: date) ->
     b.t("\n")
 
 
-def _oncology(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> None:
+def _oncology(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
     b.t("RÉUNION DE CONCERTATION PLURIDISCIPLINAIRE D'ONCOLOGIE\nSéance du ")
     _date(b, rng, when)
     b.t("\nPrésents : ")
@@ -391,9 +420,10 @@ def _oncology(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> No
         b.t(" (matricule ").e(_matricule_variant(rng, p.matricule), "MATRICULE").t(")")
     b.t(", né(e) le ")
     _date(b, rng, p.birth_date)
-    b.t(".\nAdénocarcinome colique pT3N1M0, ECOG 1, ACE 12,4 ng/mL. ")
+    finding, plan = _CANCERS[ctx.cancer if ctx and ctx.cancer else "colon"]
+    b.t(f".\n{finding}. ")
     b.t(f"{_cap(_eponym(rng, p))}. ")
-    b.t("Proposition : chimiothérapie adjuvante FOLFOX 6 cycles à partir du ")
+    b.t(f"Proposition : {plan} à partir du ")
     _date(b, rng, when + timedelta(days=rng.randint(10, 30)))
     b.t(". Décision expliquée à ")
     _patient_name(b, rng, p)
@@ -402,7 +432,9 @@ def _oncology(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> No
     b.t(".\n")
 
 
-def _discharge(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> None:
+def _discharge(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
     b.t("LETTRE DE SORTIE\n\nCher confrère,\n\nVotre patient(e) ")
     _patient_name(b, rng, p)
     b.t(", domicilié(e) ")
@@ -425,7 +457,130 @@ def _discharge(b: _Builder, rng: random.Random, p: PatientInfo, when: date) -> N
     b.t("\n")
 
 
+_CANCERS: dict[str, tuple[str, str]] = {
+    "colon": (
+        "Adénocarcinome colique pT3N1M0, ECOG 1, ACE 12,4 ng/mL",
+        "chimiothérapie adjuvante FOLFOX 6 cycles",
+    ),
+    "lung": (
+        "Carcinome bronchique non à petites cellules cT2N1M0, ECOG 1",
+        "chimiothérapie par carboplatine et pémétrexed 4 cycles",
+    ),
+    "prostate": (
+        "Adénocarcinome prostatique, score de Gleason 7, PSA 14,2 ng/mL",
+        "radiothérapie externe associée à une hormonothérapie",
+    ),
+}
+
+
+def _consultation(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
+    ward = ctx.ward if ctx else "Médecine interne"
+    reason = ctx.reason if ctx else "un bilan"
+    b.t(f"COMPTE-RENDU DE CONSULTATION\n{ward}, consultation du ")
+    _date(b, rng, when)
+    b.t("\n\nJe vois ce jour ")
+    _patient_name(b, rng, p)
+    b.t(", né(e) le ")
+    _date(b, rng, p.birth_date)
+    b.t(
+        f", pour {reason}. {_clinical_numbers(rng)}. {_cap(_eponym(rng, p))}. Traitement : {_treatment(rng)}. "
+    )
+    if p.phone and rng.random() < 0.6:
+        b.t("Le patient peut être joint au ").e(_phone_variant(rng, p.phone), "PHONE").t(". ")
+    b.t("\nRevu(e) dans trois mois, le ")
+    _date(b, rng, when + timedelta(days=rng.randint(80, 100)))
+    b.t(".\n\n")
+    _doctor(b, rng, p.doctors[0])
+    b.t("\n")
+
+
+def _emergency(
+    b: _Builder, rng: random.Random, p: PatientInfo, when: date, ctx: StayContext | None = None
+) -> None:
+    reason = ctx.reason if ctx else "une douleur thoracique"
+    age = ctx.age if ctx else 2024 - p.birth_date.year
+    b.t("SERVICE DES URGENCES\nPassage du ")
+    _date(b, rng, when)
+    b.t("\n\n")
+    _patient_name(b, rng, p)
+    b.t(f", {age} ans, domicilié(e) ")
+    _address(b, p)
+    b.t(f", se présente pour {reason}. ")
+    if p.matricule and rng.random() < 0.5:
+        b.t("Matricule : ").e(_matricule_variant(rng, p.matricule), "MATRICULE").t(". ")
+    b.t(f"{_clinical_numbers(rng)}. {_cap(_eponym(rng, p))}. ")
+    b.t("Personne à prévenir : ")
+    _relative(b, rng, p.relatives[0])
+    b.t(", tél. ").e(_other_phone(rng), "PHONE")
+    b.t(".\nRetour à domicile après surveillance.\n\n")
+    _doctor(b, rng, p.doctors[0])
+    b.t("\n")
+
+
 _KINDS = (_hospitalisation, _diabetology, _oncology, _discharge)
+
+_KindWriter = Callable[[_Builder, random.Random, PatientInfo, date, StayContext | None], None]
+
+# kind -> (writer, note_type)
+NOTE_KINDS: dict[str, tuple[_KindWriter, str]] = {
+    "hospitalisation": (_hospitalisation, "Compte-rendu d'hospitalisation"),
+    "discharge": (_discharge, "Lettre de sortie"),
+    "diabetology": (_diabetology, "Consultation de diabétologie"),
+    "oncology": (_oncology, "Compte-rendu de RCP d'oncologie"),
+    "consultation": (_consultation, "Compte-rendu de consultation"),
+    "emergency": (_emergency, "Compte-rendu des urgences"),
+}
+
+
+def stay_note(p: PatientInfo, note_id: str, rng: random.Random, kind: str, ctx: StayContext) -> Note:
+    """One note of ``kind`` (a key of ``NOTE_KINDS``) about a stay; the author is ``p.doctors[0]``.
+
+    The text keeps its line breaks; :func:`one_line` makes it one line."""
+    write, _ = NOTE_KINDS[kind]
+    b = _Builder()
+    when = ctx.discharge if kind == "discharge" else ctx.admission
+    if kind == "discharge":  # the letter is signed by doctors[1]
+        p = _with_doctors(p, (p.doctors[1] if len(p.doctors) > 1 else p.doctors[0], p.doctors[0]))
+    write(b, rng, p, when, ctx)
+    return Note(note_id, p.patient_id, b.text(), b.spans)
+
+
+def _with_doctors(p: PatientInfo, doctors: tuple[str, ...]) -> PatientInfo:
+    return PatientInfo(
+        p.patient_id, p.first_name, p.last_name, p.sex, p.birth_date, p.matricule, p.phone, p.email,
+        p.street, p.postcode, p.city, p.relatives, doctors,
+    )  # fmt: skip
+
+
+_BREAK = re.compile(r" *\n[ \n]*")
+
+
+def one_line(note: Note, sep: str = " / ") -> Note:
+    """The note with every run of line breaks replaced by ``sep`` (trailing ones dropped), spans moved."""
+    text = note.text.rstrip(" \n")
+    ends: list[int] = []
+    shifts: list[int] = []
+    parts: list[str] = []
+    last = 0
+    shift = 0
+    for m in _BREAK.finditer(text):
+        parts.append(text[last : m.start()])
+        parts.append(sep)
+        last = m.end()
+        shift += len(sep) - (m.end() - m.start())
+        ends.append(m.end())
+        shifts.append(shift)
+    if not ends:
+        return Note(note.id, note.patient_id, text, list(note.spans))
+    parts.append(text[last:])
+    spans = []
+    for start, end, kind, surface in note.spans:
+        i = bisect_right(ends, start)
+        d = shifts[i - 1] if i else 0
+        spans.append((start + d, end + d, kind, surface))
+    return Note(note.id, note.patient_id, "".join(parts), spans)
 
 
 def make_notes(patients: list[PatientInfo], seed: int, per_patient: int = 1) -> list[Note]:
@@ -442,13 +597,18 @@ def make_notes(patients: list[PatientInfo], seed: int, per_patient: int = 1) -> 
     return notes
 
 
+def note_json_lines(note: Note, known: dict[str, Any]) -> tuple[str, str]:
+    """The note's line of ``notes.jsonl`` and of ``notes_gold.jsonl`` (each ending in a newline)."""
+    line = json.dumps({"id": note.id, "text": note.text, "known": known}, ensure_ascii=False) + "\n"
+    gold = json.dumps({"id": note.id, "spans": [list(s) for s in note.spans]}, ensure_ascii=False) + "\n"
+    return line, gold
+
+
 def write_notes_files(folder: Path, notes: list[Note], known: dict[str, dict[str, Any]]) -> None:
     """Write ``notes.jsonl`` (the ``ds4h deid-text`` input) and ``notes_gold.jsonl`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
+    lines = [note_json_lines(n, known.get(n.patient_id, {})) for n in notes]
     with (folder / "notes.jsonl").open("w", encoding="utf-8") as f:
-        for n in notes:
-            line = {"id": n.id, "text": n.text, "known": known.get(n.patient_id, {})}
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        f.writelines(line for line, _ in lines)
     with (folder / "notes_gold.jsonl").open("w", encoding="utf-8") as f:
-        for n in notes:
-            f.write(json.dumps({"id": n.id, "spans": [list(s) for s in n.spans]}, ensure_ascii=False) + "\n")
+        f.writelines(gold for _, gold in lines)

@@ -121,15 +121,15 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             raise _fail(str(e)) from None
         for name in result.missing_files:
             context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
-        for name, er in result.entities.items():
+        for name, entity_result in result.entities.items():
             if name in fmt.entities:
-                write_partition(er.table, ws.lake("raw", f"{fmt.prefix}{name}", site))
-            _write_quarantine(ws, "raw", f"{fmt.prefix}{name}", site, er.quarantine)
+                write_partition(entity_result.table, ws.lake("raw", f"{fmt.prefix}{name}", site))
+            _write_quarantine(ws, "raw", f"{fmt.prefix}{name}", site, entity_result.quarantine)
         _write_accounting(ws, "raw", site, result.accounting())
         for other in formats:
             for name in other.entities:
                 key = other.asset(name)
-                er = result.entities.get(name) if other is fmt else None
+                er: EntityResult | None = result.entities.get(name) if other is fmt else None
                 if er is None:
                     note = "missing from the extract" if other is fmt else f"not part of this site's format ({fmt.name})"
                     yield dg.MaterializeResult(asset_key=key, metadata={"rows_in": 0, "rows_out": 0, "note": note})

@@ -17,10 +17,10 @@ from anonymisation.risk_report import evaluate_thresholds, render_html
 from pipelines.assets import IDENTITY, PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
-from transforms.vocabulary import load_vocabulary
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.storage import Workspace, has_partition, read_partition, write_partition
+from transforms.vocabulary import load_vocabulary
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
 STAGES = ("raw", "omop", "pseudo", "release")

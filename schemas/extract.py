@@ -162,7 +162,33 @@ MEDICATIONS = Entity(
     ),
 )
 
-ENTITIES: tuple[Entity, ...] = (PATIENTS, STAYS, DIAGNOSES, PROCEDURES, LABS, MEDICATIONS)
+NOTES = Entity(
+    name="notes",
+    file="notes.csv",
+    key="note_id",
+    references={"patient_id": "patients", "stay_id": "stays"},
+    description="Clinical notes (free text in French), one row per note and one line per row.",
+    columns=(
+        Column("note_id", required=True),
+        Column("stay_id", required=True, identifier=True),
+        Column("patient_id", required=True, identifier=True),
+        Column("note_date", "datetime", required=True, description="when the note was written, during the stay"),
+        Column("note_type", description="e.g. Compte-rendu d'hospitalisation, Lettre de sortie"),
+        Column("author", identifier=True, description="the doctor who wrote the note"),
+        Column(
+            "text",
+            required=True,
+            identifier=True,
+            description=(
+                "free text that names the patient, relatives and doctors and holds dates, phones, "
+                "addresses and national ids: de-identified before it leaves the identifiable zone; "
+                "line breaks are written as ' / ' so that one row is one line"
+            ),
+        ),
+    ),
+)
+
+ENTITIES: tuple[Entity, ...] = (PATIENTS, STAYS, DIAGNOSES, PROCEDURES, LABS, MEDICATIONS, NOTES)
 BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
 REQUIRED_FILES: tuple[str, ...] = ("patients", "stays")
 

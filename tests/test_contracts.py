@@ -92,6 +92,15 @@ CLEAN: dict[str, dict[str, list[Any]]] = {
         "start_date": [D(2020, 1, 1), D(2020, 1, 2), D(2021, 5, 5)],
         "end_date": [D(2020, 3, 1), D(2020, 1, 2), None],
     },
+    "notes": {
+        "note_id": ["N1", "N2", "N3"],
+        "stay_id": ["S1", "S1", "S2"],
+        "patient_id": ["A1", "A1", "A1"],
+        "note_date": [T(2020, 1, 3, 11), T(2020, 1, 3, 12), T(2021, 5, 5, 10)],
+        "note_type": ["Compte-rendu d'hospitalisation", "Lettre de sortie", None],
+        "author": ["Anne Weber", None, "Luc Schmit"],
+        "text": ["Patient : MULLER Jean / Sortie le 03/01/2020.", "Cher confrère, ...", "Consultation."],
+    },
 }
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from generator.reference import vocabulary
 from schemas.extract import ENTITIES, entity
 from schemas.geo import communes
 from schemas.matricule import is_valid_matricule
+from transforms.ingest import ingest_site
 
 REF = date(2026, 1, 1)
 SITES = default_site_specs(3)
@@ -464,3 +466,98 @@ def test_reference_date_bounds_every_date(tmp_path: Path) -> None:
                 for c in e.columns:
                     if c.type in ("date", "datetime") and r[c.name]:
                         assert r[c.name] < ref.isoformat()
+
+
+# --- notes ----------------------------------------------------------------------------------------
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_notes_truth_files_are_deterministic_and_independent_of_faults(
+    tmp_path: Path, clean: Extract, dirty: Extract
+) -> None:
+    generate(tmp_path, N, SITES, 7, 0.0)
+    for spec in SITES:
+        for name in ("notes.jsonl", "notes_gold.jsonl"):
+            again = (tmp_path / spec.site / "_truth" / name).read_bytes()
+            assert again == (clean.root / spec.site / "_truth" / name).read_bytes() != b""
+            assert again == (dirty.root / spec.site / "_truth" / name).read_bytes()
+    assert clean.result.notes == dirty.result.notes
+
+
+def test_notes_gold_spans_and_ids_match_notes_csv(clean: Extract) -> None:
+    for spec in SITES:
+        truth = clean.root / spec.site / "_truth"
+        lines = _jsonl(truth / "notes.jsonl")
+        gold = _jsonl(truth / "notes_gold.jsonl")
+        rows = clean.dicts(spec.site, "notes")
+        assert [r["note_id"] for r in rows] == [x["id"] for x in lines] == [g["id"] for g in gold]
+        assert [r["text"] for r in rows] == [x["text"] for x in lines]
+        assert len(rows) == clean.result.notes[spec.site] > 0
+        patients = {p["patient_id"]: p for p in clean.dicts(spec.site, "patients")}
+        for row, line, g in zip(rows, lines, gold, strict=True):
+            text = line["text"]
+            assert "\n" not in text and text == text.strip()
+            assert set(line["known"]) == {"names", "phones", "emails", "addresses", "national_ids"}
+            p = patients[row["patient_id"]]
+            assert line["known"]["names"] == [f"{p['first_name']} {p['last_name']}"]
+            assert line["known"]["national_ids"] == ([p["matricule"]] if p["matricule"] else [])
+            assert line["known"]["addresses"][0] == p["address"]
+            kinds = set()
+            for start, end, kind, surface in g["spans"]:
+                assert text[start:end] == surface, (row["note_id"], surface)
+                kinds.add(kind)
+            assert "PATIENT_NAME" in kinds and "OTHER_NAME" in kinds
+
+
+def test_notes_belong_to_their_stays(large: Extract) -> None:
+    noted: Counter[str] = Counter()
+    stays_by_type: Counter[str] = Counter()
+    noted_by_type: Counter[str] = Counter()
+    for spec in SITES:
+        stays = {s["stay_id"]: s for s in large.dicts(spec.site, "stays")}
+        stays_by_type.update(s["stay_type"] for s in stays.values())
+        rows = large.dicts(spec.site, "notes")
+        per_stay = Counter(r["stay_id"] for r in rows)
+        assert max(per_stay.values()) <= 2
+        for r in rows:
+            s = stays[r["stay_id"]]
+            assert r["patient_id"] == s["patient_id"]
+            assert s["admission"] <= r["note_date"] <= s["discharge"]
+            assert r["author"] and r["note_type"]
+            noted[r["note_type"]] += 1
+        noted_by_type.update(stays[sid]["stay_type"] for sid in per_stay)
+    assert 0.3 <= noted_by_type["INPATIENT"] / stays_by_type["INPATIENT"] <= 0.5
+    others = noted_by_type["OUTPATIENT"] + noted_by_type["EMERGENCY"]
+    assert 0.05 <= others / (stays_by_type["OUTPATIENT"] + stays_by_type["EMERGENCY"]) <= 0.15
+    assert {"Compte-rendu d'hospitalisation", "Lettre de sortie", "Compte-rendu des urgences"} <= set(noted)
+
+
+def test_ingest_reads_clean_notes_without_quarantine(clean: Extract) -> None:
+    for spec in SITES:
+        r = ingest_site(spec.site, clean.root / spec.site, spec.encoding, spec.delimiter, today=REF)
+        assert {name: e.quarantined for name, e in r.entities.items() if e.quarantined} == {}
+        notes = r.entities["notes"]
+        assert notes.deduplicated == 0
+        assert notes.table.height == clean.result.rows[spec.site]["notes"]
+        assert notes.table["note_id"].to_list() == [
+            x["id"] for x in _jsonl(clean.root / spec.site / "_truth" / "notes.jsonl")
+        ]
+
+
+def test_ingest_quarantines_the_recorded_notes_faults(dirty: Extract) -> None:
+    seen: Counter[str] = Counter()
+    for spec in SITES:
+        r = ingest_site(spec.site, dirty.root / spec.site, spec.encoding, spec.delimiter, today=REF)
+        notes = r.entities["notes"]
+        where = dict(zip(notes.quarantine["source_line"], notes.quarantine["reason_code"], strict=True))
+        faults = [f for f in dirty.faults(spec.site) if f["entity"] == "notes"]
+        for f in faults:
+            seen[str(f["fault"])] += 1
+            if f["outcome"] == "quarantined":
+                assert where.get(f["line"]) == f["reason_code"], f
+        assert notes.deduplicated == sum(f["fault"] == "duplicate" for f in faults)
+    assert set(seen) <= {"invalid_date", "future_date", "missing_required", "orphan", "duplicate"}
+    assert seen

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+from datetime import date
 from pathlib import Path
+
+import pytest
 
 from generator.notes import (
     EPONYM_PHRASES,
+    NOTE_KINDS,
     SPAN_TYPES,
+    StayContext,
     known_identifiers,
     make_notes,
     make_patients,
+    one_line,
+    stay_note,
     write_notes_files,
 )
 from schemas.matricule import is_valid_matricule
@@ -72,3 +80,28 @@ def test_write_notes_files(tmp_path: Path) -> None:
     assert [x["id"] for x in lines] == [n.id for n in notes] == [g["id"] for g in gold]
     assert lines[0]["known"]["names"] == [f"{patients[0].first_name} {patients[0].last_name}"]
     assert gold[0]["spans"] == [list(s) for s in notes[0].spans]
+
+
+def test_one_line_keeps_spans_on_their_surface() -> None:
+    for n in make_notes(make_patients(4, 30), seed=4, per_patient=2):
+        flat = one_line(n)
+        assert "\n" in n.text and "\n" not in flat.text
+        assert " / " in flat.text and flat.text == flat.text.strip()
+        assert [(k, x) for _s, _e, k, x in flat.spans] == [(k, x) for _s, _e, k, x in n.spans]
+        assert all(flat.text[s:e] == x for s, e, _k, x in flat.spans)
+
+
+@pytest.mark.parametrize("kind", sorted(NOTE_KINDS))
+def test_stay_notes_use_the_stay(kind: str) -> None:
+    p = make_patients(6, 1)[0]
+    ctx = StayContext(
+        date(2023, 3, 4), date(2023, 3, 9), "Cardiologie", "une fibrillation atriale", 71, "lung"
+    )
+    n = one_line(stay_note(p, "N1", random.Random(1), kind, ctx))
+    assert n.id == "N1" and n.patient_id == p.patient_id
+    assert all(n.text[s:e] == x for s, e, _k, x in n.spans)
+    assert {k for _s, _e, k, _x in n.spans} >= {"PATIENT_NAME", "OTHER_NAME", "DATE"}
+    if kind in ("hospitalisation", "consultation", "emergency"):
+        assert "une fibrillation atriale" in n.text
+    if kind == "oncology":
+        assert "bronchique" in n.text

@@ -94,6 +94,7 @@ DATE_WINDOWS: Final[dict[tuple[str, str], str]] = {
     ("labs", "sampled_at"): EARLIEST_EVENT,
     ("medications", "start_date"): EARLIEST_EVENT,
     ("medications", "end_date"): EARLIEST_EVENT,
+    ("notes", "note_date"): EARLIEST_EVENT,
 }
 
 # Column pairs (a, b): a >= b when both are present.

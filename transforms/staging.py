@@ -17,37 +17,37 @@ from __future__ import annotations
 import polars as pl
 
 PERSONS = pl.Schema({
-    "person_key": pl.String, "national_id": pl.String, "birth_date": pl.Date, "sex": pl.String,
-    "race_source": pl.String, "ethnicity_source": pl.String, "death_date": pl.Date,
-    "address": pl.String, "postcode": pl.String, "city": pl.String, "county": pl.String, "country": pl.String,
+    "person_key": pl.String(), "national_id": pl.String(), "birth_date": pl.Date(), "sex": pl.String(),
+    "race_source": pl.String(), "ethnicity_source": pl.String(), "death_date": pl.Date(),
+    "address": pl.String(), "postcode": pl.String(), "city": pl.String(), "county": pl.String(), "country": pl.String(),
     "updated_at": pl.Datetime("us"),
     # direct identifiers: kept in the identifiable zone for the leak scan and note de-identification only
-    "first_name": pl.String, "last_name": pl.String, "phone": pl.String, "email": pl.String,
+    "first_name": pl.String(), "last_name": pl.String(), "phone": pl.String(), "email": pl.String(),
 })
 VISITS = pl.Schema({
-    "visit_key": pl.String, "person_key": pl.String, "start": pl.Datetime("us"), "end": pl.Datetime("us"),
-    "visit_class": pl.String,  # INPATIENT, OUTPATIENT, EMERGENCY, URGENTCARE, WELLNESS, AMBULATORY, HOME, VIRTUAL, ...
-    "provider_key": pl.String, "care_site_key": pl.String, "ward": pl.String,
+    "visit_key": pl.String(), "person_key": pl.String(), "start": pl.Datetime("us"), "end": pl.Datetime("us"),
+    "visit_class": pl.String(),  # INPATIENT, OUTPATIENT, EMERGENCY, URGENTCARE, WELLNESS, AMBULATORY, HOME, VIRTUAL, ...
+    "provider_key": pl.String(), "care_site_key": pl.String(), "ward": pl.String(),
 })
 EVENTS = pl.Schema({
-    "event_key": pl.String, "person_key": pl.String, "visit_key": pl.String,
-    "kind": pl.String,  # condition, drug, procedure, measurement, observation, device (immunization -> drug, allergy -> observation)
-    "code": pl.String, "code_system": pl.String, "description": pl.String,
+    "event_key": pl.String(), "person_key": pl.String(), "visit_key": pl.String(),
+    "kind": pl.String(),  # condition, drug, procedure, measurement, observation, device (immunization -> drug, allergy -> observation)
+    "code": pl.String(), "code_system": pl.String(), "description": pl.String(),
     "start": pl.Datetime("us"), "end": pl.Datetime("us"),
-    "value_number": pl.Float64, "value_text": pl.String, "unit": pl.String,
-    "quantity": pl.Float64, "route": pl.String, "status": pl.String, "provider_key": pl.String,
+    "value_number": pl.Float64(), "value_text": pl.String(), "unit": pl.String(),
+    "quantity": pl.Float64(), "route": pl.String(), "status": pl.String(), "provider_key": pl.String(),
 })
 PROVIDERS = pl.Schema({
-    "provider_key": pl.String, "name": pl.String, "specialty": pl.String, "care_site_key": pl.String,
-    "sex": pl.String,
+    "provider_key": pl.String(), "name": pl.String(), "specialty": pl.String(), "care_site_key": pl.String(),
+    "sex": pl.String(),
 })
 CARE_SITES = pl.Schema({
-    "care_site_key": pl.String, "name": pl.String, "place_of_service": pl.String,
-    "address": pl.String, "postcode": pl.String, "city": pl.String, "county": pl.String, "country": pl.String,
+    "care_site_key": pl.String(), "name": pl.String(), "place_of_service": pl.String(),
+    "address": pl.String(), "postcode": pl.String(), "city": pl.String(), "county": pl.String(), "country": pl.String(),
 })
 NOTES = pl.Schema({
-    "note_key": pl.String, "person_key": pl.String, "visit_key": pl.String, "date": pl.Datetime("us"),
-    "title": pl.String, "note_class": pl.String, "text": pl.String, "provider_key": pl.String,
+    "note_key": pl.String(), "person_key": pl.String(), "visit_key": pl.String(), "date": pl.Datetime("us"),
+    "title": pl.String(), "note_class": pl.String(), "text": pl.String(), "provider_key": pl.String(),
 })
 
 SCHEMAS: dict[str, pl.Schema] = {
