@@ -22,6 +22,7 @@ from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
 from schemas.config import Config, Quality
 from schemas.extract import Entity
+from schemas.mapping import MappingError
 from transforms.adapters.registry import FORMATS, Format
 from transforms.contracts import ContractResult
 from transforms.contracts import validate_entity as validate_contract
@@ -116,8 +117,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
         checks = contract if src.format == "hospital-csv" else None
         try:
-            result = fmt.read(site, src.path, src.encoding, src.delimiter, today(), checks)
-        except ExtractError as e:
+            result = fmt.read(site, src, today(), checks)
+        except (ExtractError, MappingError) as e:
             raise _fail(str(e)) from None
         for name in result.missing_files:
             context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
@@ -171,7 +172,10 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         if fmt.to_staging is None:
             result, stg = passthrough_omop(site, raw), None
         else:
-            stg = fmt.to_staging(raw)
+            try:
+                stg = fmt.to_staging(raw, src)
+            except MappingError as e:
+                raise _fail(str(e)) from None
             result = harmonise_site(site, stg, vocab)
         for t, df in result.tables.items():
             write_partition(df, ws.lake("omop", t, site))

@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.extract import ENTITIES, REQUIRED_FILES, Column, Entity
+from schemas.mapping import HospitalMapping
 
 LINE = "_line"
 FILE = "_file"
@@ -105,20 +106,26 @@ def read_text_csv(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
     return df.with_row_index(LINE, offset=2).with_columns(pl.col(LINE).cast(pl.Int64))
 
 
-def _parse_temporal(col: Column) -> pl.Expr:
+def _parse_temporal(col: Column, mapping: HospitalMapping) -> pl.Expr:
     s = pl.col(col.name)
     if col.type == "date":
-        return pl.coalesce([s.str.strptime(pl.Date, f, strict=False, exact=True) for f in DATE_FORMATS])
-    parsed = [s.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in DATETIME_FORMATS]
+        return pl.coalesce([s.str.strptime(pl.Date, f, strict=False, exact=True)
+                            for f in (*mapping.date_formats, *DATE_FORMATS)])
+    parsed = [s.str.strptime(pl.Datetime("us"), f, strict=False, exact=True)
+              for f in (*mapping.datetime_formats, *DATETIME_FORMATS)]
+    parsed += [s.str.strptime(pl.Date, f, strict=False, exact=True).cast(pl.Datetime("us")) for f in mapping.date_formats]
     parsed.append(s.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True).cast(pl.Datetime("us")))
     return pl.coalesce(parsed)
 
 
-def _normalise(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
+def _normalise(entity: Entity, df: pl.DataFrame, mapping: HospitalMapping) -> pl.DataFrame:
     exprs = []
+    values = mapping.values.get(entity.name, {})
     for c in entity.columns:
         e = pl.col(c.name).str.strip_chars()
         e = pl.when(e == "").then(None).otherwise(e)
+        if c.name in values:
+            e = e.replace(values[c.name])
         if c.code:
             e = e.str.to_uppercase()
         exprs.append(e.alias(c.name))
@@ -137,21 +144,25 @@ def validate_entity(
     today: dt.date,
     parents: dict[str, pl.Series],
     row_checks: RowChecks | None = None,
+    mapping: HospitalMapping | None = None,
 ) -> EntityResult:
     """Type and check one entity; ``parents`` maps a referenced entity to its valid keys."""
+    mapping = mapping or HospitalMapping()
     rows_in = df.height
+    renames = {s: d for s, d in mapping.source_to_contract(entity.name).items() if s in df.columns}
+    df = df.rename(renames)
     missing_cols = [c for c in entity.column_names if c not in df.columns]
     required_missing = [c for c in missing_cols if entity.column(c).required]
     if required_missing:
         raise ExtractError(
-            f"{file} lacks the required column(s) {', '.join(required_missing)}; the contract is in docs/hospital-csv.md"
+            f"{file} lacks the required column(s) {', '.join(required_missing)}; the contract is in docs/hospital-csv.md (or name the source's column in its mapping file)"
         )
     df = df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
     original = df
     data_cols = [c for c in df.columns if c != LINE]
     dup_mask = df.select(pl.struct(data_cols).is_first_distinct()).to_series()
     deduplicated = int((~dup_mask).sum())
-    df = _normalise(entity, df.filter(dup_mask))
+    df = _normalise(entity, df.filter(dup_mask), mapping)
 
     reason = pl.lit(None, pl.String)
     detail = pl.lit(None, pl.String)
@@ -163,7 +174,7 @@ def validate_entity(
     now = dt.datetime.combine(today, dt.time.max)
     for c in entity.columns:
         if c.type in ("date", "datetime"):
-            parsed = _parse_temporal(c)
+            parsed = _parse_temporal(c, mapping)
             typed[c.name] = parsed
             checks.append((pl.col(c.name).is_not_null() & parsed.is_null(), "raw.invalid_date",
                            pl.lit(f"{c.name} is not a valid date: ") + pl.col(c.name)))
@@ -240,6 +251,7 @@ def ingest_site(
     today: dt.date | None = None,
     entities: tuple[Entity, ...] = ENTITIES,
     row_checks: RowChecks | None = None,
+    mapping: HospitalMapping | None = None,
 ) -> IngestResult:
     """Read and validate every entity file of one site's landing folder."""
     if not folder.is_dir():
@@ -247,8 +259,9 @@ def ingest_site(
     today = today or dt.date.today()
     result = IngestResult(site)
     valid_keys: dict[str, pl.Series] = {}
+    mapping = mapping or HospitalMapping()
     for ent in entities:
-        path = folder / ent.file
+        path = folder / mapping.file(ent.name, ent.file)
         if not path.exists():
             if ent.name in REQUIRED_FILES:
                 raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
@@ -257,7 +270,7 @@ def ingest_site(
             df = df.with_columns(pl.col(LINE).cast(pl.Int64))
         else:
             df = read_text_csv(path, encoding, delimiter)
-        r = validate_entity(ent, df, ent.file, today, valid_keys, row_checks)
+        r = validate_entity(ent, df, path.name, today, valid_keys, row_checks, mapping)
         result.entities[ent.name] = r
         valid_keys[ent.name] = r.table[ent.key]
     return result

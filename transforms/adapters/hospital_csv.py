@@ -11,8 +11,13 @@ def _dt(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Datetime("us"))
 
 
-def hospital_to_staging(raw: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """``raw[entity]`` are the typed, valid rows of each hospital-csv entity."""
+DEFAULT_CODE_SYSTEMS = {"diagnoses": "ICD10", "procedures": "SNOMED", "labs": "LOINC", "medications": "ATC"}
+
+
+def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, str] | None = None) -> dict[str, pl.DataFrame]:
+    """``raw[entity]`` are the typed, valid rows of each hospital-csv entity; ``code_systems``
+    overrides the code system of an entity's codes (a site's mapping file)."""
+    systems = {**DEFAULT_CODE_SYSTEMS, **(code_systems or {})}
     p = raw["patients"]
     persons = p.select(
         person_key="patient_id", national_id="matricule", birth_date="birth_date", sex="sex",
@@ -29,28 +34,28 @@ def hospital_to_staging(raw: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     if d is not None and d.height:
         frames.append(d.select(
             event_key=pl.lit("dx:") + pl.col("diagnosis_id"), person_key="patient_id", visit_key="stay_id",
-            kind=pl.lit("condition"), code="icd10_code", code_system=pl.lit("ICD10"), description="description",
+            kind=pl.lit("condition"), code="icd10_code", code_system=pl.lit(systems["diagnoses"]), description="description",
             start=_dt("diagnosis_date"), status="diagnosis_rank",
         ))
     pr = raw.get("procedures")
     if pr is not None and pr.height:
         frames.append(pr.select(
             event_key=pl.lit("px:") + pl.col("procedure_id"), person_key="patient_id", visit_key="stay_id",
-            kind=pl.lit("procedure"), code="procedure_code", code_system=pl.lit("SNOMED"), description="description",
+            kind=pl.lit("procedure"), code="procedure_code", code_system=pl.lit(systems["procedures"]), description="description",
             start="procedure_date",
         ))
     lab = raw.get("labs")
     if lab is not None and lab.height:
         frames.append(lab.select(
             event_key=pl.lit("lab:") + pl.col("lab_id"), person_key="patient_id", visit_key="stay_id",
-            kind=pl.lit("measurement"), code="loinc_code", code_system=pl.lit("LOINC"), description="description",
+            kind=pl.lit("measurement"), code="loinc_code", code_system=pl.lit(systems["labs"]), description="description",
             start="sampled_at", value_number="value", unit="unit",
         ))
     m = raw.get("medications")
     if m is not None and m.height:
         frames.append(m.select(
             event_key=pl.lit("rx:") + pl.col("medication_id"), person_key="patient_id", visit_key="stay_id",
-            kind=pl.lit("drug"), code="atc_code", code_system=pl.lit("ATC"), description="drug_name",
+            kind=pl.lit("drug"), code="atc_code", code_system=pl.lit(systems["medications"]), description="drug_name",
             start=_dt("start_date"), end=_dt("end_date"), quantity="dose", unit="dose_unit", route="route",
         ))
     events = pl.concat([staging.conform(f, "events") for f in frames]) if frames else staging.empty("events")

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
+from schemas.config import Source
 from schemas.extract import ENTITIES as HOSPITAL_ENTITIES
+from schemas.mapping import load_mapping
 from transforms.adapters import fhir, omop_csv, synthea
 from transforms.adapters.hospital_csv import hospital_to_staging
 from transforms.ingest import EntityResult, IngestResult, RowChecks, ingest_site
 
-Reader = Callable[[str, Path, str, str, dt.date, RowChecks | None], IngestResult]
-ToStaging = Callable[[dict[str, pl.DataFrame]], dict[str, pl.DataFrame]]
+Reader = Callable[[str, Source, dt.date, RowChecks | None], IngestResult]
+ToStaging = Callable[[dict[str, pl.DataFrame], Source], dict[str, pl.DataFrame]]
 
 
 @dataclass(frozen=True)
@@ -35,25 +36,30 @@ def _as_result(tables: dict[str, pl.DataFrame]) -> IngestResult:
     return IngestResult("", {n: EntityResult(n, df.height, df, empty, 0, None) for n, df in tables.items()})
 
 
-def _hospital(site: str, folder: Path, enc: str, delim: str, today: dt.date, checks: RowChecks | None) -> IngestResult:
-    return ingest_site(site, folder, enc, delim, today=today, row_checks=checks)
+def _hospital(site: str, src: Source, today: dt.date, checks: RowChecks | None) -> IngestResult:
+    return ingest_site(site, src.path, src.encoding, src.delimiter, today=today, row_checks=checks,
+                       mapping=load_mapping(src.mapping))
+
+
+def _hospital_staging(tables: dict[str, pl.DataFrame], src: Source) -> dict[str, pl.DataFrame]:
+    return hospital_to_staging(tables, load_mapping(src.mapping).code_systems)
 
 
 FORMATS: dict[str, Format] = {
-    "hospital-csv": Format("hospital-csv", "", tuple(e.name for e in HOSPITAL_ENTITIES), _hospital, hospital_to_staging),
+    "hospital-csv": Format("hospital-csv", "", tuple(e.name for e in HOSPITAL_ENTITIES), _hospital, _hospital_staging),
     "synthea-csv": Format(
         "synthea-csv", "synthea_", tuple(e.spec.name for e in synthea.ENTITIES),
-        lambda site, folder, _e, _d, _t, _c: synthea.read_synthea(site, folder),
-        lambda tables: synthea.synthea_to_staging(_as_result(tables)),
+        lambda site, src, _t, _c: synthea.read_synthea(site, src.path),
+        lambda tables, _src: synthea.synthea_to_staging(_as_result(tables)),
     ),
     "fhir-bulk": Format(
         "fhir-bulk", "fhir_", (*fhir.ORDER, "bundle"),
-        lambda site, folder, _e, _d, _t, _c: fhir.read_fhir(site, folder),
-        lambda tables: fhir.fhir_to_staging(_as_result(tables)),
+        lambda site, src, _t, _c: fhir.read_fhir(site, src.path),
+        lambda tables, _src: fhir.fhir_to_staging(_as_result(tables)),
     ),
     "omop-csv": Format(
         "omop-csv", "omop_source_", omop_csv.CLINICAL_TABLES,
-        lambda site, folder, enc, delim, _t, _c: omop_csv.read_omop(site, folder, enc, delim),
+        lambda site, src, _t, _c: omop_csv.read_omop(site, src.path, src.encoding, src.delimiter),
         None,
     ),
 }
