@@ -22,7 +22,9 @@ HELP = (
     + "\n\n".join(f"  builtin:{name}: {text}" for name, text in BUILTINS.items())
     + "\n\nOUT keeps every other column, writes generalised values as the hierarchy's labels and drops "
     "suppressed rows. REPORT.json holds levels, classes, suppressed records, the five utility metrics, "
-    "risk before and after, and the policy's thresholds."
+    "risk before and after, and the policy's thresholds.\n\n"
+    "Example: ds4h anonymise-table adult.csv --delimiter ';' --qi age=hierarchies/age.csv --qi sex=builtin:sex "
+    "--k 5 --suppression 0.05 --metric loss --out adult-k5.csv --report report.json"
 )
 
 _CSV = {".csv", ".txt", ".tsv"}

@@ -81,7 +81,10 @@ def deid_text(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="texts per spaCy batch")] = 64,
 ) -> None:
-    """De-identify clinical notes: names, phones, e-mails, addresses, matricules, IBANs and dates."""
+    """De-identify clinical notes: names, phones, e-mails, addresses, matricules, IBANs and dates.
+
+    Example: ds4h deid-text notes.jsonl --out notes-deid.jsonl --project demo
+    """
     try:
         _deid_text(input_path, out, lang, project, batch_size)
     except CommandError as exc:
@@ -143,7 +146,10 @@ def eval_deid(
     output_path: Annotated[Path, typer.Argument(metavar="OUTPUT.jsonl", help="deid-text output")],
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report as JSON")] = None,
 ) -> None:
-    """Precision and recall per identifier type of a deid-text output against gold spans."""
+    """Precision and recall per identifier type of a deid-text output against gold spans.
+
+    Example: ds4h eval-deid notes_gold.jsonl notes-deid.jsonl --json eval.json
+    """
     try:
         from anonymisation.deid import evaluate, spans_by_id
 

@@ -58,7 +58,10 @@ def load(
     stcm: Annotated[list[Path] | None, typer.Option("--stcm", help="A SOURCE_TO_CONCEPT_MAP CSV as Usagi exports it (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing loaded vocabulary.")] = False,
 ) -> None:
-    """Load an Athena vocabulary download into Parquet (one file per table, with vocabulary.json)."""
+    """Load an Athena vocabulary download into Parquet (one file per table, with vocabulary.json).
+
+    Example: ds4h vocabulary load ~/athena/vocabulary_download_v5 --stcm maps/site-a-usagi.csv
+    """
     from schemas.config import home
     from transforms.athena import VocabularyError, load_athena
 
