@@ -65,14 +65,18 @@ class ReleaseResult:
         return dict(self.report["risk"]["before"])
 
 
-def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame) -> pl.DataFrame:
-    """person_id, year_of_birth, sex, postcode as strings (missing values as ``*``)."""
+def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame, deaths: pl.DataFrame | None = None) -> pl.DataFrame:
+    """person_id, year_of_birth, sex, postcode, death_year as strings (missing values as ``*``: the
+    living have no death year, which no generalisation changes)."""
     loc = locations.select("location_id", postcode="zip").unique("location_id")
-    return persons.join(loc, on="location_id", how="left").select(
+    dead = (deaths.group_by("person_id").agg(death_year=pl.col("death_date").min().dt.year().cast(pl.String))
+            if deaths is not None and deaths.height else pl.DataFrame(schema={"person_id": pl.Int64, "death_year": pl.String}))
+    return persons.join(loc, on="location_id", how="left").join(dead, on="person_id", how="left").select(
         "person_id",
         year_of_birth=pl.col("year_of_birth").cast(pl.String),
         sex=pl.col("gender_concept_id").replace_strict(SEX, default="U", return_dtype=pl.String),
         postcode=pl.col("postcode").fill_null(MISSING),
+        death_year=pl.col("death_year").fill_null(MISSING),
     )
 
 
@@ -98,7 +102,8 @@ def build_release(
         {s: site_tables[s]["person"] for s in sites}, {s: site_tables[s]["observation_period"] for s in sites}
     )
     locations = pl.concat([site_tables[s]["location"] for s in sites], how="vertical_relaxed").unique("location_id")
-    qis = qi_frame(cons.persons, locations)
+    deaths = [site_tables[s]["death"] for s in sites if "death" in site_tables[s]]
+    qis = qi_frame(cons.persons, locations, pl.concat(deaths, how="vertical_relaxed") if deaths else None)
     qi_cols = [q.column for q in policy.quasi_identifiers]
     missing = [c for c in qi_cols if c not in qis.columns]
     if missing:
@@ -187,6 +192,17 @@ def build_release(
                 all_rows = all_rows.with_columns([pl.when(pl.col("_row").is_in(nulled)).then(None).otherwise(pl.col(c)).alias(c) for c in src_cols])
         else:
             all_rows = all_rows.with_columns(_rare=pl.lit(False))
+        # death dates follow the generalisation of the death year: the first day of the band's first
+        # year; a death year generalised away (``*``) removes the row, counted as suppressed
+        death_level = result.levels.get("death_year", 0)
+        all_rows = all_rows.with_columns(_dgen=pl.lit(False))
+        if t == "death" and death_level:
+            band = kept.select("person_id", _band=_band_start(pl.col("death_year")))
+            all_rows = all_rows.join(band, on="person_id", how="left").with_columns(
+                death_date=pl.date(pl.col("_band"), 1, 1), death_datetime=pl.lit(None, pl.Datetime("us")),
+                _dgen=~pl.col("_sup") & pl.col("_band").is_null(),
+            ).drop("_band")
+            all_rows = all_rows.with_columns(_rare=pl.col("_rare") | pl.col("_dgen"))
         if t == "episode":
             removed_episodes = set(all_rows.filter(pl.col("_sup") | pl.col("_rare"))["episode_id"].to_list())
         for s in sites:
@@ -196,13 +212,16 @@ def build_release(
                 continue
             acc.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
             n_sup = int(part["_sup"].sum())
-            n_rare = int(part["_rare"].sum())
+            n_dgen = int(part["_dgen"].sum())
+            n_rare = int(part["_rare"].sum()) - n_dgen
             if n_sup:
                 acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+            if n_dgen:
+                acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.death_year_generalised", rows=n_dgen))
             if n_rare:
                 acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
-            acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare))
-        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_row", strict=False)
+            acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare - n_dgen))
+        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_row", "_dgen", strict=False)
         spec = cdm.table(t)
         pk = spec.primary_key
         order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]

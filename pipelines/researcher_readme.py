@@ -63,6 +63,8 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
 - **Year of birth**: {yob_text}; when banded, `year_of_birth` holds the first year of the band, and
   month and day of birth are absent. Ages computed from it are approximate by up to the band width.
 - **Sex**: {"kept" if not sex else "generalised away (gender_concept_id 0)"}.
+- **Death**: when the death year is generalised, `death_date` is the first day of its band's first
+  year; when it is generalised away, death rows are removed (counted in `row_accounting`).
 - **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level.
 - **Rare concepts** used by fewer than {policy.get('rare_concept_threshold') or policy.get('k', '?')} persons were removed (counted in
   the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.

@@ -43,6 +43,7 @@ def _default_qis() -> list[QuasiIdentifier]:
         QuasiIdentifier(column="year_of_birth", hierarchy="builtin:year5"),
         QuasiIdentifier(column="sex", hierarchy="builtin:sex"),
         QuasiIdentifier(column="postcode", hierarchy="builtin:lu-postcode"),
+        QuasiIdentifier(column="death_year", hierarchy="builtin:year5"),
     ]
 
 
