@@ -92,7 +92,7 @@ class Vocabulary:
 
         1. a valid SOURCE_TO_CONCEPT_MAP row (empty invalid_reason) with a non-zero target wins;
            its source_concept_id is taken from CONCEPT when the STCM leaves it 0;
-        2. else the code's concept in CONCEPT maps through "Maps to";
+        2. else the code's concept in CONCEPT maps through "Maps to" (a standard concept maps to itself);
         3. else concept_id is 0 (and source_concept_id 0 when the code is not in CONCEPT either).
 
         A target counts only if it is a standard concept of this vocabulary; its ``domain_id``
@@ -108,9 +108,11 @@ class Vocabulary:
             source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
             source_concept_id=pl.col("concept_id").cast(pl.Int32),
         )
-        targets = self.maps_to.select(pl.col("concept_id_1").cast(pl.Int32), pl.col("concept_id_2").cast(pl.Int32)).join(
-            standard, left_on="concept_id_2", right_on="concept_id", how="inner"
-        )
+        # a standard concept maps to itself even where a vocabulary subset lacks its "Maps to" self row
+        self_maps = standard.select(concept_id_1=pl.col("concept_id"), concept_id_2=pl.col("concept_id"))
+        targets = pl.concat([
+            self.maps_to.select(pl.col("concept_id_1").cast(pl.Int32), pl.col("concept_id_2").cast(pl.Int32)), self_maps,
+        ]).unique().join(standard, left_on="concept_id_2", right_on="concept_id", how="inner")
         via_concept = (
             src.join(targets, left_on="source_concept_id", right_on="concept_id_1", how="left")
             .sort("source_code", "concept_id_2", "source_concept_id", nulls_last=True)
