@@ -226,6 +226,14 @@ def build_release(
         pk = spec.primary_key
         order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]
         tables[t] = cdm.conform(kept_rows, t).sort(order)
+    # one cdm_source row for the release, naming the sites it comes from
+    if "cdm_source" in tables and tables["cdm_source"].height:
+        first = tables["cdm_source"].sort("cdm_source_abbreviation").head(1)
+        tables["cdm_source"] = cdm.conform(first.with_columns(
+            cdm_source_name=pl.lit("ds4h release"), cdm_source_abbreviation=pl.lit("ds4h"),
+            cdm_holder=pl.lit(", ".join(sites)),
+            source_description=pl.lit(f"Pseudonymised and k-anonymised OMOP CDM from {len(sites)} site(s)"),
+        ), "cdm_source")
     # observation periods: one per person over all sites (merged)
     op_all = pl.concat([site_tables[s]["observation_period"].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
     op_kept = op_all.filter(~pl.col("person_id").is_in(sup))
