@@ -13,6 +13,7 @@ OTHER_NAME, MATRICULE, PHONE, EMAIL, ADDRESS, DATE, IBAN.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,14 @@ def redact(text: str, spans: Sequence[Span], date_offset: int | None = None) -> 
     return "".join(parts)
 
 
+def _processes(n_texts: int) -> int:
+    """spaCy worker processes for a batch: all cores for large batches ($DS4H_DEID_PROCESSES overrides)."""
+    env = os.environ.get("DS4H_DEID_PROCESSES")
+    if env and env.isdigit():
+        return max(1, int(env))
+    return min(2, os.cpu_count() or 1) if n_texts >= 2000 else 1
+
+
 def _is_plausible_name(text: str, start: int, end: int) -> bool:
     surface = text[start:end]
     if any(ch.isdigit() for ch in surface) or not surface[:1].isupper():
@@ -190,7 +199,8 @@ class Deidentifier:
     ) -> Iterator[list[Span]]:
         """Spans of each text, in order; spaCy runs once over the batch (``nlp.pipe``)."""
         knowns = knowns if knowns is not None else [None] * len(texts)
-        artifacts = self.nlp_engine.process_batch(list(texts), self.language, batch_size=self.batch_size)
+        artifacts = self.nlp_engine.process_batch(list(texts), self.language, batch_size=self.batch_size,
+                                                  n_process=_processes(len(texts)))
         for (text, nlp_artifacts), known in zip(artifacts, knowns, strict=True):
             results = self.analyzer.analyze(
                 text=str(text), language=self.language, nlp_artifacts=nlp_artifacts

@@ -244,6 +244,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(
                 asset_key=f"pseudo_{t}", check_name="leak_scan", passed=not hits,
+                description=("identifiers found (cells by type): " + ", ".join(f"{k} {v}" for k, v in sorted(hits.items())))
+                if hits else None,
                 metadata={"identifier_values_checked": ids.count(), **{f"hits_{k}": v for k, v in hits.items()}},
             )
 

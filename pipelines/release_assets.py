@@ -134,6 +134,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         for t, df in result.tables.items():
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
+                                      description=("identifiers found (cells by type): "
+                                                   + ", ".join(f"{k} {v}" for k, v in sorted(hits.items()))) if hits else None,
                                       metadata={k: v for k, v in hits.items()} or {"hits": 0})
 
     @dg.asset(

@@ -108,6 +108,7 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
                 outcome.sites_run.append(site)
                 if not result.success:
                     blocked = [f"{site}: {e.asset_key.to_user_string()}:{e.check_name}"
+                               + (f" ({e.description})" if e.description else "")
                                for e in result.get_asset_check_evaluations() if not e.passed]
                     if blocked:
                         return RunOutcome(BLOCKED, "blocked: " + ", ".join(blocked) + "; nothing was published",
