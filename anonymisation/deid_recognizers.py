@@ -249,13 +249,18 @@ def _digits_pattern(digits: str) -> str:
 
 def _known_patterns(known: dict[str, list[str]]) -> list[tuple[str, str]]:
     pats: list[tuple[str, str]] = []
-    for name in known.get("names") or []:
+    names = list(known.get("names") or [])
+    # "Spieß" is written "SPIESS" in capitals: add the ss spelling of every name with ß
+    names += [n.replace("ß", "ss") for n in names if "ß" in n]
+    for name in names:
         tokens = re.findall(r"\w+", normalise(name))
         if not tokens:
             continue
         orders = [tokens]
-        if len(tokens) >= 2:  # "DA SILVA Thierry": surname first, and the surname alone
-            orders += [tokens[1:] + tokens[:1], tokens[1:]]
+        # every rotation: "DA SILVA Jean-François" (surname first, several tokens each side), and
+        # every suffix: the surname alone ("LE GALL")
+        orders += [tokens[i:] + tokens[:i] for i in range(1, len(tokens))]
+        orders += [tokens[i:] for i in range(1, len(tokens))]
         for order in orders:
             pats.append(("PATIENT_NAME", r"\b" + _SEP.join(re.escape(t) for t in order) + r"\b"))
         pats.extend(("PATIENT_NAME", rf"\b{re.escape(t)}\b") for t in tokens if len(t) >= 3)

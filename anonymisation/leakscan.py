@@ -29,11 +29,12 @@ MIN_DIGITS = 8
 def normalise_text(s: str) -> str:
     decomposed = unicodedata.normalize("NFKD", s)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return "".join(ch for ch in stripped.lower() if ch.isalnum())
+    return "".join(ch for ch in stripped.casefold() if ch.isalnum())
 
 
 def _norm_expr(e: pl.Expr) -> pl.Expr:
-    return e.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]", "")
+    return (e.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase().str.replace_all("ß", "ss")
+            .str.replace_all(r"[^\p{L}\p{N}]", ""))
 
 
 @dataclass

@@ -213,3 +213,14 @@ def test_cli_malformed_line(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "in.jsonl:2" in res.output
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_known_names_in_any_order_and_with_eszett() -> None:
+    from anonymisation.deid_recognizers import find_known
+
+    text = "Votre patient LE GALL Jean-Marc, et SPIESS Rotraud, vus ce jour."
+    found = find_known(text, {"names": ["Jean-Marc Le Gall", "Rotraud Spieß"]})
+    covered = {i for s, e, _k, _sc in found for i in range(s, e)}
+    for surface in ("LE GALL Jean-Marc", "SPIESS Rotraud"):
+        start = text.index(surface)
+        assert all(i in covered for i in range(start, start + len(surface))), surface

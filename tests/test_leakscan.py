@@ -28,3 +28,8 @@ def test_no_false_positive_on_pseudonyms_codes_and_place_names() -> None:
         "n": [1, 2],
     })
     assert scan_table(df, ids) == {}
+
+
+def test_eszett_and_capitals_match() -> None:
+    ids = identifiers_from_patients(pl.DataFrame({"last_name": ["Spieß"], "first_name": ["Rotraud"]}))
+    assert scan_table(pl.DataFrame({"t": ["vu SPIESS Rotraud hier", "Rotraud Spieß", "rien"]}), ids) == {"full_name": 2}
