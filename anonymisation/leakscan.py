@@ -82,6 +82,14 @@ def identifiers_from_patients(patients: pl.DataFrame) -> Identifiers:
         for f, last in patients.select("first_name", "last_name").drop_nulls().iter_rows():
             ids.add("full_name", f"{f} {last}")
             ids.add("full_name", f"{last} {f}")
+    if "other_names" in patients.columns:  # maiden names, aliases: "First Maiden | Alias"
+        for entry in patients["other_names"].drop_nulls().to_list():
+            for full in (n.strip() for n in str(entry).split("|")):
+                tokens = full.split()
+                if len(tokens) >= 2:
+                    ids.add("full_name", full)
+                    ids.add("full_name", " ".join(tokens[1:] + tokens[:1]))
+                    ids.add("name", tokens[-1])
     ids.values["name"] = ids.values.get("name", set()) - public_place_names()
     return ids
 

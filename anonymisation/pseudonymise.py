@@ -83,6 +83,7 @@ def identity_frame(persons: pl.DataFrame, person: pl.DataFrame) -> pl.DataFrame:
     return persons.join(ids, on="person_key", how="inner").select(
         "person_id", patient_id="person_key", matricule="national_id", birth_date="birth_date",
         last_name="last_name", first_name="first_name", phone="phone", email="email", address="address",
+        other_names=pl.col("other_names") if "other_names" in persons.columns else pl.lit(None, pl.String),
     )
 
 
@@ -208,12 +209,15 @@ def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFra
         return notes.with_columns(note_text=pl.lit(None, pl.String), note_title=pl.lit(None, pl.String))
     joined = notes.join(identity, on="person_id", how="left", maintain_order="left").join(
         offsets, on="person_id", how="left", maintain_order="left")
+    if "other_names" not in joined.columns:
+        joined = joined.with_columns(other_names=pl.lit(None, pl.String))
     known = [
         {"names": [x for x in (r["first_name"], r["last_name"],
-                               f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()) if x],
+                               f"{r['first_name'] or ''} {r['last_name'] or ''}".strip(),
+                               *[n.strip() for n in (r["other_names"] or "").split("|")]) if x],
          "phones": [r["phone"]] if r["phone"] else [], "emails": [r["email"]] if r["email"] else [],
          "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else []}
-        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule").iter_rows(named=True)
+        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names").iter_rows(named=True)
     ]
     texts = deid(joined["note_text"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())
     titles = deid(joined["note_title"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())

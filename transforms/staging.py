@@ -23,6 +23,7 @@ PERSONS = pl.Schema({
     "updated_at": pl.Datetime("us"),
     # direct identifiers: kept in the identifiable zone for the leak scan and note de-identification only
     "first_name": pl.String(), "last_name": pl.String(), "phone": pl.String(), "email": pl.String(),
+    "other_names": pl.String(),  # other names of the person (maiden, aliases), separated by " | "
 })
 VISITS = pl.Schema({
     "visit_key": pl.String(), "person_key": pl.String(), "start": pl.Datetime("us"), "end": pl.Datetime("us"),

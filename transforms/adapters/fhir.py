@@ -73,7 +73,7 @@ _ADDRESS: dict[str, pl.DataType] = {
 COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "patient": {
         "id": _S, "birth_date": _S, "gender": _S, "deceased": _S, "first_name": _S, "last_name": _S,
-        "phone": _S, "email": _S, **_ADDRESS, "race": _S, "ethnicity": _S, "last_updated": _S,
+        "phone": _S, "email": _S, **_ADDRESS, "race": _S, "ethnicity": _S, "last_updated": _S, "other_names": _S,
     },
     "encounter": {
         "id": _S, "patient": _S, "class_code": _S, "start": _S, "end": _S, "status": _S,
@@ -233,6 +233,24 @@ def _address(addresses: Any) -> Row:
     }
 
 
+def _other_names(names: Any) -> str | None:
+    """Every name of the resource but the one :func:`_name` chose (maiden names, aliases), ' | '-joined."""
+    items = [_d(n) for n in _l(names)]
+    if len(items) < 2:
+        return None
+    chosen = next((x for x in items if x.get("use") == "official"), items[0])
+    out = []
+    for n in items:
+        if n is chosen:
+            continue
+        given = [s for s in (_s(g) for g in _l(n.get("given"))) if s]
+        family = _s(n.get("family"))
+        full = _s(n.get("text")) or " ".join([*given, *([family] if family else [])])
+        if full:
+            out.append(full)
+    return " | ".join(out) or None
+
+
 def _name(names: Any) -> tuple[str | None, str | None, str | None]:
     """(first given, family, full name) of the official name, else the first."""
     items = [_d(n) for n in _l(names)]
@@ -282,6 +300,7 @@ def _patient(r: dict[str, Any]) -> Row:
         "phone": phone, "email": email, **_address(r.get("address")),
         "race": ext.get("race"), "ethnicity": ext.get("ethnicity"),
         "last_updated": _s(_d(r.get("meta")).get("lastUpdated")),
+        "other_names": _other_names(r.get("name")),
     }
 
 
@@ -615,7 +634,7 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         person_key="id", birth_date="birth_date", sex=_sex("gender"), race_source="race",
         ethnicity_source="ethnicity", death_date="deceased", address="address", postcode="postcode",
         city="city", county="district", country="country", updated_at="last_updated",
-        first_name="first_name", last_name="last_name", phone="phone", email="email",
+        first_name="first_name", last_name="last_name", phone="phone", email="email", other_names="other_names",
     )
     enc = _resolve(_resolve(_table(raw, "encounter"), "practitioner", p_lut), "organization", o_lut)
     code = pl.col("class_code").str.to_uppercase()

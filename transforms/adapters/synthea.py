@@ -135,6 +135,9 @@ def _persons(p: pl.DataFrame) -> pl.DataFrame:
         address=_col(p, "address"), postcode=_col(p, "zip"), city=_col(p, "city"), county=_col(p, "county"),
         first_name=_col(p, "first"), last_name=_col(p, "last"),
         phone=_col(p, "phone"), email=_col(p, "email"),
+        # the maiden name: notes may use it (Synthea writes "First Maiden" in some notes)
+        other_names=pl.when(_col(p, "maiden").is_not_null())
+        .then(pl.concat_str([_col(p, "first"), _col(p, "maiden")], separator=" ", ignore_nulls=True)).otherwise(None),
     )
 
 
