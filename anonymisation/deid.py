@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from anonymisation.deid_recognizers import (
@@ -128,15 +128,21 @@ def shift_date_text(surface: str, days: int) -> str | None:
     return f"{day} {month}" + ("" if fmt == "longnoyear" else f" {new.year}")
 
 
-def redact(text: str, spans: Sequence[Span], date_offset: int | None = None) -> str:
-    """Replace each span by its tag; with ``date_offset``, dates are shifted instead of tagged."""
+def redact(
+    text: str, spans: Sequence[Span], date_offset: int | None = None, tagged_dates: Collection[date] = ()
+) -> str:
+    """Replace each span by its tag; with ``date_offset``, dates are shifted instead of tagged, except
+    the ``tagged_dates`` (a patient's birth date: shifting it would still reveal it within the offset
+    range, while the release publishes the year of birth only, or its band)."""
     parts: list[str] = []
     pos = 0
     for s in sorted(spans, key=lambda s: s.start):
         parts.append(text[pos : s.start])
         replacement = TAGS.get(s.entity_type, "[PII]")
         if s.entity_type == "DATE" and date_offset is not None:
-            replacement = shift_date_text(text[s.start : s.end], date_offset) or replacement
+            parsed = parse_date(text[s.start : s.end])
+            if parsed is None or parsed[0] not in tagged_dates:
+                replacement = shift_date_text(text[s.start : s.end], date_offset) or replacement
         parts.append(replacement)
         pos = s.end
     parts.append(text[pos:])
@@ -350,11 +356,18 @@ def spans_by_id(lines: Iterable[dict[str, Any]], key: str = "spans") -> dict[str
 _SHARED: Deidentifier | None = None
 
 
-def deidentify_batch(texts: Sequence[str], knowns: Sequence[dict[str, list[str]]], offsets: Sequence[int]) -> list[str]:
+def deidentify_batch(
+    texts: Sequence[str],
+    knowns: Sequence[dict[str, list[str]]],
+    offsets: Sequence[int],
+    tagged_dates: Sequence[Collection[date]] | None = None,
+) -> list[str]:
     """De-identify many texts with one shared :class:`Deidentifier` (built on first use): spans
-    replaced by typed tags, dates shifted by each text's offset (the pipeline's note stage)."""
+    replaced by typed tags, dates shifted by each text's offset except ``tagged_dates`` (the
+    pipeline's note stage passes each patient's birth date), which are tagged."""
     global _SHARED
     if _SHARED is None:
         _SHARED = Deidentifier()
     spans = _SHARED.analyze_batch(list(texts), list(knowns))
-    return [redact(t, sp, off) for t, sp, off in zip(texts, spans, offsets, strict=True)]
+    tagged = tagged_dates if tagged_dates is not None else [()] * len(texts)
+    return [redact(t, sp, off, tg) for t, sp, off, tg in zip(texts, spans, offsets, tagged, strict=True)]

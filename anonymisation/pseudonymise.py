@@ -10,6 +10,7 @@ releases; another project's key gives unlinkable ones.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERE
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
 
-# (note texts, known identifiers per note, date offsets per note) -> de-identified texts
-NoteDeid = Callable[[list[str], list[dict[str, list[str]]], list[int]], list[str]]
+# (note texts, known identifiers per note, date offsets per note, dates to tag per note) -> texts
+NoteDeid = Callable[[list[str], list[dict[str, list[str]]], list[int], list[set[dt.date]]], list[str]]
 
 
 @dataclass
@@ -219,6 +220,8 @@ def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFra
          "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else []}
         for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names").iter_rows(named=True)
     ]
-    texts = deid(joined["note_text"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())
-    titles = deid(joined["note_title"].fill_null("").to_list(), known, joined["date_offset"].fill_null(0).to_list())
+    shifts: list[int] = joined["date_offset"].fill_null(0).to_list()
+    births: list[set[dt.date]] = [{b} if b is not None else set() for b in joined["birth_date"].to_list()]
+    texts = deid(joined["note_text"].fill_null("").to_list(), known, shifts, births)
+    titles = deid(joined["note_title"].fill_null("").to_list(), known, shifts, births)
     return notes.with_columns(note_text=pl.Series(texts, dtype=pl.String), note_title=pl.Series(titles, dtype=pl.String))

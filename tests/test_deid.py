@@ -224,3 +224,14 @@ def test_known_names_in_any_order_and_with_eszett() -> None:
     for surface in ("LE GALL Jean-Marc", "SPIESS Rotraud"):
         start = text.index(surface)
         assert all(i in covered for i in range(start, start + len(surface))), surface
+
+
+def test_birth_dates_are_tagged_while_other_dates_shift() -> None:
+    import datetime as dt
+
+    from anonymisation.deid import Span, redact
+
+    text = "né(e) le 08/07/1956, revu le 15 avril 2018."
+    spans = [Span(9, 19, "DATE", 1.0), Span(29, 42, "DATE", 1.0)]
+    out = redact(text, spans, date_offset=10, tagged_dates={dt.date(1956, 7, 8)})
+    assert out == "né(e) le [DATE], revu le 25 avril 2018."
