@@ -196,6 +196,8 @@ def build_release(
         # year; a death year generalised away (``*``) removes the row, counted as suppressed
         death_level = result.levels.get("death_year", 0)
         all_rows = all_rows.with_columns(_dgen=pl.lit(False))
+        if t == "note" and not policy.publish_notes:
+            all_rows = all_rows.with_columns(_dgen=~pl.col("_sup"), _rare=pl.col("_rare") | ~pl.col("_sup"))
         if t == "death" and death_level:
             band = kept.select("person_id", _band=_band_start(pl.col("death_year")))
             all_rows = all_rows.join(band, on="person_id", how="left").with_columns(
@@ -217,7 +219,8 @@ def build_release(
             if n_sup:
                 acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
             if n_dgen:
-                acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.death_year_generalised", rows=n_dgen))
+                reason = "release.notes_withheld" if t == "note" else "release.death_year_generalised"
+                acc.append(dict(site=s, table=t, category="suppressed", reason_code=reason, rows=n_dgen))
             if n_rare:
                 acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
             acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare - n_dgen))

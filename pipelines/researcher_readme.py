@@ -68,6 +68,7 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
 - **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level.
 - **Rare concepts** used by fewer than {policy.get('rare_concept_threshold') or policy.get('k', '?')} persons were removed (counted in
   the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
+- **Notes**: {"de-identified clinical notes are included (names, phones, addresses, identifiers replaced by tags such as [NOM]; dates shifted with the person's offset, birth dates tagged)" if policy.get("publish_notes") else "clinical notes are withheld by the policy (the note table is empty)"}.
 - **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
 
 ## How to read it

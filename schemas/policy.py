@@ -55,6 +55,11 @@ class PrivacyPolicy(BaseModel):
     date_shift_days: int = Field(180, ge=1, le=3650, description="dates move by a per-patient offset in ±N days, never 0")
     birth: Literal["year", "none"] = Field("year", description="keep the year of birth (month and day are always dropped)")
     opt_out_registry: str | None = Field(None, description="file of matricules whose owners objected (one per line)")
+    publish_notes: bool = Field(
+        False,
+        description="publish de-identified clinical notes in the release; off by default because free text still "
+        "carries quasi-identifiers (ages, shifted dates, rare details) that the k-anonymity of the tables does not cover",
+    )
     # k-anonymity
     k: int = Field(5, ge=2)
     suppression: float = Field(0.05, ge=0, le=1, description="largest share of persons that may be suppressed")

@@ -48,7 +48,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         cfg_path = home / "ds4h.yaml"
         cfg = yaml.safe_load(cfg_path.read_text())
         # a few hundred patients cannot reach the default average risk of 0.05 at k=5
-        cfg["policy"] = {"thresholds": {"avg_risk": 0.2}}
+        cfg["policy"] = {"thresholds": {"avg_risk": 0.2}, "publish_notes": True}
         cfg_path.write_text(yaml.safe_dump(cfg))
         code1, out1 = invoke("run")
         v1 = home / "dataspace" / "omop-demo" / "1"
