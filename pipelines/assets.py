@@ -24,7 +24,7 @@ from schemas.config import Config, Quality
 from schemas.extract import Entity
 from schemas.mapping import MappingError
 from transforms.adapters.registry import FORMATS, Format
-from transforms.contracts import ContractResult
+from transforms.contracts import ContractResult, format_suite, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
 from transforms.ingest import EntityResult, ExtractError
 from transforms.omop import OMOP_TABLES as ALL_OMOP_TABLES
@@ -120,6 +120,12 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             result = fmt.read(site, src, today(), checks)
         except (ExtractError, MappingError) as e:
             raise _fail(str(e)) from None
+        if src.format != "hospital-csv":  # adapter formats: their suites run on the typed rows here
+            for name, typed in result.entities.items():
+                suite = format_suite(src.format, name)
+                if suite is not None and typed.table.height:
+                    contract_results[name] = validate_contract(name, typed.table, suite, now=now)
+                    move_failed_rows(typed, contract_results[name])
         for name in result.missing_files:
             context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
         for name, entity_result in result.entities.items():

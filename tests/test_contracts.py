@@ -272,3 +272,24 @@ def test_a_custom_suite_and_the_now_parameter() -> None:
     r = validate_entity("stays", frame("stays"), suite, now=T(2024, 1, 1))
     assert r.failed_rows["_line"].to_list() == [2, 4]
     assert set(r.failed_rows["reason_code"]) == {"contract.expect_column_values_to_be_between"}
+
+
+def test_adapter_format_suites_are_current_and_catch_rows() -> None:
+    import polars as pl
+
+    from transforms.contracts import build_format_suites, main, suite_json
+
+    for fmt, suites in build_format_suites().items():
+        for name, suite in suites.items():
+            assert (CONTRACTS_DIR / fmt / f"{name}.json").read_text(encoding="utf-8") == suite_json(suite)
+    assert main(["--check"]) == 0
+    suite = build_format_suites()["synthea-csv"]["patients"]
+    df = pl.DataFrame({
+        "_line": [2, 3, 4], "id": ["a", "b", None],
+        "birthdate": [dt.date(1980, 1, 1), dt.date(1850, 1, 1), dt.date(1990, 1, 1)],
+        "deathdate": [None, None, None],
+    }, schema_overrides={"deathdate": pl.Date})
+    r = validate_entity("patients", df, suite, now=dt.datetime(2026, 1, 1))
+    assert sorted(r.failed_rows["_line"].to_list()) == [3, 4]
+    assert set(r.failed_rows["reason_code"]) == {"contract.expect_column_values_to_be_between",
+                                                 "contract.expect_column_values_to_not_be_null"}

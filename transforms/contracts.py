@@ -40,7 +40,8 @@ import polars as pl
 
 from schemas.extract import ENTITIES, REQUIRED_FILES, Entity
 from schemas.matricule import is_valid_matricule
-from transforms.ingest import LINE, VALUE_SETS
+from transforms.adapters import Spec
+from transforms.ingest import LINE, VALUE_SETS, EntityResult
 
 __all__ = [
     "CONTRACTS_DIR",
@@ -206,8 +207,48 @@ def build_suites() -> dict[str, dict[str, Any]]:
     return {e.name: _suite(e) for e in ENTITIES}
 
 
+def _spec_suite(fmt: str, spec: Spec) -> dict[str, Any]:
+    """The suite of one entity of an adapter format (synthea-csv, fhir-bulk), from its ``Spec``:
+    required columns present and not null, the key unique, dates within [1900, today]."""
+    exps: list[dict[str, Any]] = [_exp("expect_column_to_exist", False, column=c) for c in spec.required]
+    if spec.key:
+        exps.append(_exp("expect_column_values_to_be_unique", False, column=spec.key))
+    exps += [_exp("expect_column_values_to_not_be_null", True, column=c) for c in spec.required]
+    for c in spec.dates:
+        exps.append(_exp("expect_column_values_to_be_between", True, column=c, min_value="1900-01-01",
+                         max_value={"$PARAMETER": TODAY_PARAMETER}))
+    for c in spec.datetimes:
+        exps.append(_exp("expect_column_values_to_be_between", True, column=c, min_value="1900-01-01 00:00:00",
+                         max_value={"$PARAMETER": NOW_PARAMETER}))
+    return {
+        "name": f"{fmt}.{spec.name}",
+        "expectations": exps,
+        "meta": {"source_format": fmt, "entity": spec.name,
+                 "generated_by": "transforms.contracts (uv run python -m transforms.contracts)",
+                 "reason_codes": "contract.<expectation type>, for row_level expectations",
+                 "parameters": {TODAY_PARAMETER: "ISO date of the validation", NOW_PARAMETER: "ISO datetime of the validation"},
+                 "ds4h_row_checks": []},
+        "notes": f"Contract of the {fmt} entity {spec.name}, generated from its adapter's Spec; do not edit by hand.",
+    }
+
+
+def build_format_suites() -> dict[str, dict[str, dict[str, Any]]]:
+    """format -> entity -> suite, for the adapter formats (hospital-csv is :func:`build_suites`)."""
+    from transforms.adapters import fhir, synthea
+
+    return {
+        "synthea-csv": {e.spec.name: _spec_suite("synthea-csv", e.spec) for e in synthea.ENTITIES},
+        "fhir-bulk": {name: _spec_suite("fhir-bulk", spec) for name, spec in fhir.SPECS.items()},
+    }
+
+
 def suite_json(suite: dict[str, Any]) -> str:
     return json.dumps(suite, indent=2, ensure_ascii=False) + "\n"
+
+
+def format_suite(fmt: str, entity: str) -> dict[str, Any] | None:
+    """The suite of an entity of an adapter format, or None when the format has none for it."""
+    return build_format_suites().get(fmt, {}).get(entity)
 
 
 def write_suites(folder: Path = CONTRACTS_DIR) -> list[Path]:
@@ -217,6 +258,12 @@ def write_suites(folder: Path = CONTRACTS_DIR) -> list[Path]:
         path = folder / f"{name}.json"
         path.write_text(suite_json(suite), encoding="utf-8")
         out.append(path)
+    for fmt, suites in build_format_suites().items():
+        (folder / fmt).mkdir(exist_ok=True)
+        for name, suite in suites.items():
+            path = folder / fmt / f"{name}.json"
+            path.write_text(suite_json(suite), encoding="utf-8")
+            out.append(path)
     return out
 
 
@@ -454,9 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     """Write ``schemas/contracts/<entity>.json``; with ``--check``, only say whether they are current."""
     args = sys.argv[1:] if argv is None else argv
     if "--check" in args:
-        stale = [n for n, s in build_suites().items()
-                 if not (CONTRACTS_DIR / f"{n}.json").exists()
-                 or (CONTRACTS_DIR / f"{n}.json").read_text(encoding="utf-8") != suite_json(s)]
+        wanted = {f"{n}.json": s for n, s in build_suites().items()}
+        wanted |= {f"{fmt}/{n}.json": s for fmt, suites in build_format_suites().items() for n, s in suites.items()}
+        stale = [n for n, s in wanted.items()
+                 if not (CONTRACTS_DIR / n).exists() or (CONTRACTS_DIR / n).read_text(encoding="utf-8") != suite_json(s)]
         if stale:
             print(f"stale suites in {CONTRACTS_DIR}: {', '.join(stale)}; run: uv run python -m transforms.contracts")
             return 1
@@ -468,3 +516,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def move_failed_rows(er: EntityResult, cr: ContractResult) -> None:
+    """Quarantine the rows of ``er`` that failed ``cr`` (for adapters whose reader ran first): the
+    typed cells as text, with ``reason_code``, ``reason_detail``, ``source_file`` and ``source_line``."""
+    if cr.failed_rows.height == 0:
+        return
+    failed = cr.failed_rows
+    lines = failed["_line"].implode()
+    er.table = er.table.filter(~pl.col("_line").is_in(lines))
+    q = failed.with_columns([pl.col(c).cast(pl.String) for c in failed.columns
+                             if c not in ("_line", "reason_code", "reason_detail") and not failed.schema[c].is_nested()])
+    q = q.rename({"_line": "source_line"}).with_columns(source_file=pl.lit(er.file))
+    er.quarantine = pl.concat([er.quarantine, q], how="diagonal_relaxed") if er.quarantine.height else q
