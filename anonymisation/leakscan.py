@@ -60,6 +60,11 @@ class Identifiers:
     def count(self) -> int:
         return sum(len(v) for v in self.values.values())
 
+    def merge(self, other: Identifiers) -> Identifiers:
+        for kind, values in other.values.items():
+            self.values.setdefault(kind, set()).update(values)
+        return self
+
 
 def public_place_names() -> set[str]:
     """Commune, canton and country names: public values that a surname may share (Biwer, Wiltz)."""
@@ -142,3 +147,8 @@ def mask_identifiers(df: pl.DataFrame, columns: list[str], ids: Identifiers) -> 
         masked += int(flags.sum())
         df = df.with_columns(pl.when(flags).then(None).otherwise(pl.col(c)).alias(c))
     return df, masked
+
+
+def describe_hits(hits: dict[str, int]) -> str | None:
+    """One line for a check result: counts by identifier type, never values."""
+    return "identifiers found (cells by type): " + ", ".join(f"{k} {v}" for k, v in sorted(hits.items())) if hits else None

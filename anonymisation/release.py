@@ -141,21 +141,7 @@ def build_release(
                                        "location": cdm.conform(loc, "location").sort("location_id")}
     acc: list[dict[str, object]] = []
     sup = suppressed_ids.implode()
-    for s in sites:
-        p = site_tables[s]["person"]
-        n_sup = int(p["person_id"].is_in(sup).sum())
-        acc.append(dict(site=s, table="person", category="in", reason_code=None, rows=p.height))
-        if n_sup:
-            acc.append(dict(site=s, table="person", category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
-    # persons seen at several sites: the first site (sorted) keeps the row, later sites count it as merged
-    seen: set[int] = set()
-    for s in sites:
-        ids = site_tables[s]["person"].filter(~pl.col("person_id").is_in(sup))["person_id"].to_list()
-        merged = sum(1 for i in ids if i in seen)
-        seen.update(ids)
-        if merged:
-            acc.append(dict(site=s, table="person", category="merged", reason_code="release.same_person", rows=merged))
-        acc.append(dict(site=s, table="person", category="out", reason_code=None, rows=len(ids) - merged))
+    acc += _per_person_accounting("person", {s: site_tables[s]["person"] for s in sites}, sup)
 
     # every other table: suppressed persons' rows go; rows of rare concepts go
     rare_threshold = policy.rare_threshold
@@ -238,7 +224,7 @@ def build_release(
             source_description=pl.lit(f"Pseudonymised and k-anonymised OMOP CDM from {len(sites)} site(s)"),
         ), "cdm_source")
     # observation periods: one per person over all sites (merged)
-    op_all = pl.concat([site_tables[s]["observation_period"].with_columns(_site=pl.lit(s)) for s in sites], how="vertical_relaxed")
+    op_all = pl.concat([site_tables[s]["observation_period"] for s in sites], how="vertical_relaxed")
     op_kept = op_all.filter(~pl.col("person_id").is_in(sup))
     op = op_kept.group_by("person_id").agg(
         observation_period_start_date=pl.col("observation_period_start_date").min(),
@@ -246,19 +232,7 @@ def build_release(
         period_type_concept_id=pl.col("period_type_concept_id").first(),
     ).with_columns(observation_period_id=pl.col("person_id"))
     tables["observation_period"] = cdm.conform(op, "observation_period").sort("person_id")
-    seen = set()
-    for s in sites:
-        part = op_all.filter(pl.col("_site") == s)
-        n_sup = int(part["person_id"].is_in(sup).sum())
-        ids = part.filter(~pl.col("person_id").is_in(sup))["person_id"].to_list()
-        merged = sum(1 for i in ids if i in seen)
-        seen.update(ids)
-        acc.append(dict(site=s, table="observation_period", category="in", reason_code=None, rows=part.height))
-        if n_sup:
-            acc.append(dict(site=s, table="observation_period", category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
-        if merged:
-            acc.append(dict(site=s, table="observation_period", category="merged", reason_code="release.same_person", rows=merged))
-        acc.append(dict(site=s, table="observation_period", category="out", reason_code=None, rows=len(ids) - merged))
+    acc += _per_person_accounting("observation_period", {s: site_tables[s]["observation_period"] for s in sites}, sup)
     accounting = pl.concat(
         [accounting_frame("release", str(r["site"]), [{k: v for k, v in r.items() if k != "site"}]) for r in acc]
         + [accounting_frame("release", "all", [dict(table="location", category="produced", reason_code=None,
@@ -284,6 +258,25 @@ def build_release(
         "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
     }
     return ReleaseResult(tables, accounting, result, report, summary)
+
+
+def _per_person_accounting(table: str, frames: dict[str, pl.DataFrame], suppressed: pl.Series) -> list[dict[str, object]]:
+    """in / suppressed / merged / out per site for a table of one row per person and site: a person
+    seen at several sites keeps the row of the first site (sorted); later sites count it as merged."""
+    rows: list[dict[str, object]] = []
+    seen: set[int] = set()
+    for site, df in sorted(frames.items()):
+        n_sup = int(df["person_id"].is_in(suppressed).sum())
+        ids = df.filter(~pl.col("person_id").is_in(suppressed))["person_id"].to_list()
+        merged = sum(1 for i in ids if i in seen)
+        seen.update(ids)
+        rows.append(dict(site=site, table=table, category="in", reason_code=None, rows=df.height))
+        if n_sup:
+            rows.append(dict(site=site, table=table, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+        if merged:
+            rows.append(dict(site=site, table=table, category="merged", reason_code="release.same_person", rows=merged))
+        rows.append(dict(site=site, table=table, category="out", reason_code=None, rows=len(ids) - merged))
+    return rows
 
 
 def _release_locations(loc_ids: dict[str, int]) -> pl.DataFrame:

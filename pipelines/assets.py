@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from anonymisation.leakscan import identifiers_from_patients, scan_table
+from anonymisation.leakscan import describe_hits, identifiers_from_patients, scan_table
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
 from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
@@ -250,8 +250,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(
                 asset_key=f"pseudo_{t}", check_name="leak_scan", passed=not hits,
-                description=("identifiers found (cells by type): " + ", ".join(f"{k} {v}" for k, v in sorted(hits.items())))
-                if hits else None,
+                description=describe_hits(hits),
                 metadata={"identifier_values_checked": ids.count(), **{f"hits_{k}": v for k, v in hits.items()}},
             )
 

@@ -13,11 +13,7 @@ from transforms.vocabulary import Vocabulary
 
 def run_dqd(tables: Mapping[str, pl.DataFrame], vocab: Vocabulary, name: str, folder: Path, *, timings: bool = True) -> DqdRun:
     """Run every DQD check and write ``dqd-results.json`` (DQD's shape) and ``dqd.html`` to ``folder``."""
-    try:
-        ancestor = vocab.ancestor
-    except Exception:  # a vocabulary without CONCEPT_ANCESTOR: descendant checks are not applicable
-        ancestor = None
-    run = run_checks(tables, vocab.concept, cdm_source_name=name, concept_ancestor=ancestor)
+    run = run_checks(tables, vocab.concept, cdm_source_name=name, concept_ancestor=vocab.ancestor)
     write_results_json(run, folder / "dqd-results.json", timings=timings)
     write_html(run, folder / "dqd.html", timings=timings)
     return run

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from anonymisation.kanon import NoSolutionError
-from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+from anonymisation.leakscan import Identifiers, describe_hits, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
@@ -31,8 +31,7 @@ def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
     for s in sites:
         folder = ws.lake("omop", IDENTITY, s)
         if has_partition(folder):
-            for kind, values in identifiers_from_patients(read_partition(folder)).values.items():
-                ids.values.setdefault(kind, set()).update(values)
+            ids.merge(identifiers_from_patients(read_partition(folder)))
     return ids
 
 
@@ -84,11 +83,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         site_tables = {s: {t: read_partition(ws.lake("pseudo", t, s)) for t in PSEUDO_TABLES} for s in config.sites}
         vocab = load_vocabulary(config.vocabulary)
         try:
-            ancestor = vocab.ancestor
-        except Exception:
-            ancestor = None
-        try:
-            result = build_release(site_tables, config.policy, key.secret, ancestor, vocab.concept)
+            result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept)
         except (NoSolutionError, CollisionError, ValueError) as e:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():
@@ -134,8 +129,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         for t, df in result.tables.items():
             hits = scan_table(df, ids)
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
-                                      description=("identifiers found (cells by type): "
-                                                   + ", ".join(f"{k} {v}" for k, v in sorted(hits.items()))) if hits else None,
+                                      description=describe_hits(hits),
                                       metadata={k: v for k, v in hits.items()} or {"hits": 0})
 
     @dg.asset(

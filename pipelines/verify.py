@@ -126,8 +126,7 @@ def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Pa
     for part in sorted((workspace / "lake" / "omop" / "_identity").glob("site=*")):
         files = sorted(part.glob("*.parquet"))
         if files:
-            for kind, values in identifiers_from_patients(pl.read_parquet(files)).values.items():
-                ids.values.setdefault(kind, set()).update(values)
+            ids.merge(identifiers_from_patients(pl.read_parquet(files)))
     if not ids.count():
         return Finding("leak scan", True, f"skipped: no identifiable zone under {workspace}")
     hits: dict[str, int] = {}

@@ -51,7 +51,7 @@ import polars as pl
 
 from schemas import omop as cdm
 from transforms.eras import merge_intervals
-from transforms.omop import stable_id
+from transforms.ids import stable_id
 
 DISEASE_FIRST_OCCURRENCE = 32528
 TREATMENT_REGIMEN = 32531

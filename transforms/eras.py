@@ -39,7 +39,7 @@ from typing import NamedTuple
 import polars as pl
 
 from schemas import omop as cdm
-from transforms.omop import stable_id
+from transforms.ids import stable_id
 
 INGREDIENT_VOCABULARIES = ("RxNorm", "RxNorm Extension")
 

@@ -19,13 +19,14 @@ own codes and ids: this zone never leaves the hospital.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from schemas import omop as cdm
 from schemas.geo import postcode_index
+from transforms import episodes, eras
+from transforms.ids import stable_id
 from transforms.ingest import accounting_frame
 from transforms.staging import KINDS, VOCABULARY_OF
 from transforms.vocabulary import Vocabulary
@@ -56,17 +57,6 @@ OMOP_TABLES = (
     "visit_detail", *EVENT_TABLES, "note", "condition_era", "drug_era", "episode", "episode_event", "cdm_source",
 )
 assert set(KINDS) == set(KIND_TABLE)
-
-
-def stable_id(namespace: str, values: pl.Series) -> pl.Series:
-    """Unkeyed, stable 63-bit ids for the identifiable zone (blake2b of namespace and value)."""
-    distinct = values.drop_nulls().unique().sort()
-    ids = [
-        int.from_bytes(hashlib.blake2b(f"{namespace}\x1f{v}".encode(), digest_size=8).digest(), "big") & ((1 << 63) - 1)
-        for v in distinct.to_list()
-    ]
-    lut = pl.DataFrame({"v": distinct, "id": pl.Series(ids, dtype=pl.Int64)})
-    return values.to_frame("v").join(lut, on="v", how="left", maintain_order="left")["id"]
 
 
 @dataclass
@@ -359,21 +349,12 @@ def build_cdm_source(site: str, vocab_version: str, today: dt.date) -> pl.DataFr
 
 
 def _derived(site: str, tables: dict[str, pl.DataFrame], vocab: Vocabulary) -> dict[str, pl.DataFrame]:
-    """Eras and oncology episodes, when their builders are present (transforms/eras.py, episodes.py)."""
-    out = {t: pl.DataFrame(schema=cdm.table(t).polars_schema) for t in ("condition_era", "drug_era", "episode", "episode_event")}
-    try:
-        from transforms import episodes, eras
-    except ImportError:  # pragma: no cover - optional until the modules land
-        return out
-    out["condition_era"] = eras.condition_era(tables["condition_occurrence"], site)
-    ancestor = getattr(vocab, "ancestor", None)
-    if ancestor is not None:
-        de = eras.drug_era(tables["drug_exposure"], ancestor, vocab.concept, site)
-        out["drug_era"] = de[0] if isinstance(de, tuple) else de
-    ep, ev = episodes.oncology_episodes(tables["condition_occurrence"], tables["drug_exposure"],
-                                        tables["procedure_occurrence"], vocab.concept, site)
-    out["episode"], out["episode_event"] = ep, ev
-    return out
+    """Eras (transforms/eras.py) and oncology episodes (transforms/episodes.py)."""
+    drug_eras = eras.drug_era(tables["drug_exposure"], vocab.ancestor, vocab.concept, site)
+    episode, episode_event = episodes.oncology_episodes(
+        tables["condition_occurrence"], tables["drug_exposure"], tables["procedure_occurrence"], vocab.concept, site)
+    return {"condition_era": eras.condition_era(tables["condition_occurrence"], site), "drug_era": drug_eras.eras,
+            "episode": episode, "episode_event": episode_event}
 
 
 def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, today: dt.date | None = None) -> OmopResult:
@@ -403,7 +384,7 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
     tables["observation_period"] = build_observation_period(site, person, tables)
     tables.update(_derived(site, tables, vocab))
-    tables["cdm_source"] = build_cdm_source(site, "bundled:demo", today)
+    tables["cdm_source"] = build_cdm_source(site, vocab.name or "unknown", today)
 
     acc: list[dict[str, object]] = []
 
