@@ -19,6 +19,7 @@ own codes and ids: this zone never leaves the hospital.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -28,7 +29,7 @@ from schemas.geo import postcode_index
 from transforms import episodes, eras
 from transforms.ids import stable_id
 from transforms.ingest import accounting_frame
-from transforms.staging import KINDS, VOCABULARY_OF
+from transforms.staging import KINDS, VOCABULARY_OF, Staging
 from transforms.vocabulary import Vocabulary
 
 GENDER = {"M": 8507, "F": 8532}
@@ -428,6 +429,69 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
         coverage=coverage,
         stats={"mapped_share": n_mapped / total if total else 1.0},
     )
+
+
+GLOBAL_TABLES = ("location", "care_site", "provider", "cdm_source")
+"""Tables that are not per person: built from the whole site (locations: deduplicated over buckets)."""
+
+Sink = Callable[[str, int, pl.DataFrame], None]
+"""Receives (table, bucket, rows) for every per-person table of every bucket."""
+
+
+def merge_coverage(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Coverage frames of several buckets -> one row per (table, code_system, source_code)."""
+    cov = pl.concat(parts)
+    return (
+        cov.group_by("table", "code_system", "source_code", maintain_order=True).agg(
+            description=pl.col("description").drop_nulls().first(), rows=pl.col("rows").sum().cast(pl.UInt32),
+            mapped=pl.col("mapped").all(),
+        ).select(cov.columns).sort("table", "rows", "source_code", descending=[False, True, False])
+    )
+
+
+def merge_accounting(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Accounting frames of several buckets -> their sums (same stage, site, table, category, reason)."""
+    acc = pl.concat(parts)
+    keys = ["stage", "site", "table", "category", "reason_code"]
+    return acc.group_by(keys, maintain_order=True).agg(pl.col("rows").sum()).select(acc.columns)
+
+
+def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, sink: Sink,
+                      today: dt.date | None = None) -> OmopResult:
+    """``harmonise_site`` over a site split into person buckets (``transforms/buckets.py``).
+
+    Every staging dict holds the persons of one bucket, their visits, events and notes, and the
+    site's providers and care sites. Per-person tables go to ``sink`` bucket by bucket (concatenated,
+    they are what ``harmonise_site`` gives for the whole site: every step is per person); the
+    returned result holds the site-wide tables (``GLOBAL_TABLES``), the summed row accounting and the
+    merged mapping coverage, so memory is bounded by a bucket."""
+    today = today or dt.date.today()
+    first: OmopResult | None = None
+    locations: list[pl.DataFrame] = []
+    accounting: list[pl.DataFrame] = []
+    coverage: list[pl.DataFrame] = []
+    for k, stg in enumerate(buckets):
+        result = harmonise_site(site, stg, vocab, today)
+        for t, df in result.tables.items():
+            if t not in GLOBAL_TABLES:
+                sink(t, k, df)
+        locations.append(result.tables["location"])
+        keep = ~pl.col("table").is_in(GLOBAL_TABLES) if first is not None else ~pl.col("table").eq("location")
+        accounting.append(result.accounting.filter(keep))
+        coverage.append(result.coverage)
+        if first is None:
+            first = result
+    if first is None:  # no bucket: a site without persons still has its care sites and providers
+        raise ValueError("harmonise_buckets needs at least one bucket")
+    location = pl.concat(locations).unique("location_id", keep="first").sort("location_source_value")
+    tables = {"location": location, **{t: first.tables[t] for t in GLOBAL_TABLES if t != "location"}}
+    accounting.append(accounting_frame("omop", site, [dict(table="location", category="produced", reason_code=None,
+                                                           rows=location.height)]))
+    cov = merge_coverage(coverage)
+    total = int(cov["rows"].sum())
+    mapped = int(cov.filter(pl.col("mapped"))["rows"].sum())
+    return OmopResult(tables=tables, accounting=merge_accounting(accounting), coverage=cov,
+                      stats={"mapped_share": mapped / total if total else 1.0, "buckets": k + 1})
 
 
 def usagi_csv(coverage: pl.DataFrame, top: int = 500) -> pl.DataFrame:

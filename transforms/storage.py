@@ -76,23 +76,46 @@ class Workspace:
             p.mkdir(parents=True, exist_ok=True)
 
 
+class PartitionWriter:
+    """Write one partition as Parquet parts (``part-0.parquet``, ``part-00001.parquet``, ...: sorted names
+    follow the part numbers; e.g. one part per person bucket), then
+    replace the old folder atomically with ``commit``: readers never see a half-written partition."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.tmp = folder.with_name(folder.name + ".tmp")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        self.parts = 0
+
+    def write(self, df: pl.DataFrame, part: int) -> Path:
+        target = self.tmp / f"part-{part}.parquet" if part < 1 else self.tmp / f"part-{part:05d}.parquet"
+        df.write_parquet(target, compression="zstd", statistics=True, row_group_size=256_000)
+        self.parts += 1
+        return target
+
+    def commit(self, schema: pl.Schema | None = None) -> Path:
+        """Make the written parts the partition; with no part written, one empty part of ``schema``."""
+        if not self.parts and schema is not None:
+            self.write(pl.DataFrame(schema=schema), 0)
+        old = self.folder.with_name(self.folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.folder.exists():
+            os.replace(self.folder, old)
+        os.replace(self.tmp, self.folder)
+        if old.exists():
+            shutil.rmtree(old)
+        return self.folder
+
+
 def write_partition(df: pl.DataFrame, folder: Path) -> Path:
     """Replace a partition folder atomically with one Parquet file (zstd, statistics)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    target = tmp / "part-0.parquet"
-    df.write_parquet(target, compression="zstd", statistics=True, row_group_size=256_000)
-    old = folder.with_name(folder.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old.exists():
-        shutil.rmtree(old)
+    writer = PartitionWriter(folder)
+    writer.write(df, 0)
+    writer.commit()
     return folder / "part-0.parquet"
 
 

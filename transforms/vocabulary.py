@@ -58,6 +58,7 @@ class Vocabulary:
     kind: Kind = "memory"
     name: str = ""
     versions: Mapping[str, str | None] = field(default_factory=dict)  # vocabulary_id -> vocabulary_version
+    _code_maps: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)  # code_map's results
 
     def scan(self, table: str) -> pl.LazyFrame | None:
         """A lazy, typed scan of any vocabulary table of this vocabulary, or None if it has none."""
@@ -82,9 +83,15 @@ class Vocabulary:
         """This vocabulary plus a site's SOURCE_TO_CONCEPT_MAP file (Usagi CSV export or Athena TAB)."""
         extra = athena.read_stcm(Path(path))
         stcm = pl.concat([self.stcm.select(extra.columns).cast(extra.schema), extra], how="vertical")
-        return replace(self, stcm=stcm)
+        return replace(self, stcm=stcm, _code_maps={})
 
     def code_map(self, vocabulary_id: str) -> pl.DataFrame:
+        """``_code_map``, computed once per vocabulary_id (a site's buckets all ask for the same maps)."""
+        if vocabulary_id not in self._code_maps:
+            self._code_maps[vocabulary_id] = self._code_map(vocabulary_id)
+        return self._code_maps[vocabulary_id]
+
+    def _code_map(self, vocabulary_id: str) -> pl.DataFrame:
         """source_code -> source_concept_id, concept_id (standard, 0 if none), domain_id.
 
         Code matching is case-insensitive (codes are upper-cased). For each code of

@@ -143,6 +143,7 @@ def validate(
     dedup_on: list[str],
     parents: Mapping[str, pl.Series],
     absent: Mapping[str, str] | None = None,
+    scoped_refs: Mapping[str, str] | None = None,
 ) -> EntityResult:
     """Type and check one raw entity. Every input row ends in the table, the quarantine or ``deduplicated``.
 
@@ -150,7 +151,9 @@ def validate(
     passed through), ``_line`` and optionally ``_file``, ``_pre_reason``/``_pre_detail`` (a fault found
     while reading, which wins). ``source_columns`` are copied into the quarantine as the original cells;
     ``dedup_on`` identifies exact duplicate rows (counted, not quarantined); ``parents`` maps an entity
-    to its valid keys for the orphan check; ``absent`` maps a missing source column to a message.
+    to its valid keys for the orphan check; ``absent`` maps a missing source column to a message;
+    ``scoped_refs`` maps a reference column to a column holding the value to look up instead (e.g. an
+    event's patient and encounter together, when the parent's keys are such pairs).
     Reason codes, first failing check wins: the read fault, ``raw.missing_required``,
     ``raw.invalid_date``, ``raw.invalid_value``, ``raw.duplicate_key``, ``raw.orphan``.
     """
@@ -200,14 +203,19 @@ def validate(
             pl.when(dup).then(pl.lit("raw.duplicate_key")).otherwise(pl.col(_REASON)).alias(_REASON),
             pl.when(dup).then(pl.lit(f"{spec.key} repeats an earlier row")).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
         )
+    scoped_refs = scoped_refs or {}
     for col, parent in spec.refs.items():
         keys = parents.get(parent)
         if keys is None:
             continue
-        orphan = pl.col(_REASON).is_null() & pl.col(col).is_not_null() & ~pl.col(col).is_in(keys.implode())
+        scoped = col in scoped_refs and scoped_refs[col] in df.columns
+        looked_up = pl.col(scoped_refs[col]) if scoped else pl.col(col)
+        what = f"{col} names no {parent[:-1] if parent.endswith('s') else parent} of this row's patient: " if scoped \
+            else f"{col} names no valid {parent}: "
+        orphan = pl.col(_REASON).is_null() & pl.col(col).is_not_null() & ~looked_up.is_in(keys.implode())
         df = df.with_columns(
             pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(_REASON)).alias(_REASON),
-            pl.when(orphan).then(pl.lit(f"{col} names no valid {parent}: ") + pl.col(col))
+            pl.when(orphan).then(pl.lit(what) + pl.col(col))
             .otherwise(pl.col(_DETAIL)).alias(_DETAIL),
         )
 

@@ -15,13 +15,25 @@ Events carry no id in Synthea: ``event_key`` is ``<file>:<line>`` (e.g. ``condit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from transforms import staging
-from transforms.adapters import LINE, Spec, code_system_expr, empty_result, validate
+from transforms.adapters import LINE, PRE_DETAIL, PRE_REASON, Spec, code_system_expr, empty_result, validate
+from transforms.buckets import (
+    CHUNK_ROWS,
+    DEFAULT_PERSONS_PER_BUCKET,
+    SplitFile,
+    bucket_count,
+    bucket_lookup,
+    csv_column,
+    csv_header,
+    split_csv,
+)
 from transforms.ingest import EntityResult, ExtractError, IngestResult, read_text_csv
 
 SYNTHEA_REQUIRED = ("patients", "encounters")
@@ -64,53 +76,220 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _normalise_columns(df: pl.DataFrame, ent: _Entity) -> pl.DataFrame:
+def _header_map(columns: list[str] | tuple[str, ...], ent: _Entity) -> dict[str, str]:
+    """Source column -> canonical lower-case name (a repeated header keeps both; the first wins)."""
     names: dict[str, str] = {}
-    for c in df.columns:
+    for c in columns:
         if c == LINE:
             continue
         low = c.strip().lower()
         if low in names.values() or low == LINE:
-            low = f"{low}_{len(names)}"  # a repeated header: keep both, the first wins
+            low = f"{low}_{len(names)}"
         names[c] = low
-    df = df.rename(names)
     for src, canonical in ent.aliases:
-        if canonical not in df.columns and src in df.columns:
-            df = df.rename({src: canonical})
-    return df
+        if canonical not in names.values() and src in names.values():
+            names = {k: (canonical if v == src else v) for k, v in names.items()}
+    return names
 
 
-def _read_entity(ent: _Entity, path: Path, parents: dict[str, pl.Series]) -> EntityResult:
+def _source_column(columns: list[str] | tuple[str, ...], ent: _Entity, canonical: str) -> str | None:
+    """The header (as written) of a canonical column, if the file has it."""
+    return next((c for c, low in _header_map(columns, ent).items() if low == canonical), None)
+
+
+_CONFLICTS_SQL = """
+WITH r AS (
+    SELECT _line, id, patient FROM enc WHERE trim(id) <> '' AND trim(patient) <> ''
+), owner AS (
+    SELECT id, arg_min(patient, _line) AS owner FROM r GROUP BY id HAVING count(DISTINCT patient) > 1
+)
+SELECT r._line FROM r JOIN owner USING (id) WHERE r.patient <> owner.owner ORDER BY r._line
+"""
+
+
+def encounter_conflicts(encounters: pl.DataFrame | list[Path], id_col: str, patient_col: str,
+                        temp_dir: Path | None = None) -> pl.DataFrame:
+    """Encounter ``Id``s given to more than one patient: every row whose patient is not the patient of
+    the Id's first line is quarantined as ``raw.duplicate_key`` (``_line``, ``_pre_reason``, ``_pre_detail``).
+
+    Decided over the whole file (a frame, or the Parquet files of its buckets), so that splitting a
+    site into person buckets decides exactly as reading it in one piece; an Id repeated for the same
+    patient stays a bucket-local matter (``validate``'s duplicate-key check). DuckDB, with a memory
+    limit and spilling to ``temp_dir``: memory stays bounded however many encounters there are."""
+    con = duckdb.connect(config={"memory_limit": "512MB", "threads": 2,
+                                 **({"temp_directory": str(temp_dir)} if temp_dir is not None else {})})
+    try:
+        cols = f'"_line" AS _line, "{id_col}" AS id, "{patient_col}" AS patient'
+        if isinstance(encounters, pl.DataFrame):
+            con.register("enc_src", encounters.select(LINE, id_col, patient_col).to_arrow())
+            con.execute(f"CREATE VIEW enc AS SELECT {cols} FROM enc_src")
+        elif encounters:
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in encounters)
+            con.execute(f"CREATE VIEW enc AS SELECT {cols} FROM read_parquet([{files}])")
+        else:
+            con.execute("CREATE VIEW enc AS SELECT 0::BIGINT AS _line, ''::VARCHAR AS id, ''::VARCHAR AS patient LIMIT 0")
+        lines = con.sql(_CONFLICTS_SQL).pl()[LINE].cast(pl.Int64)
+    finally:
+        con.close()
+    return pl.DataFrame({LINE: lines}).with_columns(
+        pl.lit("raw.duplicate_key").alias(PRE_REASON),
+        pl.lit("id repeats an earlier row of another patient").alias(PRE_DETAIL),
+    )
+
+
+def _check_entity(ent: _Entity, df: pl.DataFrame, file: str, parents: dict[str, pl.Series],
+                  pre: pl.DataFrame | None = None) -> EntityResult:
+    """Type and check one entity's rows (source strings + ``_line``); ``pre``: faults decided beforehand."""
     spec = ent.spec
-    df = _normalise_columns(read_text_csv(path, "utf-8", ","), ent)
+    df = df.rename(_header_map(df.columns, ent))
     source_columns = [c for c in df.columns if c != LINE]
     needed = {*spec.required, *spec.datetimes, *spec.dates, *spec.numbers, *spec.refs}
-    absent = {c: f"column {c.upper()} is absent from {path.name}" for c in needed if c not in df.columns}
+    absent = {c: f"column {c.upper()} is absent from {file}" for c in needed if c not in df.columns}
     df = df.with_columns([pl.lit(None, pl.String).alias(c) for c in absent])
-    return validate(spec, df, file=path.name, source_columns=source_columns, dedup_on=source_columns,
-                    parents=parents, absent=absent)
+    if "encounter" in spec.refs:  # an event's encounter must be one of its own patient's
+        df = df.with_columns(pl.concat_str([pl.col("patient"), pl.col("encounter")], separator=_PAIR).alias(_ENC_REF))
+    if pre is not None and pre.height:
+        df = df.join(pre, on=LINE, how="left", maintain_order="left")
+    result = validate(spec, df, file=file, source_columns=source_columns, dedup_on=source_columns,
+                      parents=parents, absent=absent, scoped_refs={"encounter": _ENC_REF})
+    if _ENC_REF in result.table.columns:
+        result.table = result.table.drop(_ENC_REF)
+    return result
+
+
+_PAIR = "\x1f"
+_ENC_REF = "_encounter_ref"
+
+
+def _valid_keys(name: str, table: pl.DataFrame) -> pl.Series:
+    """What children check against: patient ids; encounters as (patient, id) pairs."""
+    if name == "encounters":
+        return table.select(pl.concat_str([pl.col("patient"), pl.col("id")], separator=_PAIR)).to_series()
+    return table["id"]
 
 
 def read_synthea(site: str, folder: Path) -> IngestResult:
-    """Read and check one site's Synthea CSV folder (patients and encounters required)."""
+    """Read and check one site's Synthea CSV folder in one piece (patients and encounters required).
+
+    For large exports use ``split_synthea`` and ``read_synthea_bucket``: the same checks, per bucket."""
+    result = IngestResult(site)
+    valid: dict[str, pl.Series] = {}
+    for ent, path in _files(folder, result.missing_files):
+        name = ent.spec.name
+        if path is None:
+            r = empty_result(name, sorted({*ent.spec.required, *ent.spec.datetimes, *ent.spec.dates}), None)
+        else:
+            df = read_text_csv(path, "utf-8", ",")
+            pre = None
+            if name == "encounters":
+                id_col, patient_col = _source_column(df.columns, ent, "id"), _source_column(df.columns, ent, "patient")
+                if id_col is not None and patient_col is not None:
+                    pre = encounter_conflicts(df, id_col, patient_col)
+            r = _check_entity(ent, df, path.name, valid, pre)
+        result.entities[name] = r
+        if ent.spec.key is not None:
+            valid[name] = _valid_keys(name, r.table)
+    return result
+
+
+def _files(folder: Path, missing: list[str]) -> list[tuple[_Entity, Path | None]]:
     if not folder.is_dir():
         raise ExtractError(f"landing folder {folder} does not exist: copy the Synthea CSV export there")
-    result = IngestResult(site)
+    out: list[tuple[_Entity, Path | None]] = []
+    for ent in ENTITIES:
+        path = _find(folder, ent.spec.name)
+        if path is None:
+            if ent.spec.name in SYNTHEA_REQUIRED:
+                raise ExtractError(f"{folder / (ent.spec.name + '.csv')} is missing: a Synthea CSV export always has it")
+            missing.append(f"{ent.spec.name}.csv")
+        out.append((ent, path))
+    return out
+
+
+SHARED_ENTITIES = ("organizations", "providers")  # not per patient: read whole, once
+
+
+@dataclass
+class SyntheaSplit:
+    """A Synthea folder split into person buckets (``transforms/buckets.py``) under a work folder."""
+
+    site: str
+    buckets: int
+    files: dict[str, SplitFile]  # per-patient entities present in the export
+    shared: dict[str, EntityResult]  # organizations and providers, checked once
+    missing_files: list[str]
+    conflicts: pl.DataFrame  # encounter lines quarantined before the buckets (an Id of two patients)
+
+    @property
+    def persons(self) -> int:
+        return self.files["patients"].rows
+
+    def shared_result(self) -> IngestResult:
+        """The shared entities as an ingest result (for their row accounting, counted once)."""
+        return IngestResult(self.site, dict(self.shared))
+
+
+def split_synthea(site: str, folder: Path, work: Path, *, persons_per_bucket: int = DEFAULT_PERSONS_PER_BUCKET,
+                  chunk_rows: int = CHUNK_ROWS, progress: Callable[[str], None] | None = None) -> SyntheaSplit:
+    """Stream every per-patient file of ``folder`` once into person-bucket Parquet files under ``work``.
+
+    The number of buckets follows the patients file (about ``persons_per_bucket`` patients each)."""
+    missing: list[str] = []
+    files = _files(folder, missing)
+    patients_path = next(p for e, p in files if e.spec.name == "patients")
+    assert patients_path is not None
+    patients_ent = ENTITIES[0]
+    id_col = _source_column(csv_header(patients_path), patients_ent, "id")
+    ids = csv_column(patients_path, id_col) if id_col else pl.Series("key", [], pl.String)
+    buckets = bucket_count(ids.len(), persons_per_bucket)
+    lookup = bucket_lookup(ids, buckets)
+    split: dict[str, SplitFile] = {}
+    shared: dict[str, EntityResult] = {}
+    for ent, path in files:
+        name = ent.spec.name
+        if name in SHARED_ENTITIES:
+            shared[name] = (_check_entity(ent, read_text_csv(path, "utf-8", ","), path.name, {}) if path is not None
+                            else empty_result(name, sorted({*ent.spec.required, *ent.spec.datetimes}), None))
+            continue
+        if path is None:
+            continue
+        key = _source_column(csv_header(path), ent, "id" if name == "patients" else "patient")
+        split[name] = split_csv(path, key, lookup, work / name, chunk_rows=chunk_rows)
+        if progress is not None:
+            progress(f"{site}: split {path.name} ({split[name].rows:,} rows) into {buckets} person buckets")
+    conflicts = pl.DataFrame(schema={LINE: pl.Int64, PRE_REASON: pl.String, PRE_DETAIL: pl.String})
+    enc = split["encounters"]
+    id_col, patient_col = (_source_column(enc.columns, ENTITIES[1], c) for c in ("id", "patient"))
+    if id_col is not None and patient_col is not None:
+        conflicts = encounter_conflicts(enc.files(), id_col, patient_col, temp_dir=work / "_duckdb")
+    return SyntheaSplit(site, buckets, split, shared, missing, conflicts)
+
+
+def read_synthea_bucket(split: SyntheaSplit, k: int) -> IngestResult:
+    """The checked raw rows of bucket ``k`` (its patients and their rows), shared entities included."""
+    result = IngestResult(split.site, missing_files=list(split.missing_files))
     valid: dict[str, pl.Series] = {}
     for ent in ENTITIES:
         name = ent.spec.name
-        path = _find(folder, name)
-        if path is None:
-            if name in SYNTHEA_REQUIRED:
-                raise ExtractError(f"{folder / (name + '.csv')} is missing: a Synthea CSV export always has it")
-            result.missing_files.append(f"{name}.csv")
-            r = empty_result(name, sorted({*ent.spec.required, *ent.spec.datetimes, *ent.spec.dates}), None)
+        if name in split.shared:
+            result.entities[name] = split.shared[name]
+        elif name in split.files:
+            f = split.files[name]
+            pre = split.conflicts if name == "encounters" else None
+            result.entities[name] = _check_entity(ent, f.bucket(k), f.source.name, valid, pre)
         else:
-            r = _read_entity(ent, path, valid)
-        result.entities[name] = r
+            result.entities[name] = empty_result(name, sorted({*ent.spec.required, *ent.spec.datetimes, *ent.spec.dates}), None)
         if ent.spec.key is not None:
-            valid[name] = r.table[ent.spec.key]
+            valid[name] = _valid_keys(name, result.entities[name].table)
     return result
+
+
+def bucket_accounting(split: SyntheaSplit, buckets: list[pl.DataFrame]) -> pl.DataFrame:
+    """The raw row accounting of a split site: the buckets' (per-patient entities) plus the shared ones once."""
+    from transforms.omop import merge_accounting
+
+    per_patient = [b.filter(~pl.col("table").is_in(list(SHARED_ENTITIES))) for b in buckets]
+    return merge_accounting([*per_patient, split.shared_result().accounting()])
 
 
 # ---------------------------------------------------------------------------------------------- staging

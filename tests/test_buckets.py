@@ -1,0 +1,151 @@
+"""Person buckets: a site split into buckets gives exactly what it gives in one piece."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from schemas import omop as cdm
+from transforms.adapters.synthea import (
+    bucket_accounting,
+    read_synthea,
+    read_synthea_bucket,
+    split_synthea,
+    synthea_to_staging,
+)
+from transforms.buckets import bucket_count, bucket_lookup, csv_column, split_csv
+from transforms.ingest import ExtractError
+from transforms.omop import GLOBAL_TABLES, harmonise_buckets, harmonise_site
+from transforms.vocabulary import load_vocabulary
+
+TODAY = dt.date(2026, 1, 1)
+
+
+def _sorted(df: pl.DataFrame) -> pl.DataFrame:
+    return df.sort(df.columns, nulls_last=True)
+
+
+def _acc(df: pl.DataFrame) -> pl.DataFrame:
+    return df.sort("table", "category", "reason_code", nulls_last=True)
+
+
+def test_bucket_assignment_is_stable_and_balanced() -> None:
+    keys = pl.Series([f"patient-{i}" for i in range(10_000)])
+    lut = bucket_lookup(keys, 8)
+    assert lut.height == 10_000 and lut["_bucket"].max() == 7
+    sizes = lut["_bucket"].value_counts()["count"]
+    assert sizes.min() > 1_000 and sizes.max() < 1_500  # a hash, not ranges
+    # the assignment is a blake2b of the key: the same on every machine and polars version
+    assert bucket_lookup(pl.Series(["patient-0", "patient-1"]), 8)["_bucket"].to_list() == \
+        lut.filter(pl.col("_person_key").is_in(["patient-0", "patient-1"])).sort("_person_key")["_bucket"].to_list()
+    assert bucket_count(0) == 1 and bucket_count(10_001, 5_000) == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        bucket_count(10, 0)
+
+
+def test_split_csv_keeps_every_row_and_its_line(tmp_path: Path) -> None:
+    text = "Id,PATIENT,NOTE\n" + "".join(f'{i},p{i % 7},"a, ""quoted""\nvalue {i}"\n' for i in range(50)) + "x,unknown,z\n"
+    src = tmp_path / "events.csv"
+    src.write_text(text, encoding="utf-8")
+    lut = bucket_lookup(pl.Series([f"p{i}" for i in range(7)]), 3)
+    split = split_csv(src, "PATIENT", lut, tmp_path / "split", chunk_rows=8)
+    assert split.rows == 51
+    whole = pl.concat([split.bucket(k) for k in range(3)]).sort("_line")
+    assert whole["_line"].to_list() == list(range(2, 53))
+    assert whole["NOTE"][3] == 'a, "quoted"\nvalue 3'
+    assert whole.filter(pl.col("Id") == "x")["_line"].item() == 52
+    b0 = split.bucket(0)
+    assert "unknown" in b0["PATIENT"].to_list()  # a row naming no patient goes to bucket 0
+    for k in range(3):  # every patient's rows sit in one bucket
+        got = set(split.bucket(k)["PATIENT"]) - {"unknown"}
+        want = set(lut.filter(pl.col("_bucket") == k)["_person_key"])
+        assert got == want
+    assert csv_column(src, "Id").len() == 51
+
+
+def test_split_csv_errors_say_what_to_check(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text("Id,PATIENT\n1,p1\n2,p2,extra\n", encoding="utf-8")
+    with pytest.raises(ExtractError, match=r"bad\.csv is not a readable CSV"):
+        split_csv(src, "PATIENT", bucket_lookup(pl.Series(["p1"]), 2), tmp_path / "out")
+
+
+def _faulty_synthea(shared: Path, folder: Path) -> Path:
+    """The 27-patient sample plus faults that cross buckets."""
+    src = shared / "data" / "synthea-v3-27"
+    folder.mkdir()
+    for name in ("patients", "encounters", "conditions", "medications", "observations", "procedures",
+                 "immunizations", "allergies", "devices", "organizations", "providers"):
+        (folder / f"{name}.csv").write_bytes((src / f"{name}.csv").read_bytes())
+    patients = pl.read_csv(src / "patients.csv", infer_schema=False)
+    enc = pl.read_csv(src / "encounters.csv", infer_schema=False)
+    p_a, p_b = patients["Id"][0], patients["Id"][5]
+    e_a = enc.filter(pl.col("PATIENT") == p_a)["Id"][0]
+    e_b = enc.filter(pl.col("PATIENT") == p_b)["Id"][0]
+    extra_enc = enc.filter(pl.col("Id") == e_a).with_columns(PATIENT=pl.lit(p_b))  # e_a given to a second patient
+    pl.concat([enc, extra_enc]).write_csv(folder / "encounters.csv")
+    cond = pl.read_csv(src / "conditions.csv", infer_schema=False)
+    wrong = cond.head(1).with_columns(PATIENT=pl.lit(p_a), ENCOUNTER=pl.lit(e_b))  # another patient's encounter
+    ghost = cond.head(1).with_columns(PATIENT=pl.lit("no-such-patient"))
+    pl.concat([cond, wrong, ghost, cond.head(2)]).write_csv(folder / "conditions.csv")  # + 2 exact repeats
+    return folder
+
+
+def test_buckets_give_what_the_whole_site_gives(shared: Path, tmp_path: Path) -> None:
+    folder = _faulty_synthea(shared, tmp_path / "src")
+    vocab = load_vocabulary(str(shared / "data" / "vocabulary-demo"))
+    whole_raw = read_synthea("s", folder)
+    split = split_synthea("s", folder, tmp_path / "work", persons_per_bucket=7)
+    assert split.buckets == 4 and split.persons == 27
+
+    # raw: the same rows, quarantine and accounting
+    raws = [read_synthea_bucket(split, k) for k in range(split.buckets)]
+    for name, r in whole_raw.entities.items():
+        parts = [b.entities[name] for b in raws] if name not in split.shared else [raws[0].entities[name]]
+        assert _sorted(pl.concat([p.table for p in parts])).equals(_sorted(r.table)), name
+        assert _sorted(pl.concat([p.quarantine for p in parts])).equals(_sorted(r.quarantine)), name
+    q = whole_raw.entities["encounters"].quarantine
+    assert q["reason_code"].to_list() == ["raw.duplicate_key"]
+    assert q["reason_detail"].to_list() == ["id repeats an earlier row of another patient"]
+    cq = whole_raw.entities["conditions"].quarantine.sort("source_line")
+    assert cq["reason_code"].to_list() == ["raw.orphan", "raw.orphan"]
+    assert cq["reason_detail"][0].startswith("encounter names no encounter of this row's patient: ")
+    assert cq["reason_detail"][1] == "patient names no valid patients: no-such-patient"
+    assert whole_raw.entities["conditions"].deduplicated == 2
+    assert _acc(bucket_accounting(split, [b.accounting() for b in raws])).equals(_acc(whole_raw.accounting()))
+
+    # OMOP: per-person tables concatenate to the whole site's; site-wide tables and sums agree
+    whole = harmonise_site("s", synthea_to_staging(whole_raw), vocab, TODAY)
+    parts: dict[str, list[pl.DataFrame]] = {}
+    result = harmonise_buckets("s", (synthea_to_staging(b) for b in raws), vocab,
+                               lambda t, k, df: parts.setdefault(t, []).append(df), TODAY)
+    assert result.stats["buckets"] == 4
+    for t, df in whole.tables.items():
+        got = result.tables[t] if t in GLOBAL_TABLES else pl.concat(parts[t])
+        assert got.schema == cdm.table(t).polars_schema, t
+        assert _sorted(got).equals(_sorted(df)), t
+        if t not in GLOBAL_TABLES and df.height:
+            assert all(p.height < df.height for p in parts[t]), t  # really split
+    assert _acc(result.accounting).equals(_acc(whole.accounting))
+    drop = ["description"]
+    assert _sorted(result.coverage.drop(drop)).equals(_sorted(whole.coverage.drop(drop)))
+    assert result.stats["mapped_share"] == pytest.approx(whole.stats["mapped_share"])
+
+
+def test_split_synthea_reports_missing_files_and_needs_patients(shared: Path, tmp_path: Path) -> None:
+    src = shared / "data" / "synthea-v3-27"
+    folder = tmp_path / "min"
+    folder.mkdir()
+    for name in ("patients", "encounters"):
+        (folder / f"{name}.csv").write_bytes((src / f"{name}.csv").read_bytes())
+    split = split_synthea("s", folder, tmp_path / "w")
+    assert split.buckets == 1 and "conditions.csv" in split.missing_files
+    raw = read_synthea_bucket(split, 0)
+    assert raw.entities["conditions"].table.height == 0
+    assert raw.entities["patients"].table.height == 27
+    (folder / "encounters.csv").unlink()
+    with pytest.raises(ExtractError, match=r"encounters\.csv is missing"):
+        split_synthea("s", folder, tmp_path / "w2")
