@@ -3,9 +3,11 @@
     uv run python bench/bench_synthea.py 10000 [100000 ...]
 
 For each size: replicate ../shared/data/synthea-v3-27 to N patients (bench/make_synthea.py, claims
-skipped), then in a fresh process read + stage + harmonise with ../shared/data/vocabulary-demo and
-write every OMOP table as Parquet (wall seconds and peak RSS), then run all DQD checks on that output
-in another fresh process. Appends the figures to bench/RESULTS.md.
+skipped), then in a fresh process split the CSV files into person buckets of 5,000 patients, and
+read + check + stage + harmonise each bucket with ../shared/data/vocabulary-demo, writing every OMOP
+table as Parquet parts (wall seconds and peak RSS), then run all DQD checks on that output in another
+fresh process (DuckDB reading the Parquet in place, 2 GB memory limit). Appends the figures to
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,35 +25,41 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 HARMONISE = r"""
-import sys, time
+import sys
 from pathlib import Path
-import polars as pl
-from transforms.adapters.synthea import read_synthea, synthea_to_staging
-from transforms.omop import harmonise_site
+from transforms.adapters.synthea import read_synthea_bucket, split_synthea, synthea_to_staging
+from transforms.omop import harmonise_buckets
+from transforms.storage import PartitionWriter
 from transforms.vocabulary import load_vocabulary
 src, out, vocab = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 v = load_vocabulary(vocab)
-raw = read_synthea("bench", src)
-stg = synthea_to_staging(raw)
-res = harmonise_site("bench", stg, v)
-out.mkdir(parents=True, exist_ok=True)
-rows = 0
-for t, df in res.tables.items():
-    df.write_parquet(out / f"{t}.parquet", compression="zstd")
+split = split_synthea("bench", src, out.parent / "split")
+writers, rows = {}, 0
+def sink(table, k, df):
+    global rows
+    if table not in writers:
+        writers[table] = PartitionWriter(out / table)
+    writers[table].write(df, k)
     rows += df.height
-print(rows)
+stgs = (synthea_to_staging(read_synthea_bucket(split, k)) for k in range(split.buckets))
+res = harmonise_buckets("bench", stgs, v, sink)
+for t, df in res.tables.items():
+    writers.setdefault(t, PartitionWriter(out / t)).write(df, 0)
+    rows += df.height
+for w in writers.values():
+    w.commit()
+print(rows, split.buckets)
 """
 
 DQD = r"""
 import sys
 from pathlib import Path
-import polars as pl
 from transforms.dqd import run_checks
 from transforms.vocabulary import load_vocabulary
 out, vocab = Path(sys.argv[1]), sys.argv[2]
 v = load_vocabulary(vocab)
-tables = {p.stem: pl.read_parquet(p) for p in out.glob("*.parquet")}
-run = run_checks(tables, v.concept, concept_ancestor=v.ancestor)
+tables = {p.name: sorted(p.glob("*.parquet")) for p in out.iterdir() if p.is_dir()}
+run = run_checks(tables, v.concept, concept_ancestor=v.ancestor, memory_limit="2GB", temp_dir=out.parent / "duckdb")
 print(run.counts["total"])
 """
 
@@ -72,16 +80,19 @@ def main() -> int:
     sizes = [int(a) for a in sys.argv[1:]] or [10_000]
     vocab = str(SHARED / "vocabulary-demo")
     lines = [f"\n## {dt.datetime.now():%Y-%m-%d %H:%M}: Synthea CSV -> OMOP Parquet (bench/bench_synthea.py), {os.cpu_count()} cores\n",
-             "| patients | harmonise s | peak RSS MB | OMOP rows | DQD checks s | DQD peak RSS MB |", "|---:|---:|---:|---:|---:|---:|"]
+             "| patients | buckets | harmonise s | peak RSS MB | OMOP rows | DQD checks s | DQD peak RSS MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for n in sizes:
         tmp = Path(tempfile.mkdtemp(prefix="ds4h-synthea-"))
         try:
             subprocess.run([sys.executable, str(ROOT / "bench" / "make_synthea.py"), str(n), str(tmp / "src"), "--skip-claims"],
                            check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-            h_wall, h_rss, rows = timed([sys.executable, "-c", HARMONISE, str(tmp / "src"), str(tmp / "omop"), vocab])
+            h_wall, h_rss, out = timed([sys.executable, "-c", HARMONISE, str(tmp / "src"), str(tmp / "omop"), vocab])
             d_wall, d_rss, counts = timed([sys.executable, "-c", DQD, str(tmp / "omop"), vocab])
-            print(f"{n}: harmonise {h_wall:.1f}s {h_rss:.0f}MB, {rows} rows; dqd {d_wall:.1f}s {d_rss:.0f}MB {counts}", flush=True)
-            lines.append(f"| {n:,} | {h_wall:.1f} | {h_rss:.0f} | {int(rows):,} | {d_wall:.1f} | {d_rss:.0f} |")
+            rows, buckets = out.split()
+            print(f"{n}: harmonise {h_wall:.1f}s {h_rss:.0f}MB, {rows} rows, {buckets} buckets; "
+                  f"dqd {d_wall:.1f}s {d_rss:.0f}MB {counts}", flush=True)
+            lines.append(f"| {n:,} | {buckets} | {h_wall:.1f} | {h_rss:.0f} | {int(rows):,} | {d_wall:.1f} | {d_rss:.0f} |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import polars as pl
 
 from anonymisation.leakscan import describe_hits, identifiers_from_patients, scan_table
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
+from pipelines.buckets import BUCKETED_FORMATS, IDENTITY, EntityStats, omop_in_buckets, raw_in_buckets
 from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
@@ -26,14 +27,14 @@ from schemas.mapping import MappingError
 from transforms.adapters.registry import FORMATS, Format
 from transforms.contracts import ContractResult, format_suite, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult, ExtractError
+from transforms.dqd import Table
+from transforms.ingest import ExtractError
 from transforms.omop import OMOP_TABLES as ALL_OMOP_TABLES
 from transforms.omop import coverage_summary, harmonise_site, omop_identity, passthrough_omop, usagi_csv
-from transforms.storage import Workspace, has_partition, read_partition, write_partition
+from transforms.storage import Workspace, has_partition, read_partition, scan_partition, write_partition
 from transforms.vocabulary import VocabularyError, load_vocabulary
 
 OMOP_TABLES = list(ALL_OMOP_TABLES)
-IDENTITY = "_identity"  # the identifiable zone's person identifiers (never an asset, never published)
 PSEUDO_TABLES = OMOP_TABLES
 RELEASE_TABLES = OMOP_TABLES
 
@@ -115,35 +116,45 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             contract_results[entity.name] = r
             return r.failed_rows.select("_line", "reason_code", "reason_detail")
 
-        checks = contract if src.format == "hospital-csv" else None
-        try:
-            result = fmt.read(site, src, today(), checks)
-        except (ExtractError, MappingError) as e:
-            raise _fail(str(e)) from None
-        if src.format != "hospital-csv":  # adapter formats: their suites run on the typed rows here
-            for name, typed in result.entities.items():
-                suite = format_suite(src.format, name)
-                if suite is not None and typed.table.height:
-                    contract_results[name] = validate_contract(name, typed.table, suite, now=now)
-                    move_failed_rows(typed, contract_results[name])
-        for name in result.missing_files:
+        if src.format in BUCKETED_FORMATS:
+            try:
+                outcome = raw_in_buckets(site, src, fmt, ws, now, context.log.info)
+            except ExtractError as e:
+                raise _fail(str(e)) from None
+            stats, contract_results = outcome.stats, outcome.contracts
+            missing, accounting = outcome.missing_files, outcome.accounting
+        else:
+            checks = contract if src.format == "hospital-csv" else None
+            try:
+                result = fmt.read(site, src, today(), checks)
+            except (ExtractError, MappingError) as e:
+                raise _fail(str(e)) from None
+            if src.format != "hospital-csv":  # adapter formats: their suites run on the typed rows here
+                for name, typed in result.entities.items():
+                    suite = format_suite(src.format, name)
+                    if suite is not None and typed.table.height:
+                        contract_results[name] = validate_contract(name, typed.table, suite, now=now)
+                        move_failed_rows(typed, contract_results[name])
+            for name, entity_result in result.entities.items():
+                if name in fmt.entities:
+                    write_partition(entity_result.table, ws.lake("raw", f"{fmt.prefix}{name}", site))
+                _write_quarantine(ws, "raw", f"{fmt.prefix}{name}", site, entity_result.quarantine)
+            stats = {name: EntityStats.of(er) for name, er in result.entities.items()}
+            missing, accounting = result.missing_files, result.accounting()
+        for name in missing:
             context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
-        for name, entity_result in result.entities.items():
-            if name in fmt.entities:
-                write_partition(entity_result.table, ws.lake("raw", f"{fmt.prefix}{name}", site))
-            _write_quarantine(ws, "raw", f"{fmt.prefix}{name}", site, entity_result.quarantine)
-        _write_accounting(ws, "raw", site, result.accounting())
+        _write_accounting(ws, "raw", site, accounting)
         for other in formats:
             for name in other.entities:
                 key = other.asset(name)
-                er: EntityResult | None = result.entities.get(name) if other is fmt else None
-                if er is None:
+                st: EntityStats | None = stats.get(name) if other is fmt else None
+                if st is None:
                     note = "missing from the extract" if other is fmt else f"not part of this site's format ({fmt.name})"
                     yield dg.MaterializeResult(asset_key=key, metadata={"rows_in": 0, "rows_out": 0, "note": note})
                     yield dg.AssetCheckResult(asset_key=key, check_name="quarantine_ratio", passed=True, metadata={"note": note})
                     yield dg.AssetCheckResult(asset_key=key, check_name="extract_contract", passed=True, metadata={"note": note})
                     continue
-                yield from _raw_events(key, er, contract_results.get(name), config.quality, ws.lake("raw", f"{fmt.prefix}{name}", site))
+                yield from _raw_events(key, st, contract_results.get(name), config.quality, ws.lake("raw", f"{fmt.prefix}{name}", site))
 
     @dg.multi_asset(
         name="omop",
@@ -173,39 +184,50 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             except VocabularyError as e:
                 raise _fail(str(e)) from None
         fmt = FORMATS[src.format]
-        raw = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities
-               if has_partition(ws.lake("raw", f"{fmt.prefix}{e}", site))}
-        if fmt.to_staging is None:
-            result, stg = passthrough_omop(site, raw), None
-        else:
+        if src.format in BUCKETED_FORMATS:
             try:
-                stg = fmt.to_staging(raw, src)
+                bucketed = omop_in_buckets(site, src, fmt, ws, vocab, context.log.info)
             except MappingError as e:
                 raise _fail(str(e)) from None
-            result = harmonise_site(site, stg, vocab)
-        for t, df in result.tables.items():
-            write_partition(df, ws.lake("omop", t, site))
-        identity = identity_frame(stg["persons"], result.tables["person"]) if stg is not None else omop_identity(result.tables["person"])
-        write_partition(identity, ws.lake("omop", IDENTITY, site))
+            result = bucketed.result
+            rows = bucketed.rows
+            tables: dict[str, Table] = {t: bucketed.files[t] for t in OMOP_TABLES}
+        else:
+            raw = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities
+                   if has_partition(ws.lake("raw", f"{fmt.prefix}{e}", site))}
+            if fmt.to_staging is None:
+                result, stg = passthrough_omop(site, raw), None
+            else:
+                try:
+                    stg = fmt.to_staging(raw, src)
+                except MappingError as e:
+                    raise _fail(str(e)) from None
+                result = harmonise_site(site, stg, vocab)
+            for t, df in result.tables.items():
+                write_partition(df, ws.lake("omop", t, site))
+            identity = identity_frame(stg["persons"], result.tables["person"]) if stg is not None else omop_identity(result.tables["person"])
+            write_partition(identity, ws.lake("omop", IDENTITY, site))
+            rows = {t: df.height for t, df in result.tables.items()}
+            tables = dict(result.tables.items())
         _write_accounting(ws, "omop", site, result.accounting)
         cov = ws.reports / "coverage"
         cov.mkdir(parents=True, exist_ok=True)
         usagi_csv(result.coverage).write_csv(cov / f"{site}-unmapped-usagi.csv")
         summary = coverage_summary(result.coverage)
         summary.write_csv(cov / f"{site}-summary.csv")
-        for t, df in result.tables.items():
-            md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("omop", t, site)))}
+        for t in OMOP_TABLES:
+            md: dict[str, Any] = {"rows": rows[t], "path": dg.MetadataValue.path(str(ws.lake("omop", t, site)))}
             part = summary.filter(pl.col("table") == t)
             if part.height:
-                rows, mapped = int(part["rows"].sum()), int(part["rows_mapped"].sum())
-                md["mapped_share"] = round(mapped / rows, 4) if rows else 1.0
+                n, mapped = int(part["rows"].sum()), int(part["rows_mapped"].sum())
+                md["mapped_share"] = round(mapped / n, 4) if n else 1.0
                 md["coverage"] = _md_table(part.drop("table"))
                 top = usagi_csv(result.coverage.filter(pl.col("table") == t), top=10)
                 md["top_unmapped_codes"] = _md_table(top.select("sourceCode", "sourceName", "sourceFrequency"))
             yield dg.MaterializeResult(asset_key=f"omop_{t}", metadata=md)
-            yield _cdm_check(f"omop_{t}", t, df)
+            yield _cdm_check(f"omop_{t}", t, scan_partition(ws.lake("omop", t, site)))
         folder = ws.reports / "dqd" / site
-        dqd = run_dqd(result.tables, vocab, site, folder)
+        dqd = run_dqd(tables, vocab, site, folder, memory_limit="2GB")
         yield dqd_check("omop_person", dqd, folder / "dqd.html", config.quality.dqd_blocks_on_fatal)
 
     @dg.multi_asset(
@@ -257,16 +279,16 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     return [raw, omop, pseudo]
 
 
-def _raw_events(key: str, er: EntityResult, cr: ContractResult | None, quality: Quality, path: Path) -> Events:
+def _raw_events(key: str, er: EntityStats, cr: ContractResult | None, quality: Quality, path: Path) -> Events:
     by_reason = (
-        er.quarantine.group_by("reason_code").len("rows").sort("reason_code")
+        pl.DataFrame({"reason_code": list(er.by_reason), "rows": list(er.by_reason.values())}).sort("reason_code")
         if er.quarantined else pl.DataFrame({"reason_code": [], "rows": []})
     )
     ratio = er.quarantined / er.rows_in if er.rows_in else 0.0
     yield dg.MaterializeResult(
         asset_key=key,
         metadata={
-            "rows_in": er.rows_in, "rows_out": er.table.height, "quarantined": er.quarantined,
+            "rows_in": er.rows_in, "rows_out": er.rows_out, "quarantined": er.quarantined,
             "deduplicated": er.deduplicated, "quarantine_by_reason": _md_table(by_reason),
             "source_file": er.file or "(absent)", "path": dg.MetadataValue.path(str(path)),
         },
@@ -293,11 +315,18 @@ def _raw_events(key: str, er: EntityResult, cr: ContractResult | None, quality: 
     )
 
 
-def _cdm_check(asset: str, table: str, df: pl.DataFrame) -> dg.AssetCheckResult:
+def _cdm_check(asset: str, table: str, lf: pl.LazyFrame) -> dg.AssetCheckResult:
+    """Primary key unique, required fields non-null: on the written partition, reading only those columns."""
     spec = cdm.table(table)
     pk = spec.primary_key
-    dupes = int(df[pk].is_duplicated().sum()) if pk and df.height else 0
-    nulls = {c: int(df[c].null_count()) for c in spec.required if c in df.columns}
+    names = set(lf.collect_schema().names())
+    required = [c for c in spec.required if c in names]
+    exprs = [pl.col(c).null_count().alias(c) for c in required]
+    if pk:
+        exprs.append((pl.len() - pl.col(pk).n_unique()).alias("_dupes"))
+    counts = lf.select(exprs).collect().row(0, named=True) if exprs else {}
+    dupes = int(counts.get("_dupes") or 0)
+    nulls = {c: int(counts[c]) for c in required}
     bad = {c: n for c, n in nulls.items() if n}
     return dg.AssetCheckResult(
         asset_key=asset, check_name="cdm_conformance", passed=dupes == 0 and not bad,

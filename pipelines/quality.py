@@ -1,19 +1,27 @@
 """The DataQualityDashboard checks as a Dagster asset check, with their reports."""
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
-from transforms.dqd import DqdRun, fatal_failures, run_checks, write_html, write_results_json
+from transforms.dqd import DqdRun, Table, fatal_failures, run_checks, write_html, write_results_json
 from transforms.vocabulary import Vocabulary
 
 
-def run_dqd(tables: Mapping[str, pl.DataFrame], vocab: Vocabulary, name: str, folder: Path, *, timings: bool = True) -> DqdRun:
-    """Run every DQD check and write ``dqd-results.json`` (DQD's shape) and ``dqd.html`` to ``folder``."""
-    run = run_checks(tables, vocab.concept, cdm_source_name=name, concept_ancestor=vocab.ancestor)
+def run_dqd(tables: Mapping[str, Table], vocab: Vocabulary, name: str, folder: Path, *, timings: bool = True,
+            memory_limit: str | None = None) -> DqdRun:
+    """Run every DQD check and write ``dqd-results.json`` (DQD's shape) and ``dqd.html`` to ``folder``.
+
+    Tables given as Parquet files are read in place by DuckDB (``memory_limit`` bounds it; it spills to
+    ``folder``/tmp beyond)."""
+    tmp = folder / "tmp" if memory_limit is not None else None
+    run = run_checks(tables, vocab.concept, cdm_source_name=name, concept_ancestor=vocab.ancestor,
+                     memory_limit=memory_limit, temp_dir=tmp)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
     write_results_json(run, folder / "dqd-results.json", timings=timings)
     write_html(run, folder / "dqd.html", timings=timings)
     return run

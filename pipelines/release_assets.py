@@ -14,7 +14,8 @@ from anonymisation.leakscan import Identifiers, describe_hits, identifiers_from_
 from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
-from pipelines.assets import IDENTITY, PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
+from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
+from pipelines.buckets import IDENTITY
 from pipelines.publish import publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource

@@ -34,6 +34,8 @@ class Source(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1)
     mapping: Path | None = None
     stcm: Path | None = Field(None, description="the site's SOURCE_TO_CONCEPT_MAP for local codes (Usagi CSV)")
+    persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv: patients per bucket of the raw and OMOP "
+                                    "stages (memory grows with it: about 1.2 GB at 5,000)")
 
     @field_validator("encoding")
     @classmethod

@@ -518,6 +518,30 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
+def merge_contract_results(parts: list[ContractResult]) -> ContractResult:
+    """The results of one suite on several buckets of an entity as one: an expectation succeeds if it
+    succeeded on every bucket; counts add up; the failure ratio is over all rows. The row frames are
+    not kept (each bucket's failed rows were already quarantined)."""
+    if not parts:
+        raise ValueError("no contract result to merge")
+    rows = sum(p.passed_rows.height + p.failed_rows.height for p in parts)
+    failed = sum(p.failed_rows.height for p in parts)
+    merged: list[dict[str, Any]] = []
+    for i, first in enumerate(parts[0].expectations):
+        same = [p.expectations[i] for p in parts]
+        item = dict(first)
+        item["success"] = all(x["success"] for x in same)
+        count = sum(x.get("unexpected_count") or 0 for x in same)
+        item["unexpected_count"] = count
+        item["unexpected_percent"] = 100.0 * count / rows if rows else 0.0
+        exceptions = [x["exception"] for x in same if "exception" in x]
+        if exceptions:
+            item["exception"] = exceptions[0]
+        merged.append(item)
+    empty = parts[0].failed_rows.clear()
+    return ContractResult(parts[0].entity, parts[0].passed_rows.clear(), empty, merged, failed / rows if rows else 0.0)
+
+
 def move_failed_rows(er: EntityResult, cr: ContractResult) -> None:
     """Quarantine the rows of ``er`` that failed ``cr`` (for adapters whose reader ran first): the
     typed cells as text, with ``reason_code``, ``reason_detail``, ``source_file`` and ``source_line``."""

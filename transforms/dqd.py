@@ -30,7 +30,7 @@ import csv
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, date, datetime
@@ -43,6 +43,9 @@ import duckdb
 import polars as pl
 
 from schemas import omop
+
+Table = pl.DataFrame | Sequence[Path]
+"""A CDM table: a polars frame, or the Parquet files that hold it."""
 
 CATEGORIES = ("Plausibility", "Conformance", "Completeness")
 # DQD's executeDqChecks default tablesToExclude: the vocabulary tables are not checked.
@@ -489,16 +492,48 @@ def _vocab_needed(c: CheckDef) -> set[str]:
 # running
 
 
+def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[Path]) -> tuple[int, set[str]] | None:
+    """A view over Parquet files carrying every field of the table (rows, columns); None if some lack."""
+    lf = pl.scan_parquet(list(files))
+    columns = set(lf.collect_schema().names())
+    if any(fl.name not in columns for fl in omop.table(name).fields):
+        return None
+    quoted = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{quoted}])')
+    return int(lf.select(pl.len()).collect().item()), {c.lower() for c in columns}
+
+
 def _register(
-    con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], concept: pl.DataFrame | None,
+    con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table], concept: pl.DataFrame | None,
     concept_ancestor: pl.DataFrame | None,
 ) -> _Ctx:
-    given = {k.lower(): v for k, v in tables.items()}
-    present: set[str] = set()
+    given: dict[str, pl.DataFrame] = {}
+    present_views: set[str] = set()
+    rows: dict[str, int] = {}
+    given_columns: dict[str, set[str]] = {}
+    for k, v in tables.items():
+        name = k.lower()
+        if isinstance(v, pl.DataFrame):
+            given[name] = v
+            rows[name], given_columns[name] = v.height, {c.lower() for c in v.columns}
+            continue
+        files = list(v)
+        view = _parquet_view(con, name, files) if files and name in omop.tables() else None
+        if view is None:  # no file, or a file without every field: read it and fill the missing ones
+            read: pl.DataFrame = pl.read_parquet(files) if files else pl.DataFrame(schema=omop.table(name).polars_schema)
+            given[name] = read
+            rows[name], given_columns[name] = read.height, {c.lower() for c in read.columns}
+            continue
+        rows[name], given_columns[name] = view
+        if name not in _VOCAB_NEEDED:
+            present_views.add(name)
+    present: set[str] = set(present_views)
     vocab: set[str] = set()
     for name in omop.tables():
+        if name in present_views:
+            continue
         spec = omop.table(name)
-        df = given.get(name)
+        df: pl.DataFrame | None = given.get(name)
         if name == "concept" and concept is not None:
             df = concept
         if name == "concept_ancestor" and concept_ancestor is not None:
@@ -521,8 +556,6 @@ def _register(
         "SELECT table_name, column_name, data_type FROM information_schema.columns"
     ).fetchall():
         columns.setdefault(tname, {})[cname] = ctype
-    rows = {k.lower(): v.height for k, v in given.items()}
-    given_columns = {k: {c.lower() for c in v.columns} for k, v in given.items()}
     return _Ctx(columns=columns, present=present, rows=rows, vocab=vocab, given_columns=given_columns)
 
 
@@ -550,20 +583,29 @@ def _evaluate(res: CheckResult) -> None:
 
 
 def run_checks(
-    tables: Mapping[str, pl.DataFrame],
+    tables: Mapping[str, Table],
     concept: pl.DataFrame | None,
     *,
     cdm_source_name: str = "ds4h",
     skip_tables_absent: bool = True,
     concept_ancestor: pl.DataFrame | None = None,
+    memory_limit: str | None = None,
+    temp_dir: Path | None = None,
 ) -> DqdRun:
-    """Run every DQD check on the CDM tables given (lower-case OMOP table names -> polars frames).
+    """Run every DQD check on the CDM tables given (lower-case OMOP table names -> polars frames, or
+    the Parquet files of a table: DuckDB then reads them in place, so a large CDM need not fit in memory).
 
     ``concept`` (and ``concept_ancestor``, or ``tables["concept_ancestor"]``) are the vocabulary; the
-    checks that need it are not applicable without it.
+    checks that need it are not applicable without it. ``memory_limit`` (e.g. ``"2GB"``) and
+    ``temp_dir`` bound DuckDB's memory, spilling to disk beyond it.
     """
     start = datetime.now(UTC)
-    con = duckdb.connect()
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if temp_dir is not None:
+        config["temp_directory"] = str(temp_dir)
+    con = duckdb.connect(config=config)
     try:
         ctx = _register(con, tables, concept, concept_ancestor)
         results = _run_all(con, list(check_definitions()), ctx, skip_tables_absent)
@@ -572,7 +614,9 @@ def run_checks(
     given = {k.lower(): v for k, v in tables.items()}
     cdm_source: dict[str, Any] = {"cdm_source_name": cdm_source_name, "cdm_source_abbreviation": cdm_source_name,
                                   "cdm_version": "5.4"}
-    src = given.get("cdm_source")
+    src_table = given.get("cdm_source")
+    src = src_table if isinstance(src_table, pl.DataFrame) or src_table is None else \
+        (pl.read_parquet(list(src_table)) if list(src_table) else None)
     if src is not None and src.height > 0:
         cdm_source = {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in src.row(0, named=True).items()}
     return DqdRun(results=results, start_time=start, end_time=datetime.now(UTC), cdm_source=cdm_source)

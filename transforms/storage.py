@@ -10,6 +10,7 @@ Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout
     dataspace/<dataset>/<version>/...                   published releases
     dagster/                                            the Dagster instance storage
     reports/                                            reports kept in the workspace
+    work/<stage>/site=<site>/                           scratch (person-bucket splits), removed after use
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class Workspace:
 
     def quarantine(self, stage: str, table: str, site: str) -> Path:
         return self.root / "quarantine" / stage / table / f"site={site}"
+
+    def work(self, stage: str, site: str) -> Path:
+        """Scratch space of a stage and site (e.g. an extract split into person buckets); removed after use."""
+        return self.root / "work" / stage / f"site={site}"
 
     def accounting(self, stage: str, site: str) -> Path:
         return self.root / "accounting" / stage / f"site={site}"

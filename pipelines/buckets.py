@@ -1,0 +1,178 @@
+"""The raw and OMOP stages of a site processed in person buckets (``transforms/buckets.py``).
+
+Formats whose files can be large (``synthea-csv``) are split once into buckets of about 5,000
+patients; the raw stage checks (adapter checks, then the great-expectations suite) and writes each
+bucket as one Parquet part of every raw partition, and the OMOP stage harmonises part by part. Memory
+is bounded by a bucket, not by the site; the results are those of the site in one piece (tested).
+No Dagster here: the assets call these functions and record the metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from anonymisation.pseudonymise import identity_frame
+from schemas import omop as cdm
+from schemas.config import Source
+from transforms.adapters import synthea
+from transforms.adapters.registry import Format
+from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
+from transforms.contracts import validate_entity as validate_contract
+from transforms.ingest import EntityResult
+from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets
+from transforms.staging import Staging
+from transforms.storage import PartitionWriter, Workspace, read_partition
+from transforms.vocabulary import Vocabulary
+
+BUCKETED_FORMATS = ("synthea-csv",)
+IDENTITY = "_identity"  # the identifiable zone's person identifiers (never an asset, never published)
+Log = Callable[[str], None]
+
+
+@dataclass
+class EntityStats:
+    """An entity's row counts summed over buckets (what the raw asset's metadata and checks need)."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    deduplicated: int = 0
+    file: str | None = None
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(self.by_reason.values())
+
+    def add(self, er: EntityResult) -> None:
+        self.rows_in += er.rows_in
+        self.rows_out += er.table.height
+        self.deduplicated += er.deduplicated
+        self.file = self.file or er.file
+        if er.quarantine.height:
+            for code, n in er.quarantine.group_by("reason_code").len().iter_rows():
+                self.by_reason[code] = self.by_reason.get(code, 0) + n
+
+    @classmethod
+    def of(cls, er: EntityResult) -> EntityStats:
+        s = cls()
+        s.add(er)
+        return s
+
+
+@dataclass
+class RawOutcome:
+    stats: dict[str, EntityStats]
+    contracts: dict[str, ContractResult]
+    accounting: pl.DataFrame
+    missing_files: list[str]
+    buckets: int
+
+
+def _contract(fmt: Format, er: EntityResult, now: dt.datetime) -> ContractResult | None:
+    suite = format_suite(fmt.name, er.entity)
+    if suite is None or not er.table.height:
+        return None
+    cr = validate_contract(er.entity, er.table, suite, now=now)
+    move_failed_rows(er, cr)
+    return cr
+
+
+def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log) -> RawOutcome:
+    """Split the site's extract, check every bucket and write it as part ``k`` of each raw partition."""
+    work = ws.work("raw", site)
+    shutil.rmtree(work, ignore_errors=True)
+    split = synthea.split_synthea(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log)
+    log(f"{site}: {split.persons:,} patients in {split.buckets} buckets of about "
+        f"{-(-split.persons // split.buckets):,}")
+    writers = {e: PartitionWriter(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}
+    quarantine = {e: PartitionWriter(ws.quarantine("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}
+    stats = {e: EntityStats() for e in fmt.entities}
+    contracts: dict[str, list[ContractResult]] = {}
+    accounting: list[pl.DataFrame] = []
+    for name, er in split.shared.items():  # organizations, providers: checked and written once
+        cr = _contract(fmt, er, now)
+        if cr is not None:
+            contracts.setdefault(name, []).append(cr)
+        writers[name].write(er.table, 0)
+        quarantine[name].write(er.quarantine, 0)
+        stats[name].add(er)
+    for k in range(split.buckets):
+        raw = synthea.read_synthea_bucket(split, k)
+        for name, er in raw.entities.items():
+            if name in split.shared:
+                continue
+            cr = _contract(fmt, er, now)
+            if cr is not None:
+                contracts.setdefault(name, []).append(cr)
+            writers[name].write(er.table, k)  # every bucket writes a part, empty or not: part k = bucket k
+            if er.quarantine.height:
+                quarantine[name].write(er.quarantine, k)
+            stats[name].add(er)
+        accounting.append(raw.accounting())
+        log(f"{site}: raw bucket {k + 1}/{split.buckets} checked")
+    for name in fmt.entities:
+        writers[name].commit()
+        quarantine[name].commit(pl.Schema({"reason_code": pl.String(), "reason_detail": pl.String(),
+                                           "source_file": pl.String(), "source_line": pl.Int64()}))
+    shutil.rmtree(work, ignore_errors=True)
+    merged = {name: merge_contract_results(parts) for name, parts in contracts.items()}
+    return RawOutcome(stats, merged, synthea.bucket_accounting(split, accounting), split.missing_files, split.buckets)
+
+
+def raw_buckets(ws: Workspace, fmt: Format, site: str) -> int:
+    """How many buckets the raw stage wrote for the site (the parts of its patients partition)."""
+    return len(sorted(ws.lake("raw", f"{fmt.prefix}patients", site).glob("*.parquet")))
+
+
+def _part(folder: Path, k: int) -> pl.DataFrame:
+    files = sorted(folder.glob("*.parquet"))
+    return pl.read_parquet(files[k])
+
+
+@dataclass
+class OmopOutcome:
+    result: OmopResult  # site-wide tables, accounting, coverage
+    rows: dict[str, int]  # rows written per OMOP table
+    files: dict[str, list[Path]]  # the Parquet parts of every OMOP table
+
+
+def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: Vocabulary, log: Log) -> OmopOutcome:
+    """Harmonise the raw parts bucket by bucket; write every OMOP table (and the identity) as parts."""
+    assert fmt.to_staging is not None
+    to_staging = fmt.to_staging
+    buckets = raw_buckets(ws, fmt, site)
+    shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in synthea.SHARED_ENTITIES}
+    writers = {t: PartitionWriter(ws.lake("omop", t, site)) for t in OMOP_TABLES}
+    identity = PartitionWriter(ws.lake("omop", IDENTITY, site))
+    rows = dict.fromkeys(OMOP_TABLES, 0)
+    current: dict[str, Staging] = {}
+
+    def staged() -> Iterator[Staging]:
+        for k in range(buckets):
+            raw = {e: shared[e] if e in shared else _part(ws.lake("raw", f"{fmt.prefix}{e}", site), k)
+                   for e in fmt.entities}
+            current["stg"] = to_staging(raw, src)
+            yield current["stg"]
+            log(f"{site}: OMOP bucket {k + 1}/{buckets} harmonised")
+
+    def sink(table: str, k: int, df: pl.DataFrame) -> None:
+        writers[table].write(df, k)
+        rows[table] += df.height
+        if table == "person":
+            identity.write(identity_frame(current["stg"]["persons"], df), k)
+
+    result = harmonise_buckets(site, staged(), vocab, sink)
+    for t in GLOBAL_TABLES:
+        writers[t].write(result.tables[t], 0)
+        rows[t] = result.tables[t].height
+    for t, w in writers.items():
+        w.commit(cdm.table(t).polars_schema)
+    identity.commit()
+    files = {t: sorted(ws.lake("omop", t, site).glob("*.parquet")) for t in OMOP_TABLES}
+    return OmopOutcome(result, rows, files)
