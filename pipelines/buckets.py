@@ -80,7 +80,7 @@ def _contract(fmt: Format, er: EntityResult, now: dt.datetime) -> ContractResult
         return None
     cr = validate_contract(er.entity, er.table, suite, now=now)
     move_failed_rows(er, cr)
-    return cr
+    return cr.without_rows()  # a bucket's rows are written: keeping them would grow with the site
 
 
 def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log) -> RawOutcome:

@@ -283,6 +283,20 @@ class ContractResult:
     failed_rows: pl.DataFrame  # the others, with reason_code and reason_detail
     expectations: list[dict[str, Any]]  # type, column, success, unexpected_count, unexpected_percent, ...
     failure_ratio: float  # failed rows / rows
+    counts: tuple[int, int] | None = None  # (rows, failed rows) when the row frames were dropped
+
+    @property
+    def rows(self) -> int:
+        return self.counts[0] if self.counts is not None else self.passed_rows.height + self.failed_rows.height
+
+    @property
+    def failed(self) -> int:
+        return self.counts[1] if self.counts is not None else self.failed_rows.height
+
+    def without_rows(self) -> ContractResult:
+        """The same result without its row frames (what a check's metadata needs): keep many cheaply."""
+        return ContractResult(self.entity, self.passed_rows.clear(), self.failed_rows.clear(), self.expectations,
+                              self.failure_ratio, (self.rows, self.failed))
 
     @property
     def table_failures(self) -> list[dict[str, Any]]:
@@ -524,8 +538,8 @@ def merge_contract_results(parts: list[ContractResult]) -> ContractResult:
     not kept (each bucket's failed rows were already quarantined)."""
     if not parts:
         raise ValueError("no contract result to merge")
-    rows = sum(p.passed_rows.height + p.failed_rows.height for p in parts)
-    failed = sum(p.failed_rows.height for p in parts)
+    rows = sum(p.rows for p in parts)
+    failed = sum(p.failed for p in parts)
     merged: list[dict[str, Any]] = []
     for i, first in enumerate(parts[0].expectations):
         same = [p.expectations[i] for p in parts]
@@ -538,8 +552,8 @@ def merge_contract_results(parts: list[ContractResult]) -> ContractResult:
         if exceptions:
             item["exception"] = exceptions[0]
         merged.append(item)
-    empty = parts[0].failed_rows.clear()
-    return ContractResult(parts[0].entity, parts[0].passed_rows.clear(), empty, merged, failed / rows if rows else 0.0)
+    return ContractResult(parts[0].entity, parts[0].passed_rows.clear(), parts[0].failed_rows.clear(), merged,
+                          failed / rows if rows else 0.0, (rows, failed))
 
 
 def move_failed_rows(er: EntityResult, cr: ContractResult) -> None:
