@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from anonymisation.leakscan import identifiers_from_patients, mask_identifiers
+from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
 from anonymisation.pseudonym import id63, identity_expr, person_map, token
 from schemas import omop as cdm
 from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
@@ -109,8 +109,13 @@ def pseudonymise_site(
     policy: PrivacyPolicy,
     opt_outs: set[str] | None = None,
     note_deid: NoteDeid | None = None,
+    identifiers: Identifiers | None = None,
 ) -> PseudoResult:
-    """``identity``: :func:`identity_frame` of the site (person_id, patient_id, matricule, birth_date, ...)."""
+    """``identity``: :func:`identity_frame` of the site (person_id, patient_id, matricule, birth_date, ...).
+
+    ``identifiers``: what free-text cells are masked for (default: those of ``identity``); when a site
+    is pseudonymised in person buckets, ``identity`` holds the bucket's persons and ``identifiers``
+    the whole site's."""
     ident = identity.with_columns(identity=identity_expr(site), site=pl.lit(site),
                                   matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
     pmap = person_map(ident.select("identity", "site"), secret, policy.date_shift_days)
@@ -124,7 +129,7 @@ def pseudonymise_site(
     tables: dict[str, pl.DataFrame] = {}
 
     loc_rows, loc_ids = _location(omop["location"], secret) if "location" in omop else (None, None)
-    identifiers = identifiers_from_patients(identity)
+    identifiers = identifiers if identifiers is not None else identifiers_from_patients(identity)
     masked: dict[str, int] = {}
 
     for table, df in omop.items():

@@ -15,9 +15,16 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from anonymisation.leakscan import describe_hits, identifiers_from_patients, scan_table
-from anonymisation.pseudonymise import identity_frame, pseudonymise_site, read_opt_outs
-from pipelines.buckets import BUCKETED_FORMATS, IDENTITY, EntityStats, omop_in_buckets, raw_in_buckets
+from anonymisation.leakscan import describe_hits
+from anonymisation.pseudonymise import identity_frame, read_opt_outs
+from pipelines.buckets import (
+    BUCKETED_FORMATS,
+    IDENTITY,
+    EntityStats,
+    omop_in_buckets,
+    pseudo_in_parts,
+    raw_in_buckets,
+)
 from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
@@ -244,36 +251,33 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         site = _site(context)
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
-        omop_tables = {t: read_partition(ws.lake("omop", t, site)) for t in OMOP_TABLES}
-        identity = read_partition(ws.lake("omop", IDENTITY, site))
         try:
             opt_outs = read_opt_outs(config.policy.opt_out_registry)
         except FileNotFoundError as e:
             raise _fail(str(e)) from None
+        notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
         note_deid = None
-        if omop_tables["note"].height and omop_tables["note"]["note_text"].drop_nulls().len():
+        if notes:
             from anonymisation.deid import deidentify_batch
 
             note_deid = deidentify_batch
-            context.log.info(f"{site}: de-identifying {omop_tables['note'].height} notes (presidio, fr_core_news_sm)")
-        result = pseudonymise_site(site, omop_tables, identity, key.secret, config.policy, opt_outs, note_deid)
-        for t, df in result.tables.items():
-            write_partition(df, ws.lake("pseudo", t, site))
+            context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
+        result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
         _write_accounting(ws, "pseudo", site, result.accounting)
-        ids = identifiers_from_patients(identity)
-        for t, df in result.tables.items():
+        for t in PSEUDO_TABLES:
             yield dg.MaterializeResult(
                 asset_key=f"pseudo_{t}",
-                metadata={"rows": df.height, "opted_out_persons": result.opted_out_persons,
+                metadata={"rows": result.rows[t], "opted_out_persons": result.opted_out_persons,
                           "identifier_cells_emptied": result.masked_cells.get(t, 0),
                           "key_fingerprint": key.fingerprint,
                           "path": dg.MetadataValue.path(str(ws.lake("pseudo", t, site)))},
             )
-            hits = scan_table(df, ids)
+            hits = result.hits[t]
             yield dg.AssetCheckResult(
                 asset_key=f"pseudo_{t}", check_name="leak_scan", passed=not hits,
                 description=describe_hits(hits),
-                metadata={"identifier_values_checked": ids.count(), **{f"hits_{k}": v for k, v in hits.items()}},
+                metadata={"identifier_values_checked": result.identifiers.count(),
+                          **{f"hits_{k}": v for k, v in hits.items()}},
             )
 
     return [raw, omop, pseudo]

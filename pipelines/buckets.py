@@ -17,15 +17,17 @@ from pathlib import Path
 
 import polars as pl
 
-from anonymisation.pseudonymise import identity_frame
+from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+from anonymisation.pseudonymise import NoteDeid, identity_frame, pseudonymise_site
 from schemas import omop as cdm
 from schemas.config import Source
+from schemas.policy import PrivacyPolicy
 from transforms.adapters import synthea
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult
-from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets
+from transforms.ingest import EntityResult, accounting_frame
+from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, merge_accounting
 from transforms.staging import Staging
 from transforms.storage import PartitionWriter, Workspace, read_partition
 from transforms.vocabulary import Vocabulary
@@ -176,3 +178,64 @@ def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: V
     identity.commit()
     files = {t: sorted(ws.lake("omop", t, site).glob("*.parquet")) for t in OMOP_TABLES}
     return OmopOutcome(result, rows, files)
+
+
+@dataclass
+class PseudoOutcome:
+    rows: dict[str, int]
+    accounting: pl.DataFrame
+    opted_out_persons: int
+    masked_cells: dict[str, int]
+    hits: dict[str, dict[str, int]]  # leak scan: table -> identifier type -> cells
+    identifiers: Identifiers
+
+
+def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: set[str],
+                    note_deid: NoteDeid | None, log: Log) -> PseudoOutcome:
+    """Pseudonymise a site part by part (one part, or one per person bucket) and leak-scan what it writes.
+
+    Site-wide tables (care sites, providers, cdm_source) go with every part and are written once;
+    locations are those any part's persons (or a care site) use. Free text is masked, and the leak scan
+    looks, for the identifiers of the whole site."""
+    parts = len(sorted(ws.lake("omop", "person", site).glob("*.parquet")))
+    identity_all = read_partition(ws.lake("omop", IDENTITY, site))
+    ids = identifiers_from_patients(identity_all)
+    site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES}
+    writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in OMOP_TABLES}
+    rows = dict.fromkeys(OMOP_TABLES, 0)
+    hits: dict[str, dict[str, int]] = {t: {} for t in OMOP_TABLES}
+    masked: dict[str, int] = {}
+    accounting: list[pl.DataFrame] = []
+    locations: list[pl.DataFrame] = []
+    opted_out = 0
+
+    def write(t: str, df: pl.DataFrame, k: int) -> None:
+        writers[t].write(df, k)
+        rows[t] += df.height
+        for kind, n in scan_table(df, ids).items():
+            hits[t][kind] = hits[t].get(kind, 0) + n
+
+    for k in range(parts):
+        tables = {t: site_wide[t] if t in site_wide else _part(ws.lake("omop", t, site), k) for t in OMOP_TABLES}
+        identity = _part(ws.lake("omop", IDENTITY, site), k)
+        r = pseudonymise_site(site, tables, identity, secret, policy, opt_outs, note_deid, identifiers=ids)
+        for t, df in r.tables.items():
+            if t == "location":
+                locations.append(df)
+            elif t not in GLOBAL_TABLES or k == 0:
+                write(t, df, k)
+                if r.masked_cells.get(t):
+                    masked[t] = masked.get(t, 0) + r.masked_cells[t]
+        keep = ~pl.col("table").is_in(GLOBAL_TABLES) if k else pl.col("table") != "location"
+        accounting.append(r.accounting.filter(keep))
+        opted_out += r.opted_out_persons
+        if parts > 1:
+            log(f"{site}: pseudonymised part {k + 1}/{parts}")
+    location = pl.concat(locations).unique("location_id", keep="first", maintain_order=True) if locations else None
+    if location is not None:
+        write("location", location, 0)
+        accounting.append(accounting_frame("pseudo", site, [dict(table="location", category="produced",
+                                                                 reason_code=None, rows=location.height)]))
+    for t, w in writers.items():
+        w.commit(cdm.table(t).polars_schema)
+    return PseudoOutcome(rows, merge_accounting(accounting), opted_out, masked, hits, ids)

@@ -43,19 +43,23 @@ def site_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     }))
     mp.setenv("DS4H_HOME", str(home))
     mp.setenv("DS4H_CONFIG", str(cfg_path))
+    mp.setenv("DS4H_KEYS", str(home.parent / "keys"))
     try:
+        from anonymisation.keys import new_key
+
+        new_key("demo")
         from pipelines.definitions import build_definitions  # importing it loads $DS4H_CONFIG
 
         cfg = load_config(cfg_path)
         defs = build_definitions(cfg)
         assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-                  and set(a.group_names_by_key.values()) <= {"raw", "omop"}]
+                  and set(a.group_names_by_key.values()) <= {"raw", "omop", "pseudo"}]
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(assets, partition_key="syn", instance=instance, resources=dict(defs.resources or {}),
                                     raise_on_error=False)
             checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
             mats = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("raw")}
-        yield {"home": home, "success": result.success, "checks": checks, "mats": mats, "vocab": vocab, "landing": landing}
+        yield {"home": home, "keys": home.parent / "keys", "success": result.success, "checks": checks, "mats": mats, "vocab": vocab, "landing": landing}
     finally:
         mp.undo()
 
@@ -100,3 +104,26 @@ def test_bucketed_assets_write_what_the_whole_site_gives(site_run: dict[str, obj
     assert dict(raw_acc.select("category", "rows").iter_rows()) == {"in": 27, "out": 27}
     assert (ws.reports / "dqd" / "syn" / "dqd.html").is_file()
     assert dt.date.today()  # the run used today's date for cdm_source, compared above without it
+
+
+def test_pseudo_in_parts_writes_what_the_whole_site_gives(site_run: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonymisation.keys import load_key
+    from anonymisation.pseudonymise import pseudonymise_site
+    from schemas.policy import PrivacyPolicy
+
+    monkeypatch.setenv("DS4H_KEYS", str(site_run["keys"]))
+    ws = Workspace(site_run["home"])  # type: ignore[arg-type]
+    assert len(list(ws.lake("pseudo", "person", "syn").glob("*.parquet"))) == 4
+    omop = {t: read_partition(ws.lake("omop", t, "syn")) for t in OMOP_TABLES}
+    identity = read_partition(ws.lake("omop", "_identity", "syn"))
+    whole = pseudonymise_site("syn", omop, identity, load_key("demo").secret, PrivacyPolicy())
+    for t in OMOP_TABLES:
+        got, want = read_partition(ws.lake("pseudo", t, "syn")), whole.tables[t]
+        assert got.sort(got.columns, nulls_last=True).equals(want.sort(want.columns, nulls_last=True)), t
+    acc = read_partition(ws.accounting("pseudo", "syn"))
+    keys = ["table", "category", "reason_code"]
+    assert acc.select(*keys, "rows").sort(keys, nulls_last=True).equals(
+        whole.accounting.select(*keys, "rows").sort(keys, nulls_last=True))
+    checks = site_run["checks"]
+    assert isinstance(checks, dict)
+    assert checks[("pseudo_person", "leak_scan")] and checks[("pseudo_observation", "leak_scan")]
