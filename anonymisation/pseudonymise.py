@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import id63, identity_expr, person_map, token
+from anonymisation.pseudonym import id63, id63_many, identity_expr, person_map, token
 from schemas import omop as cdm
 from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
 from schemas.policy import PrivacyPolicy
@@ -55,7 +55,7 @@ def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) 
     olds = sorted({v for v in values if v is not None})
     return pl.DataFrame(
         {"old": pl.Series(olds, dtype=pl.Int64),
-         "new": pl.Series([id63(secret, domain, f"{site}:{v}") for v in olds], dtype=pl.Int64)}
+         "new": pl.Series(id63_many(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
     )
 
 

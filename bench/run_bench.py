@@ -5,6 +5,11 @@ time and peak RSS are its own. The I/O floor reads the same extract CSVs with py
 as Parquet. Results are appended to bench/RESULTS.md with the date.
 
     uv run python bench/run_bench.py [--patients 100000] [--keep]
+    uv run python bench/run_bench.py --synthea 100000    # one synthea-csv site (person buckets)
+
+With ``--synthea N`` the extract is ../shared/data/synthea-v3-27 replicated to N patients
+(bench/make_synthea.py) as one synthea-csv site, with ../shared/data/vocabulary-demo and a policy
+for US data (postcodes are not Luxembourg's: generalised flat).
 """
 
 from __future__ import annotations
@@ -20,6 +25,23 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+SYNTHEA_CONFIG = """project: demo
+sources:
+- site: synthea
+  format: synthea-csv
+  path: landing/synthea
+vocabulary: {vocab}
+quality:
+  dqd_blocks_on_fatal: false   # vocabulary-demo lacks the CDM version concept 756265
+policy:
+  quasi_identifiers:
+  - {{column: year_of_birth, hierarchy: builtin:year5}}
+  - {{column: sex, hierarchy: builtin:sex}}
+  - {{column: postcode, hierarchy: builtin:flat}}
+  - {{column: death_year, hierarchy: builtin:year5}}
+"""
 
 FLOOR = r"""
 import sys
@@ -54,6 +76,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=100_000)
+    ap.add_argument("--synthea", type=int, metavar="N", help="one synthea-csv site of N patients instead")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark workspace")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ds4h-bench-"))
@@ -61,9 +84,19 @@ def main() -> int:
     env = dict(os.environ, DS4H_HOME=str(home), DS4H_KEYS=str(tmp / "keys"), GX_ANALYTICS_ENABLED="False")
     env.pop("DS4H_CONFIG", None)
     ds4h = [sys.executable, "-m", "pipelines.cli"]
+    if args.synthea:
+        args.patients = args.synthea
+        home.mkdir(parents=True)
+        (home / "ds4h.yaml").write_text(SYNTHEA_CONFIG.format(vocab=SHARED / "vocabulary-demo"), encoding="utf-8")
+        make = [sys.executable, str(ROOT / "bench" / "make_synthea.py"), str(args.synthea),
+                str(home / "landing" / "synthea"), "--skip-claims"]
+        first = [("keys", [*ds4h, "keys", "new", "--project", "demo"]), ("generate (replicate Synthea)", make)]
+    else:
+        first = [("init", [*ds4h, "init"]),
+                 ("generate", [*ds4h, "generate", "--patients", str(args.patients), "--sites", "3", "--seed", "1",
+                               "--dirty", "0.02"])]
     steps = [
-        ("init", [*ds4h, "init"]),
-        ("generate", [*ds4h, "generate", "--patients", str(args.patients), "--sites", "3", "--seed", "1", "--dirty", "0.02"]),
+        *first,
         ("I/O floor (pyarrow CSV -> Parquet)", [sys.executable, "-c", FLOOR, str(home)]),
         ("raw (ingest, validate, quarantine)", [*ds4h, "run", "--select", "group:raw"]),
         ("omop (harmonise)", [*ds4h, "run", "--select", "group:omop"]),
@@ -82,7 +115,8 @@ def main() -> int:
     flow = sum(w for n, w, _, _ in rows if n.split()[0] in ("raw", "omop", "pseudo", "release"))
     data_mb = sum(f.stat().st_size for f in (home / "landing").rglob("*.csv")) / 1e6
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    lines = [f"\n## {stamp}: {args.patients:,} patients, 3 sites ({data_mb:,.0f} MB of CSV), {os.cpu_count()} cores\n",
+    what = "one synthea-csv site" if args.synthea else "3 sites"
+    lines = [f"\n## {stamp}: {args.patients:,} patients, {what} ({data_mb:,.0f} MB of CSV), {os.cpu_count()} cores\n",
              "| stage | wall s | peak RSS MB |", "|---|---:|---:|"]
     lines += [f"| {n} | {w:.1f} | {r:.0f} |" + (" failed" if c else "") for n, w, r, c in rows]
     if floor:
