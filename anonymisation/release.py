@@ -14,6 +14,7 @@ integer as the CDM requires); the manifest's ``generalisation`` section says whi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from schemas import omop as cdm
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
 
+_KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
@@ -55,6 +57,7 @@ class ReleaseResult:
     search: SearchResult
     report: dict[str, Any]  # the steward's risk report (JSON-ready; render_html draws it)
     summary: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # rows of every released table (sunk ones too)
 
     @property
     def risk_after(self) -> dict[str, Any]:
@@ -90,13 +93,18 @@ def _band_start(label: pl.Expr) -> pl.Expr:
 
 
 def build_release(
-    site_tables: dict[str, dict[str, pl.DataFrame]],
+    site_tables: Mapping[str, Mapping[str, pl.DataFrame]],
     policy: PrivacyPolicy,
     secret: bytes,
     ancestor: pl.DataFrame | None = None,
     concept: pl.DataFrame | None = None,
+    sink: Callable[[str, pl.DataFrame], None] | None = None,
 ) -> ReleaseResult:
-    """``site_tables[site][table]``: the pseudo tables of every site."""
+    """``site_tables[site][table]``: the pseudo tables of every site (a mapping that reads each table
+    when asked, e.g. ``transforms.storage.LazyTables``, keeps one table in memory at a time).
+
+    With ``sink``, each event table is handed to it as soon as it is released and not kept in the
+    result (``rows`` still counts it); person, location, observation_period and cdm_source stay."""
     sites = sorted(site_tables)
     cons = consolidate_persons(
         {s: site_tables[s]["person"] for s in sites}, {s: site_tables[s]["observation_period"] for s in sites}
@@ -140,6 +148,7 @@ def build_release(
     tables: dict[str, pl.DataFrame] = {"person": cdm.conform(persons, "person").sort("person_id"),
                                        "location": cdm.conform(loc, "location").sort("location_id")}
     acc: list[dict[str, object]] = []
+    rows: dict[str, int] = {}
     sup = suppressed_ids.implode()
     acc += _per_person_accounting("person", {s: site_tables[s]["person"] for s in sites}, sup)
 
@@ -215,6 +224,10 @@ def build_release(
         pk = spec.primary_key
         order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]
         tables[t] = cdm.conform(kept_rows, t).sort(order)
+        del all_rows, kept_rows
+        rows[t] = tables[t].height
+        if sink is not None and t not in _KEPT:
+            sink(t, tables.pop(t))
     # one cdm_source row for the release, naming the sites it comes from
     if "cdm_source" in tables and tables["cdm_source"].height:
         first = tables["cdm_source"].sort("cdm_source_abbreviation").head(1)
@@ -257,7 +270,8 @@ def build_release(
         "rare_concept_rows_generalised": generalised,
         "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
     }
-    return ReleaseResult(tables, accounting, result, report, summary)
+    rows.update({t: df.height for t, df in tables.items()})
+    return ReleaseResult(tables, accounting, result, report, summary, rows)
 
 
 def _per_person_accounting(table: str, frames: dict[str, pl.DataFrame], suppressed: pl.Series) -> list[dict[str, object]]:

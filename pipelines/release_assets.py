@@ -20,7 +20,7 @@ from pipelines.publish import publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
-from transforms.storage import Workspace, has_partition, read_partition, write_partition
+from transforms.storage import LazyTables, Workspace, has_partition, read_partition, write_partition
 from transforms.vocabulary import load_vocabulary
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
@@ -81,14 +81,21 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         missing = [s for s in config.sites if not has_partition(ws.lake("pseudo", "person", s))]
         if missing:
             raise _fail(f"sites {', '.join(missing)} have no pseudonymised data yet: run 'ds4h run' (it runs them first)")
-        site_tables = {s: {t: read_partition(ws.lake("pseudo", t, s)) for t in PSEUDO_TABLES} for s in config.sites}
+        site_tables = {s: LazyTables({t: ws.lake("pseudo", t, s) for t in PSEUDO_TABLES}) for s in config.sites}
         vocab = load_vocabulary(config.vocabulary)
+        ids = all_identifiers(ws, config.sites)
+        hits: dict[str, dict[str, int]] = {}
+
+        def sink(t: str, df: pl.DataFrame) -> None:  # each table written and scanned as soon as it is released
+            write_partition(df, ws.lake("release", t))
+            hits[t] = scan_table(df, ids)
+
         try:
-            result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept)
+            result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink)
         except (NoSolutionError, CollisionError, ValueError) as e:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():
-            write_partition(df, ws.lake("release", t))
+            sink(t, df)
         write_partition(result.accounting, ws.accounting("release", "all"))
         risk = {"before": result.risk_before, "after": result.risk_after, "summary": result.summary,
                 "thresholds": result.report["thresholds"], "passed": result.report["passed"]}
@@ -97,11 +104,12 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.html").write_text(render_html(result.report), encoding="utf-8")
-        dqd = run_dqd(result.tables, vocab, config.release.dataset, reports, timings=False)
+        released = LazyTables({t: ws.lake("release", t) for t in RELEASE_TABLES})
+        dqd = run_dqd({t: released.files(t) for t in released}, vocab, config.release.dataset, reports, timings=False,
+                      memory_limit="2GB")
         (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
-        ids = all_identifiers(ws, config.sites)
-        for t, df in result.tables.items():
-            md: dict[str, Any] = {"rows": df.height, "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
+        for t in RELEASE_TABLES:
+            md: dict[str, Any] = {"rows": result.rows.get(t, 0), "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
             if t == "person":
                 md.update({
                     "k": config.policy.k,
@@ -127,11 +135,11 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                       "report": dg.MetadataValue.path(str(reports / "risk-report.html"))},
         )
         yield dqd_check("release_person", dqd, reports / "dqd.html", config.quality.dqd_blocks_on_fatal)
-        for t, df in result.tables.items():
-            hits = scan_table(df, ids)
-            yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not hits,
-                                      description=describe_hits(hits),
-                                      metadata={k: v for k, v in hits.items()} or {"hits": 0})
+        for t in RELEASE_TABLES:
+            found = hits.get(t, {})
+            yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not found,
+                                      description=describe_hits(found),
+                                      metadata={k: v for k, v in found.items()} or {"hits": 0})
 
     @dg.asset(
         name="published_release",
@@ -142,7 +150,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
-        tables = {t: read_partition(ws.lake("release", t)) for t in RELEASE_TABLES}
+        tables = LazyTables({t: ws.lake("release", t) for t in RELEASE_TABLES})  # published one at a time
         accounting = read_accounting(ws, config.sites)
         risk = json.loads((ws.lake("release", "_reports") / "risk.json").read_text(encoding="utf-8"))
         extra = {

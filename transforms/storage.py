@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,26 @@ def scan_partition(folder: Path) -> pl.LazyFrame:
     if not files:
         raise FileNotFoundError(f"no Parquet under {folder}: materialise the upstream asset first")
     return pl.scan_parquet(files)
+
+
+class LazyTables(Mapping[str, pl.DataFrame]):
+    """Tables read from their partition folders on each access, never kept: a stage that handles one
+    table at a time holds one table in memory, not all of them."""
+
+    def __init__(self, folders: Mapping[str, Path]) -> None:
+        self._folders = dict(folders)
+
+    def __getitem__(self, table: str) -> pl.DataFrame:
+        return read_partition(self._folders[table])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._folders)
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+    def files(self, table: str) -> list[Path]:
+        return sorted(self._folders[table].glob("*.parquet"))
 
 
 def has_partition(folder: Path) -> bool:
