@@ -293,3 +293,27 @@ def test_adapter_format_suites_are_current_and_catch_rows() -> None:
     assert sorted(r.failed_rows["_line"].to_list()) == [3, 4]
     assert set(r.failed_rows["reason_code"]) == {"contract.expect_column_values_to_be_between",
                                                  "contract.expect_column_values_to_not_be_null"}
+
+
+def test_datetime_windows_decide_as_on_arrow_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows on datetime columns run on numpy datetimes (vectorised): same rows fail as value by value,
+    bounds included, values beyond the nanosecond range too."""
+    import transforms.contracts as contracts
+
+    suite = contracts.format_suite("synthea-csv", "encounters")
+    assert suite is not None
+    vals = [dt.datetime(2020, 1, 1), dt.datetime(1850, 5, 5), dt.datetime(2100, 1, 1), dt.datetime(1, 1, 1),
+            dt.datetime(9999, 12, 31), None, dt.datetime(1900, 1, 1), dt.datetime(2026, 1, 1),
+            dt.datetime(2026, 1, 1, 0, 0, 1), dt.datetime(1899, 12, 31, 23, 59, 59)]
+    df = pl.DataFrame({"_line": list(range(len(vals))), "id": [f"e{i}" for i in range(len(vals))], "patient": ["p"] * len(vals),
+                       "start": [v or dt.datetime(2020, 1, 1) for v in vals], "stop": vals},
+                      schema_overrides={"start": pl.Datetime("us"), "stop": pl.Datetime("us")})
+    now = dt.datetime(2026, 1, 1)
+    fast = contracts.validate_entity("encounters", df, suite, now=now)
+    monkeypatch.setattr(contracts, "_numpy_datetimes", lambda _df: {})
+    slow = contracts.validate_entity("encounters", df, suite, now=now)
+    assert sorted(fast.failed_rows["_line"].to_list()) == [1, 2, 3, 4, 8, 9]
+    assert fast.failed_rows.select("_line", "reason_code").sort("_line").equals(
+        slow.failed_rows.select("_line", "reason_code").sort("_line"))
+    assert [(x["type"], x["success"], x["unexpected_count"]) for x in fast.expectations] == \
+        [(x["type"], x["success"], x["unexpected_count"]) for x in slow.expectations]
