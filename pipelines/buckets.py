@@ -1,8 +1,9 @@
-"""The raw and OMOP stages of a site processed in person buckets (``transforms/buckets.py``).
+"""The site stages processed in person buckets (``transforms/buckets.py``) or, generally, in parts.
 
 Formats whose files can be large (``synthea-csv``) are split once into buckets of about 5,000
 patients; the raw stage checks (adapter checks, then the great-expectations suite) and writes each
-bucket as one Parquet part of every raw partition, and the OMOP stage harmonises part by part. Memory
+bucket as one Parquet part of every raw partition, and the OMOP stage harmonises part by part. The
+pseudo stage works part by part for every site (a site that was not bucketed has one part). Memory
 is bounded by a bucket, not by the site; the results are those of the site in one piece (tested).
 No Dagster here: the assets call these functions and record the metadata.
 """
@@ -133,6 +134,7 @@ def raw_buckets(ws: Workspace, fmt: Format, site: str) -> int:
 
 
 def _part(folder: Path, k: int) -> pl.DataFrame:
+    """Part ``k`` of a partition (sorted part names follow the part numbers)."""
     files = sorted(folder.glob("*.parquet"))
     return pl.read_parquet(files[k])
 
