@@ -509,6 +509,7 @@ def _register(
 ) -> _Ctx:
     given: dict[str, pl.DataFrame] = {}
     present_views: set[str] = set()
+    vocab_views: set[str] = set()
     rows: dict[str, int] = {}
     given_columns: dict[str, set[str]] = {}
     for k, v in tables.items():
@@ -525,12 +526,11 @@ def _register(
             rows[name], given_columns[name] = read.height, {c.lower() for c in read.columns}
             continue
         rows[name], given_columns[name] = view
-        if name not in _VOCAB_NEEDED:
-            present_views.add(name)
+        (vocab_views if name in _VOCAB_NEEDED else present_views).add(name)
     present: set[str] = set(present_views)
-    vocab: set[str] = set()
+    vocab: set[str] = set(vocab_views)
     for name in omop.tables():
-        if name in present_views:
+        if name in present_views or name in vocab_views:
             continue
         spec = omop.table(name)
         df: pl.DataFrame | None = given.get(name)
