@@ -149,3 +149,21 @@ def test_split_synthea_reports_missing_files_and_needs_patients(shared: Path, tm
     (folder / "encounters.csv").unlink()
     with pytest.raises(ExtractError, match=r"encounters\.csv is missing"):
         split_synthea("s", folder, tmp_path / "w2")
+
+
+def test_partition_writer_parts_follow_their_numbers_and_replace_atomically(tmp_path: Path) -> None:
+    from transforms.storage import LazyTables, PartitionWriter, read_partition
+
+    folder = tmp_path / "lake" / "t" / "site=a"
+    folder.parent.mkdir(parents=True)
+    w = PartitionWriter(folder)
+    for k in (0, 1, 2, 10, 11):
+        w.write(pl.DataFrame({"k": [k]}), k)
+    assert not folder.exists()  # nothing visible before commit
+    w.commit()
+    assert read_partition(folder)["k"].to_list() == [0, 1, 2, 10, 11]
+    empty = PartitionWriter(folder)
+    empty.commit(pl.Schema({"k": pl.Int64()}))  # replaces the old parts with one empty, typed part
+    assert read_partition(folder).schema == pl.Schema({"k": pl.Int64()}) and read_partition(folder).height == 0
+    lazy = LazyTables({"t": folder})
+    assert list(lazy) == ["t"] and len(lazy) == 1 and lazy["t"].height == 0 and len(lazy.files("t")) == 1
