@@ -3,7 +3,9 @@
 Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout:
 
     landing/<site>/...                                  extracts as delivered
-    lake/<zone>/<table>/site=<site>/part-0.parquet      zones raw, omop, pseudo (hive style)
+    lake/<zone>/<table>/site=<site>/part-0.parquet      zones raw, omop, pseudo (hive style); a site run
+                                                        in person buckets has one part per bucket
+                                                        (part-0.parquet, part-00001.parquet, ...)
     lake/release/<table>/part-0.parquet                 the release, all sites
     quarantine/<stage>/<table>/site=<site>/part-0.parquet
     accounting/<stage>/site=<site>/part-0.parquet       row accounting of a stage and site
