@@ -27,8 +27,8 @@ from transforms.adapters import synthea
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult, accounting_frame
-from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, merge_accounting
+from transforms.ingest import EntityResult, accounting_frame, merge_accounting
+from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets
 from transforms.staging import Staging
 from transforms.storage import PartitionWriter, Workspace, read_partition
 from transforms.vocabulary import Vocabulary

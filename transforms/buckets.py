@@ -24,10 +24,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from transforms.ids import stable_id
-from transforms.ingest import ExtractError
+from transforms.ingest import LINE, ExtractError
 
 BUCKET = "_bucket"
-LINE = "_line"
 DEFAULT_PERSONS_PER_BUCKET = 5_000
 CHUNK_ROWS = 200_000
 

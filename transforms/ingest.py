@@ -81,6 +81,13 @@ def accounting_frame(stage: str, site: str, rows: list[dict[str, object]]) -> pl
     return df.with_columns(stage=pl.lit(stage), site=pl.lit(site)).select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
+def merge_accounting(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Accounting frames of several buckets -> their sums (same stage, site, table, category, reason)."""
+    acc = pl.concat(parts)
+    keys = ["stage", "site", "table", "category", "reason_code"]
+    return acc.group_by(keys, maintain_order=True).agg(pl.col("rows").sum()).select(acc.columns)
+
+
 def read_text_csv(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
     """Every cell as a string, plus the 1-based source line (header is line 1)."""
     try:

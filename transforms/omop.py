@@ -28,7 +28,7 @@ from schemas import omop as cdm
 from schemas.geo import postcode_index
 from transforms import episodes, eras
 from transforms.ids import stable_id
-from transforms.ingest import accounting_frame
+from transforms.ingest import accounting_frame, merge_accounting
 from transforms.staging import KINDS, VOCABULARY_OF, Staging
 from transforms.vocabulary import Vocabulary
 
@@ -447,13 +447,6 @@ def merge_coverage(parts: list[pl.DataFrame]) -> pl.DataFrame:
             mapped=pl.col("mapped").all(),
         ).select(cov.columns).sort("table", "rows", "source_code", descending=[False, True, False])
     )
-
-
-def merge_accounting(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Accounting frames of several buckets -> their sums (same stage, site, table, category, reason)."""
-    acc = pl.concat(parts)
-    keys = ["stage", "site", "table", "category", "reason_code"]
-    return acc.group_by(keys, maintain_order=True).agg(pl.col("rows").sum()).select(acc.columns)
 
 
 def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, sink: Sink,

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from transforms.ingest import LINE as LINE  # re-exported: the adapters take it from here
 from transforms.ingest import EntityResult
 
-LINE = "_line"
 FILE = "_file"
 ROW = "_row"
 PRE_REASON = "_pre_reason"

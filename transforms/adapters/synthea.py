@@ -34,7 +34,7 @@ from transforms.buckets import (
     csv_header,
     split_csv,
 )
-from transforms.ingest import EntityResult, ExtractError, IngestResult, read_text_csv
+from transforms.ingest import EntityResult, ExtractError, IngestResult, merge_accounting, read_text_csv
 
 SYNTHEA_REQUIRED = ("patients", "encounters")
 
@@ -63,6 +63,8 @@ ENTITIES: tuple[_Entity, ...] = (
     _Entity(Spec("allergies", required=("patient", "code", "start"), datetimes=("start", "stop"), refs=_EVENT_REFS)),
     _Entity(Spec("devices", required=("patient", "code", "start"), datetimes=("start", "stop"), refs=_EVENT_REFS)),
 )
+
+_BY_NAME = {e.spec.name: e for e in ENTITIES}
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -238,8 +240,7 @@ def split_synthea(site: str, folder: Path, work: Path, *, persons_per_bucket: in
     files = _files(folder, missing)
     patients_path = next(p for e, p in files if e.spec.name == "patients")
     assert patients_path is not None
-    patients_ent = ENTITIES[0]
-    id_col = _source_column(csv_header(patients_path), patients_ent, "id")
+    id_col = _source_column(csv_header(patients_path), _BY_NAME["patients"], "id")
     ids = csv_column(patients_path, id_col) if id_col else pl.Series("key", [], pl.String)
     buckets = bucket_count(ids.len(), persons_per_bucket)
     lookup = bucket_lookup(ids, buckets)
@@ -259,7 +260,7 @@ def split_synthea(site: str, folder: Path, work: Path, *, persons_per_bucket: in
             progress(f"{site}: split {path.name} ({split[name].rows:,} rows) into {buckets} person buckets")
     conflicts = pl.DataFrame(schema={LINE: pl.Int64, PRE_REASON: pl.String, PRE_DETAIL: pl.String})
     enc = split["encounters"]
-    id_col, patient_col = (_source_column(enc.columns, ENTITIES[1], c) for c in ("id", "patient"))
+    id_col, patient_col = (_source_column(enc.columns, _BY_NAME["encounters"], c) for c in ("id", "patient"))
     if id_col is not None and patient_col is not None:
         conflicts = encounter_conflicts(enc.files(), id_col, patient_col, temp_dir=work / "_duckdb")
     return SyntheaSplit(site, buckets, split, shared, missing, conflicts)
@@ -286,8 +287,6 @@ def read_synthea_bucket(split: SyntheaSplit, k: int) -> IngestResult:
 
 def bucket_accounting(split: SyntheaSplit, buckets: list[pl.DataFrame]) -> pl.DataFrame:
     """The raw row accounting of a split site: the buckets' (per-patient entities) plus the shared ones once."""
-    from transforms.omop import merge_accounting
-
     per_patient = [b.filter(~pl.col("table").is_in(list(SHARED_ENTITIES))) for b in buckets]
     return merge_accounting([*per_patient, split.shared_result().accounting()])
 
