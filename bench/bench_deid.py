@@ -12,10 +12,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, append_results, timed
 
 BASELINE = r"""
 import json, sys, time, warnings, logging
@@ -39,12 +38,6 @@ print(time.perf_counter() - t0)
 """
 
 
-def run(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
-
-
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     from generator.notes import known_identifiers, make_notes, make_patients
@@ -59,8 +52,8 @@ def main() -> int:
     with (tmp / "gold.jsonl").open("w", encoding="utf-8") as f:
         for note in notes:
             f.write(json.dumps({"id": note.id, "spans": [list(s) for s in note.spans]}) + "\n")
-    ours = run([sys.executable, "-m", "pipelines.cli", "deid-text", str(tmp / "notes.jsonl"), "--out", str(tmp / "ours.jsonl")])
-    base = run([sys.executable, "-c", BASELINE, str(tmp / "notes.jsonl"), str(tmp / "base.jsonl")])
+    ours = timed([sys.executable, "-m", "pipelines.cli", "deid-text", str(tmp / "notes.jsonl"), "--out", str(tmp / "ours.jsonl")]).wall
+    base = timed([sys.executable, "-c", BASELINE, str(tmp / "notes.jsonl"), str(tmp / "base.jsonl")]).wall
     results = {}
     for name in ("ours", "base"):
         subprocess.run([sys.executable, "-m", "pipelines.cli", "eval-deid", str(tmp / "gold.jsonl"), str(tmp / f"{name}.jsonl"),
@@ -73,10 +66,7 @@ def main() -> int:
         r = results["ours" if name.startswith("ds4h") else "base"]
         lines.append(f"| {name} | {k / secs:.0f} | {r.get('PATIENT_NAME', {}).get('recall', 0):.3f} | "
                      f"{r.get('DATE', {}).get('recall', 0):.3f} | {r.get('ALL', {}).get('recall', 0):.3f} | {r.get('ALL', {}).get('precision', 0):.3f} |")
-    text = "\n".join(lines) + "\n"
-    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    append_results("\n".join(lines) + "\n")
     return 0
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ADULT = ROOT.parent / "shared" / "data" / "arx-adult"
+from common import ROOT, SHARED, timed
+
+ADULT = SHARED / "arx-adult"
 QIS = ["sex", "age", "race", "marital-status", "education", "native-country", "workclass", "occupation"]
 
 CLI = (
@@ -36,17 +36,9 @@ CLI = (
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one command in a fresh process."""
-    start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(
-        [sys.executable, "-c", CLI, "anonymise-table", *args], cwd=ROOT, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed: {proc.stderr.strip()}")
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    return wall, peak
+    """Wall seconds and peak RSS (MiB) of one anonymise-table command in a fresh process."""
+    run = timed([sys.executable, "-c", CLI, "anonymise-table", *args])
+    return run.wall, run.rss_mb
 
 
 def bench_adult(tmp: Path) -> None:

@@ -18,11 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from common import ROOT, SHARED, append_results, timed
 
 HARMONISE = r"""
 import sys
@@ -64,18 +62,6 @@ print(run.counts["total"])
 """
 
 
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    if os.waitstatus_to_exitcode(status):
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"failed: {' '.join(cmd[:3])}: {err[-800:]}")
-    return wall, usage.ru_maxrss / 1024, out.strip()
-
-
 def main() -> int:
     sizes = [int(a) for a in sys.argv[1:]] or [10_000]
     vocab = str(SHARED / "vocabulary-demo")
@@ -87,18 +73,17 @@ def main() -> int:
         try:
             subprocess.run([sys.executable, str(ROOT / "bench" / "make_synthea.py"), str(n), str(tmp / "src"), "--skip-claims"],
                            check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-            h_wall, h_rss, out = timed([sys.executable, "-c", HARMONISE, str(tmp / "src"), str(tmp / "omop"), vocab])
-            d_wall, d_rss, counts = timed([sys.executable, "-c", DQD, str(tmp / "omop"), vocab])
+            h = timed([sys.executable, "-c", HARMONISE, str(tmp / "src"), str(tmp / "omop"), vocab])
+            d = timed([sys.executable, "-c", DQD, str(tmp / "omop"), vocab])
+            h_wall, h_rss, out = h.wall, h.rss_mb, h.stdout
+            d_wall, d_rss, counts = d.wall, d.rss_mb, d.stdout
             rows, buckets = out.split()
             print(f"{n}: harmonise {h_wall:.1f}s {h_rss:.0f}MB, {rows} rows, {buckets} buckets; "
                   f"dqd {d_wall:.1f}s {d_rss:.0f}MB {counts}", flush=True)
             lines.append(f"| {n:,} | {buckets} | {h_wall:.1f} | {h_rss:.0f} | {int(rows):,} | {d_wall:.1f} | {d_rss:.0f} |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    text = "\n".join(lines) + "\n"
-    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    append_results("\n".join(lines) + "\n")
     return 0
 
 

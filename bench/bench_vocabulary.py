@@ -12,15 +12,14 @@
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT.parent / "shared" / "data" / "vocabulary-demo"
+from common import SHARED, timed
+
+DEMO = SHARED / "vocabulary-demo"
 
 CLI = (
     "import typer, sys\n"
@@ -37,25 +36,14 @@ OPEN = (
     "t = time.perf_counter()\n"
     "v = load_vocabulary(sys.argv[1])\n"
     "m = v.code_map('V1')\n"
-    "import resource\n"
-    "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-    "print(f'{v.concept.height:,} concepts, {v.maps_to.height:,} Maps to, code_map(V1) {m.height:,} rows|{rss:.0f}')\n"
+    "print(f'{v.concept.height:,} concepts, {v.maps_to.height:,} Maps to, code_map(V1) {m.height:,} rows')\n"
 )
 
 
 def run(code: str, args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of one fresh process.
-
-    RUSAGE_CHILDREN's ru_maxrss is the largest child so far: the demo runs first, then the large
-    load; the last step (opening the result) reports its own RUSAGE_SELF instead.
-    """
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed: {proc.stderr.strip()}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return wall, peak, proc.stdout.strip()
+    """Wall seconds, peak RSS (MiB) and stdout of one fresh process."""
+    r = timed([sys.executable, "-c", code, *args])
+    return r.wall, r.rss_mb, r.stdout
 
 
 def synthesise(folder: Path, relationships: int, concepts: int, ancestors: int) -> None:
@@ -124,9 +112,7 @@ def main() -> None:
         parquet = sum(p.stat().st_size for p in out.iterdir()) / 2**20
         print(f"| step | wall s | peak RSS MiB |\n|---|---:|---:|\n| vocabulary load ({parquet:,.0f} MiB Parquet) "
               f"| {wall:.1f} | {peak:.0f} |")
-        wall, _, msg = run(OPEN, [str(out)])
-        msg, own = msg.rsplit("|", 1)
-        peak = float(own)
+        wall, peak, msg = run(OPEN, [str(out)])
         print(f"| load_vocabulary + code_map ({msg}) | {wall:.1f} | {peak:.0f} |")
 
 

@@ -18,14 +18,11 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from common import ROOT, SHARED, append_results, timed
 
 SYNTHEA_CONFIG = """project: demo
 sources:
@@ -58,19 +55,6 @@ for f in sorted((home / "landing").glob("*/*.csv")):
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(t, out, compression="zstd")
 """
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        print(f"  failed ({code}): {err.strip()[-400:]}", file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, code
 
 
 def main() -> int:
@@ -106,7 +90,10 @@ def main() -> int:
     rows = []
     for name, cmd in steps:
         print(f"{name} ...", flush=True)
-        wall, rss, code = timed(cmd, env)
+        run = timed(cmd, env=env, check=False)
+        wall, rss, code = run.wall, run.rss_mb, run.code
+        if code:
+            print(f"  failed ({code}): {run.stderr[-400:]}", file=sys.stderr)
         rows.append((name, wall, rss, code))
         print(f"  {wall:8.1f} s  {rss:8.0f} MB", flush=True)
         if code:
@@ -121,13 +108,7 @@ def main() -> int:
     lines += [f"| {n} | {w:.1f} | {r:.0f} |" + (" failed" if c else "") for n, w, r, c in rows]
     if floor:
         lines.append(f"\nWhole flow (raw → publish): {flow:.1f} s = {flow / floor:.1f}× the I/O floor ({floor:.1f} s).")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    results = ROOT / "bench" / "RESULTS.md"
-    if not results.exists():
-        results.write_text("# Benchmark results\n\nAppended by `make bench` (bench/run_bench.py).\n")
-    with results.open("a", encoding="utf-8") as f:
-        f.write(text)
+    append_results("\n".join(lines) + "\n")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
