@@ -694,6 +694,23 @@ def _run_single(con: duckdb.DuckDBPyConnection, res: CheckResult) -> None:
     res.execution_seconds = time.perf_counter() - t0
 
 
+def _run_shared(con: duckdb.DuckDBPyConnection, query: str,
+                items: list[tuple[CheckDef, CheckResult, _Sql]]) -> list[tuple[Any, ...]] | None:
+    """The rows of one query that serves several checks, each check timed at an equal share of it;
+    None if DuckDB refuses the query, after running every check alone (to name the culprit)."""
+    t0 = time.perf_counter()
+    try:
+        rows = con.execute(query).fetchall()
+    except duckdb.Error:
+        for _, res, _ in items:
+            _run_single(con, res)
+        return None
+    share = (time.perf_counter() - t0) / len(items)
+    for _, res, _ in items:
+        res.execution_seconds = share
+    return rows
+
+
 def _run_batch(con: duckdb.DuckDBPyConnection, source: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
     """All count_if checks over one source in one scan; on an error, each check alone (to name the culprit)."""
     exprs: list[str] = []
@@ -704,17 +721,12 @@ def _run_batch(con: duckdb.DuckDBPyConnection, source: str, items: list[tuple[Ch
     where = ""
     if all(p is not None for p in prefilters):
         where = " WHERE " + " OR ".join(f"({p})" for p in dict.fromkeys(p for p in prefilters if p is not None))
-    t0 = time.perf_counter()
-    try:
-        row = con.execute(f"SELECT {', '.join(exprs)} {source}{where}").fetchall()[0]
-    except duckdb.Error:
-        for _, res, _ in items:
-            _run_single(con, res)
+    rows = _run_shared(con, f"SELECT {', '.join(exprs)} {source}{where}", items)
+    if rows is None:
         return
-    share = (time.perf_counter() - t0) / len(items)
+    row = rows[0]
     for i, (_, res, _) in enumerate(items):
         res.num_violated_rows, res.num_denominator_rows = int(row[2 * i]), int(row[2 * i + 1])
-        res.execution_seconds = share
 
 
 def _run_group(con: duckdb.DuckDBPyConnection, key: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
@@ -737,17 +749,12 @@ def _run_group(con: duckdb.DuckDBPyConnection, key: str, items: list[tuple[Check
             f"FROM {T} t JOIN spec ON {F} = spec.cid "
             "WHERE t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL GROUP BY spec.idx"
         )
-    t0 = time.perf_counter()
-    try:
-        counts = {int(i): (int(n), int(d)) for i, n, d in con.execute(query).fetchall()}
-    except duckdb.Error:
-        for _, res, _ in items:
-            _run_single(con, res)
+    found = _run_shared(con, query, items)
+    if found is None:
         return
-    share = (time.perf_counter() - t0) / len(items)
+    counts = {int(i): (int(n), int(d)) for i, n, d in found}
     for i, (_, res, _) in enumerate(items):
         res.num_violated_rows, res.num_denominator_rows = counts.get(i, (0, 0))
-        res.execution_seconds = share
 
 
 def _sample(con: duckdb.DuckDBPyConnection, c: CheckDef, ctx: _Ctx, res: CheckResult, sql: _Sql) -> None:
