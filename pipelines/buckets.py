@@ -27,8 +27,8 @@ from transforms.adapters import synthea
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult, accounting_frame, merge_accounting
-from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets
+from transforms.ingest import EntityResult
+from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, parts_accounting
 from transforms.staging import Staging
 from transforms.storage import PartitionWriter, Workspace, read_partition
 from transforms.vocabulary import Vocabulary
@@ -228,16 +228,14 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
                 write(t, df, k)
                 if r.masked_cells.get(t):
                     masked[t] = masked.get(t, 0) + r.masked_cells[t]
-        keep = ~pl.col("table").is_in(GLOBAL_TABLES) if k else pl.col("table") != "location"
-        accounting.append(r.accounting.filter(keep))
+        accounting.append(r.accounting)
         opted_out += r.opted_out_persons
         if parts > 1:
             log(f"{site}: pseudonymised part {k + 1}/{parts}")
     location = pl.concat(locations).unique("location_id", keep="first", maintain_order=True) if locations else None
     if location is not None:
         write("location", location, 0)
-        accounting.append(accounting_frame("pseudo", site, [dict(table="location", category="produced",
-                                                                 reason_code=None, rows=location.height)]))
     for t, w in writers.items():
         w.commit(cdm.table(t).polars_schema)
-    return PseudoOutcome(rows, merge_accounting(accounting), opted_out, masked, hits, ids)
+    accounting_all = parts_accounting("pseudo", site, accounting, location.height if location is not None else None)
+    return PseudoOutcome(rows, accounting_all, opted_out, masked, hits, ids)

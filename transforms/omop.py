@@ -449,6 +449,18 @@ def merge_coverage(parts: list[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
+def parts_accounting(stage: str, site: str, parts: list[pl.DataFrame], locations: int | None) -> pl.DataFrame:
+    """The row accounting of a site processed in parts (person buckets): per-person tables summed over
+    the parts; the site-wide tables, which every part builds again, counted once (from the first part);
+    locations, deduplicated over the parts, by their final count."""
+    kept = [acc.filter(pl.col("table") != "location" if k == 0 else ~pl.col("table").is_in(GLOBAL_TABLES))
+            for k, acc in enumerate(parts)]
+    if locations is not None:
+        kept.append(accounting_frame(stage, site, [dict(table="location", category="produced", reason_code=None,
+                                                        rows=locations)]))
+    return merge_accounting(kept)
+
+
 def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, sink: Sink,
                       today: dt.date | None = None) -> OmopResult:
     """``harmonise_site`` over a site split into person buckets (``transforms/buckets.py``).
@@ -469,21 +481,18 @@ def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, 
             if t not in GLOBAL_TABLES:
                 sink(t, k, df)
         locations.append(result.tables["location"])
-        keep = ~pl.col("table").is_in(GLOBAL_TABLES) if first is not None else ~pl.col("table").eq("location")
-        accounting.append(result.accounting.filter(keep))
+        accounting.append(result.accounting)
         coverage.append(result.coverage)
         if first is None:
             first = result
-    if first is None:  # no bucket: a site without persons still has its care sites and providers
+    if first is None:
         raise ValueError("harmonise_buckets needs at least one bucket")
     location = pl.concat(locations).unique("location_id", keep="first").sort("location_source_value")
     tables = {"location": location, **{t: first.tables[t] for t in GLOBAL_TABLES if t != "location"}}
-    accounting.append(accounting_frame("omop", site, [dict(table="location", category="produced", reason_code=None,
-                                                           rows=location.height)]))
     cov = merge_coverage(coverage)
     total = int(cov["rows"].sum())
     mapped = int(cov.filter(pl.col("mapped"))["rows"].sum())
-    return OmopResult(tables=tables, accounting=merge_accounting(accounting), coverage=cov,
+    return OmopResult(tables=tables, accounting=parts_accounting("omop", site, accounting, location.height), coverage=cov,
                       stats={"mapped_share": mapped / total if total else 1.0, "buckets": k + 1})
 
 
