@@ -1,0 +1,281 @@
+"""The facts of a release as the k^m engine sees them, and its decision applied back to the rows.
+
+1. ``collect_units``: for each fact table (``schemas.facts.FACT_TABLES``), the distinct tuples of a
+   person's fact columns (a *unit*) with their row counts; each fact is the key ``table|column|value``.
+2. ``FactBook``: every fact key gets an integer id (sorted keys: deterministic), and a *parent*:
+   a concept's nearest standard ancestor of the same domain in CONCEPT_ANCESTOR (nearest first, then
+   the ancestor held by the most persons, then the lowest id), an ICD-10 or ATC source code's shorter
+   code (``shorter_code``), nothing for the other columns. Parents of parents follow, so each fact
+   has a finite chain.
+3. ``apply_units``: after ``anonymisation.kmanon.enforce_km``, each table's rows take their unit's
+   new values (joined on the unit's original values); removed units' rows go. Per table and fact
+   column, counts of facts kept exactly, generalised and suppressed are returned for the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from anonymisation.kmanon import NONE, Units
+from schemas.facts import ATC_TABLES, FACT_TABLES, FactColumns
+
+IntArray = npt.NDArray[np.int64]
+SEP = "|"
+UNIT = "_unit"
+ROWS = "_rows"
+
+_ICD10 = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Z]{1,4}|[0-9][0-9A-Z]{0,3})$")
+_ATC = re.compile(r"^[A-Z]\d{2}[A-Z]([A-Z](\d{2})?)?$|^[A-Z]\d{2}$")
+_ATC_UP = {7: 5, 5: 4, 4: 3, 3: 1}
+
+
+def shorter_code(code: str, atc: bool) -> str | None:
+    """The next coarser code: ICD-10 ``E11.65`` -> ``E11.6`` -> ``E11`` (``E1165`` -> ``E116`` -> ``E11``);
+    ATC ``A10BA02`` -> ``A10BA`` -> ``A10B`` -> ``A10`` -> ``A``. None when nothing is above."""
+    if atc:
+        if not _ATC.match(code):
+            return None
+        n = _ATC_UP.get(len(code))
+        return code[:n] if n else None
+    if not _ICD10.match(code):
+        return None
+    head, dot, tail = code.partition(".")
+    if dot:
+        return f"{head}.{tail[:-1]}" if len(tail) > 1 else head
+    return code[:-1] if len(code) > 3 else None
+
+
+def slot_columns(spec: FactColumns) -> list[str | None]:
+    return [spec.concept, spec.source, spec.source_concept, *spec.cells]
+
+
+def _is_concept(col: str) -> bool:
+    return col.endswith("_concept_id")
+
+
+def fact_key(table: str, col: str) -> pl.Expr:
+    """``table|col|value`` when the cell holds a fact (a concept id other than 0, a non-empty value)."""
+    v = pl.col(col)
+    valid = v.is_not_null() & ((v.cast(pl.Int64, strict=False) != 0) if _is_concept(col) else (v.cast(pl.String) != ""))
+    return pl.when(valid).then(pl.lit(f"{table}{SEP}{col}{SEP}") + v.cast(pl.String)).otherwise(None)
+
+
+def table_fact_keys(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """(person_id, key): the distinct facts of ``table``'s rows (published or not)."""
+    spec = FACT_TABLES.get(table)
+    if spec is None or "person_id" not in df.columns:
+        return pl.DataFrame(schema={"person_id": pl.Int64, "key": pl.String})
+    cols = [c for c in slot_columns(spec) if c is not None and c in df.columns]
+    parts = [df.select(pl.col("person_id").cast(pl.Int64), key=fact_key(table, c)) for c in cols]
+    if not parts:
+        return pl.DataFrame(schema={"person_id": pl.Int64, "key": pl.String})
+    return pl.concat(parts).drop_nulls().unique()
+
+
+@dataclass
+class TableUnits:
+    table: str
+    columns: list[str]  # the fact columns present (original names), in slot order with None gaps removed
+    slots: list[int]  # slot index of each present column
+    frame: pl.DataFrame  # _unit, person_id, the fact columns (original values), _rows
+
+
+def collect_units(table: str, rows: pl.DataFrame, first_unit: int) -> TableUnits | None:
+    """The distinct fact tuples of a table's rows (``rows`` needs person_id and the fact columns)."""
+    spec = FACT_TABLES.get(table)
+    if spec is None or "person_id" not in rows.columns:
+        return None
+    cols, slots = [], []
+    for i, c in enumerate(slot_columns(spec)):
+        if c is not None and c in rows.columns:
+            cols.append(c)
+            slots.append(i)
+    if spec.concept not in cols:
+        return None
+    frame = (rows.group_by(["person_id", *cols]).agg(pl.len().cast(pl.Int64).alias(ROWS))
+             .sort(["person_id", *cols], nulls_last=True))
+    frame = frame.with_columns(pl.int_range(first_unit, first_unit + frame.height, dtype=pl.Int64).alias(UNIT))
+    return TableUnits(table, cols, slots, frame)
+
+
+@dataclass
+class FactBook:
+    keys: list[str]
+    index: dict[str, int]
+    parent: IntArray
+
+    def ids(self, keys: pl.Series) -> IntArray:
+        """Fact ids of keys (null -> NONE)."""
+        mapped = keys.replace_strict(self.index, default=NONE, return_dtype=pl.Int64)
+        return np.asarray(mapped.fill_null(NONE).to_numpy(), dtype=np.int64)
+
+    def value(self, fid: int) -> str:
+        return self.keys[fid].split(SEP, 2)[2]
+
+
+def concept_parents(
+    concepts: pl.DataFrame, ancestor: pl.DataFrame | None, concept: pl.DataFrame | None
+) -> dict[int, int]:
+    """Nearest standard same-domain ancestor of every concept in ``concepts`` (columns concept,
+    person) and of every ancestor reached; ties go to the ancestor held (itself or through a
+    descendant) by the most persons, then to the lowest id."""
+    if ancestor is None or concept is None or concepts.is_empty():
+        return {}
+    data = concepts.select(pl.col("concept").cast(pl.Int64), pl.col("person").cast(pl.Int64)).unique()
+    anc = ancestor.select(
+        a=pl.col("ancestor_concept_id").cast(pl.Int64), d=pl.col("descendant_concept_id").cast(pl.Int64),
+        lv=pl.col("min_levels_of_separation").cast(pl.Int64),
+    ).filter((pl.col("lv") > 0) & (pl.col("a") != pl.col("d")))
+    up = anc.join(data.select(d="concept").unique(), on="d", how="semi")  # every ancestor of a data concept
+    closure = pl.concat([data.select(c="concept"), up.select(c="a")]).unique()
+    cand = anc.join(closure.rename({"c": "d"}), on="d", how="semi")
+    info = concept.select(pl.col("concept_id").cast(pl.Int64), pl.col("domain_id").cast(pl.String),
+                          pl.col("standard_concept").cast(pl.String)).unique("concept_id", keep="first")
+    cand = (cand.join(info.select(d="concept_id", dd="domain_id"), on="d")
+            .join(info.filter(pl.col("standard_concept") == "S").select(a="concept_id", ad="domain_id"), on="a")
+            .filter(pl.col("dd") == pl.col("ad")).select("a", "d", "lv"))
+    if cand.is_empty():
+        return {}
+    held = pl.concat([
+        up.join(data.rename({"concept": "d"}), on="d").select("a", "person"),
+        data.select(a="concept", person="person"),
+    ]).group_by("a").agg(n=pl.col("person").n_unique())
+    best = (cand.join(held, on="a", how="left").with_columns(pl.col("n").fill_null(0))
+            .sort(["d", "lv", "n", "a"], descending=[False, False, True, False])
+            .group_by("d", maintain_order=True).first())
+    return dict(zip(best["d"].to_list(), best["a"].to_list(), strict=True))
+
+
+def build_factbook(
+    units: Sequence[TableUnits],
+    extra_keys: Sequence[str],
+    ancestor: pl.DataFrame | None,
+    concept: pl.DataFrame | None,
+) -> FactBook:
+    """Ids and parents of every fact of ``units`` and of ``extra_keys`` (e.g. earlier versions')."""
+    keys: set[str] = set(extra_keys)
+    concept_pairs: list[pl.DataFrame] = []
+    for tu in units:
+        for c in tu.columns:
+            ks = tu.frame.select(k=fact_key(tu.table, c))["k"].drop_nulls().unique()
+            keys.update(ks.to_list())
+            if c == FACT_TABLES[tu.table].concept:
+                concept_pairs.append(tu.frame.filter(pl.col(c).cast(pl.Int64, strict=False).fill_null(0) != 0)
+                                     .select(concept=pl.col(c).cast(pl.Int64), person=pl.col("person_id")))
+    parents = concept_parents(pl.concat(concept_pairs) if concept_pairs else pl.DataFrame(), ancestor, concept)
+    parent_key: dict[str, str] = {}
+    todo = sorted(keys)
+    while todo:
+        new: list[str] = []
+        for key in todo:
+            table, col, value = key.split(SEP, 2)
+            spec = FACT_TABLES.get(table)
+            up: str | None = None
+            if spec is not None and col == spec.concept:
+                try:
+                    p = parents.get(int(value))
+                except ValueError:
+                    p = None
+                up = f"{table}{SEP}{col}{SEP}{p}" if p is not None else None
+            elif spec is not None and col == spec.source:
+                code = shorter_code(value, atc=table in ATC_TABLES)
+                up = f"{table}{SEP}{col}{SEP}{code}" if code else None
+            if up is not None:
+                parent_key[key] = up
+                if up not in keys:
+                    keys.add(up)
+                    new.append(up)
+        todo = new
+    ordered = sorted(keys)
+    index = {k: i for i, k in enumerate(ordered)}
+    parent = np.full(len(ordered), NONE, dtype=np.int64)
+    for child, up in parent_key.items():
+        parent[index[child]] = index[up]
+    return FactBook(ordered, index, parent)
+
+
+def units_matrix(units: Sequence[TableUnits], book: FactBook, person_index: Mapping[int, int]) -> Units:
+    """All tables' units as one ``kmanon.Units`` (width = 3 coded slots + the widest cell list)."""
+    width = 3 + max((len(FACT_TABLES[tu.table].cells) for tu in units), default=0)
+    persons: list[IntArray] = []
+    facts: list[IntArray] = []
+    removable: list[npt.NDArray[np.bool_]] = []
+    for tu in units:
+        n = tu.frame.height
+        f = np.full((n, width), NONE, dtype=np.int64)
+        for c, s in zip(tu.columns, tu.slots, strict=True):
+            f[:, s] = book.ids(tu.frame.select(k=fact_key(tu.table, c))["k"])
+        facts.append(f)
+        persons.append(np.asarray(tu.frame["person_id"].replace_strict(person_index, return_dtype=pl.Int64)
+                                  .to_numpy(), dtype=np.int64))
+        removable.append(np.full(n, FACT_TABLES[tu.table].removable, dtype=bool))
+    if not facts:
+        return Units(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64), np.zeros(0, dtype=bool))
+    return Units(np.concatenate(persons), np.concatenate(facts), np.concatenate(removable))
+
+
+@dataclass
+class TableOutcome:
+    """How a table's rows fared: rows removed/generalised, and per fact column exact/generalised/suppressed."""
+
+    rows: int = 0
+    removed: int = 0
+    generalised: int = 0
+    facts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "removed": self.removed, "generalised": self.generalised, "facts": self.facts}
+
+
+def unit_decisions(tu: TableUnits, book: FactBook, before: IntArray, after: IntArray,
+                   removed: npt.NDArray[np.bool_], offset: int) -> tuple[pl.DataFrame, TableOutcome]:
+    """The table's units with their new values (``_new_<col>``), ``_removed`` and ``_generalised``.
+
+    A cell that held a fact takes its new fact's value, or is emptied (0 for a concept column, null
+    otherwise); a cell that held none keeps its value."""
+    n = tu.frame.height
+    sl = slice(offset, offset + n)
+    b, a, gone = before[sl], after[sl], removed[sl]
+    nrows = tu.frame[ROWS].to_numpy()
+    changed = np.zeros(n, dtype=bool)
+    outcome = TableOutcome(rows=int(nrows.sum()), removed=int(nrows[gone].sum()))
+    news: list[pl.Expr] = []
+    for c, s in zip(tu.columns, tu.slots, strict=True):
+        bs, as_ = b[:, s], a[:, s]
+        had = bs >= 0
+        moved = had & ~gone & (as_ != bs)
+        changed |= moved
+        outcome.facts[c] = {
+            "exact": int(nrows[had & ~gone & (as_ == bs)].sum()),
+            "generalised": int(nrows[moved & (as_ >= 0)].sum()),
+            "suppressed": int(nrows[had & (gone | (as_ < 0))].sum()),
+        }
+        text = pl.Series([book.value(int(x)) if x >= 0 else None for x in as_], dtype=pl.String)
+        dtype = tu.frame.schema[c]
+        if _is_concept(c):
+            value = pl.lit(text).cast(pl.Int64).fill_null(0).cast(dtype)
+        elif dtype == pl.String:
+            value = pl.lit(text)
+        else:
+            value = pl.lit(text).cast(pl.Int64).cast(dtype)
+        news.append(pl.when(pl.lit(pl.Series(had & ~gone))).then(value).otherwise(pl.col(c)).alias(f"_new_{c}"))
+    outcome.generalised = int(nrows[changed & ~gone].sum())
+    out = tu.frame.select(UNIT, "person_id", *tu.columns, ROWS).with_columns(
+        *news, _removed=pl.Series(gone), _generalised=pl.Series(changed & ~gone))
+    return out, outcome
+
+
+def apply_to_rows(rows: pl.DataFrame, decisions: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """The table's rows with their unit's new values; removed units' rows flagged ``_removed``."""
+    keys = ["person_id", *columns]
+    dec = decisions.select(*keys, *[f"_new_{c}" for c in columns], "_removed", "_generalised")
+    out = rows.join(dec, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return out.with_columns([pl.col(f"_new_{c}").alias(c) for c in columns]).drop([f"_new_{c}" for c in columns])
+
