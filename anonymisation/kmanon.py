@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -107,6 +108,7 @@ def enforce_km(
     dead: list[IntArray] = []
     rounds = 0
     classes = sorted(set(u_bounds) | set(p_bounds))
+    limits = threadpool_limits(1, user_api="blas")  # small products: BLAS threads only contend
     for c in classes:
         ua, ub = u_bounds.get(c, (0, 0))
         idx = order[ua:ub]
@@ -115,10 +117,11 @@ def enforce_km(
         sub = _Class(facts[idx], units.facts[idx], units.person[idx], units.removable[idx],
                      pin_p[pidx], pin_f[pidx], parent, k, m, stats)
         rounds += sub.run()
-        facts[idx] = sub.cur
+        facts[idx] = sub.global_facts
         removed[idx] = sub.removed
         if sub.dead_persons.size:
             dead.append(sub.dead_persons)
+    limits.restore_original_limits()
     gone = np.unique(np.concatenate(dead)) if dead else np.zeros(0, dtype=np.int64)
     if gone.size:
         removed |= np.isin(units.person, gone)
@@ -135,124 +138,194 @@ def _bounds(sorted_keys: IntArray) -> dict[int, tuple[int, int]]:
 
 
 class _Class:
-    """The units and pinned facts of one class, and the loop that fixes them."""
+    """The units and pinned facts of one class, and the loop that fixes them.
+
+    Facts are renumbered locally (the facts of the class and every fact up their chains); a count
+    matrix (persons x facts: how many live unit cells of the person hold the fact) is kept up to date
+    as cells move, so each round only recomputes supports and co-occurrences."""
 
     def __init__(self, cur: IntArray, orig: IntArray, person: IntArray, removable: BoolArray,
                  pin_p: IntArray, pin_f: IntArray, parent: IntArray, k: int, m: int,
                  stats: dict[str, int]) -> None:
-        self.cur = cur.copy()
-        self.orig = orig
-        persons, self.pl = np.unique(np.concatenate([person, pin_p]), return_inverse=True)
+        base = np.unique(np.concatenate([orig[orig >= 0], pin_f]))
+        universe = [base]
+        frontier = parent[base]
+        frontier = np.unique(frontier[frontier >= 0])
+        seen = base
+        while frontier.size:
+            new = np.setdiff1d(frontier, seen, assume_unique=True)
+            if not new.size:
+                break
+            universe.append(new)
+            seen = np.union1d(seen, new)
+            up = parent[new]
+            frontier = np.unique(up[up >= 0])
+        self.fl = np.unique(np.concatenate(universe)).astype(np.int64)  # local -> global fact id
+        gp = parent[self.fl]
+        self.lparent = np.where(gp >= 0, np.searchsorted(self.fl, np.maximum(gp, 0)), NONE).astype(np.int64)
+        self.orig = self._local(orig)
+        self.cur = self._local(cur)
+        persons, pl = np.unique(np.concatenate([person, pin_p]), return_inverse=True)
         self.persons = persons
-        self.upl = self.pl[: len(person)]
-        self.ppl = self.pl[len(person):]
-        self.pin_f = pin_f
+        self.upl = pl[: len(person)].astype(np.int64)
+        n, nf = len(persons), len(self.fl)
+        self.xp = np.zeros((n, nf), dtype=bool)
+        if len(pin_p):
+            self.xp[pl[len(person):], np.searchsorted(self.fl, pin_f)] = True
+        self.counts = np.zeros((n, nf), dtype=np.int32)
+        self._count(self.cur, 1)
         self.removable = removable
         self.removed = np.zeros(len(cur), dtype=bool)
-        self.dead = np.zeros(len(persons), dtype=bool)
-        self.parent = parent
+        self.dead = np.zeros(n, dtype=bool)
         self.k, self.m = k, m
         self.stats = stats
+
+    def _local(self, a: IntArray) -> IntArray:
+        out = np.full(a.shape, NONE, dtype=np.int64)
+        held = a >= 0
+        out[held] = np.searchsorted(self.fl, a[held])
+        return out
+
+    def _count(self, cells: IntArray, sign: int, rows: IntArray | None = None) -> None:
+        r = np.arange(len(cells)) if rows is None else rows
+        held = cells >= 0
+        np.add.at(self.counts, (np.broadcast_to(self.upl[r][:, None], cells.shape)[held], cells[held]), sign)
+
+    @property
+    def global_facts(self) -> IntArray:
+        out = np.full(self.cur.shape, NONE, dtype=np.int64)
+        held = self.cur >= 0
+        out[held] = self.fl[self.cur[held]]
+        return out
 
     @property
     def dead_persons(self) -> IntArray:
         return self.persons[self.dead].astype(np.int64)
 
-    # ------------------------------------------------------------------ the matrix of the class
-
-    def _matrix(self) -> tuple[IntArray, BoolArray, BoolArray]:
-        """(fact ids, X current, X pinned): persons x facts of the class, dead persons emptied."""
-        live = ~self.removed & ~self.dead[self.upl]
-        w = self.cur.shape[1]
-        f_cur = self.cur[live].ravel()
-        p_cur = np.repeat(self.upl[live], w)
-        keep = f_cur >= 0
-        f_cur, p_cur = f_cur[keep], p_cur[keep]
-        pin_live = ~self.dead[self.ppl]
-        f_pin, p_pin = self.pin_f[pin_live], self.ppl[pin_live]
-        fids, inv = np.unique(np.concatenate([f_cur, f_pin]), return_inverse=True)
-        n = len(self.persons)
-        xc = np.zeros((n, len(fids)), dtype=bool)
-        xp = np.zeros((n, len(fids)), dtype=bool)
-        xc[p_cur, inv[: len(f_cur)]] = True
-        xp[p_pin, inv[len(f_cur):]] = True
-        return fids.astype(np.int64), xc, xp
-
     # ------------------------------------------------------------------ actions
 
     def _move(self, cells: BoolArray) -> int:
         """Move the marked (unit, slot) cells one step up their chain; keep concept and source together."""
-        if not cells.any():
+        rows = np.flatnonzero(cells.any(axis=1))
+        if not rows.size:
             return 0
-        vals = self.cur[cells]
-        self.cur[cells] = self.parent[vals]
-        self._tie()
-        return int(cells.sum())
+        before = self.cur[rows].copy()
+        sub = cells[rows]
+        self.cur[rows] = np.where(sub, np.where(before >= 0, self.lparent[np.maximum(before, 0)], NONE), before)
+        self._tie(rows)
+        after = self.cur[rows]
+        changed = after != before
+        self._count(np.where(changed, before, NONE), -1, rows)
+        self._count(np.where(changed, after, NONE), 1, rows)
+        return int(sub.sum())
 
-    def _tie(self) -> None:
+    def _tie(self, rows: IntArray) -> None:
         cur, orig = self.cur, self.orig
-        concept_moved = cur[:, CONCEPT] != orig[:, CONCEPT]
-        source_exact = (cur[:, SOURCE] == orig[:, SOURCE]) & (orig[:, SOURCE] >= 0)
-        fix = concept_moved & source_exact
-        if fix.any():
-            cur[fix, SOURCE] = self.parent[orig[fix, SOURCE]]
-        source_moved = cur[:, SOURCE] != orig[:, SOURCE]
-        cur[source_moved, SOURCE_CONCEPT] = NONE
-        gone = self.removable & ~self.removed & (
-            ((orig[:, CONCEPT] >= 0) & (cur[:, CONCEPT] < 0))
-            | ((orig[:, CONCEPT] < 0) & (orig[:, SOURCE] >= 0) & (cur[:, SOURCE] < 0))
-        )
+        c, o = cur[rows], orig[rows]
+        concept_moved = c[:, CONCEPT] != o[:, CONCEPT]
+        fix = concept_moved & (c[:, SOURCE] == o[:, SOURCE]) & (o[:, SOURCE] >= 0)
+        c[fix, SOURCE] = self.lparent[o[fix, SOURCE]]
+        c[c[:, SOURCE] != o[:, SOURCE], SOURCE_CONCEPT] = NONE
+        # an event row goes when its coded group holds nothing any more (a concept without an
+        # ancestor may still leave its row with a coarser source code)
+        coded_gone = (c[:, CONCEPT] < 0) & (c[:, SOURCE] < 0) & ((o[:, CONCEPT] >= 0) | (o[:, SOURCE] >= 0))
+        gone = self.removable[rows] & ~self.removed[rows] & coded_gone
         if gone.any():
-            self.removed |= gone
-            cur[gone] = NONE
+            self.removed[rows[gone]] = True
+            c[gone] = NONE
+        cur[rows] = c
 
-    def _live_cells(self, fact_ids: IntArray, person_of_fact: IntArray | None = None) -> BoolArray:
-        """Cells (unit, slot) of live units holding one of ``fact_ids`` (per person when given)."""
-        live = (~self.removed & ~self.dead[self.upl])[:, None]
-        if person_of_fact is None:
-            return np.asarray(live & np.isin(self.cur, fact_ids), dtype=bool)
-        target = person_of_fact[self.upl]  # the fact to act on for each unit's person (or -2)
-        return np.asarray(live & (self.cur == target[:, None]), dtype=bool)
+    def _live(self) -> BoolArray:
+        return np.asarray(~self.removed & ~self.dead[self.upl], dtype=bool)
 
     # ------------------------------------------------------------------ the loop
+
+    def _matrix(self) -> tuple[IntArray, BoolArray, BoolArray]:
+        """(local fact ids present, X, actionable): X = held now or pinned; actionable = held now
+        through a live unit and not pinned (an action can remove it)."""
+        x = (self.counts > 0) | self.xp
+        x[self.dead] = False
+        present = np.flatnonzero(x.any(axis=0))
+        x = x[:, present]
+        act = (self.counts[:, present] > 0) & ~self.xp[:, present]
+        act[self.dead] = False
+        return present, x, act
 
     def run(self) -> int:
         rounds = 0
         k = self.k
         while True:
             rounds += 1
-            fids, xc, xp = self._matrix()
+            fids, x, act = self._matrix()
             if not len(fids):
                 return rounds
-            x = xc | xp
             support = x.sum(axis=0)
             bad = (support > 0) & (support < k)
             if bad.any():
-                moved = self._move(self._live_cells(fids[bad]))
+                cells = self._live()[:, None] & np.isin(self.cur, fids[bad])
+                moved = self._move(cells)
                 self.stats["generalised_classwide"] += moved
                 if not moved:  # only pinned holders left: only person suppression protects them
                     self.dead |= x[:, bad].any(axis=1)
                 continue
             if self.m < 2:
                 return rounds
-            deg = self._pair_degrees(x)
-            if deg is None and self.m >= 3:
-                deg = self._triple_degrees(x, support)
-            if deg is None:
+            chosen = self._cover_pairs(x, act, support)
+            if chosen is None and self.m >= 3:
+                chosen = self._cover_triples(x, act, support)
+            if chosen is None:
                 return rounds
-            self._act(fids, deg, x, xc & ~xp, support)
+            cells = np.zeros(self.cur.shape, dtype=bool)
+            full = np.zeros((x.shape[0], len(self.fl)), dtype=bool)
+            full[:, fids] = chosen
+            held = self.cur >= 0
+            cells[held] = full[np.broadcast_to(self.upl[:, None], self.cur.shape)[held], self.cur[held]]
+            cells &= self._live()[:, None]
+            up = self.lparent[self.cur[cells]] >= 0
+            self.stats["generalised_local"] += int(up.sum())
+            self.stats["suppressed_local"] += int((~up).sum())
+            self._move(cells)
 
-    def _pair_degrees(self, x: BoolArray) -> npt.NDArray[np.float32] | None:
+    def _pick(self, deg: npt.NDArray[np.float32], act: BoolArray, support: IntArray,
+              chosen: BoolArray, xa: npt.NDArray[np.float32]) -> bool:
+        """One fact per person in a violating set: the one in most violating sets (then the least
+        supported, then the lowest id); a person who can change none of them is suppressed."""
+        n = deg.shape[0]
+        involved = deg > 0
+        persons = involved.any(axis=1)
+        if not persons.any():
+            return False
+        score = np.where(involved & act & ~chosen, deg * (n + 1) + (n - support)[None, :], -1.0)
+        best = np.argmax(score, axis=1)
+        can = score[np.arange(n), best] > 0
+        stuck = persons & ~can
+        if stuck.any():
+            self.dead |= stuck
+            xa[stuck] = 0.0
+        go = np.flatnonzero(persons & can)
+        chosen[go, best[go]] = True
+        xa[go, best[go]] = 0.0
+        return True
+
+    def _cover_pairs(self, x: BoolArray, act: BoolArray, support: IntArray) -> BoolArray | None:
+        """Facts to change so that no violating pair (held by fewer than k) stays with its holders:
+        a greedy cover of each person's violating pairs, all persons at once."""
         xf = x.astype(np.float32)
         co = xf.T @ xf
         viol = (co > 0) & (co < self.k)
         np.fill_diagonal(viol, False)
         if not viol.any():
             return None
-        deg = (xf @ viol.astype(np.float32)) * xf
-        return np.asarray(deg, dtype=np.float32)
+        v = viol.astype(np.float32)
+        chosen = np.zeros(x.shape, dtype=bool)
+        xa = xf.copy()
+        for _ in range(x.shape[1]):
+            deg = (xa @ v) * xa
+            if not self._pick(deg, act, support, chosen, xa):
+                break
+        return chosen
 
-    def _triple_degrees(self, x: BoolArray, support: IntArray) -> npt.NDArray[np.float32] | None:
+    def _cover_triples(self, x: BoolArray, act: BoolArray, support: IntArray) -> BoolArray | None:
         deg = np.zeros(x.shape, dtype=np.float32)
         found = False
         for a in np.flatnonzero(support >= self.k):
@@ -269,27 +342,8 @@ class _Class:
             d = (sub @ viol.astype(np.float32)) * sub  # violating (b, c) partners of each held b, given a
             deg[rows] += d
             deg[rows, a] += d.sum(axis=1) / 2.0
-        return deg if found else None
-
-    def _act(self, fids: IntArray, deg: npt.NDArray[np.float32], x: BoolArray, actionable: BoolArray,
-             support: IntArray) -> None:
-        """Each person in a violating set changes one of its own facts (see the module doc)."""
-        n = x.shape[0]
-        involved = deg > 0
-        persons = involved.any(axis=1)
-        score = np.where(involved & actionable, deg * (n + 1) + (n - support)[None, :], -1.0)
-        best = np.argmax(score, axis=1)
-        can = score[np.arange(n), best] > 0
-        stuck = persons & ~can
-        if stuck.any():
-            self.dead |= stuck
-        chosen = np.full(n, -2, dtype=np.int64)
-        go = persons & can
-        chosen[go] = fids[best[go]]
-        cells = self._live_cells(fids, person_of_fact=chosen)
-        if not cells.any():
-            return
-        up = self.parent[self.cur[cells]] >= 0
-        self.stats["generalised_local"] += int(up.sum())
-        self.stats["suppressed_local"] += int((~up).sum())
-        self._move(cells)
+        if not found:
+            return None
+        chosen = np.zeros(x.shape, dtype=bool)
+        self._pick(deg, act, support, chosen, x.astype(np.float32))
+        return chosen

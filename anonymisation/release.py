@@ -1,11 +1,19 @@
 """The release: one global privacy decision over all sites, applied to every site's rows.
 
 1. persons are consolidated across sites (one row per pseudonymous person);
-2. their quasi-identifiers (year of birth, sex, postcode by default) form a frequency table, and
-   the k-anonymity engine chooses the optimal generalisation with record suppression;
-3. the decision is applied: QIs generalised, suppressed persons removed with all their rows,
-   concepts used by fewer than ``rare_threshold`` persons removed;
-4. every row is accounted for per stage, site and table.
+2. their person-level fields (year of birth, sex, location, death year, and race and ethnicity as
+   soon as they vary) form a frequency table; earlier published versions of the dataset add one
+   fixed column each (their class key of the person, or ABSENT); the k-anonymity engine chooses the
+   optimal generalisation with record suppression;
+3. anonymised mode: the facts of each record are made k^m-anonymous within the classes
+   (anonymisation/kmanon.py), generalising a concept up CONCEPT_ANCESTOR or a code to a shorter
+   code before suppressing a single fact; pseudonymised mode: facts are kept and measured, ids and
+   date offsets are re-derived per data permit;
+4. the decision is applied table by table: suppressed persons' rows go, facts take their new
+   values, what derives from a removed row follows it (eras recomputed, episode links dropped,
+   observation periods recomputed), dates move (death anchor, permit shift) and are coarsened;
+5. every row is accounted for per stage, site and table: ``generalised`` rows stay in ``out`` (and
+   are counted as such besides), removed facts are ``fact_suppressed``.
 
 Generalised year of birth is stored as the first year of its band (``year_of_birth`` stays an
 integer as the CDM requires); the manifest's ``generalisation`` section says which band width.
@@ -13,40 +21,60 @@ integer as the CDM requires); the manifest's ``generalisation`` section says whi
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from anonymisation import dates
 from anonymisation.consolidate import consolidate_persons
-from anonymisation.kanon import (
-    SearchResult,
-    apply_levels,
-    encode,
-    frequency_table,
-    hierarchies_for,
-    search,
+from anonymisation.facts import (
+    TableOutcome,
+    TableUnits,
+    apply_to_rows,
+    build_factbook,
+    collect_units,
+    unit_decisions,
+    units_matrix,
 )
+from anonymisation.hierarchy import Hierarchy
+from anonymisation.kanon import NoSolutionError, SearchResult, apply_levels, encode, frequency_table, hierarchies_for, search
+from anonymisation.kmanon import enforce_km
+from anonymisation.permit import rekey_table
 from anonymisation.pseudonym import id63
-from anonymisation.rare import GENERALISED, generalise_rare_concepts
 from anonymisation.risk import read_population
 from anonymisation.risk_report import full_report, model_of
+from anonymisation.versions import Earlier, read_earlier
 from schemas import omop as cdm
+from schemas.column_policy import EPISODE_EVENT_FIELDS, TOKENISED
+from schemas.facts import FACT_TABLES
 from schemas.policy import PrivacyPolicy
+from transforms import eras
 from transforms.ingest import accounting_frame
 
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
-# the concept column whose rarity (fewer than rare_threshold persons) removes a row
-RARE_CONCEPT_COLUMN: dict[str, str] = {
-    "condition_occurrence": "condition_concept_id", "drug_exposure": "drug_concept_id",
-    "procedure_occurrence": "procedure_concept_id", "measurement": "measurement_concept_id",
-    "observation": "observation_concept_id", "device_exposure": "device_concept_id",
-    "condition_era": "condition_concept_id", "drug_era": "drug_concept_id", "episode": "episode_object_concept_id",
+AUTO_QIS = ("race", "ethnicity")  # person-level fields that become QIs (flat) as soon as they vary
+# the order tables are released in: events before what derives from them
+ORDER = ("visit_occurrence", "visit_detail", "condition_occurrence", "drug_exposure", "procedure_occurrence",
+         "device_exposure", "measurement", "observation", "specimen", "note", "death", "episode", "episode_event",
+         "condition_era", "drug_era", "dose_era", "care_site", "provider", "cdm_source")
+PERIOD_DATES = {  # what an observation period spans (as the OMOP stage builds it)
+    "visit_occurrence": ("visit_start_date", "visit_end_date"),
+    "condition_occurrence": ("condition_start_date", "condition_start_date"),
+    "drug_exposure": ("drug_exposure_start_date", "drug_exposure_end_date"),
+    "procedure_occurrence": ("procedure_date", "procedure_date"),
+    "measurement": ("measurement_date", "measurement_date"),
+    "observation": ("observation_date", "observation_date"),
+    "device_exposure": ("device_exposure_start_date", "device_exposure_start_date"),
 }
 
 
@@ -68,28 +96,97 @@ class ReleaseResult:
         return dict(self.report["risk"]["before"])
 
 
+# --------------------------------------------------------------------------- person-level fields
+
+
+def death_years(deaths: pl.DataFrame | None) -> pl.DataFrame:
+    """person_id, death_year (the earliest death of the person), from the pseudonymised death rows."""
+    if deaths is None or deaths.is_empty():
+        return pl.DataFrame(schema={"person_id": pl.Int64, "death_year": pl.Int32})
+    year = pl.col("death_year") if "death_year" in deaths.columns else pl.col("death_date").dt.year()
+    return deaths.group_by("person_id").agg(death_year=year.min().cast(pl.Int32), death_date=pl.col("death_date").min())
+
+
 def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame, deaths: pl.DataFrame | None = None) -> pl.DataFrame:
-    """person_id, year_of_birth, sex, postcode, death_year as strings (missing values as ``*``: the
-    living have no death year, which no generalisation changes)."""
+    """person_id and every person-level field as a string (missing values as ``*``: the living have
+    no death year, which no generalisation changes): year_of_birth, sex, postcode, death_year, race,
+    ethnicity."""
     loc = locations.select("location_id", postcode="zip").unique("location_id")
-    dead = (deaths.group_by("person_id").agg(death_year=pl.col("death_date").min().dt.year().cast(pl.String))
-            if deaths is not None and deaths.height else pl.DataFrame(schema={"person_id": pl.Int64, "death_year": pl.String}))
+    dead = death_years(deaths).select("person_id", death_year=pl.col("death_year").cast(pl.String))
+
+    def coded(col: str) -> pl.Expr:
+        return pl.col(col).fill_null(0).cast(pl.String) if col in persons.columns else pl.lit("0")
+
     return persons.join(loc, on="location_id", how="left").join(dead, on="person_id", how="left").select(
         "person_id",
         year_of_birth=pl.col("year_of_birth").cast(pl.String),
         sex=pl.col("gender_concept_id").replace_strict(SEX, default="U", return_dtype=pl.String),
         postcode=pl.col("postcode").fill_null(MISSING),
         death_year=pl.col("death_year").fill_null(MISSING),
+        race=coded("race_concept_id"),
+        ethnicity=coded("ethnicity_concept_id"),
     )
 
 
-def _record_sizes(df: pl.DataFrame, cols: list[str]) -> pl.Series:
-    return df.select(pl.len().over(cols).alias("size"))["size"]
+def qi_specs(qis: pl.DataFrame, policy: PrivacyPolicy) -> tuple[dict[str, str], list[str]]:
+    """The QI columns and their hierarchies: the policy's, plus race/ethnicity (flat) when they vary
+    (published fields are QIs whatever the policy lists); the year of birth is not one when
+    ``birth: none`` (it is not published)."""
+    specs = {q.column: q.hierarchy for q in policy.quasi_identifiers}
+    if policy.birth == "none":
+        specs.pop("year_of_birth", None)
+    missing = [c for c in specs if c not in qis.columns]
+    if missing:
+        raise ValueError(f"policy names quasi-identifier(s) {missing}; person-level fields are {qis.columns[1:]}")
+    auto = [c for c in AUTO_QIS if c not in specs and qis[c].n_unique() > 1]
+    for c in auto:
+        specs[c] = "builtin:flat"
+    return specs, auto
 
 
 def _band_start(label: pl.Expr) -> pl.Expr:
     """'1950' -> 1950, '[1950-1954]' or '1950-1954' -> 1950, '*' -> null."""
     return label.str.extract(r"(\d{3,4})", 1).cast(pl.Int32)
+
+
+def _band(label: str) -> tuple[int, int] | None:
+    years = [int(x) for x in re.findall(r"\d{4}", label)]
+    if not years:
+        return None
+    return min(years), max(years)
+
+
+def _fixed_hierarchy(name: str, values: list[str]) -> Hierarchy:
+    leaves = tuple(sorted({str(v) for v in values}))
+    return Hierarchy(name, (leaves,), (np.arange(len(leaves), dtype=np.int64),), {v: i for i, v in enumerate(leaves)})
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read(tables: Mapping[str, pl.DataFrame], table: str, cols: list[str] | None = None) -> pl.DataFrame:
+    """A table of one site, only ``cols`` when given (read from its Parquet files when it has any)."""
+    files = getattr(tables, "files", None)
+    if cols is not None and callable(files):
+        paths = files(table)
+        if paths:
+            schema = pl.read_parquet_schema(paths[0])
+            return pl.scan_parquet(paths).select([c for c in cols if c in schema]).collect()
+    df = tables[table]
+    return df.select([c for c in cols if c in df.columns]) if cols is not None else df
+
+
+def _all_sites(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str,
+               cols: list[str] | None = None, tag: bool = False) -> pl.DataFrame | None:
+    frames = []
+    for s in sorted(site_tables):
+        if table in site_tables[s]:
+            df = _read(site_tables[s], table, cols)
+            frames.append(df.with_columns(_site=pl.lit(s)) if tag else df)
+    return pl.concat(frames, how="vertical_relaxed") if frames else None
+
+
+# --------------------------------------------------------------------------- the release
 
 
 def build_release(
@@ -99,42 +196,142 @@ def build_release(
     ancestor: pl.DataFrame | None = None,
     concept: pl.DataFrame | None = None,
     sink: Callable[[str, pl.DataFrame], None] | None = None,
+    *,
+    dataset_dir: Path | None = None,
+    permit: str | None = None,
+    true_death_years: pl.DataFrame | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ReleaseResult:
     """``site_tables[site][table]``: the pseudo tables of every site (a mapping that reads each table
     when asked, e.g. ``transforms.storage.LazyTables``, keeps one table in memory at a time).
 
+    ``dataset_dir``: the dataset's folder in the data space: every version in it counts (anonymised
+    mode). ``permit``: the data permit of a pseudonymised release. ``true_death_years``: person_id,
+    death_year (true year, from the pseudonymisation stage; default: the year of the shifted date).
     With ``sink``, each event table is handed to it as soon as it is released and not kept in the
     result (``rows`` still counts it); person, location, observation_period and cdm_source stay."""
+    say = log or (lambda _msg: None)
+    started = time.perf_counter()
+    anonymised = policy.mode == "anonymised"
+    if not anonymised and not permit:
+        raise ValueError("a pseudonymised release needs a data permit id (release.permit)")
     sites = sorted(site_tables)
     cons = consolidate_persons(
-        {s: site_tables[s]["person"] for s in sites}, {s: site_tables[s]["observation_period"] for s in sites}
+        {s: _read(site_tables[s], "person") for s in sites},
+        {s: _read(site_tables[s], "observation_period") for s in sites},
     )
-    locations = pl.concat([site_tables[s]["location"] for s in sites], how="vertical_relaxed").unique("location_id")
-    deaths = [site_tables[s]["death"] for s in sites if "death" in site_tables[s]]
-    qis = qi_frame(cons.persons, locations, pl.concat(deaths, how="vertical_relaxed") if deaths else None)
-    qi_cols = [q.column for q in policy.quasi_identifiers]
-    missing = [c for c in qi_cols if c not in qis.columns]
-    if missing:
-        raise ValueError(f"policy names quasi-identifier(s) {missing} not in the person QI table {qis.columns[1:]}")
-    freq = frequency_table(qis, qi_cols)
-    hierarchies = hierarchies_for(freq, {q.column: q.hierarchy for q in policy.quasi_identifiers})
-    problem = encode(freq, hierarchies)
-    result = search(problem, model_of(policy), policy.metric)
-    kept = apply_levels(qis, hierarchies, result.levels, result.suppressed_classes)
-    assert isinstance(kept, pl.DataFrame)
-    suppressed_ids = qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"]
+    locations = pl.concat([_read(site_tables[s], "location") for s in sites], how="vertical_relaxed").unique("location_id")
+    deaths_all = _all_sites(site_tables, "death")
+    if true_death_years is not None and deaths_all is not None:
+        deaths_all = deaths_all.join(true_death_years.group_by("person_id").agg(pl.col("death_year").min()),
+                                     on="person_id", how="left")
+    qis = qi_frame(cons.persons, locations, deaths_all)
+    specs, auto = qi_specs(qis, policy)
+    qi_cols = list(specs)
 
-    # persons: generalised QIs written back
-    persons = cons.persons.filter(~pl.col("person_id").is_in(suppressed_ids.implode()))
-    g = kept.rename({c: f"g_{c}" for c in qi_cols})
+    # earlier versions: fixed columns of the search (anonymised: a recipient may hold them all)
+    earlier = read_earlier(dataset_dir, qis["person_id"]) if anonymised else Earlier()
+    fixed = earlier.columns
+    frame = qis.join(earlier.keys, on="person_id", how="left") if fixed else qis
+    sensitive = policy.l_diversity.attribute if policy.l_diversity else None
+    if sensitive is not None and sensitive not in qis.columns:
+        raise ValueError(f"l_diversity.attribute {sensitive!r} is not a person-level field ({', '.join(qis.columns[1:])})")
+    freq = frequency_table(frame, [*qi_cols, *fixed], sensitive)
+    hierarchies = hierarchies_for(freq, specs)
+    for c in fixed:
+        hierarchies[c] = _fixed_hierarchy(c, freq[c].to_list())
+    problem = encode(freq, hierarchies, sensitive)
+    result = search(problem, model_of(policy), policy.metric)
+    say(f"person-level fields: levels {result.levels}, {result.suppressed} of {result.records} persons suppressed")
+    kept = apply_levels(frame, hierarchies, result.levels, result.suppressed_classes)
+    assert isinstance(kept, pl.DataFrame)
+    suppressed_ids = set(qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"].to_list())
+
+    # ---- facts: k^m within the classes (anonymised), or measured only (pseudonymised)
+    class_cols = [*qi_cols, *fixed]
+    kept = kept.with_columns(_class=pl.struct(class_cols).rank("dense").cast(pl.Int64) - 1)
+    person_index = {int(p): i for i, p in enumerate(kept["person_id"].to_list())}
+    units: list[TableUnits] = []
+    offset = 0
+    for t, spec in FACT_TABLES.items():
+        cols = ["person_id", *_fact_columns(t)]
+        fact_rows = _all_sites(site_tables, t, cols)
+        if fact_rows is None or fact_rows.is_empty():
+            continue
+        fact_rows = fact_rows.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
+        tu = collect_units(t, fact_rows, offset)
+        if tu is not None and tu.frame.height:
+            units.append(tu)
+            offset += tu.frame.height
+    decisions: dict[str, pl.DataFrame] = {}
+    outcomes: dict[str, TableOutcome] = {}
+    km_seconds = 0.0
+    fact_suppressed_persons: set[int] = set()
+    m = policy.attacker_facts if anonymised else 0
+    if units:
+        t0 = time.perf_counter()
+        pinned = earlier.facts.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
+        book = build_factbook(units, pinned["key"].unique().sort().to_list(), ancestor, concept)
+        um = units_matrix(units, book, person_index)
+        person_class = kept["_class"].to_numpy().astype(np.int64)
+        pin_p = np.asarray(pinned["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
+                           dtype=np.int64)
+        pin_f = book.ids(pinned["key"])
+        km = enforce_km(um, person_class, book.parent, policy.k, m, pinned_person=pin_p, pinned_fact=pin_f)
+        persons_arr = kept["person_id"].to_numpy()
+        fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
+        start = 0
+        for tu in units:
+            dec, outcome = unit_decisions(tu, book, um.facts, km.facts, km.removed, start)
+            decisions[tu.table] = dec
+            outcomes[tu.table] = outcome
+            start += tu.frame.height
+        km_seconds = time.perf_counter() - t0
+        say(f"facts: k^{m} over {len(book.keys):,} facts of {um.facts.shape[0]:,} units in {km.classes:,} classes, "
+            f"{km.rounds:,} rounds, {km_seconds:.1f} s")
+    # a class that lost persons to the fact stage below k loses the rest too (k over persons holds)
+    if fact_suppressed_persons:
+        left = kept.filter(~pl.col("person_id").is_in(sorted(fact_suppressed_persons)))
+        small = left.group_by("_class").len().filter(pl.col("len") < policy.k)["_class"]
+        fact_suppressed_persons |= set(left.filter(pl.col("_class").is_in(small.implode()))["person_id"].to_list())
+    suppressed_ids |= fact_suppressed_persons
+    limit = model_of(policy).max_suppressed(int(cons.persons.height))
+    if fact_suppressed_persons and len(suppressed_ids) > limit:
+        raise NoSolutionError(
+            f"{len(fact_suppressed_persons)} persons can only be protected by suppressing them (facts that earlier "
+            f"versions {', '.join(map(str, earlier.numbers)) or '-'} already published, shared by fewer than k = "
+            f"{policy.k} persons of their joint class), which with the {result.suppressed} suppressed by the search "
+            f"exceeds the limit of {limit} ({policy.suppression:.0%}): raise policy.suppression, or publish under a "
+            "new dataset name (release.dataset) so that no recipient can join the versions")
+    sup = pl.Series("person_id", sorted(suppressed_ids), dtype=pl.Int64).implode()
+
+    # ---- dates: death anchor (anonymised) or permit shift (pseudonymised)
+    op_all = pl.concat([_read(site_tables[s], "observation_period") for s in sites], how="vertical_relaxed")
+    latest = op_all["observation_period_end_date"].max()
+    deltas = _deltas(kept, result, hierarchies, deaths_all, secret, anonymised, permit, policy, cons.persons,
+                     latest if isinstance(latest, dt.date) else None)
+
+    # ---- persons and locations
+    persons = cons.persons.filter(~pl.col("person_id").is_in(sup))
+    g = kept.select("person_id", *[pl.col(c).alias(f"g_{c}") for c in qi_cols])
     persons = persons.join(g, on="person_id", how="left")
-    updates: list[pl.Expr] = []
+    updates: list[pl.Expr] = [
+        pl.lit(None, pl.String).alias("person_source_value"),
+        pl.lit(None, pl.Int32).alias("gender_source_concept_id"),
+        pl.lit(None, pl.Int32).alias("race_source_concept_id"),
+        pl.lit(None, pl.Int32).alias("ethnicity_source_concept_id"),
+    ]
     if "year_of_birth" in qi_cols:
         updates.append(_band_start(pl.col("g_year_of_birth")).fill_null(0).alias("year_of_birth"))
+    elif policy.birth == "none":
+        updates.append(pl.lit(0, pl.Int32).alias("year_of_birth"))
     if "sex" in qi_cols:
         updates.append(pl.col("g_sex").replace_strict(SEX_BACK, default=0, return_dtype=pl.Int32).alias("gender_concept_id"))
         updates.append(pl.when(pl.col("g_sex").is_in(["M", "F"])).then(pl.col("g_sex")).otherwise(None).alias("gender_source_value"))
-    # location: one row per generalised postcode label
+    for c in ("race", "ethnicity"):
+        if c in qi_cols:
+            updates.append(pl.when(pl.col(f"g_{c}") == MISSING).then(0).otherwise(pl.col(f"g_{c}").cast(pl.Int32, strict=False))
+                           .fill_null(0).cast(pl.Int32).alias(f"{c}_concept_id"))
     pc_level = result.levels.get("postcode")
     if "postcode" in qi_cols and pc_level is not None:
         labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
@@ -144,134 +341,244 @@ def build_release(
     else:
         loc = locations
     persons = persons.with_columns(updates).drop([f"g_{c}" for c in qi_cols])
-    persons = persons.with_columns(person_source_value=pl.lit(None, pl.String))
+    if not anonymised:
+        assert permit is not None
+        persons = rekey_table(persons, "person", secret, permit)
+        loc = rekey_table(loc, "location", secret, permit)
     tables: dict[str, pl.DataFrame] = {"person": cdm.conform(persons, "person").sort("person_id"),
                                        "location": cdm.conform(loc, "location").sort("location_id")}
     acc: list[dict[str, object]] = []
     rows: dict[str, int] = {}
-    sup = suppressed_ids.implode()
-    acc += _per_person_accounting("person", {s: site_tables[s]["person"] for s in sites}, sup)
+    acc += _per_person_accounting("person", {s: _read(site_tables[s], "person", ["person_id"]) for s in sites}, sup)
 
-    # every other table: suppressed persons' rows go; rows of rare concepts go
-    rare_threshold = policy.rare_threshold
-    rare_counts: dict[str, int] = {}
-    generalised: dict[str, int] = {}
-    names = sorted({t for s in sites for t in site_tables[s]} - {"person", "location", "observation_period"})
-    removed_episodes: set[int] = set()
-    for t in [n for n in names if n != "episode_event"] + (["episode_event"] if "episode_event" in names else []):
-        frames = [site_tables[s][t].with_columns(_site=pl.lit(s)) for s in sites if t in site_tables[s]]
-        all_rows = pl.concat(frames, how="vertical_relaxed")
+    # ---- every other table, one at a time
+    names = {t for s in sites for t in site_tables[s]} - {"person", "location", "observation_period"}
+    ordered = [t for t in ORDER if t in names] + sorted(names - set(ORDER))
+    kept_ids: dict[str, pl.Series] = {}
+    removed_episodes = pl.Series("episode_id", [], dtype=pl.Int64)
+    period: list[pl.DataFrame] = []
+    released_for_eras: dict[str, pl.DataFrame] = {}
+    death_level = result.levels.get("death_year", 0)
+    for t in ordered:
+        if t in ("condition_era", "drug_era", "dose_era"):
+            continue  # recomputed below from the released rows
+        all_rows = _all_sites(site_tables, t, tag=True)
+        assert all_rows is not None
         has_person = "person_id" in all_rows.columns
-        all_rows = all_rows.with_columns(_sup=pl.col("person_id").is_in(sup) if has_person else pl.lit(False))
-        if t == "episode_event":
-            all_rows = all_rows.with_columns(_sup=pl.col("episode_id").is_in(sorted(removed_episodes)))
-        concept_col = RARE_CONCEPT_COLUMN.get(t)
-        all_rows = all_rows.with_columns(_row=pl.int_range(pl.len(), dtype=pl.Int64))
-        if concept_col is not None and has_person:
-            source_col = concept_col.replace("_concept_id", "_source_value")
-            candidates = all_rows.filter(~pl.col("_sup"))
-            rr = generalise_rare_concepts(candidates, concept_col, rare_threshold, ancestor, concept,
-                                          source_col=source_col if source_col in all_rows.columns else None)
-            rare_kept = rr.table
-            # a generalised row no longer names its rare source code
-            src_cols = [c for c in (source_col, concept_col.replace("_concept_id", "_source_concept_id")) if c in rare_kept.columns]
-            rare_kept = rare_kept.with_columns([pl.when(pl.col(GENERALISED)).then(None).otherwise(pl.col(c)).alias(c) for c in src_cols])
-            generalised[t] = rr.generalised_rows
-            rare_counts[f"{t}.{concept_col}"] = len(rr.generalised_concepts) + rr.removed_concepts + rr.removed_source_values
-            all_rows = all_rows.with_columns(_rare=~pl.col("_sup") & ~pl.col("_row").is_in(rare_kept["_row"].implode()))
-            replaced = rare_kept.select("_row", concept_col)
-            all_rows = all_rows.join(replaced.rename({concept_col: "_new_concept"}), on="_row", how="left").with_columns(
-                pl.coalesce("_new_concept", concept_col).alias(concept_col)).drop("_new_concept")
-            if src_cols:
-                nulled = rare_kept.filter(pl.col(GENERALISED))["_row"].implode()
-                all_rows = all_rows.with_columns([pl.when(pl.col("_row").is_in(nulled)).then(None).otherwise(pl.col(c)).alias(c) for c in src_cols])
-        else:
-            all_rows = all_rows.with_columns(_rare=pl.lit(False))
-        # death dates follow the generalisation of the death year: the first day of the band's first
-        # year; a death year generalised away (``*``) removes the row, counted as suppressed
-        death_level = result.levels.get("death_year", 0)
-        all_rows = all_rows.with_columns(_dgen=pl.lit(False))
+        all_rows = all_rows.with_columns(
+            _sup=pl.col("person_id").is_in(sup) if has_person else pl.lit(False),
+            _removed=pl.lit(False), _generalised=pl.lit(False), _withheld=pl.lit(False))
+        if t in decisions:
+            cols = [c for c in _fact_columns(t) if c in all_rows.columns]
+            applied = apply_to_rows(all_rows.drop("_removed", "_generalised"), decisions[t], cols)
+            all_rows = applied.with_columns(pl.col("_removed").fill_null(False), pl.col("_generalised").fill_null(False))
         if t == "note" and not policy.publish_notes:
-            all_rows = all_rows.with_columns(_dgen=~pl.col("_sup"), _rare=pl.col("_rare") | ~pl.col("_sup"))
-        if t == "death" and death_level:
-            band = kept.select("person_id", _band=_band_start(pl.col("death_year")))
-            all_rows = all_rows.join(band, on="person_id", how="left").with_columns(
-                death_date=pl.date(pl.col("_band"), 1, 1), death_datetime=pl.lit(None, pl.Datetime("us")),
-                _dgen=~pl.col("_sup") & pl.col("_band").is_null(),
-            ).drop("_band")
-            all_rows = all_rows.with_columns(_rare=pl.col("_rare") | pl.col("_dgen"))
+            all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))
+        if t == "death" and death_level and _is_top(hierarchies.get("death_year"), death_level):
+            all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))  # death year withheld: no death row
         if t == "episode":
-            removed_episodes = set(all_rows.filter(pl.col("_sup") | pl.col("_rare"))["episode_id"].to_list())
-        for s in sites:
-            part = all_rows.filter(pl.col("_site") == s)
-            if not has_person and t != "episode_event":
-                acc.append(dict(site=s, table=t, category="produced", reason_code=None, rows=part.height))
-                continue
-            acc.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
-            n_sup = int(part["_sup"].sum())
-            n_dgen = int(part["_dgen"].sum())
-            n_rare = int(part["_rare"].sum()) - n_dgen
-            if n_sup:
-                acc.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
-            if n_dgen:
-                reason = "release.notes_withheld" if t == "note" else "release.death_year_generalised"
-                acc.append(dict(site=s, table=t, category="suppressed", reason_code=reason, rows=n_dgen))
-            if n_rare:
-                acc.append(dict(site=s, table=t, category="rare_concept", reason_code="release.rare_concept", rows=n_rare))
-            acc.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rare - n_dgen))
-        kept_rows = all_rows.filter(~pl.col("_sup") & ~pl.col("_rare")).drop("_site", "_sup", "_rare", "_row", "_dgen", strict=False)
-        spec = cdm.table(t)
-        pk = spec.primary_key
-        order = [c for c in ("person_id", pk) if c and c in kept_rows.columns] or kept_rows.columns[:2]
-        tables[t] = cdm.conform(kept_rows, t).sort(order)
-        del all_rows, kept_rows
+            all_rows = all_rows.with_columns(
+                episode_parent_id=pl.when(pl.col("episode_parent_id").is_in(removed_episodes.implode()))
+                .then(None).otherwise(pl.col("episode_parent_id")))
+        if t == "episode_event":
+            gone = pl.col("episode_id").is_in(removed_episodes.implode())
+            for fconcept, target in EPISODE_EVENT_FIELDS.items():
+                ok = kept_ids.get(target)
+                if ok is not None:
+                    gone = gone | ((pl.col("episode_event_field_concept_id") == fconcept)
+                                   & ~pl.col("event_id").is_in(ok.implode()))
+            all_rows = all_rows.with_columns(_removed=~pl.col("_sup") & gone)
+        drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
+        if t == "episode":
+            removed_episodes = all_rows.filter(drop)["episode_id"]
+        acc += _table_accounting(t, all_rows, sites, has_person or t == "episode_event")
+        out = all_rows.filter(~drop).drop("_site", "_sup", "_removed", "_generalised", "_withheld")
+        out = out.with_columns([pl.lit(None, pl.String).alias(c) for c in TOKENISED.get(t, ()) if c in out.columns])
+        out = dates.shift(out, deltas)
+        if t in PERIOD_DATES:
+            s_col, e_col = PERIOD_DATES[t]
+            period.append(out.select("person_id", start=pl.col(s_col), end=pl.coalesce(pl.col(e_col), pl.col(s_col))))
+        if t == "condition_occurrence":
+            released_for_eras[t] = out.select("person_id", "condition_concept_id", "condition_start_date", "condition_end_date")
+        if t == "drug_exposure":
+            released_for_eras[t] = out.select("person_id", "drug_concept_id", "drug_exposure_start_date",
+                                              "drug_exposure_end_date", "days_supply")
+        pk = cdm.table(t).primary_key
+        if t in EPISODE_EVENT_FIELDS.values() and pk:
+            kept_ids[t] = out[pk]
+        tables[t] = _finish(out, t, policy, secret, permit)
+        del all_rows, out
         rows[t] = tables[t].height
         if sink is not None and t not in _KEPT:
             sink(t, tables.pop(t))
+
+    # ---- eras, recomputed from the released rows (their facts are then implied by released facts)
+    if "condition_era" in names:
+        co = released_for_eras.get("condition_occurrence")
+        ce = eras.condition_era(co, "release") if co is not None else pl.DataFrame(schema=cdm.table("condition_era").polars_schema)
+        acc += _produced("condition_era", ce)
+        _emit(tables, rows, sink, "condition_era", _finish(ce, "condition_era", policy, secret, permit))
+    if "drug_era" in names:
+        de = released_for_eras.get("drug_exposure")
+        if de is not None and ancestor is not None and concept is not None:
+            dr = eras.drug_era(de, ancestor, concept, "release").eras
+        else:
+            dr = pl.DataFrame(schema=cdm.table("drug_era").polars_schema)
+        acc += _produced("drug_era", dr)
+        _emit(tables, rows, sink, "drug_era", _finish(dr, "drug_era", policy, secret, permit))
+    if "dose_era" in names:
+        acc += _produced("dose_era", pl.DataFrame())
+        _emit(tables, rows, sink, "dose_era", pl.DataFrame(schema=cdm.table("dose_era").polars_schema))
+
     # one cdm_source row for the release, naming the sites it comes from
     if "cdm_source" in tables and tables["cdm_source"].height:
         first = tables["cdm_source"].sort("cdm_source_abbreviation").head(1)
         tables["cdm_source"] = cdm.conform(first.with_columns(
             cdm_source_name=pl.lit("ds4h release"), cdm_source_abbreviation=pl.lit("ds4h"),
             cdm_holder=pl.lit(", ".join(sites)),
-            source_description=pl.lit(f"Pseudonymised and k-anonymised OMOP CDM from {len(sites)} site(s)"),
+            source_description=pl.lit(f"{'Anonymised' if anonymised else 'Pseudonymised'} OMOP CDM from {len(sites)} site(s)"),
         ), "cdm_source")
-    # observation periods: one per person over all sites (merged)
-    op_all = pl.concat([site_tables[s]["observation_period"] for s in sites], how="vertical_relaxed")
-    op_kept = op_all.filter(~pl.col("person_id").is_in(sup))
-    op = op_kept.group_by("person_id").agg(
+    # observation periods: one per person over all sites, spanning the released rows (else the
+    # pseudonymised period, moved like the person's other dates)
+    op_kept = dates.shift(op_all.filter(~pl.col("person_id").is_in(sup)), deltas)
+    base = op_kept.group_by("person_id").agg(
         observation_period_start_date=pl.col("observation_period_start_date").min(),
         observation_period_end_date=pl.col("observation_period_end_date").max(),
         period_type_concept_id=pl.col("period_type_concept_id").first(),
-    ).with_columns(observation_period_id=pl.col("person_id"))
-    tables["observation_period"] = cdm.conform(op, "observation_period").sort("person_id")
-    acc += _per_person_accounting("observation_period", {s: site_tables[s]["observation_period"] for s in sites}, sup)
+    )
+    if period:
+        spans = pl.concat(period).group_by("person_id").agg(_s=pl.col("start").min(), _e=pl.col("end").max())
+        base = base.join(spans, on="person_id", how="left").with_columns(
+            observation_period_start_date=pl.coalesce("_s", "observation_period_start_date"),
+            observation_period_end_date=pl.coalesce("_e", "observation_period_end_date"),
+        ).drop("_s", "_e")
+    op = base.with_columns(observation_period_id=pl.col("person_id"))
+    tables["observation_period"] = _finish(op, "observation_period", policy, secret, permit).sort("person_id")
+    acc += _per_person_accounting("observation_period", {s: _read(site_tables[s], "observation_period", ["person_id"])
+                                                         for s in sites}, sup)
     accounting = pl.concat(
         [accounting_frame("release", str(r["site"]), [{k: v for k, v in r.items() if k != "site"}]) for r in acc]
         + [accounting_frame("release", "all", [dict(table="location", category="produced", reason_code=None,
                                                    rows=tables["location"].height)])]
     )
     population = read_population(policy.population) if policy.population else None
-    report = full_report(problem, result, policy, population=population, rare_concepts=rare_counts)
+    report = full_report(problem, result, policy, population=population)
+    report["mode"] = policy.mode
+    report["facts"] = {
+        "attacker_facts": m, "tables": {t: o.as_dict() for t, o in sorted(outcomes.items())},
+        "persons_suppressed": len(fact_suppressed_persons), "seconds": round(km_seconds, 3),
+    }
+    report["quasi_identifiers_added"] = auto
+    report["versions"] = {"earlier": earlier.numbers}
     # the published report must be byte-stable for the same inputs: timings go to the asset metadata
     report.pop("seconds", None)
     report.get("search", {}).pop("seconds", None)
+    report["facts"].pop("seconds", None)
     summary = {
+        "mode": policy.mode,
         "k": policy.k,
-        "levels": dict(result.levels),
+        "attacker_facts": m,
+        "levels": {c: lv for c, lv in result.levels.items() if c not in fixed},
         "classes": result.classes,
-        "suppressed_persons": int(suppressed_ids.len()),
+        "suppressed_persons": len(suppressed_ids),
+        "suppressed_persons_facts": len(fact_suppressed_persons),
         "persons": int(cons.persons.height),
         "persons_released": int(tables["person"].height),
         "merged_person_rows": cons.merged_rows,
         "conflicts": cons.conflicts,
         "metric": policy.metric,
         "metrics": dict(result.metrics),
-        "rare_concept_rows_generalised": generalised,
-        "smallest_class": int(_record_sizes(kept, qi_cols).min() or 0) if kept.height else 0,  # type: ignore[arg-type,unused-ignore]
+        "earlier_versions": earlier.numbers,
+        "quasi_identifiers_added": auto,
+        "seconds": round(time.perf_counter() - started, 3),
     }
     rows.update({t: df.height for t, df in tables.items()})
     return ReleaseResult(tables, accounting, result, report, summary, rows)
+
+
+def _fact_columns(table: str) -> list[str]:
+    """The fact columns of a table the engine works on: tokenised hospital ids are never published
+    (they are nulled), so they are no facts."""
+    spec = FACT_TABLES[table]
+    return [c for c in (spec.concept, spec.source, spec.source_concept, *spec.cells)
+            if c and c not in TOKENISED.get(table, ())]
+
+
+def _is_top(h: Hierarchy | None, level: int) -> bool:
+    return h is not None and level >= h.height and h.height > 0
+
+
+def _deltas(kept: pl.DataFrame, result: SearchResult, hierarchies: Mapping[str, Hierarchy],
+            deaths: pl.DataFrame | None, secret: bytes, anonymised: bool, permit: str | None,
+            policy: PrivacyPolicy, persons: pl.DataFrame, latest: dt.date | None) -> pl.DataFrame | None:
+    if not anonymised:
+        assert permit is not None
+        return dates.permit_deltas(persons["person_id"], secret, permit, policy.date_shift_days)
+    dy = death_years(deaths)
+    if dy.is_empty() or "death_year" not in hierarchies:
+        return None
+    h = hierarchies["death_year"]
+    level = result.levels.get("death_year", 0)
+    years = sorted({int(y) for y in dy["death_year"].drop_nulls().to_list()})
+    if not years:
+        return None
+    bands: dict[int, tuple[int, int]] = {}
+    for y in years:
+        label = h.generalise(str(y), level) if str(y) in h._index else str(y)
+        band = _band(label)
+        bands[y] = band if band is not None else (years[0], years[-1])
+    dead = dy.join(kept.select("person_id"), on="person_id", how="semi")
+    return dates.anchor_deltas(dead, bands, secret, latest)
+
+
+def _finish(df: pl.DataFrame, table: str, policy: PrivacyPolicy, secret: bytes, permit: str | None) -> pl.DataFrame:
+    """Coarsen the dates, re-key for a permit, conform and sort."""
+    out = dates.coarsen(df, policy.event_dates)
+    if permit is not None and policy.mode == "pseudonymised":
+        out = rekey_table(out, table, secret, permit)
+    out = cdm.conform(out, table)
+    pk = cdm.table(table).primary_key
+    order = [c for c in ("person_id", pk) if c and c in out.columns] or out.columns[:2]
+    return out.sort(order)
+
+
+def _emit(tables: dict[str, pl.DataFrame], rows: dict[str, int], sink: Callable[[str, pl.DataFrame], None] | None,
+          t: str, df: pl.DataFrame) -> None:
+    rows[t] = df.height
+    if sink is not None:
+        sink(t, df)
+    else:
+        tables[t] = df
+
+
+def _produced(table: str, df: pl.DataFrame) -> list[dict[str, object]]:
+    return [dict(site="all", table=table, category="produced", reason_code=None, rows=df.height)]
+
+
+def _table_accounting(t: str, all_rows: pl.DataFrame, sites: list[str], per_person: bool) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for s in sites:
+        part = all_rows.filter(pl.col("_site") == s)
+        if not per_person:
+            out.append(dict(site=s, table=t, category="produced", reason_code=None, rows=part.height))
+            continue
+        n_sup = int(part["_sup"].sum())
+        n_rem = int((part["_removed"] & ~part["_sup"]).sum())
+        n_with = int((part["_withheld"] & ~part["_sup"] & ~part["_removed"]).sum())
+        n_gen = int((part["_generalised"] & ~part["_sup"] & ~part["_removed"] & ~part["_withheld"]).sum())
+        out.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
+        if n_sup:
+            out.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
+        if n_rem:
+            reason = "release.episode_link_dropped" if t == "episode_event" else "release.fact_suppressed"
+            out.append(dict(site=s, table=t, category="fact_suppressed", reason_code=reason, rows=n_rem))
+        if n_with:
+            reason = "release.notes_withheld" if t == "note" else "release.death_year_generalised"
+            out.append(dict(site=s, table=t, category="suppressed", reason_code=reason, rows=n_with))
+        if n_gen:
+            out.append(dict(site=s, table=t, category="generalised", reason_code="release.fact_generalised", rows=n_gen))
+        out.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rem - n_with))
+    return out
 
 
 def _per_person_accounting(table: str, frames: dict[str, pl.DataFrame], suppressed: pl.Series) -> list[dict[str, object]]:
@@ -320,3 +627,6 @@ def _release_locations(loc_ids: dict[str, int]) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(rows, schema=schema)
+
+
+__all__ = ["ReleaseResult", "build_release", "qi_frame"]

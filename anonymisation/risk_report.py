@@ -50,15 +50,12 @@ def evaluate_thresholds(
             return float(getattr(risk_after, name))
         return float(risk_after.get(name, 0.0) or 0.0)
 
-    checks = [
-        ("highest prosecutor risk", get("prosecutor_max"), t.max_risk),
-        ("average prosecutor risk", get("prosecutor_avg"), t.avg_risk),
-        (
-            f"share of records with risk above {t.risk_level:g}",
-            _share_above(risk_after, t.risk_level),
-            t.max_share_at_risk,
-        ),
-    ]
+    checks: list[tuple[str, float, float]] = [("average prosecutor risk", get("prosecutor_avg"), t.avg_risk)]
+    if t.max_risk is not None:
+        checks.insert(0, ("highest prosecutor risk", get("prosecutor_max"), t.max_risk))
+    if t.max_share_at_risk is not None:
+        checks.append((f"share of records with risk above {t.risk_level:g}", _share_above(risk_after, t.risk_level),
+                       t.max_share_at_risk))
     return [ThresholdCheck(name, value, limit, value <= limit + _EPS) for name, value, limit in checks]
 
 
@@ -124,9 +121,10 @@ def suggest_policy_change(
     t = policy.thresholds
     guarantee = max(
         policy.k + 1,
-        math.ceil(1 / t.max_risk - _EPS),
+        math.ceil(1 / t.max_risk - _EPS) if t.max_risk is not None else policy.k + 1,
         math.ceil(1 / t.avg_risk - _EPS),
-        (math.floor(1 / t.risk_level + _EPS) + 1) if t.max_share_at_risk < 1 else policy.k + 1,
+        (math.floor(1 / t.risk_level + _EPS) + 1) if t.max_share_at_risk is not None and t.max_share_at_risk < 1
+        else policy.k + 1,
     )
     cap = min(guarantee, max_k) if max_k else guarantee
     out: list[PolicyChange] = []

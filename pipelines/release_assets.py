@@ -91,7 +91,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             hits[t] = scan_table(df, ids)
 
         try:
-            result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink)
+            result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,
+                                   dataset_dir=ws.dataspace / config.release.dataset, permit=config.release.permit,
+                                   log=context.log.info)
         except (NoSolutionError, CollisionError, ValueError) as e:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.policy import PrivacyPolicy
 
@@ -68,6 +68,9 @@ class Release(BaseModel):
     publisher: str = "ds4h demo hospital network"
     contact_email: str = "dataspace@example.org"
     access_body: str = "Health data access body (demo)"
+    permit: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$",
+                               description="data permit id of a pseudonymised release (policy.mode: pseudonymised): ids "
+                               "and date offsets are re-derived per permit")
 
 
 class Config(BaseModel):
@@ -89,6 +92,16 @@ class Config(BaseModel):
         if dupes:
             raise ValueError(f"site names must be unique; repeated: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="after")
+    def _permit(self) -> Config:
+        if self.policy.mode == "pseudonymised" and not self.release.permit:
+            raise ValueError("policy.mode pseudonymised needs release.permit: the id of the data permit the release is "
+                             "delivered under (ids and date offsets are re-derived per permit)")
+        if self.policy.mode == "anonymised" and self.release.permit:
+            raise ValueError("release.permit is only used by pseudonymised releases: remove it, or set policy.mode: "
+                             "pseudonymised")
+        return self
 
     @property
     def sites(self) -> list[str]:

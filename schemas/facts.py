@@ -32,10 +32,12 @@ def _event(prefix: str) -> FactColumns:
 
 
 FACT_TABLES: dict[str, FactColumns] = {
-    "visit_occurrence": FactColumns("visit_concept_id", "visit_source_value", "visit_source_concept_id",
+    # visit_source_value holds a keyed token of the hospital's visit id (a pseudonym, not a fact; the
+    # release leaves it empty)
+    "visit_occurrence": FactColumns("visit_concept_id", None, "visit_source_concept_id",
                                     ("care_site_id", "provider_id"), removable=False),
-    "visit_detail": FactColumns("visit_detail_concept_id", "visit_detail_source_value",
-                                "visit_detail_source_concept_id", ("care_site_id", "provider_id"), removable=False),
+    "visit_detail": FactColumns("visit_detail_concept_id", None, "visit_detail_source_concept_id",
+                                ("care_site_id", "provider_id"), removable=False),
     "condition_occurrence": _event("condition"),
     "drug_exposure": _event("drug"),
     "procedure_occurrence": _event("procedure"),
