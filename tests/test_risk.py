@@ -204,25 +204,37 @@ def _policy(**kw: object) -> PrivacyPolicy:
 
 def test_evaluate_thresholds_pure() -> None:
     policy = _policy(
-        thresholds=Thresholds(max_risk=0.2, avg_risk=0.05, risk_level=0.2, max_share_at_risk=0.0)
+        thresholds=Thresholds(max_risk=0.15, avg_risk=0.05, risk_level=0.15, max_share_at_risk=0.5)
     )
     checks = evaluate_thresholds(profile_from_sizes([5, 5, 10]), policy)
-    assert [c.passed for c in checks] == [True, False, True]
-    assert checks[1].name == "average prosecutor risk"
+    assert [c.name for c in checks] == ["highest prosecutor risk", "average prosecutor risk",
+                                        "share of records with risk above 0.15"]
+    assert [c.passed for c in checks] == [False, False, True]
     assert checks[1].value == pytest.approx(3 / 20)
     assert checks[1].limit == 0.05
+    assert checks[2].value == pytest.approx(10 / 20)
     # the JSON form gives the same answer
     as_json = json.loads(json.dumps(profile_from_sizes([5, 5, 10]).as_dict()))
     assert evaluate_thresholds(as_json, policy) == checks
     assert risk_profile_from_dict(as_json).size_counts == {5: 2, 10: 1}
-    # the EMA's public-release threshold is one setting away
-    ema = _policy(thresholds=Thresholds(max_risk=0.09))
+    # by default only the average is a threshold: k already bounds the highest risk by 1/k
+    assert [c.name for c in evaluate_thresholds(profile_from_sizes([5, 20]), _policy())] == ["average prosecutor risk"]
+    # the EMA's public-release threshold, with a k that can fail it
+    ema = _policy(k=10, thresholds=Thresholds(max_risk=0.09))
     assert evaluate_thresholds(profile_from_sizes([5, 20]), ema)[0].passed is False
+
+
+@pytest.mark.parametrize("thresholds", [{"max_risk": 0.2}, {"max_risk": 0.5},
+                                        {"risk_level": 0.2, "max_share_at_risk": 0.0}])
+def test_thresholds_that_k_makes_impossible_to_fail_are_refused(thresholds: dict[str, float]) -> None:
+    # at k = 5 every class has 5 records or more: no risk can exceed 0.2, such a threshold would do nothing
+    with pytest.raises(ValueError, match="cannot fail|does nothing"):
+        _policy(k=5, thresholds=thresholds)
 
 
 def test_suggestion_is_verified_by_rerunning_the_search() -> None:
     _, problem = _people()
-    policy = _policy(k=2, suppression=0.0, thresholds=Thresholds(max_risk=0.2, avg_risk=0.1))
+    policy = _policy(k=2, suppression=0.0, thresholds=Thresholds(max_risk=0.2, avg_risk=0.1))  # 0.2 < 1/2
     suggestions = suggest_policy_change(problem, policy)
     assert suggestions, "k = 2 cannot hold a 0.2 highest risk"
     by = {s.setting: s for s in suggestions}
@@ -242,7 +254,7 @@ def test_suggestion_is_verified_by_rerunning_the_search() -> None:
 
 def test_report_json_and_html_are_self_contained() -> None:
     _, problem = _people()
-    policy = _policy(k=2, suppression=0.0)
+    policy = _policy(k=2, suppression=0.0, thresholds=Thresholds(max_risk=0.2))
     result = search(problem, model_of(policy), policy.metric)
     report = full_report(problem, result, policy, rare_concepts={"generalised": 3, "removed": 1})
     json.dumps(report)  # JSON-ready
