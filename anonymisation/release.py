@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from anonymisation import dates
@@ -44,8 +45,21 @@ from anonymisation.facts import (
     units_matrix,
 )
 from anonymisation.hierarchy import Hierarchy
-from anonymisation.kanon import NoSolutionError, SearchResult, apply_levels, encode, frequency_table, hierarchies_for, search
-from anonymisation.kmanon import enforce_km
+from anonymisation.kanon import (
+    Evaluator,
+    Metric,
+    NoSolutionError,
+    PrivacyModel,
+    Problem,
+    SearchResult,
+    apply_levels,
+    encode,
+    frequency_table,
+    group_ids,
+    hierarchies_for,
+    search,
+)
+from anonymisation.kmanon import Units, enforce_km
 from anonymisation.permit import rekey_table
 from anonymisation.pseudonym import id63
 from anonymisation.risk import read_population
@@ -58,6 +72,7 @@ from schemas.policy import PrivacyPolicy
 from transforms import eras
 from transforms.ingest import accounting_frame
 
+IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
@@ -161,6 +176,128 @@ def _fixed_hierarchy(name: str, values: list[str]) -> Hierarchy:
     return Hierarchy(name, (leaves,), (np.arange(len(leaves), dtype=np.int64),), {v: i for i, v in enumerate(leaves)})
 
 
+# --------------------------------------------------------------------------- levels that spare facts
+
+
+def result_at(problem: Problem, model: PrivacyModel, metric: Metric, node: tuple[int, ...],
+              evaluations: int = 0, seconds: float = 0.0) -> SearchResult:
+    """A search result for a given node (its suppressed classes and every metric)."""
+    ev = Evaluator(problem, model)
+    final, sup_codes = ev.suppressed_classes(node)
+    if not final.anonymous:
+        raise NoSolutionError(f"node {node} is not {model.k}-anonymous within the suppression limit")
+    sup_frame = pl.DataFrame({
+        q: pl.Series(q, [problem.hierarchies[j].labels[node[j]][int(c)] for c in sup_codes[:, j]], dtype=pl.String)
+        for j, q in enumerate(problem.qis)
+    })
+    return SearchResult(problem.qis, {q: int(node[j]) for j, q in enumerate(problem.qis)}, node, metric,
+                        final.metrics[metric], final.classes, final.suppressed, problem.n, final.metrics, sup_frame,
+                        problem.lattice_size, evaluations, seconds, model,
+                        dict(zip(problem.qis, problem.hierarchies, strict=True)))
+
+
+@dataclass
+class FactLoss:
+    """Estimates the share of fact rows a node loses, averaged over the fact tables: rows of suppressed
+    persons, plus what the k^m engine itself removes (1) or generalises (1/2) on a sample of the
+    node's classes (every class up to ``sample_classes``, else an even spread of them)."""
+
+    leaf: IntArray  # (persons, q) leaf codes of every person
+    units: Units
+    rows: npt.NDArray[np.float64]  # rows behind each unit
+    table: IntArray  # fact table of each unit
+    tables: int
+    parent: IntArray
+    m: int
+    sample_classes: int = 300
+
+    def __call__(self, problem: Problem, node: tuple[int, ...], k: int) -> float:
+        hs = problem.hierarchies
+        gen = [hs[j].maps[lv][self.leaf[:, j]] for j, lv in enumerate(node)]
+        key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(self.leaf))
+        size = np.bincount(key, minlength=space)
+        kept_classes = np.flatnonzero(size >= k)
+        step = max(1, -(-len(kept_classes) // self.sample_classes))
+        sampled = np.zeros(space, dtype=bool)
+        sampled[kept_classes[::step]] = True
+        cls = key[self.units.person]
+        person_kept = size[key] >= k
+        unit_kept = person_kept[self.units.person]
+        total = np.bincount(self.table, weights=self.rows, minlength=self.tables)
+        lost: npt.NDArray[np.float64] = np.bincount(self.table[~unit_kept], weights=self.rows[~unit_kept],
+                                                    minlength=self.tables).astype(np.float64)
+        pick = unit_kept & sampled[cls]
+        if pick.any():
+            sub = Units(self.units.person[pick], self.units.facts[pick], self.units.removable[pick])
+            person_class = np.where(person_kept, key, -1)
+            r = enforce_km(sub, person_class, self.parent, k, self.m)
+            moved = (r.facts != sub.facts).any(axis=1) & ~r.removed
+            weight = r.removed.astype(np.float64) + 0.5 * moved
+            t = self.table[pick]
+            kept_rows = np.bincount(self.table[unit_kept], weights=self.rows[unit_kept], minlength=self.tables)
+            sample_rows = np.bincount(t, weights=self.rows[pick], minlength=self.tables)
+            sample_lost = np.bincount(t, weights=self.rows[pick] * weight, minlength=self.tables)
+            rate = np.divide(sample_lost, sample_rows, out=np.zeros(self.tables), where=sample_rows > 0)
+            lost = lost + rate * kept_rows
+        shares = lost[total > 0] / total[total > 0]
+        return float(shares.mean()) if len(shares) else 0.0
+
+
+def fact_loss_estimator(frame: pl.DataFrame, problem: Problem, units: list[TableUnits], um: Units,
+                        parent: IntArray, m: int) -> FactLoss:
+    """What ``FactLoss`` needs: persons' leaf codes (in the order of ``frame``) and the units."""
+    leaf = np.stack([np.asarray(frame[q].cast(pl.String).replace_strict(
+        h.labels[0], list(range(h.domain_size)), return_dtype=pl.Int64).to_numpy(), dtype=np.int64)
+        for q, h in zip(problem.qis, problem.hierarchies, strict=True)], axis=1)
+    table_of = np.concatenate([np.full(tu.frame.height, i, dtype=np.int64) for i, tu in enumerate(units)])
+    rows = np.concatenate([tu.frame["_rows"].to_numpy().astype(np.float64) for tu in units])
+    return FactLoss(leaf, um, rows, table_of, len(units), parent, m)
+
+
+def spare_facts(problem: Problem, result: SearchResult, model: PrivacyModel, policy: PrivacyPolicy,
+                loss: FactLoss, movable: list[int]) -> tuple[tuple[int, ...], list[dict[str, Any]]]:
+    """From the optimal node, generalise one person-level field at a time while the combined loss
+    (1 - w) * ARX loss of the fields + w * estimated share of facts lost (w = policy.fact_weight)
+    decreases. Returns the node and every node tried (for the report)."""
+    ev = Evaluator(problem, model)
+    w = policy.fact_weight
+
+    def cost(node: tuple[int, ...]) -> dict[str, Any] | None:
+        e = ev.evaluate(node, keep=False, metrics=True)
+        if not e.anonymous:
+            return None
+        qi = float(e.metrics["loss"])
+        fl = loss(problem, node, model.k)
+        return {"levels": {problem.qis[j]: int(node[j]) for j in movable}, "fields_loss": round(qi, 6),
+                "facts_lost_estimate": round(fl, 6), "combined": round((1 - w) * qi + w * fl, 6),
+                "persons_suppressed": int(e.suppressed)}
+
+    node = tuple(result.node)
+    here = cost(node)
+    assert here is not None
+    tried = [{**here, "chosen": False}]
+    while True:
+        best: tuple[tuple[int, ...], dict[str, Any]] | None = None
+        for j in movable:
+            if node[j] >= problem.hierarchies[j].height:
+                continue
+            cand = tuple(lv + 1 if i == j else lv for i, lv in enumerate(node))
+            c = cost(cand)
+            if c is None:
+                continue
+            tried.append({**c, "chosen": False})
+            if best is None or c["combined"] < best[1]["combined"]:
+                best = (cand, c)
+        if best is None or best[1]["combined"] >= here["combined"] - 1e-12:
+            break
+        node, here = best
+    for t in tried:
+        if t["levels"] == here["levels"]:
+            t["chosen"] = True
+            break
+    return node, tried
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -241,8 +378,36 @@ def build_release(
     for c in fixed:
         hierarchies[c] = _fixed_hierarchy(c, freq[c].to_list())
     problem = encode(freq, hierarchies, sensitive)
-    result = search(problem, model_of(policy), policy.metric)
-    say(f"person-level fields: levels {result.levels}, {result.suppressed} of {result.records} persons suppressed")
+    model = model_of(policy)
+    result = search(problem, model, policy.metric)
+    say(f"person-level fields: optimal levels {result.levels}, {result.suppressed} of {result.records} persons "
+        "suppressed")
+
+    # ---- the facts of every person (units), read once
+    person_index = {int(p): i for i, p in enumerate(frame["person_id"].to_list())}
+    units: list[TableUnits] = []
+    offset = 0
+    for t in FACT_TABLES:
+        fact_rows = _all_sites(site_tables, t, ["person_id", *_fact_columns(t)])
+        if fact_rows is None or fact_rows.is_empty():
+            continue
+        tu = collect_units(t, fact_rows, offset)
+        if tu is not None and tu.frame.height:
+            units.append(tu)
+            offset += tu.frame.height
+    m = policy.attacker_facts if anonymised else 0
+    pinned = earlier.facts
+    book = build_factbook(units, pinned["key"].unique().sort().to_list(), ancestor, concept)
+    um = units_matrix(units, book, person_index)
+
+    # ---- levels that spare facts: coarser person-level fields when that loses fewer facts overall
+    tried: list[dict[str, Any]] = []
+    movable = [j for j, q in enumerate(problem.qis) if q not in fixed]
+    if m and units and policy.fact_weight > 0 and movable:
+        node, tried = spare_facts(problem, result, model, policy, fact_loss_estimator(frame, problem, units, um, book.parent, m), movable)
+        if node != tuple(result.node):
+            result = result_at(problem, model, policy.metric, node, result.evaluations, result.seconds)
+            say(f"person-level fields: levels {result.levels} lose fewer facts overall")
     kept = apply_levels(frame, hierarchies, result.levels, result.suppressed_classes)
     assert isinstance(kept, pl.DataFrame)
     suppressed_ids = set(qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"].to_list())
@@ -250,44 +415,36 @@ def build_release(
     # ---- facts: k^m within the classes (anonymised), or measured only (pseudonymised)
     class_cols = [*qi_cols, *fixed]
     kept = kept.with_columns(_class=pl.struct(class_cols).rank("dense").cast(pl.Int64) - 1)
-    person_index = {int(p): i for i, p in enumerate(kept["person_id"].to_list())}
-    units: list[TableUnits] = []
-    offset = 0
-    for t, spec in FACT_TABLES.items():
-        cols = ["person_id", *_fact_columns(t)]
-        fact_rows = _all_sites(site_tables, t, cols)
-        if fact_rows is None or fact_rows.is_empty():
-            continue
-        fact_rows = fact_rows.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
-        tu = collect_units(t, fact_rows, offset)
-        if tu is not None and tu.frame.height:
-            units.append(tu)
-            offset += tu.frame.height
+    person_class = np.full(len(person_index), -1, dtype=np.int64)
+    person_class[np.asarray(kept["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy())] = (
+        kept["_class"].to_numpy())
     decisions: dict[str, pl.DataFrame] = {}
     outcomes: dict[str, TableOutcome] = {}
     km_seconds = 0.0
     fact_suppressed_persons: set[int] = set()
-    m = policy.attacker_facts if anonymised else 0
     if units:
         t0 = time.perf_counter()
-        pinned = earlier.facts.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
-        book = build_factbook(units, pinned["key"].unique().sort().to_list(), ancestor, concept)
-        um = units_matrix(units, book, person_index)
-        person_class = kept["_class"].to_numpy().astype(np.int64)
-        pin_p = np.asarray(pinned["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
+        live = person_class[um.person] >= 0
+        sub = Units(um.person[live], um.facts[live], um.removable[live])
+        pin = pinned.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
+        pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
                            dtype=np.int64)
-        pin_f = book.ids(pinned["key"])
-        km = enforce_km(um, person_class, book.parent, policy.k, m, pinned_person=pin_p, pinned_fact=pin_f)
-        persons_arr = kept["person_id"].to_numpy()
+        km = enforce_km(sub, person_class, book.parent, policy.k, m, pinned_person=pin_p,
+                        pinned_fact=book.ids(pin["key"]))
+        after = um.facts.copy()
+        after[live] = km.facts
+        removed = np.zeros(len(um.facts), dtype=bool)
+        removed[live] = km.removed
+        persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
         start = 0
         for tu in units:
-            dec, outcome = unit_decisions(tu, book, um.facts, km.facts, km.removed, start)
+            dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
             decisions[tu.table] = dec
             outcomes[tu.table] = outcome
             start += tu.frame.height
         km_seconds = time.perf_counter() - t0
-        say(f"facts: k^{m} over {len(book.keys):,} facts of {um.facts.shape[0]:,} units in {km.classes:,} classes, "
+        say(f"facts: k^{m} over {len(book.keys):,} facts of {sub.facts.shape[0]:,} units in {km.classes:,} classes, "
             f"{km.rounds:,} rounds, {km_seconds:.1f} s")
     # a class that lost persons to the fact stage below k loses the rest too (k over persons holds)
     if fact_suppressed_persons:
@@ -295,7 +452,7 @@ def build_release(
         small = left.group_by("_class").len().filter(pl.col("len") < policy.k)["_class"]
         fact_suppressed_persons |= set(left.filter(pl.col("_class").is_in(small.implode()))["person_id"].to_list())
     suppressed_ids |= fact_suppressed_persons
-    limit = model_of(policy).max_suppressed(int(cons.persons.height))
+    limit = model.max_suppressed(int(cons.persons.height))
     if fact_suppressed_persons and len(suppressed_ids) > limit:
         raise NoSolutionError(
             f"{len(fact_suppressed_persons)} persons can only be protected by suppressing them (facts that earlier "
@@ -470,6 +627,7 @@ def build_release(
     }
     report["quasi_identifiers_added"] = auto
     report["versions"] = {"earlier": earlier.numbers}
+    report["levels_tried"] = tried
     # the published report must be byte-stable for the same inputs: timings go to the asset metadata
     report.pop("seconds", None)
     report.get("search", {}).pop("seconds", None)

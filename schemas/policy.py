@@ -83,6 +83,9 @@ class PrivacyPolicy(BaseModel):
     k: int = Field(5, ge=2)
     attacker_facts: int = Field(2, ge=0, le=3, description="m of k^m: any m facts of a person (concepts, codes, care "
                                 "sites), with the person-level fields, are shared by at least k persons")
+    fact_weight: float = Field(0.5, ge=0, le=1, description="how much the facts lost weigh against the "
+                               "generalisation of the person-level fields when the levels are chosen: 0 keeps the "
+                               "optimal levels of the metric; higher values coarsen the fields when that spares facts")
     suppression: float = Field(0.05, ge=0, le=1, description="largest share of persons that may be suppressed")
     metric: Metric = "loss"
     quasi_identifiers: list[QuasiIdentifier] = Field(default_factory=_default_qis)
