@@ -287,20 +287,22 @@ class _Class:
             self._move(cells)
 
     def _pick(self, deg: npt.NDArray[np.float32], act: BoolArray, support: IntArray,
-              chosen: BoolArray, xa: npt.NDArray[np.float32]) -> bool:
+              chosen: BoolArray, xa: npt.NDArray[np.float32], persons_of: IntArray | None = None) -> bool:
         """One fact per person in a violating set: the one in most violating sets (then the least
-        supported, then the lowest id); a person who can change none of them is suppressed."""
+        supported, then the lowest id); a person who can change none of them is suppressed.
+        ``persons_of``: the class's person index of each row of ``deg`` (default: the rows)."""
         n = deg.shape[0]
+        big = len(self.persons) + 1
         involved = deg > 0
         persons = involved.any(axis=1)
         if not persons.any():
             return False
-        score = np.where(involved & act & ~chosen, deg * (n + 1) + (n - support)[None, :], -1.0)
+        score = np.where(involved & act & ~chosen, deg * big + (big - support)[None, :], -1.0)
         best = np.argmax(score, axis=1)
         can = score[np.arange(n), best] > 0
         stuck = persons & ~can
         if stuck.any():
-            self.dead |= stuck
+            self.dead[stuck if persons_of is None else persons_of[stuck]] = True
             xa[stuck] = 0.0
         go = np.flatnonzero(persons & can)
         chosen[go, best[go]] = True
@@ -316,13 +318,22 @@ class _Class:
         np.fill_diagonal(viol, False)
         if not viol.any():
             return None
-        v = viol.astype(np.float32)
-        chosen = np.zeros(x.shape, dtype=bool)
-        xa = xf.copy()
-        for _ in range(x.shape[1]):
+        # only the facts in a violating pair and the persons holding one matter: work on that block
+        cols = np.flatnonzero(viol.any(axis=0))
+        v = viol[np.ix_(cols, cols)].astype(np.float32)
+        xs = xf[:, cols]
+        rows = np.flatnonzero(((xs @ v) * xs).any(axis=1))
+        xa = xs[rows]
+        sub_chosen = np.zeros(xa.shape, dtype=bool)
+        sub_act = act[np.ix_(rows, cols)]
+        dead_before = self.dead.copy()
+        for _ in range(len(cols)):
             deg = (xa @ v) * xa
-            if not self._pick(deg, act, support, chosen, xa):
+            if not self._pick(deg, sub_act, support[cols], sub_chosen, xa, rows):
                 break
+        chosen = np.zeros(x.shape, dtype=bool)
+        chosen[np.ix_(rows, cols)] = sub_chosen
+        chosen[self.dead & ~dead_before] = False
         return chosen
 
     def _cover_triples(self, x: BoolArray, act: BoolArray, support: IntArray) -> BoolArray | None:
@@ -347,3 +358,63 @@ class _Class:
         chosen = np.zeros(x.shape, dtype=bool)
         self._pick(deg, act, support, chosen, x.astype(np.float32))
         return chosen
+
+
+def persons_at_risk(units: Units, person_class: IntArray, k: int, m: int,
+                    pinned_person: IntArray | None = None, pinned_fact: IntArray | None = None) -> list[int]:
+    """Persons at risk at each level j = 0..m (docs/privacy.md): some set of at most j of their facts,
+    with their class, is shared by fewer than k persons. Persons with ``person_class < 0`` are left
+    out. Counts are cumulative (a person at risk at level j is at risk at every higher level)."""
+    if not 0 <= m <= MAX_M:
+        raise ValueError(f"attacker_facts (m) must be between 0 and {MAX_M}")
+    pin_p = pinned_person if pinned_person is not None else np.zeros(0, dtype=np.int64)
+    pin_f = pinned_fact if pinned_fact is not None else np.zeros(0, dtype=np.int64)
+    live = person_class >= 0
+    counts = [0] * (m + 1)
+    sizes = np.bincount(person_class[live]) if live.any() else np.zeros(0, dtype=np.int64)
+    small = live & (sizes[np.maximum(person_class, 0)] < k)
+    counts[0] = int(small.sum())
+    if m == 0:
+        return counts
+    w = units.facts.shape[1]
+    p_all = np.concatenate([np.repeat(units.person, w), pin_p])
+    f_all = np.concatenate([units.facts.ravel(), pin_f])
+    keep = (f_all >= 0) & live[p_all]
+    p_all, f_all = p_all[keep], f_all[keep]
+    order = np.argsort(person_class[p_all], kind="stable")
+    p_all, f_all = p_all[order], f_all[order]
+    bounds = _bounds(person_class[p_all])
+    at = [np.zeros(len(person_class), dtype=bool) for _ in range(m + 1)]
+    at[0] = small
+    with threadpool_limits(1, user_api="blas"):
+        for _, (a, b) in bounds.items():
+            persons, pl_ = np.unique(p_all[a:b], return_inverse=True)
+            facts, fl = np.unique(f_all[a:b], return_inverse=True)
+            x = np.zeros((len(persons), len(facts)), dtype=np.float32)
+            x[pl_, fl] = 1.0
+            support = x.sum(axis=0)
+            r1 = ((x > 0) & (support < k)[None, :]).any(axis=1)
+            at[1][persons[r1]] = True
+            if m >= 2:
+                co = x.T @ x
+                viol = ((co > 0) & (co < k)).astype(np.float32)
+                np.fill_diagonal(viol, 0.0)
+                r2 = ((x @ viol) * x).any(axis=1)
+                at[2][persons[r2]] = True
+            if m >= 3:
+                r3 = np.zeros(len(persons), dtype=bool)
+                for f in np.flatnonzero(support >= k):
+                    rows = np.flatnonzero(x[:, f] > 0)
+                    sub = x[rows]
+                    co3 = sub.T @ sub
+                    v3 = (co3 > 0) & (co3 < k)
+                    v3[f, :] = False
+                    v3[:, f] = False
+                    np.fill_diagonal(v3, False)
+                    if v3.any():
+                        r3[rows[((sub @ v3.astype(np.float32)) * sub).any(axis=1)]] = True
+                at[3][persons[r3]] = True
+    for j in range(1, m + 1):
+        at[j] |= at[j - 1]
+        counts[j] = int(at[j].sum())
+    return counts

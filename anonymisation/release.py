@@ -59,11 +59,11 @@ from anonymisation.kanon import (
     hierarchies_for,
     search,
 )
-from anonymisation.kmanon import Units, enforce_km
+from anonymisation.kmanon import Units, enforce_km, persons_at_risk
 from anonymisation.permit import rekey_table
 from anonymisation.pseudonym import id63
 from anonymisation.risk import read_population
-from anonymisation.risk_report import full_report, model_of
+from anonymisation.risk_report import full_report, model_of, protection
 from anonymisation.versions import Earlier, read_earlier
 from schemas import omop as cdm
 from schemas.column_policy import EPISODE_EVENT_FIELDS, TOKENISED
@@ -77,7 +77,8 @@ _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  #
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
-AUTO_QIS = ("race", "ethnicity")  # person-level fields that become QIs (flat) as soon as they vary
+# every published person-level field: a QI of the policy, or added (flat) as soon as it varies
+FIELDS = ("year_of_birth", "sex", "postcode", "death_year", "race", "ethnicity")
 # the order tables are released in: events before what derives from them
 ORDER = ("visit_occurrence", "visit_detail", "condition_occurrence", "drug_exposure", "procedure_occurrence",
          "device_exposure", "measurement", "observation", "specimen", "note", "death", "episode", "episode_event",
@@ -144,16 +145,17 @@ def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame, deaths: pl.DataFram
 
 
 def qi_specs(qis: pl.DataFrame, policy: PrivacyPolicy) -> tuple[dict[str, str], list[str]]:
-    """The QI columns and their hierarchies: the policy's, plus race/ethnicity (flat) when they vary
-    (published fields are QIs whatever the policy lists); the year of birth is not one when
-    ``birth: none`` (it is not published)."""
+    """The QI columns and their hierarchies: the policy's, plus every other person-level field that
+    varies, flat (published fields are QIs whatever the policy lists: docs/privacy.md); the year of
+    birth is none when ``birth: none`` (it is not published)."""
     specs = {q.column: q.hierarchy for q in policy.quasi_identifiers}
     if policy.birth == "none":
         specs.pop("year_of_birth", None)
     missing = [c for c in specs if c not in qis.columns]
     if missing:
         raise ValueError(f"policy names quasi-identifier(s) {missing}; person-level fields are {qis.columns[1:]}")
-    auto = [c for c in AUTO_QIS if c not in specs and qis[c].n_unique() > 1]
+    auto = [c for c in FIELDS if c not in specs and qis[c].n_unique() > 1
+            and not (c == "year_of_birth" and policy.birth == "none")]
     for c in auto:
         specs[c] = "builtin:flat"
     return specs, auto
@@ -420,6 +422,8 @@ def build_release(
         kept["_class"].to_numpy())
     decisions: dict[str, pl.DataFrame] = {}
     outcomes: dict[str, TableOutcome] = {}
+    after_facts = um.facts
+    after_removed = np.zeros(len(um.facts), dtype=bool)
     km_seconds = 0.0
     fact_suppressed_persons: set[int] = set()
     if units:
@@ -435,6 +439,7 @@ def build_release(
         after[live] = km.facts
         removed = np.zeros(len(um.facts), dtype=bool)
         removed[live] = km.removed
+        after_facts, after_removed = after, removed
         persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
         start = 0
@@ -627,6 +632,10 @@ def build_release(
     }
     report["quasi_identifiers_added"] = auto
     report["versions"] = {"earlier": earlier.numbers}
+    report["permit"] = permit if not anonymised else None
+    report["km"] = _km_figures(policy, problem, frame, person_index, um, units, decisions, fact_suppressed_persons,
+                               person_class, after_facts, after_removed, pinned, book, earlier.numbers)
+    report["protection"] = protection(report, policy, [c for c in qi_cols if c not in fixed])
     report["levels_tried"] = tried
     # the published report must be byte-stable for the same inputs: timings go to the asset metadata
     report.pop("seconds", None)
@@ -652,6 +661,38 @@ def build_release(
     }
     rows.update({t: df.height for t, df in tables.items()})
     return ReleaseResult(tables, accounting, result, report, summary, rows)
+
+
+def _km_figures(policy: PrivacyPolicy, problem: Problem, frame: pl.DataFrame, person_index: Mapping[int, int],
+                um: Units, units: list[TableUnits], decisions: Mapping[str, pl.DataFrame],
+                fact_suppressed: set[int], person_class: IntArray, after_facts: IntArray,
+                after_removed: npt.NDArray[np.bool_], pinned: pl.DataFrame, book: Any,
+                earlier: list[int]) -> dict[str, Any]:
+    """Persons at risk per number of facts known (docs/privacy.md), before (exact fields, facts as
+    pseudonymised, no earlier version) and after (the release as built; the asset adds the figures
+    of the audit of the written files)."""
+    m = max(policy.attacker_facts, 1)
+    if not units:
+        return {"k": policy.k, "m": policy.attacker_facts, "before": [], "after": [], "passed": True}
+    exact = frame.select(pl.struct(list(problem.qis)).rank("dense").cast(pl.Int64) - 1)
+    before_class = np.asarray(exact.to_series().to_numpy(), dtype=np.int64)
+    before_cols = [q for q in problem.qis if not q.startswith("_v")]
+    if len(before_cols) != len(problem.qis):
+        before_class = np.asarray(frame.select(pl.struct(before_cols).rank("dense").cast(pl.Int64) - 1)
+                                  .to_series().to_numpy(), dtype=np.int64)
+    before = persons_at_risk(um, before_class, policy.k, m)
+    cls = person_class.copy()
+    for p in fact_suppressed:
+        cls[person_index[p]] = -1
+    keep = ~after_removed & (cls[um.person] >= 0)
+    final = Units(um.person[keep], np.where(after_facts[keep] >= 0, after_facts[keep], -1), um.removable[keep])
+    pin = pinned.filter(pl.col("person_id").is_in(list(person_index)))
+    pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(), dtype=np.int64)
+    after = persons_at_risk(final, cls, policy.k, m, pin_p, book.ids(pin["key"]))
+    return {"k": policy.k, "m": policy.attacker_facts, "before": before, "after": after,
+            "persons_before": len(before_class), "persons_after": int((cls >= 0).sum()),
+            "passed": policy.mode != "anonymised" or not any(after[: policy.attacker_facts + 1]),
+            "checked": False, "earlier_versions": earlier}
 
 
 def _fact_columns(table: str) -> list[str]:

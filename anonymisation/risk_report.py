@@ -234,6 +234,61 @@ def full_report(
     )
 
 
+# --------------------------------------------------------------------------- what a release protects against
+
+FACT_KINDS = ("diagnoses, drugs, procedures, measurements (which test, not its value), devices, observations, "
+              "specimens, oncology episodes, causes of death, and the care sites and providers of visits")
+
+
+def protection(report: Mapping[str, Any], policy: PrivacyPolicy, fields: Sequence[str]) -> dict[str, list[str]]:
+    """What the release protects against and what it does not cover, in words, from the report's
+    figures (``km``: persons at risk per level, checked on the written files when ``km.checked``)."""
+    k, m = policy.k, policy.attacker_facts
+    km = report.get("km", {})
+    after = km.get("after") or []
+    earlier = report.get("versions", {}).get("earlier") or []
+    names = ", ".join(f.replace("_", " ") for f in fields)
+    checked = "checked on the written files" if km.get("checked") else "computed by the engine"
+    protects: list[str] = []
+    gaps: list[str] = []
+    if report.get("mode", policy.mode) == "anonymised":
+        protects.append(f"An attacker who knows a person's published person-level fields ({names}) finds at least "
+                        f"{k} persons that match ({checked}).")
+        if m:
+            protects.append(f"The same attacker who also knows up to {m} facts of the person's record ({FACT_KINDS}) "
+                            f"still finds at least {k} persons that match ({checked}).")
+        if earlier:
+            protects.append(f"A recipient who also holds the earlier versions ({', '.join(map(str, earlier))}) and "
+                            "joins them on person_id: the same holds over the joined records.")
+        else:
+            protects.append("A recipient of later versions of this dataset: each later version is checked jointly "
+                            "with this one.")
+        gaps.append(f"More than {m} facts, or what the facts do not include: measurement values and units, "
+                    "quantities and doses, how often a fact occurs, and the order and spacing of events.")
+        gaps.append("Attribute disclosure: when every matching person shares a diagnosis, the attacker learns it "
+                    "(k^m limits singling out, not what a group has in common).")
+    else:
+        n_after = ", ".join(f"{j} fact(s): {v}" for j, v in enumerate(after)) or "not measured"
+        protects.append(f"Ids and date offsets are re-derived for permit {report.get('permit')}: this release cannot "
+                        "be joined on ids, or aligned on dates, with another permit's release or an anonymised one.")
+        gaps.append(f"k and k^m are NOT guaranteed: persons at risk, by the number of facts an attacker knows "
+                    f"({n_after}). The secure processing environment must keep the data from re-identification "
+                    "(access control, output checking).")
+    protects.append("No direct identifier of the source data (names, national ids, phones, e-mails, addresses, "
+                    "hospital ids) is published: every table is scanned before publishing.")
+    shift = f"±{policy.date_shift_days} days"
+    coarse = {"day": "", "week": " and truncated to the week", "month": " and truncated to the month"}[policy.event_dates]
+    gaps.append(f"Dates: each person's dates move by one secret offset ({shift}){coarse}, so intervals "
+                "(length of a stay, time between two events) are kept; an attacker who knows one true date of a "
+                "person's events can undo that person's offset, and an unusual sequence of events is not hidden.")
+    if policy.publish_notes:
+        gaps.append("Clinical notes are published de-identified: free text can still describe a person in ways no "
+                    "check here measures.")
+    gaps.append("Another project's release: ids differ (another project key), but a record can still resemble its "
+                "counterpart there.")
+    return {"protects": protects, "does_not_cover": gaps}
+
+
 # --------------------------------------------------------------------------- HTML
 
 
@@ -318,23 +373,96 @@ th{background:#f4f4f4}.pass{color:#0a6b2f;font-weight:bold}.fail{color:#b00020;f
 """
 
 
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def _release_sections(report: Mapping[str, Any]) -> list[str]:
+    """Mode, what the release protects against, k^m before/after, facts per table, levels tried."""
+    out: list[str] = []
+    mode = report.get("mode")
+    if mode:
+        out.append(f"<p>Release mode: <b>{_e(mode)}</b>"
+                   + (f" (data permit {_e(report.get('permit'))})" if report.get("permit") else "") + ".</p>")
+    prot = report.get("protection") or {}
+    if prot:
+        out.append("<h2>What this release protects against</h2><ul>")
+        out += [f"<li>{_e(x)}</li>" for x in prot.get("protects", [])]
+        out.append("</ul><h2>What it does not cover</h2><ul>")
+        out += [f"<li>{_e(x)}</li>" for x in prot.get("does_not_cover", [])]
+        out.append("</ul>")
+    km = report.get("km") or {}
+    if km:
+        k = km.get("k")
+        out.append(f"<h2>Persons in a group of fewer than {_e(k)}</h2>")
+        out.append("<p>For an attacker who knows a person's published person-level fields and j facts of the "
+                   "record: how many persons match fewer than k persons. Before: the pseudonymised data (exact "
+                   "fields and facts); after: the release"
+                   + (" (checked on the written files)" if km.get("checked") else "") + ".</p>")
+        cols = ["before", "after"] + (["after, joined with earlier versions"] if km.get("after_joint") else [])
+        out.append("<table><tr><th>facts known (j)</th>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>")
+        before, after, joint = km.get("before") or [], km.get("after") or [], km.get("after_joint") or []
+        pb, pa, pj = km.get("persons_before") or 0, km.get("persons_after") or 0, km.get("persons_joint") or 0
+        for j in range(max(len(before), len(after))):
+            cells = [f"{_fmt(before[j])} of {_fmt(pb)}" if j < len(before) else "-",
+                     f"{_fmt(after[j])} of {_fmt(pa)}" if j < len(after) else "-"]
+            if km.get("after_joint"):
+                cells.append(f"{_fmt(joint[j])} of {_fmt(pj)}" if j < len(joint) else "-")
+            out.append(f"<tr><td>{j}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+    facts = (report.get("facts") or {}).get("tables") or {}
+    if facts:
+        out.append("<h2>Facts of the records</h2><p>Per table, the facts (concept, source code, care site, ...) "
+                   "kept exactly, generalised (an ancestor concept, a shorter code) or suppressed, and the rows "
+                   "removed with their facts.</p><table><tr><th>table</th><th>rows</th><th>rows removed</th>"
+                   "<th>facts exact</th><th>generalised</th><th>suppressed</th></tr>")
+        for t, o in facts.items():
+            tot = {x: sum(int(v.get(x, 0)) for v in o.get("facts", {}).values())
+                   for x in ("exact", "generalised", "suppressed")}
+            whole = sum(tot.values())
+            out.append(f"<tr><td>{_e(t)}</td><td>{_fmt(o.get('rows', 0))}</td>"
+                       f"<td>{_fmt(o.get('removed', 0))} ({_pct(o.get('removed', 0), o.get('rows', 0))})</td>"
+                       + "".join(f"<td>{_pct(tot[x], whole)}</td>" for x in ("exact", "generalised", "suppressed"))
+                       + "</tr>")
+        out.append("</table>")
+    tried = report.get("levels_tried") or []
+    if tried:
+        out.append("<h2>Levels tried</h2><p>From the optimal levels of the metric, each person-level field was "
+                   "generalised one more level while the combined loss (fields and facts, weighted by "
+                   "<code>fact_weight</code>) went down; facts lost are estimated on a sample of classes.</p>"
+                   "<table><tr><th>levels</th><th>loss of the fields</th><th>facts lost (estimate)</th>"
+                   "<th>combined</th><th>persons suppressed</th><th>chosen</th></tr>")
+        for t in tried:
+            lv = ", ".join(f"{q}={v}" for q, v in t.get("levels", {}).items())
+            out.append(f"<tr><td>{_e(lv)}</td><td>{_fmt(t.get('fields_loss'))}</td>"
+                       f"<td>{_fmt(t.get('facts_lost_estimate'))}</td><td>{_fmt(t.get('combined'))}</td>"
+                       f"<td>{_fmt(t.get('persons_suppressed'))}</td><td>{'yes' if t.get('chosen') else ''}</td></tr>")
+        out.append("</table>")
+    return out
+
+
 def render_html(report: Mapping[str, Any], title: str = "Re-identification risk report") -> str:
     """A self-contained HTML page (inline CSS and SVG, no script, no external resource)."""
     risk = report["risk"]
     b, a = risk["before"], risk["after"]
-    passed = bool(report.get("passed", False))
+    km = report.get("km") or {}
+    passed = bool(report.get("passed", False)) and bool(km.get("passed", True))
+    if passed:
+        verdict = "Every risk threshold of the policy holds"
+        if km.get("passed") and report.get("mode") == "anonymised":
+            verdict += (f", and the {'written files are' if km.get('checked') else 'release is'} "
+                        f"k^m-anonymous (k = {km.get('k')}, m = {km.get('m')})")
+        verdict += "."
+    elif not bool(report.get("passed", False)):
+        verdict = "At least one risk threshold does NOT hold."
+    else:
+        verdict = f"The release is NOT k^m-anonymous (k = {km.get('k')}, m = {km.get('m')}): see below."
     out: list[str] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="verdict {"ok" if passed else "ko"}">'
-        + (
-            "Every risk threshold of the policy holds."
-            if passed
-            else "At least one risk threshold does NOT hold."
-        )
-        + "</p>",
+        f'<p class="verdict {"ok" if passed else "ko"}">{_e(verdict)}</p>',
         "<h2>Thresholds</h2><table><tr><th>threshold</th><th>value</th><th>limit</th><th>holds</th></tr>",
     ]
     for c in report.get("thresholds", []):
@@ -357,7 +485,8 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
             "<h2>What would pass</h2><p>No change of k or of the suppression limit tried here passes.</p>"
         )
 
-    out.append("<h2>Release</h2><table>")
+    out += _release_sections(report)
+    out.append("<h2>Person-level fields</h2><table>")
     rows = [
         ("records in", report.get("records")),
         ("records suppressed", report.get("suppressed")),

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anonymisation.kmanon import NONE, Units, enforce_km
+from anonymisation.kmanon import NONE, Units, enforce_km, persons_at_risk
 
 SETTINGS = settings(max_examples=int(os.environ.get("DS4H_HYPOTHESIS_EXAMPLES", "60")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -155,3 +155,29 @@ def test_m_out_of_range() -> None:
     units = Units(np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=bool))
     with pytest.raises(ValueError, match="attacker_facts"):
         enforce_km(units, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 5, 4)
+
+
+@SETTINGS
+@given(problems())
+def test_persons_at_risk_counts_like_brute_force(problem: tuple[Units, np.ndarray, np.ndarray, int, int,
+                                                                list[tuple[int, int]]]) -> None:
+    units, cls, _parent, k, m, pinned = problem
+    pp = np.array([p for p, _ in pinned], dtype=np.int64)
+    pf = np.array([f for _, f in pinned], dtype=np.int64)
+    counts = persons_at_risk(units, cls, k, m, pp, pf)
+    held = person_facts(units, units.facts, np.zeros(len(units.facts), dtype=bool), set(), pinned)
+    everyone = {p: held.get(p, set()) for p in range(len(cls))}
+    sizes = Counter(int(c) for c in cls)
+    small = {p for p in everyone if sizes[int(cls[p])] < k}
+    assert counts[0] == len(small)
+    for j in range(1, m + 1):
+        # brute force: a person with a set of 1..j facts shared by fewer than k, or in a class below k
+        support: Counter[tuple[int, tuple[int, ...]]] = Counter()
+        for p, fs in everyone.items():
+            for size in range(1, j + 1):
+                for combo in itertools.combinations(sorted(fs), size):
+                    support[(int(cls[p]), combo)] += 1
+        risky = {p for p, fs in everyone.items()
+                 if p in small or any(support[(int(cls[p]), c)] < k for size in range(1, j + 1)
+                                      for c in itertools.combinations(sorted(fs), size))}
+        assert counts[j] == len(risky), j
