@@ -23,6 +23,10 @@ their width, so labels never depend on which values a site happens to hold):
 
 Each hierarchy is *monotone*: two values that share a label at level ``l`` share it at every level
 above, so generalisation never splits a group; loading checks this.
+
+A *fixed* hierarchy (:meth:`Hierarchy.fixed`) has height 0: one level, the leaves. Its column is a
+quasi-identifier that can no longer be generalised (e.g. a value already published in an earlier
+release): it partitions the equivalence classes but is never recoded.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ IntArray = npt.NDArray[np.int64]
 
 TOP = "*"
 BUILTIN_PREFIX = "builtin:"
-
 
 
 class HierarchyError(ValueError):
@@ -72,12 +75,16 @@ class Hierarchy:
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
-    def from_rows(name: str, rows: Sequence[Sequence[str]]) -> Hierarchy:
-        """Build from one row per leaf: ``[leaf, level1, level2, ...]`` (ARX's layout)."""
+    def from_rows(name: str, rows: Sequence[Sequence[str]], *, min_levels: int = 2) -> Hierarchy:
+        """Build from one row per leaf: ``[leaf, level1, level2, ...]`` (ARX's layout).
+
+        Rows need at least ``min_levels`` levels (2 by default: a one-column hierarchy file is
+        usually a wrong delimiter; :meth:`fixed` builds the one-level hierarchy on purpose).
+        """
         if not rows:
             raise HierarchyError(f"hierarchy {name}: no rows")
         width = len(rows[0])
-        if width < 2:
+        if width < max(min_levels, 1):
             raise HierarchyError(f"hierarchy {name}: needs at least two levels (value;generalised)")
         seen: dict[str, tuple[str, ...]] = {}
         unique_rows: list[tuple[str, ...]] = []
@@ -108,6 +115,16 @@ class Hierarchy:
         h._check_monotone()
         return h
 
+    @staticmethod
+    def fixed(name: str, values: Iterable[str | None]) -> Hierarchy:
+        """A hierarchy of height 0 over the distinct ``values`` (sorted): a fixed quasi-identifier that
+        is never generalised. A null value is an error (the engine encodes values as strings)."""
+        given = list(values)
+        if any(v is None for v in given):
+            raise HierarchyError(f"hierarchy {name}: a fixed attribute cannot hold a null value")
+        distinct = sorted({str(v) for v in given})
+        return Hierarchy.from_rows(name, [[v] for v in distinct], min_levels=1)
+
     def _check_monotone(self) -> None:
         for level in range(1, self.height + 1):
             lower, upper = self.maps[level - 1], self.maps[level]
@@ -124,8 +141,13 @@ class Hierarchy:
 
     @property
     def height(self) -> int:
-        """Highest level (number of generalisation steps)."""
+        """Highest level (number of generalisation steps); 0 for a fixed attribute."""
         return len(self.labels) - 1
+
+    @property
+    def is_fixed(self) -> bool:
+        """Height 0: the column is a class key that cannot be generalised."""
+        return self.height == 0
 
     @property
     def domain_size(self) -> int:

@@ -23,7 +23,17 @@ fewer than ``k`` records — or fewer than ``l`` distinct sensitive values — a
 class inside it. Evaluating a node groups the integer codes of the smallest cached class table of
 a specialisation (roll-up), not the whole table.
 
-Tie-break among equal optima: lowest sum of levels, then the lexicographically smallest vector.
+Utility metrics are ARX 3.9.2's defaults (``Metric.create*Metric()``): loss (geometric mean of
+per-attribute losses), precision, discernibility, AECS and non-uniform entropy, with suppressed
+records counted as ARX counts them; :meth:`Evaluator._metrics` gives the exact formulas.
+
+Fixed attributes. A QI whose hierarchy has height 0 (:meth:`Hierarchy.fixed`, e.g. a value already
+published in an earlier release) is part of the class key: it splits the equivalence classes, so it
+counts for k, suppression, discernibility and AECS, but it is never generalised and has no
+per-attribute loss; loss, precision and entropy run over the generalisable QIs only.
+
+Tie-break among equal optima: lowest sum of levels (as ARX's ``AbstractAlgorithm.trackOptimum``),
+then the lexicographically smallest vector (ARX keeps the first one its traversal meets).
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 _MAX_LATTICE = 2_000_000
 _KEY_LIMIT = 1 << 62
+_ROUND = 1e10  # ARX's Metric.FACTOR (10 digits)
 
 
 class NoSolutionError(ValueError):
@@ -164,6 +175,11 @@ class Problem:
     @property
     def heights(self) -> tuple[int, ...]:
         return tuple(h.height for h in self.hierarchies)
+
+    @property
+    def generalisable(self) -> tuple[int, ...]:
+        """Indexes of the QIs that can be generalised (height ≥ 1); the others are fixed."""
+        return tuple(j for j, h in enumerate(self.hierarchies) if h.height > 0)
 
     @property
     def lattice_size(self) -> int:
@@ -453,64 +469,100 @@ class Evaluator:
         sup_gen: list[IntArray],
         sup_counts: IntArray,
     ) -> dict[str, float]:
-        """All five utility metrics; suppressed records count as fully generalised.
+        """All five utility metrics, as ARX 3.9.2 computes them with its defaults (lower is better).
 
-        - ``loss`` (ARX's loss / granularity; Iyengar 2002, "Transforming data to satisfy privacy
-          constraints", LM): mean over records and QIs of (leaves under the generalised value − 1) /
-          (leaves of the domain − 1); a suppressed record scores 1 on every QI.
-        - ``precision`` (Sweeney 2002, "Achieving k-anonymity privacy protection using
-          generalization and suppression", Prec): mean over records and QIs of level / height;
-          a suppressed record scores 1.
-        - ``discernibility`` (Bayardo & Agrawal 2005, "Data privacy through optimal
-          k-anonymization", DM): Σ over kept classes of size², plus |D| for each suppressed record.
-        - ``aecs`` (LeFevre, DeWitt & Ramakrishnan 2006, "Mondrian multidimensional
-          k-anonymity", C_AVG without the 1/k normalisation): kept records / kept classes.
-        - ``entropy`` (non-uniform entropy; Gionis & Tassa 2009, "k-Anonymization with minimal
-          loss of information"; as in ARX): Σ over records and QIs of −log2 P(original value |
-          generalised value), probabilities from the column's frequencies in the data; a suppressed
-          record's generalised value is the whole domain, so it scores −log2 P(original value).
+        ``n`` records, ``S`` of them suppressed, kept classes of sizes ``s_c``. The per-attribute
+        metrics (loss, precision, entropy) run over the *generalisable* QIs only (height ≥ 1; a fixed
+        attribute counts for the classes but has no per-attribute loss); ``Q`` is their number.
+
+        - ``loss`` (``Metric.createLossMetric()`` = ``MetricMDNMLoss`` with gs-factor 0.5, so
+          generalisation and suppression factors 1, aggregated by ``GEOMETRIC_MEAN``; Iyengar 2002,
+          "Transforming data to satisfy privacy constraints", LM). Per attribute, with ARX's domain
+          share of a value at a level = (leaves of the hierarchy under its label) / (leaves of the
+          hierarchy) (``DomainShareMaterialized``, for a hierarchy given as a table): ``L_j = (Σ kept
+          records share + S − n/|D_j|) / (n − n/|D_j|)`` (``normalizeGeneralized``), i.e. the mean over
+          records of (leaves under the value − 1) / (|D_j| − 1) with a suppressed record scoring 1;
+          0 when ``|D_j| = 1``. Each ``L_j`` is floored to 10 decimals (``Metric.round``) and the
+          aggregate is ``Π (1 + L_j)^(1/Q) − 1`` (``ILMultiDimensionalGeometricMean``, weights 1).
+        - ``precision`` (``createPrecisionMetric()`` = ``MetricMDNMPrecision``, ``ARITHMETIC_MEAN``;
+          Sweeney 2002, "Achieving k-anonymity privacy protection using generalization and
+          suppression", Prec): mean over attributes of ((n − S)·level/height + S) / n.
+        - ``discernibility`` (``createDiscernabilityMetric()`` = ``MetricSDNMDiscernability``;
+          Bayardo & Agrawal 2005, "Data privacy through optimal k-anonymization", DM):
+          ``Σ s_c² + n·S``.
+        - ``aecs`` (``createAECSMetric()`` = ``MetricSDAECS``, factors 1; LeFevre, DeWitt &
+          Ramakrishnan 2006, "Mondrian multidimensional k-anonymity", C_AVG without 1/k): every record
+          (suppressed ones included) over the classes, the suppressed records forming one more class:
+          ``n / (kept classes + [S > 0])``.
+        - ``entropy`` (``createEntropyMetric()`` = ``MetricMDNUNMEntropy``, ``SUM``; non-uniform
+          entropy, Gionis & Tassa 2009, "k-Anonymization with minimal loss of information"): per
+          attribute ``Σ over all records −log2(N(v) / N(g))`` (``N`` counts records in the data with
+          the original value ``v`` and with its generalised value ``g`` at the node's level; suppressed
+          records included, ``MetricMDNUEntropyPrecomputed``) plus, for the suppressed records,
+          ``Σ_g c_g·log2(S / c_g)`` where ``c_g`` counts the suppressed records whose generalised value
+          is ``g`` (``MetricMDNUNMEntropyPrecomputed``); each attribute's sum floored to 10 decimals,
+          then summed.
         """
         p = self.p
-        n, q = p.n, p.q
+        n = p.n
         if n == 0:
             return dict.fromkeys(METRICS, 0.0)
         kept = n - suppressed
         only = self.only
-        if only in ("discernibility", "aecs", "precision"):
-            sup_gen = []  # the per-QI sums below are not needed
-        loss = 0.0
-        entropy = 0.0
+        want_loss = only in (None, "loss")
+        want_entropy = only in (None, "entropy")
+        need_sup = suppressed > 0 and (want_loss or want_entropy)
+        losses: list[float] = []
+        entropies: list[float] = []
         precision = 0.0
-        for j, lv in enumerate(node):
+        gen_qis = p.generalisable
+        for j in gen_qis if only not in ("discernibility", "aecs") else ():
+            lv = node[j]
             h = p.hierarchies[j]
-            d = h.domain_size
             per_code = (
-                np.bincount(sup_gen[j], weights=sup_counts, minlength=h.cardinality(lv))
-                if suppressed and sup_gen
-                else None
+                np.bincount(sup_gen[j], weights=sup_counts, minlength=h.cardinality(lv)) if need_sup else None
             )
-            if d > 1:
-                num = int(p.loss_num[j][lv])
+            if want_loss:
+                d = h.domain_size
+                if d > 1:
+                    num = int(p.loss_num[j][lv])
+                    if per_code is not None:
+                        num += round(float(np.dot(per_code, d - h.leaves_under[lv])))
+                    losses.append(_arx_round(num / (n * (d - 1))))
+                else:
+                    losses.append(0.0)
+            if want_entropy:
+                ent = float(p.entropy_base[j][lv])
                 if per_code is not None:
-                    num += round(float(np.dot(per_code, (d - 1) - (h.leaves_under[lv] - 1))))
-                loss += num / (d - 1)
-            ent = float(p.entropy_base[j][lv])
-            if per_code is not None and only in (None, "entropy"):
-                cnt = p.level_counts[j][lv].astype(np.float64)
-                logs = np.where(cnt > 0, np.log2(n / np.maximum(cnt, 1.0)), 0.0)
-                ent += float(np.dot(per_code, logs))
-            entropy += ent
-            height = h.height
-            precision += (kept * (lv / height if height else 0.0) + suppressed) / n
+                    c = per_code[per_code > 0]
+                    ent += float(np.dot(c, np.log2(suppressed / c)))
+                entropies.append(_arx_round(ent))
+            precision += (kept * (lv / h.height) + suppressed) / n
         dm = int(np.dot(kept_sizes, kept_sizes)) + suppressed * n
-        aecs = kept / len(kept_sizes) if len(kept_sizes) else float(n)
+        groups = len(kept_sizes) + (1 if suppressed else 0)
         return {
-            "loss": loss / (n * q) if q else 0.0,
-            "precision": precision / q if q else 0.0,
+            "loss": _geometric_mean_loss(losses),
+            "precision": precision / len(gen_qis) if gen_qis else 0.0,
             "discernibility": float(dm),
-            "aecs": float(aecs),
-            "entropy": entropy,
+            "aecs": n / groups,
+            "entropy": float(sum(entropies)),
         }
+
+
+def _arx_round(x: float) -> float:
+    """ARX's ``Metric.round``: floor to 10 decimals (values that close compare equal)."""
+    return math.floor(x * _ROUND) / _ROUND
+
+
+def _geometric_mean_loss(values: Sequence[float]) -> float:
+    """ARX's ``ILMultiDimensionalGeometricMean`` with weights 1: ``Π (1 + v)^(1/Q) − 1``."""
+    if not values:
+        return 0.0
+    exp = 1.0 / len(values)
+    out = 1.0
+    for v in values:
+        out *= (v + 1.0) ** exp
+    return out - 1.0
 
 
 # --------------------------------------------------------------------------- the search
@@ -570,45 +622,59 @@ def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: 
 def _static_bounds(
     p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray
 ) -> FloatArray:
-    """A lower bound of ``metric`` at every node that holds with suppression.
+    """A lower bound of ``metric`` (as :meth:`Evaluator._metrics` defines it) at every node, valid
+    whatever the node suppresses beyond ``sup_lb``, a lower bound of its suppressed records.
 
-    ``sup_lb`` is a lower bound of the records each node suppresses; a suppressed record costs at
-    least the cheapest extra cost of full generalisation at the node's levels.
+    - loss: per generalisable attribute, every record's (leaves under its value − 1) at the node's
+      levels, plus, for each of at least ``sup_lb`` suppressed records, the least a suppression adds
+      (|D| − the most leaves under one value of that level); floored like the metric (floor is
+      monotone) and aggregated by the geometric mean, which grows with each attribute's value.
+    - precision: level/height, plus ``sup_lb`` records scoring 1 instead.
+    - entropy: the generalisation term alone (all records, suppressed ones included): ARX's
+      suppression term ``Σ_g c_g·log2(S / c_g)`` is ≥ 0 but 0 when the suppressed records share one
+      generalised value, so nothing is added for suppression.
+    - discernibility: ``Σ kept size² + n·S`` with the classes counted from the distinct values.
+    - aecs: ``n / (kept classes + [S > 0])`` where kept classes + [S > 0] is at most the classes
+      (at most the product of the distinct generalised values present) and at most
+      ``⌊(n − S)/k⌋ + 1`` (every kept class holds ≥ k records).
     """
-    n, q = p.n, p.q
+    n = p.n
     m = len(nodes)
-    if n == 0 or q == 0:
+    if n == 0 or p.q == 0:
         return np.zeros(m)
     s_lb = sup_lb.astype(np.float64)
     if metric in ("loss", "precision", "entropy"):
-        base = np.zeros(m)
-        extra = np.zeros(m)
-        for j, h in enumerate(p.hierarchies):
-            lv = nodes[:, j]
-            if metric == "loss":
-                if h.domain_size > 1:
-                    d1 = h.domain_size - 1
-                    base += p.loss_num[j][lv] / d1
-                    worst = np.array(
-                        [1.0 - (float(h.leaves_under[x].max()) - 1.0) / d1 for x in range(h.height + 1)]
-                    )
-                    extra += worst[lv]
-            elif metric == "precision":
-                if h.height:
-                    base += lv / h.height
-                    extra += 1.0 - lv / h.height
-            else:
-                base += p.entropy_base[j][lv]
-                worst = np.array([math.log2(n / max(float(c.max()), 1.0)) for c in p.level_counts[j]])
-                extra += worst[lv]
+        gen = p.generalisable
+        if not gen:
+            return np.zeros(m)
         if metric == "loss":
-            return np.asarray((base + s_lb * extra) / (n * q), dtype=np.float64)
-        if metric == "precision":
-            return np.asarray(base / q + s_lb * extra / (n * q), dtype=np.float64)
-        return np.asarray(base + s_lb * extra, dtype=np.float64)
+            agg = np.ones(m)
+            exp = 1.0 / len(gen)
+            for j in gen:
+                h = p.hierarchies[j]
+                d = h.domain_size
+                if d <= 1:
+                    continue  # the attribute's loss is 0: a factor (0 + 1)^exp = 1
+                lv = nodes[:, j]
+                least = np.array(
+                    [d - int(h.leaves_under[x].max()) for x in range(h.height + 1)], dtype=np.int64
+                )
+                num = p.loss_num[j][lv] + sup_lb * least[lv]
+                agg *= (np.floor(num / (n * (d - 1)) * _ROUND) / _ROUND + 1.0) ** exp
+            return np.asarray(agg - 1.0, dtype=np.float64)
+        total = np.zeros(m)
+        for j in gen:
+            h = p.hierarchies[j]
+            lv = nodes[:, j]
+            if metric == "precision":
+                frac = lv / h.height
+                total += frac + s_lb * (1.0 - frac) / n
+            else:
+                total += np.floor(p.entropy_base[j][lv] * _ROUND) / _ROUND
+        return np.asarray(total / len(gen) if metric == "precision" else total, dtype=np.float64)
     # classes at a node are at most the product of the QIs' distinct generalised values present
     distinct = np.ones(m)
-    for j in range(q):
+    for j in range(p.q):
         present = np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)
         distinct *= present[nodes[:, j]]
     distinct = np.minimum(distinct, max(len(p.counts), 1))
@@ -622,9 +688,20 @@ def _static_bounds(
         return np.asarray(
             np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct))
         )
-    # aecs = kept / classes ≥ (n - limit) / distinct, and ≥ k since every kept class has ≥ k records
-    kept_max_sup = n - model.max_suppressed(n)
-    return np.asarray(np.maximum(floor_k, kept_max_sup / distinct), dtype=np.float64)
+    groups = np.minimum(distinct, np.floor((n - s_lb) / max(model.k, 1)) + 1.0)
+    return np.asarray(n / np.maximum(groups, 1.0), dtype=np.float64)
+
+
+def _aecs_bound_above(e: NodeEval, n: int, k: int, monotone: bool) -> float:
+    """A lower bound of AECS at every generalisation g of the evaluated node m.
+
+    AECS(g) = n / (kept classes at g + [S(g) > 0]); that denominator is at most the classes at g ≤
+    the classes at m, and at most C(m) + ⌊S(m)/k⌋ + [S(g) > 0] (a kept class of g holds a kept class
+    of m or ≥ k records suppressed at m), where [S(g) > 0] ≤ [S(m) > 0] when suppression is monotone.
+    """
+    extra = 1 if (e.suppressed > 0 or not monotone) else 0
+    groups = min(e.classes_all, e.classes + e.suppressed // max(k, 1) + extra)
+    return n / groups if groups else 0.0
 
 
 def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
@@ -775,20 +852,18 @@ def _branch_and_bound(
         else:
             status[idx] = 1 if e.anonymous else -1
         if metric in ("discernibility", "aecs"):
-            # bounds for every generalisation g of this node (m): DM(g) ≥ Σ size² before suppression
-            # at m; with monotone suppression S(g) ≤ S(m): each record suppressed at m either stays
-            # suppressed in g (cost n) or joins a kept class (cost ≥ k), so
-            # DM(g) ≥ Σ kept size² at m + k·S(m) + (n − k)·S(g); and AECS(g) ≥ (n − S(m)) / (kept
-            # classes at m + S(m) // k)
+            # bounds for every generalisation g of this node (m); classes only merge from m to g
             gen_mask = upset(row)
             if metric == "discernibility":
+                # DM(g) ≥ Σ size² before suppression at m; with monotone suppression S(g) ≤ S(m):
+                # each record suppressed at m either stays suppressed in g (cost n) or joins a kept
+                # class (cost ≥ k), so DM(g) ≥ Σ kept size² at m + k·S(m) + (n − k)·S(g)
                 dyn[gen_mask] = np.maximum(dyn[gen_mask], float(e.dm_nosup))
                 if monotone:
                     base = float(e.dm_kept + model.k * e.suppressed)
                     dyn[gen_mask] = np.maximum(dyn[gen_mask], base + sup_extra[gen_mask])
-            elif monotone:
-                denom = e.classes + e.suppressed // model.k
-                bound = (p.n - e.suppressed) / denom if denom else float(p.n)
+            else:
+                bound = _aecs_bound_above(e, p.n, model.k, monotone)
                 dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
         return e
 

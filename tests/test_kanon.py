@@ -18,11 +18,15 @@ from anonymisation.kanon import (
     Evaluator,
     NoSolutionError,
     PrivacyModel,
+    _aecs_bound_above,
+    _pair_suppression_bound,
+    _static_bounds,
     apply_levels,
     apply_result,
     brute_force,
     encode,
     frequency_table,
+    lattice_nodes,
     merge_frequency_tables,
     search,
 )
@@ -56,10 +60,17 @@ def hierarchies(draw: st.DrawFn, name: str) -> Hierarchy:
 
 @st.composite
 def problems(
-    draw: st.DrawFn, max_qis: int = 4, sensitive: bool = False
+    draw: st.DrawFn, max_qis: int = 4, sensitive: bool = False, fixed: bool | None = None
 ) -> tuple[pl.DataFrame, dict[str, Hierarchy]]:
+    """Random QIs with random hierarchies; with ``fixed`` (``None``: drawn) one more QI ``f`` at a
+    random position is a fixed attribute (height 0) of 1-3 values."""
     q = draw(st.integers(1, max_qis))
     hs = {f"q{j}": draw(hierarchies(f"q{j}")) for j in range(q)}
+    if fixed if fixed is not None else draw(st.booleans()):
+        items = list(hs.items())
+        at = draw(st.integers(0, len(items)))
+        f = Hierarchy.fixed("f", [f"f{i}" for i in range(draw(st.integers(1, 3)))])
+        hs = dict([*items[:at], ("f", f), *items[at:]])
     n = draw(st.integers(0, 60))
     data: dict[str, list[str]] = {
         c: [h.labels[0][draw(st.integers(0, h.domain_size - 1))] for _ in range(n)] for c, h in hs.items()
@@ -191,6 +202,11 @@ def _toy() -> tuple[pl.DataFrame, dict[str, Hierarchy]]:
     return df, hs
 
 
+def _geo(*values: float) -> float:
+    """ARX's geometric-mean aggregate of per-attribute losses."""
+    return math.prod(1 + v for v in values) ** (1 / len(values)) - 1
+
+
 def test_metric_values_by_hand() -> None:
     df, hs = _toy()
     problem = encode(frequency_table(df, list(hs)), hs)
@@ -200,17 +216,49 @@ def test_metric_values_by_hand() -> None:
     assert e.suppressed == 1
     assert e.classes == 2
     m = e.metrics
-    # loss: age domain 10 leaves; [20-29] holds 4 leaves, [30-39] 5; suppressed record scores 1; sex: all 1
+    # loss: age domain 10 leaves; [20-29] holds 4 leaves, [30-39] 5; suppressed record scores 1; sex: all 1;
+    # aggregated by the geometric mean
     age_loss = (4 * 3 / 9 + 5 * 4 / 9 + 1) / 10
-    assert m["loss"] == pytest.approx((age_loss + 1.0) / 2)
+    assert m["loss"] == pytest.approx(_geo(age_loss, 1.0))
     # precision: age level 1 of 3, sex 1 of 1; suppressed record scores 1
     assert m["precision"] == pytest.approx(((9 * (1 / 3) + 1) / 10 + 1.0) / 2)
     assert m["discernibility"] == 16 + 25 + 1 * 10
-    assert m["aecs"] == pytest.approx(9 / 2)
-    # non-uniform entropy: every leaf of age is unique: -log2(1/|band|); sex: -log2(P(sex)) as it is '*'
-    ent_age = 4 * math.log2(4) + 5 * math.log2(5) + 1 * math.log2(10)  # suppressed: whole domain
+    # all 10 records over 2 kept classes + 1 class of suppressed records
+    assert m["aecs"] == pytest.approx(10 / 3)
+    # non-uniform entropy: every age is unique: -log2(1/|band|) for every record (the suppressed 50 is
+    # alone in its band); sex '*': -log2(P(sex)); one suppressed record: c·log2(S/c) = 0
+    ent_age = 4 * math.log2(4) + 5 * math.log2(5)
     ent_sex = 5 * math.log2(10 / 5) + 5 * math.log2(10 / 5)
     assert m["entropy"] == pytest.approx(ent_age + ent_sex)
+
+
+def test_metric_values_by_hand_with_several_suppressed_records() -> None:
+    df, hs = _toy()
+    problem = encode(frequency_table(df, list(hs)), hs)
+    # k=3, 70%: node (age 1, sex 0): [30-39]F (31, 32, 36) is kept; [20-29]F (2), [20-29]M (2),
+    # [30-39]M (2), [50-59]M (1) are suppressed (7 records)
+    e = Evaluator(problem, PrivacyModel(k=3, suppression=0.7)).evaluate((1, 0))
+    assert (e.anonymous, e.suppressed, e.classes) == (True, 7, 1)
+    m = e.metrics
+    assert m["loss"] == pytest.approx(_geo((3 * 4 / 9 + 7) / 10, 7 / 10))
+    assert m["precision"] == pytest.approx(((3 * (1 / 3) + 7) / 10 + 7 / 10) / 2)
+    assert m["discernibility"] == 9 + 7 * 10
+    assert m["aecs"] == pytest.approx(10 / 2)
+    # ARX: generalisation entropy over all records, plus Σ_g c_g·log2(S/c_g) over the suppressed
+    # records' generalised values (age bands 4, 2, 1; sexes F 2, M 5)
+    ent_age = 4 * math.log2(4) + 5 * math.log2(5) + 4 * math.log2(7 / 4) + 2 * math.log2(7 / 2) + math.log2(7)
+    ent_sex = 2 * math.log2(7 / 2) + 5 * math.log2(7 / 5)
+    assert m["entropy"] == pytest.approx(ent_age + ent_sex)
+
+
+def test_aecs_without_suppression_is_records_per_class() -> None:
+    df, hs = _toy()
+    problem = encode(frequency_table(df, list(hs)), hs)
+    e = Evaluator(problem, PrivacyModel(k=2, suppression=0.0)).evaluate((3, 1))
+    assert (e.suppressed, e.classes, e.metrics["aecs"]) == (0, 1, 10.0)
+    e = Evaluator(problem, PrivacyModel(k=2, suppression=0.0)).evaluate((2, 1))  # [20-39] (9), [40-59] (1)
+    assert (e.anonymous, e.suppressed) == (False, 1)
+    assert e.metrics["aecs"] == pytest.approx(10 / 2)
 
 
 def test_tie_break_lowest_sum_then_lexicographic() -> None:
@@ -268,7 +316,10 @@ def test_encode_names_column_and_first_missing_values() -> None:
 def test_apply_levels_lazy_and_eager_keep_other_columns() -> None:
     df, hs = _toy()
     problem = encode(frequency_table(df, list(hs)), hs)
-    result = search(problem, PrivacyModel(k=4, suppression=0.1), "loss")
+    # precision: (age 2, sex 0) suppressing the age 50 (loss prefers (3, 0): its geometric mean
+    # √(2·1) − 1 is below √(1.9·1.1) − 1, the suppressed record scoring 1 on sex too)
+    assert search(problem, PrivacyModel(k=4, suppression=0.1), "loss").node == (3, 0)
+    result = search(problem, PrivacyModel(k=4, suppression=0.1), "precision")
     eager = apply_result(df, result)
     lazy = apply_levels(df.lazy(), result.hierarchies, result.levels, result.suppressed_classes)
     assert isinstance(lazy, pl.LazyFrame)
@@ -317,3 +368,144 @@ def test_large_keys_do_not_overflow() -> None:
     ev = Evaluator(problem, PrivacyModel(k=2, suppression=0.0))
     e = ev.evaluate((0,) * 10)
     assert e.classes_all == df.unique().height
+
+
+# --------------------------------------------------------------------------- fixed attributes
+
+
+def test_fixed_hierarchy_has_height_zero() -> None:
+    h = Hierarchy.fixed("f", ["b", "a", "b"])
+    assert (h.height, h.is_fixed, h.domain_size) == (0, True, 2)
+    assert h.labels == (("a", "b"),)
+    assert h.label_map(0) == {"a": "a", "b": "b"}
+    assert h.rows() == [["a"], ["b"]]
+    with pytest.raises(HierarchyError, match="null"):
+        Hierarchy.fixed("f", ["a", None])
+    with pytest.raises(HierarchyError, match="two levels"):  # a one-column CSV is still refused
+        Hierarchy.from_rows("t", [["a"], ["b"]])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_single_valued_fixed_column_changes_nothing(metric: str) -> None:
+    df, hs = _toy()
+    model = PrivacyModel(k=3, suppression=0.1)
+    base = search(encode(frequency_table(df, list(hs)), hs), model, metric)  # type: ignore[arg-type]
+    df_f = df.with_columns(pl.lit("v1").alias("release"))
+    hs_f = {"release": Hierarchy.fixed("release", ["v1"]), **hs}
+    fixed = search(encode(frequency_table(df_f, list(hs_f)), hs_f), model, metric)  # type: ignore[arg-type]
+    assert fixed.node == (0, *base.node)
+    assert fixed.metrics == base.metrics
+    out = apply_result(df_f, fixed)
+    assert isinstance(out, pl.DataFrame)
+    assert out["release"].to_list() == ["v1"] * out.height
+
+
+def test_fixed_column_splits_the_classes() -> None:
+    df, hs = _toy()
+    # the fixed column splits both sexes of [20-39]: k=3 now needs suppression at (age 2, sex 1)
+    df_f = df.with_columns(
+        pl.when(pl.col("other") < 2).then(pl.lit("old")).otherwise(pl.lit("new")).alias("v")
+    )
+    hs_f = {**hs, "v": Hierarchy.fixed("v", ["old", "new"])}
+    ev = Evaluator(encode(frequency_table(df_f, list(hs_f)), hs_f), PrivacyModel(k=3, suppression=0.5))
+    e = ev.evaluate((3, 1, 0))  # age *, sex *: classes old (2 records), new (8)
+    assert (e.suppressed, e.classes) == (2, 1)
+    assert e.metrics["aecs"] == pytest.approx(10 / 2)
+    assert e.metrics["discernibility"] == 64 + 2 * 10
+    assert e.metrics["precision"] == pytest.approx(1.0)  # only age and sex count, both at the top
+    assert e.metrics["loss"] == pytest.approx(1.0)
+
+
+def _with_fixed(node: tuple[int, ...], at: int) -> tuple[int, ...]:
+    return (*node[:at], 0, *node[at:])
+
+
+@SETTINGS
+@given(problems(max_qis=3, fixed=True), models)
+def test_fixed_column_is_its_partitions_solved_jointly(
+    pd: tuple[pl.DataFrame, dict[str, Hierarchy]], model: PrivacyModel
+) -> None:
+    """With a fixed column, a node's classes are the union of the classes of each fixed value's
+    partition: suppression, anonymity, discernibility, AECS and precision follow from the partitions
+    evaluated separately, and so does the optimum."""
+    df, hs = pd
+    n = df.height
+    if n == 0:
+        return
+    problem = encode(frequency_table(df, list(hs)), hs)
+    at = list(hs).index("f")
+    others = {c: h for c, h in hs.items() if c != "f"}
+    parts = [
+        Evaluator(encode(frequency_table(part, list(others)), others), model) for part in df.partition_by("f")
+    ]
+    sizes = [part.n for part in (ev.p for ev in parts)]
+    whole = Evaluator(problem, model)
+    limit = model.max_suppressed(n)
+    joint: dict[tuple[int, ...], dict[str, float]] = {}
+    for node in (tuple(int(x) for x in row) for row in lattice_nodes([h.height for h in others.values()])):
+        e = whole.evaluate(_with_fixed(node, at))
+        es = [ev.evaluate(node) for ev in parts]
+        sup = sum(x.suppressed for x in es)
+        kept_classes = sum(x.classes for x in es)
+        assert (e.suppressed, e.classes, e.anonymous) == (sup, kept_classes, sup <= limit)
+        assert e.classes_all == sum(x.classes_all for x in es)
+        metrics = {
+            "discernibility": float(sum(x.dm_kept for x in es) + n * sup),
+            "aecs": n / (kept_classes + (1 if sup else 0)),
+            "precision": sum(s * x.metrics["precision"] for s, x in zip(sizes, es, strict=True)) / n,
+        }
+        assert e.metrics["discernibility"] == metrics["discernibility"]
+        assert e.metrics["aecs"] == metrics["aecs"]
+        assert e.metrics["precision"] == pytest.approx(metrics["precision"])
+        if e.anonymous:
+            joint[node] = metrics
+    for metric in ("discernibility", "aecs", "precision"):
+        if not joint:
+            with pytest.raises(NoSolutionError):
+                search(problem, model, metric)  # type: ignore[arg-type]
+            continue
+        result = search(problem, model, metric)  # type: ignore[arg-type]
+        best = min(joint, key=lambda nd: (joint[nd][metric], sum(nd), nd))
+        if metric == "precision":  # summed in another order: equal up to rounding
+            chosen = tuple(x for j, x in enumerate(result.node) if j != at)
+            assert joint[chosen][metric] == pytest.approx(joint[best][metric])
+        else:
+            assert result.node == _with_fixed(best, at)
+
+
+# --------------------------------------------------------------------------- the bounds
+
+
+@SETTINGS
+@given(
+    problems(),
+    models,
+    st.one_of(st.none(), st.tuples(st.integers(2, 3), st.sampled_from(["distinct", "entropy"]))),
+)
+def test_bounds_never_exceed_the_metric(
+    pd: tuple[pl.DataFrame, dict[str, Hierarchy]], base: PrivacyModel, ldiv: tuple[int, str] | None
+) -> None:
+    """The static bounds hold at every anonymous node, and the AECS bound from an evaluated node
+    holds at every generalisation of it: the branch and bound stays exact."""
+    df, hs = pd
+    if ldiv is not None:
+        df = df.with_columns(pl.Series("s", [["a", "b", "c"][i % 3] for i in range(df.height)], pl.String))
+    sens = "s" if ldiv is not None else None
+    model = PrivacyModel(base.k, base.suppression, *(ldiv or (None,)))  # type: ignore[arg-type]
+    problem = encode(frequency_table(df, list(hs), sens), hs, sens)
+    nodes = lattice_nodes(problem.heights)
+    sup_lb = _pair_suppression_bound(problem, model, nodes)
+    ev = Evaluator(problem, model)
+    evals = [ev.evaluate(tuple(int(x) for x in row), keep=False) for row in nodes]
+    assert all(e.suppressed >= s for e, s in zip(evals, sup_lb, strict=True))
+    monotone = model.l is None or model.l_variant == "distinct"
+    for metric in METRICS:
+        lb = _static_bounds(problem, model, metric, nodes, sup_lb)
+        for e, bound in zip(evals, lb, strict=True):
+            if e.anonymous:
+                assert bound <= e.metrics[metric] + 1e-9 * max(1.0, abs(e.metrics[metric])), (metric, e.node)
+    for i, m in enumerate(evals):
+        bound = _aecs_bound_above(m, problem.n, model.k, monotone)
+        above = (nodes >= nodes[i]).all(axis=1)
+        for j in np.nonzero(above)[0]:
+            assert bound <= evals[j].metrics["aecs"] + 1e-12, (m.node, evals[j].node)
