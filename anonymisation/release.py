@@ -174,8 +174,7 @@ def _band(label: str) -> tuple[int, int] | None:
 
 
 def _fixed_hierarchy(name: str, values: list[str]) -> Hierarchy:
-    leaves = tuple(sorted({str(v) for v in values}))
-    return Hierarchy(name, (leaves,), (np.arange(len(leaves), dtype=np.int64),), {v: i for i, v in enumerate(leaves)})
+    return Hierarchy.fixed(name, sorted({str(v) for v in values}))
 
 
 # --------------------------------------------------------------------------- levels that spare facts
@@ -404,7 +403,7 @@ def build_release(
 
     # ---- levels that spare facts: coarser person-level fields when that loses fewer facts overall
     tried: list[dict[str, Any]] = []
-    movable = [j for j, q in enumerate(problem.qis) if q not in fixed]
+    movable = [j for j, q in enumerate(problem.qis) if not problem.hierarchies[j].is_fixed]
     if m and units and policy.fact_weight > 0 and movable:
         node, tried = spare_facts(problem, result, model, policy, fact_loss_estimator(frame, problem, units, um, book.parent, m), movable)
         if node != tuple(result.node):
