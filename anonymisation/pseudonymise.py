@@ -185,10 +185,12 @@ def pseudonymise_site(
             out = out.with_columns(pl.col(col).replace_strict(tokens, default=None, return_dtype=pl.String))
         if table == "person":
             out = _remap(out, "person_id", person_ids)
-            tok = link.select(person_id="person_id", _tok="person_source_value", _birth="birth_date", _off="date_offset")
+            # the true year of birth (the release generalises it): the shifted birth date would give
+            # the wrong year for about a quarter of persons and, ungeneralised, narrow the secret offset
+            tok = link.select(person_id="person_id", _tok="person_source_value", _birth="birth_date")
             out = out.join(tok, on="person_id", how="left").with_columns(
                 person_source_value=pl.col("_tok"),
-                year_of_birth=(pl.col("_birth") + pl.duration(days=pl.col("_off"))).dt.year().cast(pl.Int32),
+                year_of_birth=pl.coalesce(pl.col("_birth").dt.year().cast(pl.Int32), pl.col("year_of_birth")),
             )
         out = out.with_columns([pl.lit(None).alias(c) for c in DROPPED.get(table, ()) if c in out.columns])
         out = cdm.conform(out, table)

@@ -114,3 +114,34 @@ def test_missing_opt_out_registry_is_a_clear_error(tmp_path: Path) -> None:
     f = tmp_path / "optout.txt"
     f.write_text("# objections\n1980 0101 123 45\n\n")
     assert read_opt_outs(str(f)) == {"1980010112345"}
+
+
+def _tiny_site(birth_dates: list[dt.date | None], years: list[int]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """A person table (and its identity) of a few persons, nothing else."""
+    from schemas import omop as cdm
+
+    n = len(birth_dates)
+    person = cdm.conform(pl.DataFrame({
+        "person_id": list(range(1, n + 1)), "gender_concept_id": [8532] * n, "year_of_birth": years,
+        "race_concept_id": [0] * n, "ethnicity_concept_id": [0] * n,
+        "person_source_value": [f"P{i}" for i in range(1, n + 1)],
+    }), "person")
+    identity = pl.DataFrame({
+        "person_id": person["person_id"], "patient_id": person["person_source_value"],
+        "matricule": pl.Series([None] * n, dtype=pl.String), "birth_date": pl.Series(birth_dates, dtype=pl.Date),
+        **{c: pl.Series([None] * n, dtype=pl.String)
+           for c in ("last_name", "first_name", "phone", "email", "address", "other_names")},
+    })
+    return {"person": person}, identity
+
+
+def test_year_of_birth_is_the_true_year_not_the_shifted_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anonymisation.pseudonym as ps
+
+    monkeypatch.setattr(ps, "offset_days", lambda secret, value, max_days: 30)
+    omop, ident = _tiny_site([dt.date(1950, 12, 20), None], [1950, 1961])
+    res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    # shifted by +30 days the first birth date falls in 1951; the published year stays 1950, and a
+    # person without a birth date keeps the year of the OMOP person row
+    years = res.tables["person"]["year_of_birth"].to_list()
+    assert sorted(years, key=lambda y: -1 if y is None else y) == [1950, 1961], years
