@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from anonymisation.leakscan import describe_hits
-from anonymisation.pseudonymise import identity_frame, read_opt_outs
+from anonymisation.pseudonymise import OptOutError, identity_frame, read_opt_outs
 from pipelines.buckets import (
     BUCKETED_FORMATS,
     IDENTITY,
@@ -252,8 +252,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
         try:
-            opt_outs = read_opt_outs(config.policy.opt_out_registry)
-        except FileNotFoundError as e:
+            opt_outs = read_opt_outs(config.policy.opt_out_registry, config.sites)
+        except (FileNotFoundError, OptOutError) as e:
             raise _fail(str(e)) from None
         notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
         note_deid = None

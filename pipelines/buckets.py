@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
-from anonymisation.pseudonymise import NoteDeid, identity_frame, pseudonymise_site
+from anonymisation.pseudonymise import NoteDeid, OptOuts, identity_frame, pseudonymise_site
 from schemas import omop as cdm
 from schemas.config import Source
 from schemas.policy import PrivacyPolicy
@@ -192,7 +192,7 @@ class PseudoOutcome:
     identifiers: Identifiers
 
 
-def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: set[str],
+def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: OptOuts,
                     note_deid: NoteDeid | None, log: Log) -> PseudoOutcome:
     """Pseudonymise a site part by part (one part, or one per person bucket) and leak-scan what it writes.
 

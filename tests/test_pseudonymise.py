@@ -113,7 +113,7 @@ def test_missing_opt_out_registry_is_a_clear_error(tmp_path: Path) -> None:
         read_opt_outs(str(tmp_path / "nope.txt"))
     f = tmp_path / "optout.txt"
     f.write_text("# objections\n1980 0101 123 45\n\n")
-    assert read_opt_outs(str(f)) == {"1980010112345"}
+    assert read_opt_outs(str(f)).matricules == {"1980010112345"}
 
 
 def _tiny_site(birth_dates: list[dt.date | None], years: list[int]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
@@ -145,3 +145,42 @@ def test_year_of_birth_is_the_true_year_not_the_shifted_one(monkeypatch: pytest.
     # person without a birth date keeps the year of the OMOP person row
     years = res.tables["person"]["year_of_birth"].to_list()
     assert sorted(years, key=lambda y: -1 if y is None else y) == [1950, 1961], years
+
+
+def test_opt_out_registry_by_matricule_or_site_and_local_id(tmp_path: Path) -> None:
+    from anonymisation.pseudonymise import OptOutError, OptOuts, read_opt_outs
+
+    f = tmp_path / "optout.txt"
+    f.write_text("# objections\n1980 0101 123 45\n\nhospital-a, P-000123  # by letter\nhospital-b,77\n")
+    got = read_opt_outs(str(f), ["hospital-a", "hospital-b"])
+    assert got == OptOuts(frozenset({"1980010112345"}), frozenset({("hospital-a", "P-000123"), ("hospital-b", "77")}))
+    assert got.at("hospital-a") == {"P-000123"} and got.at("hospital-c") == set()
+    for bad, what in (("hospital-a,P1,x\n", "3 fields"), ("# ok\n\nhospital-z,P1\n", "not a configured site"),
+                      ("1980 0101 123 45\nhospital-a P1\n", "matricule"), ("hospital-a,\n", "empty")):
+        f.write_text(bad)
+        with pytest.raises(OptOutError, match=what) as e:
+            read_opt_outs(str(f), ["hospital-a", "hospital-b"])
+        line = len(bad.splitlines())
+        assert f"line {line}:" in str(e.value) and "P1" not in str(e.value) and "hospital-z" not in str(e.value)
+    f.write_text("any-site,P1\n")
+    assert read_opt_outs(str(f)).local == {("any-site", "P1")}  # sites unknown: any site name
+
+
+def test_opted_out_by_local_id_is_removed_at_that_site_only(site: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    from anonymisation.pseudonymise import OptOuts
+
+    omop, ident = site
+    person = ident.filter(pl.col("matricule").is_null()).row(0, named=True)
+    res_all = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    elsewhere = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(),
+                                  OptOuts(local=frozenset({("hospital-b", person["patient_id"])})))
+    assert elsewhere.opted_out_persons == 0
+    res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(),
+                            OptOuts(local=frozenset({("hospital-a", person["patient_id"])})))
+    assert res.opted_out_persons == 1
+    gone = set(res_all.tables["person"]["person_id"]) - set(res.tables["person"]["person_id"])
+    assert len(gone) == 1
+    for t, df in res.tables.items():
+        if "person_id" in df.columns:
+            assert not df["person_id"].is_in(sorted(gone)).any(), t
+    assert res.accounting.filter((pl.col("category") == "opted_out") & (pl.col("table") == "person"))["rows"].item() == 1
