@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import id63, id63_many, identity_expr, person_map, token
+from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
 from schemas import omop as cdm
 from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
 from schemas.policy import PrivacyPolicy
@@ -94,10 +94,11 @@ def read_opt_outs(path: str | None, sites: Collection[str] | None = None) -> Opt
 
 
 def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) -> pl.DataFrame:
+    """old -> new ids of ``domain`` (a table); CollisionError if two old ids would share a new one."""
     olds = sorted({v for v in values if v is not None})
     return pl.DataFrame(
         {"old": pl.Series(olds, dtype=pl.Int64),
-         "new": pl.Series(id63_many(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
+         "new": pl.Series(id63_checked(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
     )
 
 
@@ -136,7 +137,7 @@ def _location(loc: pl.DataFrame, secret: bytes) -> tuple[pl.DataFrame, pl.DataFr
                         separator="|", ignore_nulls=True)
     loc = loc.with_columns(loc_key=key)
     keys = sorted(set(loc["loc_key"].to_list()))
-    new = {k: id63(secret, "location", k) for k in keys}
+    new = dict(zip(keys, id63_checked(secret, "location", keys), strict=True))
     loc = loc.with_columns(new=pl.col("loc_key").replace_strict(new, return_dtype=pl.Int64))
     ids = loc.select(old="location_id", new="new")
     rows = loc.with_columns(location_id=pl.col("new")).with_columns([pl.lit(None).alias(c) for c in DROPPED["location"]])

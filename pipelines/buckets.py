@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+from anonymisation.pseudonym import id63_checked, identity_expr
 from anonymisation.pseudonymise import NoteDeid, OptOuts, identity_frame, pseudonymise_site
 from schemas import omop as cdm
 from schemas.config import Source
@@ -201,6 +202,8 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     looks, for the identifiers of the whole site."""
     parts = len(sorted(ws.lake("omop", "person", site).glob("*.parquet")))
     identity_all = read_partition(ws.lake("omop", IDENTITY, site))
+    if parts > 1:  # each part checks its own persons' ids: check them across parts here
+        id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
     ids = identifiers_from_patients(identity_all)
     site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES}
     writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in OMOP_TABLES}

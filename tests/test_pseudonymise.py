@@ -184,3 +184,56 @@ def test_opted_out_by_local_id_is_removed_at_that_site_only(site: tuple[dict[str
         if "person_id" in df.columns:
             assert not df["person_id"].is_in(sorted(gone)).any(), t
     assert res.accounting.filter((pl.col("category") == "opted_out") & (pl.col("table") == "person"))["rows"].item() == 1
+
+
+@pytest.mark.parametrize("domain", ["visit_occurrence", "condition_occurrence", "episode", "location"])
+def test_colliding_ids_in_any_domain_fail_loudly(site: tuple[dict[str, pl.DataFrame], pl.DataFrame],
+                                                 monkeypatch: pytest.MonkeyPatch, domain: str) -> None:
+    import anonymisation.pseudonym as ps
+    from anonymisation.pseudonym import CollisionError
+
+    real = ps.id63_many
+
+    def colliding(secret: bytes, dom: str, values: list[str]) -> list[int]:
+        return [42] * len(values) if dom == domain else real(secret, dom, values)
+
+    monkeypatch.setattr(ps, "id63_many", colliding)
+    omop, ident = site
+    with pytest.raises(CollisionError, match=f"domain '{domain}'") as e:
+        pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    assert "hospital-a:" not in str(e.value) and "42" not in str(e.value)  # never a value
+
+
+def test_person_ids_colliding_across_person_buckets_fail_loudly(
+        site: tuple[dict[str, pl.DataFrame], pl.DataFrame], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each part's person_map sees only its own persons: two persons in different buckets must be checked too."""
+    import anonymisation.pseudonym as ps
+    from anonymisation.pseudonym import CollisionError
+    from anonymisation.pseudonymise import OptOuts
+    from pipelines.buckets import IDENTITY, pseudo_in_parts
+    from transforms.omop import GLOBAL_TABLES
+    from transforms.storage import PartitionWriter, Workspace
+
+    omop, ident = site
+    first, last = ident["person_id"].min(), ident["person_id"].max()
+    ws = Workspace(tmp_path)
+    parts = {t: (df, df.clear()) for t, df in omop.items()}  # part 1: one person, nothing else
+    parts["person"] = (omop["person"].filter(pl.col("person_id") != last), omop["person"].filter(pl.col("person_id") == last))
+    parts[IDENTITY] = (ident.filter(pl.col("person_id") != last), ident.filter(pl.col("person_id") == last))
+    for t, (p0, p1) in parts.items():
+        w = PartitionWriter(ws.lake("omop", t, "hospital-a"))
+        w.write(p0, 0)
+        if t not in GLOBAL_TABLES:
+            w.write(p1, 1)
+        w.commit()
+    pair = ident.filter(pl.col("person_id").is_in([first, last])).select(i=ps.identity_expr("hospital-a"))
+    names = set(pair["i"].to_list())  # the identities of a person in part 0 and the one in part 1
+    real_one, real_many = ps.id63, ps.id63_many
+
+    def one(s: bytes, d: str, v: str) -> int:
+        return 42 if d == "person" and v in names else real_one(s, d, v)
+
+    monkeypatch.setattr(ps, "id63", one)
+    monkeypatch.setattr(ps, "id63_many", lambda s, d, vs: [one(s, d, v) for v in vs] if d == "person" else real_many(s, d, vs))
+    with pytest.raises(CollisionError, match="domain 'person'"):
+        pseudo_in_parts("hospital-a", ws, KEY_A, PrivacyPolicy(), OptOuts(), None, lambda m: None)
