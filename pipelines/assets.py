@@ -20,7 +20,6 @@ from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import OptOutError, identity_frame, read_opt_outs
 from pipelines.buckets import (
     BUCKETED_FORMATS,
-    IDENTITY,
     EntityStats,
     omop_in_buckets,
     pseudo_in_parts,
@@ -214,9 +213,12 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             for t, df in result.tables.items():
                 write_partition(df, ws.lake("omop", t, site))
             identity = identity_frame(stg["persons"], result.tables["person"]) if stg is not None else omop_identity(result.tables["person"])
-            write_partition(identity, ws.lake("omop", IDENTITY, site))
+            writer = ws.identity_writer(site)  # the identity zone, not the OMOP zone
+            writer.write(identity, 0)
+            writer.commit()
             rows = {t: df.height for t, df in result.tables.items()}
             tables = dict(result.tables.items())
+        ws.drop_legacy_identity(site)  # an older version kept it in the OMOP zone
         _write_accounting(ws, "omop", site, result.accounting)
         cov = ws.reports / "coverage"
         cov.mkdir(parents=True, exist_ok=True)

@@ -210,7 +210,7 @@ def test_person_ids_colliding_across_person_buckets_fail_loudly(
     import anonymisation.pseudonym as ps
     from anonymisation.pseudonym import CollisionError
     from anonymisation.pseudonymise import OptOuts
-    from pipelines.buckets import IDENTITY, pseudo_in_parts
+    from pipelines.buckets import pseudo_in_parts
     from transforms.omop import GLOBAL_TABLES
     from transforms.storage import PartitionWriter, Workspace
 
@@ -219,9 +219,9 @@ def test_person_ids_colliding_across_person_buckets_fail_loudly(
     ws = Workspace(tmp_path)
     parts = {t: (df, df.clear()) for t, df in omop.items()}  # part 1: one person, nothing else
     parts["person"] = (omop["person"].filter(pl.col("person_id") != last), omop["person"].filter(pl.col("person_id") == last))
-    parts[IDENTITY] = (ident.filter(pl.col("person_id") != last), ident.filter(pl.col("person_id") == last))
-    for t, (p0, p1) in parts.items():
-        w = PartitionWriter(ws.lake("omop", t, "hospital-a"))
+    for t, (p0, p1) in [*parts.items(), ("identity", (ident.filter(pl.col("person_id") != last),
+                                                       ident.filter(pl.col("person_id") == last)))]:
+        w = ws.identity_writer("hospital-a") if t == "identity" else PartitionWriter(ws.lake("omop", t, "hospital-a"))
         w.write(p0, 0)
         if t not in GLOBAL_TABLES:
             w.write(p1, 1)
