@@ -10,6 +10,7 @@ fixed label, which identifies the key without revealing it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -92,11 +93,30 @@ def new_key(project: str, *, overwrite: bool = False) -> ProjectKey:
         )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secret.hex() + "\n")
-    os.chmod(path, 0o600)
+    _write_private(path, (secret.hex() + "\n").encode("ascii"))
     return ProjectKey(project, secret, str(path))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically through a new file created with mode 0600 in the same
+    folder (never an existing file whose mode could let others read it), fsync, then rename."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename, durable (some filesystems cannot sync a folder)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def list_keys() -> list[tuple[str, str, str]]:

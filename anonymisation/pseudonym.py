@@ -91,18 +91,16 @@ def offset_days(secret: bytes, value: str, max_days: int) -> int:
     return n - max_days if n < max_days else n - max_days + 1
 
 
-def pseudonymise_ids(values: pl.Series, secret: bytes, domain: str) -> pl.DataFrame:
-    """Map distinct values to 63-bit ids; raise CollisionError if two values share an id."""
-    distinct = values.drop_nulls().unique().sort()
-    ids = id63_many(secret, domain, distinct.to_list())
-    out = pl.DataFrame({"value": distinct, "id": pl.Series(ids, dtype=pl.Int64)})
-    dup = out.filter(pl.col("id").is_duplicated())
-    if dup.height:
+def id63_checked(secret: bytes, domain: str, values: list[str]) -> list[int]:
+    """``id63`` of each of the distinct ``values``; raise CollisionError (naming the domain, never a
+    value) if two of them share an id: two rows must never be merged silently."""
+    ids = id63_many(secret, domain, values)
+    if len(set(ids)) != len(set(values)):
         raise CollisionError(
-            f"pseudonym collision in domain {domain!r} between {dup.height} identities: "
-            "the ids are not unique; report this (it should practically never happen)"
+            f"pseudonym collision in domain {domain!r}: two different source ids got the same 63-bit id; "
+            "nothing was merged. Report this and re-run with a new project key."
         )
-    return out
+    return ids
 
 
 def person_map(identities: pl.DataFrame, secret: bytes, max_shift: int) -> pl.DataFrame:

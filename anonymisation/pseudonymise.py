@@ -1,5 +1,6 @@
 """Pseudonymise one site's OMOP tables: keyed ids, per-patient date shift, identifiers dropped,
-opted-out patients removed, notes de-identified.
+opted-out patients removed (by matricule everywhere, by local patient id at their site), notes
+de-identified.
 
 Driven by the CDM specification (``schemas/omop.py``) and the column policy
 (``schemas/column_policy.py``): every primary key is re-keyed with an HMAC in the domain of its
@@ -11,14 +12,15 @@ releases; another project's key gives unlinkable ones.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import id63, id63_many, identity_expr, person_map, token
+from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
 from schemas import omop as cdm
 from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
 from schemas.policy import PrivacyPolicy
@@ -36,26 +38,67 @@ class PseudoResult:
     masked_cells: dict[str, int]  # table -> free-text cells emptied because they held an identifier
 
 
-def read_opt_outs(path: str | None) -> set[str]:
-    """Matricules (digits only) whose owners objected to secondary use; '#' starts a comment."""
+class OptOutError(ValueError):
+    """A malformed line of the opt-out registry (the message names the line, never its content)."""
+
+
+@dataclass(frozen=True)
+class OptOuts:
+    """Patients who objected to secondary use: by matricule (removed at every site) or by a site's
+    own patient id (the identity table's ``patient_id``; removed at that site)."""
+
+    matricules: frozenset[str] = frozenset()  # digits only
+    local: frozenset[tuple[str, str]] = frozenset()  # (site, local patient id)
+
+    def at(self, site: str) -> set[str]:
+        """The local patient ids opted out at ``site``."""
+        return {pid for s, pid in self.local if s == site}
+
+
+_MATRICULE_LINE = re.compile(r"[\d\s]+")
+
+
+def read_opt_outs(path: str | None, sites: Collection[str] | None = None) -> OptOuts:
+    """Read the opt-out registry: one patient per line, either a matricule (digits, spaces allowed:
+    ``1980 0101 123 45``) or ``site,local_patient_id`` (the site as named in the config, the site's
+    own patient id). '#' starts a comment; blank lines are skipped. With ``sites`` (the configured
+    sites), a line naming another site is an error. Errors name the line, never what it holds."""
     if not path:
-        return set()
+        return OptOuts()
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"opt-out registry {p} does not exist: fix policy.opt_out_registry in the config")
-    out = set()
-    for line in p.read_text(encoding="utf-8").splitlines():
-        digits = "".join(ch for ch in line.split("#", 1)[0] if ch.isdigit())
-        if digits:
-            out.add(digits)
-    return out
+    usage = "a line is a matricule (digits, spaces allowed) or 'site,local_patient_id'"
+    matricules: set[str] = set()
+    local: set[tuple[str, str]] = set()
+    for n, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        where = f"opt-out registry {p}, line {n}"
+        if "," in content:
+            fields = [f.strip() for f in content.split(",")]
+            if len(fields) != 2:
+                raise OptOutError(f"{where}: {len(fields)} fields; {usage}")
+            if not all(fields):
+                raise OptOutError(f"{where}: an empty field; {usage}")
+            if sites is not None and fields[0] not in sites:
+                raise OptOutError(f"{where}: the site is not a configured site ({', '.join(sorted(sites))}); "
+                                  "write it as in the config's sources")
+            local.add((fields[0], fields[1]))
+        elif _MATRICULE_LINE.fullmatch(content):
+            matricules.add("".join(content.split()))
+        else:
+            raise OptOutError(f"{where}: not a matricule (digits only); {usage}")
+    return OptOuts(frozenset(matricules), frozenset(local))
 
 
 def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) -> pl.DataFrame:
+    """old -> new ids of ``domain`` (a table); CollisionError if two old ids would share a new one."""
     olds = sorted({v for v in values if v is not None})
     return pl.DataFrame(
         {"old": pl.Series(olds, dtype=pl.Int64),
-         "new": pl.Series(id63_many(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
+         "new": pl.Series(id63_checked(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
     )
 
 
@@ -94,7 +137,7 @@ def _location(loc: pl.DataFrame, secret: bytes) -> tuple[pl.DataFrame, pl.DataFr
                         separator="|", ignore_nulls=True)
     loc = loc.with_columns(loc_key=key)
     keys = sorted(set(loc["loc_key"].to_list()))
-    new = {k: id63(secret, "location", k) for k in keys}
+    new = dict(zip(keys, id63_checked(secret, "location", keys), strict=True))
     loc = loc.with_columns(new=pl.col("loc_key").replace_strict(new, return_dtype=pl.Int64))
     ids = loc.select(old="location_id", new="new")
     rows = loc.with_columns(location_id=pl.col("new")).with_columns([pl.lit(None).alias(c) for c in DROPPED["location"]])
@@ -107,7 +150,7 @@ def pseudonymise_site(
     identity: pl.DataFrame,
     secret: bytes,
     policy: PrivacyPolicy,
-    opt_outs: set[str] | None = None,
+    opt_outs: OptOuts | set[str] | None = None,
     note_deid: NoteDeid | None = None,
     identifiers: Identifiers | None = None,
 ) -> PseudoResult:
@@ -115,13 +158,16 @@ def pseudonymise_site(
 
     ``identifiers``: what free-text cells are masked for (default: those of ``identity``); when a site
     is pseudonymised in person buckets, ``identity`` holds the bucket's persons and ``identifiers``
-    the whole site's."""
+    the whole site's. ``opt_outs``: :func:`read_opt_outs` (a plain set holds matricules)."""
+    if not isinstance(opt_outs, OptOuts):
+        opt_outs = OptOuts(matricules=frozenset(opt_outs or ()))
     ident = identity.with_columns(identity=identity_expr(site), site=pl.lit(site),
                                   matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
     pmap = person_map(ident.select("identity", "site"), secret, policy.date_shift_days)
-    link = ident.select(pl.col("person_id").alias("old"), "identity", "birth_date", "matricule_digits").join(
-        pmap, on="identity", how="inner")
-    opted = link.filter(pl.col("matricule_digits").is_in(sorted(opt_outs or set())))["old"]
+    link = ident.select(pl.col("person_id").alias("old"), "identity", "birth_date", "matricule_digits",
+                        local_id=pl.col("patient_id").cast(pl.String)).join(pmap, on="identity", how="inner")
+    opted = link.filter(pl.col("matricule_digits").is_in(sorted(opt_outs.matricules))
+                        | pl.col("local_id").is_in(sorted(opt_outs.at(site))))["old"]
     opted_list = opted.implode()
     offsets = link.select(person_id="old", date_offset="date_offset")
     person_ids = link.select("old", new="person_id")
@@ -185,10 +231,12 @@ def pseudonymise_site(
             out = out.with_columns(pl.col(col).replace_strict(tokens, default=None, return_dtype=pl.String))
         if table == "person":
             out = _remap(out, "person_id", person_ids)
-            tok = link.select(person_id="person_id", _tok="person_source_value", _birth="birth_date", _off="date_offset")
+            # the true year of birth (the release generalises it): the shifted birth date would give
+            # the wrong year for about a quarter of persons and, ungeneralised, narrow the secret offset
+            tok = link.select(person_id="person_id", _tok="person_source_value", _birth="birth_date")
             out = out.join(tok, on="person_id", how="left").with_columns(
                 person_source_value=pl.col("_tok"),
-                year_of_birth=(pl.col("_birth") + pl.duration(days=pl.col("_off"))).dt.year().cast(pl.Int32),
+                year_of_birth=pl.coalesce(pl.col("_birth").dt.year().cast(pl.Int32), pl.col("year_of_birth")),
             )
         out = out.with_columns([pl.lit(None).alias(c) for c in DROPPED.get(table, ()) if c in out.columns])
         out = cdm.conform(out, table)

@@ -16,10 +16,10 @@ import dagster as dg
 import polars as pl
 
 from anonymisation.leakscan import describe_hits
-from anonymisation.pseudonymise import identity_frame, read_opt_outs
+from anonymisation.pseudonym import CollisionError
+from anonymisation.pseudonymise import OptOutError, identity_frame, read_opt_outs
 from pipelines.buckets import (
     BUCKETED_FORMATS,
-    IDENTITY,
     EntityStats,
     omop_in_buckets,
     pseudo_in_parts,
@@ -213,9 +213,12 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             for t, df in result.tables.items():
                 write_partition(df, ws.lake("omop", t, site))
             identity = identity_frame(stg["persons"], result.tables["person"]) if stg is not None else omop_identity(result.tables["person"])
-            write_partition(identity, ws.lake("omop", IDENTITY, site))
+            writer = ws.identity_writer(site)  # the identity zone, not the OMOP zone
+            writer.write(identity, 0)
+            writer.commit()
             rows = {t: df.height for t, df in result.tables.items()}
             tables = dict(result.tables.items())
+        ws.drop_legacy_identity(site)  # an older version kept it in the OMOP zone
         _write_accounting(ws, "omop", site, result.accounting)
         cov = ws.reports / "coverage"
         cov.mkdir(parents=True, exist_ok=True)
@@ -252,8 +255,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
         try:
-            opt_outs = read_opt_outs(config.policy.opt_out_registry)
-        except FileNotFoundError as e:
+            opt_outs = read_opt_outs(config.policy.opt_out_registry, config.sites)
+        except (FileNotFoundError, OptOutError) as e:
             raise _fail(str(e)) from None
         notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
         note_deid = None
@@ -262,7 +265,10 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
             note_deid = deidentify_batch
             context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
-        result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+        try:
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+        except CollisionError as e:
+            raise _fail(str(e)) from None
         _write_accounting(ws, "pseudo", site, result.accounting)
         for t in PSEUDO_TABLES:
             yield dg.MaterializeResult(

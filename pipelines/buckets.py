@@ -19,7 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
-from anonymisation.pseudonymise import NoteDeid, identity_frame, pseudonymise_site
+from anonymisation.pseudonym import id63_checked, identity_expr
+from anonymisation.pseudonymise import NoteDeid, OptOuts, identity_frame, pseudonymise_site
 from schemas import omop as cdm
 from schemas.config import Source
 from schemas.policy import PrivacyPolicy
@@ -34,7 +35,6 @@ from transforms.storage import PartitionWriter, Workspace, read_partition
 from transforms.vocabulary import Vocabulary
 
 BUCKETED_FORMATS = ("synthea-csv",)
-IDENTITY = "_identity"  # the identifiable zone's person identifiers (never an asset, never published)
 Log = Callable[[str], None]
 
 
@@ -147,13 +147,14 @@ class OmopOutcome:
 
 
 def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: Vocabulary, log: Log) -> OmopOutcome:
-    """Harmonise the raw parts bucket by bucket; write every OMOP table (and the identity) as parts."""
+    """Harmonise the raw parts bucket by bucket; write every OMOP table (and the identity, in its own
+    zone) as parts."""
     assert fmt.to_staging is not None
     to_staging = fmt.to_staging
     buckets = raw_buckets(ws, fmt, site)
     shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in synthea.SHARED_ENTITIES}
     writers = {t: PartitionWriter(ws.lake("omop", t, site)) for t in OMOP_TABLES}
-    identity = PartitionWriter(ws.lake("omop", IDENTITY, site))
+    identity = ws.identity_writer(site)
     rows = dict.fromkeys(OMOP_TABLES, 0)
     current: dict[str, Staging] = {}
 
@@ -192,7 +193,7 @@ class PseudoOutcome:
     identifiers: Identifiers
 
 
-def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: set[str],
+def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: OptOuts,
                     note_deid: NoteDeid | None, log: Log) -> PseudoOutcome:
     """Pseudonymise a site part by part (one part, or one per person bucket) and leak-scan what it writes.
 
@@ -200,7 +201,9 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     locations are those any part's persons (or a care site) use. Free text is masked, and the leak scan
     looks, for the identifiers of the whole site."""
     parts = len(sorted(ws.lake("omop", "person", site).glob("*.parquet")))
-    identity_all = read_partition(ws.lake("omop", IDENTITY, site))
+    identity_all = read_partition(ws.identity(site))
+    if parts > 1:  # each part checks its own persons' ids: check them across parts here
+        id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
     ids = identifiers_from_patients(identity_all)
     site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES}
     writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in OMOP_TABLES}
@@ -219,7 +222,7 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
 
     for k in range(parts):
         tables = {t: site_wide[t] if t in site_wide else _part(ws.lake("omop", t, site), k) for t in OMOP_TABLES}
-        identity = _part(ws.lake("omop", IDENTITY, site), k)
+        identity = _part(ws.identity(site), k)
         r = pseudonymise_site(site, tables, identity, secret, policy, opt_outs, note_deid, identifiers=ids)
         for t, df in r.tables.items():
             if t == "location":

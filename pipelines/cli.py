@@ -297,6 +297,7 @@ def verify(
     """
     from pipelines.verify import verify_release
     from schemas.config import home
+    from transforms.storage import Workspace
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder: give a release folder such as dataspace/<dataset>/<version>")
@@ -304,7 +305,7 @@ def verify(
         ws_home = home()
         try:
             folder.resolve().relative_to(ws_home / "dataspace")
-            workspace = ws_home if (ws_home / "lake" / "raw").exists() else None
+            workspace = ws_home if Workspace(ws_home).identity_table.exists() else None
         except ValueError:
             workspace = None
     findings = verify_release(folder, approval, workspace)

@@ -15,7 +15,6 @@ from anonymisation.pseudonym import CollisionError
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
-from pipelines.buckets import IDENTITY
 from pipelines.publish import publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
@@ -28,9 +27,10 @@ STAGES = ("raw", "omop", "pseudo", "release")
 
 
 def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
+    """The direct identifiers of every site's persons (the identity zone), for the release's leak scan."""
     ids = Identifiers()
     for s in sites:
-        folder = ws.lake("omop", IDENTITY, s)
+        folder = ws.identity(s)
         if has_partition(folder):
             ids.merge(identifiers_from_patients(read_partition(folder)))
     return ids

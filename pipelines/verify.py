@@ -121,9 +121,10 @@ def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Pa
     import polars as pl
 
     from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+    from transforms.storage import Workspace
 
     ids = Identifiers()
-    for part in sorted((workspace / "lake" / "omop" / "_identity").glob("site=*")):
+    for part in sorted(Workspace(workspace).identity_table.glob("site=*")):
         files = sorted(part.glob("*.parquet"))
         if files:
             ids.merge(identifiers_from_patients(pl.read_parquet(files)))

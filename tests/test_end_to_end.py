@@ -17,6 +17,7 @@ from anonymisation.leakscan import normalise_text, public_place_names
 from pipelines.cli import app
 from schemas.extract import ENTITIES
 from transforms.ingest import ingest_site
+from transforms.storage import Workspace, read_partition
 
 runner = CliRunner()
 
@@ -276,6 +277,8 @@ def test_verify_detects_a_flipped_byte_in_any_file(published: dict[str, object],
     code, out = invoke("verify", str(v1))
     assert code == 0, out
     assert "matches the approval by demo" in out
+    code, out = invoke("verify", str(v1), "--workspace", str(published["home"]))  # leak scan: the identity zone
+    assert code == 0 and "leak scan: no identifier of" in out, out
     copy = tmp_path / "omop-demo" / "1"
     shutil.copytree(v1, copy)
     code, out = invoke("verify", str(copy))
@@ -334,7 +337,7 @@ def test_zz_planted_identifier_blocks_publication(published: dict[str, object], 
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     keys = home.parent / "keys"
     monkeypatch.setenv("DS4H_KEYS", str(keys))
-    ident = pl.read_parquet(home / "lake" / "omop" / "_identity" / "site=hospital-a" / "part-0.parquet")
+    ident = read_partition(Workspace(home).identity("hospital-a"))
     phone = ident.filter(pl.col("phone").is_not_null())["phone"][0]
     proc_file = home / "lake" / "omop" / "procedure_occurrence" / "site=hospital-a" / "part-0.parquet"
     procs = pl.read_parquet(proc_file)

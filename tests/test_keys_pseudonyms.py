@@ -68,3 +68,17 @@ def test_world_readable_key_is_refused(tmp_path: Path) -> None:
     os.chmod(k.source, 0o644)
     with pytest.raises(KeyError_, match="chmod 600"):
         load_key("p2")
+
+
+def test_replacing_a_key_never_writes_the_secret_to_a_readable_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonymisation.keys import key_path
+
+    path = key_path("p3")
+    path.parent.mkdir(parents=True)
+    path.write_text("00" * 32 + "\n")
+    os.chmod(path, 0o644)
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: None)  # the file must be 0600 without any chmod
+    k = new_key("p3", overwrite=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text().strip() == k.secret.hex()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["p3.key"]  # no temporary file left

@@ -94,7 +94,7 @@ def test_bucketed_assets_write_what_the_whole_site_gives(site_run: dict[str, obj
         if t == "cdm_source":
             got, want = got.drop("source_release_date", "cdm_release_date"), want.drop("source_release_date", "cdm_release_date")
         assert got.sort(got.columns, nulls_last=True).equals(want.sort(want.columns, nulls_last=True)), t
-    identity = read_partition(ws.lake("omop", "_identity", "syn"))
+    identity = read_partition(ws.identity("syn"))
     assert identity.height == 27 and identity["person_id"].is_unique().all()
     acc = read_partition(ws.accounting("omop", "syn"))
     keys = ["table", "category", "reason_code"]
@@ -115,7 +115,7 @@ def test_pseudo_in_parts_writes_what_the_whole_site_gives(site_run: dict[str, ob
     ws = Workspace(site_run["home"])  # type: ignore[arg-type]
     assert len(list(ws.lake("pseudo", "person", "syn").glob("*.parquet"))) == 4
     omop = {t: read_partition(ws.lake("omop", t, "syn")) for t in OMOP_TABLES}
-    identity = read_partition(ws.lake("omop", "_identity", "syn"))
+    identity = read_partition(ws.identity("syn"))
     whole = pseudonymise_site("syn", omop, identity, load_key("demo").secret, PrivacyPolicy())
     for t in OMOP_TABLES:
         got, want = read_partition(ws.lake("pseudo", t, "syn")), whole.tables[t]

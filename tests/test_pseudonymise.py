@@ -113,4 +113,127 @@ def test_missing_opt_out_registry_is_a_clear_error(tmp_path: Path) -> None:
         read_opt_outs(str(tmp_path / "nope.txt"))
     f = tmp_path / "optout.txt"
     f.write_text("# objections\n1980 0101 123 45\n\n")
-    assert read_opt_outs(str(f)) == {"1980010112345"}
+    assert read_opt_outs(str(f)).matricules == {"1980010112345"}
+
+
+def _tiny_site(birth_dates: list[dt.date | None], years: list[int]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """A person table (and its identity) of a few persons, nothing else."""
+    from schemas import omop as cdm
+
+    n = len(birth_dates)
+    person = cdm.conform(pl.DataFrame({
+        "person_id": list(range(1, n + 1)), "gender_concept_id": [8532] * n, "year_of_birth": years,
+        "race_concept_id": [0] * n, "ethnicity_concept_id": [0] * n,
+        "person_source_value": [f"P{i}" for i in range(1, n + 1)],
+    }), "person")
+    identity = pl.DataFrame({
+        "person_id": person["person_id"], "patient_id": person["person_source_value"],
+        "matricule": pl.Series([None] * n, dtype=pl.String), "birth_date": pl.Series(birth_dates, dtype=pl.Date),
+        **{c: pl.Series([None] * n, dtype=pl.String)
+           for c in ("last_name", "first_name", "phone", "email", "address", "other_names")},
+    })
+    return {"person": person}, identity
+
+
+def test_year_of_birth_is_the_true_year_not_the_shifted_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anonymisation.pseudonym as ps
+
+    monkeypatch.setattr(ps, "offset_days", lambda secret, value, max_days: 30)
+    omop, ident = _tiny_site([dt.date(1950, 12, 20), None], [1950, 1961])
+    res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    # shifted by +30 days the first birth date falls in 1951; the published year stays 1950, and a
+    # person without a birth date keeps the year of the OMOP person row
+    years = res.tables["person"]["year_of_birth"].to_list()
+    assert sorted(years, key=lambda y: -1 if y is None else y) == [1950, 1961], years
+
+
+def test_opt_out_registry_by_matricule_or_site_and_local_id(tmp_path: Path) -> None:
+    from anonymisation.pseudonymise import OptOutError, OptOuts, read_opt_outs
+
+    f = tmp_path / "optout.txt"
+    f.write_text("# objections\n1980 0101 123 45\n\nhospital-a, P-000123  # by letter\nhospital-b,77\n")
+    got = read_opt_outs(str(f), ["hospital-a", "hospital-b"])
+    assert got == OptOuts(frozenset({"1980010112345"}), frozenset({("hospital-a", "P-000123"), ("hospital-b", "77")}))
+    assert got.at("hospital-a") == {"P-000123"} and got.at("hospital-c") == set()
+    for bad, what in (("hospital-a,P1,x\n", "3 fields"), ("# ok\n\nhospital-z,P1\n", "not a configured site"),
+                      ("1980 0101 123 45\nhospital-a P1\n", "matricule"), ("hospital-a,\n", "empty")):
+        f.write_text(bad)
+        with pytest.raises(OptOutError, match=what) as e:
+            read_opt_outs(str(f), ["hospital-a", "hospital-b"])
+        line = len(bad.splitlines())
+        assert f"line {line}:" in str(e.value) and "P1" not in str(e.value) and "hospital-z" not in str(e.value)
+    f.write_text("any-site,P1\n")
+    assert read_opt_outs(str(f)).local == {("any-site", "P1")}  # sites unknown: any site name
+
+
+def test_opted_out_by_local_id_is_removed_at_that_site_only(site: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    from anonymisation.pseudonymise import OptOuts
+
+    omop, ident = site
+    person = ident.filter(pl.col("matricule").is_null()).row(0, named=True)
+    res_all = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    elsewhere = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(),
+                                  OptOuts(local=frozenset({("hospital-b", person["patient_id"])})))
+    assert elsewhere.opted_out_persons == 0
+    res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(),
+                            OptOuts(local=frozenset({("hospital-a", person["patient_id"])})))
+    assert res.opted_out_persons == 1
+    gone = set(res_all.tables["person"]["person_id"]) - set(res.tables["person"]["person_id"])
+    assert len(gone) == 1
+    for t, df in res.tables.items():
+        if "person_id" in df.columns:
+            assert not df["person_id"].is_in(sorted(gone)).any(), t
+    assert res.accounting.filter((pl.col("category") == "opted_out") & (pl.col("table") == "person"))["rows"].item() == 1
+
+
+@pytest.mark.parametrize("domain", ["visit_occurrence", "condition_occurrence", "episode", "location"])
+def test_colliding_ids_in_any_domain_fail_loudly(site: tuple[dict[str, pl.DataFrame], pl.DataFrame],
+                                                 monkeypatch: pytest.MonkeyPatch, domain: str) -> None:
+    import anonymisation.pseudonym as ps
+    from anonymisation.pseudonym import CollisionError
+
+    real = ps.id63_many
+
+    def colliding(secret: bytes, dom: str, values: list[str]) -> list[int]:
+        return [42] * len(values) if dom == domain else real(secret, dom, values)
+
+    monkeypatch.setattr(ps, "id63_many", colliding)
+    omop, ident = site
+    with pytest.raises(CollisionError, match=f"domain '{domain}'") as e:
+        pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
+    assert "hospital-a:" not in str(e.value) and "42" not in str(e.value)  # never a value
+
+
+def test_person_ids_colliding_across_person_buckets_fail_loudly(
+        site: tuple[dict[str, pl.DataFrame], pl.DataFrame], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each part's person_map sees only its own persons: two persons in different buckets must be checked too."""
+    import anonymisation.pseudonym as ps
+    from anonymisation.pseudonym import CollisionError
+    from anonymisation.pseudonymise import OptOuts
+    from pipelines.buckets import pseudo_in_parts
+    from transforms.omop import GLOBAL_TABLES
+    from transforms.storage import PartitionWriter, Workspace
+
+    omop, ident = site
+    first, last = ident["person_id"].min(), ident["person_id"].max()
+    ws = Workspace(tmp_path)
+    parts = {t: (df, df.clear()) for t, df in omop.items()}  # part 1: one person, nothing else
+    parts["person"] = (omop["person"].filter(pl.col("person_id") != last), omop["person"].filter(pl.col("person_id") == last))
+    for t, (p0, p1) in [*parts.items(), ("identity", (ident.filter(pl.col("person_id") != last),
+                                                       ident.filter(pl.col("person_id") == last)))]:
+        w = ws.identity_writer("hospital-a") if t == "identity" else PartitionWriter(ws.lake("omop", t, "hospital-a"))
+        w.write(p0, 0)
+        if t not in GLOBAL_TABLES:
+            w.write(p1, 1)
+        w.commit()
+    pair = ident.filter(pl.col("person_id").is_in([first, last])).select(i=ps.identity_expr("hospital-a"))
+    names = set(pair["i"].to_list())  # the identities of a person in part 0 and the one in part 1
+    real_one, real_many = ps.id63, ps.id63_many
+
+    def one(s: bytes, d: str, v: str) -> int:
+        return 42 if d == "person" and v in names else real_one(s, d, v)
+
+    monkeypatch.setattr(ps, "id63", one)
+    monkeypatch.setattr(ps, "id63_many", lambda s, d, vs: [one(s, d, v) for v in vs] if d == "person" else real_many(s, d, vs))
+    with pytest.raises(CollisionError, match="domain 'person'"):
+        pseudo_in_parts("hospital-a", ws, KEY_A, PrivacyPolicy(), OptOuts(), None, lambda m: None)

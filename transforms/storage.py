@@ -7,6 +7,10 @@ Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout
                                                         in person buckets has one part per bucket
                                                         (part-0.parquet, part-00001.parquet, ...)
     lake/release/<table>/part-0.parquet                 the release, all sites
+    lake/identity/patients/site=<site>/part-0.parquet   the identifiable zone's direct identifiers per
+                                                        person (folders 0700, files 0600): never an
+                                                        asset, never published; read only by the
+                                                        pseudonymisation, the leak scans and verify
     quarantine/<stage>/<table>/site=<site>/part-0.parquet
     accounting/<stage>/site=<site>/part-0.parquet       row accounting of a stage and site
     dataspace/<dataset>/<version>/...                   published releases
@@ -26,6 +30,8 @@ from pathlib import Path
 import polars as pl
 
 ZONES = ("raw", "omop", "pseudo")
+PRIVATE_DIR = 0o700  # the identity zone's folders
+PRIVATE_FILE = 0o600  # and files
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,34 @@ class Workspace:
             raise ValueError(f"zone {zone} is partitioned by site: give a site")
         return base / f"site={site}"
 
+    @property
+    def identity_root(self) -> Path:
+        """The identity zone: direct identifiers, apart from the OMOP zone (which holds CDM tables only)."""
+        return self.root / "lake" / "identity"
+
+    @property
+    def identity_table(self) -> Path:
+        """The identity table, partitioned by site (``site=<site>`` folders)."""
+        return self.identity_root / "patients"
+
+    def identity(self, site: str) -> Path:
+        """A site's identity partition: OMOP person_id with the person's identifiers (``identity_frame``)."""
+        return self.identity_table / f"site={site}"
+
+    def identity_writer(self, site: str) -> PartitionWriter:
+        """A private writer of a site's identity partition; the zone's folders are made mode 0700."""
+        for folder in (self.identity_root, self.identity_table):
+            folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            folder.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask, and an old folder keeps its own
+        return PartitionWriter(self.identity(site), private=True)
+
+    def drop_legacy_identity(self, site: str) -> None:
+        """Remove a site's identity left in the OMOP zone by an older version (``lake/omop/_identity``)."""
+        legacy = self.root / "lake" / "omop" / "_identity"
+        shutil.rmtree(legacy / f"site={site}", ignore_errors=True)
+        if legacy.is_dir() and not any(legacy.iterdir()):
+            legacy.rmdir()
+
     def quarantine(self, stage: str, table: str, site: str) -> Path:
         return self.root / "quarantine" / stage / table / f"site={site}"
 
@@ -87,18 +121,25 @@ class Workspace:
 class PartitionWriter:
     """Write one partition as Parquet parts (``part-0.parquet``, ``part-00001.parquet``, ...: sorted names
     follow the part numbers; e.g. one part per person bucket), then
-    replace the old folder atomically with ``commit``: readers never see a half-written partition."""
+    replace the old folder atomically with ``commit``: readers never see a half-written partition.
+    ``private``: the folder is mode 0700 and every part 0600 from their creation (identifiers)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, private: bool = False) -> None:
         self.folder = folder
+        self.private = private
         self.tmp = folder.with_name(folder.name + ".tmp")
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=PRIVATE_DIR if private else 0o777)
+        if private:
+            self.tmp.chmod(PRIVATE_DIR)
         self.parts = 0
 
     def write(self, df: pl.DataFrame, part: int) -> Path:
         target = self.tmp / f"part-{part}.parquet" if part < 1 else self.tmp / f"part-{part:05d}.parquet"
+        if self.private:  # created 0600, so no identifier is ever in a file others may read
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
         df.write_parquet(target, compression="zstd", statistics=True, row_group_size=256_000)
         self.parts += 1
         return target
