@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -30,12 +30,17 @@ from transforms.ingest import accounting_frame
 NoteDeid = Callable[[list[str], list[dict[str, list[str]]], list[int], list[set[dt.date]]], list[str]]
 
 
+DEATH_YEARS = "_death_year"  # the pseudo zone's side table: person_id, true death year (never published)
+DEATH_YEARS_SCHEMA = {"person_id": pl.Int64, "death_year": pl.Int32}
+
+
 @dataclass
 class PseudoResult:
     tables: dict[str, pl.DataFrame]
     accounting: pl.DataFrame
     opted_out_persons: int
     masked_cells: dict[str, int]  # table -> free-text cells emptied because they held an identifier
+    death_years: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DEATH_YEARS_SCHEMA))
 
 
 class OptOutError(ValueError):
@@ -178,6 +183,14 @@ def pseudonymise_site(
     identifiers = identifiers if identifiers is not None else identifiers_from_patients(identity)
     masked: dict[str, int] = {}
 
+    # the true year of each death (the release chooses its band and anchors the dates on it; the
+    # shifted date would give the wrong year for about a quarter of deaths): a side table, never published
+    death_years = pl.DataFrame(schema=DEATH_YEARS_SCHEMA)
+    if "death" in omop and omop["death"].height:
+        d = omop["death"].filter(~pl.col("person_id").is_in(opted_list))
+        death_years = (d.join(person_ids.rename({"old": "person_id"}), on="person_id", how="inner")
+                       .group_by("new").agg(death_year=pl.col("death_date").min().dt.year().cast(pl.Int32))
+                       .rename({"new": "person_id"}).sort("person_id"))
     for table, df in omop.items():
         if table == "location":
             continue
@@ -254,7 +267,7 @@ def pseudonymise_site(
             used |= set(tables["care_site"]["location_id"].drop_nulls().to_list())
         tables["location"] = loc_rows.filter(pl.col("location_id").is_in(sorted(used)))
         acc.append(dict(table="location", category="produced", reason_code=None, rows=tables["location"].height))
-    return PseudoResult(tables, accounting_frame("pseudo", site, acc), int(opted.len()), masked)
+    return PseudoResult(tables, accounting_frame("pseudo", site, acc), int(opted.len()), masked, death_years)
 
 
 def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFrame, deid: NoteDeid | None) -> pl.DataFrame:

@@ -61,6 +61,7 @@ from anonymisation.kanon import (
 )
 from anonymisation.kmanon import Units, enforce_km, persons_at_risk
 from anonymisation.permit import rekey_table
+from anonymisation.providers import protect_providers
 from anonymisation.pseudonym import id63
 from anonymisation.risk import read_population
 from anonymisation.risk_report import full_report, model_of, protection
@@ -520,6 +521,7 @@ def build_release(
     period: list[pl.DataFrame] = []
     released_for_eras: dict[str, pl.DataFrame] = {}
     death_level = result.levels.get("death_year", 0)
+    provider_summary: dict[str, Any] = {}
     for t in ordered:
         if t in ("condition_era", "drug_era", "dose_era"):
             continue  # recomputed below from the released rows
@@ -552,6 +554,11 @@ def build_release(
         drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
         if t == "episode":
             removed_episodes = all_rows.filter(drop)["episode_id"]
+        if t == "provider":  # staff are data subjects: attributes only where k providers share them
+            prov = protect_providers(all_rows.drop("_site", "_sup", "_removed", "_generalised", "_withheld"), policy.k)
+            all_rows = all_rows.select("provider_id", "_site", "_sup", "_removed", "_generalised", "_withheld").join(
+                prov.frame, on="provider_id", how="left", maintain_order="left")
+            provider_summary = prov.summary
         acc += _table_accounting(t, all_rows, sites, has_person or t == "episode_event")
         out = all_rows.filter(~drop).drop("_site", "_sup", "_removed", "_generalised", "_withheld")
         out = out.with_columns([pl.lit(None, pl.String).alias(c) for c in TOKENISED.get(t, ()) if c in out.columns])
@@ -630,6 +637,7 @@ def build_release(
         "persons_suppressed": len(fact_suppressed_persons), "seconds": round(km_seconds, 3),
     }
     report["quasi_identifiers_added"] = auto
+    report["providers"] = provider_summary
     report["versions"] = {"earlier": earlier.numbers}
     report["permit"] = permit if not anonymised else None
     report["km"] = _km_figures(policy, problem, frame, person_index, um, units, decisions, fact_suppressed_persons,

@@ -20,7 +20,7 @@ import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import id63_checked, identity_expr
-from anonymisation.pseudonymise import NoteDeid, OptOuts, identity_frame, pseudonymise_site
+from anonymisation.pseudonymise import DEATH_YEARS, NoteDeid, OptOuts, identity_frame, pseudonymise_site
 from schemas import omop as cdm
 from schemas.config import Source
 from schemas.policy import PrivacyPolicy
@@ -213,6 +213,7 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     accounting: list[pl.DataFrame] = []
     locations: list[pl.DataFrame] = []
     opted_out = 0
+    death_years = PartitionWriter(ws.lake("pseudo", DEATH_YEARS, site))
 
     def write(t: str, df: pl.DataFrame, k: int) -> None:
         writers[t].write(df, k)
@@ -231,6 +232,7 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
                 write(t, df, k)
                 if r.masked_cells.get(t):
                     masked[t] = masked.get(t, 0) + r.masked_cells[t]
+        death_years.write(r.death_years, k)
         accounting.append(r.accounting)
         opted_out += r.opted_out_persons
         if parts > 1:
@@ -240,5 +242,6 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
         write("location", location, 0)
     for t, w in writers.items():
         w.commit(cdm.table(t).polars_schema)
+    death_years.commit()
     accounting_all = parts_accounting("pseudo", site, accounting, location.height if location is not None else None)
     return PseudoOutcome(rows, accounting_all, opted_out, masked, hits, ids)

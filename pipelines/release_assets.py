@@ -12,6 +12,7 @@ import polars as pl
 from anonymisation.kanon import NoSolutionError
 from anonymisation.leakscan import Identifiers, describe_hits, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import CollisionError
+from anonymisation.pseudonymise import DEATH_YEARS
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, render_html
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
@@ -34,6 +35,12 @@ def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
         if has_partition(folder):
             ids.merge(identifiers_from_patients(read_partition(folder)))
     return ids
+
+
+def _death_years(ws: Workspace, sites: list[str]) -> pl.DataFrame | None:
+    """The true death years the pseudo stage kept beside the shifted dates (never published)."""
+    frames = [read_partition(ws.lake("pseudo", DEATH_YEARS, s)) for s in sites if has_partition(ws.lake("pseudo", DEATH_YEARS, s))]
+    return pl.concat(frames) if frames else None
 
 
 def source_checksums(config: Config) -> list[dict[str, object]]:
@@ -93,7 +100,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         try:
             result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,
                                    dataset_dir=ws.dataspace / config.release.dataset, permit=config.release.permit,
-                                   log=context.log.info)
+                                   true_death_years=_death_years(ws, config.sites), log=context.log.info)
         except (NoSolutionError, CollisionError, ValueError) as e:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():
