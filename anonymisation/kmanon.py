@@ -82,18 +82,20 @@ def enforce_km(
     *,
     pinned_person: IntArray | None = None,
     pinned_fact: IntArray | None = None,
+    start: KmResult | None = None,
 ) -> KmResult:
     """Make the units' facts k^m-anonymous within the classes of ``person_class`` (see the module doc).
 
     ``person_class[p]``: class of person p (persons are 0..P-1); ``parent[f]``: the fact above f, or
     ``NONE``. ``pinned_person``/``pinned_fact``: facts of earlier published versions (kept as they are).
+    ``start``: an earlier result on the same units to continue from (its moves and removals stand).
     """
     if not 0 <= m <= MAX_M:
         raise ValueError(f"attacker_facts (m) must be between 0 and {MAX_M}: the cost grows as facts^m")
     if k < 1:
         raise ValueError("k must be at least 1")
-    facts = units.facts.copy()
-    removed = np.zeros(len(facts), dtype=bool)
+    facts = units.facts.copy() if start is None else start.facts.copy()
+    removed = np.zeros(len(facts), dtype=bool) if start is None else start.removed.copy()
     stats = {"generalised_classwide": 0, "generalised_local": 0, "suppressed_local": 0}
     if m == 0 or (len(facts) == 0 and pinned_person is None):
         return KmResult(facts, removed, np.zeros(0, dtype=np.int64), 0, 0, stats)
@@ -115,13 +117,15 @@ def enforce_km(
         pa, pb = p_bounds.get(c, (0, 0))
         pidx = pin_order[pa:pb]
         sub = _Class(facts[idx], units.facts[idx], units.person[idx], units.removable[idx],
-                     pin_p[pidx], pin_f[pidx], parent, k, m, stats)
+                     pin_p[pidx], pin_f[pidx], parent, k, m, stats, removed[idx])
         rounds += sub.run()
         facts[idx] = sub.global_facts
         removed[idx] = sub.removed
         if sub.dead_persons.size:
             dead.append(sub.dead_persons)
     limits.restore_original_limits()
+    if start is not None:
+        dead.append(start.suppressed_persons)
     gone = np.unique(np.concatenate(dead)) if dead else np.zeros(0, dtype=np.int64)
     if gone.size:
         removed |= np.isin(units.person, gone)
@@ -146,8 +150,8 @@ class _Class:
 
     def __init__(self, cur: IntArray, orig: IntArray, person: IntArray, removable: BoolArray,
                  pin_p: IntArray, pin_f: IntArray, parent: IntArray, k: int, m: int,
-                 stats: dict[str, int]) -> None:
-        base = np.unique(np.concatenate([orig[orig >= 0], pin_f]))
+                 stats: dict[str, int], removed: BoolArray | None = None) -> None:
+        base = np.unique(np.concatenate([orig[orig >= 0], cur[cur >= 0], pin_f]))
         universe = [base]
         frontier = parent[base]
         frontier = np.unique(frontier[frontier >= 0])
@@ -172,10 +176,11 @@ class _Class:
         self.xp = np.zeros((n, nf), dtype=bool)
         if len(pin_p):
             self.xp[pl[len(person):], np.searchsorted(self.fl, pin_f)] = True
+        self.removable = removable
+        self.removed = np.zeros(len(cur), dtype=bool) if removed is None else removed.copy()
+        self.cur[self.removed] = NONE
         self.counts = np.zeros((n, nf), dtype=np.int32)
         self._count(self.cur, 1)
-        self.removable = removable
-        self.removed = np.zeros(len(cur), dtype=bool)
         self.dead = np.zeros(n, dtype=bool)
         self.k, self.m = k, m
         self.stats = stats

@@ -433,8 +433,18 @@ def build_release(
         pin = pinned.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
         pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
                            dtype=np.int64)
-        km = enforce_km(sub, person_class, book.parent, policy.k, m, pinned_person=pin_p,
-                        pinned_fact=book.ids(pin["key"]))
+        pin_f = book.ids(pin["key"])
+        # first as if nothing had been published (a republication of unchanged data then gives the
+        # same release), then, if the join with earlier versions is not k^m, on from there with them
+        km = enforce_km(sub, person_class, book.parent, policy.k, m)
+        if len(pin_p) and m:
+            final = Units(sub.person, np.where(km.removed[:, None], -1, km.facts), sub.removable)
+            cls = person_class.copy()
+            cls[km.suppressed_persons] = -1
+            if any(persons_at_risk(final, cls, policy.k, m, pin_p, pin_f)[1:]):
+                km = enforce_km(sub, person_class, book.parent, policy.k, m, pinned_person=pin_p,
+                                pinned_fact=pin_f, start=km)
+                say("facts: continued with the facts of the earlier versions pinned")
         after = um.facts.copy()
         after[live] = km.facts
         removed = np.zeros(len(um.facts), dtype=bool)

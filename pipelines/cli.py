@@ -370,6 +370,9 @@ def connector_export(
     m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     if m.get("demo"):
         fail(f"{dataset} v{version} is a DEMO release: it cannot be offered to the data space")
+    if m.get("mode", "anonymised") != "anonymised":
+        fail(f"{dataset} v{version} is a pseudonymised release for permit {m.get('permit')}: deliver it to that "
+             "permit's secure processing environment; it is never offered to the data space")
     if version not in approved_versions(ds):
         fail(f"{dataset} v{version} is not approved: run 'ds4h approve {dataset} {version} --by NAME' first")
     meta = m.get("config", {}).get("release", {"title": dataset, "description": dataset})

@@ -15,6 +15,9 @@ import duckdb
 
 THEME_HEAL = "http://publications.europa.eu/resource/authority/data-theme/HEAL"
 ACCESS_NON_PUBLIC = "http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"
+ACCESS_RESTRICTED = "http://publications.europa.eu/resource/authority/access-right/RESTRICTED"
+PERSONAL_DATA = [{"@id": "https://w3id.org/dpv/pd#HealthRecord"}, {"@id": "https://w3id.org/dpv/pd#Age"},
+                 {"@id": "https://w3id.org/dpv/pd#Gender"}]
 EHDS = "http://data.europa.eu/eli/reg/2025/327/oj"
 GDPR = "http://data.europa.eu/eli/reg/2016/679/oj"
 PARQUET = "http://publications.europa.eu/resource/authority/file-type/PARQUET"
@@ -103,6 +106,9 @@ def healthdcat(manifest: dict[str, Any], info: dict[str, Any], release: dict[str
         for f in manifest["files"] if f["path"].endswith(".parquet")
     ]
     demo = " DEMO release made with the demo key: not for research." if manifest.get("demo") else ""
+    anonymised = manifest.get("mode", "anonymised") == "anonymised"
+    if not anonymised:
+        demo += f" Pseudonymised release for data permit {manifest.get('permit')}: personal data, restricted access."
     return {
         "@context": DCAT_CONTEXT,
         "@id": ident,
@@ -118,12 +124,17 @@ def healthdcat(manifest: dict[str, Any], info: dict[str, Any], release: dict[str
                               "vcard:hasEmail": {"@id": f"mailto:{release['contact_email']}"}},
         "healthdcatap:hdab": {"@type": "foaf:Agent", "foaf:name": release["access_body"]},
         "dcat:theme": {"@id": THEME_HEAL},
-        "dct:accessRights": {"@id": ACCESS_NON_PUBLIC},
-        "dcatap:applicableLegislation": [{"@id": EHDS}, {"@id": GDPR}],
-        "dpv:hasLegalBasis": {"@id": "https://w3id.org/dpv/legal/eu/gdpr#A9-2-j"},
+        # anonymised: no personal data, listed publicly, obtained on request; pseudonymised: personal
+        # data for one permit's secure processing environment, never listed
+        "dct:accessRights": {"@id": ACCESS_RESTRICTED if anonymised else ACCESS_NON_PUBLIC},
+        "dcatap:applicableLegislation": [{"@id": EHDS}] + ([] if anonymised else [{"@id": GDPR}]),
         "dpv:hasPurpose": {"@id": "https://w3id.org/dpv#ScientificResearch"},
-        "dpv:hasPersonalData": [{"@id": "https://w3id.org/dpv/pd#HealthRecord"},
-                                {"@id": "https://w3id.org/dpv/pd#Age"}, {"@id": "https://w3id.org/dpv/pd#Gender"}],
+        "dpv:hasTechnicalMeasure": {"@id": "https://w3id.org/dpv#Anonymisation" if anonymised
+                                    else "https://w3id.org/dpv#Pseudonymisation"},
+        **({} if anonymised else {
+            "dpv:hasLegalBasis": {"@id": "https://w3id.org/dpv/legal/eu/gdpr#A9-2-j"},
+            "dpv:hasPersonalData": PERSONAL_DATA,
+        }),
         "dct:temporal": {"@type": "dct:PeriodOfTime", "dcat:startDate": info["start"], "dcat:endDate": info["end"]},
         "healthdcatap:numberOfRecords": info["records"],
         "healthdcatap:numberOfUniqueIndividuals": info["individuals"],

@@ -260,14 +260,17 @@ def approved_versions(dataset_dir: Path) -> list[int]:
 
 
 def write_catalog(dataspace: Path) -> Path:
-    """dataspace/catalog.jsonld: the DCAT catalog of every approved release."""
+    """dataspace/catalog.jsonld: the DCAT catalog of every approved anonymised release (a pseudonymised
+    release goes to one permit's secure processing environment and is never listed)."""
     from pipelines import metadata
 
     entries = []
     for dataset_dir in sorted(p for p in dataspace.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for v in approved_versions(dataset_dir):
             doc = dataset_dir / str(v) / "metadata" / "healthdcat-ap.jsonld"
-            if doc.exists():
+            manifest = dataset_dir / str(v) / "manifest.json"
+            mode = json.loads(manifest.read_text(encoding="utf-8")).get("mode", "anonymised") if manifest.exists() else "?"
+            if doc.exists() and mode == "anonymised":
                 d = json.loads(doc.read_text(encoding="utf-8"))
                 d.pop("@context", None)
                 entries.append(d)

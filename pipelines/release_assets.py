@@ -106,8 +106,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         for t, df in result.tables.items():
             sink(t, df)
         write_partition(result.accounting, ws.accounting("release", "all"))
-        risk = {"before": result.risk_before, "after": result.risk_after, "summary": result.summary,
-                "thresholds": result.report["thresholds"], "passed": result.report["passed"]}
+        risk = {"mode": config.policy.mode, "before": result.risk_before, "after": result.risk_after,
+                "summary": result.summary, "thresholds": result.report["thresholds"], "passed": result.report["passed"],
+                "km": result.report["km"], "facts": result.report["facts"], "protection": result.report["protection"]}
         reports = ws.lake("release", "_reports")
         reports.mkdir(parents=True, exist_ok=True)
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
@@ -164,6 +165,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         risk = json.loads((ws.lake("release", "_reports") / "risk.json").read_text(encoding="utf-8"))
         extra = {
             "project": config.project,
+            "mode": config.policy.mode,
+            **({"permit": config.release.permit} if config.release.permit else {}),
             "key_fingerprint": key.fingerprint,
             "title": config.release.title + (" (DEMO)" if config.is_demo else ""),
             "publisher": config.release.publisher,

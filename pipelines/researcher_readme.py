@@ -25,12 +25,46 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
     sex = levels.get("sex")
     pc_text = {0: "the postcode", 1: "the commune", 2: "the canton", 3: "the country only", 4: "removed"}.get(pc, "as the manifest says") if pc is not None else "not generalised"
     yob_text = {0: "exact year", 1: "5-year bands", 2: "10-year bands", 3: "20-year bands", 4: "removed (0)"}.get(yob, "bands") if yob is not None else "exact year"
+    mode = manifest.get("mode") or policy.get("mode", "anonymised")
+    km = risk.get("km", {})
+    k, m = policy.get("k", "?"), policy.get("attacker_facts", 0)
+    fact_tables = risk.get("facts", {}).get("tables", {})
+    fact_lines = []
+    for t, o in sorted(fact_tables.items()):
+        tot = {x: sum(int(c.get(x, 0)) for c in o.get("facts", {}).values()) for x in ("exact", "generalised", "suppressed")}
+        whole = sum(tot.values()) or 1
+        fact_lines.append(f"| `{t}` | {100 * tot['exact'] / whole:.1f}% | {100 * tot['generalised'] / whole:.1f}% | "
+                          f"{100 * tot['suppressed'] / whole:.1f}% | {int(o.get('removed', 0)):,} |")
+    facts_table = ("\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
+                   + "\n".join(fact_lines) + "\n") if fact_lines else ""
+    earlier = summary.get("earlier_versions") or []
+    if mode == "pseudonymised":
+        mode_text = (f"**Pseudonymised release** for the secure processing environment of data permit "
+                     f"`{manifest.get('permit')}`: personal data under the GDPR, restricted access, never listed in a "
+                     "public catalogue. Ids and date offsets are derived for this permit only: they do not join with "
+                     "any other release. Facts are kept as recorded; the persons a re-identifying attacker could "
+                     "single out are measured in `reports/risk-report.html`, not prevented: keep the data inside the "
+                     "environment.")
+    else:
+        after = km.get("after") or []
+        mode_text = (f"**Anonymised release**: every combination of the person-level fields below, together with "
+                     f"any {m} facts of a person's record (a diagnosis, a drug, a procedure, which tests, a care "
+                     f"site...), is shared by at least {k} persons"
+                     + (f" (checked on these files: {after[-1] if after else 0} persons at risk)" if km.get("checked") else "")
+                     + (f", also jointly with the earlier versions {', '.join(map(str, earlier))} of this dataset"
+                        if earlier else "") + ". `reports/risk-report.html` says what this protects against and what "
+                     "it does not.")
+    event_dates = policy.get("event_dates", "day")
+    dates_text = {"day": "", "week": " Every date is then truncated to its week (Monday).",
+                  "month": " Every date is then truncated to the first day of its month."}.get(event_dates, "")
     return f"""# {meta.get('title', ds)}: version {v}
 {demo}
 Dataset `{ds}`, version {v}, created {manifest['created']} by ds4h {manifest.get('code_version', '')}.
 Project `{manifest.get('project')}`, key fingerprint `{manifest.get('key_fingerprint')}`.
 Publisher: {meta.get('publisher', '')}. Access through the health data access body only; re-identifying
 anyone, or passing the data on, is prohibited.
+
+{mode_text}
 
 ## What is in it
 
@@ -50,8 +84,8 @@ Check a copy with `ds4h verify <this folder>`.
 
 Hospital extracts were validated (bad rows quarantined, never published), mapped to OMOP concepts,
 pseudonymised (keyed HMAC-SHA256 ids; direct identifiers dropped), consolidated across sites (a
-patient seen at two hospitals is one person) and k-anonymised over all sites at once with
-k = {policy.get('k', '?')} and at most {float(policy.get('suppression', 0)):.0%} of persons suppressed
+patient seen at two hospitals is one person) and anonymised over all sites at once with
+k = {k} and at most {float(policy.get('suppression', 0)):.0%} of persons suppressed
 ({summary.get('suppressed_persons', '?')} were). Highest prosecutor risk after: {risk.get('after', {}).get('prosecutor_max', 0):.3f};
 average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
 
@@ -60,14 +94,26 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
 - **Dates** are shifted by one secret offset per person (within ±{policy.get('date_shift_days', 180)} days, never 0).
   Intervals within a person are exact (durations, time to event, order of events); calendar
   effects (seasons, weekdays, a precise date of a policy change) are blurred by up to that range.
-- **Year of birth**: {yob_text}; when banded, `year_of_birth` holds the first year of the band, and
+  For a person who died, the whole timeline is moved instead so that the death date falls on a
+  secret day within the published death-year band: intervals stay exact, calendar dates of the
+  dead are only right to the band.{dates_text}
+- **Year of birth**: {yob_text if policy.get('birth', 'year') == 'year' else 'not published (0)'}; when banded, `year_of_birth` holds the first year of the band, and
   month and day of birth are absent. Ages computed from it are approximate by up to the band width.
 - **Sex**: {"kept" if not sex else "generalised away (gender_concept_id 0)"}.
-- **Death**: when the death year is generalised, `death_date` is the first day of its band's first
-  year; when it is generalised away, death rows are removed (counted in `row_accounting`).
+- **Death**: the death year is published at the level of the person-level fields; when it is
+  generalised away, death rows are removed (counted in `row_accounting`).
 - **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level.
-- **Rare concepts** used by fewer than {policy.get('rare_concept_threshold') or policy.get('k', '?')} persons were removed (counted in
-  the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
+- **Facts** (concepts, source codes, care sites and providers of the records): a fact held by too
+  few persons of a group is generalised (an ancestor concept; a shorter ICD-10 or ATC code, and the
+  row's concept with it) and, only when that is not enough, suppressed: the row goes (or, for a
+  visit, its concept becomes 0). Eras are recomputed from the published rows; links of oncology
+  episodes to removed rows are dropped. In `row_accounting`, rows removed are `fact_suppressed` and
+  rows kept with a coarser fact are counted as `generalised` (they are in `out`). Rare diseases and
+  rare combinations are under-represented; a concept set should include the ancestors used.
+{facts_table}
+- **Hospital ids**: the tokens of hospital visit, note, provider and care-site ids are not published.
+- **Providers**: gender, specialty, care site and year of birth are published only where at least
+  {k} providers share them.
 - **Notes**: {"de-identified clinical notes are included (names, phones, addresses, identifiers replaced by tags such as [NOM]; dates shifted with the person's offset, birth dates tagged)" if policy.get("publish_notes") else "clinical notes are withheld by the policy (the note table is empty)"}.
 - **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
 

@@ -88,6 +88,12 @@ def test_output_is_km_anonymous_and_only_climbs_chains(problem: tuple[Units, np.
     pp = np.array([p for p, _ in pinned], dtype=np.int64)
     pf = np.array([f for _, f in pinned], dtype=np.int64)
     r = enforce_km(units, cls, parent, k, m, pinned_person=pp, pinned_fact=pf)
+    if pinned and len(units.facts):  # continuing from a result made without the pinned facts ends the same way
+        first = enforce_km(units, cls, parent, k, m)
+        r2 = enforce_km(units, cls, parent, k, m, pinned_person=pp, pinned_fact=pf, start=first)
+        dead2 = {int(p) for p in r2.suppressed_persons}
+        held2 = person_facts(units, r2.facts, r2.removed, dead2, pinned)
+        assert violations(held2, {p: int(cls[p]) for p in held2}, k, m) == 0
     dead = {int(p) for p in r.suppressed_persons}
     held = person_facts(units, r.facts, r.removed, dead, pinned)
     assert violations(held, {p: int(cls[p]) for p in held}, k, m) == 0
