@@ -203,7 +203,7 @@ def result_at(problem: Problem, model: PrivacyModel, metric: Metric, node: tuple
 class FactLoss:
     """Estimates the share of fact rows a node loses, averaged over the fact tables: rows of suppressed
     persons, plus what the k^m engine itself removes (1) or generalises (1/2) on a sample of the
-    node's classes (every class up to ``sample_classes``, else an even spread of them)."""
+    node's classes (all of them for a small release, else every n-th class, about ``sample_units`` units)."""
 
     leaf: IntArray  # (persons, q) leaf codes of every person
     units: Units
@@ -212,7 +212,7 @@ class FactLoss:
     tables: int
     parent: IntArray
     m: int
-    sample_classes: int = 300
+    sample_units: int = 150_000  # the engine runs on about this many units per node tried
 
     def __call__(self, problem: Problem, node: tuple[int, ...], k: int) -> float:
         hs = problem.hierarchies
@@ -220,7 +220,8 @@ class FactLoss:
         key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(self.leaf))
         size = np.bincount(key, minlength=space)
         kept_classes = np.flatnonzero(size >= k)
-        step = max(1, -(-len(kept_classes) // self.sample_classes))
+        share = min(1.0, self.sample_units / max(len(self.units.person), 1))
+        step = max(1, int(1.0 / share)) if len(kept_classes) > 20 else 1
         sampled = np.zeros(space, dtype=bool)
         sampled[kept_classes[::step]] = True
         cls = key[self.units.person]
@@ -403,6 +404,8 @@ def build_release(
     book = build_factbook(units, pinned["key"].unique().sort().to_list(), ancestor, concept)
     um = units_matrix(units, book, person_index)
 
+    say(f"facts read: {offset:,} units of {len(units)} tables, {len(book.keys):,} facts "
+        f"({time.perf_counter() - started:.1f} s)")
     # ---- levels that spare facts: coarser person-level fields when that loses fewer facts overall
     tried: list[dict[str, Any]] = []
     movable = [j for j, q in enumerate(problem.qis) if not problem.hierarchies[j].is_fixed]
@@ -411,6 +414,7 @@ def build_release(
         if node != tuple(result.node):
             result = result_at(problem, model, policy.metric, node, result.evaluations, result.seconds)
             say(f"person-level fields: levels {result.levels} lose fewer facts overall")
+    say(f"levels chosen ({len(tried)} nodes tried, {time.perf_counter() - started:.1f} s)")
     kept = apply_levels(frame, hierarchies, result.levels, result.suppressed_classes)
     assert isinstance(kept, pl.DataFrame)
     suppressed_ids = set(qis.filter(~pl.col("person_id").is_in(kept["person_id"].implode()))["person_id"].to_list())
@@ -591,6 +595,7 @@ def build_release(
         if sink is not None and t not in _KEPT:
             sink(t, tables.pop(t))
 
+    say(f"tables released ({time.perf_counter() - started:.1f} s)")
     # ---- eras, recomputed from the released rows (their facts are then implied by released facts)
     if "condition_era" in names:
         co = released_for_eras.get("condition_occurrence")
@@ -640,6 +645,7 @@ def build_release(
         + [accounting_frame("release", "all", [dict(table="location", category="produced", reason_code=None,
                                                    rows=tables["location"].height)])]
     )
+    say(f"eras and observation periods ({time.perf_counter() - started:.1f} s)")
     population = read_population(policy.population) if policy.population else None
     report = full_report(problem, result, policy, population=population)
     report["mode"] = policy.mode
