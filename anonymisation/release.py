@@ -374,9 +374,11 @@ def build_release(
     earlier = read_earlier(dataset_dir, qis["person_id"]) if anonymised else Earlier()
     fixed = earlier.columns
     frame = qis.join(earlier.keys, on="person_id", how="left") if fixed else qis
-    sensitive = policy.l_diversity.attribute if policy.l_diversity else None
-    if sensitive is not None and sensitive not in qis.columns:
-        raise ValueError(f"l_diversity.attribute {sensitive!r} is not a person-level field ({', '.join(qis.columns[1:])})")
+    if policy.l_diversity is not None:
+        from schemas.config import L_DIVERSITY_IN_RELEASE
+
+        raise ValueError(L_DIVERSITY_IN_RELEASE)
+    sensitive = None
     freq = frequency_table(frame, [*qi_cols, *fixed], sensitive)
     hierarchies = hierarchies_for(freq, specs)
     for c in fixed:

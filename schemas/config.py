@@ -19,6 +19,12 @@ SourceFormat = Literal["hospital-csv", "synthea-csv", "fhir-bulk", "omop-csv"]
 SITE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
+L_DIVERSITY_IN_RELEASE = (
+    "policy.l_diversity does not apply to a release: every published person-level field counts as known to an "
+    "attacker (docs/privacy.md), so none can be the sensitive attribute; diagnoses and other facts are protected by "
+    "k^m (attacker_facts). Remove it; l-diversity of one table stays in 'ds4h anonymise-table --l-diversity'")
+
+
 class ConfigError(Exception):
     """A configuration problem, worded for the user: what is wrong and how to fix it."""
 
@@ -98,6 +104,8 @@ class Config(BaseModel):
         if self.policy.mode == "pseudonymised" and not self.release.permit:
             raise ValueError("policy.mode pseudonymised needs release.permit: the id of the data permit the release is "
                              "delivered under (ids and date offsets are re-derived per permit)")
+        if self.policy.l_diversity is not None:
+            raise ValueError(L_DIVERSITY_IN_RELEASE)
         if self.policy.mode == "anonymised" and self.release.permit:
             raise ValueError("release.permit is only used by pseudonymised releases: remove it, or set policy.mode: "
                              "pseudonymised")

@@ -61,6 +61,12 @@ def test_geo() -> None:
         ({"sources": [{"site": "a", "path": "x", "encoding": "klingon"}]}, "unknown encoding"),
         ({"sources": [{"site": "a", "path": "x"}], "policy": {"k": 1}}, "policy.k"),
         ({"sources": [{"site": "a", "path": "x"}, {"site": "a", "path": "y"}]}, "unique"),
+        ({"sources": [{"site": "a", "path": "x"}], "policy": {"mode": "pseudonymised"}}, "needs release.permit"),
+        ({"sources": [{"site": "a", "path": "x"}], "release": {"permit": "P-1"}}, "only used by pseudonymised"),
+        ({"sources": [{"site": "a", "path": "x"}], "policy": {"l_diversity": {"attribute": "race"}}},
+         "does not apply to a release"),
+        ({"sources": [{"site": "a", "path": "x"}], "policy": {"rare_concept_threshold": 3}}, "replaced by attacker_facts"),
+        ({"sources": [{"site": "a", "path": "x"}], "policy": {"attacker_facts": 4}}, "policy.attacker_facts"),
     ],
 )
 def test_config_errors_name_the_field(data: dict[str, object], needle: str, tmp_path: Path) -> None:

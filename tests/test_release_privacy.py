@@ -1,0 +1,197 @@
+"""Releases built through build_release and written by publish_release, checked on the written files.
+
+The privacy checks (k over the class keys, k^m over the facts, jointly with earlier versions) use
+tests/release_check.py, a brute force in plain Python that shares no code with the engine; the
+other checks read the Parquet files with DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from anonymisation.pseudonymise import identity_frame, pseudonymise_site
+from anonymisation.release import ReleaseResult, build_release
+from generator.hospital import SiteSpec, generate
+from pipelines.publish import publish_release
+from schemas.policy import PrivacyPolicy
+from transforms.adapters.hospital_csv import hospital_to_staging
+from transforms.ingest import ingest_site
+from transforms.omop import harmonise_site
+from transforms.vocabulary import Vocabulary, load_vocabulary
+
+KEY = bytes.fromhex("5a" * 32)
+TODAY = dt.date(2026, 1, 1)
+Sites = dict[str, dict[str, pl.DataFrame]]
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocabulary:
+    return load_vocabulary()
+
+
+@pytest.fixture(scope="module")
+def pseudo(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary) -> tuple[Sites, pl.DataFrame]:
+    """Two generated hospitals (600 patients, some at both), pseudonymised; a few persons of each
+    are given a death (the hospital-csv contract has none yet) 20 days after their last visit, with
+    its true year in the pseudo stage's side table."""
+    out = tmp_path_factory.mktemp("gen")
+    specs = [SiteSpec("hospital-a"), SiteSpec("hospital-b")]
+    generate(out, 600, specs, seed=5, dirty=0.0)
+    sites: Sites = {}
+    for spec in specs:
+        raw = ingest_site(spec.site, out / spec.site, today=TODAY)
+        stg = hospital_to_staging({n: e.table for n, e in raw.entities.items()})
+        omop = harmonise_site(spec.site, stg, vocab, TODAY).tables
+        r = pseudonymise_site(spec.site, omop, identity_frame(stg["persons"], omop["person"]), KEY, PrivacyPolicy())
+        sites[spec.site] = dict(r.tables)
+    visits = pl.concat([t["visit_occurrence"] for t in sites.values()])
+    last = visits.group_by("person_id").agg(d=pl.col("visit_end_date").max())
+    dead = last.sort("person_id").gather_every(9).with_columns(death_date=pl.col("d") + pl.duration(days=20))
+    home = sites["hospital-a"]
+    death = dead.select("person_id", "death_date", death_datetime=pl.col("death_date").cast(pl.Datetime("us")),
+                        death_type_concept_id=pl.lit(32817, pl.Int32))
+    home["death"] = pl.concat([home["death"], death], how="diagonal_relaxed")
+    return sites, dead.select("person_id", death_year=pl.col("death_date").dt.year().cast(pl.Int32))
+
+
+def release(sites: Sites, vocab: Vocabulary, policy: PrivacyPolicy, dataspace: Path, dataset: str = "omop-test",
+            permit: str | None = None, death_years: pl.DataFrame | None = None) -> tuple[ReleaseResult, Path]:
+    """build_release, then publish_release into ``dataspace`` (earlier versions there count)."""
+    result = build_release(sites, policy, KEY, vocab.ancestor, vocab.concept, dataset_dir=dataspace / dataset,
+                           permit=permit, true_death_years=death_years)
+    extra: dict[str, Any] = {"project": "test", "key_fingerprint": "f" * 32, "mode": policy.mode,
+                             "policy": policy.model_dump(mode="json"),
+                             "risk": {"summary": result.summary, "km": result.report["km"],
+                                      "facts": result.report["facts"]}}
+    if permit:
+        extra["permit"] = permit
+    pub = publish_release(dataspace, dataset, result.tables, extra, demo=False,
+                          created=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    return result, pub.path
+
+
+def q(version: Path, sql: str) -> list[tuple[Any, ...]]:
+    """``sql`` with {table} placeholders read from the version's Parquet files."""
+    con = duckdb.connect()
+    for t in (version / "omop").iterdir():
+        con.execute(f"CREATE VIEW {t.name} AS SELECT * FROM read_parquet('{t}/*.parquet')")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _policy(**kw: Any) -> PrivacyPolicy:
+    return PrivacyPolicy.model_validate({"k": 3, **kw})
+
+
+def test_pseudonymised_releases_of_two_permits_do_not_join(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary,
+                                                            tmp_path: Path) -> None:
+    sites, years = pseudo
+    pol = _policy(mode="pseudonymised")
+    a, va = release(sites, vocab, pol, tmp_path, "deliver-a", permit="EHDS-LU-2026-001", death_years=years)
+    b, vb = release(sites, vocab, pol, tmp_path, "deliver-b", permit="EHDS-LU-2026-002", death_years=years)
+    anon, vn = release(sites, vocab, _policy(), tmp_path, "open", death_years=years)
+    ids = {v: {r[0] for r in q(v, "SELECT person_id FROM person")} for v in (va, vb, vn)}
+    assert ids[va] and not ids[va] & ids[vb] and not ids[va] & ids[vn]
+    visits = {v: {r[0] for r in q(v, "SELECT visit_occurrence_id FROM visit_occurrence")} for v in (va, vb)}
+    assert not visits[va] & visits[vb]
+    # the same permit again: the same ids (a re-delivery joins with the first one)
+    a2, va2 = release(sites, vocab, pol, tmp_path, "deliver-a2", permit="EHDS-LU-2026-001", death_years=years)
+    assert {r[0] for r in q(va2, "SELECT person_id FROM person")} == ids[va]
+    # dates are moved per permit: the two deliveries' visit dates of the same stay differ
+    da = sorted(r[0] for r in q(va, "SELECT visit_start_date FROM visit_occurrence"))
+    db = sorted(r[0] for r in q(vb, "SELECT visit_start_date FROM visit_occurrence"))
+    assert da != db and len(da) == len(db)
+    # facts are kept as recorded (nothing generalised or suppressed), and measured
+    assert a.report["facts"]["attacker_facts"] == 0
+    assert all(o["removed"] == 0 and o["generalised"] == 0 for o in a.report["facts"]["tables"].values())
+    assert a.report["km"]["after"][2] > 0 and a.report["km"]["passed"]
+    assert "NOT guaranteed" in " ".join(a.report["protection"]["does_not_cover"])
+    # personal data, never in a public catalogue
+    meta = json.loads((va / "metadata" / "healthdcat-ap.jsonld").read_text())
+    assert meta["dct:accessRights"]["@id"].endswith("NON_PUBLIC") and meta["dpv:hasPersonalData"]
+    assert "EHDS-LU-2026-001" in (va / "README.md").read_text()
+
+
+def test_event_dates_by_month_keep_order(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary, tmp_path: Path) -> None:
+    sites, years = pseudo
+    _, v = release(sites, vocab, _policy(event_dates="month"), tmp_path, death_years=years)
+    days = q(v, "SELECT DISTINCT day(visit_start_date) FROM visit_occurrence UNION SELECT DISTINCT day(condition_start_date) "
+                "FROM condition_occurrence UNION SELECT DISTINCT day(death_date) FROM death UNION SELECT DISTINCT "
+                "day(observation_period_end_date) FROM observation_period")
+    assert days == [(1,)]
+    bad = q(v, "SELECT count(*) FROM visit_occurrence WHERE visit_end_date < visit_start_date")
+    assert bad == [(0,)]
+
+
+def test_dead_persons_timelines_reveal_only_the_death_year_band(pseudo: tuple[Sites, pl.DataFrame],
+                                                                 vocab: Vocabulary, tmp_path: Path) -> None:
+    sites, years = pseudo
+    policy = _policy(quasi_identifiers=[{"column": "year_of_birth", "hierarchy": "builtin:year5"},
+                                        {"column": "sex", "hierarchy": "builtin:sex"},
+                                        {"column": "postcode", "hierarchy": "builtin:lu-postcode"},
+                                        {"column": "death_year", "hierarchy": "builtin:year5"}])
+    result, v = release(sites, vocab, policy, tmp_path, death_years=years)
+    level = result.summary["levels"]["death_year"]
+    deaths = q(v, "SELECT person_id, death_date FROM death")
+    assert deaths, "the planted deaths are released"
+    # intervals are exact: the last visit ends 20 days before death, as in the pseudonymised data
+    gaps = q(v, "SELECT d.death_date - max(v.visit_end_date) FROM death d JOIN visit_occurrence v USING (person_id) "
+                "GROUP BY d.person_id, d.death_date")
+    assert {g[0] for g in gaps} == {20}
+    # DQD's plausibleBeforeDeath: nothing after death (+ 60 days)
+    assert q(v, "SELECT count(*) FROM condition_occurrence c JOIN death d USING (person_id) "
+                "WHERE c.condition_start_date > d.death_date + 60") == [(0,)]
+    # the death date falls in the band of the true death year (width 5**level years... as generalised)
+    true = dict(zip(years["person_id"].to_list(), years["death_year"].to_list(), strict=True))
+    width = {0: 1, 1: 5, 2: 10, 3: 20}.get(level)
+    if width is not None:
+        for pid, date in deaths:
+            y = true[pid]
+            start = y - y % width if width > 1 else y
+            assert start <= date.year <= start + width - 1
+
+
+def test_birth_none_publishes_no_year_of_birth(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary,
+                                                tmp_path: Path) -> None:
+    sites, years = pseudo
+    result, v = release(sites, vocab, _policy(birth="none"), tmp_path, death_years=years)
+    assert q(v, "SELECT DISTINCT year_of_birth FROM person") == [(0,)]
+    assert "year_of_birth" not in result.summary["levels"]
+
+
+def test_l_diversity_is_refused_for_a_release(pseudo: tuple[Sites, pl.DataFrame]) -> None:
+    # every published person-level field is known to the attacker: none can be a sensitive attribute
+    sites, _ = pseudo
+    with pytest.raises(ValueError, match="l_diversity does not apply to a release"):
+        build_release(sites, _policy(l_diversity={"attribute": "race", "l": 2}), KEY)
+
+
+def _accounting(result: ReleaseResult) -> Mapping[tuple[str, str], int]:
+    acc = result.accounting.group_by("table", "category").agg(pl.col("rows").sum())
+    return {(t, c): n for t, c, n in acc.iter_rows()}
+
+
+def test_generalised_rows_stay_and_suppressed_facts_are_counted(pseudo: tuple[Sites, pl.DataFrame],
+                                                                 vocab: Vocabulary, tmp_path: Path) -> None:
+    sites, years = pseudo
+    result, v = release(sites, vocab, _policy(k=5), tmp_path, death_years=years)
+    acc = _accounting(result)
+    for t in ("condition_occurrence", "drug_exposure"):
+        released = q(v, f"SELECT count(*) FROM {t}")[0][0]
+        assert acc[(t, "out")] == released
+        assert acc[(t, "in")] == acc[(t, "out")] + acc.get((t, "suppressed"), 0) + acc.get((t, "fact_suppressed"), 0)
+        facts = result.report["facts"]["tables"][t]
+        assert acc.get((t, "fact_suppressed"), 0) == facts["removed"]
+    assert acc.get(("drug_exposure", "generalised"), 0) > 0  # ATC codes shortened rather than dropped
+    # visit source values are hospital tokens: never published
+    assert q(v, "SELECT count(visit_source_value) FROM visit_occurrence") == [(0,)]
