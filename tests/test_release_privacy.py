@@ -98,14 +98,14 @@ def test_pseudonymised_releases_of_two_permits_do_not_join(pseudo: tuple[Sites, 
     sites, years = pseudo
     pol = _policy(mode="pseudonymised")
     a, va = release(sites, vocab, pol, tmp_path, "deliver-a", permit="EHDS-LU-2026-001", death_years=years)
-    b, vb = release(sites, vocab, pol, tmp_path, "deliver-b", permit="EHDS-LU-2026-002", death_years=years)
-    anon, vn = release(sites, vocab, _policy(), tmp_path, "open", death_years=years)
+    _b, vb = release(sites, vocab, pol, tmp_path, "deliver-b", permit="EHDS-LU-2026-002", death_years=years)
+    _anon, vn = release(sites, vocab, _policy(), tmp_path, "open", death_years=years)
     ids = {v: {r[0] for r in q(v, "SELECT person_id FROM person")} for v in (va, vb, vn)}
     assert ids[va] and not ids[va] & ids[vb] and not ids[va] & ids[vn]
     visits = {v: {r[0] for r in q(v, "SELECT visit_occurrence_id FROM visit_occurrence")} for v in (va, vb)}
     assert not visits[va] & visits[vb]
     # the same permit again: the same ids (a re-delivery joins with the first one)
-    a2, va2 = release(sites, vocab, pol, tmp_path, "deliver-a2", permit="EHDS-LU-2026-001", death_years=years)
+    _a2, va2 = release(sites, vocab, pol, tmp_path, "deliver-a2", permit="EHDS-LU-2026-001", death_years=years)
     assert {r[0] for r in q(va2, "SELECT person_id FROM person")} == ids[va]
     # dates are moved per permit: the two deliveries' visit dates of the same stay differ
     da = sorted(r[0] for r in q(va, "SELECT visit_start_date FROM visit_occurrence"))
