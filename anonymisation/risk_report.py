@@ -15,7 +15,14 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from anonymisation.kanon import NoSolutionError, PrivacyModel, Problem, SearchResult, search
-from anonymisation.risk import QIContribution, RiskProfile, profile_from_sizes, qi_contributions, risk_at
+from anonymisation.risk import (
+    QIContribution,
+    RiskProfile,
+    population_uniqueness,
+    profile_from_sizes,
+    qi_contributions,
+    risk_at,
+)
 from schemas.policy import PrivacyPolicy
 
 _EPS = 1e-12
@@ -221,7 +228,7 @@ def full_report(
         if suggest and not all(c.passed for c in checks)
         else []
     )
-    return build_report(
+    report = build_report(
         result,
         before,
         after,
@@ -232,6 +239,24 @@ def full_report(
         rare_concepts=rare_concepts,
         seconds=seconds,
     )
+    if population is None and policy.population_size:
+        report["population_uniqueness"] = {
+            when: _uniqueness(profile, policy) for when, profile in (("before", before), ("after", after))}
+    return report
+
+
+def _uniqueness(profile: RiskProfile, policy: PrivacyPolicy) -> dict[str, Any]:
+    """Estimated population uniqueness (ARX's models, see anonymisation/risk.py) of a profile."""
+    assert policy.population_size is not None
+    if not profile.records:
+        return {"model": "none", "share": 0.0}
+    if policy.population_size < profile.records:
+        return {"error": f"population_size {policy.population_size} is smaller than the {profile.records} records"}
+    try:
+        return population_uniqueness(profile.size_counts, model=policy.uniqueness_model,
+                                     population_size=policy.population_size).as_dict()
+    except ValueError as e:
+        return {"model": policy.uniqueness_model, "error": str(e)}
 
 
 # --------------------------------------------------------------------------- what a release protects against
@@ -529,6 +554,17 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
             ],
         )
     )
+    pu = report.get("population_uniqueness") or {}
+    if pu:
+        out.append("<h2>Population uniqueness (estimated)</h2><p>Share of records unique in the whole population "
+                   "(not only in the data), estimated from the class sizes and the population size with ARX's models "
+                   "(Dankar et al.'s rule picks Pitman, Zayatz or SNB by the sampling fraction).</p>"
+                   "<table><tr><th></th><th>model</th><th>share of records</th><th>sample uniques</th></tr>")
+        for when in ("before", "after"):
+            e = pu.get(when) or {}
+            out.append(f"<tr><td>{when}</td><td>{_e(e.get('model', '-'))}</td><td>{_fmt(e.get('share', e.get('error', '-')))}"
+                       f"</td><td>{_fmt(e.get('sample_uniques', '-'))}</td></tr>")
+        out.append("</table>")
     bb, ab = _size_buckets(b.get("size_counts", {})), _size_buckets(a.get("size_counts", {}))
     out.append("<h2>Equivalence class sizes</h2>")
     out.append(
@@ -584,4 +620,6 @@ def risk_profile_from_dict(d: Mapping[str, Any]) -> RiskProfile:
         sizes.extend([int(s)] * int(c))
     j = d.get("journalist_max")
     journalist = (float(j), float(d.get("journalist_avg") or 0.0)) if j is not None else None
-    return profile_from_sizes(sizes, float(d.get("threshold", 0.2)), journalist)
+    marketer = d.get("marketer")
+    return profile_from_sizes(sizes, float(d.get("threshold", 0.2)), journalist,
+                              marketer=float(marketer) if marketer is not None else None)

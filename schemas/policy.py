@@ -95,6 +95,12 @@ class PrivacyPolicy(BaseModel):
         None, description="CSV of population counts by EVERY quasi-identifier (e.g. age band, sex, canton) for "
         "journalist risk"
     )
+    population_size: int | None = Field(None, ge=1, description="size of the population the persons are drawn "
+                                        "from (e.g. the residents a hospital serves): without a population table, "
+                                        "population uniqueness is estimated from it")
+    uniqueness_model: Literal["dankar", "pitman", "zayatz", "snb"] = Field(
+        "dankar", description="population uniqueness model (ARX's): Dankar et al.'s rule picks Pitman, Zayatz or "
+        "SNB by the sampling fraction")
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +122,9 @@ class PrivacyPolicy(BaseModel):
         if t.max_share_at_risk is not None and t.risk_level >= bound - _EPS:
             raise ValueError(f"thresholds.max_share_at_risk does nothing with risk_level {t.risk_level:g} at k = "
                              f"{self.k} (no record can be above {bound:.3g}): set risk_level below {bound:.3g}")
+        if self.population and self.population_size:
+            raise ValueError("give population (a table of counts) or population_size (an estimate from the class "
+                             "sizes), not both")
         if self.l_diversity is not None and self.l_diversity.attribute in cols:
             raise ValueError(f"l_diversity.attribute {self.l_diversity.attribute} is a quasi-identifier: choose a "
                              "person-level field that is not one")

@@ -400,3 +400,19 @@ def test_population_uniqueness_is_fast_on_100000_classes() -> None:
         r = population_uniqueness(sizes, pi)
         assert 0 < r.share < r.sample_uniques
     assert time.perf_counter() - start < 5.0
+
+
+def test_report_estimates_population_uniqueness_from_the_population_size() -> None:
+    _, problem = _people()
+    policy = _policy(k=2, suppression=0.0, population_size=10_000)
+    result = search(problem, model_of(policy), policy.metric)
+    report = full_report(problem, result, policy)
+    pu = report["population_uniqueness"]
+    assert set(pu) == {"before", "after"}
+    for when in ("before", "after"):
+        assert pu[when]["requested"] == "dankar" and 0.0 <= pu[when]["share"] <= 1.0
+    # generalising can only lower it (fewer, larger classes)
+    assert pu["after"]["share"] <= pu["before"]["share"]
+    assert "Population uniqueness" in render_html(report)
+    with pytest.raises(ValueError, match="not both"):
+        _policy(population="pop.csv", population_size=10)
