@@ -110,6 +110,7 @@ class FactBook:
     keys: list[str]
     index: dict[str, int]
     parent: IntArray
+    _values: pl.Series | None = field(default=None, repr=False)
 
     def ids(self, keys: pl.Series) -> IntArray:
         """Fact ids of keys (null -> NONE)."""
@@ -118,6 +119,12 @@ class FactBook:
 
     def value(self, fid: int) -> str:
         return self.keys[fid].split(SEP, 2)[2]
+
+    def values(self) -> pl.Series:
+        """The value of every fact id, in id order (a Series to gather from)."""
+        if self._values is None:
+            self._values = pl.Series([k.split(SEP, 2)[2] for k in self.keys], dtype=pl.String)
+        return self._values
 
 
 def concept_parents(
@@ -257,7 +264,9 @@ def unit_decisions(tu: TableUnits, book: FactBook, before: IntArray, after: IntA
             "generalised": int(nrows[moved & (as_ >= 0)].sum()),
             "suppressed": int(nrows[had & (gone | (as_ < 0))].sum()),
         }
-        text = pl.Series([book.value(int(x)) if x >= 0 else None for x in as_], dtype=pl.String)
+        idx = pl.Series(np.where(as_ >= 0, as_, 0))
+        text = book.values().gather(idx).set(pl.Series(as_ < 0), None) if len(book.keys) else \
+            pl.Series([None] * n, dtype=pl.String)
         dtype = tu.frame.schema[c]
         if _is_concept(c):
             value = pl.lit(text).cast(pl.Int64).fill_null(0).cast(dtype)

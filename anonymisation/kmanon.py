@@ -384,7 +384,7 @@ def persons_at_risk(units: Units, person_class: IntArray, k: int, m: int,
     w = units.facts.shape[1]
     p_all = np.concatenate([np.repeat(units.person, w), pin_p])
     f_all = np.concatenate([units.facts.ravel(), pin_f])
-    keep = (f_all >= 0) & live[p_all]
+    keep = (f_all >= 0) & live[p_all] & ~small[p_all]  # a class below k is at risk at every level already
     p_all, f_all = p_all[keep], f_all[keep]
     order = np.argsort(person_class[p_all], kind="stable")
     p_all, f_all = p_all[order], f_all[order]

@@ -22,6 +22,7 @@ integer as the CDM requires); the manifest's ``generalisation`` section says whi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -203,7 +204,8 @@ def result_at(problem: Problem, model: PrivacyModel, metric: Metric, node: tuple
 class FactLoss:
     """Estimates the share of fact rows a node loses, averaged over the fact tables: rows of suppressed
     persons, plus what the k^m engine itself removes (1) or generalises (1/2) on a sample of the
-    node's classes (all of them for a small release, else every n-th class, about ``sample_units`` units)."""
+    node's classes (all of them for a small release, else every n-th class by size, about ``sample_units``
+    units)."""
 
     leaf: IntArray  # (persons, q) leaf codes of every person
     units: Units
@@ -212,18 +214,27 @@ class FactLoss:
     tables: int
     parent: IntArray
     m: int
-    sample_units: int = 150_000  # the engine runs on about this many units per node tried
+    sample_units: int = 100_000  # the engine runs on about this many units per node tried
+    _seen: dict[bytes, float] = field(default_factory=dict)  # a partition already estimated
 
     def __call__(self, problem: Problem, node: tuple[int, ...], k: int) -> float:
         hs = problem.hierarchies
         gen = [hs[j].maps[lv][self.leaf[:, j]] for j, lv in enumerate(node)]
         key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(self.leaf))
         size = np.bincount(key, minlength=space)
+        # the same partition of the persons (another node that splits nothing more) loses the same
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        signature = hashlib.blake2b(rank[inv].tobytes() + str(k).encode(), digest_size=16).digest()
+        if signature in self._seen:
+            return self._seen[signature]
         kept_classes = np.flatnonzero(size >= k)
         share = min(1.0, self.sample_units / max(len(self.units.person), 1))
         step = max(1, int(1.0 / share)) if len(kept_classes) > 20 else 1
         sampled = np.zeros(space, dtype=bool)
-        sampled[kept_classes[::step]] = True
+        by_size = kept_classes[np.lexsort((kept_classes, size[kept_classes]))]  # every size is represented
+        sampled[by_size[step // 2::step]] = True
         cls = key[self.units.person]
         person_kept = size[key] >= k
         unit_kept = person_kept[self.units.person]
@@ -244,7 +255,8 @@ class FactLoss:
             rate = np.divide(sample_lost, sample_rows, out=np.zeros(self.tables), where=sample_rows > 0)
             lost = lost + rate * kept_rows
         shares = lost[total > 0] / total[total > 0]
-        return float(shares.mean()) if len(shares) else 0.0
+        self._seen[signature] = float(shares.mean()) if len(shares) else 0.0
+        return self._seen[signature]
 
 
 def fact_loss_estimator(frame: pl.DataFrame, problem: Problem, units: list[TableUnits], um: Units,
