@@ -12,14 +12,32 @@ How it counts, per class (persons with the same class key):
 - level 1: the support of each fact in the class (persons holding it);
 - level 2: all pair supports of the class's frequent facts (support >= k) at once, X^T X for the
   boolean person x fact matrix X of the class;
-- level 3: triple supports by conditioning on one fact a: the pair supports among the persons
-  holding a, restricted to the facts b > a whose pair (a, b) is frequent.
+- level 3: the supports of the triples whose three pairs are frequent: for small classes in one
+  product (persons holding b and d)^T X over the frequent pairs (b, d); for large ones by
+  conditioning on each fact a (the pair supports among the persons holding a), skipping a when
+  support(a, b) + support(a, d) - support(a) >= k already holds for every pair.
 
 A *violating set* is a set S of facts held by at least one person of a class, with fewer than k
 persons of the class holding it, whose every proper subset is held by at least k (the minimal sets:
 every set of a person at risk contains one). A person is at risk at level j when they hold a
 violating set of size <= j, which is the definition's "some set of at most j of p's facts shared by
-fewer than k persons" (any such set contains a minimal one).
+fewer than k persons" (any such set contains a minimal one). Level 0's violating sets are the
+classes of fewer than k persons.
+
+Readings of docs/privacy.md where it leaves a choice:
+
+- a location_id with no row in ``location`` counts as a null row, like a null location_id; a
+  location_id found twice in ``location`` is an error; no ``location`` table, no location fields;
+- death year: the earliest non-null death_date (a date or timestamp column); rows of persons not in
+  ``person`` are ignored, here and in every fact table (as are null person_ids);
+- concept columns are the ``*_concept_id`` columns (0, "0" and null are not facts); the others
+  (source values, care_site_id, provider_id) lose only null and "" (so provider_id 0 is a fact);
+- a value's text is Python's ``str`` of it (integers as digits, strings as they are), so the same
+  value typed differently in two versions is one joint fact; NaN equals NaN in a class key;
+- the versions joined are every other numbered folder beside the audited one (later ones too), in
+  numeric order; each one's class key is computed from its own files; a numbered folder without
+  ``omop/person`` is an error (the audit cannot vouch for the joint record);
+- part files of one table with different schemas are unified (a missing column reads as null).
 
 The result holds counts and table/column names only: no identifier, no value.
 """
@@ -444,23 +462,32 @@ def _dense(indptr: Int, indices: Int, rows: Int, colmap: Int, ncols: int, dtype:
     return out
 
 
+def _runs(sorted_keys: Int) -> Int:
+    """Start of each run of equal values in a sorted array."""
+    first = np.empty(len(sorted_keys), dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    return np.flatnonzero(first)
+
+
 class _Class:
     """One class's frequent facts: a sparse person x fact matrix (CSR), and dense when small enough."""
 
     def __init__(self, person: Int, fact: Int) -> None:
-        """``person`` sorted; ``fact`` the fact of each pair."""
-        first = np.empty(len(person), dtype=np.bool_)
-        first[:1] = True
-        np.not_equal(person[1:], person[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        prow = np.cumsum(first, dtype=np.int64) - 1
-        self.persons = person[starts]
-        self.facts, inverse = np.unique(fact, return_inverse=True)
-        fcol = inverse.reshape(-1).astype(np.int64)
+        """The class's (person, fact) pairs, sorted by fact."""
+        starts = _runs(fact)
+        self.facts = fact[starts]
+        fcol = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.append(starts, len(fact))))
+        self.persons, inverse = np.unique(person, return_inverse=True)
+        prow = inverse.reshape(-1).astype(np.int64)
         self.n, self.f = len(self.persons), len(self.facts)
-        self.indices = fcol
-        self.indptr = np.append(starts, len(person)).astype(np.int64)
-        self._prow, self._by_fact, self._fact_ptr = prow, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # by fact (as given): the holders of each fact; by person (CSR): the facts of each person
+        self._by_fact = prow
+        self._fact_ptr = np.append(starts, len(fact)).astype(np.int64)
+        order = np.argsort(prow, kind="stable")
+        self.indices = fcol[order]
+        self.indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(prow, minlength=self.n), out=self.indptr[1:])
         # float32 products count exactly up to 2^24 persons
         self.dtype: type[np.floating[Any]] = np.float32 if self.n < (1 << 24) else np.float64
         self.x: Mat | None = None
@@ -470,11 +497,6 @@ class _Class:
 
     def rows_of(self, fact: int) -> Int:
         """Local persons holding ``fact``."""
-        if not len(self._fact_ptr):
-            order = np.argsort(self.indices, kind="stable")
-            self._by_fact = self._prow[order]
-            self._fact_ptr = np.zeros(self.f + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self.indices, minlength=self.f), out=self._fact_ptr[1:])
         return self._by_fact[self._fact_ptr[fact]:self._fact_ptr[fact + 1]]
 
     def blocks(self, rows: Int | None, cols: Int) -> Iterator[tuple[Int, Mat]]:
@@ -529,24 +551,26 @@ def _km(class_id: Int, classes: int, person: Int, fact: Int, fact_column: Int, n
     person, fact = person[keep], fact[keep]
     nfacts = int(fact.max()) + 1 if len(fact) else 1
     key = class_id[person] * nfacts + fact
-    uniq, inv, support = np.unique(key, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
+    order = np.argsort(key)
+    key = key[order]
+    person, fact = person[order], fact[order]  # sorted by class, then fact
+    del order
+    starts = _runs(key)  # one run per (class, fact): its holders
+    support = np.diff(np.append(starts, len(key)))
     rare = support < k
     tally.sets[1] = int(np.count_nonzero(rare))
-    tally.columns[1] += np.bincount(fact_column[uniq[rare] % nfacts], minlength=ncolumns)
-    tally.risk(_distinct(person[rare[inv]]), 1)
+    tally.columns[1] += np.bincount(fact_column[fact[starts[rare]]], minlength=ncolumns)
+    rare_pair = np.repeat(rare, support)
+    tally.risk(_distinct(person[rare_pair]), 1)
     if m == 1:
         return tally
 
-    frequent = ~rare[inv]
-    person, fact = person[frequent], fact[frequent]
-    order = np.argsort(class_id[person] * n + person)  # by class, then by person
-    person, fact = person[order], fact[order]
-    cls = class_id[person]
-    bounds = np.flatnonzero(np.diff(cls)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(cls)]))
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+    frequent = ~rare_pair
+    del rare_pair
+    person, fact, key = person[frequent], fact[frequent], key[frequent] // nfacts  # key: the class
+    bounds = _runs(key)  # one run per class
+    ends = np.append(bounds[1:], len(key)) if len(key) else bounds
+    for s, e in zip(bounds.tolist(), ends.tolist(), strict=True):
         if e - s >= 2:
             _pairs_and_triples(_Class(person[s:e], fact[s:e]), fact_column, k, m, tally)
     return tally

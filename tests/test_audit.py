@@ -263,6 +263,29 @@ def test_sibling_versions_are_found(tmp_path: Path) -> None:
     assert alone.joint is None and alone.passed
 
 
+def test_values_compare_as_text_across_types_and_parts(tmp_path: Path) -> None:
+    """A concept written as a dictionary-encoded string in version 1 and as an integer in version 2 is one
+    fact (values compare as text); part files with different columns are read together."""
+    v1, v2 = tmp_path / "ds" / "1", tmp_path / "ds" / "2"
+    for v in (v1, v2):
+        write(v, "person", [person(p, 8507, 1950, None) for p in (1, 2, 3)])
+    extra = v2 / "omop" / "person" / "part-1.parquet"  # a second part with one more (constant) column
+    pq.write_table(pa.table({"person_id": pa.array([4], I64), "gender_concept_id": pa.array([8507], I32),
+                             "year_of_birth": pa.array([1950], I32), "race_source_value": ["x"]}), extra)
+    write(v2, "condition_occurrence", [{"person_id": p, "condition_concept_id": 201826} for p in (1, 2)])
+    folder = v1 / "omop" / "condition_occurrence"
+    folder.mkdir(parents=True)
+    concept = pa.array(["201826"]).dictionary_encode()
+    pq.write_table(pa.table({"person_id": pa.array([3], I64), "condition_concept_id": concept}),
+                   folder / "part-0.parquet")
+    result = agree(v2, 3, 1, earlier=[v1])
+    # version 2 alone: persons 1-3 (race null) and person 4 (race x); the concept is held by 2 of 3
+    assert result["release"]["classes"] == 2
+    assert result["release"]["at_risk"] == [1, 3]
+    # jointly: persons 1-3 all hold it (1, 2 in version 2, 3 in version 1); 4 is ABSENT from version 1
+    assert result["joint"]["check"]["at_risk"] == [1, 1]
+
+
 # ------------------------------------------------------------------------------------------- errors
 
 
