@@ -251,6 +251,7 @@ class _Address:
     postcode: str
     city: str
     phone: str
+    country: str = "LU"  # ISO 3166-1 alpha-2
 
 
 @dataclass(slots=True)
@@ -567,6 +568,7 @@ _ROW_LAYOUT: Final = {
         "address",
         "postcode",
         "city",
+        "country",
         "phone",
         "email",
         "updated_at",
@@ -852,6 +854,7 @@ class _SiteWriter:
             addr.street,
             addr.postcode,
             addr.city,
+            addr.country,
             addr.phone,
             p.email,
             updated_at,

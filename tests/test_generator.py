@@ -204,6 +204,7 @@ def test_clean_extract_is_valid(clean: Extract) -> None:
         patients = {r["patient_id"]: r for r in clean.dicts(site, "patients")}
         for p in patients.values():
             assert p["sex"] in {"M", "F", "U"}
+            assert p["country"] == "LU"
             assert p["postcode"] in postcodes[p["city"]]
             assert p["patient_id"].startswith(site[-1].upper())
             assert not p["phone"] or p["phone"].startswith("+352 ")
