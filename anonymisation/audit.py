@@ -69,9 +69,9 @@ VERSION_NAME = re.compile(r"^[1-9][0-9]*$")
 
 # docs/privacy.md, "Facts": the fact columns of each table.
 FACT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "visit_occurrence": ("visit_concept_id", "visit_source_value", "visit_source_concept_id", "care_site_id",
+    "visit_occurrence": ("visit_concept_id", "visit_source_concept_id", "care_site_id",
                          "provider_id"),
-    "visit_detail": ("visit_detail_concept_id", "visit_detail_source_value", "visit_detail_source_concept_id",
+    "visit_detail": ("visit_detail_concept_id", "visit_detail_source_concept_id",
                      "care_site_id", "provider_id"),
     "condition_occurrence": ("condition_concept_id", "condition_source_value", "condition_source_concept_id",
                              "provider_id"),

@@ -194,7 +194,7 @@ DETECTORS: tuple[Detector, ...] = (
         "ADDRESS",
         re.compile(
             rf"(?<![\d\w,.])\d{{1,4}}(?:[ ]?(?:bis|ter|[a-cA-C]))?,?[ ]+(?:{_STREET_WORDS})\b[^\n,;:()]{{0,60}}?"
-            r"(?=[ ]*(?:[,;:()\n]|$|\.\s|L-\d{4}))"
+            r"(?=[ ]*(?:[,;:()\n]|$|\.\s|[LFBD]-\d{4}))"
         ),
         0.85,
     ),
@@ -202,7 +202,7 @@ DETECTORS: tuple[Detector, ...] = (
         "postcode_city",
         "ADDRESS",
         re.compile(
-            rf"\bL-?[ ]?\d{{4}}(?:[ ]+[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ ]+(?:sur|sous|de|la|le|les|du|des|lès|[{_UP}][\w'’]*)(?:-[\w'’]+)*){{0,3}})?"
+            rf"\b(?:L-?[ ]?\d{{4}}|[FBD]-[ ]?\d{{4,5}})(?:[ ]+[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ ]+(?:sur|sous|de|la|le|les|du|des|lès|[{_UP}][\w'’]*)(?:-[\w'’]+)*){{0,3}})?"
         ),
         0.85,
     ),

@@ -18,7 +18,13 @@ their width, so labels never depend on which values a site happens to hold):
 - ``date-month`` date (ISO) → 2020-03 → 2020-Q1 → 2020 → ``*``
 - ``date-quarter`` date → 2020-Q1 → 2020 → ``*``
 - ``date-year`` date → 2020 → ``*``
-- ``lu-postcode`` synthetic Luxembourg postcode L-NNNN → commune → canton → Luxembourg → ``*``
+- ``lu-postcode`` place of residence: a Luxembourg postcode ``L-1234`` → its commune's code
+  ``LU-0042`` → its canton's ISO 3166-2 code ``LU-EC`` → ``LU`` → ``*``; a residence abroad,
+  written ``FR-57000`` (ISO 3166-1 alpha-2 country, ``-``, postcode) or ``FR`` alone, → ``FR`` →
+  ``FR`` → ``FR`` → ``*``. Labels are codes, never names (ten cantons and the country are also
+  commune names), so a label names one place at one level (``anonymisation/locations.py`` reads
+  them back). ``L-NNNN`` postcodes are the synthetic ones of ``schemas/geo.py``: an unknown one is an
+  error, and so is a value that names no country (a bare ``57000``)
 - ``sex`` (and ``flat`` for any categorical column): value → ``*``
 
 Each hierarchy is *monotone*: two values that share a label at level ``l`` share it at every level
@@ -299,18 +305,28 @@ def _date_levels(kind: str) -> Callable[[str], list[str] | None]:
 
 
 _POSTCODE = re.compile(r"^\s*(?:L-?)?(\d{4})\s*$", re.IGNORECASE)
+_ABROAD = re.compile(r"^\s*([A-Za-z]{2})(?:-(\S(?:.*\S)?))?\s*$")  # FR-57000, NL-1234 AB, or FR alone
 
 
 def _postcode_levels(value: str) -> list[str] | None:
-    from schemas.geo import COUNTRY, postcode_index
+    """Luxembourg: value, commune code, canton code, LU, *; abroad: value, country thrice, *.
+
+    Every label depends on the value alone, never on the other values of the column."""
+    from schemas.geo import COUNTRY_CODE, postcode_index
 
     m = _POSTCODE.match(value)
+    if m:
+        commune = postcode_index().get(f"L-{m.group(1)}")
+        if commune is None:
+            return None
+        return [value, commune.label, commune.canton_code, COUNTRY_CODE, TOP]
+    m = _ABROAD.match(value)
     if not m:
         return None
-    commune = postcode_index().get(f"L-{m.group(1)}")
-    if commune is None:
-        return None
-    return [value, commune.name, commune.canton, COUNTRY, TOP]
+    country = m.group(1).upper()
+    if country == COUNTRY_CODE and m.group(2) is not None:
+        return None  # LU-0042 is a commune's code, not a postcode: Luxembourg postcodes are L-NNNN
+    return [value, country, country, country, TOP]
 
 
 def _flat_levels(value: str) -> list[str] | None:
@@ -330,6 +346,14 @@ _BUILDERS: dict[str, Callable[[str], list[str] | None]] = {
     "lu-postcode": _postcode_levels,
     "sex": _flat_levels,
     "flat": _flat_levels,
+}
+
+
+_HINTS: dict[str, str] = {
+    "lu-postcode": (
+        " (expected a Luxembourg postcode L-NNNN known to schemas/geo.py, or a residence abroad as its"
+        " ISO country code and postcode, e.g. FR-57000, or the country code alone)"
+    ),
 }
 
 
@@ -366,6 +390,7 @@ def builtin_hierarchy(name: str, values: Iterable[str | None], column: str = "?"
     if bad:
         raise HierarchyError(
             f"column {column}: {len(bad)} value(s) cannot be placed in builtin:{name}: {_preview(bad)}"
+            + _HINTS.get(name, "")
         )
     if not rows:
         raise HierarchyError(f"column {column}: no values to build builtin:{name}")

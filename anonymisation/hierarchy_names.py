@@ -12,7 +12,7 @@ BUILTINS: dict[str, str] = {
     "date-month": "ISO date → month → quarter → year → *",
     "date-quarter": "ISO date → quarter → year → *",
     "date-year": "ISO date → year → *",
-    "lu-postcode": "Luxembourg postcode L-NNNN → commune → canton → Luxembourg → *",
+    "lu-postcode": "residence: postcode L-1234 → commune LU-0042 → canton LU-EC → LU → *; abroad FR-57000 → FR → FR → FR → *",
     "sex": "value → *",
     "flat": "any categorical value → *",
 }

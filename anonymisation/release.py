@@ -60,6 +60,7 @@ from anonymisation.kanon import (
     hierarchies_for,
     search,
 )
+from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.kmanon import Units, enforce_km, persons_at_risk
 from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
@@ -130,7 +131,7 @@ def qi_frame(persons: pl.DataFrame, locations: pl.DataFrame, deaths: pl.DataFram
     """person_id and every person-level field as a string (missing values as ``*``: the living have
     no death year, which no generalisation changes): year_of_birth, sex, postcode, death_year, race,
     ethnicity."""
-    loc = locations.select("location_id", postcode="zip").unique("location_id")
+    loc = location_qi(locations.unique("location_id"))
     dead = death_years(deaths).select("person_id", death_year=pl.col("death_year").cast(pl.String))
 
     def coded(col: str) -> pl.Expr:
@@ -528,7 +529,7 @@ def build_release(
         labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
         loc_ids = {lab: id63(secret, "release-location", lab) for lab in labels}
         updates.append(pl.col("g_postcode").replace_strict(loc_ids, default=None, return_dtype=pl.Int64).alias("location_id"))
-        loc = _release_locations(loc_ids)
+        loc = release_location_rows(loc_ids)
     else:
         loc = locations
     persons = persons.with_columns(updates).drop([f"g_{c}" for c in qi_cols])
@@ -583,6 +584,8 @@ def build_release(
         drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
         if t == "episode":
             removed_episodes = all_rows.filter(drop)["episode_id"]
+        if t == "care_site" and "postcode" in qi_cols:  # locations are the persons' generalised ones now
+            all_rows = all_rows.with_columns(location_id=pl.lit(None, pl.Int64))
         if t == "provider":  # staff are data subjects: attributes only where k providers share them
             prov = protect_providers(all_rows.drop("_site", "_sup", "_removed", "_generalised", "_withheld"), policy.k)
             all_rows = all_rows.select("provider_id", "_site", "_sup", "_removed", "_generalised", "_withheld").join(
@@ -835,35 +838,6 @@ def _per_person_accounting(table: str, frames: dict[str, pl.DataFrame], suppress
             rows.append(dict(site=site, table=table, category="merged", reason_code="release.same_person", rows=merged))
         rows.append(dict(site=site, table=table, category="out", reason_code=None, rows=len(ids) - merged))
     return rows
-
-
-def _release_locations(loc_ids: dict[str, int]) -> pl.DataFrame:
-    """Location rows for generalised postcode labels: postcode, commune, canton or country."""
-    from schemas.geo import COUNTRY, communes, postcode_index
-
-    by_commune = {c.name: c for c in communes()}
-    cantons = {c.canton for c in communes()}
-    idx = postcode_index()
-    rows = []
-    for label, lid in loc_ids.items():
-        row: dict[str, object] = {"location_id": lid, "country_source_value": "LU"}
-        if label in idx:
-            c = idx[label]
-            row.update(zip=label, city=c.name, county=c.canton)
-        elif label in by_commune:
-            row.update(city=label, county=by_commune[label].canton)
-        elif label in cantons:
-            row.update(county=label)
-        elif label == COUNTRY:
-            pass
-        else:
-            row.update(location_source_value=re.sub(r"[^\w\- ]", "", label)[:50])
-        rows.append(row)
-    schema = {"location_id": pl.Int64, "country_source_value": pl.String, "zip": pl.String, "city": pl.String,
-              "county": pl.String, "location_source_value": pl.String}
-    if not rows:
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(rows, schema=schema)
 
 
 __all__ = ["ReleaseResult", "build_release", "qi_frame"]

@@ -18,8 +18,13 @@ byte of the other files.
 Determinism: the same arguments give byte-identical files. Faker is seeded and used only to fill name
 and street pools; everything else is drawn from ``random.Random`` instances seeded from ``seed`` (one
 for the population, and per site one for the content and one for the faults, so that a clean and a
-dirty extract of the same seed hold the same patients). Neither global random state nor the clock is
-read.
+dirty extract of the same seed hold the same patients, and one for the residence abroad). Neither
+global random state nor the clock is read.
+
+About 5% of addresses are across the border (``country`` FR, BE or DE, with the town's real postcode:
+``57100`` Thionville, ``6700`` Arlon, ``54290`` Trier; ``generator.reference.FOREIGN_TOWNS``); the
+others are in Luxembourg (``country`` LU, a synthetic ``L-NNNN`` postcode of its commune). Notes write
+a foreign postcode as letters of Luxembourg hospitals do: ``F-57100 Thionville``.
 
 The population is generated once; a patient has a home site and about 10% also attend a second site,
 where they have that site's own patient id and the same matricule, name and birth date (sometimes a
@@ -82,6 +87,7 @@ from generator.notes import (
     stay_note,
 )
 from generator.reference import (
+    FOREIGN_TOWNS,
     LAB_TESTS,
     NAME_LOCALES,
     PROCEDURE_CODES,
@@ -131,6 +137,9 @@ SHARED_SHARE: Final = 0.10  # of all patients, attend a second site
 NO_MATRICULE_SHARE: Final = 0.03
 SEX_CONFLICT_SHARE: Final = 0.02  # of shared patients
 MOVED_SHARE: Final = 0.4  # of shared patients: another address and phone at the second site
+FOREIGN_SHARE: Final = 0.05  # of addresses: in France, Belgium or Germany (cross-border patients)
+# how letters of Luxembourg hospitals write a neighbour's postcode: F-57100 Thionville, B-6700 Arlon
+_LETTER_PREFIX: Final = {"FR": "F", "BE": "B", "DE": "D"}
 HISTORY_DAYS: Final = 3652  # stays fall in the ten years before the reference date
 LAST_ADMISSION_MARGIN: Final = 17  # an inpatient stay (up to 15 days, + a night) ends before the reference
 
@@ -251,6 +260,7 @@ class _Address:
     postcode: str
     city: str
     phone: str
+    country: str = "LU"  # ISO 3166-1 alpha-2
 
 
 @dataclass(slots=True)
@@ -336,8 +346,18 @@ _MOBILE_PREFIXES: Final = ("621", "628", "661", "671", "691")
 
 
 class _PopulationBuilder:
-    def __init__(self, rng: random.Random, pools: NamePools, reference: date, n_sites: int) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        pools: NamePools,
+        reference: date,
+        n_sites: int,
+        residence: random.Random | None = None,
+    ) -> None:
         self.d = _Draw(rng)
+        # residence abroad: its own stream, so that everything else is drawn as without it
+        self.residence = _Draw(residence or random.Random(0))
+        self.foreign_cum = _cum([t.weight for t in FOREIGN_TOWNS])
         self.pools = pools
         self.reference = reference
         self.ref_ord = reference.toordinal()
@@ -370,7 +390,11 @@ class _PopulationBuilder:
         suffix = "A" if d.random() < 0.04 else ""
         street = f"{number}{suffix}, {d.pick(self.pools.streets)}"
         phone = self.phone() if d.random() < 0.92 else ""
-        return _Address(street, d.pick(commune.postcodes), commune.name, phone)
+        postcode = d.pick(commune.postcodes)
+        if self.residence.random() < FOREIGN_SHARE:
+            town = self.residence.weighted(FOREIGN_TOWNS, self.foreign_cum)
+            return _Address(street, town.postcode, town.name, phone, town.country)
+        return _Address(street, postcode, commune.name, phone)
 
     def email(self, first: str, last: str) -> str:
         d = self.d
@@ -567,6 +591,7 @@ _ROW_LAYOUT: Final = {
         "address",
         "postcode",
         "city",
+        "country",
         "phone",
         "email",
         "updated_at",
@@ -852,6 +877,7 @@ class _SiteWriter:
             addr.street,
             addr.postcode,
             addr.city,
+            addr.country,
             addr.phone,
             p.email,
             updated_at,
@@ -1458,7 +1484,7 @@ class _NoteWriter:
             phone=addr.phone or None,
             email=p.email or None,
             street=addr.street,
-            postcode=addr.postcode,
+            postcode=addr.postcode if addr.country == "LU" else f"{_LETTER_PREFIX[addr.country]}-{addr.postcode}",
             city=addr.city,
             relatives=tuple(relatives),
         )
@@ -1508,7 +1534,11 @@ def generate(
 
     # the population
     builder = _PopulationBuilder(
-        random.Random(f"ds4h:{seed}:population"), name_pools(seed), reference_date, len(sites)
+        random.Random(f"ds4h:{seed}:population"),
+        name_pools(seed),
+        reference_date,
+        len(sites),
+        random.Random(f"ds4h:{seed}:residence"),
     )
     people: list[_Person] = []
     step = max(1000, patients // 20)

@@ -18,12 +18,14 @@ from generator.clinical import MEDS
 from schemas.geo import Commune, communes
 
 __all__ = [
+    "FOREIGN_TOWNS",
     "LAB_TESTS",
     "PROCEDURE_CODES",
     "UNKNOWN_ATC",
     "UNKNOWN_ICD10",
     "UNKNOWN_LOINC",
     "UNKNOWN_SNOMED",
+    "ForeignTown",
     "LabTest",
     "NamePools",
     "UnknownDrug",
@@ -333,6 +335,46 @@ def commune_weights() -> tuple[tuple[Commune, ...], tuple[float, ...]]:
     """Communes and their (approximate) population weights, for drawing home addresses."""
     cs = communes()
     return cs, tuple(COMMUNE_POPULATION_K.get(c.name, _DEFAULT_COMMUNE_K) for c in cs)
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignTown:
+    """A town across the border where patients of Luxembourg hospitals live (real postcodes)."""
+
+    country: str  # ISO 3166-1 alpha-2
+    postcode: str  # the country's own format: FR and DE 5 digits, BE 4 digits
+    name: str
+    weight: float  # relative, within the towns abroad
+
+
+FOREIGN_TOWNS: tuple[ForeignTown, ...] = (
+    # France: Moselle (57) and Meurthe-et-Moselle (54) along the border
+    ForeignTown("FR", "57100", "Thionville", 8),
+    ForeignTown("FR", "57970", "Yutz", 3),
+    ForeignTown("FR", "57330", "Hettange-Grande", 2),
+    ForeignTown("FR", "57190", "Florange", 2),
+    ForeignTown("FR", "57700", "Hayange", 2),
+    ForeignTown("FR", "57390", "Audun-le-Tiche", 1.5),
+    ForeignTown("FR", "57570", "Cattenom", 0.8),
+    ForeignTown("FR", "57000", "Metz", 5),
+    ForeignTown("FR", "54400", "Longwy", 2.5),
+    ForeignTown("FR", "54190", "Villerupt", 1.5),
+    # Belgium: the province of Luxembourg (arrondissement of Arlon and around)
+    ForeignTown("BE", "6700", "Arlon", 6),
+    ForeignTown("BE", "6790", "Aubange", 2.5),
+    ForeignTown("BE", "6780", "Messancy", 1.2),
+    ForeignTown("BE", "6717", "Attert", 0.8),
+    ForeignTown("BE", "6760", "Virton", 1.2),
+    ForeignTown("BE", "6600", "Bastogne", 1.5),  # 6600 is also a synthetic L-6600: the country tells them apart
+    # Germany: Trier and the Saar-Moselle
+    ForeignTown("DE", "54290", "Trier", 5),
+    ForeignTown("DE", "54294", "Trier", 2),
+    ForeignTown("DE", "54329", "Konz", 2),
+    ForeignTown("DE", "54439", "Saarburg", 1),
+    ForeignTown("DE", "54634", "Bitburg", 1.2),
+    ForeignTown("DE", "54298", "Igel", 0.4),
+    ForeignTown("DE", "66706", "Perl", 0.8),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,7 +185,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "generalisation": {
                 "levels": risk["summary"]["levels"],
                 "year_of_birth": "first year of the band when generalised",
-                "location": "postcode, commune, canton or country, by level of the postcode hierarchy",
+                "location": ("postcode, commune, canton or country (residences abroad: postcode, then country), "
+                             "by level of the postcode hierarchy; country_source_value is the ISO 3166-1 code"),
             },
             "row_accounting": accounting.sort(["stage", "site", "table", "category", "reason_code"], nulls_last=True).to_dicts(),
         }

@@ -23,7 +23,13 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
     yob = levels.get("year_of_birth")
     pc = levels.get("postcode")
     sex = levels.get("sex")
-    pc_text = {0: "the postcode", 1: "the commune", 2: "the canton", 3: "the country only", 4: "removed"}.get(pc, "as the manifest says") if pc is not None else "not generalised"
+    pc_text = {
+        0: "the postcode (`zip`, with the commune and canton names in Luxembourg)",
+        1: "the commune in Luxembourg (`city`, with its canton as `county`) and the country abroad",
+        2: "the canton in Luxembourg (`county`) and the country abroad",
+        3: "the country only",
+        4: "removed",
+    }.get(pc, "as the manifest says") if pc is not None else "not generalised"
     yob_text = {0: "exact year", 1: "5-year bands", 2: "10-year bands", 3: "20-year bands", 4: "removed (0)"}.get(yob, "bands") if yob is not None else "exact year"
     mode = manifest.get("mode") or policy.get("mode", "anonymised")
     km = risk.get("km", {})
@@ -100,20 +106,13 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
 - **Year of birth**: {yob_text if policy.get('birth', 'year') == 'year' else 'not published (0)'}; when banded, `year_of_birth` holds the first year of the band, and
   month and day of birth are absent. Ages computed from it are approximate by up to the band width.
 - **Sex**: {"kept" if not sex else "generalised away (gender_concept_id 0)"}.
-- **Death**: the death year is published at the level of the person-level fields; when it is
-  generalised away, death rows are removed (counted in `row_accounting`).
-- **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level.
-- **Facts** (concepts, source codes, care sites and providers of the records): a fact held by too
-  few persons of a group is generalised (an ancestor concept; a shorter ICD-10 or ATC code, and the
-  row's concept with it) and, only when that is not enough, suppressed: the row goes (or, for a
-  visit, its concept becomes 0). Eras are recomputed from the published rows; links of oncology
-  episodes to removed rows are dropped. In `row_accounting`, rows removed are `fact_suppressed` and
-  rows kept with a coarser fact are counted as `generalised` (they are in `out`). Rare diseases and
-  rare combinations are under-represented; a concept set should include the ancestors used.
-{facts_table}
-- **Hospital ids**: the tokens of hospital visit, note, provider and care-site ids are not published.
-- **Providers**: gender, specialty, care site and year of birth are published only where at least
-  {k} providers share them.
+- **Death**: when the death year is generalised, `death_date` is the first day of its band's first
+  year; when it is generalised away, death rows are removed (counted in `row_accounting`).
+- **Location**: generalised to {pc_text}; `person.location_id` points to `location` rows at that level,
+  and every row names its country (`country_source_value`, ISO 3166-1 alpha-2: LU, FR, BE, DE, ...).
+  Residents of other countries are generalised to their country from the commune level up.
+- **Rare concepts** used by fewer than {policy.get('rare_concept_threshold') or policy.get('k', '?')} persons were removed (counted in
+  the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
 - **Notes**: {"de-identified clinical notes are included (names, phones, addresses, identifiers replaced by tags such as [NOM]; dates shifted with the person's offset, birth dates tagged)" if policy.get("publish_notes") else "clinical notes are withheld by the policy (the note table is empty)"}.
 - **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
 

@@ -15,7 +15,7 @@ from schemas.extract import ENTITIES
 
 Role = Literal["direct", "quasi", "clinical"]
 
-QUASI_SOURCE_COLUMNS = frozenset({"birth_date", "sex", "postcode", "city"})
+QUASI_SOURCE_COLUMNS = frozenset({"birth_date", "sex", "postcode", "city", "country"})
 
 
 def source_column_roles() -> dict[str, dict[str, Role]]:

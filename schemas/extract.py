@@ -9,7 +9,8 @@ Conventions:
   files but ignored otherwise);
 - dates ``YYYY-MM-DD``; datetimes ``YYYY-MM-DD HH:MM[:SS]`` (a date alone is accepted, at 00:00);
 - codes are case-insensitive and trimmed (ICD-10 ``e11.9`` becomes ``E11.9``);
-- empty cells are missing values.
+- empty cells are missing values (a column with a default takes it instead; an optional column
+  may be absent from the file).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Column:
     code: bool = False  # normalised: trimmed, upper-case
     identifier: bool = False  # a direct identifier: never leaves the identifiable zone
     description: str = ""
+    default: str | None = None  # the value of an empty cell, or of every row when the column is absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +69,10 @@ PATIENTS = Entity(
         Column("birth_date", "date", required=True),
         Column("sex", required=True, code=True, description="M, F or U"),
         Column("address", identifier=True, description="street line"),
-        Column("postcode", code=True, description="L-NNNN"),
-        Column("city", description="commune"),
+        Column("postcode", code=True, description="L-NNNN in Luxembourg; abroad, the country's own postcode (e.g. 57100)"),
+        Column("city", description="commune (abroad: the town)"),
+        Column("country", code=True, default="LU",
+               description="country of residence, ISO 3166-1 alpha-2 (LU, FR, BE, DE, ...)"),
         Column("phone", identifier=True),
         Column("email", identifier=True),
         Column("updated_at", "datetime", description="last update of the record in the hospital system"),
@@ -218,6 +222,7 @@ def contract_markdown() -> str:
                   "", "| column | type | required | notes |", "|---|---|---|---|"]
         for c in e.columns:
             notes = "; ".join(x for x in (c.description, "code (trimmed, upper-case)" if c.code else "",
+                                          f"default {c.default} when empty or absent" if c.default is not None else "",
                                           "direct identifier" if c.identifier else "") if x)
             lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else ''} | {notes} |")
         lines.append("")

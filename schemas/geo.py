@@ -1,18 +1,46 @@
-"""Luxembourg geography: communes, cantons and the synthetic postcodes of the generator.
+"""Geography: Luxembourg's communes and cantons, the generator's synthetic postcodes, country codes.
 
 The 100 communes and 12 cantons are public facts (Luxembourg geoportal). Postcodes are *synthetic*:
 each commune gets 1 to 3 fixed ``L-NNNN`` codes derived from its official commune code, so that the
 hierarchy postcode -> commune -> canton -> country is well defined. They are not real postcodes.
+
+Names are ambiguous (ten cantons and the country share their name with a commune: Vianden is a
+commune and a canton, Luxembourg is a commune, a canton and the country), so places are also named by
+codes that are unambiguous whatever the level: ``L-1234`` a postcode, ``LU-0042`` a commune (its
+official code), ``LU-VD`` a canton (ISO 3166-2:LU), ``LU`` a country (ISO 3166-1 alpha-2).
+
+Countries are ISO 3166-1 alpha-2 codes; :func:`country_code` reads the codes, alpha-3 codes and
+names (English, French, German, Luxembourgish) that the sources send for the countries met so far.
 """
 
 from __future__ import annotations
 
 import csv
+import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 COUNTRY = "Luxembourg"
+COUNTRY_CODE = "LU"
+
+# ISO 3166-2:LU: the code of each canton (the cantons of lu-communes.csv; a test keeps them in step)
+CANTON_CODES: dict[str, str] = {
+    "Capellen": "LU-CA",
+    "Clervaux": "LU-CL",
+    "Diekirch": "LU-DI",
+    "Echternach": "LU-EC",
+    "Esch-sur-Alzette": "LU-ES",
+    "Grevenmacher": "LU-GR",
+    "Luxembourg": "LU-LU",
+    "Mersch": "LU-ME",
+    "Redange": "LU-RD",
+    "Remich": "LU-RM",
+    "Vianden": "LU-VD",
+    "Wiltz": "LU-WI",
+}
+CANTON_NAMES: dict[str, str] = {code: name for name, code in CANTON_CODES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +49,16 @@ class Commune:
     code: str
     canton: str
     postcodes: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """The commune's unambiguous code: ``LU-`` and its official code (``LU-0042``)."""
+        return f"{COUNTRY_CODE}-{self.code}"
+
+    @property
+    def canton_code(self) -> str:
+        """The ISO 3166-2:LU code of its canton (``LU-EC``)."""
+        return CANTON_CODES[self.canton]
 
 
 def _postcodes_for(code: str) -> tuple[str, ...]:
@@ -45,3 +83,70 @@ def communes() -> tuple[Commune, ...]:
 def postcode_index() -> dict[str, Commune]:
     """Postcode -> commune."""
     return {pc: c for c in communes() for pc in c.postcodes}
+
+
+@cache
+def commune_index() -> dict[str, Commune]:
+    """Commune label (``LU-0042``) -> commune."""
+    return {c.label: c for c in communes()}
+
+
+# --------------------------------------------------------------------------- countries
+
+# ISO 3166-1 alpha-2 code -> (English name, other names and codes it is written as). The English name
+# is also how the OMOP vocabulary (OSM, "2nd level") names the country.
+COUNTRIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "LU": ("Luxembourg", ("LUX", "Luxemburg", "Lëtzebuerg", "Letzebuerg", "Grand-Duché de Luxembourg",
+                          "Grand Duchy of Luxembourg", "Großherzogtum Luxemburg")),
+    "FR": ("France", ("FRA", "Frankreich", "Frankräich", "République française")),
+    "BE": ("Belgium", ("BEL", "Belgique", "België", "Belgien", "Belsch")),
+    "DE": ("Germany", ("DEU", "Deutschland", "Allemagne", "Däitschland", "Bundesrepublik Deutschland")),
+    "NL": ("Netherlands", ("NLD", "Pays-Bas", "Nederland", "Niederlande", "The Netherlands", "Holland")),
+    "US": ("United States", ("USA", "United States of America", "U.S.", "U.S.A.", "America", "États-Unis",
+                             "Etats-Unis", "Vereinigte Staaten")),
+    "PT": ("Portugal", ("PRT",)),
+    "IT": ("Italy", ("ITA", "Italie", "Italien", "Italia")),
+    "ES": ("Spain", ("ESP", "Espagne", "Spanien", "España")),
+    "CH": ("Switzerland", ("CHE", "Suisse", "Schweiz", "Svizzera")),
+    "AT": ("Austria", ("AUT", "Autriche", "Österreich")),
+    "GB": ("United Kingdom", ("GBR", "UK", "Royaume-Uni", "Vereinigtes Königreich", "Great Britain")),
+    "PL": ("Poland", ("POL", "Pologne", "Polen")),
+    "RO": ("Romania", ("ROU", "Roumanie", "Rumänien")),
+    "GR": ("Greece", ("GRC", "EL", "Grèce", "Griechenland")),
+}
+_ISO2 = re.compile(r"^[A-Za-z]{2}$")
+
+
+def _fold(s: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", s)
+    return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch)).casefold()
+
+
+@cache
+def _country_names() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for code, (name, others) in COUNTRIES.items():
+        for n in (name, *others):
+            out[_fold(n)] = code
+    return out
+
+
+def country_code(value: str | None) -> str | None:
+    """The ISO 3166-1 alpha-2 code of a country given as a code (``fr``), an alpha-3 code (``FRA``)
+    or a name (``France``, ``Frankreich``); None when empty or not recognised. Two letters are taken
+    as a code (``UK`` and ``EL``, the EU's codes, become ``GB`` and ``GR``)."""
+    if value is None:
+        return None
+    s = value.strip()
+    if not s:
+        return None
+    folded = _fold(s)
+    if _ISO2.match(s):
+        return _country_names().get(folded, s.upper()) if folded in ("uk", "el") else s.upper()
+    return _country_names().get(folded)
+
+
+def country_name(code: str) -> str | None:
+    """The English name of an ISO alpha-2 code of :data:`COUNTRIES` (as the OMOP vocabulary names it)."""
+    entry = COUNTRIES.get(code)
+    return entry[0] if entry else None

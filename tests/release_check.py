@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 FACT_TABLE = """
-visit_occurrence: visit_concept_id visit_source_value visit_source_concept_id care_site_id provider_id
-visit_detail: visit_detail_concept_id visit_detail_source_value visit_detail_source_concept_id care_site_id provider_id
+visit_occurrence: visit_concept_id visit_source_concept_id care_site_id provider_id
+visit_detail: visit_detail_concept_id visit_detail_source_concept_id care_site_id provider_id
 condition_occurrence: condition_concept_id condition_source_value condition_source_concept_id provider_id
 drug_exposure: drug_concept_id drug_source_value drug_source_concept_id provider_id
 procedure_occurrence: procedure_concept_id procedure_source_value procedure_source_concept_id provider_id

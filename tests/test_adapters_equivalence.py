@@ -154,7 +154,7 @@ def write_bundles(folder: Path) -> Path:
 
 
 PERSON_COLS = ["person_key", "birth_date", "death_date", "sex", "first_name", "last_name", "address", "city",
-               "postcode", "county"]
+               "postcode", "county", "country"]
 VISIT_COLS = ["visit_key", "person_key", "start", "end", "visit_class", "provider_key", "care_site_key"]
 CONDITION_COLS = ["person_key", "visit_key", "code", "code_system", "description", "start", "end"]
 

@@ -169,3 +169,28 @@ def test_fhir_bundles(tmp_path: Path) -> None:
 def test_fhir_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match=r"no \.ndjson or \.json"):
         read_fhir("x", tmp_path)
+
+
+def test_fhir_address_country_as_iso_code(tmp_path: Path) -> None:
+    """Address.country may be a name or a code: the staging holds its ISO alpha-2 code."""
+    def patient(pid: str, **address: str) -> dict[str, Any]:
+        return res("Patient", pid, gender="male", birthDate="1980-01-01",
+                   address=[{"line": ["1 rue X"], **address}] if address else [])
+
+    patients = [
+        patient("lu", postalCode="L-1080", city="Luxembourg", country="Luxembourg"),
+        patient("fr", postalCode="57100", city="Thionville", country="fr"),
+        patient("be", postalCode="6700", city="Arlon", country="Belgique"),
+        patient("de", postalCode="54290", city="Trier", country="DEU"),
+        patient("none", postalCode="L-1080", city="Luxembourg"),  # no country: none (the release reads LU)
+        patient("odd", postalCode="1", city="Nowhere", country="Atlantis"),  # kept as written
+        patient("home"),
+    ]
+    (tmp_path / "Patient.000.ndjson").write_text("\n".join(line(p) for p in patients) + "\n")
+    org = res("Organization", "o1", name="CHL", address=[{"city": "Luxembourg", "country": "Lëtzebuerg"}])
+    (tmp_path / "Organization.000.ndjson").write_text(line(org) + "\n")
+    st = fhir_to_staging(read_fhir("f", tmp_path))
+    assert_staging_conforms(st)
+    assert dict(st["persons"].select("person_key", "country").iter_rows()) == {
+        "lu": "LU", "fr": "FR", "be": "BE", "de": "DE", "none": None, "odd": "Atlantis", "home": None}
+    assert st["care_sites"]["country"].to_list() == ["LU"]

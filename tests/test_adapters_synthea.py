@@ -189,3 +189,21 @@ def test_make_synthea_replicates_with_fresh_consistent_ids(shared: Path, tmp_pat
     assert st["visits"].height == 2 * enc.height + enc.filter(pl.col("PATIENT").is_in(first6.implode())).height
     claims = pl.read_csv(out / "claims.csv", infer_schema=False)
     assert claims["PATIENTID"].is_in(st["persons"]["person_key"].implode()).all()
+
+
+def test_synthea_country_is_us_unless_a_country_column_says_otherwise(tmp_path: Path) -> None:
+    encounters = "Id,START,STOP,PATIENT,ORGANIZATION,PROVIDER,ENCOUNTERCLASS,CODE,DESCRIPTION\n"
+    orgs = "Id,NAME,ADDRESS,CITY,STATE,ZIP\no1,GENERAL,5 Road,Town,MA,01234\n"
+    us = write(tmp_path / "us", {"patients.csv": PATIENTS, "encounters.csv": encounters, "organizations.csv": orgs})
+    st = synthea_to_staging(read_synthea("us", us))
+    assert set(st["persons"]["country"]) == {"US"} and st["care_sites"]["country"].to_list() == ["US"]
+    custom = (
+        "Id,BIRTHDATE,FIRST,LAST,GENDER,ADDRESS,CITY,ZIP,COUNTRY\n"
+        "p1,1970-03-04,Ana,Lopez,F,1 rue X,Luxembourg,L-1080,Luxembourg\n"
+        "p2,1971-03-04,Bo,Kim,M,2 rue Y,Thionville,57100,FR\n"
+        "p3,1972-03-04,Cy,Roe,M,3 Main St,Town,01234,\n"
+    )
+    lu = write(tmp_path / "lu", {"patients.csv": custom, "encounters.csv": encounters})
+    st = synthea_to_staging(read_synthea("lu", lu))
+    assert st["persons"].select("person_key", "postcode", "country").rows() == [
+        ("p1", "L-1080", "LU"), ("p2", "57100", "FR"), ("p3", "01234", "US")]

@@ -39,8 +39,9 @@ CLEAN: dict[str, dict[str, list[Any]]] = {
         "birth_date": [D(1980, 1, 1), D(1975, 6, 30), D(1900, 1, 1)],
         "sex": ["M", "F", "U"],
         "address": ["1, rue X", None, "3, route d'Arlon"],
-        "postcode": ["L-1080", "L-4001", None],
-        "city": ["Luxembourg", "Esch-sur-Alzette", None],
+        "postcode": ["L-1080", "L-4001", "57100"],
+        "city": ["Luxembourg", "Esch-sur-Alzette", "Thionville"],
+        "country": ["LU", "LU", "FR"],
         "phone": ["+352 621 000 111", None, None],
         "email": ["jean.muller@pt.lu", None, "l.schmit2@internet.lu"],
         "updated_at": [T(2024, 1, 1, 10), None, T(2025, 12, 31, 23, 59)],
@@ -174,6 +175,10 @@ VIOLATIONS = [
     ("patients", "sex", "X", "expect_column_values_to_be_in_set"),
     ("patients", "sex", None, "expect_column_values_to_not_be_null"),
     ("patients", "postcode", "1080", "expect_column_values_to_match_regex"),
+    ("patients", "postcode", "57100", "expect_column_values_to_match_regex"),  # a French postcode with country LU
+    ("patients", "country", "FRA", "expect_column_values_to_match_regex"),  # ISO alpha-2 only
+    ("patients", "country", "FRANCE", "expect_column_values_to_match_regex"),
+    ("patients", "country", "L", "expect_column_values_to_match_regex"),
     ("patients", "email", "anne.weber(at)pt.lu", "expect_column_values_to_match_regex"),
     ("stays", "stay_type", "DAYCARE", "expect_column_values_to_be_in_set"),
     ("stays", "admission", T(1949, 12, 31, 23), "expect_column_values_to_be_between"),
@@ -208,6 +213,18 @@ def test_each_violation_quarantines_its_row(name: str, column: str, value: Any, 
     failed = [x for x in r.expectations if not x["success"]]
     assert failed[0]["type"] == expectation  # a malformed matricule also fails its check digits, reported after
     assert all(x["unexpected_count"] == 1 and x["row_level"] and x["column"] == column for x in failed)
+
+
+def test_postcode_format_follows_the_country() -> None:
+    """L-NNNN in Luxembourg; abroad the country's own postcode (FR, DE 5 digits, BE 4, NL 1234 AB)."""
+    for country, postcode in (("FR", "57100"), ("BE", "6700"), ("DE", "54290"), ("NL", "1234 AB"), ("FR", None)):
+        r = validate_entity("patients", frame("patients", country=country, postcode=postcode), now=NOW)
+        assert r.failed_rows.height == 0, (country, postcode)
+    r = validate_entity("patients", frame("patients", country="BE", postcode="67OO ARLON!"), now=NOW)
+    assert r.failed_rows["_line"].to_list() == [3]
+    assert "where country != LU" in r.failed_rows["reason_detail"][0]
+    r = validate_entity("patients", frame("patients", postcode="6700"), now=NOW)  # country LU
+    assert "where country == LU" in r.failed_rows["reason_detail"][0]
 
 
 def test_one_reason_per_row_the_first_in_suite_order() -> None:

@@ -48,6 +48,15 @@ def test_matricule_accepts_valid_rejects_one_digit_change() -> None:
         assert _found(f"matricule {changed} ", "matricule") == []
 
 
+def test_postcodes_across_the_border() -> None:
+    """Letters of Luxembourg hospitals write a neighbour's postcode with its letter: F-57100 Thionville."""
+    text = "Domicile : 12, rue de Metz, F-57100 Thionville. Puis B-6700 Arlon, D-54290 Trier, L-1234 Esch."
+    assert _found(text, "postcode_city") == ["F-57100 Thionville", "B-6700 Arlon", "D-54290 Trier", "L-1234 Esch"]
+    assert _found(text, "street") == ["12, rue de Metz"]
+    # a dose or a lab value is not a postcode
+    assert _found("D-dimères 500 ng/mL, HbA1c 7,2 %, 57100 plaquettes.", "postcode_city") == []
+
+
 def test_iban_mod97() -> None:
     assert is_valid_iban(IBAN)
     assert is_valid_iban("LU28 0019 4006 4475 0000")

@@ -18,7 +18,7 @@ from generator.hospital import (
     default_site_specs,
     generate,
 )
-from generator.reference import vocabulary
+from generator.reference import FOREIGN_TOWNS, vocabulary
 from schemas.extract import ENTITIES, entity
 from schemas.geo import communes
 from schemas.matricule import is_valid_matricule
@@ -183,6 +183,7 @@ def test_every_file_has_exactly_the_contract_columns(dirty: Extract) -> None:
 def test_clean_extract_is_valid(clean: Extract) -> None:
     v = vocabulary()
     postcodes = {c.name: set(c.postcodes) for c in communes()}
+    towns = {(t.country, t.postcode, t.name) for t in FOREIGN_TOWNS}
     ref = REF.isoformat()
     for spec in SITES:
         site = spec.site
@@ -204,7 +205,10 @@ def test_clean_extract_is_valid(clean: Extract) -> None:
         patients = {r["patient_id"]: r for r in clean.dicts(site, "patients")}
         for p in patients.values():
             assert p["sex"] in {"M", "F", "U"}
-            assert p["postcode"] in postcodes[p["city"]]
+            if p["country"] == "LU":
+                assert p["postcode"] in postcodes[p["city"]]
+            else:
+                assert (p["country"], p["postcode"], p["city"]) in towns
             assert p["patient_id"].startswith(site[-1].upper())
             assert not p["phone"] or p["phone"].startswith("+352 ")
             assert not p["phone"] or 6 <= sum(ch.isdigit() for ch in p["phone"]) - 3 <= 9
@@ -255,6 +259,35 @@ def test_clean_extract_is_valid(clean: Extract) -> None:
         assert ranks["PRINCIPAL"] == len(stays)
         assert (clean.root / site / "_truth" / "faults.jsonl").read_bytes() == b""
     assert clean.result.faults == []
+
+
+def test_about_five_percent_live_across_the_border(large: Extract) -> None:
+    patients = [p for spec in SITES for p in large.dicts(spec.site, "patients")]
+    countries = Counter(p["country"] for p in patients)
+    assert set(countries) == {"LU", "FR", "BE", "DE"}
+    abroad = sum(n for c, n in countries.items() if c != "LU")
+    assert 0.03 <= abroad / len(patients) <= 0.07, countries
+    assert countries["FR"] > countries["DE"] > 0 and countries["BE"] > 0
+    digits = {"FR": 5, "BE": 4, "DE": 5}
+    for p in patients:
+        if p["country"] == "LU":
+            assert p["postcode"].startswith("L-")
+        else:
+            assert p["postcode"].isdigit() and len(p["postcode"]) == digits[p["country"]], p
+    assert {p["postcode"][:2] for p in patients if p["country"] == "FR"} <= {"57", "54"}
+    assert {p["postcode"][:2] for p in patients if p["country"] == "BE"} <= {"67", "66"}
+    # notes write a foreign postcode as Luxembourg hospitals do: F-57100 Thionville (and de-identify it)
+    prefixes = {"FR": "F-", "BE": "B-", "DE": "D-"}
+    abroad_ids = {p["patient_id"]: p for p in patients if p["country"] != "LU"}
+    seen = 0
+    for spec in SITES:
+        rows = large.dicts(spec.site, "notes")
+        for row, line in zip(rows, _jsonl(large.root / spec.site / "_truth" / "notes.jsonl"), strict=True):
+            p = abroad_ids.get(row["patient_id"])
+            if p is not None:
+                seen += 1
+                assert f"{prefixes[p['country']]}{p['postcode']} {p['city']}" in line["known"]["addresses"]
+    assert seen > 0
 
 
 def test_prostate_cancer_only_for_men(large: Extract) -> None:

@@ -16,7 +16,7 @@ from anonymisation.hierarchy import (
     resolve_hierarchy,
     write_arx_hierarchy,
 )
-from schemas.geo import COUNTRY, postcode_index
+from schemas.geo import CANTON_CODES, communes, postcode_index
 
 ADULT = Path(__file__).parents[2] / "shared" / "data" / "arx-adult"
 
@@ -116,16 +116,56 @@ def test_dates() -> None:
         builtin_hierarchy("date-year", ["31/12/2021"], "d")
 
 
-def test_lu_postcode() -> None:
+def test_lu_postcode_labels_are_codes() -> None:
     index = postcode_index()
     codes = sorted(index)[:6]
     h = builtin_hierarchy("lu-postcode", codes, "postcode")
     assert h.height == 4
     for pc in codes:
         c = index[pc]
-        assert [h.generalise(pc, lv) for lv in range(1, 5)] == [c.name, c.canton, COUNTRY, "*"]
-    with pytest.raises(HierarchyError, match="column postcode"):
-        builtin_hierarchy("lu-postcode", ["L-0001"], "postcode")
+        assert [h.generalise(pc, lv) for lv in range(1, 5)] == [f"LU-{c.code}", CANTON_CODES[c.canton], "LU", "*"]
+    # Vianden the commune and Vianden the canton, Luxembourg the commune, canton and country: distinct labels
+    vianden = next(c for c in communes() if c.name == "Vianden")
+    city = next(c for c in communes() if c.name == "Luxembourg")
+    h = builtin_hierarchy("lu-postcode", [vianden.postcodes[0], city.postcodes[0]], "postcode")
+    assert [h.generalise(vianden.postcodes[0], lv) for lv in range(1, 4)] == [f"LU-{vianden.code}", "LU-VD", "LU"]
+    assert [h.generalise(city.postcodes[0], lv) for lv in range(1, 4)] == [f"LU-{city.code}", "LU-LU", "LU"]
+    assert not set(h.labels[1]) & set(h.labels[2]) and not set(h.labels[2]) & set(h.labels[3])
+    # an unknown Luxembourg postcode, a commune's code or a postcode without its country stays an error
+    for bad in ("L-0001", "0001", "LU-0042", "57000"):
+        with pytest.raises(HierarchyError, match=f"column postcode: 1 value\\(s\\) cannot be placed .*'{bad}'"):
+            builtin_hierarchy("lu-postcode", [codes[0], bad], "postcode")
+
+
+def test_lu_postcode_abroad_generalises_to_the_country() -> None:
+    lu = sorted(postcode_index())[0]
+    values = [lu, "FR-57000", "FR-57100", "BE-6600", "DE-54290", "NL-1234 AB", "US-01234", "FR", "LU", "*"]
+    h = builtin_hierarchy("lu-postcode", values, "postcode")
+    for v, country in (("FR-57000", "FR"), ("FR-57100", "FR"), ("BE-6600", "BE"), ("DE-54290", "DE"),
+                       ("NL-1234 AB", "NL"), ("US-01234", "US"), ("FR", "FR"), ("LU", "LU")):
+        assert [h.generalise(v, lv) for lv in range(5)] == [v, country, country, country, "*"], v
+    assert h.generalise("*", 1) == "*"
+    # BE 6600 (Bastogne) is not the synthetic L-6600 of a Luxembourg commune
+    assert "L-6600" in postcode_index()
+    assert h.generalise("BE-6600", 1) == "BE"
+    # a US Synthea site (58 zips) no longer stops the release once its QI values carry the country
+    zips = [f"US-{n:05d}" for n in range(1000, 1058)]
+    us = builtin_hierarchy("lu-postcode", zips, "postcode")
+    assert set(us.labels[1]) == {"US"}
+
+
+def test_lu_postcode_labels_do_not_depend_on_the_other_values() -> None:
+    """Per-site frequency tables merge: a value's labels are the same whichever values a site holds."""
+    pcs = sorted(postcode_index())
+    site_a = [*pcs[:40], "FR-57100", "BE-6700", "DE"]
+    site_b = [*pcs[30:90], "FR-57100", "FR", "DE-54290"]
+    ha = builtin_hierarchy("lu-postcode", site_a, "postcode")
+    hb = builtin_hierarchy("lu-postcode", site_b, "postcode")
+    both = builtin_hierarchy("lu-postcode", site_a + site_b, "postcode")
+    for lv in range(5):
+        merged = both.label_map(lv)
+        assert ha.label_map(lv) == {v: merged[v] for v in ha.labels[0]}
+        assert hb.label_map(lv) == {v: merged[v] for v in hb.labels[0]}
 
 
 def test_sex_and_unknown_builtin() -> None:
@@ -155,3 +195,9 @@ def test_encode_is_vectorised_and_exact() -> None:
 def test_star_is_accepted_as_fully_generalised(name: str) -> None:
     h = builtin_hierarchy(name, ["*"], "c")
     assert all(h.generalise("*", lv) == "*" for lv in range(h.height + 1))
+
+
+def test_configuration_docs_list_every_builtin() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for name in BUILTINS:
+        assert f"`{name}`" in docs, name

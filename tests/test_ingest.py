@@ -109,3 +109,39 @@ def test_missing_optional_file_is_reported(tmp_path: Path) -> None:
     r = ingest_site("a", site, today=TODAY)
     assert "labs.csv" in r.missing_files
     assert r.entities["labs"].table.height == 0
+
+
+def test_country_of_residence_defaults_to_lu_and_a_non_code_is_quarantined(tmp_path: Path) -> None:
+    from schemas.extract import Entity
+    from transforms.adapters.hospital_csv import hospital_to_staging
+    from transforms.contracts import validate_entity as validate_contract
+
+    def contract(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
+        r = validate_contract(entity.name, df, now=dt.datetime(2026, 1, 1))
+        return r.failed_rows.select("_line", "reason_code", "reason_detail")
+
+    stays = "stay_id,patient_id,admission,discharge,stay_type,ward\n"
+    # no country column at all: every patient lives in Luxembourg
+    old = write(tmp_path / "old", {"patients.csv": PATIENTS, "stays.csv": stays})
+    r = ingest_site("old", old, today=TODAY)
+    assert r.entities["patients"].table["country"].to_list() == ["LU", "LU"]
+    patients = (
+        "patient_id,birth_date,sex,postcode,city,country\n"
+        "P1,1980-01-01,M,L-1080,Luxembourg,\n"  # empty: LU
+        "P2,1981-01-01,F,57100,Thionville, fr \n"  # trimmed, upper-cased
+        "P3,1982-01-01,F,6700,Arlon,BE\n"
+        "P4,1983-01-01,M,57100,Thionville,France\n"  # a name, not a code
+        "P5,1984-01-01,M,54290,Trier,DEU\n"  # alpha-3, not alpha-2
+        "P6,1985-01-01,F,57100,Thionville,LU\n"  # a French postcode for a resident of Luxembourg
+    )
+    site = write(tmp_path / "a", {"patients.csv": patients, "stays.csv": stays})
+    r = ingest_site("a", site, today=TODAY, row_checks=contract)
+    p = r.entities["patients"]
+    assert p.table.select("patient_id", "country").rows() == [("P1", "LU"), ("P2", "FR"), ("P3", "BE")]
+    q = {row["patient_id"]: row for row in p.quarantine.iter_rows(named=True)}
+    assert set(q) == {"P4", "P5", "P6"}
+    assert {row["reason_code"] for row in q.values()} == {"contract.expect_column_values_to_match_regex"}
+    assert q["P4"]["country"] == "France" and "country does not match" in q["P4"]["reason_detail"]
+    assert "postcode does not match" in q["P6"]["reason_detail"]
+    persons = hospital_to_staging({n: e.table for n, e in r.entities.items()})["persons"]
+    assert persons.select("postcode", "country").rows() == [("L-1080", "LU"), ("57100", "FR"), ("6700", "BE")]

@@ -103,3 +103,43 @@ def test_omop_csv_round_trips_without_loss() -> None:
             elif f.polars_type == pl.Float64:
                 a = [str(float(x)) if x != "" else "" for x in a]
             assert b.cast(pl.String).fill_null("").to_list() == a, (t, c)
+
+
+def test_locations_carry_the_country() -> None:
+    """country_source_value is the ISO code; its concept comes from the vocabulary's OSM countries, else 0;
+    the canton is derived from a postcode in Luxembourg only."""
+    from transforms import staging
+    from transforms.omop import build_location
+    from transforms.vocabulary import Vocabulary
+
+    persons = staging.conform(pl.DataFrame({
+        "person_key": ["a", "b", "c", "d"], "address": ["1 rue X", "2 rue Y", "3 rue Z", None],
+        "postcode": ["L-1080", "57100", "L-1080", "01234"], "city": ["Mertert", "Thionville", "Mertert", "Town"],
+        "country": ["LU", "FR", "FR", "US"],
+    }), "persons")
+    osm = pl.DataFrame({
+        "concept_id": [1001, 1002, 1003, 1004], "concept_name": ["Luxembourg", "France", "Luxembourg", "France"],
+        "domain_id": ["Geography"] * 4, "vocabulary_id": ["OSM"] * 4,
+        "concept_class_id": ["2nd level", "2nd level", "6th level", "2nd level"],
+        "standard_concept": ["S", "S", "S", None], "concept_code": ["1", "2", "3", "4"],
+    })
+    vocab = Vocabulary(osm, pl.DataFrame(), pl.DataFrame())
+    assert vocab.country_concepts() == {"LU": 1001, "FR": 1002}  # the country, not the canton Luxembourg
+    assert load_vocabulary().country_concepts() == {}  # the demo vocabulary has no OSM
+    loc = build_location("s", persons, staging.empty("care_sites"), vocab.country_concepts())
+    rows = {r["zip"]: r for r in loc.sort("location_source_value").iter_rows(named=True)}
+    assert loc.height == 4
+    assert rows["57100"]["country_source_value"] == "FR" and rows["57100"]["country_concept_id"] == 1002
+    assert rows["57100"]["county"] is None
+    assert rows["01234"]["country_source_value"] == "US" and rows["01234"]["country_concept_id"] == 0
+    lu = loc.filter(pl.col("zip") == "L-1080").sort("country_source_value")
+    # the canton of L-1080 (schemas/geo.py) for the resident of Luxembourg only
+    assert lu.select("country_source_value", "country_concept_id", "county").rows() == [
+        ("FR", 1002, None), ("LU", 1001, "Grevenmacher")]
+
+
+def test_sample_locations_name_their_country(built: dict[str, dict[str, pl.DataFrame]]) -> None:
+    for source in ("synthea", "fhir"):
+        loc = built[source]["location"]
+        assert set(loc["country_source_value"].drop_nulls()) == {"US"}, source
+        assert set(loc["country_concept_id"].drop_nulls()) <= {0}

@@ -8,7 +8,7 @@ import pytest
 from schemas import omop
 from schemas.config import ConfigError, parse_config
 from schemas.extract import contract_markdown
-from schemas.geo import communes, postcode_index
+from schemas.geo import CANTON_CODES, commune_index, communes, country_code, postcode_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,30 @@ def test_geo() -> None:
     assert len(communes()) == 100
     assert len({c.canton for c in communes()}) == 12
     assert all(pc.startswith("L-") and len(pc) == 6 for pc in postcode_index())
+
+
+def test_geo_codes() -> None:
+    # ISO 3166-2:LU: one code per canton of the communes file, none other
+    assert set(CANTON_CODES) == {c.canton for c in communes()}
+    assert len(set(CANTON_CODES.values())) == 12
+    assert all(len(code) == 5 and code.startswith("LU-") and code[3:].isalpha() for code in CANTON_CODES.values())
+    assert CANTON_CODES["Vianden"] == "LU-VD" and CANTON_CODES["Esch-sur-Alzette"] == "LU-ES"
+    # commune codes: LU- and the four digits of the official code, one per commune
+    assert len(commune_index()) == 100 and all(len(label) == 7 for label in commune_index())
+    assert commune_index()["LU-0042"].name == "Beaufort"
+    # no code of one level is a code of another
+    assert not set(commune_index()) & set(CANTON_CODES.values())
+    assert not set(postcode_index()) & set(commune_index())
+
+
+@pytest.mark.parametrize(("value", "code"), [
+    ("LU", "LU"), ("lu", "LU"), (" fr ", "FR"), ("Luxembourg", "LU"), ("Lëtzebuerg", "LU"), ("FRANCE", "FR"),
+    ("Belgique", "BE"), ("België", "BE"), ("Deutschland", "DE"), ("Allemagne", "DE"), ("Netherlands", "NL"),
+    ("United States", "US"), ("USA", "US"), ("US", "US"), ("United States of America", "US"), ("UK", "GB"),
+    ("PT", "PT"), ("XK", "XK"), ("", None), (None, None), ("Atlantis", None), ("F", None),
+])
+def test_country_code(value: str | None, code: str | None) -> None:
+    assert country_code(value) == code
 
 
 @pytest.mark.parametrize(

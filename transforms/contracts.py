@@ -6,8 +6,9 @@ ranges and formats below, and kept as JSON in ``schemas/contracts/<entity>.json`
 :func:`build_suites`).
 
 They run after ingest (``transforms/ingest.py``), on the typed rows, and catch what typing cannot:
-value sets, ranges, formats, the matricule's check digits, uniqueness, column types and required
-columns. Each expectation carries ``meta.row_level``:
+value sets, ranges, formats (some conditional on another column, as GX ``row_condition``s: a
+postcode is ``L-NNNN`` where the country is LU), the matricule's check digits, uniqueness, column
+types and required columns. Each expectation carries ``meta.row_level``:
 
 - row-level expectations (value sets, ranges, formats, not-null...) quarantine the rows they fail
   with the reason code ``contract.<expectation type>`` (one reason per row: the first failing
@@ -65,12 +66,21 @@ CONTRACT_VALUE_SETS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
 # Formats (full-match regular expressions) of string columns.
 FORMATS: Final[dict[tuple[str, str], str]] = {
     ("patients", "matricule"): r"^\d{13}$",
-    ("patients", "postcode"): r"^L-\d{4}$",
+    ("patients", "country"): r"^[A-Z]{2}$",  # ISO 3166-1 alpha-2
     ("patients", "email"): r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",
     ("diagnoses", "icd10_code"): r"^[A-Z]\d{2}(?:\.\d{1,2})?$",  # no capture group: pandas warns on one
     ("procedures", "procedure_code"): r"^\d{6,18}$",  # SNOMED CT concept id
     ("labs", "loinc_code"): r"^\d{1,7}-\d$",
     ("medications", "atc_code"): r"^[A-Z]\d{2}[A-Z]{2}\d{2}$",
+}
+
+# Formats that depend on another column: (entity, column) -> [((column, operator, value), regex), ...];
+# each is a GX row condition (serialised as GX 1.x writes a ``Column(...) == value`` condition).
+CONDITIONAL_FORMATS: Final[dict[tuple[str, str], tuple[tuple[tuple[str, str, str], str], ...]]] = {
+    ("patients", "postcode"): (
+        (("country", "==", "LU"), r"^L-\d{4}$"),  # Luxembourg
+        (("country", "!=", "LU"), r"^[A-Z0-9][A-Z0-9 -]{1,9}$"),  # abroad: the country's own (57100, NL 1234 AB)
+    ),
 }
 
 EARLIEST_BIRTH: Final = "1900-01-01"
@@ -160,6 +170,10 @@ def _suite(e: Entity) -> dict[str, Any]:
                              value_set=list(CONTRACT_VALUE_SETS[k])))
         if k in FORMATS:
             exps.append(_exp("expect_column_values_to_match_regex", True, column=c.name, regex=FORMATS[k]))
+        for (other, op, value), regex in CONDITIONAL_FORMATS.get(k, ()):
+            condition = {"type": "comparison", "column": {"name": other}, "operator": op, "parameter": value}
+            exps.append(_exp("expect_column_values_to_match_regex", True, column=c.name, regex=regex,
+                             row_condition=condition))
         if k in RANGES:
             lo, hi, strict_min = RANGES[k]
             kw: dict[str, Any] = {"column": c.name}
@@ -394,6 +408,9 @@ def _describe(exp: dict[str, Any]) -> str:
         what = "is not one of " + "/".join(map(str, kw["value_set"]))
     elif t == "expect_column_values_to_match_regex":
         what = f"does not match {kw['regex']}"
+        cond = kw.get("row_condition")
+        if isinstance(cond, dict) and cond.get("type") == "comparison":
+            what += f" (where {cond['column']['name']} {cond['operator']} {cond['parameter']})"
     elif t == "expect_column_values_to_be_between":
         lo, hi = kw.get("min_value"), kw.get("max_value")
         if isinstance(hi, dict):

@@ -135,6 +135,8 @@ def _normalise(entity: Entity, df: pl.DataFrame, mapping: HospitalMapping) -> pl
             e = e.replace(values[c.name])
         if c.code:
             e = e.str.to_uppercase()
+        if c.default is not None:
+            e = e.fill_null(pl.lit(c.default))
         exprs.append(e.alias(c.name))
     return df.with_columns(exprs)
 

@@ -19,13 +19,13 @@ own codes and ids: this zone never leaves the hospital.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from schemas import omop as cdm
-from schemas.geo import postcode_index
+from schemas.geo import COUNTRY_CODE, postcode_index
 from transforms import episodes, eras
 from transforms.ids import stable_id
 from transforms.ingest import accounting_frame, merge_accounting
@@ -73,17 +73,27 @@ def _location_key() -> pl.Expr:
                          separator="|", ignore_nulls=True)
 
 
-def build_location(site: str, persons: pl.DataFrame, care_sites: pl.DataFrame) -> pl.DataFrame:
+def build_location(site: str, persons: pl.DataFrame, care_sites: pl.DataFrame,
+                   country_concepts: Mapping[str, int] | None = None) -> pl.DataFrame:
+    """One location row per distinct address of persons and care sites. ``country`` is the staging's
+    ISO 3166-1 alpha-2 code (``country_source_value``; ``country_concept_id`` from ``country_concepts``,
+    ISO code -> concept, else 0); a Luxembourg postcode gives the canton as ``county`` when the source
+    has none."""
     cols = ["address", "postcode", "city", "county", "country"]
     loc = pl.concat([persons.select(cols), care_sites.select(cols)]).with_columns(location_key=_location_key())
     loc = loc.filter(pl.col("location_key") != "").unique("location_key").sort("location_key")
     canton = {k: v.canton for k, v in postcode_index().items()}
+    lu_canton = pl.when(pl.col("country").fill_null(COUNTRY_CODE) == COUNTRY_CODE).then(
+        pl.col("postcode").replace_strict(canton, default=None, return_dtype=pl.String))
+    concepts = dict(country_concepts or {})
     loc = loc.with_columns(
         location_id=stable_id(f"location:{site}", loc["location_key"]),
-        county=pl.coalesce(pl.col("county"), pl.col("postcode").replace_strict(canton, default=None, return_dtype=pl.String)),
+        county=pl.coalesce(pl.col("county"), lu_canton),
+        country_concept_id=pl.when(pl.col("country").is_not_null()).then(
+            pl.col("country").replace_strict(concepts, default=0, return_dtype=pl.Int32)),
     )
     return cdm.conform(loc.select(
-        "location_id", address_1="address", city="city", zip="postcode", county="county",
+        "location_id", "country_concept_id", address_1="address", city="city", zip="postcode", county="county",
         country_source_value="country", location_source_value="location_key",
     ), "location")
 
@@ -362,7 +372,7 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     """Staging tables of one site -> OMOP tables of the identifiable zone, with row accounting."""
     today = today or dt.date.today()
     persons, visits, events = stg["persons"], stg["visits"], stg["events"]
-    location = build_location(site, persons, stg["care_sites"])
+    location = build_location(site, persons, stg["care_sites"], vocab.country_concepts())
     care_site = build_care_sites(site, stg["care_sites"], location)
     cs_ids = care_site.select("care_site_id", care_site_key="care_site_source_value")
     provider = build_providers(site, stg["providers"], cs_ids)

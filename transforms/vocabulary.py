@@ -79,6 +79,28 @@ class Vocabulary:
             return _empty("concept_ancestor", _ANCESTOR_COLUMNS)
         return lf.select(_ANCESTOR_COLUMNS).collect(engine="streaming")
 
+    @cached_property
+    def _country_concepts(self) -> dict[str, int]:
+        from schemas.geo import COUNTRIES
+
+        wanted = {n.casefold(): code for code, (name, others) in COUNTRIES.items() for n in (name, *others)}
+        found = self.concept.filter(
+            (pl.col("domain_id") == "Geography") & (pl.col("vocabulary_id") == "OSM")
+            & (pl.col("concept_class_id") == "2nd level") & (pl.col("standard_concept") == "S")
+            & pl.col("concept_name").str.to_lowercase().is_in(list(wanted))
+        ).select("concept_id", "concept_name").sort("concept_id")
+        out: dict[str, int] = {}
+        for cid, name in found.iter_rows():
+            out.setdefault(wanted[str(name).casefold()], int(cid))
+        return out
+
+    def country_concepts(self) -> dict[str, int]:
+        """ISO 3166-1 alpha-2 code -> concept_id of the country, for the countries of
+        ``schemas.geo.COUNTRIES`` the vocabulary has: standard OSM concepts of the "2nd level" (the
+        countries, as OHDSI's conventions for ``location.country_concept_id`` say), matched by name.
+        Empty for a vocabulary without OSM (the bundled demo): ``country_concept_id`` is then 0."""
+        return dict(self._country_concepts)
+
     def with_stcm(self, path: str | Path) -> Vocabulary:
         """This vocabulary plus a site's SOURCE_TO_CONCEPT_MAP file (Usagi CSV export or Athena TAB)."""
         extra = athena.read_stcm(Path(path))

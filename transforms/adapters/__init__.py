@@ -3,7 +3,7 @@
 An adapter has two halves: ``read_<format>(site, folder) -> IngestResult`` (typed raw tables, the
 quarantine with a reason per bad row, row accounting) and ``<format>_to_staging(raw)`` (the
 source-neutral tables of ``transforms/staging.py``). This module holds what the adapters share:
-date parsing, code-system names, and the row checks (required, dates, duplicates, orphans).
+date parsing, code-system names, country codes, and the row checks (required, dates, duplicates, orphans).
 
 Modules: ``hospital_csv``, ``synthea`` (Synthea CSV 2.7 to 3.3), ``fhir`` (FHIR R4 NDJSON and Bundles).
 """
@@ -72,6 +72,18 @@ def code_system_expr(col: str, default: str) -> pl.Expr:
     by_uri = s.replace_strict(SYSTEM_URIS, default=None, return_dtype=pl.String)
     by_word = word.replace_strict(_SYSTEM_WORDS, default=None, return_dtype=pl.String)
     return pl.coalesce(by_uri, by_word, pl.when(s != "").then(s), pl.lit(default))
+
+
+def with_country(df: pl.DataFrame, column: str = "country", default: str | None = None) -> pl.DataFrame:
+    """``column`` as ISO 3166-1 alpha-2 codes (``schemas.geo.country_code``: codes, alpha-3 codes and
+    the names met so far, e.g. "Luxembourg" -> LU, "USA" -> US); a value it cannot read is kept as
+    written (trimmed), an empty one becomes ``default``."""
+    from schemas.geo import country_code
+
+    values = [v for v in df[column].unique().to_list() if v is not None]
+    mapping = {v: country_code(v) or (v.strip() or None) for v in values}
+    e = pl.col(column).cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.String)
+    return df.with_columns((e if default is None else e.fill_null(pl.lit(default))).alias(column))
 
 
 def parse_instant(e: pl.Expr) -> pl.Expr:

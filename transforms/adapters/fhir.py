@@ -43,6 +43,7 @@ from transforms.adapters import (
     Spec,
     code_system_name,
     validate,
+    with_country,
 )
 from transforms.ingest import EntityResult, ExtractError, IngestResult
 
@@ -630,12 +631,12 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
     o_lut = _resolver([orgs])
 
     p = _table(raw, "patient")
-    persons = p.select(
+    persons = with_country(p.select(
         person_key="id", birth_date="birth_date", sex=_sex("gender"), race_source="race",
         ethnicity_source="ethnicity", death_date="deceased", address="address", postcode="postcode",
         city="city", county="district", country="country", updated_at="last_updated",
         first_name="first_name", last_name="last_name", phone="phone", email="email", other_names="other_names",
-    )
+    ))  # Address.country: a code or a name ("Luxembourg"), as ISO alpha-2; none when the address has none
     enc = _resolve(_resolve(_table(raw, "encounter"), "practitioner", p_lut), "organization", o_lut)
     code = pl.col("class_code").str.to_uppercase()
     visits = enc.select(
@@ -686,10 +687,10 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
     providers = pract.join(roles, on="id", how="left", maintain_order="left").select(
         provider_key="id", name="name", specialty="specialty", care_site_key="care_site_key", sex=_sex("gender"),
     )
-    care_sites = orgs.select(
+    care_sites = with_country(orgs.select(
         care_site_key="id", name="name", place_of_service="type", address="address", postcode="postcode",
         city="city", county="district", country="country",
-    )
+    ))
     d = _resolve(_table(raw, "documentreference"), "author", p_lut)
     notes = d.select(
         note_key="id", person_key="patient", visit_key="encounter", date="date", title="title",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from schemas.geo import COUNTRY_CODE
 from transforms import staging
 
 
@@ -19,9 +20,11 @@ def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, st
     overrides the code system of an entity's codes (a site's mapping file)."""
     systems = {**DEFAULT_CODE_SYSTEMS, **(code_systems or {})}
     p = raw["patients"]
+    # the country of residence (ISO alpha-2; ingest fills LU): raw tables written before it was in the contract lack it
+    country = pl.col("country").fill_null(COUNTRY_CODE) if "country" in p.columns else pl.lit(COUNTRY_CODE)
     persons = p.select(
         person_key="patient_id", national_id="matricule", birth_date="birth_date", sex="sex",
-        address="address", postcode="postcode", city="city", country=pl.lit("LU"), updated_at="updated_at",
+        address="address", postcode="postcode", city="city", country=country, updated_at="updated_at",
         first_name="first_name", last_name="last_name", phone="phone", email="email",
     )
     s = raw["stays"]

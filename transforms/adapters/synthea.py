@@ -23,7 +23,16 @@ import duckdb
 import polars as pl
 
 from transforms import staging
-from transforms.adapters import LINE, PRE_DETAIL, PRE_REASON, Spec, code_system_expr, empty_result, validate
+from transforms.adapters import (
+    LINE,
+    PRE_DETAIL,
+    PRE_REASON,
+    Spec,
+    code_system_expr,
+    empty_result,
+    validate,
+    with_country,
+)
 from transforms.buckets import (
     CHUNK_ROWS,
     DEFAULT_PERSONS_PER_BUCKET,
@@ -305,18 +314,22 @@ def _nonempty(e: pl.Expr) -> pl.Expr:
 _SEX = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}
 
 
+SYNTHEA_COUNTRY = "US"  # Synthea models US states; its exports have no COUNTRY column unless customised
+
+
 def _persons(p: pl.DataFrame) -> pl.DataFrame:
-    return p.select(
+    return with_country(p.select(
         person_key="id", birth_date="birthdate", death_date=_col(p, "deathdate", pl.Date()),
         sex=_col(p, "gender").str.strip_chars().str.to_uppercase().replace_strict(_SEX, default="U", return_dtype=pl.String),
         race_source=_col(p, "race"), ethnicity_source=_col(p, "ethnicity"),
         address=_col(p, "address"), postcode=_col(p, "zip"), city=_col(p, "city"), county=_col(p, "county"),
+        country=_col(p, "country"),
         first_name=_col(p, "first"), last_name=_col(p, "last"),
         phone=_col(p, "phone"), email=_col(p, "email"),
         # the maiden name: notes may use it (Synthea writes "First Maiden" in some notes)
         other_names=pl.when(_col(p, "maiden").is_not_null())
         .then(pl.concat_str([_col(p, "first"), _col(p, "maiden")], separator=" ", ignore_nulls=True)).otherwise(None),
-    )
+    ), default=SYNTHEA_COUNTRY)
 
 
 def _visits(e: pl.DataFrame) -> pl.DataFrame:
@@ -397,10 +410,10 @@ def synthea_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
     org = ents.get("organizations")
     if org is not None and org.table.height:
         t = org.table
-        out["care_sites"] = staging.conform(t.select(
+        out["care_sites"] = staging.conform(with_country(t.select(
             care_site_key="id", name=_col(t, "name"), address=_col(t, "address"), postcode=_col(t, "zip"),
-            city=_col(t, "city"),
-        ), "care_sites")
+            city=_col(t, "city"), country=_col(t, "country"),
+        ), default=SYNTHEA_COUNTRY), "care_sites")
     else:
         out["care_sites"] = staging.empty("care_sites")
     out["notes"] = staging.empty("notes")
