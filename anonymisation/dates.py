@@ -1,11 +1,12 @@
 """Dates in a release: per-person shifts on top of the pseudonymisation offset, and coarser precision.
 
 - **Death anchor** (anonymised releases). A dead person's published death date is drawn uniformly
-  (keyed HMAC of the person, so deterministic) within the band of the death-year level the release
-  chose, independently of the true date, and the person's whole timeline moves with it: intervals
-  stay exact, and the death date, the end of the observation period and the last events together
-  reveal the band, nothing finer. At the top level (death year withheld) the band is every death
-  year of the release.
+  (keyed HMAC of the person, so deterministic) within the first year of the band of the death-year
+  level the release chose (the year itself at level 0), independently of the true date, and the
+  person's whole timeline moves with it: intervals stay exact, the published death year is the
+  band's first year (as a banded year of birth is), and the death date, the end of the observation
+  period and the last events together reveal the band, nothing finer. When the death year is
+  withheld the range is every death year of the release (and no death row is published).
 - **Permit shift** (pseudonymised releases). Every person's timeline moves by a second offset derived
   from the permit id, so two permits' releases cannot be aligned on dates.
 - **Coarsening** (``policy.event_dates``): every date truncated to its week (Monday) or month after

@@ -766,7 +766,9 @@ def _deltas(kept: pl.DataFrame, result: SearchResult, hierarchies: Mapping[str, 
     for y in years:
         label = h.generalise(str(y), level) if str(y) in h._index else str(y)
         band = _band(label)
-        bands[y] = band if band is not None else (years[0], years[-1])
+        # the death date falls in the band's first year (the published year is then the band's, as
+        # year_of_birth is), or anywhere in the years of the release when the death year is withheld
+        bands[y] = (band[0], band[0]) if band is not None else (years[0], years[-1])
     dead = dy.join(kept.select("person_id"), on="person_id", how="semi")
     return dates.anchor_deltas(dead, bands, secret, latest)
 

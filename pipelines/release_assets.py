@@ -3,18 +3,22 @@
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from anonymisation.audit import AuditError, AuditResult, audit_release
 from anonymisation.kanon import NoSolutionError
 from anonymisation.leakscan import Identifiers, describe_hits, identifiers_from_patients, scan_table
 from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import DEATH_YEARS
 from anonymisation.release import build_release
-from anonymisation.risk_report import evaluate_thresholds, render_html
+from anonymisation.risk_report import evaluate_thresholds, protection, render_html
+from anonymisation.versions import version_numbers
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
 from pipelines.publish import publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
@@ -35,6 +39,36 @@ def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
         if has_partition(folder):
             ids.merge(identifiers_from_patients(read_partition(folder)))
     return ids
+
+
+def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> AuditResult:
+    """Audit the release tables just written (lake/release/<table>) as a version of the dataset, joined
+    with every version already in the data space; the figures go into the report's ``km``."""
+    policy = config.policy
+    m = max(policy.attacker_facts, 1)  # measured at least for one fact, also when nothing is required
+    dataset_dir = ws.dataspace / config.release.dataset
+    earlier = [dataset_dir / str(n) for n in version_numbers(dataset_dir)] if policy.mode == "anonymised" else []
+    with tempfile.TemporaryDirectory(dir=ws.lake("release", "_reports").parent) as tmp:
+        view = Path(tmp) / "candidate"
+        (view / "omop").mkdir(parents=True)
+        for t in RELEASE_TABLES:
+            if has_partition(ws.lake("release", t)):
+                (view / "omop" / t).symlink_to(ws.lake("release", t), target_is_directory=True)
+        try:
+            audit = audit_release(view, policy.k, m, earlier)
+        except AuditError as e:
+            raise _fail(f"the release files cannot be audited: {e}") from None
+    km = report["km"]
+    km.update(after=audit.release.at_risk, persons_after=audit.release.persons, checked=True,
+              smallest_class=audit.release.smallest_class)
+    ok = not any(audit.release.at_risk[: policy.attacker_facts + 1])
+    if audit.joint is not None:
+        km.update(after_joint=audit.joint.check.at_risk, persons_joint=audit.joint.check.persons)
+        ok = ok and not any(audit.joint.check.at_risk[: policy.attacker_facts + 1])
+    km["passed"] = ok or policy.mode != "anonymised"
+    report["protection"] = protection(report, policy, [str(f).replace("_", " ") for f in report["levels"]
+                                                       if not str(f).startswith("_v")])
+    return audit
 
 
 def _death_years(ws: Workspace, sites: list[str]) -> pl.DataFrame | None:
@@ -76,6 +110,10 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         check_specs=[
             dg.AssetCheckSpec("risk_thresholds", asset="release_person", blocking=True,
                               description="Re-identification risk within the policy's thresholds."),
+            dg.AssetCheckSpec("k_anonymity_of_facts", asset="release_person", blocking=True,
+                              description="Anonymised mode: the written files are k-anonymous over the person-level "
+                              "fields and k^m over the facts, alone and joined with every earlier version "
+                              "(anonymisation/audit.py, no code shared with the engine)."),
             dg.AssetCheckSpec("dqd", asset="release_person", blocking=cfg.quality.dqd_blocks_on_fatal,
                               description="DataQualityDashboard checks on the release (published in its reports/)."),
             *[dg.AssetCheckSpec("leak_scan", asset=f"release_{t}", blocking=True,
@@ -106,6 +144,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         for t, df in result.tables.items():
             sink(t, df)
         write_partition(result.accounting, ws.accounting("release", "all"))
+        audit = audit_written(ws, config, result.report)
+        context.log.info(f"audit of the written files: persons at risk {result.report['km']['after']}"
+                         f" ({audit.seconds:.1f} s)")
         risk = {"mode": config.policy.mode, "before": result.risk_before, "after": result.risk_after,
                 "summary": result.summary, "thresholds": result.report["thresholds"], "passed": result.report["passed"],
                 "km": result.report["km"], "facts": result.report["facts"], "protection": result.report["protection"]}
@@ -143,6 +184,20 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             metadata={**{c.name: round(c.value, 4) for c in checks},
                       **{f"{c.name} (limit)": c.limit for c in checks},
                       "report": dg.MetadataValue.path(str(reports / "risk-report.html"))},
+        )
+        km = result.report["km"]
+        at_risk = ", ".join(f"{j} fact(s): {n}" for j, n in enumerate(km["after"]))
+        joint = km.get("after_joint")
+        yield dg.AssetCheckResult(
+            asset_key="release_person", check_name="k_anonymity_of_facts", passed=bool(km["passed"]),
+            description=(f"persons at risk by facts known: {at_risk}"
+                         + (f"; joined with versions {', '.join(map(str, km['earlier_versions']))}: "
+                            + ", ".join(f"{j}: {n}" for j, n in enumerate(joint)) if joint else "")
+                         + ("" if config.policy.mode == "anonymised" else " (pseudonymised: measured, not required)")),
+            metadata={"k": km["k"], "m": km["m"], "persons": km["persons_after"],
+                      "at_risk": dg.MetadataValue.json(km["after"]),
+                      **({"at_risk_joint": dg.MetadataValue.json(joint)} if joint else {}),
+                      "audit_seconds": round(audit.seconds, 2)},
         )
         yield dqd_check("release_person", dqd, reports / "dqd.html", config.quality.dqd_blocks_on_fatal)
         for t in RELEASE_TABLES:

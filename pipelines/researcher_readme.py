@@ -41,7 +41,7 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
         whole = sum(tot.values()) or 1
         fact_lines.append(f"| `{t}` | {100 * tot['exact'] / whole:.1f}% | {100 * tot['generalised'] / whole:.1f}% | "
                           f"{100 * tot['suppressed'] / whole:.1f}% | {int(o.get('removed', 0)):,} |")
-    facts_table = ("\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
+    ("\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
                    + "\n".join(fact_lines) + "\n") if fact_lines else ""
     earlier = summary.get("earlier_versions") or []
     if mode == "pseudonymised":
@@ -101,8 +101,8 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
   Intervals within a person are exact (durations, time to event, order of events); calendar
   effects (seasons, weekdays, a precise date of a policy change) are blurred by up to that range.
   For a person who died, the whole timeline is moved instead so that the death date falls on a
-  secret day within the published death-year band: intervals stay exact, calendar dates of the
-  dead are only right to the band.{dates_text}
+  secret day of the first year of the published death-year band: intervals stay exact, calendar
+  dates of the dead are only right to the band.{dates_text}
 - **Year of birth**: {yob_text if policy.get('birth', 'year') == 'year' else 'not published (0)'}; when banded, `year_of_birth` holds the first year of the band, and
   month and day of birth are absent. Ages computed from it are approximate by up to the band width.
 - **Sex**: {"kept" if not sex else "generalised away (gender_concept_id 0)"}.
