@@ -60,8 +60,8 @@ from anonymisation.kanon import (
     hierarchies_for,
     search,
 )
-from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.kmanon import Units, enforce_km, persons_at_risk
+from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
 from anonymisation.pseudonym import id63

@@ -21,8 +21,8 @@ from anonymisation.pseudonymise import identity_frame, pseudonymise_site
 from anonymisation.release import ReleaseResult, build_release
 from generator.hospital import SiteSpec, generate
 from pipelines.publish import publish_release
-from tests.release_check import release_check
 from schemas.policy import PrivacyPolicy
+from tests.release_check import release_check
 from transforms.adapters.hospital_csv import hospital_to_staging
 from transforms.ingest import ingest_site
 from transforms.omop import harmonise_site
