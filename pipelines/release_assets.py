@@ -48,6 +48,7 @@ def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> Audi
     m = max(policy.attacker_facts, 1)  # measured at least for one fact, also when nothing is required
     dataset_dir = ws.dataspace / config.release.dataset
     earlier = [dataset_dir / str(n) for n in version_numbers(dataset_dir)] if policy.mode == "anonymised" else []
+    # (every version already there is earlier than the one being built)
     with tempfile.TemporaryDirectory(dir=ws.lake("release", "_reports").parent) as tmp:
         view = Path(tmp) / "candidate"
         (view / "omop").mkdir(parents=True)

@@ -57,9 +57,33 @@ def verify_release(folder: Path, approval: Path | None = None, workspace: Path |
     out.append(Finding("no unlisted files", not extra, ", ".join(extra[:5]) or "every file is in the manifest"))
     out.append(_guard("metadata", partial(_check_metadata, folder, manifest, listed)))
     out.append(_guard("approval", partial(_check_approval, folder, manifest_path, manifest, approval)))
+    out.append(_guard("k^m", partial(_check_km, folder, manifest)))
     if workspace is not None:
         out.append(_guard("leak scan", partial(_leak_scan, folder, listed, workspace)))
     return out
+
+
+def _check_km(folder: Path, manifest: dict[str, object]) -> Finding:
+    """Anonymised releases: re-run the audit (anonymisation/audit.py) on the files, alone and joined with
+    the sibling versions at hand; pseudonymised ones: report the persons at risk."""
+    from anonymisation.audit import audit_release
+
+    policy = manifest.get("policy")
+    if not isinstance(policy, dict) or "k" not in policy:
+        return Finding("k^m", False, "the manifest names no policy (k): not a ds4h release?")
+    k, m = int(policy["k"]), int(policy.get("attacker_facts", 0))
+    mode = str(manifest.get("mode", policy.get("mode", "anonymised")))
+    earlier: list[Path] = []
+    if mode == "anonymised" and folder.name.isdigit():  # the versions it was published after (docs/privacy.md)
+        earlier = [p for p in sorted(folder.parent.iterdir(), key=lambda p: p.name.zfill(12))
+                   if p.is_dir() and p.name.isdigit() and 0 < int(p.name) < int(folder.name)]
+    result = audit_release(folder, k, max(m, 1) if mode != "anonymised" else m, earlier)
+    figures = ", ".join(f"{j}: {n}" for j, n in enumerate(result.release.at_risk))
+    joint = (f"; joined with versions {', '.join(result.joint.versions[:-1])}: "
+             + ", ".join(f"{j}: {n}" for j, n in enumerate(result.joint.check.at_risk))) if result.joint else ""
+    if mode != "anonymised":
+        return Finding("k^m", True, f"pseudonymised release: persons at risk by facts known {figures} (measured)")
+    return Finding("k^m", result.passed, f"k = {k}, m = {m}: persons at risk by facts known {figures}{joint}")
 
 
 def _guard(name: str, check: Callable[[], Finding]) -> Finding:

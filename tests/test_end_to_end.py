@@ -70,6 +70,10 @@ def test_run_publishes_versions(published: dict[str, object]) -> None:
     for key in ("dataset", "version", "created", "project", "key_fingerprint", "demo", "code_version", "files", "row_accounting"):
         assert key in m1
     assert m1["demo"] is True and m1["project"] == "demo" and m1["version"] == 1
+    # the written files were audited before publishing: nobody at risk for up to 2 facts known
+    km = m1["risk"]["km"]
+    assert km["checked"] and km["passed"] and km["after"] == [0, 0, 0] and km["before"][2] > 0
+    assert m1["mode"] == "anonymised"
     for f in m1["files"]:
         p = ds / "1" / f["path"]
         assert p.stat().st_size == f["bytes"]
@@ -212,7 +216,8 @@ def test_manifests_of_two_runs_differ_only_in_time_and_catalog(published: dict[s
         m.pop("version")
         m["risk"]["summary"].pop("earlier_versions")
         m["risk"]["km"].pop("earlier_versions")
-        m["risk"]["km"].pop("joint", None)
+        for key in ("after_joint", "persons_joint"):
+            m["risk"]["km"].pop(key, None)
         m["risk"].pop("protection")
         m["files"] = [f for f in m["files"] if f["path"] not in (
             "catalog.duckdb", "metadata/healthdcat-ap.jsonld", "metadata/croissant.json", "README.md",
@@ -291,6 +296,10 @@ def test_verify_detects_a_flipped_byte_in_any_file(published: dict[str, object],
     code, out = invoke("verify", str(v1))
     assert code == 0, out
     assert "matches the approval by demo" in out
+    assert "k^m: k = 5, m = 2: persons at risk by facts known 0: 0, 1: 0, 2: 0" in " ".join(out.split())
+    # version 2 is checked joined with version 1 (the versions it was published after)
+    code, out = invoke("verify", str(v1.parent / "2"))
+    assert code == 0 and "joined with versions 1: 0: 0, 1: 0, 2: 0" in " ".join(out.split()), out
     code, out = invoke("verify", str(v1), "--workspace", str(published["home"]))  # leak scan: the identity zone
     assert code == 0 and "leak scan: no identifier of" in out, out
     copy = tmp_path / "omop-demo" / "1"
