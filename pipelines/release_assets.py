@@ -194,7 +194,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             description=(f"persons at risk by facts known: {at_risk}"
                          + (f"; joined with versions {', '.join(map(str, km['earlier_versions']))}: "
                             + ", ".join(f"{j}: {n}" for j, n in enumerate(joint)) if joint else "")
-                         + ("" if config.policy.mode == "anonymised" else " (pseudonymised: measured, not required)")),
+                         + ("" if config.policy.mode == "anonymised" else " (pseudonymised: measured, not required)")
+                         + ("" if km["passed"] else ". The written files do not hold what the engine built: report "
+                            "this with the risk report (lake/release/_reports/risk-report.html)")),
             metadata={"k": km["k"], "m": km["m"], "persons": km["persons_after"],
                       "at_risk": dg.MetadataValue.json(km["after"]),
                       **({"at_risk_joint": dg.MetadataValue.json(joint)} if joint else {}),

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -351,6 +352,31 @@ def test_approval_rules(published: dict[str, object], monkeypatch: pytest.Monkey
     assert code == 1 and "DEMO" in out
     code, out = invoke("releases")
     assert code == 0 and "omop-demo" in out
+
+
+def test_z_engine_fault_is_caught_by_the_audit(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A k^m engine that does nothing (a bug) releases rare facts: the audit of the written files, which
+    shares no code with it, blocks publishing and says why."""
+    import anonymisation.kmanon as kmanon
+    from anonymisation.kmanon import KmResult
+
+    home = Path(str(published["home"]))
+    monkeypatch.setenv("DS4H_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.setenv("DS4H_KEYS", str(home.parent / "keys"))
+
+    def lazy(units, person_class, parent, k, m, **_kw):  # type: ignore[no-untyped-def]
+        return KmResult(units.facts.copy(), np.zeros(len(units.facts), dtype=bool), np.zeros(0, dtype=np.int64), 0, 0)
+
+    monkeypatch.setattr(kmanon, "enforce_km", lazy)
+    monkeypatch.setattr("anonymisation.release.enforce_km", lazy)
+    monkeypatch.setattr("anonymisation.release.persons_at_risk", lambda *a, **kw: [0, 0, 0])  # hide it from the report
+    ds = home / "dataspace" / "omop-demo"
+    before = sorted(p.name for p in ds.iterdir())
+    code, out = invoke("run", "--select", "group:release or group:publish")
+    assert code == 2, out
+    assert "k_anonymity_of_facts" in out and "nothing was published" in out, out
+    assert sorted(p.name for p in ds.iterdir()) == before
 
 
 def test_zz_planted_identifier_blocks_publication(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
