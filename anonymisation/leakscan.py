@@ -112,10 +112,17 @@ def _hit(kind: str, patterns: list[str], col: str) -> pl.Expr:
     return norm.is_in(patterns).fill_null(False)
 
 
-def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
-    """Cells of string columns that hold an identifier, counted by identifier type."""
+# columns that name public places (a town abroad may be a surname: Metz, Thionville); names are not
+# looked for there (the release rebuilds locations from codes: no raw town name is published)
+PLACE_COLUMNS: dict[str, tuple[str, ...]] = {"location": ("city", "county", "state")}
+
+
+def scan_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) -> dict[str, int]:
+    """Cells of string columns that hold an identifier, counted by identifier type (``table``: the
+    OMOP table ``df`` is, so that its place columns are not searched for names)."""
     counts: dict[str, int] = {}
     string_cols = [c for c, t in df.schema.items() if t == pl.String]
+    places = set(PLACE_COLUMNS.get(table or "", ()))
     if not string_cols or df.height == 0:
         return counts
     for kind, values in sorted(ids.values.items()):
@@ -124,6 +131,8 @@ def scan_table(df: pl.DataFrame, ids: Identifiers) -> dict[str, int]:
         patterns = sorted(values)
         hits = 0
         for c in string_cols:
+            if kind == "name" and c in places:
+                continue
             col = df.select(pl.col(c).drop_nulls())
             if col.height:
                 hits += int(col.select(_hit(kind, patterns, c).sum()).item() or 0)

@@ -218,7 +218,7 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     def write(t: str, df: pl.DataFrame, k: int) -> None:
         writers[t].write(df, k)
         rows[t] += df.height
-        for kind, n in scan_table(df, ids).items():
+        for kind, n in scan_table(df, ids, t).items():
             hits[t][kind] = hits[t].get(kind, 0) + n
 
     for k in range(parts):

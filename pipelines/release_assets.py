@@ -134,7 +134,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
         def sink(t: str, df: pl.DataFrame) -> None:  # each table written and scanned as soon as it is released
             write_partition(df, ws.lake("release", t))
-            hits[t] = scan_table(df, ids)
+            hits[t] = scan_table(df, ids, t)
 
         try:
             result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,

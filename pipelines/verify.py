@@ -157,7 +157,7 @@ def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Pa
     hits: dict[str, int] = {}
     for rel in listed:
         if rel.endswith(".parquet"):
-            for kind, n in scan_table(pl.read_parquet(folder / rel), ids).items():
+            for kind, n in scan_table(pl.read_parquet(folder / rel), ids, Path(rel).parent.name).items():
                 hits[f"{rel}:{kind}"] = n
     return Finding("leak scan", not hits, ", ".join(f"{k} {v}" for k, v in hits.items()) or
                    f"no identifier of {ids.count():,} found")

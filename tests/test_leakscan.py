@@ -33,3 +33,11 @@ def test_no_false_positive_on_pseudonyms_codes_and_place_names() -> None:
 def test_eszett_and_capitals_match() -> None:
     ids = identifiers_from_patients(pl.DataFrame({"last_name": ["Spieß"], "first_name": ["Rotraud"]}))
     assert scan_table(pl.DataFrame({"t": ["vu SPIESS Rotraud hier", "Rotraud Spieß", "rien"]}), ids) == {"full_name": 2}
+
+
+def test_place_columns_of_location_are_not_searched_for_names() -> None:
+    # a town abroad may be a patient's surname (Metz): the location's place columns hold public places
+    ids = identifiers_from_patients(pl.DataFrame({"last_name": ["Thionville"], "first_name": ["Anne"]}))
+    loc = pl.DataFrame({"city": ["Thionville"], "location_source_value": ["Thionville"]})
+    assert scan_table(loc, ids, "location") == {"name": 1}  # only the free column
+    assert scan_table(loc.select("city"), ids, "observation") == {"name": 1}  # elsewhere a name is a name
