@@ -64,7 +64,7 @@ from anonymisation.kmanon import Units, enforce_km, persons_at_risk
 from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
-from anonymisation.pseudonym import id63
+from anonymisation.pseudonym import CollisionError, id63
 from anonymisation.risk import read_population
 from anonymisation.risk_report import full_report, model_of, protection
 from anonymisation.versions import Earlier, read_earlier
@@ -528,6 +528,8 @@ def build_release(
     if "postcode" in qi_cols and pc_level is not None:
         labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
         loc_ids = {lab: id63(secret, "release-location", lab) for lab in labels}
+        if len(set(loc_ids.values())) != len(loc_ids):
+            raise CollisionError("location id collision in the release: nothing was published; report this")
         updates.append(pl.col("g_postcode").replace_strict(loc_ids, default=None, return_dtype=pl.Int64).alias("location_id"))
         loc = release_location_rows(loc_ids)
     else:
@@ -607,6 +609,8 @@ def build_release(
         if t in EPISODE_EVENT_FIELDS.values() and pk:
             kept_ids[t] = out[pk]
         tables[t] = _finish(out, t, policy, secret, permit)
+        if pk and pk != "person_id" and pk in tables[t].columns and tables[t][pk].is_duplicated().any():
+            raise CollisionError(f"{t}: two sites' rows got the same {pk}; nothing was published, report this")
         del all_rows, out
         rows[t] = tables[t].height
         if sink is not None and t not in _KEPT:
