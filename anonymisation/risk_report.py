@@ -518,7 +518,7 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         ("records released", a.get("records")),
         ("equivalence classes", report.get("classes")),
         ("metric optimised", report.get("metric")),
-        ("levels", ", ".join(f"{q}={lv}" for q, lv in report.get("levels", {}).items())),
+        ("levels", ", ".join(f"{q}={lv}" for q, lv in report.get("levels", {}).items() if not q.startswith("_v"))),
     ]
     for name, count in dict(report.get("rare_concepts", {})).items():
         rows.append((f"rare concepts: {name}", count))

@@ -20,7 +20,7 @@ import pytest
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site
 from anonymisation.release import ReleaseResult, build_release
 from generator.hospital import SiteSpec, generate
-from pipelines.publish import publish_release
+from pipelines.publish import approve, publish_release
 from schemas.policy import PrivacyPolicy
 from tests.release_check import release_check
 from transforms.adapters.hospital_csv import hospital_to_staging
@@ -121,6 +121,11 @@ def test_pseudonymised_releases_of_two_permits_do_not_join(pseudo: tuple[Sites, 
     meta = json.loads((va / "metadata" / "healthdcat-ap.jsonld").read_text())
     assert meta["dct:accessRights"]["@id"].endswith("NON_PUBLIC") and meta["dpv:hasPersonalData"]
     assert "EHDS-LU-2026-001" in (va / "README.md").read_text()
+    # approved, a pseudonymised release still stays out of the public catalogue; an anonymised one is in it
+    approve(tmp_path, "deliver-a", 1, by="steward")
+    approve(tmp_path, "open", 1, by="steward")
+    listed = json.loads((tmp_path / "catalog.jsonld").read_text())["dcat:dataset"]
+    assert [d["dct:identifier"] for d in listed] == ["open/1"]
 
 
 def test_event_dates_by_month_keep_order(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary, tmp_path: Path) -> None:
