@@ -74,6 +74,7 @@ from schemas.facts import FACT_TABLES
 from schemas.policy import PrivacyPolicy
 from transforms import eras
 from transforms.ingest import accounting_frame
+from transforms.omop import PERIOD_DATES
 
 IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
@@ -86,15 +87,6 @@ FIELDS = ("year_of_birth", "sex", "postcode", "death_year", "race", "ethnicity")
 ORDER = ("visit_occurrence", "visit_detail", "condition_occurrence", "drug_exposure", "procedure_occurrence",
          "device_exposure", "measurement", "observation", "specimen", "note", "death", "episode", "episode_event",
          "condition_era", "drug_era", "dose_era", "care_site", "provider", "cdm_source")
-PERIOD_DATES = {  # what an observation period spans (as the OMOP stage builds it)
-    "visit_occurrence": ("visit_start_date", "visit_end_date"),
-    "condition_occurrence": ("condition_start_date", "condition_start_date"),
-    "drug_exposure": ("drug_exposure_start_date", "drug_exposure_end_date"),
-    "procedure_occurrence": ("procedure_date", "procedure_date"),
-    "measurement": ("measurement_date", "measurement_date"),
-    "observation": ("observation_date", "observation_date"),
-    "device_exposure": ("device_exposure_start_date", "device_exposure_start_date"),
-}
 
 
 @dataclass

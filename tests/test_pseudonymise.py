@@ -11,7 +11,7 @@ import pytest
 
 from anonymisation.leakscan import identifiers_from_patients, scan_table
 from anonymisation.pseudonym import offset_days
-from anonymisation.pseudonymise import identity_frame, pseudonymise_site
+from anonymisation.pseudonymise import PseudoResult, identity_frame, pseudonymise_site
 from generator.hospital import SiteSpec, generate
 from schemas.policy import PrivacyPolicy
 from transforms.adapters.hospital_csv import hospital_to_staging
@@ -20,6 +20,14 @@ from transforms.omop import harmonise_site
 from transforms.vocabulary import load_vocabulary
 
 KEY_A = bytes.fromhex("11" * 32)
+
+
+def assert_one_person_gone_everywhere(res_all: PseudoResult, res: PseudoResult) -> None:
+    gone = set(res_all.tables["person"]["person_id"]) - set(res.tables["person"]["person_id"])
+    assert len(gone) == 1
+    for t, df in res.tables.items():
+        if "person_id" in df.columns:
+            assert not df["person_id"].is_in(sorted(gone)).any(), t
 KEY_B = bytes.fromhex("22" * 32)
 
 
@@ -85,11 +93,7 @@ def test_opted_out_patient_is_absent_everywhere(site: tuple[dict[str, pl.DataFra
     res_all = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
     res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(), {person["matricule"]})
     assert res.opted_out_persons == 1
-    gone = set(res_all.tables["person"]["person_id"]) - set(res.tables["person"]["person_id"])
-    assert len(gone) == 1
-    for t, df in res.tables.items():
-        if "person_id" in df.columns:
-            assert not df["person_id"].is_in(sorted(gone)).any(), t
+    assert_one_person_gone_everywhere(res_all, res)
     acc = res.accounting.filter(pl.col("category") == "opted_out")
     assert acc.filter(pl.col("table") == "person")["rows"].item() == 1
     assert "matricule" not in str(res.accounting.to_dicts())
@@ -178,11 +182,7 @@ def test_opted_out_by_local_id_is_removed_at_that_site_only(site: tuple[dict[str
     res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy(),
                             OptOuts(local=frozenset({("hospital-a", person["patient_id"])})))
     assert res.opted_out_persons == 1
-    gone = set(res_all.tables["person"]["person_id"]) - set(res.tables["person"]["person_id"])
-    assert len(gone) == 1
-    for t, df in res.tables.items():
-        if "person_id" in df.columns:
-            assert not df["person_id"].is_in(sorted(gone)).any(), t
+    assert_one_person_gone_everywhere(res_all, res)
     assert res.accounting.filter((pl.col("category") == "opted_out") & (pl.col("table") == "person"))["rows"].item() == 1
 
 

@@ -323,18 +323,22 @@ def build_notes(site: str, notes: pl.DataFrame, person_ids: pl.DataFrame, ids: p
     ), "note").sort("note_id")
 
 
+# what an observation period spans: table -> (start, end) date columns
+PERIOD_DATES: dict[str, tuple[str, str]] = {
+    "visit_occurrence": ("visit_start_date", "visit_end_date"),
+    "condition_occurrence": ("condition_start_date", "condition_start_date"),
+    "drug_exposure": ("drug_exposure_start_date", "drug_exposure_end_date"),
+    "procedure_occurrence": ("procedure_date", "procedure_date"),
+    "measurement": ("measurement_date", "measurement_date"),
+    "observation": ("observation_date", "observation_date"),
+    "device_exposure": ("device_exposure_start_date", "device_exposure_start_date"),
+}
+
+
 def build_observation_period(site: str, person: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    starts = {
-        "visit_occurrence": ("visit_start_date", "visit_end_date"),
-        "condition_occurrence": ("condition_start_date", "condition_start_date"),
-        "drug_exposure": ("drug_exposure_start_date", "drug_exposure_end_date"),
-        "procedure_occurrence": ("procedure_date", "procedure_date"),
-        "measurement": ("measurement_date", "measurement_date"),
-        "observation": ("observation_date", "observation_date"),
-        "device_exposure": ("device_exposure_start_date", "device_exposure_start_date"),
-    }
     dates = pl.concat([
-        tables[t].select("person_id", start=pl.col(s), end=pl.coalesce(pl.col(e), pl.col(s))) for t, (s, e) in starts.items()
+        tables[t].select("person_id", start=pl.col(s), end=pl.coalesce(pl.col(e), pl.col(s)))
+        for t, (s, e) in PERIOD_DATES.items()
     ])
     op = dates.group_by("person_id").agg(
         observation_period_start_date=pl.col("start").min(), observation_period_end_date=pl.col("end").max()
