@@ -43,6 +43,19 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
         f"suppressed; highest prosecutor risk {risk['after']['prosecutor_max']:.3f}, average "
         f"{risk['after']['prosecutor_avg']:.3f}; {dedup:,} duplicate rows removed."
     )
+    km, facts = risk.get("km") or {}, (risk.get("facts") or {}).get("tables") or {}
+    if km:
+        cells = {x: sum(int(c.get(x, 0)) for o in facts.values() for c in o.get("facts", {}).values())
+                 for x in ("exact", "generalised", "suppressed")}
+        whole = sum(cells.values()) or 1
+        mode = manifest.get("mode", "anonymised")
+        console.print(
+            f"{mode.capitalize()} release: persons at risk for 0..{len(km.get('after', [])) - 1} facts known "
+            f"{km.get('after')} (" + ("checked on the written files" if km.get("checked") else "engine") + ")"
+            + (f", joined with earlier versions {km.get('after_joint')}" if km.get("after_joint") else "")
+            + f"; facts kept exactly {100 * cells['exact'] / whole:.1f}%, generalised "
+            f"{100 * cells['generalised'] / whole:.1f}%, suppressed {100 * cells['suppressed'] / whole:.1f}% "
+            "(reports/risk-report.html).")
     console.print(f"Release: {path}")
     console.print(f"Quarantine: {ws.root / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
     console.print("Open the Dagster UI with: ds4h ui")
