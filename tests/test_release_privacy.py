@@ -228,3 +228,18 @@ def test_written_release_is_km_anonymous_alone_and_with_an_earlier_version(
     # what it costs: the share of facts kept, per table, is reported
     facts = r1.report["facts"]["tables"]["condition_occurrence"]["facts"]["condition_concept_id"]
     assert facts["exact"] > 0 and facts["exact"] + facts["generalised"] + facts["suppressed"] > 0
+
+
+def test_fact_weight_trades_the_fields_for_the_facts(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary,
+                                                    tmp_path: Path) -> None:
+    sites, years = pseudo
+    keep, _ = release(sites, vocab, _policy(fact_weight=0.0), tmp_path, "w0", death_years=years)
+    spare, _ = release(sites, vocab, _policy(fact_weight=1.0), tmp_path, "w1", death_years=years)
+    assert keep.report["levels_tried"] == []  # the metric's optimum, as it is
+    assert any(t["chosen"] for t in spare.report["levels_tried"])
+    assert all(spare.summary["levels"][q] >= keep.summary["levels"][q] for q in keep.summary["levels"])
+
+    def removed(r: ReleaseResult) -> int:
+        return sum(int(o["removed"]) for o in r.report["facts"]["tables"].values())
+
+    assert removed(spare) <= removed(keep)

@@ -408,6 +408,8 @@ def test_report_estimates_population_uniqueness_from_the_population_size() -> No
     result = search(problem, model_of(policy), policy.metric)
     report = full_report(problem, result, policy)
     pu = report["population_uniqueness"]
+    zay = full_report(problem, result, policy.model_copy(update={"uniqueness_model": "zayatz"}))
+    assert zay["population_uniqueness"]["before"]["requested"] == "zayatz"
     assert set(pu) == {"before", "after"}
     for when in ("before", "after"):
         assert pu[when]["requested"] == "dankar" and 0.0 <= pu[when]["share"] <= 1.0
