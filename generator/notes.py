@@ -2,7 +2,8 @@
 
 Each note is built piece by piece, so every identifier's offsets are known exactly: ``Note.spans``
 holds ``(start, end, type, surface)`` with ``text[start:end] == surface``. Types are PATIENT_NAME,
-OTHER_NAME, MATRICULE, PHONE, EMAIL, ADDRESS, DATE and IBAN.
+OTHER_NAME, MATRICULE, PHONE, EMAIL, ADDRESS, DATE (also the year of a past event: "traité en 2009"),
+AGE ("71 ans") and IBAN; LOCAL_ID is in the vocabulary but these notes do not write one.
 
 Traps are deliberate: medical eponyms that are also surnames ("classification de Wagner",
 "maladie de Parkinson") are not spans, and clinical numbers (HbA1c 7,2 %, 500 mg) must stay.
@@ -45,7 +46,10 @@ __all__ = [
     "write_notes_files",
 ]
 
-SPAN_TYPES = ("PATIENT_NAME", "OTHER_NAME", "MATRICULE", "PHONE", "EMAIL", "ADDRESS", "DATE", "IBAN")
+# LOCAL_ID (a hospital's patient, stay or file number) is in the vocabulary; these notes do not write one.
+SPAN_TYPES = (
+    "PATIENT_NAME", "OTHER_NAME", "MATRICULE", "LOCAL_ID", "PHONE", "EMAIL", "ADDRESS", "DATE", "AGE", "IBAN",
+)  # fmt: skip
 
 # Eponyms used medically that are also surnames. The phrase is not an identifier.
 EPONYM_PHRASES: dict[str, str] = {
@@ -116,6 +120,9 @@ class StayContext:
     cancer: str | None = None  # "colon", "lung" or "prostate": the oncology note's finding
 
 
+_EVENT_YEAR = re.compile(r"(?<=\ben )(?:19|20)\d\d\b")
+
+
 class _Builder:
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -131,6 +138,14 @@ class _Builder:
         assert kind in SPAN_TYPES, kind
         self.spans.append((self.pos, self.pos + len(surface), kind, surface))
         return self.t(surface)
+
+    def history(self, s: str) -> _Builder:
+        """Text in which the year of a past event ("traité en 2009") is a DATE span."""
+        last = 0
+        for m in _EVENT_YEAR.finditer(s):
+            self.t(s[last : m.start()]).e(m.group(), "DATE")
+            last = m.end()
+        return self.t(s[last:])
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -362,8 +377,8 @@ def _hospitalisation(
     _patient_name(b, rng, p)
     age = ctx.age if ctx else 2024 - p.birth_date.year
     reason = ctx.reason if ctx else "déséquilibre glycémique"
-    b.t(f", {age} ans, est admis(e) pour {reason}. ")
-    b.t(f"{_cap(_eponym(rng, p))}. ")
+    b.t(", ").e(f"{age} ans", "AGE").t(f", est admis(e) pour {reason}. ")
+    b.history(f"{_cap(_eponym(rng, p))}. ")
     b.t(f"Bilan : {_clinical_numbers(rng)}. ")
     b.e(p.first_name, "PATIENT_NAME").t(" est accompagné(e) de ")
     _relative(b, rng, p.relatives[0])
@@ -387,7 +402,7 @@ def _diabetology(
     _date(b, rng, p.birth_date)
     b.t(", pour le suivi de son diabète de type 2. ")
     b.t(f"{_clinical_numbers(rng)}. ")
-    b.t(f"Examen des pieds : {_eponym(rng, p)}. ")
+    b.history(f"Examen des pieds : {_eponym(rng, p)}. ")
     b.t(f"Traitement : {_treatment(rng)}.\n")
     if p.phone:
         b.t("Joignable au ").e(_phone_variant(rng, p.phone), "PHONE")
@@ -422,7 +437,7 @@ def _oncology(
     _date(b, rng, p.birth_date)
     finding, plan = _CANCERS[ctx.cancer if ctx and ctx.cancer else "colon"]
     b.t(f".\n{finding}. ")
-    b.t(f"{_cap(_eponym(rng, p))}. ")
+    b.history(f"{_cap(_eponym(rng, p))}. ")
     b.t(f"Proposition : {plan} à partir du ")
     _date(b, rng, when + timedelta(days=rng.randint(10, 30)))
     b.t(". Décision expliquée à ")
@@ -442,7 +457,7 @@ def _discharge(
     b.t(", a quitté notre service le ")
     _date(b, rng, when)
     b.t(f". {_clinical_numbers(rng)}. ")
-    b.t(f"{_cap(_eponym(rng, p))}. ")
+    b.history(f"{_cap(_eponym(rng, p))}. ")
     b.t(f"Traitement : {_treatment(rng)}. ")
     if p.phone:
         b.t("Téléphone du patient : ").e(_phone_variant(rng, p.phone), "PHONE").t(". ")
@@ -484,7 +499,7 @@ def _consultation(
     _patient_name(b, rng, p)
     b.t(", né(e) le ")
     _date(b, rng, p.birth_date)
-    b.t(
+    b.history(
         f", pour {reason}. {_clinical_numbers(rng)}. {_cap(_eponym(rng, p))}. Traitement : {_treatment(rng)}. "
     )
     if p.phone and rng.random() < 0.6:
@@ -505,12 +520,12 @@ def _emergency(
     _date(b, rng, when)
     b.t("\n\n")
     _patient_name(b, rng, p)
-    b.t(f", {age} ans, domicilié(e) ")
+    b.t(", ").e(f"{age} ans", "AGE").t(", domicilié(e) ")
     _address(b, p)
     b.t(f", se présente pour {reason}. ")
     if p.matricule and rng.random() < 0.5:
         b.t("Matricule : ").e(_matricule_variant(rng, p.matricule), "MATRICULE").t(". ")
-    b.t(f"{_clinical_numbers(rng)}. {_cap(_eponym(rng, p))}. ")
+    b.history(f"{_clinical_numbers(rng)}. {_cap(_eponym(rng, p))}. ")
     b.t("Personne à prévenir : ")
     _relative(b, rng, p.relatives[0])
     b.t(", tél. ").e(_other_phone(rng), "PHONE")

@@ -237,3 +237,28 @@ def test_person_ids_colliding_across_person_buckets_fail_loudly(
     monkeypatch.setattr(ps, "id63_many", lambda s, d, vs: [one(s, d, v) for v in vs] if d == "person" else real_many(s, d, vs))
     with pytest.raises(CollisionError, match="domain 'person'"):
         pseudo_in_parts("hospital-a", ws, KEY_A, PrivacyPolicy(), OptOuts(), None, lambda m: None)
+
+
+def test_notes_get_each_patients_birth_date_local_id_and_offset(site: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    """The note de-identifier receives, per note, the patient's known identifiers (with the birth date
+    and the site's own patient id), the patient's date offset and the birth date to tag."""
+    omop, ident = site
+    assert omop["note"].height > 0
+    calls: list[tuple[list[str], list[dict[str, list[str]]], list[int], list[set[dt.date]]]] = []
+
+    def fake(texts: list[str], known: list[dict[str, list[str]]], offsets: list[int],
+             births: list[set[dt.date]]) -> list[str]:
+        calls.append((texts, known, offsets, births))
+        return ["x"] * len(texts)
+
+    policy = PrivacyPolicy(date_shift_days=40)
+    res = pseudonymise_site("hospital-a", omop, ident, KEY_A, policy, note_deid=fake)
+    assert res.tables["note"]["note_text"].to_list() == ["x"] * omop["note"].height
+    texts, known, offsets, births = calls[0]
+    by_person = {r["person_id"]: r for r in ident.iter_rows(named=True)}
+    for person_id, k, off, born in zip(omop["note"]["person_id"].to_list(), known, offsets, births, strict=True):
+        p = by_person[person_id]
+        assert k["birth_dates"] == [p["birth_date"].isoformat()] and born == {p["birth_date"]}
+        assert k["local_ids"] == [p["patient_id"]]
+        assert f"{p['first_name']} {p['last_name']}" in k["names"]
+        assert 1 <= abs(off) <= 40

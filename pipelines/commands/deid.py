@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CommandError", "deid_text", "deidentifier", "eval_deid", "read_jsonl", "register"]
 
-_KNOWN_KEYS = ("names", "phones", "emails", "addresses", "national_ids")
+_KNOWN_KEYS = ("names", "phones", "emails", "addresses", "national_ids", "birth_dates", "local_ids", "ibans")
 
 
 class CommandError(Exception):
@@ -51,6 +52,9 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
 def _check_note(path: Path, number: int, row: dict[str, Any]) -> dict[str, list[str]]:
     if not isinstance(row["text"], str):
         raise CommandError(f"{path}:{number}: 'text' must be a string")
+    shift = row.get("shift_days")
+    if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int)):
+        raise CommandError(f"{path}:{number}: 'shift_days' must be an integer (days)")
     known = row.get("known") or {}
     if not isinstance(known, dict):
         raise CommandError(f"{path}:{number}: 'known' must be an object")
@@ -59,8 +63,29 @@ def _check_note(path: Path, number: int, row: dict[str, Any]) -> dict[str, list[
         values = known.get(key) or []
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise CommandError(f"{path}:{number}: known.{key} must be a list of strings")
+        if key == "birth_dates":
+            for v in values:
+                try:
+                    date.fromisoformat(v)
+                except ValueError:
+                    raise CommandError(f"{path}:{number}: known.birth_dates holds {v!r}, not a date "
+                                       "written YYYY-MM-DD") from None
         out[key] = values
     return out
+
+
+def _shift_range(config: str | None) -> int:
+    """``policy.date_shift_days`` of the config (--config, $DS4H_CONFIG, $DS4H_HOME/ds4h.yaml) when
+    one is found, else the policy's default."""
+    from schemas.config import ConfigError, config_path, load_config
+    from schemas.policy import PrivacyPolicy
+
+    if config is None and not config_path().exists():
+        return PrivacyPolicy().date_shift_days
+    try:
+        return load_config(config).policy.date_shift_days
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @cache
@@ -72,27 +97,43 @@ def deidentifier(lang: str = "fr", batch_size: int = 64) -> Deidentifier:
 
 
 def deid_text(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help='lines {"id", "text", "known"}')],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT.jsonl", help='lines {"id", "text", "known", "shift_days"}')
+    ],
     out: Annotated[Path, typer.Option("--out", help="output JSONL: id, text_deid, spans")],
     lang: Annotated[str, typer.Option("--lang", help="language of the notes")] = "fr",
     project: Annotated[
         str | None,
-        typer.Option("--project", help="shift dates by the project key's per-note offset instead of [DATE]"),
+        typer.Option("--project", help="shift the dates of lines without shift_days by the project key's "
+                     "per-note offset (within the policy's date_shift_days) instead of [DATE]"),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="texts per spaCy batch")] = 64,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="config whose policy.date_shift_days bounds --project's offsets "
+                     "(default $DS4H_CONFIG, else $DS4H_HOME/ds4h.yaml when present)"),
+    ] = None,
 ) -> None:
-    """De-identify clinical notes: names, phones, e-mails, addresses, matricules, IBANs and dates.
+    """De-identify clinical notes: names, phones, e-mails, addresses, matricules, local ids, IBANs,
+    ages and dates.
+
+    Each line's "known" holds the patient's identifiers (names, phones, emails, addresses,
+    national_ids, birth_dates as YYYY-MM-DD, local_ids, ibans). Dates are shifted by the line's
+    "shift_days", else (with --project) by a keyed per-note offset, else tagged [DATE]; birth dates
+    are always tagged.
 
     Example: ds4h deid-text notes.jsonl --out notes-deid.jsonl --project demo
     """
     try:
-        _deid_text(input_path, out, lang, project, batch_size)
+        _deid_text(input_path, out, lang, project, batch_size, config)
     except CommandError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
-def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batch_size: int) -> None:
+def _deid_text(
+    input_path: Path, out: Path, lang: str, project: str | None, batch_size: int, config: str | None = None
+) -> None:
     rows = read_jsonl(input_path, ("id", "text"))
     knowns = [_check_note(input_path, i + 1, r) for i, r in enumerate(rows)]
     secret: bytes | None = None
@@ -105,6 +146,8 @@ def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batc
             raise CommandError(str(exc)) from None
     if lang != "fr":
         raise CommandError(f"--lang {lang}: only 'fr' is configured")
+    needs_key = secret is not None and any(r.get("shift_days") is None for r in rows)
+    max_days = _shift_range(config) if needs_key else 0
 
     from rich.console import Console
     from rich.progress import Progress
@@ -124,7 +167,9 @@ def _deid_text(input_path: Path, out: Path, lang: str, project: str | None, batc
     ):
         task = progress.add_task("de-identifying", total=len(rows))
         for row, text, spans in zip(rows, texts, deid.analyze_batch(texts, knowns), strict=True):
-            offset = offset_days(secret, f"note:{row['id']}", 180) if secret is not None else None
+            offset = row.get("shift_days")
+            if offset is None and secret is not None:
+                offset = offset_days(secret, f"note:{row['id']}", max_days)
             line = {
                 "id": row["id"],
                 "text_deid": redact(text, spans, offset),
