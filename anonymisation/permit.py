@@ -16,7 +16,8 @@ from schemas import omop as cdm
 from schemas.column_policy import EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES
 
 
-def _rekey(values: pl.Series, secret: bytes, permit: str, target: str) -> pl.Series:
+def rekey_ids(values: pl.Series, secret: bytes, permit: str, target: str) -> pl.Series:
+    """``values`` (ids of table ``target``) as a release for ``permit`` holds them."""
     distinct = values.drop_nulls().unique().sort()
     new = id63_many(secret, f"permit:{permit}", [f"{target}:{v}" for v in distinct.to_list()])
     if len(set(new)) != len(new):
@@ -41,12 +42,12 @@ def rekey_table(df: pl.DataFrame, table: str, secret: bytes, permit: str) -> pl.
     for (t, col), target in EXTRA_ID_REFERENCES.items():
         if t == table and col in df.columns:
             targets[col] = target
-    out = df.with_columns([_rekey(df[c], secret, permit, t) for c, t in targets.items()])
+    out = df.with_columns([rekey_ids(df[c], secret, permit, t) for c, t in targets.items()])
     if table == "episode_event" and out.height:
         parts = []
         for concept, target in EPISODE_EVENT_FIELDS.items():
             part = out.filter(pl.col("episode_event_field_concept_id") == concept)
-            parts.append(part.with_columns(_rekey(part["event_id"], secret, permit, target)))
+            parts.append(part.with_columns(rekey_ids(part["event_id"], secret, permit, target)))
         parts.append(out.filter(~pl.col("episode_event_field_concept_id").is_in(list(EPISODE_EVENT_FIELDS)))
                      .with_columns(event_id=pl.lit(None, pl.Int64)))
         out = pl.concat(parts)

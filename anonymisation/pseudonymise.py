@@ -98,6 +98,18 @@ def read_opt_outs(path: str | None, sites: Collection[str] | None = None) -> Opt
     return OptOuts(frozenset(matricules), frozenset(local))
 
 
+def pseudonyms(identity: pl.DataFrame, site: str, secret: bytes, max_shift: int) -> pl.DataFrame:
+    """Each identity row's pseudonymous person: ``person_id`` (the identity zone's, as in the site's
+    OMOP tables), ``pseudo_person_id`` (as in the pseudo zone), ``person_source_value`` (its textual
+    pseudonym) and ``date_offset``. The leak scans read the first two from the identity zone
+    (``lake/identity/pseudonyms``) to know whose rows are whose; the table is never published."""
+    ident = identity.select("person_id", identity=identity_expr(site), site=pl.lit(site))
+    pmap = person_map(ident.select("identity", "site"), secret, max_shift)
+    return ident.select("person_id", "identity").join(pmap, on="identity", how="inner").select(
+        pl.col("person_id").cast(pl.Int64), pseudo_person_id="person_id_right", person_source_value="person_source_value",
+        date_offset="date_offset")
+
+
 def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) -> pl.DataFrame:
     """old -> new ids of ``domain`` (a table); CollisionError if two old ids would share a new one."""
     olds = sorted({v for v in values if v is not None})
@@ -166,11 +178,11 @@ def pseudonymise_site(
     the whole site's. ``opt_outs``: :func:`read_opt_outs` (a plain set holds matricules)."""
     if not isinstance(opt_outs, OptOuts):
         opt_outs = OptOuts(matricules=frozenset(opt_outs or ()))
-    ident = identity.with_columns(identity=identity_expr(site), site=pl.lit(site),
-                                  matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
-    pmap = person_map(ident.select("identity", "site"), secret, policy.date_shift_days)
-    link = ident.select(pl.col("person_id").alias("old"), "identity", "birth_date", "matricule_digits",
-                        local_id=pl.col("patient_id").cast(pl.String)).join(pmap, on="identity", how="inner")
+    ident = identity.with_columns(matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
+    pmap = pseudonyms(identity, site, secret, policy.date_shift_days)
+    link = ident.select(pl.col("person_id").alias("old"), "birth_date", "matricule_digits",
+                        local_id=pl.col("patient_id").cast(pl.String)).join(
+        pmap.rename({"person_id": "old", "pseudo_person_id": "person_id"}), on="old", how="inner")
     opted = link.filter(pl.col("matricule_digits").is_in(sorted(opt_outs.matricules))
                         | pl.col("local_id").is_in(sorted(opt_outs.at(site))))["old"]
     opted_list = opted.implode()

@@ -98,6 +98,9 @@ class ReleaseResult:
     summary: dict[str, Any] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # rows of every released table (sunk ones too)
     timings: dict[str, float] = field(default_factory=dict)  # never in the published report (byte-stable)
+    # person_id (pseudonymous), _delta_days: how far the release moved each person's dates beyond the
+    # pseudonymisation offset (death anchor, permit shift; none: 0), before event_dates coarsening
+    date_deltas: pl.DataFrame | None = None
 
     @property
     def risk_after(self) -> dict[str, Any]:
@@ -697,7 +700,7 @@ def build_release(
     }
     rows.update({t: df.height for t, df in tables.items()})
     timings = {"facts_seconds": round(km_seconds, 3), "seconds": round(time.perf_counter() - started, 3)}
-    return ReleaseResult(tables, accounting, result, report, summary, rows, timings)
+    return ReleaseResult(tables, accounting, result, report, summary, rows, timings, deltas)
 
 
 def _km_figures(policy: PrivacyPolicy, problem: Problem, frame: pl.DataFrame, person_index: Mapping[int, int],

@@ -247,7 +247,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                             description=f"Pseudonymised {t}: keyed ids, shifted dates, no direct identifier.")
                for t in PSEUDO_TABLES],
         check_specs=[dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True, partitions_def=parts,
-                                       description="No direct identifier of the landing data in any string column.")
+                                       description="No direct identifier of the landing data in any text, categorical "
+                                       "or date column (names, birth dates and streets in their person's rows).")
                      for t in PSEUDO_TABLES],
     )
     def pseudo(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
@@ -283,6 +284,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                 asset_key=f"pseudo_{t}", check_name="leak_scan", passed=not hits,
                 description=describe_hits(hits),
                 metadata={"identifier_values_checked": result.identifiers.count(),
+                          "birth_date_coincidences_site": result.birth_date_coincidences,
                           **{f"hits_{k}": v for k, v in hits.items()}},
             )
 

@@ -18,9 +18,17 @@ from pathlib import Path
 
 import polars as pl
 
-from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
+from anonymisation.leakscan import Identifiers, LeakScan, identifiers_from_patients
 from anonymisation.pseudonym import id63_checked, identity_expr
-from anonymisation.pseudonymise import DEATH_YEARS, NoteDeid, OptOuts, identity_frame, pseudonymise_site
+from anonymisation.pseudonymise import (
+    DEATH_YEARS,
+    NoteDeid,
+    OptOuts,
+    identity_frame,
+    pseudonymise_site,
+    pseudonyms,
+)
+from pipelines.leaks import as_pseudonymous, explain_pseudo_dates, write_private
 from schemas import omop as cdm
 from schemas.config import Source
 from schemas.policy import PrivacyPolicy
@@ -191,6 +199,7 @@ class PseudoOutcome:
     masked_cells: dict[str, int]
     hits: dict[str, dict[str, int]]  # leak scan: table -> identifier type -> cells
     identifiers: Identifiers
+    birth_date_coincidences: int = 0  # Date cells on the person's birth date explained by the date shift
 
 
 def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: OptOuts,
@@ -199,16 +208,19 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
 
     Site-wide tables (care sites, providers, cdm_source) go with every part and are written once;
     locations are those any part's persons (or a care site) use. Free text is masked, and the leak scan
-    looks, for the identifiers of the whole site."""
+    looks, for the identifiers of the whole site: each person's own ones (names, birth date, street)
+    in that person's rows, found through the pseudonyms written to the identity zone."""
     parts = len(sorted(ws.lake("omop", "person", site).glob("*.parquet")))
     identity_all = read_partition(ws.identity(site))
     if parts > 1:  # each part checks its own persons' ids: check them across parts here
         id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
-    ids = identifiers_from_patients(identity_all)
+    pmap = pseudonyms(identity_all, site, secret, policy.date_shift_days)
+    masking = identifiers_from_patients(identity_all)  # free text is masked before ids change
+    ids = identifiers_from_patients(as_pseudonymous(identity_all, pmap))
+    scan = LeakScan(ids)
     site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES}
     writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in OMOP_TABLES}
     rows = dict.fromkeys(OMOP_TABLES, 0)
-    hits: dict[str, dict[str, int]] = {t: {} for t in OMOP_TABLES}
     masked: dict[str, int] = {}
     accounting: list[pl.DataFrame] = []
     locations: list[pl.DataFrame] = []
@@ -218,13 +230,12 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     def write(t: str, df: pl.DataFrame, k: int) -> None:
         writers[t].write(df, k)
         rows[t] += df.height
-        for kind, n in scan_table(df, ids, t).items():
-            hits[t][kind] = hits[t].get(kind, 0) + n
+        scan.table(t, df)
 
     for k in range(parts):
         tables = {t: site_wide[t] if t in site_wide else _part(ws.lake("omop", t, site), k) for t in OMOP_TABLES}
         identity = _part(ws.identity(site), k)
-        r = pseudonymise_site(site, tables, identity, secret, policy, opt_outs, note_deid, identifiers=ids)
+        r = pseudonymise_site(site, tables, identity, secret, policy, opt_outs, note_deid, identifiers=masking)
         for t, df in r.tables.items():
             if t == "location":
                 locations.append(df)
@@ -243,5 +254,9 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     for t, w in writers.items():
         w.commit(cdm.table(t).polars_schema)
     death_years.commit()
+    coincidences = explain_pseudo_dates(ws, site, scan, pmap, identity_all)
+    write_private(ws, pmap.select("person_id", "pseudo_person_id", birth_date_coincidence=pl.col("pseudo_person_id")
+                                  .is_in(sorted(coincidences))), ws.pseudonyms(site))
     accounting_all = parts_accounting("pseudo", site, accounting, location.height if location is not None else None)
-    return PseudoOutcome(rows, accounting_all, opted_out, masked, hits, ids)
+    hits = {t: scan.hits().get(t, {}) for t in OMOP_TABLES}
+    return PseudoOutcome(rows, accounting_all, opted_out, masked, hits, ids, scan.explained_cells)

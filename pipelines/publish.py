@@ -22,16 +22,56 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from anonymisation.leakscan import Identifiers
 
 VERSION_RE = re.compile(r"^[1-9][0-9]*$")
 
 
 class PublishError(Exception):
     pass
+
+
+class LeakError(PublishError):
+    """A published text file would hold a direct identifier (the message names files and types only)."""
+
+    def __init__(self, hits: dict[str, dict[str, int]]) -> None:
+        from anonymisation.leakscan import describe_where
+
+        self.hits = hits
+        super().__init__(f"publishing stopped: identifiers in the release's text files ({describe_where(hits)}); "
+                         "nothing was published. Remove them from what the files are made of (the config's release "
+                         "title and description, the reports) and run again")
+
+
+def text_of(path: Path) -> str | None:
+    """The content of a text file (UTF-8, no NUL byte), None for a binary one (Parquet, DuckDB)."""
+    data = path.read_bytes()
+    if b"\x00" in data[:65536]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def scan_text_files(root: Path, identifiers: Identifiers) -> dict[str, dict[str, int]]:
+    """Every text file under ``root`` (README.md, manifest.json, metadata, reports, anything text; not
+    the Parquet tables, which the release's leak_scan checks cover): path -> identifier type -> lines."""
+    from anonymisation.leakscan import LeakScan
+
+    scan = LeakScan(identifiers)
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix != ".parquet":
+            text = text_of(p)
+            if text is not None:
+                scan.text(p.relative_to(root).as_posix(), text)
+    return scan.hits()
 
 
 @dataclass(frozen=True)
@@ -134,8 +174,13 @@ def publish_release(
     reports: Mapping[str, str] | None = None,
     created: dt.datetime | None = None,
     on_file_written: Callable[[Path], None] | None = None,
+    identifiers: Identifiers | None = None,
 ) -> Published:
-    """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest."""
+    """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest.
+
+    ``identifiers``: the known identifiers (the identity zone's): every text file written is
+    searched for them before the version is moved into place; a hit raises LeakError and nothing is
+    published."""
     from pipelines import metadata
     from pipelines.researcher_readme import researcher_readme
 
@@ -196,6 +241,10 @@ def publish_release(
         written(tmp / "README.md")
         manifest["files"] = _file_entries(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if identifiers is not None:
+            hits = scan_text_files(tmp, identifiers)
+            if hits:
+                raise LeakError(hits)
         _fsync_tree(tmp)
         if final.exists():
             raise PublishError(f"{final} appeared while publishing: refusing to overwrite it")

@@ -13,14 +13,22 @@ import polars as pl
 
 from anonymisation.audit import AuditError, AuditResult, audit_release
 from anonymisation.kanon import NoSolutionError
-from anonymisation.leakscan import Identifiers, describe_hits, identifiers_from_patients, scan_table
+from anonymisation.leakscan import Identifiers, LeakScan, describe_hits, identifiers_from_patients
 from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import DEATH_YEARS
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, protection, render_html
 from anonymisation.versions import version_numbers
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
-from pipelines.publish import publish_release, sha256_file
+from pipelines.leaks import (
+    PERSONS_SCHEMA,
+    explain_release_dates,
+    pseudonymous_identities,
+    release_persons,
+    released_identities,
+    write_private,
+)
+from pipelines.publish import LeakError, publish_release, sha256_file
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
@@ -28,17 +36,27 @@ from transforms.storage import LazyTables, Workspace, has_partition, read_partit
 from transforms.vocabulary import load_vocabulary
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
+BLOCKED_CHECK = "ds4h/blocked_check"  # a step failure's metadata: the run was blocked (exit 2), naming the check
 STAGES = ("raw", "omop", "pseudo", "release")
 
 
-def all_identifiers(ws: Workspace, sites: list[str]) -> Identifiers:
-    """The direct identifiers of every site's persons (the identity zone), for the release's leak scan."""
-    ids = Identifiers()
-    for s in sites:
-        folder = ws.identity(s)
-        if has_partition(folder):
-            ids.merge(identifiers_from_patients(read_partition(folder)))
-    return ids
+def release_identifiers(ws: Workspace, config: Config, secret: bytes) -> tuple[Identifiers, pl.DataFrame]:
+    """The direct identifiers of every site's persons (the identity zone), keyed by the person ids the
+    release holds (the permit's in a pseudonymised release), and those persons (person_id,
+    pseudo_person_id, birth_date_coincidence)."""
+    identities = pseudonymous_identities(ws, config.sites)
+    permit = config.release.permit if config.policy.mode == "pseudonymised" else None
+    persons = release_persons(identities["person_id"], secret, permit)
+    ids = identifiers_from_patients(released_identities(identities, persons),
+                                    allowed_emails=[config.release.contact_email])
+    return ids, persons
+
+
+def all_identifiers(ws: Workspace, sites: list[str], allowed_emails: list[str] | None = None) -> Identifiers:
+    """What is identifying everywhere (no person's own rows: a text file has none) of every site's
+    persons, for the published text files."""
+    identities = pseudonymous_identities(ws, sites).with_columns(person_id=pl.lit(None, pl.Int64))
+    return identifiers_from_patients(identities, allowed_emails=allowed_emails or ())
 
 
 def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> AuditResult:
@@ -118,7 +136,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec("dqd", asset="release_person", blocking=cfg.quality.dqd_blocks_on_fatal,
                               description="DataQualityDashboard checks on the release (published in its reports/)."),
             *[dg.AssetCheckSpec("leak_scan", asset=f"release_{t}", blocking=True,
-                                description="No direct identifier of any site's landing data.") for t in RELEASE_TABLES],
+                                description="No direct identifier of any site's landing data (names, birth dates "
+                                "and streets in their person's rows).") for t in RELEASE_TABLES],
         ],
     )
     def release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
@@ -129,12 +148,12 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             raise _fail(f"sites {', '.join(missing)} have no pseudonymised data yet: run 'ds4h run' (it runs them first)")
         site_tables = {s: LazyTables({t: ws.lake("pseudo", t, s) for t in PSEUDO_TABLES}) for s in config.sites}
         vocab = load_vocabulary(config.vocabulary)
-        ids = all_identifiers(ws, config.sites)
-        hits: dict[str, dict[str, int]] = {}
+        ids, persons = release_identifiers(ws, config, key.secret)
+        scan = LeakScan(ids)
 
         def sink(t: str, df: pl.DataFrame) -> None:  # each table written and scanned as soon as it is released
             write_partition(df, ws.lake("release", t))
-            hits[t] = scan_table(df, ids, t)
+            scan.table(t, df)
 
         try:
             result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,
@@ -144,6 +163,10 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             raise _fail(str(e)) from None
         for t, df in result.tables.items():
             sink(t, df)
+        explained = explain_release_dates(ws, config.sites, scan, persons, result.date_deltas, config.policy.event_dates)
+        write_private(ws, persons.with_columns(birth_date_coincidence=pl.col("person_id").is_in(sorted(explained)))
+                      .select(*PERSONS_SCHEMA), ws.release_persons)
+        hits = scan.hits()
         write_partition(result.accounting, ws.accounting("release", "all"))
         audit = audit_written(ws, config, result.report)
         context.log.info(f"audit of the written files: persons at risk {result.report['km']['after']}"
@@ -207,7 +230,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             found = hits.get(t, {})
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not found,
                                       description=describe_hits(found),
-                                      metadata={k: v for k, v in found.items()} or {"hits": 0})
+                                      metadata={**({k: v for k, v in found.items()} or {"hits": 0}),
+                                                "identifier_values_checked": ids.count(),
+                                                "birth_date_coincidences_release": scan.explained_cells})
 
     @dg.asset(
         name="published_release",
@@ -252,9 +277,16 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         reports = {name: (src / name).read_text(encoding="utf-8")
                    for name in ("risk-report.json", "risk-report.html", "dqd-results.json", "dqd.html")}
         extra["data_quality"] = json.loads((src / "dqd-summary.json").read_text(encoding="utf-8"))
-        pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
-                              release_meta=config.release.model_dump(mode="json"), reports=reports,
-                              created=dt.datetime.now(dt.UTC).replace(microsecond=0))
+        ids = all_identifiers(ws, config.sites, [config.release.contact_email])
+        try:
+            pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
+                                  release_meta=config.release.model_dump(mode="json"), reports=reports,
+                                  created=dt.datetime.now(dt.UTC).replace(microsecond=0), identifiers=ids)
+        except LeakError as e:  # nothing was published: blocked, as a blocking check blocks
+            raise dg.Failure(description=str(e), allow_retries=False,
+                             metadata={BLOCKED_CHECK: "published_release:leak_scan"}) from None
+        if has_partition(ws.release_persons):  # what verify --workspace needs to know whose rows are whose
+            write_private(ws, read_partition(ws.release_persons), ws.published_persons(pub.dataset, pub.version))
         return dg.MaterializeResult(metadata={
             "dataset": pub.dataset, "version": pub.version, "path": dg.MetadataValue.path(str(pub.path)),
             "files": len(pub.manifest["files"]), "demo": config.is_demo,

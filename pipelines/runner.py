@@ -18,6 +18,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from anonymisation.keys import KeyError_, load_key
 from pipelines.definitions import SITE_GROUPS, build_definitions
 from pipelines.environment import prepare_dagster_home
+from pipelines.release_assets import BLOCKED_CHECK
 from schemas.config import Config, home
 from transforms.storage import Workspace
 
@@ -47,6 +48,17 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
             first = next((ln for ln in (cause.message or "").splitlines() if ln.strip() and ln.strip()[0] not in "^~"), "")
             return f"{ev.step_key} failed: {first.strip() or cause.cls_name} (details: 'ds4h ui', run logs)"
     return "the run failed (see 'ds4h ui' for its logs)"
+
+
+def _blocking_failure(result: dg.ExecuteInProcessResult) -> str | None:
+    """A step that failed as a blocking check would (publishing found an identifier in a text file):
+    the check and why, else None."""
+    for ev in result.get_step_failure_events():
+        data = ev.step_failure_data.user_failure_data
+        if data is not None and BLOCKED_CHECK in (data.metadata or {}):
+            check = data.metadata[BLOCKED_CHECK]
+            return f"{getattr(check, 'value', check)} ({data.description})"
+    return None
 
 
 def _select(defs: dg.Definitions, assets: list[dg.AssetsDefinition], selection: str | None,
@@ -135,6 +147,9 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
             return RunOutcome(BLOCKED, "blocked: " + ", ".join(failed_checks) + "; nothing was published",
                               blocked=failed_checks, sites_run=outcome.sites_run)
         if not result.success:
+            blocking = _blocking_failure(result)
+            if blocking:
+                return RunOutcome(BLOCKED, f"blocked: {blocking}", blocked=[blocking], sites_run=outcome.sites_run)
             return RunOutcome(OTHER_ERROR, _failure_message(result), sites_run=outcome.sites_run)
         pub = None
         for mat in result.asset_materializations_for_node("published_release"):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -59,7 +60,7 @@ def verify_release(folder: Path, approval: Path | None = None, workspace: Path |
     out.append(_guard("approval", partial(_check_approval, folder, manifest_path, manifest, approval)))
     out.append(_guard("k^m", partial(_check_km, folder, manifest)))
     if workspace is not None:
-        out.append(_guard("leak scan", partial(_leak_scan, folder, listed, workspace)))
+        out.append(_guard("leak scan", partial(_leak_scan, folder, manifest, workspace)))
     return out
 
 
@@ -141,23 +142,60 @@ def _check_approval(folder: Path, manifest_path: Path, manifest: dict[str, objec
                    else f"manifest.json differs from the one approved by {by} ({path})")
 
 
-def _leak_scan(folder: Path, listed: dict[str, dict[str, object]], workspace: Path) -> Finding:
+def _leak_scan(folder: Path, manifest: dict[str, Any], workspace: Path) -> Finding:
+    """Every table and text file of the release against the workspace's identity zone: names, birth
+    dates and streets in their person's rows (the persons the release was published with, recorded in
+    the identity zone; else the pseudonymous ids, or the permit's re-derived with the project key)."""
     import polars as pl
 
-    from anonymisation.leakscan import Identifiers, identifiers_from_patients, scan_table
-    from transforms.storage import Workspace
+    from anonymisation.leakscan import LeakScan, describe_where, identifiers_from_patients
+    from pipelines.leaks import identity_sites, pseudonymous_identities, release_persons, released_identities
+    from pipelines.publish import text_of
+    from transforms.storage import Workspace, has_partition, read_partition
 
-    ids = Identifiers()
-    for part in sorted(Workspace(workspace).identity_table.glob("site=*")):
-        files = sorted(part.glob("*.parquet"))
-        if files:
-            ids.merge(identifiers_from_patients(pl.read_parquet(files)))
-    if not ids.count():
+    ws = Workspace(workspace)
+    sites = identity_sites(ws)
+    if not sites:
         return Finding("leak scan", True, f"skipped: no identifiable zone under {workspace}")
-    hits: dict[str, int] = {}
-    for rel in listed:
-        if rel.endswith(".parquet"):
-            for kind, n in scan_table(pl.read_parquet(folder / rel), ids, Path(rel).parent.name).items():
-                hits[f"{rel}:{kind}"] = n
-    return Finding("leak scan", not hits, ", ".join(f"{k} {v}" for k, v in hits.items()) or
-                   f"no identifier of {ids.count():,} found")
+    identities = pseudonymous_identities(ws, sites)
+    record = ws.published_persons(str(manifest.get("dataset")), str(manifest.get("version")))
+    note = ""
+    if has_partition(record):
+        persons = read_partition(record)
+    elif manifest.get("mode") == "pseudonymised":
+        persons = _permit_persons(identities["person_id"], manifest)
+        if persons is None:
+            persons = release_persons(pl.Series([], dtype=pl.Int64))
+            note = (" (persons unknown: no record of this version and no project key; names, birth dates and "
+                    "streets were looked for as full names only)")
+    else:
+        persons = release_persons(identities["person_id"])
+    release_meta = manifest.get("config", {}).get("release", {}) if isinstance(manifest.get("config"), dict) else {}
+    ids = identifiers_from_patients(released_identities(identities, persons),
+                                    allowed_emails=[str(release_meta.get("contact_email", ""))])
+    scan = LeakScan(ids)
+    for p in sorted(p for p in folder.rglob("*") if p.is_file()):  # listed or not: a stray file is published too
+        rel = p.relative_to(folder).as_posix()
+        if p.suffix == ".parquet":
+            scan.table(rel, pl.read_parquet(p), p.parent.name)
+        elif (text := text_of(p)) is not None:
+            scan.text(rel, text)
+    if "birth_date_coincidence" in persons.columns:
+        scan.explain(persons.filter(pl.col("birth_date_coincidence"))["person_id"].to_list())
+    hits = scan.hits()
+    return Finding("leak scan", not hits, describe_where(hits) or f"no identifier of {ids.count():,} found{note}")
+
+
+def _permit_persons(pseudo_ids: Any, manifest: dict[str, Any]) -> Any:
+    """The persons of a pseudonymised release re-derived with the project key, or None without it."""
+    from anonymisation.keys import KeyError_, load_key
+    from pipelines.leaks import release_persons
+
+    permit, project = manifest.get("permit"), manifest.get("project")
+    if not permit or not project:
+        return None
+    try:
+        key = load_key(str(project))
+    except KeyError_:
+        return None
+    return release_persons(pseudo_ids, key.secret, str(permit))

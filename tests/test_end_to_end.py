@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import json
 from collections import Counter
@@ -319,6 +320,37 @@ def test_verify_detects_a_flipped_byte_in_any_file(published: dict[str, object],
         f.write_bytes(original)
 
 
+def test_verify_leak_scan_reads_every_table_and_text_file(published: dict[str, object], tmp_path: Path) -> None:
+    """``ds4h verify --workspace`` on a copy of a release with identifiers planted in a table (a surname
+    in its person's rows, found through the persons recorded for that version in the identity zone),
+    in the README and in a stray text file."""
+    import shutil
+
+    from pipelines.leaks import identity_sites, pseudonymous_identities
+
+    home = Path(str(published["home"]))
+    ws = Workspace(home)
+    copy = tmp_path / "omop-demo" / "1"
+    shutil.copytree(home / "dataspace" / "omop-demo" / "1", copy)
+    record = read_partition(ws.published_persons("omop-demo", 1))
+    identities = pseudonymous_identities(ws, identity_sites(ws))
+    meas = copy / "omop" / "measurement" / "part-0.parquet"
+    pid = pl.read_parquet(meas)["person_id"][0]
+    pseudo = record.filter(pl.col("person_id") == pid)["pseudo_person_id"].item()
+    who = identities.filter(pl.col("person_id") == pseudo).row(0, named=True)
+    _plant(meas, "unit_source_value", {0: f"{_folded(str(who['last_name']))} est venue"})
+    phone = identities.filter(pl.col("phone").str.count_matches(r"\d") >= 11)["phone"][0]
+    readme = copy / "README.md"
+    readme.write_text(readme.read_text() + f"\nQuestions: call {phone}\n")
+    (copy / "reports" / "extra.txt").write_text(f"{who['first_name']} {who['last_name']}\n")
+    code, out = invoke("verify", str(copy), "--workspace", str(home))
+    assert code == 1, out
+    flat = " ".join(out.split())
+    assert ("BAD leak scan: README.md: phone 1; omop/measurement/part-0.parquet: name 1; "
+            "reports/extra.txt: full_name 1") in flat, out
+    assert str(who["last_name"]) not in out and str(phone) not in out
+
+
 def test_publishing_fails_halfway_without_trace(published: dict[str, object]) -> None:
     from pipelines.publish import publish_release
 
@@ -379,23 +411,175 @@ def test_z_engine_fault_is_caught_by_the_audit(published: dict[str, object], mon
     assert sorted(p.name for p in ds.iterdir()) == before
 
 
-def test_zz_planted_identifier_blocks_publication(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs last in this module: it plants a phone number in the identifiable zone."""
-    home = Path(str(published["home"]))
+def _env(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DS4H_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    keys = home.parent / "keys"
-    monkeypatch.setenv("DS4H_KEYS", str(keys))
-    ident = read_partition(Workspace(home).identity("hospital-a"))
-    phone = ident.filter(pl.col("phone").is_not_null())["phone"][0]
-    proc_file = home / "lake" / "omop" / "procedure_occurrence" / "site=hospital-a" / "part-0.parquet"
-    procs = pl.read_parquet(proc_file)
-    procs.with_columns(procedure_source_value=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(phone))
-                       .otherwise(pl.col("procedure_source_value"))).write_parquet(proc_file)
+    monkeypatch.setenv("DS4H_KEYS", str(home.parent / "keys"))
+
+
+def _folded(s: str) -> str:
+    """Upper case without accents: how a planted value differs from the identity zone's."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c)).upper()
+
+
+def _digits(s: str) -> str:
+    return "".join(c for c in s if c.isdigit())
+
+
+def _plant(path: Path, column: str, values: dict[int, str | dt.date]) -> None:
+    """Write ``values`` (row -> value) into ``column`` of the Parquet file ``path``."""
+    df = pl.read_parquet(path)
+    dtype = df.schema[column]
+    rows = pl.DataFrame({"_r": list(values), "_v": pl.Series(list(values.values()), dtype=dtype)},
+                        schema={"_r": pl.UInt32, "_v": dtype})
+    df.with_row_index("_r").join(rows, on="_r", how="left").with_columns(
+        pl.coalesce("_v", column).alias(column)).drop("_r", "_v").write_parquet(path)
+
+
+def _reported(out: str, check: str) -> set[str]:
+    """The identifier types a failed leak_scan check names in the run's message."""
+    flat = " ".join(out.split())
+    described = flat.split(f"{check} (identifiers found (cells by type): ", 1)[1].split(")", 1)[0]
+    return {part.split()[0] for part in described.split(", ")}
+
+
+def _forms(p: dict[str, object], which: str) -> str:
+    """A planted cell holding one identifier of the identity row ``p`` in another spelling."""
+    birth = p["birth_date"]
+    assert isinstance(birth, dt.date)
+    return {
+        "name": f"{_folded(str(p['last_name']))} est venue",
+        "birth_date": f"né le {birth:%d/%m/%Y}",
+        "address": f"domicile: {_folded(str(p['address']))}",
+        "matricule": "matricule " + " ".join(_digits(str(p["matricule"]))[i:j] for i, j in ((0, 4), (4, 8), (8, 11), (11, 13))),
+        "email": f"écrire à {str(p['email']).upper()} svp",
+        "local_id": f"dossier {p['patient_id']} transmis",
+        "full_name": f"vu {_folded(str(p['first_name']))} {p['last_name']}",
+        "iban": "virement LU28 0019 4006 4475 0000",
+    }[which]
+
+
+def test_z_identifiers_planted_after_the_pseudo_stage_block_the_release(
+        published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release's own leak_scan checks: identifiers written into the pseudo zone after its checks
+    passed (each form in the rows of the person it belongs to, found through the pseudonyms of the
+    identity zone; a date column holding the birth date) stop the release: exit 2, nothing published."""
+    import shutil
+
+    home = Path(str(published["home"]))
+    _env(home, monkeypatch)
+    ws = Workspace(home)
+    site = "hospital-b"
+    pseudonyms = read_partition(ws.pseudonyms(site))
+    assert set(pseudonyms.columns) == {"person_id", "pseudo_person_id", "birth_date_coincidence"}
+    ident = read_partition(ws.identity(site)).join(pseudonyms, on="person_id").filter(
+        pl.all_horizontal(pl.col("matricule", "email", "address", "phone").is_not_null()))
+    deaths = read_partition(ws.lake("pseudo", "death", site))["person_id"]
+    meas = ws.lake("pseudo", "measurement", site) / "part-0.parquet"
+    backup = meas.with_suffix(".bak")
+    shutil.copy(meas, backup)
+    rows = pl.read_parquet(meas).with_row_index("_r").filter(~pl.col("person_id").is_in(deaths.implode()))
+    first_row = dict(rows.group_by("person_id").agg(pl.col("_r").min()).iter_rows())
+    persons = [p for p in ident.sort("person_id").iter_rows(named=True) if p["pseudo_person_id"] in first_row][:120]
+    kinds = ["name", "birth_date", "address", "matricule", "email", "local_id", "full_name", "iban"]
+    # each form in the rows of 15 persons (the release may suppress a few persons, or a row's facts)
+    units = {first_row[p["pseudo_person_id"]]: _forms(p, kinds[n % len(kinds)]) for n, p in enumerate(persons)}
+    births = {first_row[p["pseudo_person_id"]]: p["birth_date"] for p in persons[:15]}
+    _plant(meas, "unit_source_value", units)  # type: ignore[arg-type]
+    _plant(meas, "measurement_date", births)  # type: ignore[arg-type]
+    ds = home / "dataspace" / "omop-demo"
+    before = sorted(p.name for p in ds.iterdir())
+    try:
+        code, out = invoke("run", "--select", "group:release or group:publish")
+    finally:
+        shutil.move(backup, meas)
+    assert code == 2, out
+    flat = " ".join(out.split())
+    assert "release_measurement:leak_scan" in flat and "nothing was published" in flat, out
+    assert _reported(out, "release_measurement:leak_scan") == {*kinds, "birth_date"}, out
+    assert sorted(p.name for p in ds.iterdir()) == before
+    assert not any(str(p["last_name"]) in out or _digits(str(p["matricule"])) in _digits(out) for p in persons)
+
+
+def test_z_identifier_in_a_published_text_file_blocks_publication(
+        published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A steward writes a patient's name into the release title: the README, manifest and metadata would
+    carry it; publishing stops (exit 2, the files and type named, never the name) and nothing is published."""
+    home = Path(str(published["home"]))
+    _env(home, monkeypatch)
+    p = read_partition(Workspace(home).identity("hospital-c")).filter(pl.col("first_name").is_not_null()).row(0, named=True)
+    cfg_path = home / "ds4h.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["release"] = {"title": f"Cohort of {str(p['last_name']).upper()}, {p['first_name']}"}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    ds = home / "dataspace" / "omop-demo"
+    before = sorted(q.name for q in ds.iterdir())
+    try:
+        code, out = invoke("run", "--select", "group:release or group:publish")
+    finally:
+        cfg_path.write_text(original)
+    flat = " ".join(out.split())
+    assert code == 2, out
+    assert "published_release:leak_scan" in flat and "nothing was published" in flat, out
+    for file in ("README.md", "manifest.json", "metadata/healthdcat-ap.jsonld"):
+        assert f"{file}: full_name" in flat, (file, out)
+    assert str(p["last_name"]) not in out
+    assert sorted(q.name for q in ds.iterdir()) == before  # not even a temporary folder left
+
+
+def test_zz_planted_identifier_blocks_publication(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs last in this module: it plants identifiers of every form, each in its person's rows, in
+    several tables of the identifiable zone; the pseudo stage's checks name each table and type."""
+    home = Path(str(published["home"]))
+    _env(home, monkeypatch)
+    ws = Workspace(home)
+    site = "hospital-a"
+    ident = read_partition(ws.identity(site))
+    by_id = {p["person_id"]: p for p in ident.iter_rows(named=True)}
+
+    def omop(table: str) -> Path:
+        return home / "lake" / "omop" / table / f"site={site}" / "part-0.parquet"
+
+    def own_rows(table: str, n: int, where: pl.Expr = pl.lit(True)) -> list[tuple[int, dict[str, object]]]:
+        """The first row of ``n`` persons of ``table`` whose identity row satisfies ``where``."""
+        ok = ident.filter(where & pl.all_horizontal(pl.col("matricule", "email", "address").is_not_null()))["person_id"]
+        df = pl.read_parquet(omop(table)).with_row_index("_r").filter(pl.col("person_id").is_in(ok.implode()))
+        firsts = df.group_by("person_id", maintain_order=True).agg(pl.col("_r").first()).head(n)
+        return [(int(r), by_id[pid]) for pid, r in firsts.iter_rows()]
+
+    other = ident.filter(pl.col("phone").is_not_null() & (pl.col("phone").str.count_matches(r"\d") >= 11)).row(0, named=True)
+    phone = str(other["phone"])
+    digits = _digits(phone)[3:]  # +352 621 123 456 -> 621123456, in other groups and with 00352
+    spaced = f"tél. 00352 {digits[:3]} {digits[3:5]} {digits[5:7]} {digits[7:]}"
+    procs = own_rows("procedure_occurrence", 1)
+    _plant(omop("procedure_occurrence"), "procedure_source_value", {procs[0][0]: spaced})
+    conds = own_rows("condition_occurrence", 2)
+    _plant(omop("condition_occurrence"), "condition_source_value",
+           {conds[0][0]: _forms(conds[0][1], "name"), conds[1][0]: _forms(conds[1][1], "birth_date")})
+    drugs = own_rows("drug_exposure", 2)
+    _plant(omop("drug_exposure"), "route_source_value",
+           {drugs[0][0]: _forms(drugs[0][1], "address"), drugs[1][0]: _forms(drugs[1][1], "iban")})
+    landline = pl.col("phone").str.replace_all(r"\D", "").str.len_chars() == 9  # +352 44 12 34
+    meas = own_rows("measurement", 4) + own_rows("measurement", 1, landline)
+    six = str(meas[4][1]["phone"])
+    _plant(omop("measurement"), "unit_source_value", {
+        meas[0][0]: _forms(meas[0][1], "matricule"), meas[1][0]: _forms(meas[1][1], "email"),
+        meas[2][0]: _forms(meas[2][1], "local_id"), meas[3][0]: _forms(meas[3][1], "full_name"),
+        meas[4][0]: f"rappeler au {' '.join(_digits(six)[3:][i:i + 2] for i in (0, 2, 4))}",
+    })
     ds = home / "dataspace" / "omop-demo"
     before = sorted(p.name for p in ds.iterdir())
     code, out = invoke("run", "--select", "group:pseudo or group:release or group:publish")
     assert code == 2, out
-    assert "pseudo_procedure_occurrence:leak_scan" in out and "nothing was published" in out
-    assert phone not in out
+    flat = " ".join(out.split())
+    assert "nothing was published" in flat, out
+    expect = {"procedure_occurrence": {"phone"}, "condition_occurrence": {"name", "birth_date"},
+              "drug_exposure": {"address", "iban"},
+              "measurement": {"matricule", "email", "local_id", "full_name", "phone"}}
+    for table, kinds in expect.items():
+        assert _reported(out, f"pseudo_{table}:leak_scan") >= kinds, (table, out)
+    assert phone not in out and _digits(phone)[-6:] not in _digits(out)
     assert sorted(p.name for p in ds.iterdir()) == before

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 import yaml
 
 from generator.hospital import SiteSpec, generate
@@ -31,6 +32,22 @@ def test_identity_writer_makes_private_folders_and_files(tmp_path: Path) -> None
     assert [_mode(p) for p in (ws.identity_root, ws.identity_table, ws.identity("a"))] == [0o700] * 3
     assert [_mode(p) for p in ws.identity("a").iterdir()] == [0o600]
     assert read_partition(ws.identity("a"))["person_id"].to_list() == [1]
+
+
+def test_pseudonyms_and_released_persons_are_written_privately(tmp_path: Path) -> None:
+    """What the leak scans need to know whose rows are whose stays in the identity zone, private."""
+    ws = Workspace(tmp_path)
+    for folder in (ws.pseudonyms("a"), ws.release_persons, ws.published_persons("omop-demo", 3)):
+        w = ws.private_writer(folder)
+        w.write(pl.DataFrame({"person_id": [1], "pseudo_person_id": [2]}), 0)
+        w.commit()
+        rel = folder.relative_to(ws.identity_root)
+        chain = [ws.identity_root, *[ws.identity_root.joinpath(*rel.parts[:n]) for n in range(1, len(rel.parts) + 1)]]
+        assert [_mode(p) for p in chain] == [0o700] * len(chain), folder
+        assert [_mode(p) for p in folder.iterdir()] == [0o600]
+    assert ws.pseudonyms("a") == tmp_path / "lake" / "identity" / "pseudonyms" / "site=a"
+    with pytest.raises(ValueError):  # never a private writer outside the identity zone
+        ws.private_writer(tmp_path / "lake" / "omop" / "person")
 
 
 def test_omop_stage_writes_identities_in_their_own_zone(tmp_path: Path, isolated_env: Path) -> None:

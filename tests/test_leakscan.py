@@ -1,43 +1,196 @@
+"""The leak scan: every known identifier of the identity zone, as tokens inside any text, categorical
+or date column; identifying-by-shape ones everywhere, names, birth dates and addresses in their own
+person's rows only."""
+
 from __future__ import annotations
+
+import datetime as dt
 
 import polars as pl
 
-from anonymisation.leakscan import identifiers_from_patients, scan_table
+from anonymisation.leakscan import (
+    LeakScan,
+    birth_date_images,
+    identifiers_from_patients,
+    mask_identifiers,
+    scan_table,
+    scan_text,
+)
 
+MULLER, DUPONT, PETIT = 1, 2, 3
 PATIENTS = pl.DataFrame({
-    "patient_id": ["A0000001"], "matricule": ["1980010112345"], "last_name": ["Müller"], "first_name": ["Anne"],
-    "phone": ["+352 621 123 456"], "email": ["anne.muller@example.lu"], "address": ["12, rue de la Gare"],
+    "person_id": [MULLER, DUPONT, PETIT],
+    "patient_id": ["A0000001", "A0000002", "A0000003"],
+    "matricule": ["1980010112302", "1975060304559", None],
+    "birth_date": [dt.date(1980, 1, 1), dt.date(1975, 6, 3), dt.date(1990, 2, 2)],
+    "last_name": ["Müller", "Dupont", "Petit"],
+    "first_name": ["Anne", "Paul", "Léa"],
+    "phone": ["+352 621 123 456", "+352 44 12 34", "06 12 34 56 78"],
+    "email": ["anne.muller@example.lu", None, None],
+    "address": ["12, rue de la Gare", "3, Rue Émile Mayrisch", "7, Grand-Rue"],
+    "other_names": ["Anne Weber", None, None],
 })
+IDS = identifiers_from_patients(PATIENTS)
 
 
-def test_finds_identifiers_in_normalised_forms() -> None:
-    ids = identifiers_from_patients(PATIENTS)
+def cells(person: int | None, *texts: str) -> pl.DataFrame:
+    """One text cell per row, all in ``person``'s rows (None: a table without persons)."""
+    df = pl.DataFrame({"value_as_string": list(texts)})
+    return df if person is None else df.with_columns(person_id=pl.lit(person, pl.Int64))
+
+
+def test_a_name_is_caught_in_its_own_persons_row_in_any_spelling() -> None:
+    assert scan_table(cells(MULLER, "Muller est venue", "MUELLER", "Müller", "vue par mme muller."), IDS) == {"name": 4}
+    assert scan_table(cells(MULLER, "Weber"), IDS) == {"name": 1}  # an other name (maiden name)
+    # the same surname in another person's row is no leak (a common surname is shared by thousands)
+    assert scan_table(cells(DUPONT, "Muller est venue", "MÜLLER"), IDS) == {}
+    # nor is a common word that happens to be somebody's name elsewhere
+    assert scan_table(cells(MULLER, "un petit nodule", "Paul"), IDS) == {}
+    assert scan_table(cells(PETIT, "un petit nodule"), IDS) == {"name": 1}  # ... but Petit's own row: it may be her
+
+
+def test_a_surname_used_as_a_medical_eponym_in_its_own_persons_row_is_no_leak() -> None:
+    ids = identifiers_from_patients(pl.DataFrame({"person_id": [1], "last_name": ["Wagner"], "first_name": ["Marie"]}))
+    eponyms = ["plaie classée grade 2 de la classification de Wagner", "grade Wagner 2", "Wagner classification",
+               "Wagner's disease"]
+    assert scan_table(cells(1, *eponyms), ids) == {}
+    assert scan_table(cells(1, "Mme Wagner vue ce jour (classification de Wagner)", "Marie Wagner"), ids) == {
+        "name": 2, "full_name": 1}
+
+
+def test_full_names_are_caught_everywhere_in_either_order() -> None:
+    assert scan_table(cells(DUPONT, "vu Anne MÜLLER hier", "Mueller, Anne", "Anne Weber"), IDS) == {"full_name": 3}
+    assert scan_table(cells(None, "Paul Dupont"), IDS) == {"full_name": 1}
+
+
+def test_a_birth_date_is_caught_in_its_own_persons_row_in_any_format() -> None:
+    forms = ["né le 1980-01-01", "01/01/1980", "01.01.80", "1.1.1980", "le 1er janvier 1980", "January 1, 1980",
+             "19800101", "geb. 1. Januar 1980"]
+    assert scan_table(cells(MULLER, *forms), IDS) == {"birth_date": len(forms)}
+    assert scan_table(cells(DUPONT, *forms), IDS) == {}  # a birth date shared by thousands: not in another's row
+    assert scan_table(cells(MULLER, "1980", "01/02/1980", "2001-01-01"), IDS) == {}
+
+
+def test_a_date_column_equal_to_the_birth_date_is_caught_in_its_own_persons_row() -> None:
     df = pl.DataFrame({
-        "a": ["MULLER", "appel au 621 12 34 56? non: 621 123 456", "12 Rue de la gare", "vu Anne MÜLLER hier"],
-        "b": ["a0000001", None, "ANNE.MULLER@EXAMPLE.LU", "né 1980 0101 123 45"],
+        "person_id": [MULLER, DUPONT, MULLER],
+        "visit_start_date": [dt.date(1980, 1, 1), dt.date(1980, 1, 1), dt.date(1980, 1, 2)],
+        "visit_start_datetime": [dt.datetime(1980, 1, 1, 8, 30), None, None],
     })
-    assert scan_table(df, ids) == {"name": 1, "full_name": 2, "phone": 1, "address": 1, "local_id": 1, "email": 1, "matricule": 1}
+    assert scan_table(df, IDS) == {"birth_date": 2}
+    assert scan_table(df.drop("person_id"), IDS) == {}  # without persons, a date is just a date
 
 
-def test_no_false_positive_on_pseudonyms_codes_and_place_names() -> None:
-    ids = identifiers_from_patients(PATIENTS.with_columns(last_name=pl.lit("Biwer")))
+def test_phones_in_any_spacing_with_or_without_country_code() -> None:
+    forms = ["appel au 621 12 34 56", "tel +352621123456", "00352 621 123 456", "621-123-456", "(+352) 621.123.456"]
+    assert scan_table(cells(DUPONT, *forms), IDS) == {"phone": len(forms)}  # 8+ digits: anyone's row
+    assert scan_table(cells(MULLER, "0033 6 12 34 56 78", "+33 6 12 34 56 78", "06.12.34.56.78"), IDS) == {"phone": 3}
+    # a 6-digit landline only as the person's own number
+    assert scan_table(cells(DUPONT, "rappeler le 44 12 34"), IDS) == {"phone": 1}
+    assert scan_table(cells(MULLER, "rappeler le 44 12 34", "4412.34"), IDS) == {}
+    # any international number is a phone by its shape
+    assert scan_table(cells(None, "joindre le +49 171 2345678"), IDS) == {"phone": 1}
+    assert scan_table(cells(None, "123456.78", "12.5", "dose 621"), IDS) == {}
+
+
+def test_matricules_known_or_by_their_check_digits() -> None:
+    assert scan_table(cells(DUPONT, "matricule 1980 0101 123 02", "1980010112302"), IDS) == {"matricule": 2}
+    # somebody else's (valid check digits): a matricule by its shape
+    assert scan_table(cells(None, "1990 0202 007 14"), IDS) == {"matricule": 1}
+    assert scan_table(cells(None, "1990 0202 007 15", "2024050112000"), IDS) == {}  # check digits do not hold
+
+
+def test_ibans_by_their_shape() -> None:
+    assert scan_table(cells(None, "virement sur LU28 0019 4006 4475 0000 svp", "FR7630006000011234567890189"), IDS) == {"iban": 2}
+    assert scan_table(cells(None, "LU28 0019 4006 4475 0001", "ee12a0b3c4d5e6f7a8b9"), IDS) == {}
+
+
+def test_emails_inside_sentences() -> None:
+    assert scan_table(cells(None, "écrire à Anne.Muller@Example.lu svp", "ou à x.y@z.org"), IDS) == {"email": 2, "full_name": 1}
+    allowed = identifiers_from_patients(PATIENTS, allowed_emails={"x.y@z.org", "anne.muller@example.lu"})
+    # a publisher's contact may be named; a patient's e-mail never
+    assert scan_table(cells(None, "ou à x.y@z.org"), allowed) == {}
+    assert scan_table(cells(None, "anne.muller@example.lu"), allowed) == {"email": 1, "full_name": 1}
+
+
+def test_the_street_line_in_its_own_persons_row_in_any_case_or_accents() -> None:
+    assert scan_table(cells(MULLER, "habite 12 RUE DE LA GARE", "12 rue de la gare, Mersch"), IDS) == {"address": 2}
+    assert scan_table(cells(DUPONT, "3 rue emile mayrisch", "3, Rue Émile Mayrisch"), IDS) == {"address": 2}
+    assert scan_table(cells(DUPONT, "12 rue de la Gare"), IDS) == {}  # another person's street
+
+
+def test_a_local_patient_id_inside_text() -> None:
+    assert scan_table(cells(DUPONT, "dossier A0000001 transmis", "a0000001"), IDS) == {"local_id": 2}
+    assert scan_table(cells(None, "xa0000001", "A00000012"), IDS) == {}  # tokens, not substrings
+
+
+def test_no_false_positive_on_pseudonyms_codes_and_numbers() -> None:
     df = pl.DataFrame({
-        "token": ["ab621123456cd", "50ca9c1980010112345e"],  # hex pseudonyms hold digit runs inside letters
-        "city": ["Biwer", "Wiltz"],  # a surname that is also a commune is not a leak in a location column
-        "code": ["E11.9", "M"],
-        "n": [1, 2],
+        "person_id": [MULLER, DUPONT, PETIT],
+        "token": ["ab621123456cd", "50ca9c1980010112302e", "a0000001b"],  # hex pseudonyms hold digit runs
+        "code": ["E11.9", "M", "1980"],
+        "value": ["44.0", "0.84", "1"],
+        "n": [1, 2, 3],
     })
-    assert scan_table(df, ids) == {}
+    assert scan_table(df, IDS) == {}
 
 
-def test_eszett_and_capitals_match() -> None:
-    ids = identifiers_from_patients(pl.DataFrame({"last_name": ["Spieß"], "first_name": ["Rotraud"]}))
-    assert scan_table(pl.DataFrame({"t": ["vu SPIESS Rotraud hier", "Rotraud Spieß", "rien"]}), ids) == {"full_name": 2}
+def test_a_surname_that_is_a_commune_is_not_looked_for_alone() -> None:
+    ids = identifiers_from_patients(pl.DataFrame({"person_id": [1], "last_name": ["Biwer"], "first_name": ["Anne"]}))
+    assert scan_table(cells(1, "domicile: Biwer", "Anne Biwer"), ids) == {"name": 1, "full_name": 1}
+
+
+def test_categorical_columns_are_searched() -> None:
+    df = cells(MULLER, "Muller", "x").with_columns(pl.col("value_as_string").cast(pl.Categorical))
+    assert scan_table(df, IDS) == {"name": 1}
 
 
 def test_place_columns_of_location_are_not_searched_for_names() -> None:
-    # a town abroad may be a patient's surname (Metz): the location's place columns hold public places
-    ids = identifiers_from_patients(pl.DataFrame({"last_name": ["Thionville"], "first_name": ["Anne"]}))
-    loc = pl.DataFrame({"city": ["Thionville"], "location_source_value": ["Thionville"]})
-    assert scan_table(loc, ids, "location") == {"name": 1}  # only the free column
-    assert scan_table(loc.select("city"), ids, "observation") == {"name": 1}  # elsewhere a name is a name
+    ids = identifiers_from_patients(pl.DataFrame({"person_id": [1], "last_name": ["Thionville"], "first_name": ["Anne"]}))
+    loc = pl.DataFrame({"city": ["Anne Thionville"], "location_source_value": ["Anne Thionville"]})
+    assert scan_table(loc, ids, "location") == {"full_name": 1}  # only the free column
+    assert scan_table(loc.select("city"), ids, "observation") == {"full_name": 1}  # elsewhere a name is a name
+
+
+def test_eszett_and_capitals_match() -> None:
+    ids = identifiers_from_patients(pl.DataFrame({"person_id": [1], "last_name": ["Spieß"], "first_name": ["Rotraud"]}))
+    assert scan_table(cells(2, "vu SPIESS Rotraud hier", "Rotraud Spieß", "rien"), ids) == {"full_name": 2}
+
+
+def test_text_files_search_what_is_identifying_everywhere() -> None:
+    text = "# Release\n\nContact: x.y@z.org\nA note on Paul Dupont.\nBorn 1980-01-01 (no person here)\nMuller\n"
+    assert scan_text(text, IDS) == {"email": 1, "full_name": 1}
+    allowed = identifiers_from_patients(PATIENTS, allowed_emails={"x.y@z.org"})
+    assert scan_text(text, allowed) == {"full_name": 1}
+    assert scan_text('{"phone": "+352 621 123 456", "m": "1980 0101 123 02"}', IDS) == {"phone": 1, "matricule": 1}
+
+
+def test_masking_uses_the_same_matching() -> None:
+    df = pl.DataFrame({"person_id": [MULLER, DUPONT, DUPONT, MULLER],
+                       "value_as_string": ["Muller est venue", "Muller est venue", "tel 621 12 34 56", "E11"]})
+    out, n = mask_identifiers(df, ["value_as_string"], IDS)
+    assert n == 2
+    assert out["value_as_string"].to_list() == [None, "Muller est venue", None, "E11"]
+
+
+def test_scan_accumulates_by_table_and_explains_birth_date_coincidences() -> None:
+    scan = LeakScan(IDS)
+    scan.table("visit_occurrence", pl.DataFrame({"person_id": [MULLER, DUPONT],
+                                                  "visit_start_date": [dt.date(1980, 1, 1), dt.date(1975, 6, 3)]}))
+    scan.table("observation", cells(MULLER, "Paul Dupont"))
+    scan.text("README.md", "nothing")
+    assert scan.hits() == {"visit_occurrence": {"birth_date": 2}, "observation": {"full_name": 1}}
+    assert sorted(scan.birth_date_persons()) == [MULLER, DUPONT]
+    # Muller's date is the shifted image of one of her own dates: a coincidence, not a leak
+    assert scan.explain([MULLER]) == 1
+    assert scan.hits() == {"visit_occurrence": {"birth_date": 1}, "observation": {"full_name": 1}}
+
+
+def test_birth_date_images() -> None:
+    births = pl.DataFrame({"person_id": [1, 2, 3], "birth_date": [dt.date(1980, 1, 1), dt.date(1975, 6, 3), dt.date(1990, 2, 1)]})
+    dates = pl.DataFrame({"person_id": [1, 2, 3, 3], "date": [dt.date(1980, 1, 11), dt.date(1975, 6, 3),
+                                                              dt.date(1990, 2, 20), None]})
+    shifts = pl.DataFrame({"person_id": [1, 2, 3], "shift": [-10, 5, 3]})
+    assert birth_date_images(dates, shifts, births) == {1}
+    assert birth_date_images(dates, shifts, births, "month") == {1, 3}
+    assert birth_date_images(dates, None, births) == {2}

@@ -127,3 +127,7 @@ def test_pseudo_in_parts_writes_what_the_whole_site_gives(site_run: dict[str, ob
     checks = site_run["checks"]
     assert isinstance(checks, dict)
     assert checks[("pseudo_person", "leak_scan")] and checks[("pseudo_observation", "leak_scan")]
+    # the leak scan knew whose rows are whose: every identity's pseudonym, in the identity zone
+    pmap = read_partition(ws.pseudonyms("syn"))
+    assert pmap.height == identity.height and set(pmap["person_id"]) == set(identity["person_id"])
+    assert set(pmap["pseudo_person_id"]) == set(read_partition(ws.lake("pseudo", "person", "syn"))["person_id"])

@@ -11,8 +11,9 @@ import pytest
 
 from anonymisation.leakscan import identifiers_from_patients, scan_table
 from anonymisation.pseudonym import offset_days
-from anonymisation.pseudonymise import PseudoResult, identity_frame, pseudonymise_site
+from anonymisation.pseudonymise import PseudoResult, identity_frame, pseudonymise_site, pseudonyms
 from generator.hospital import SiteSpec, generate
+from pipelines.leaks import as_pseudonymous
 from schemas.policy import PrivacyPolicy
 from transforms.adapters.hospital_csv import hospital_to_staging
 from transforms.ingest import ingest_site
@@ -102,9 +103,13 @@ def test_opted_out_patient_is_absent_everywhere(site: tuple[dict[str, pl.DataFra
 def test_no_direct_identifier_in_pseudonymised_tables(site: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
     omop, ident = site
     res = pseudonymise_site("hospital-a", omop, ident, KEY_A, PrivacyPolicy())
-    ids = identifiers_from_patients(ident)
+    pmap = pseudonyms(ident, "hospital-a", KEY_A, PrivacyPolicy().date_shift_days)
+    assert set(pmap["pseudo_person_id"]) >= set(res.tables["person"]["person_id"])
+    # keyed as the pseudo zone holds persons: each person's names, birth date and street in their rows
+    pseudo_ids = identifiers_from_patients(as_pseudonymous(ident, pmap))
     for t, df in res.tables.items():
-        assert scan_table(df, ids) == {}, t
+        assert scan_table(df, pseudo_ids, t) == {}, t
+    ids = identifiers_from_patients(ident)
     assert res.tables["location"]["address_1"].null_count() == res.tables["location"].height
     # the identifiable zone itself does hold identifiers (the scan is not blind)
     assert scan_table(omop["visit_occurrence"], ids) or scan_table(omop["person"], ids)

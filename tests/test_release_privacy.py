@@ -17,9 +17,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from anonymisation.pseudonymise import identity_frame, pseudonymise_site
+from anonymisation.leakscan import identifiers_from_patients, scan_table
+from anonymisation.pseudonymise import identity_frame, pseudonymise_site, pseudonyms
 from anonymisation.release import ReleaseResult, build_release
 from generator.hospital import SiteSpec, generate
+from pipelines.leaks import as_pseudonymous, release_persons, released_identities
 from pipelines.publish import approve, publish_release
 from schemas.policy import PrivacyPolicy
 from tests.release_check import release_check
@@ -31,6 +33,7 @@ from transforms.vocabulary import Vocabulary, load_vocabulary
 KEY = bytes.fromhex("5a" * 32)
 TODAY = dt.date(2026, 1, 1)
 Sites = dict[str, dict[str, pl.DataFrame]]
+IDENTITIES: list[pl.DataFrame] = []  # the fixture's identity rows, keyed by pseudonymous person ids
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,10 @@ def pseudo(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary) -> tuple
         raw = ingest_site(spec.site, out / spec.site, today=TODAY)
         stg = hospital_to_staging({n: e.table for n, e in raw.entities.items()})
         omop = harmonise_site(spec.site, stg, vocab, TODAY).tables
-        r = pseudonymise_site(spec.site, omop, identity_frame(stg["persons"], omop["person"]), KEY, PrivacyPolicy())
+        ident = identity_frame(stg["persons"], omop["person"])
+        r = pseudonymise_site(spec.site, omop, ident, KEY, PrivacyPolicy())
         sites[spec.site] = dict(r.tables)
+        IDENTITIES.append(as_pseudonymous(ident, pseudonyms(ident, spec.site, KEY, PrivacyPolicy().date_shift_days)))
     visits = pl.concat([t["visit_occurrence"] for t in sites.values()])
     last = visits.group_by("person_id").agg(d=pl.col("visit_end_date").max())
     dead = last.sort("person_id").gather_every(9).with_columns(death_date=pl.col("d") + pl.duration(days=20))
@@ -243,3 +248,27 @@ def test_fact_weight_trades_the_fields_for_the_facts(pseudo: tuple[Sites, pl.Dat
         return sum(int(o["removed"]) for o in r.report["facts"]["tables"].values())
 
     assert removed(spare) <= removed(keep)
+
+
+def test_leak_scan_of_a_pseudonymised_release_knows_whose_rows_are_whose(pseudo: tuple[Sites, pl.DataFrame],
+                                                                         vocab: Vocabulary, tmp_path: Path) -> None:
+    """A permit's release re-keys person ids: the scan's identities are re-keyed the same way, so a
+    surname is found in its person's rows (and only there)."""
+    sites, years = pseudo
+    permit = "EHDS-LU-2026-007"
+    result, _path = release(sites, vocab, _policy(mode="pseudonymised"), tmp_path, "deliver-leak", permit=permit,
+                            death_years=years)
+    identities = pl.concat(IDENTITIES, how="diagonal_relaxed")
+    persons = release_persons(identities["person_id"], KEY, permit)
+    ids = identifiers_from_patients(released_identities(identities, persons))
+    meas = result.tables["measurement"]
+    for t, df in result.tables.items():  # a real release: nothing, birth dates included (no shifted date on one)
+        assert scan_table(df, ids, t) == {}, t
+    row = meas.row(0, named=True)
+    who = released_identities(identities, persons).filter(pl.col("person_id") == row["person_id"]).row(0, named=True)
+    planted = meas.with_columns(unit_source_value=pl.when(pl.int_range(pl.len()) == 0)
+                                .then(pl.lit(f"{str(who['last_name']).upper()} est venue")).otherwise("unit_source_value"))
+    assert scan_table(planted, ids, "measurement") == {"name": 1}
+    # keyed by the project's pseudonyms instead of the permit's, the same scan would not know her rows
+    unmapped = identifiers_from_patients(identities)
+    assert scan_table(planted, unmapped, "measurement") == {}

@@ -11,6 +11,10 @@ Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout
                                                         person (folders 0700, files 0600): never an
                                                         asset, never published; read only by the
                                                         pseudonymisation, the leak scans and verify
+    lake/identity/pseudonyms/site=<site>/               identity person_id -> pseudonymous person_id
+    lake/identity/release/persons/                      the release being built: released person_id ->
+                                                        pseudonymous person_id (per permit), date coincidences
+    lake/identity/published/<dataset>/<version>/        the same for every published version (for verify)
     quarantine/<stage>/<table>/site=<site>/part-0.parquet
     accounting/<stage>/site=<site>/part-0.parquet       row accounting of a stage and site
     dataspace/<dataset>/<version>/...                   published releases
@@ -89,12 +93,41 @@ class Workspace:
         """A site's identity partition: OMOP person_id with the person's identifiers (``identity_frame``)."""
         return self.identity_table / f"site={site}"
 
+    @property
+    def pseudonyms_table(self) -> Path:
+        """Each identity row's pseudonymous person id, partitioned by site (``site=<site>`` folders):
+        written by the pseudo stage, read by the leak scans to know whose rows are whose."""
+        return self.identity_root / "pseudonyms"
+
+    def pseudonyms(self, site: str) -> Path:
+        """A site's pseudonyms partition: person_id (as in the identity and OMOP zones), pseudo_person_id."""
+        return self.pseudonyms_table / f"site={site}"
+
+    @property
+    def release_persons(self) -> Path:
+        """The release being built: its person ids (per permit in a pseudonymised release) with the
+        pseudonymous ids they come from, and whether a date of the person fell on the birth date
+        by chance (a coincidence of the date shift, not a leak)."""
+        return self.identity_root / "release" / "persons"
+
+    def published_persons(self, dataset: str, version: int | str) -> Path:
+        """``release_persons`` as they were when version ``version`` of ``dataset`` was published
+        (read by ``ds4h verify --workspace``)."""
+        return self.identity_root / "published" / dataset / str(version)
+
     def identity_writer(self, site: str) -> PartitionWriter:
         """A private writer of a site's identity partition; the zone's folders are made mode 0700."""
-        for folder in (self.identity_root, self.identity_table):
-            folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-            folder.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask, and an old folder keeps its own
-        return PartitionWriter(self.identity(site), private=True)
+        return self.private_writer(self.identity(site))
+
+    def private_writer(self, folder: Path) -> PartitionWriter:
+        """A private writer of a partition of the identity zone (``folder`` under ``identity_root``):
+        every folder from the zone's root down is made mode 0700, every file 0600."""
+        rel = folder.relative_to(self.identity_root)  # ValueError outside the identity zone
+        parents = [self.identity_root, *[self.identity_root.joinpath(*rel.parts[:n]) for n in range(1, len(rel.parts))]]
+        for p in parents:
+            p.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            p.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask, and an old folder keeps its own
+        return PartitionWriter(folder, private=True)
 
     def drop_legacy_identity(self, site: str) -> None:
         """Remove a site's identity left in the OMOP zone by an older version (``lake/omop/_identity``)."""
