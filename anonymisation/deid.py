@@ -28,7 +28,9 @@ from anonymisation.deid_recognizers import (
     KEEP,
     Found,
     find_all,
+    _fold_word,
     find_known,
+    first_names,
     is_drug_name,
     is_eponym_use,
     is_inflected_french_word,
@@ -182,6 +184,16 @@ def _trim_ner(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+_SHORT_TITLE = re.compile(r"(?:M|Mme|Mlle|Dr|Pr)\.?[ \t]$")
+
+
+def _with_title(text: str, start: int) -> int:
+    """A name's start moved back over a short title right before it ("M. Lucas"): the title goes with
+    the name (it is masked with it; nothing is lost but the title)."""
+    m = _SHORT_TITLE.search(text, max(0, start - 5), start)
+    return m.start() if m is not None and (m.start() == 0 or not text[m.start() - 1].isalnum()) else start
+
+
 def _is_plausible_name(text: str, start: int, end: int) -> bool:
     """An NER person: not a clinical word (nor a common drug), a town, a month, nor an eponym."""
     surface = text[start:end]
@@ -199,7 +211,18 @@ def _is_plausible_name(text: str, start: int, end: int) -> bool:
         return False
     if len(words) == 1 and is_inflected_french_word(surface):  # "Habite au 3 rue ...": a verb
         return False
-    return not is_eponym_use(text, start, end)
+    if is_eponym_use(text, start, end):
+        return False
+    # spaCy's small French model tags many capitalised clinical words as persons ("Orientation",
+    # "Hypothyroïdie", "Merci"): alone, without a cue the recognisers know, an NER person is kept only
+    # when one of its words is a first name or a surname written in capitals
+    return any(_fold_word(w.split("-")[0]) in first_names() or _caps_surname(w) for w in words)
+
+
+def _caps_surname(word: str) -> bool:
+    letters = word.replace("-", "").replace("'", "").replace("’", "")
+    return len(letters) >= 3 and letters.isalpha() and letters.isupper() and not is_not_a_name(word) \
+        and any(c in "AEIOUYÀÂÄÉÈÊËÎÏÔÖÙÛÜ" for c in letters)
 
 
 class Deidentifier:
@@ -247,8 +270,12 @@ class Deidentifier:
         scanned = find_all(text)
         keep = [(s, e) for s, e, k, _ in scanned if k == KEEP]
         found: list[Found] = [f for f in scanned if f[2] != KEEP]
-        for start, end in ner:
-            start, end = _trim_ner(text, start, end)
+        for ner_start, ner_end in ner:
+            # an NER span never crosses a line break ("Hospitalier Emile Mayrisch\n\nRemich")
+            line_end = text.find("\n", ner_start, ner_end)
+            start, end = _trim_ner(text, ner_start, ner_end if line_end < 0 else line_end)
+            if end <= start:
+                continue
             if any(ks <= start and end <= ke for ks, ke in keep) or not _is_plausible_name(text, start, end):
                 continue
             found.append((start, end, "OTHER_NAME", 0.85))
@@ -265,6 +292,8 @@ class Deidentifier:
                 parsed = parse_date(text[s:e])
                 if parsed is not None and any(same_date(parsed, b) for b in births):
                     k = BIRTH_DATE
+            if k in ("OTHER_NAME", "PATIENT_NAME"):
+                s = _with_title(text, s)
             retyped.append((s, e, k, sc))
         return merge_spans(retyped)
 

@@ -195,6 +195,10 @@ _NOT_NAMES = frozenset(
     "néphrologue", "rhumatologue", "endocrinologue", "diabétologue", "gastro-entérologue", "ophtalmologue",
     "urgentiste", "réanimateur", "biologiste", "pharmacien", "pharmacienne", "ide", "idel", "aide", "opérateur",
     "habite", "vit", "réside", "demeure",
+    "néo", "bis", "ami", "amie", "collègue", "collègues", "äddi", "addi", "moien", "gsm", "code", "cim", "décès", "ado",
+    "social", "médical", "médicale", "certificat", "constat", "anamnèse", "soussigné", "soussignée", "hospitalier",
+    "hospitalière", "hôpitaux", "hopitaux", "fax", "portable", "mobile", "domicile", "merci", "entretien",
+    "facturation", "examens", "complémentaires", "ett", "patientin", "vaccination", "vaccinations", "mr",
     "vitamine", "ferritine", "créatinine", "albumine", "hémoglobine", "troponine", "bilirubine", "calcémie",
     "natrémie", "kaliémie", "glycémie", "protéinurie", "leucocytes", "plaquettes", "lymphocytes", "neutrophiles",
     "hématocrite", "fibrinogène", "procalcitonine", "lipase", "amylase", "insulinémie", "peptide",
@@ -286,9 +290,14 @@ _LOW = "a-zß-öø-ÿ"
 _TOKEN = rf"[{_UP}](?:\.(?:-[{_UP}]\.?)?|[\w'’]*(?:-[{_UP}]?[\w'’]+)*)"  # "Anne", "P.", "J.-P.", "Le-Gall"
 _PARTICLE = r"(?:(?:de|da|das|do|dos|van|von|der|den|ten|ter|le|la|del|della|di|zu|vom|mac|mc)[ \t]+|d['’])"
 _PARTICLE_WORD = r"(?:de|da|das|do|dos|van|von|der|den|ten|ter|le|la|del|della|di|zu|vom|mac|mc|du|des|d['’])"
-_NAME = rf"(?:{_PARTICLE}(?:{_PARTICLE})?)?{_TOKEN}(?:[ \t]+(?:{_PARTICLE}(?:{_PARTICLE})?)?{_TOKEN}){{0,3}}"
-_TITLES = (r"(?:M\.|MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dr\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|"
-           r"(?i:madame|monsieur|messieurs|mesdames|mademoiselle|docteur|doctoresse|professeur|ma[îi]tre))")
+# a capitalised particle may be followed by a lower-case name, as people write them: "Da silva", "Dos santos"
+_CAP_PARTICLE_NAME = r"(?:Da|De|Do|Dos|Das|Di|Del|Della|Van|Von|Le|La|Du|Des|Mac|Mc)[ \t]+[\w][\w'’]+(?:-[\w'’]+)*"
+_NAME_PART = rf"(?:{_CAP_PARTICLE_NAME}|(?:{_PARTICLE}(?:{_PARTICLE})?)?{_TOKEN})"
+_NAME = rf"{_NAME_PART}(?:[ \t]+{_NAME_PART}){{0,3}}"
+_TITLES = (r"(?:(?:M\.|MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dre?\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|Här|Härr|"
+           r"Fra|Inf\.|IDE|IDEL|AS|Sœur|Soeur|"
+           r"(?i:madame|monsieur|messieurs|mesdames|mademoiselle|docteure?|doctoresse|professeure?|ma[îi]tre))"
+           r"(?:[ \t]+(?:m[ée]d\.|Dr\.?|Dr[ \t]+m[ée]d\.))?)")
 _RELATIONS = (
     r"fille|fils|épouse|époux|epouse|epoux|mari|femme|compagne|compagnon|conjointe?|concubine?|partenaire|"
     r"sœur|soeur|frère|frere|mère|mere|père|pere|maman|papa|grand-mère|grand-mere|grand-père|grand-pere|"
@@ -304,18 +313,26 @@ _LABELS = (
     r"Infirmière|Infirmier|Personne de confiance|Personne à prévenir|Contact|Référent|Demandeur|"
     r"Prescripteur|Auteur|Copie à|Cc|Dossier|Identité|Fils|Fille|Enfants?|Épouse|Epouse|Époux|Epoux|Mari|"
     r"Conjointe?|Compagne|Compagnon|Frère|Sœur|Soeur|Mère|Père|Tuteur|Tutrice|Curateur|Curatrice|Aidante?|"
-    r"Personne de référence|Représentant légal|Représentante légale"
+    r"Personne de référence|Représentant légal|Représentante légale|Prénom\(s\)|Prénoms?|Née?|Geb\.?|Name|Vorname|"
+    r"Soignante?|Kinésithérapeute|Kiné|IDEL?|AS|ASS|Instrumentiste|Infirmière? instrumentiste|Médecin urgentiste|"
+    r"Urgentiste|Anesthésiste|Chirurgien(?:ne)?|Opérateur|Opératrice|Aide-soignante?|Sage-femme|Diététicienne?|"
+    r"Ergothérapeute|Logopède|Orthophoniste|Psychologue|Assistante? sociale?|Secrétaire|Externe|Cadre|Concerne|"
+    r"Réf\.?|Pt|Signataire|Validé par|Vu par|Examiné par|Rédacteur|Rédactrice|Responsable|Radiologue|Biologiste|"
+    r"Pharmacien(?:ne)?|Médecin (?:de garde|assistant|assistante|responsable|senior|prescripteur|adresseur)|"
+    r"Adressée? par|Envoyée? par|Client|Cliente|Bénéficiaire|Assurée?|Titulaire|Résident|Résidente|Aide|Copie|"
+    r"Visite|Présents?|Présentes|Rencontre avec|Entretien avec|Vu avec"
 )
 _STREET_FR = (
-    r"rue|ruelle|avenue|av\.|boulevard|bd\.?|bld\.?|place|pl\.|chemin|allée|allee|impasse|imp\.|montée|montee|"
+    r"rue|r\.|ruelle|avenue|av\.|ave\.|boulevard|bd\.?|bld\.?|place|pl\.|chemin|allée|allee|impasse|imp\.|montée|montee|"
     r"cité|cite|quai|rampe|sentier|square|côte|cote|route|rte\.?|voie|passage|esplanade|promenade|"
     r"rond-point|faubourg|lotissement|résidence|residence|hameau|chaussée|chaussee|drève|dreve|clos|parvis|"
     r"val|vallée|vallee|carrefour|domaine|venelle|sentier|levée|grand-rue|grand['’]rue"
 )
-_LU_STREET_LEAD = r"(?:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im|In|Rue|Route)"
-_LU_ARTICLE = r"(?:(?:der|dem|den|de|di|d['’])[ \t]*)?"
-_DE_STREET = r"(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ufer|steig|pfad|strooss|stroos|wee|gaass|plaz|paad)"
-_ADDR_END = (rf"(?=[ \t]*(?:[,;:()\n/–]|-[ \t]|$|\.(?:\s|$)|(?:L|LU|F|FR|B|BE|D|DE)-?[ ]?\d{{4}}|\d{{4,5}}[ \t]+[{_UP}]|"
+_LU_STREET_LEAD = r"(?i:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im|In|Rue|Route)"
+_LU_ARTICLE = r"(?:(?i:der|dem|den|de|di|d['’])[ \t]*)?"
+_DE_STREET = (r"(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ufer|steig|pfad|strooss|stroos|wee|gaass|plaz|paad|"
+              r"straat|steenweg|laan|plein|dreef|ring)")
+_ADDR_END = (rf"(?=[ \t]*(?:[,;:()\n/–|]|-[ \t]|$|(?<![{_UP}])\.(?:\s|$)|(?:L|LU|F|FR|B|BE|D|DE)-?[ ]?\d{{4}}|\d{{4,5}}[ \t]+[{_UP}]|"
              rf"(?<![\w])(?:à|a)[ \t]+[{_UP}]))")
 _NO_UNIT = r"(?![ \t]*(?:%|mg|µg|ml|mL|l\b|g\b|h\b|min|km|m\b|cm|mm|kg|ans|jours|mois|fois|x\b|UI|mmHg))"
 _TOWN = (rf"[{_UP}][\w'’]*(?:[-/][\w'’]+)*(?:[ \t]+(?:(?:sur|sous|de|la|le|les|du|des|lès|lez|an|der|am)[ \t]+)?"
@@ -329,7 +346,7 @@ _NUM_END = r"(?![\w]|[./\-]\d|,\d)"
 _PERSON_NOUNS = (
     r"patiente?|homme|femme|enfant|garçon|garcon|fillette|fille|nourrisson|bébé|bebe|nouveau-née?|"
     r"adolescente?|jeune|sujet|dame|monsieur|madame|retraitée?|veuve?|mère|mere|père|pere|frère|frere|sœur|soeur|"
-    r"épouse|epouse|époux|epoux|mari|fils"
+    r"épouse|epouse|époux|epoux|mari|fils|enfants|filles|garçons|garcons|jumeaux|jumelles|petits-enfants"
 )
 
 _Post = Callable[[str, re.Match[str], list[Found]], list[Found] | None]
@@ -352,6 +369,11 @@ def _span(kind: str, score: float, group: str | None = None) -> _Post:
         return [(s, e, kind, score)] if e > s else []
 
     return post
+
+
+def _is_real_date(s: str) -> bool:
+    parsed = parse_date(s)
+    return parsed is not None and parsed.value is not None
 
 
 def _digits(s: str) -> int:
@@ -408,30 +430,44 @@ def _be_nn(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     return [(m.start(), m.end(), "MATRICULE", 0.9)] if is_valid_be_national_number(m.group()) else None
 
 
-# a hospital's own patient, stay or file number after its label: IPP 00123456, N° de séjour 2021-12345
+# a hospital's own patient, stay, exam or file number after its label: IPP 00123456, N° de séjour 2021-12345,
+# Épisode : EP-1926559, PID P 156402, N° de dossier 949 7352, Acc. 50843238
+_LOCAL_LABEL = (
+    r"ipp|pid|nip|nda|mrn|acc\.|accession|id(?:entifiant)?[ \t]+patient|patient[ \t]+id|"
+    r"(?:n°|no\.?|num(?:[ée]ro)?\.?)[ \t]*(?:de[ \t]+|d['’][ \t]*|du[ \t]+)?(?:ipp|pid|dossier|s[ée]jour|patient|"
+    r"admission|[ée]pisode|venue|hospitalisation|passage|identifiant|examen|demande|pr[ée]l[èe]vement|"
+    r"facture|fiche|r[ée]f[ée]rence)|"
+    r"dossier(?:[ \t]+(?:patient|m[ée]dical))?|s[ée]jour|[ée]pisode|passage|venue|examen|"
+    r"fallnummer|patientennummer|aufnahmenummer"
+)
+_LOCAL_VALUE = r"(?:[A-Z]{1,3}[ \-/]?)?\d(?:[\-/]?\d|[ .]\d(?=\d\d))*\d(?:[\-/][0-9]+)?"
+
+
 @_alt("local_id_ctx",
-      r"(?i:\b(?:ipp|nip|nda|n°[ \t]*ipp|n°[ \t]*(?:de[ \t]+|d['’][ \t]*)?(?:dossier|s[ée]jour|patient|admission|"
-      r"[ée]pisode|venue|hospitalisation|passage|identifiant)|dossier|s[ée]jour|num[ée]ro[ \t]+(?:de[ \t]+|d['’][ \t]*)?"
-      r"(?:dossier|s[ée]jour|patient|venue|admission|[ée]pisode|identifiant)|dossier[ \t]+(?:n°|num[ée]ro|no\.?)|"
-      r"s[ée]jour[ \t]+n°|id(?:entifiant)?[ \t]+patient|patient[ \t]+id)(?![\w])[ \t]*[:#]?[ \t]*(?:n°[ \t]*)?)"
-      r"(?P<lid>[A-Z]{0,4}[\-/]?\d[\w\-/.]{1,24}\w)")
+      rf"(?i:\b(?:{_LOCAL_LABEL})(?![\w])\.?[ \t]*(?:(?:n°|no\.?|num[ée]ro)(?![\w])[ \t]*)?(?:[:#|]|\t)?[ \t]*)"
+      rf"(?P<lid>{_LOCAL_VALUE})(?![\w])")
 def _local_id(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     s, e = m.span("lid")
-    return [(s, e, "LOCAL_ID", 0.95)] if _digits(text[s:e]) >= 3 else None
+    if _digits(text[s:e]) < 4 or _is_real_date(text[s:e]) or _UNIT_AFTER.match(text, e):
+        return None
+    return [(s, e, "LOCAL_ID", 0.95)]
 
 
 # a phone number after a word that announces one
 @_alt("phone_ctx",
       r"(?i:\b(?:t[ée]l[ée]phone|t[ée]l|tel|portable|gsm|mobile|fax|natel|handy|joignable|joint|appeler|rappeler|"
-      r"contacter|num[ée]ro[ \t]+de[ \t]+t[ée]l[ée]phone)(?![\w])\.?[ \t]*(?:(?:au|le|:|n°|par|sur|fixe|perso|"
-      r"personnel|domicile)[ \t]*)*)(?P<tel>(?:\(?\+|\(?00)?\d[\d .\-/()]{4,22}\d)")
+      r"contacter|joindre|secr[ée]tariat|secr\.|standard|bip|question|questions|num[ée]ro[ \t]+de[ \t]+t[ée]l[ée]phone|t|tél|ph|telefon|tel\.-nr)"
+      r"(?![\w])\.?[ \t]*(?:(?:au|le|:|\||n°|par|sur|fixe|perso|personnel|domicile|direct)[ \t]*)*)(?P<tel>(?:\(?\+|\(?00)?\d[\d .\-/()]{4,22}\d)")
 def _phone_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     s, e = _strip(text, *m.span("tel"))
     surface = text[s:e]
-    if not 6 <= _digits(surface) <= 15 or parse_date(surface) is not None:
+    if not 6 <= _digits(surface) <= 15 or _is_real_date(surface):
         return None
     return [(s, e, "PHONE", 0.9)]
 
+
+# a bare Luxembourg number after "au": "joindre Monsieur X au 56485526"
+_ALTERNATIVES.append(("phone_au", r"(?i:\bau)[ \t]+(?P<tel_au>[2-9]\d{5,8})(?![\w]|[.,/]\d)", _span("PHONE", 0.7, "tel_au")))
 
 # international numbers of Luxembourg, France, Belgium, Germany: +352 621 123 456, 0033 (0)6 12 ...
 _ALTERNATIVES.append((
@@ -480,7 +516,7 @@ _ALTERNATIVES += [
      rf"[ \t]*{_MONTH_WORD}(?:[ \t]+{_YEAR}(?![\d]))?", _date_post()),
     ("date_year_paren", rf"\((?P<ypar>{_YEAR})\)", _date_post(group="ypar")),
     ("date_text",
-     rf"{_WD_PREFIX}(?<![\w])(?:1er|1ᵉʳ|(?i:premier)|{_DAY})[ \t]*{_MONTH_WORD}"
+     rf"{_WD_PREFIX}(?<![\w])(?:(?i:1er)|1ᵉʳ|(?i:premier)|{_DAY})[ \t]*{_MONTH_WORD}"
      rf"(?:[ \t]+{_YEAR}(?![\d]))?", _date_post()),
     ("date_month_text", rf"(?<![\w])(?i:{MONTH_RE})\.?[ \t]+{_YEAR}(?![\d])", _date_post()),
     ("date_month_num", rf"(?<![\w/.\-]){_MONTH}[/.\-](?:19|20)\d\d{_NUM_END}", _date_post()),
@@ -492,11 +528,56 @@ _ALTERNATIVES += [
      r"(?i:\b(?:n[ée]e?(?:[ \t]*\([ \t]*e[ \t]*\))?[ \t]+en|classe|ann[ée]e[ \t]+de[ \t]+naissance[ \t]*:?|en|depuis|"
      r"d[èe]s|jusqu['’]en|fin|d[ée]but|courant|[ée]t[ée]|hiver|automne|printemps|avant|apr[èe]s|"
      r"l['’]ann[ée]e|ann[ée]e)[ \t]+|\bmi-)"
-     rf"(?P<yr>{_YEAR})(?![\d]|[.,]\d|[ \t]*(?:%|mg|g\b|ml|µg|ui|UI|kcal|€|euros?|patients|cas\b|personnes))",
+     rf"(?P<yr>{_YEAR})(?![\d]|[.,/\-]\d|[ \t]*(?:%|mg|g\b|ml|µg|ui|UI|kcal|€|euros?|patients|cas\b|personnes))",
      _date_post(group="yr")),
 ]
 
+# dates in German and Luxembourgish letters ("29. November 2018", "7. März 2017"), in words ("seize octobre
+# mille neuf cent cinquante-six"), day and month in a table's columns ("| 13/02 |"), bare years ("Hystérectomie
+# 2002"): those in letters or words do not parse, so they are masked, never left as they are
+_DE_MONTHS = (r"januar|jänner|jaenner|februar|märz|maerz|mäerz|april|abrëll|abrell|mai|mee|juni|juli|august|"
+              r"september|oktober|november|dezember|jan\.|feb\.|febr\.|mär\.|apr\.|jun\.|jul\.|aug\.|sept?\.|okt\.|nov\.|dez\.")
+_NUM_WORD = (r"premier|un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|treize|quatorze|quinze|seize|"
+             r"dix-sept|dix-huit|dix-neuf|vingt|vingt-(?:et-un|deux|trois|quatre|cinq|six|sept|huit|neuf)|"
+             r"vingt et un|trente|trente-et-un|trente et un")
+_YEAR_WORDS = (r"(?:mil(?:le)?[ \t\-]+neuf[ \t\-]+cents?|deux[ \t\-]+mille)(?:[ \t\-]+(?:et[ \t\-]+)?"
+               r"(?:quatre-vingts?|quatre-vingt|soixante|cinquante|quarante|quatorze|septante|huitante|octante|nonante|"
+               r"quatre|quinze|trente|vingts?|treize|douze|seize|trois|deux|cinq|sept|huit|neuf|onze|dix|six|un)){0,5}")
+
+
+def _bare_year(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    if _NOT_PHONE_AFTER.match(text, m.end()) or _NOT_PHONE_BEFORE.search(text, max(0, m.start() - 25), m.start()):
+        return None
+    return _date_post()(text, m, out)
+
+
+_ALTERNATIVES += [
+    ("date_de", rf"(?<![\w.]){_DAY}\.[ \t]*(?i:{_DE_MONTHS})(?![\w])(?:[ \t]+{_YEAR}(?!\d))?", _date_post()),
+    ("date_words", rf"(?i:\b(?:{_NUM_WORD})[ \t]+(?:{MONTH_RE})(?![\w])(?:[ \t]+{_YEAR_WORDS})?)", _date_post()),
+    ("date_table_dm", rf"(?:\|[ \t]*|\t)(?P<tdm>{_DAY}/{_MONTH})(?![\d/]|\.\d)", _date_post(group="tdm")),
+]
+
 # ---- national phone numbers
+
+_NOT_PHONE_BEFORE = re.compile(
+    r"(?i:\b(?:lot|r[ée]f\.?|r[ée]f[ée]rence|implant|s[ée]rie|code|cim|n°[ \t]*de[ \t]+lot|ta|pa))[ \t:.n°]*"
+    r"(?:\d+[ \t]*)?$")
+_UNIT_AFTER = re.compile(r"[ \t]*(?i:mmhg|cmh2o|mg|ml|kg|cm|mm|bpm|%|/min|ui\b)")
+_NOT_PHONE_AFTER = re.compile(
+    r"[ \t]*(?:/|%|°|µ|€|x\b|(?i:mg|g\b|ml|mm|cm|km|kg|ui\b|fois|ans?\b|mois|jours?|semaines?|h\b|min|euros?|"
+    r"patients?|cas\b|personnes|plaquettes|leucocytes|cellules|copies|unit[ée]s|pas\b|m\b|l\b|g/l|mmol|mmhg|cmh2o|"
+    r"bpm|batt|/min|pg|ng|µg|ug|u/l|mui|µmol|nmol|pmol|\|[ \t]*(?:µ|[pnm]g|u/|mmol|g/|%)))")
+
+
+def _phone_lu(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """A Luxembourg landline: 6 to 8 digits in groups, no unit or denominator after it (250 000/mm3)."""
+    n = _digits(m.group())
+    if not 6 <= n <= 8 or _NOT_PHONE_AFTER.match(text, m.end()) or _is_real_date(m.group()):
+        return None
+    if _NOT_PHONE_BEFORE.search(text, max(0, m.start() - 20), m.start()):
+        return None
+    return [(m.start(), m.end(), "PHONE", 0.7)]
+
 
 
 _ALTERNATIVES += [
@@ -506,31 +587,29 @@ _ALTERNATIVES += [
      _span("PHONE", 0.75)),
     ("phone_de", r"(?<![\w+/.,])\(?0[1-9]\d{1,4}\)?[ /\-]?\d{3,8}(?:-\d{1,5})?(?![\d]|[.,]\d)", _span("PHONE", 0.7)),
     # Luxembourg mobiles: 621 123 456, 691123456
-    ("phone_lu_mobile", r"(?<![\w+/.,])6[2-9][18][ .\-/]?\d{3}[ .\-/]?\d{3}(?![\d]|[.,]\d)", _span("PHONE", 0.8)),
-    # Luxembourg landlines in groups: 26 12 34 56, 2612 3456, 45 12 34 (not 250 000: three-digit groups)
-    ("phone_lu_fixed",
-     r"(?<![\w+/.,:])(?:[2-9]\d(?:[ .\-/]\d\d){2,3}|[2-9]\d{3}[ .\-/]\d{4}|[2-9]\d{3}[ .\-/]\d\d[ .\-/]\d\d)(?![\d]|[.,]\d|[ .\-/]\d)",
-     _span("PHONE", 0.7)),
+    ("phone_lu_mobile", r"(?<![\w+/.,])6[2-9][18](?:[ .\-/]?\d){6}(?![\d]|[.,]\d|[ .\-/]\d)", _span("PHONE", 0.8)),
+    # Luxembourg landlines (6 to 8 digits) in groups: 26 12 34 56, 2612 3456, 45 12 34, 21 10 5834, 48 6925
+    ("phone_lu_fixed", r"(?<![\w+/.,:\-])[2-9]\d{1,3}(?:[ .\-/]\d{2,4}){1,3}(?![\d]|[.,]\d|[ .\-/]\d)", _phone_lu),
 ]
 
 # ---- ages: 97 ans, âgé de 84 ans, nourrisson de 3 mois
 
 
 @_alt("age_ctx",
-      rf"(?i:\b(?:[âa]g[ée]e?s?[ \t]+de|[âa]ge[ \t]*:|[âa]ge[ \t]+de|[àa][ \t]+l['’][âa]ge[ \t]+de|(?:{_PERSON_NOUNS})[ \t]+de|"
+      rf"(?i:\b(?:[âa]g[ée]e?s?[ \t]+de|[âa]ge[ \t]*[:|\t]|alter[ \t]*:|[âa]ge[ \t]+de|[àa][ \t]+l['’][âa]ge[ \t]+de|(?:{_PERSON_NOUNS})[ \t]+de|"
       r"nourrisson[ \t]+de|b[ée]b[ée][ \t]+de|enfant[ \t]+de)[ \t]*)"
-      r"(?P<age_c>\d{1,3}(?:[,.]5)?(?:[ \t]*(?i:ans?|mois|semaines?|sem\.|jours?)(?![\w]))?(?:[ \t]+(?:et[ \t]+)?\d{1,2}[ \t]*mois)?)")
+      r"(?P<age_c>\d{1,3}(?:[,.]5)?(?:[ \t]*(?i:ans?|mois|semaines?|sem\.|jours?|a|j|jahre)(?![\w]))?(?:[ \t]+(?:et[ \t]+)?\d{1,2}[ \t]*mois)?)")
 def _age_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     s, e = m.span("age_c")
     surface = text[s:e]
     has_unit = any(ch.isalpha() for ch in surface)
-    if not has_unit and not re.search(r"[âa]ge[ \t]*:[ \t]*$", text[max(0, s - 10) : s], re.I):
+    if not has_unit and not re.search(r"(?:[âa]ge|alter)[ \t]*[:|\t][ \t]*$", text[max(0, s - 10) : s], re.I):
         return None
     number = int(re.match(r"\d+", surface).group())  # type: ignore[union-attr]
     return [(s, e, "AGE", 0.85)] if number <= 125 else None
 
 
-@_alt("age_paren", r"\((?P<age_p>\d{1,3}[ \t]*ans)\)")
+@_alt("age_paren", r"\((?P<age_p>\d{1,3}(?:[,.]5)?[ \t]*(?:ans?|mois|semaines?|sem\.|jours?|j|a|J)\.?)[ \t]*[),]")
 def _age_paren(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     s, e = m.span("age_p")
     return [(s, e, "AGE", 0.8)] if int(re.match(r"\d+", text[s:e]).group()) <= 125 else None  # type: ignore[union-attr]
@@ -545,6 +624,25 @@ _DURATION_BEFORE = re.compile(
 _DURATION_AFTER = re.compile(
     r"[ \t]*(?:de[ \t]|d['’]|plus[ \t]+t[ôo]t|auparavant|apr[èe]s|plus[ \t]+tard|avant|de[ \t]+suite|durant|"
     r"pendant|auparavant|post|d['’][ée]volution)", re.IGNORECASE)
+
+
+def _age_after_name(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """An age right after a name the recognisers found: "FLAMMANG Monique, 10 mois"."""
+    if out and out[-1][2] in ("OTHER_NAME", "PATIENT_NAME") and 0 <= m.start() - out[-1][1] <= 3:
+        return [(*m.span("age_n"), "AGE", 0.75)]
+    return None
+
+
+_ALTERNATIVES += [
+    # "der 55-jährige Patient", "eine 80jährige Patientin"
+    ("age_de", r"(?<![\w,.\-])\d{1,3}[ \t]?-?[ \t]?j(?:ä|ae)hrig\w*", _span("AGE", 0.85)),
+    # "M. Fuchs, 49 a, ...", "Patient de 101 a": the short form of "ans" after a comma or "de"
+    ("age_short", r"(?:(?<=,[ \t])|(?<=\bde[ \t]))(?P<age_s>\d{1,3}[ \t]?a)(?=[ \t]*(?:[,;.)\n]|$))",
+     _span("AGE", 0.8, "age_s")),
+    # "FLAMMANG Monique, 10 mois, ...": an age right after a name and a comma
+    ("age_after_name", rf"(?<=[\w.)],[ \t])(?P<age_n>\d{{1,3}}[ \t]*(?:ans|mois|semaines|jours))(?=[ \t]*[,;.)\n])",
+     _age_after_name),
+]
 
 
 @_alt("age_bare", r"(?<![\w,.\-])(?P<age_b>\d{1,3}[ \t]*ans?)(?![\w])")
@@ -575,27 +673,36 @@ def _addr_number_first(text: str, m: re.Match[str], out: list[Found]) -> list[Fo
 
 _ALTERNATIVES.append((
     "addr_number_first_lu",
-    rf"(?<![\w,.\-/])\d{{1,4}}[a-d]?,?[ \t]+{_LU_STREET_LEAD}[ \t]+{_LU_ARTICLE}[{_UP}][\w'’\-]+(?:[ \t]+[{_UP}][\w'’\-]+)?",
+    rf"(?<![\w,.\-/])\d{{1,4}}[a-dA-D]?,?[ \t]+{_LU_STREET_LEAD}[ \t]+{_LU_ARTICLE}[{_UP}][\w'’\-]+"
+    rf"(?:[ \t]+(?![A-Z]{{1,2}}[\- ]?\d)[{_UP}][\w'’\-]+)?",
     _span("ADDRESS", 0.8),
 ))
 
 
+_POSTCODE_NEXT = re.compile(rf"[ \t]*[,\-–]?[ \t\n]*(?:(?:L|LU|F|FR|B|BE|D|DE)[ \-]?)?\d{{4,5}}[ \t]+[{_UP}]")
+
+
 @_alt("addr_street_first",
-      rf"(?<![\w])(?i:{_STREET_FR})(?![\w])\.?(?P<street_name>(?:[ \t]+[\w'’\-.]+){{0,6}}?)[ \t]+"
-      rf"\d{{1,4}}(?:[ \t]?(?:bis|ter|[a-dA-D]))?(?![\w]){_NO_UNIT}{_ADDR_END}")
+      rf"(?<![\w\-])(?:(?i:grand|petite?)-)?(?i:{_STREET_FR})(?![\w])\.?(?P<street_name>(?:[ \t]+[\w'’\-.]+){{0,6}}?),?[ \t]+"
+      rf"\d{{1,4}}(?:[ \t]?(?:bis|ter|[a-dA-D]))?(?![\w]|[/.]\d){_NO_UNIT}{_ADDR_END}")
 def _addr_street_first(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
-    if not (text[m.start()].isupper() or any(c.isupper() for c in m.group("street_name"))):
+    if not (text[m.start()].isupper() or any(c.isupper() for c in m.group("street_name"))
+            or _POSTCODE_NEXT.match(text, m.end())):
         return None
     return [(m.start(), m.end(), "ADDRESS", 0.8)]
 
 
 _ALTERNATIVES += [
     ("addr_street_first_lu",
-     rf"(?<![\w])(?:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im)[ \t]+{_LU_ARTICLE}"
-     rf"[{_UP}][\w'’\-]+(?:[ \t]+[{_UP}][\w'’\-]+)?[ \t]+\d{{1,4}}[a-d]?(?![\w]){_NO_UNIT}",
+     rf"(?<![\w])(?:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im|OP|UM|AN|AM|BEI|BEIM|IWWER|"
+     rf"HANNERT|AUF|ZUM|ZUR|IM)[ \t]+{_LU_ARTICLE}"
+     rf"[{_UP}][\w'’\-]+(?:[ \t]+[{_UP}][\w'’\-]+)?,?[ \t]+\d{{1,4}}(?:bis|ter|[a-dA-D])?(?![\w]){_NO_UNIT}",
      _span("ADDRESS", 0.8)),
     ("addr_de",
-     rf"(?<![\w])[{_UP}][\w\-]{{2,}}{_DE_STREET}[ \t]+\d{{1,4}}[a-d]?(?![\w]){_NO_UNIT}", _span("ADDRESS", 0.8)),
+     rf"(?<![\w])[{_UP}][\w\-]{{2,}}(?i:{_DE_STREET})(?![\w]),?[ \t]+\d{{1,4}}(?:bis|ter|[a-dA-D])?(?![\w]){_NO_UNIT}",
+     _span("ADDRESS", 0.8)),
+    ("addr_de_number_first",
+     rf"(?<![\w,.\-/])\d{{1,4}}[a-dA-D]?,?[ \t]+[{_UP}][\w\-]{{2,}}(?i:{_DE_STREET})(?![\w])", _span("ADDRESS", 0.8)),
     ("addr_maison", rf"(?<![\w])Maison[ \t]+\d{{1,3}}(?![\w]){_ADDR_END}", _span("ADDRESS", 0.75)),
     # postcodes with their country letter: L-1234 Luxembourg, F-57100 Thionville, B-6700 Arlon, D-54290 Trier
     ("postcode",
@@ -619,7 +726,7 @@ def _postcode_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found]
 
 _ALTERNATIVES.append((
     "keep_institution",
-    rf"(?:(?i:h[ôo]pital|clinique|polyclinique|centre[ \t]+hospitalier(?:[ \t]+(?:universitaire|r[ée]gional|"
+    rf"(?:(?i:h[ôo]pital|h[ôo]pitaux|clinique|polyclinique|centre[ \t]+hospitalier(?:[ \t]+(?:universitaire|r[ée]gional|"
     r"neuro-psychiatrique|de[ \t]+r[ée][ée]ducation))?|c\.?h\.?u\.?|c\.?h\.?r\.?|institut|fondation|"
     r"maison[ \t]+de[ \t]+(?:soins|sant[ée]|retraite)|centre|r[ée]seau|laboratoires?|pharmacie)[ \t]+"
     r"(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)*)"
@@ -642,8 +749,9 @@ _ALTERNATIVES.append((
 
 # titles that a name pattern may have taken in (not "M.", which is also an initial: "Dr M. Faber")
 _LEADING_TITLES = re.compile(
-    r"(?:(?:MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dr\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|(?i:madame|monsieur|messieurs|"
-    r"mesdames|mademoiselle|docteur|doctoresse|professeur|ma[îi]tre))[ \t]+)+")
+    r"(?:(?:MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dre?\.?|Drs|Pr\.?|Prof\.?|Me|Sr|Herr|Frau|Här|Härr|Inf\.|IDEL?|"
+    r"m[ée]d\.|(?i:madame|"
+    r"monsieur|messieurs|mesdames|mademoiselle|docteure?|doctoresse|professeure?|ma[îi]tre))[ \t]+)+")
 
 
 def _clean_name(text: str, s: int, e: int) -> tuple[int, int] | None:
@@ -657,7 +765,9 @@ def _clean_name(text: str, s: int, e: int) -> tuple[int, int] | None:
         word = text[ts:te]
         initial = re.fullmatch(rf"[{_UP}]\.(?:-[{_UP}]\.?)?", word) is not None
         leading_particle = not kept and len(tokens) > 1 and re.fullmatch(_PARTICLE_WORD, word, re.I) is not None
-        if word[:1].isupper() and not initial and not leading_particle and (is_not_a_name(word) or (kept and _fold_word(word) in known_towns()
+        inner_particle = (kept and re.fullmatch(_PARTICLE_WORD, word, re.I) is not None
+                          and ts != tokens[-1][0])
+        if word[:1].isupper() and not initial and not leading_particle and not inner_particle and (is_not_a_name(word) or (kept and _fold_word(word) in known_towns()
                                                            and text[kept[-1][0]:kept[-1][1]].lower() in ("de", "d'"))):
             break
         kept.append((ts, te))
@@ -693,10 +803,28 @@ _ALTERNATIVES += [
      rf"(?i:\b(?:sa|son|ses|leur|leurs|votre|notre)[ \t]+(?:{_RELATIONS})[ \t]*,?[ \t]+)(?P<nr>{_NAME})",
      _name_post(0.85, "nr")),
     # maiden and married names: "épouse Weber", "née Schmit"
-    ("name_maiden", rf"(?i:\b(?:épouse|epouse|époux|epoux|née|nee|ép\.|veuve|vve|dite?|alias))[ \t]+(?P<nm>{_NAME})",
+    ("name_maiden", rf"(?:(?i:\b(?:épouse|epouse|époux|epoux|née|nee|ép\.|veuve|vve|dite?|alias|geb\.|geborene))|"
+                    rf"\bn\.)[ \t]+(?P<nm>{_NAME})",
      _name_post(0.8, "nm")),
     # after a label: "Patient : MULLER Jean", "Médecin traitant : Dr Anne Weber"
-    ("name_label", rf"\b(?i:{_LABELS})[ \t]*:[ \t]*(?:{_TITLES}[ \t]+)?(?P<nl>{_NAME})", _name_post(0.8, "nl")),
+    ("name_label", rf"\b(?i:{_LABELS})(?:[ \t]*[:|][ \t]*|\t+)(?:{_TITLES}[ \t]+)?(?P<nl>{_NAME})",
+     _name_post(0.8, "nl")),
+    # a relation without a possessive: "nièce De Luca", "fille (Dos santos, 76 ans)"
+    ("name_relative_bare", rf"(?i:\b(?:{_RELATIONS}))[ \t]*,?[ \t]*\(?[ \t]*(?P<nrb>{_NAME})", _name_post(0.75, "nrb")),
+]
+
+
+_ALTERNATIVES += [
+    # greetings and closings of messages: "Moien Mia,", "Bis muer, Agnès", "Äddi, Hans-Peter", "-- Gilles"
+    ("name_greeting", rf"(?i:\b(?:moien|bonjour|bonsoir|hello|salut|coucou|hallo|hei|léif|leif|chère|cher))[ \t]+"
+                      rf"(?P<ng>{_NAME})(?=[ \t]*[,!\n])", _name_post(0.75, "ng")),
+    ("name_closing", rf"(?i:\b(?:bis[ \t]+muer|bis[ \t]+geschwënn|äddi|addi|merci|bien[ \t]+à[ \t]+vous|cordialement|"
+                     rf"villmools[ \t]+merci|bonne[ \t]+journée|à[ \t]+demain|gréiss|grüße|salutations)[ \t]*[,!.]?"
+                     rf"[ \t]*\n?[ \t]*)(?P<nc>{_NAME})", _name_post(0.75, "nc")),
+    ("name_dashes", rf"(?m:^)[ \t]*--[ \t]*(?:{_TITLES}[ \t]+)?(?P<nd>{_NAME})", _name_post(0.75, "nd")),
+    # "votre patient Wolff, 84 ans", "la patiente Mme ..."
+    ("name_patient", rf"(?i:\b(?:patiente?|pt|client|cliente|résidente?))[ \t]+(?:{_TITLES}[ \t]+)?(?P<np>{_NAME})",
+     _name_post(0.7, "np")),
 ]
 
 
@@ -737,6 +865,69 @@ def _name_first_last(text: str, m: re.Match[str], out: list[Found]) -> list[Foun
     if is_eponym_use(text, m.start("family"), m.end("family")) or is_eponym_use(text, m.start(), m.end()):
         return None
     return [(m.start(), m.end(), "OTHER_NAME", 0.7)]
+
+
+
+
+@_alt("name_initial", rf"(?<![\w.°])[{_UP}]\.(?:-[{_UP}]\.)?[ \t]?(?P<ni_s>(?:(?i:{_PARTICLE_WORD})[ \t]*)?"
+                     rf"[{_UP}][\w'’]+(?:-[{_UP}][\w'’]+)*)")
+def _name_initial(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """C. Ferreira, J.-P. Schmit: an initial and a surname that is no clinical word."""
+    surname = m.group("ni_s").split()[-1]
+    if is_not_a_name(surname) or is_drug_name(surname) or _fold_word(surname) in known_towns():
+        return None
+    if is_eponym_use(text, m.start("ni_s"), m.end("ni_s")):
+        return None
+    return [(m.start(), m.end(), "OTHER_NAME", 0.7)]
+
+
+def _looks_named(words: Sequence[str]) -> bool:
+    """A word in capitals (a surname as forms write it) or a first name among ``words``."""
+    return any((len(w) >= 2 and w.replace("-", "").replace("'", "").isupper() and not is_not_a_name(w))
+               or _fold_word(w.split("-")[0]) in first_names() for w in words)
+
+
+@_alt("name_before_birth",
+      rf"(?<![\w])(?P<nbb>{_NAME})(?=[ \t]*[,(][ \t]*(?:n[ée]e?(?:\(e\))?[ \t]+(?:le|en)\b|geb\.|geboren|DDN|ddn))")
+def _name_before_birth(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    cleaned = _clean_name(text, *m.span("nbb"))
+    return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.75)] if cleaned else None
+
+
+_AGE_OR_BIRTH_NEXT = re.compile(r"[ \t]*[,(][ \t]*(?:n[ée]e?\b|\d{1,3}[ \t]*(?:ans?|mois)\b|°)")
+
+
+@_alt("name_heading",
+      rf"(?m:^)[ \t]*(?P<nh>{_NAME})(?=[ \t]*(?:,|-|–|\||\()[ \t]*(?:n[ée]e?\b|°|\*|geb|"
+      r"\d{1,2}[./\-]\d{1,2}[./\-]\d{2,4}|\d{4}-\d\d-\d\d|\d{1,3}[ \t]*(?:ans?|a|mois|j(?:ä|ae)hrig)\b|"
+      rf"ddn\b|DDN\b|\d{{1,2}}(?:er|ER)?[ \t]+(?i:{MONTH_RE})))")
+def _name_heading(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """A line that starts with a name and goes on with a birth date or an age: "BIEVER Jhemp - 04/02/1938",
+    "MEDINGER FRÉDÉRIQUE, née le ...", "BEIER-SPAUTZ, 75 ans"."""
+    cleaned = _clean_name(text, *m.span("nh"))
+    if cleaned is None:
+        return None
+    strong = _AGE_OR_BIRTH_NEXT.match(text, m.end("nh")) is not None
+    if not (strong or _looks_named(text[cleaned[0] : cleaned[1]].split())):
+        return None
+    return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.75)]
+
+
+@_alt("name_line", rf"(?m:^)[ \t]*(?:{_TITLES}[ \t]+)?(?P<nli>{_NAME})[ \t]*(?:\([^()\n]{{1,40}}\))?[ \t]*$")
+def _name_line(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """A line holding only a name (a signature): "Ursula", "Dr Anne Weber", "Françoise Cardoso (IDE)"."""
+    cleaned = _clean_name(text, *m.span("nli"))
+    if cleaned is None:
+        return None
+    words = text[cleaned[0] : cleaned[1]].split()
+    titled = re.match(rf"[ \t]*{_TITLES}", m.group()) is not None
+    if not (titled or _looks_named(words)) or any(is_not_a_name(w) for w in words):
+        return None
+    return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
+
+
+_ALTERNATIVES.append(
+    ("date_year_bare", rf"(?<![\w.,/\-]){_YEAR}(?![\w]|[.,/\-]\d)", _bare_year))
 
 
 def _compile_scanner() -> tuple[re.Pattern[str], dict[str, _Post], dict[str, list[tuple[str, re.Pattern[str]]]]]:
@@ -972,6 +1163,12 @@ _COMMON_WORD_BEFORE = re.compile(
     r"si|bien|aussi|tout|toute|au|aux|en|et|ou|a)[ \t]*$")
 
 
+def _is_inflected(word: str) -> bool:
+    from spacy.strings import get_string_id
+
+    return get_string_id(word) in _inflected_french_words()
+
+
 def find_known(
     text: str, known: Mapping[str, Sequence[str]] | None, normalised: str | None = None
 ) -> list[Found]:
@@ -996,7 +1193,7 @@ def find_known(
             surface = text[start:end]
             if is_eponym_use(text, start, end):
                 continue
-            if surface.islower() and (norm[start:end] in _french_words()
+            if surface.islower() and (norm[start:end] in _french_words() or _is_inflected(surface)
                                       or _COMMON_WORD_BEFORE.search(norm, max(0, start - 12), start)):
                 continue  # "un petit épanchement", "une masse" for a patient named Petit or Masse
         out.append((start, end, kind, 1.0))
