@@ -27,8 +27,8 @@ from anonymisation.deid_recognizers import (
     BIRTH_DATE,
     KEEP,
     Found,
-    find_all,
     _fold_word,
+    find_all,
     find_known,
     first_names,
     is_drug_name,
@@ -156,12 +156,16 @@ def redact(
     return "".join(parts)
 
 
+_PARALLEL_FROM = 5000  # texts: below this, starting a second process costs more than it saves (bench_deid)
+
+
 def _processes(n_texts: int) -> int:
-    """spaCy worker processes for a batch: all cores for large batches ($DS4H_DEID_PROCESSES overrides)."""
+    """spaCy worker processes for a batch: two (when the machine has two cores) from 5,000 texts on;
+    ``$DS4H_DEID_PROCESSES`` sets the number (1: one process, as plain presidio runs)."""
     env = os.environ.get("DS4H_DEID_PROCESSES")
     if env and env.isdigit():
         return max(1, int(env))
-    return min(2, os.cpu_count() or 1) if n_texts >= 2000 else 1
+    return min(2, os.cpu_count() or 1) if n_texts >= _PARALLEL_FROM else 1
 
 
 def _trim_ner(text: str, start: int, end: int) -> tuple[int, int]:
@@ -225,12 +229,58 @@ def _caps_surname(word: str) -> bool:
         and any(c in "AEIOUYÀÂÄÉÈÊËÎÏÔÖÙÛÜ" for c in letters)
 
 
+@dataclass(frozen=True, slots=True)
+class _NerInput:
+    """The lines of a text that NER reads, joined by line breaks, and where each came from."""
+
+    text: str
+    lines: tuple[tuple[int, int], ...]  # (start in self.text, start in the note)
+
+    def to_text(self, start: int, end: int) -> tuple[int, int]:
+        """An entity's span in the note (an entity never crosses a line: see _combine)."""
+        for i in range(len(self.lines) - 1, -1, -1):
+            piece_start, text_start = self.lines[i]
+            if start >= piece_start:
+                return text_start + start - piece_start, text_start + end - piece_start
+        return start, end
+
+
+_CANDIDATE = re.compile(r"[^\W\d_][\w'’\-]*")
+
+
+def _ner_lines(text: str, scanned: Sequence[Found]) -> _NerInput:
+    """The lines where NER can add a name the recognisers have not found: those with a word, outside
+    the recognisers' spans, that is a first name or a surname in capitals (an NER person without one
+    is dropped anyway, see _is_plausible_name). On clinical notes this is a small part of the text,
+    and NER (the costliest step) reads only it."""
+    covered = sorted((s, e) for s, e, k, _ in scanned if k != KEEP)
+    parts: list[str] = []
+    lines: list[tuple[int, int]] = []
+    pos = 0
+    offset = 0
+    ci = 0
+    for line in text.split("\n"):
+        for m in _CANDIDATE.finditer(line):
+            s, e = offset + m.start(), offset + m.end()
+            while ci < len(covered) and covered[ci][1] <= s:
+                ci += 1
+            inside = ci < len(covered) and covered[ci][0] <= s and e <= covered[ci][1]
+            word = m.group()
+            if not inside and (_fold_word(word.split("-")[0]) in first_names() or _caps_surname(word)):
+                lines.append((pos, offset))
+                parts.append(line)
+                pos += len(line) + 1
+                break
+        offset += len(line) + 1
+    return _NerInput("\n".join(parts), tuple(lines))
+
+
 class Deidentifier:
     """spaCy NER (fr_core_news_sm, through presidio's spaCy engine) and the Luxembourg recognisers;
     build once, reuse."""
 
     def __init__(
-        self, language: str = "fr", batch_size: int = 64, use_ner: bool = True, fast: bool = True
+        self, language: str = "fr", batch_size: int = 64, use_ner: bool = True
     ) -> None:
         if language != "fr":
             raise ValueError(f"only French ('fr') is configured, not {language!r}")
@@ -247,14 +297,17 @@ class Deidentifier:
         knowns = knowns if knowns is not None else [None] * len(texts)
         if len(knowns) != len(texts):
             raise ValueError("one known-identifier mapping per text")
+        scanned = [find_all(str(t)) for t in texts]
         if self.use_ner:
+            pieces = [_ner_lines(str(t), sc) for t, sc in zip(texts, scanned, strict=True)]
             docs: Iterable[Any] = self.nlp.pipe(
-                (str(t) for t in texts), batch_size=self.batch_size, n_process=_processes(len(texts)))
+                (p.text for p in pieces), batch_size=self.batch_size, n_process=_processes(len(texts)))
         else:
+            pieces = [_NerInput("", ()) for _ in texts]
             docs = (None for _ in texts)
-        for text, doc, known in zip(texts, docs, knowns, strict=True):
-            ner = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PER"] if doc is not None else []
-            yield self._combine(str(text), ner, known)
+        for text, found, piece, doc, known in zip(texts, scanned, pieces, docs, knowns, strict=True):
+            ner = [piece.to_text(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PER"] if doc is not None else []
+            yield self._combine(str(text), found, ner, known)
 
     def analyze(self, text: str, known: Mapping[str, Sequence[str]] | None = None) -> list[Span]:
         return next(self.analyze_batch([text], [known]))
@@ -266,8 +319,9 @@ class Deidentifier:
         return DeidResult(redact(text, spans, date_offset), spans)
 
     @staticmethod
-    def _combine(text: str, ner: Iterable[tuple[int, int]], known: Mapping[str, Sequence[str]] | None) -> list[Span]:
-        scanned = find_all(text)
+    def _combine(
+        text: str, scanned: list[Found], ner: Iterable[tuple[int, int]], known: Mapping[str, Sequence[str]] | None
+    ) -> list[Span]:
         keep = [(s, e) for s, e, k, _ in scanned if k == KEEP]
         found: list[Found] = [f for f in scanned if f[2] != KEEP]
         for ner_start, ner_end in ner:

@@ -19,12 +19,21 @@ import contextlib
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
-from anonymisation.deid_dates import MONTH_ABBR_RE, MONTH_RE, MONTHS, WEEKDAY_RE, WEEKDAYS, parse_date, same_date
+from anonymisation.deid_dates import (
+    MONTH_ABBR_RE,
+    MONTH_RE,
+    MONTHS,
+    WEEKDAY_RE,
+    WEEKDAYS,
+    parse_date,
+    same_date,
+)
 from schemas.matricule import is_valid_matricule
 
 __all__ = [
@@ -230,7 +239,7 @@ def _inflected_french_words() -> frozenset[int]:
         files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
         data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
         return frozenset(int(k) for k in data.get("lemma_lookup", {}))
-    except Exception:  # noqa: BLE001 - no model tables: no such filter
+    except Exception:
         return frozenset()
 
 
@@ -640,7 +649,7 @@ _ALTERNATIVES += [
     ("age_short", r"(?:(?<=,[ \t])|(?<=\bde[ \t]))(?P<age_s>\d{1,3}[ \t]?a)(?=[ \t]*(?:[,;.)\n]|$))",
      _span("AGE", 0.8, "age_s")),
     # "FLAMMANG Monique, 10 mois, ...": an age right after a name and a comma
-    ("age_after_name", rf"(?<=[\w.)],[ \t])(?P<age_n>\d{{1,3}}[ \t]*(?:ans|mois|semaines|jours))(?=[ \t]*[,;.)\n])",
+    ("age_after_name", r"(?<=[\w.)],[ \t])(?P<age_n>\d{1,3}[ \t]*(?:ans|mois|semaines|jours))(?=[ \t]*[,;.)\n])",
      _age_after_name),
 ]
 
@@ -977,103 +986,8 @@ def find_all(text: str) -> list[Found]:
 
 # ---------------------------------------------------------------- known identifiers (deny list)
 
-_SEP = r"[\s\-'’.,]*"
-
-
-def _translit(token: str) -> str:
-    """A name token as a pattern over normalised text: accents dropped, ü/ue, ö/oe, ä/ae, ß/ss, ø/oe."""
-    t = token.lower()
-    out: list[str] = []
-    i = 0
-    while i < len(t):
-        two = t[i : i + 2]
-        ch = t[i]
-        if two in ("ue", "oe", "ae"):
-            out.append(f"{two[0]}e?")
-            i += 2
-            continue
-        if two == "ss":
-            out.append("(?:ss|ß)")
-            i += 2
-            continue
-        if ch in "üöä":
-            out.append(f"{_fold_char(ch)}e?")
-        elif ch == "ß":
-            out.append("(?:ss|ß)")
-        elif ch in "øœ":
-            out.append("(?:oe?|ø|œ)")
-        elif ch == "æ":
-            out.append("(?:ae|æ)")
-        elif ch == "ł":
-            out.append("(?:l|ł)")
-        else:
-            out.append(re.escape(_fold_char(ch)))
-        i += 1
-    return "".join(out)
-
-
 def _digits_pattern(digits: str) -> str:
     return r"[ .\-/]?".join(re.escape(d) for d in digits)
-
-
-def _name_patterns(names: Iterable[str]) -> list[str]:
-    pats: list[str] = []
-    for name in names:
-        tokens = re.findall(r"\w+", name)
-        if not tokens:
-            continue
-        orders = [tokens]
-        # every rotation: "DA SILVA Jean-François" (surname first, several tokens each side), and
-        # every suffix: the surname alone ("LE GALL")
-        orders += [tokens[i:] + tokens[:i] for i in range(1, len(tokens))]
-        orders += [tokens[i:] for i in range(1, len(tokens))]
-        for order in orders:
-            pats.append(_SEP.join(_translit(t) for t in order))
-        pats.extend(_translit(t) for t in tokens if len(t) >= 3)
-    return pats
-
-
-def _phone_patterns(phone: str) -> list[str]:
-    digits = re.sub(r"\D", "", phone)
-    if digits.startswith("00"):
-        digits = digits[2:]
-    elif not phone.strip().startswith("+") and digits.startswith("0") and len(digits) >= 9:
-        national = digits[1:]  # a national number: also written +33 6 12 ..., +32 470 ..., +49 651 ...
-        return [rf"(?:(?:\+|00)[ ]?(?:33|32|49)[ ]?(?:\(?0\)?[ ]?)?|\(?0\)?[ ]?){_digits_pattern(national)}(?!\d)"]
-    for cc in ("352", "33", "32", "49"):
-        if digits.startswith(cc) and len(digits) > 8:
-            national = digits[len(cc) :].lstrip("0")
-            return [rf"(?:(?:\+|00)[ ]?{cc}[ ]?)?(?:\(?0\)?[ ]?)?{_digits_pattern(national)}(?!\d)"]
-    if len(digits) >= 6:
-        return [rf"(?:(?:\+|00)[ ]?352[ ]?)?{_digits_pattern(digits)}(?!\d)"]
-    return []
-
-
-def _address_patterns(address: str) -> list[str]:
-    tokens = re.findall(r"\w+", address)
-    if not tokens:
-        return []
-    pats = [_SEP.join(_translit(t) for t in tokens)]
-    if tokens[0].isdigit() and len(tokens) > 2:  # "12, rue de la Gare": also "rue de la Gare 12", and the street
-        street = tokens[1:]
-        pats.append(_SEP.join(_translit(t) for t in [*street, tokens[0]]))
-        if len(street) >= 2:
-            pats.append(_SEP.join(_translit(t) for t in street))
-    if re.fullmatch(r"[A-Za-z]{1,2}", tokens[0]) and len(tokens) > 1 and tokens[1].isdigit():
-        pats.append(_SEP.join(_translit(t) for t in tokens[1:]))  # "L-1234 Esch": also "1234 Esch"
-    return pats
-
-
-def _birth_patterns(value: str) -> list[str]:
-    try:
-        d = date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        return []
-    sep = r"[ ./\-]?"
-    dd, mm, yyyy = f"{d.day:02d}", f"{d.month:02d}", f"{d.year:04d}"
-    day, month = rf"0?{d.day}" if d.day < 10 else dd, rf"0?{d.month}" if d.month < 10 else mm
-    return [rf"(?<![\d]){day}{sep}{month}{sep}(?:{yyyy}|{yyyy[2:]})(?![\d])",
-            rf"(?<![\d]){yyyy}{sep}{mm}{sep}{dd}(?![\d])"]
 
 
 def _id_patterns(value: str) -> list[str]:
@@ -1105,21 +1019,14 @@ def _known_matcher(key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[re.Pat
         for v in values:
             if not v or not v.strip():
                 continue
-            if field == "names":
-                names = [v]
-                if "ß" in v:
-                    names.append(v.replace("ß", "ss"))
-                pats += _name_patterns(names)
-            elif field == "phones":
-                pats += _phone_patterns(v)
-            elif field == "emails":
-                pats.append(re.escape(normalise(v.strip())))
-            elif field == "addresses":
-                pats += _address_patterns(v)
-            elif field == "birth_dates":
-                pats += _birth_patterns(v)
+            if field in ("names", "addresses", "phones") or (field == "national_ids" and v.strip().isdigit()):
+                continue  # matched as words (_KnownTokens) or digits (_KnownDigits)
+            if field == "birth_dates":
                 with contextlib.suppress(ValueError):
                     births.append(date.fromisoformat(v.strip()[:10]))
+                continue
+            if field == "emails":
+                pats.append(re.escape(normalise(v.strip())))
             elif field == "ibans":
                 compact = re.sub(r"\s", "", normalise(v))
                 if len(compact) >= 8:
@@ -1127,15 +1034,169 @@ def _known_matcher(key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[re.Pat
             else:  # national_ids, local_ids
                 pats += _id_patterns(v)
         if pats:
-            # longest first: the full name before one of its tokens
-            pats = sorted(set(pats), key=len, reverse=True)
-            bounded = [rf"(?<![\d])(?:{p})" if field == "phones" else p
-                       if field in ("birth_dates", "national_ids", "local_ids") else rf"\b(?:{p})\b" for p in pats]
+            pats = sorted(set(pats), key=len, reverse=True)  # longest first
+            bounded = [p if field in ("national_ids", "local_ids") else rf"\b(?:{p})\b" for p in pats]
             groups.setdefault(kind, []).extend(bounded)
     if not groups:
-        return None
+        return None if not births else (re.compile(r"(?!x)x"), tuple(births))
     pattern = "|".join(f"(?P<{k}>{'|'.join(v)})" for k, v in groups.items())
     return re.compile(pattern), tuple(births)
+
+
+_DIGIT_RUN = re.compile(r"\d(?:[ .\-/()]{0,3}\d)*")
+_PHONE_PREFIX = re.compile(r"(?:(?:\+|00)[ ]?\d{2,3}[ .]?)?(?:\(?0\)?[ ]?)?$")
+
+
+def _phone_digits(phone: str) -> str:
+    """The national part of a phone number: what every way of writing it shares."""
+    digits = re.sub(r"\D", "", phone)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    elif not phone.strip().startswith("+") and digits.startswith("0") and len(digits) >= 9:
+        return digits[1:]
+    for cc in ("352", "33", "32", "49"):
+        if digits.startswith(cc) and len(digits) > 8:
+            return digits[len(cc) :].lstrip("0")
+    return digits
+
+
+def _birth_digits(value: str) -> list[str]:
+    try:
+        d = date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return []
+    days = {str(d.day), f"{d.day:02d}"}
+    months = {str(d.month), f"{d.month:02d}"}
+    years = {f"{d.year:04d}", f"{d.year:04d}"[2:]}
+    forms = {day + month + year for day in days for month in months for year in years}
+    forms.add(f"{d.year:04d}{d.month:02d}{d.day:02d}")
+    return sorted(forms, key=len, reverse=True)
+
+
+@lru_cache(maxsize=4096)
+def _known_digits(key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[tuple[str, str], ...]:
+    """(digits, kind) of a patient's phones, birth dates and numeric national ids, longest first."""
+    out: set[tuple[str, str]] = set()
+    for field, values in key:
+        for v in values:
+            if field == "phones":
+                digits = _phone_digits(v)
+                if len(digits) >= 6:
+                    # also written in one block with its country code: 00352621123456, 0612345678
+                    out.update((f, "PHONE") for f in (digits, "0" + digits, *(
+                        p + cc + digits for cc in ("352", "33", "32", "49") for p in ("", "00", "0"))))
+            elif field == "birth_dates":
+                out.update((f, BIRTH_DATE) for f in _birth_digits(v))
+            elif field == "national_ids" and v.strip().isdigit() and len(v.strip()) >= 4:
+                out.add((v.strip(), "MATRICULE"))
+    return tuple(sorted(out, key=lambda dk: len(dk[0]), reverse=True))
+
+
+def _find_known_digits(text: str, targets: Sequence[tuple[str, str]]) -> list[Found]:
+    """Each target's digits inside a run of digits and separators, starting and ending at a group's
+    edge ("+352 621 123 456", "01.03.1950", "1950-03-01")."""
+    out: list[Found] = []
+    for run in _DIGIT_RUN.finditer(text):
+        pos = [run.start() + i for i, ch in enumerate(run.group()) if ch.isdigit()]
+        digits = "".join(text[p] for p in pos)
+        taken = [False] * len(digits)
+        for target, kind in targets:
+            start = digits.find(target)
+            while start >= 0:
+                end = start + len(target)
+                first, last = pos[start], pos[end - 1]
+                edge = (first == run.start() or not text[first - 1].isdigit()) and (
+                    last + 1 == run.end() or not text[last + 1].isdigit())
+                if edge and not any(taken[start:end]):
+                    s = first
+                    if kind == "PHONE":
+                        m = _PHONE_PREFIX.search(text, max(0, first - 12), first)
+                        s = m.start() if m is not None else first
+                    out.append((s, last + 1, kind, 1.0))
+                    for i in range(start, end):
+                        taken[i] = True
+                start = digits.find(target, start + 1)
+    return out
+
+
+def canonical(token: str) -> str:
+    """A normalised word written the way its transliterations are too: Müller, Mueller and MULLER all
+    give "muller"; Strauß and Strauss "strauss"; Søren and Soeren "soren"."""
+    t = (token.replace("ß", "ss").replace("œ", "oe").replace("æ", "ae").replace("ø", "o").replace("ł", "l")
+         .replace("đ", "d"))
+    return t.replace("ue", "u").replace("oe", "o").replace("ae", "a")
+
+
+_WORD = re.compile(r"\w+")
+_GAP = re.compile(r"[\s\-'’.,]*")
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownTokens:
+    """A patient's names and addresses as canonical words: any word of a name (3 letters or more, or
+    next to another of its words) in any order, and each address as a word sequence ("12 rue de la
+    Gare", also "rue de la Gare 12", the street alone, "1234 Esch" for "L-1234 Esch")."""
+
+    name_words: frozenset[str]
+    short_name_words: frozenset[str]
+    addresses: tuple[tuple[str, ...], ...]
+
+
+@lru_cache(maxsize=4096)
+def _known_tokens(key: tuple[tuple[str, tuple[str, ...]], ...]) -> _KnownTokens | None:
+    names: set[str] = set()
+    short: set[str] = set()
+    addresses: set[tuple[str, ...]] = set()
+    for field, values in key:
+        for v in values:
+            words = [canonical(w) for w in _WORD.findall(normalise(v))]
+            if not words:
+                continue
+            if field == "names":
+                for w in words:
+                    (names if len(w) >= 3 else short).add(w)
+            elif field == "addresses":
+                addresses.add(tuple(words))
+                if words[0].isdigit() and len(words) > 2:
+                    addresses.add((*words[1:], words[0]))
+                    if len(words) > 3:
+                        addresses.add(tuple(words[1:]))
+                if re.fullmatch(r"[a-z]{1,2}", words[0]) and len(words) > 1 and words[1].isdigit():
+                    addresses.add(tuple(words[1:]))
+    if not (names or short or addresses):
+        return None
+    return _KnownTokens(frozenset(names), frozenset(short), tuple(sorted(addresses, key=len, reverse=True)))
+
+
+def _find_known_tokens(norm: str, tokens: _KnownTokens) -> list[Found]:
+    words = [(m.start(), m.end(), canonical(m.group())) for m in _WORD.finditer(norm)]
+    joined = [_GAP.fullmatch(norm, words[i][1], words[i + 1][0]) is not None for i in range(len(words) - 1)]
+    out: list[Found] = []
+    # addresses: word sequences, longest first
+    used = [False] * len(words)
+    for seq in tokens.addresses:
+        n = len(seq)
+        for i in range(len(words) - n + 1):
+            if used[i] or words[i][2] != seq[0]:
+                continue
+            if all(words[i + j][2] == seq[j] and not used[i + j] for j in range(n)) and all(joined[i : i + n - 1]):
+                out.append((words[i][0], words[i + n - 1][1], "ADDRESS", 1.0))
+                for j in range(n):
+                    used[i + j] = True
+    # names: runs of name words
+    hit = [w[2] in tokens.name_words or w[2] in tokens.short_name_words for w in words]
+    i = 0
+    while i < len(words):
+        if not hit[i] or used[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(words) and hit[j + 1] and not used[j + 1] and joined[j]:
+            j += 1
+        if j > i or words[i][2] in tokens.name_words:
+            out.append((words[i][0], words[j][1], "PATIENT_NAME", 1.0))
+        i = j + 1
+    return out
 
 
 def known_key(known: Mapping[str, Sequence[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -1178,15 +1239,19 @@ def find_known(
     A name token that is a medical eponym in a medical phrase ("classification de Wagner") is skipped,
     and so is a name that is also a French word written in lower case ("le", "petit").
     """
-    matcher = _known_matcher(known_key(known))
-    if matcher is None:
+    key = known_key(known)
+    matcher = _known_matcher(key)
+    tokens = _known_tokens(key)
+    digits = _known_digits(key)
+    if matcher is None and tokens is None and not digits:
         return []
-    rx, _births = matcher
     norm = normalise(text) if normalised is None else normalised
+    found: list[Found] = _find_known_tokens(norm, tokens) if tokens is not None else []
+    found += _find_known_digits(text, digits)
+    if matcher is not None:
+        found += [(m.start(), m.end(), m.lastgroup or "", 1.0) for m in matcher[0].finditer(norm)]
     out: list[Found] = []
-    for m in rx.finditer(norm):
-        start, end = m.span()
-        kind = m.lastgroup or ""
+    for start, end, kind, _score in found:
         if start == end:
             continue
         if kind == "PATIENT_NAME":

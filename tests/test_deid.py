@@ -487,18 +487,5 @@ def test_cli_malformed_line(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the model loader
 
 
-def test_compiled_pattern_cache_gives_the_same_pattern(tmp_path: Path) -> None:
-    from anonymisation.nlp_model import compiled_from_cache
-
-    pattern = "(?iu)" + "|".join(f"(?:^[{chr(0x41 + i)}-z]+-(?:sur|sous)-[a-zà-ÿ]+$)" for i in range(20))
-    first = compiled_from_cache(pattern, folder=tmp_path)
-    assert list(tmp_path.iterdir())
-    second = compiled_from_cache(pattern, folder=tmp_path)  # read back from the file
-    for word in ("Esch-sur-Alzette", "esch-SOUS-x", "Esch-sur", "Zz-sur-é", "x"):
-        assert bool(first.match(word)) == bool(second.match(word)) == bool(re.compile(pattern).match(word))
-    (next(tmp_path.iterdir())).write_bytes(b"damaged")
-    assert compiled_from_cache(pattern, folder=tmp_path).pattern == pattern
-
-
 def test_only_the_ner_pipes_are_loaded(deid: Deidentifier) -> None:
     assert deid.nlp.pipe_names == ["ner"]
