@@ -403,14 +403,15 @@ def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
 def evaluate(
     gold: dict[str, list[GoldSpan]], predicted: dict[str, list[PredSpan]], coverage: float = 0.8
 ) -> dict[str, dict[str, float]]:
-    """Per-type precision, recall and support, plus an "ALL" row.
+    """Per-type precision, recall, support and unchanged, plus an "ALL" row.
 
     A gold span is found when predicted spans (of any type) cover at least ``coverage`` of its
-    characters. Each predicted span counts for the type of the gold span it overlaps most (correct),
+    characters, and unchanged when they cover none of them (it is in the output as it was). Each predicted span counts for the type of the gold span it overlaps most (correct),
     or, overlapping none, as a false positive of its own type mapped to the gold vocabulary.
     """
     support: dict[str, int] = {}
     found: dict[str, int] = {}
+    unchanged: dict[str, int] = {}
     correct: dict[str, int] = {}
     false_pos: dict[str, int] = {}
     for doc_id in sorted(set(gold) | set(predicted)):
@@ -423,6 +424,8 @@ def evaluate(
                 covered.update(range(max(g0, p0), min(g1, p1)))
             if g1 > g0 and len(covered) >= coverage * (g1 - g0):
                 found[gt] = found.get(gt, 0) + 1
+            if not covered:
+                unchanged[gt] = unchanged.get(gt, 0) + 1
         for p0, p1, pt in p:
             best = max(g, key=lambda gs: _overlap(p0, p1, gs[0], gs[1]), default=None)
             if best is not None and _overlap(p0, p1, best[0], best[1]) > 0:
@@ -437,6 +440,7 @@ def evaluate(
             "precision": correct.get(t, 0) / n_pred if n_pred else 1.0,
             "recall": found.get(t, 0) / support[t] if support.get(t) else 1.0,
             "support": support.get(t, 0),
+            "unchanged": unchanged.get(t, 0),
         }
     n_pred_all = sum(correct.values()) + sum(false_pos.values())
     n_sup = sum(support.values())
@@ -444,6 +448,7 @@ def evaluate(
         "precision": sum(correct.values()) / n_pred_all if n_pred_all else 1.0,
         "recall": sum(found.values()) / n_sup if n_sup else 1.0,
         "support": n_sup,
+        "unchanged": sum(unchanged.values()),
     }
     return report
 

@@ -208,6 +208,9 @@ _NOT_NAMES = frozenset(
     "social", "médical", "médicale", "certificat", "constat", "anamnèse", "soussigné", "soussignée", "hospitalier",
     "hospitalière", "hôpitaux", "hopitaux", "fax", "portable", "mobile", "domicile", "merci", "entretien",
     "facturation", "examens", "complémentaires", "ett", "patientin", "vaccination", "vaccinations", "mr",
+    "nyha", "rue", "boulevard", "avenue", "route", "place", "chemin", "allée", "impasse", "montée", "chaussée",
+    "quai", "ruelle", "sentier", "square", "straße", "strasse", "weg", "gasse", "platz",
+    "ihre", "ihren", "ihrem", "unsere", "unser", "unseren", "patienten", "wir", "sehr", "geehrte", "geehrter",
     "vitamine", "ferritine", "créatinine", "albumine", "hémoglobine", "troponine", "bilirubine", "calcémie",
     "natrémie", "kaliémie", "glycémie", "protéinurie", "leucocytes", "plaquettes", "lymphocytes", "neutrophiles",
     "hématocrite", "fibrinogène", "procalcitonine", "lipase", "amylase", "insulinémie", "peptide",
@@ -255,7 +258,8 @@ def is_not_a_name(word: str) -> bool:
     """True for a capitalised word of clinical notes that is no name ("Service", "Cardiologie", "Mars",
     "Diagnostics"), or a drug's international name."""
     folded = _fold_word(word.strip(".,;:"))
-    return folded in _NOT_NAMES or (folded.endswith("s") and folded[:-1] in _NOT_NAMES) or is_drug_name(folded)
+    return (folded in _NOT_NAMES or (folded.endswith("s") and folded[:-1] in _NOT_NAMES) or is_drug_name(folded)
+            or folded.endswith(("arzt", "arztin", "pfleger", "schwester")))
 
 
 # ---------------------------------------------------------------- validators
@@ -329,7 +333,8 @@ _LABELS = (
     r"Réf\.?|Pt|Signataire|Validé par|Vu par|Examiné par|Rédacteur|Rédactrice|Responsable|Radiologue|Biologiste|"
     r"Pharmacien(?:ne)?|Médecin (?:de garde|assistant|assistante|responsable|senior|prescripteur|adresseur)|"
     r"Adressée? par|Envoyée? par|Client|Cliente|Bénéficiaire|Assurée?|Titulaire|Résident|Résidente|Aide|Copie|"
-    r"Visite|Présents?|Présentes|Rencontre avec|Entretien avec|Vu avec"
+    r"Visite|Présents?|Présentes|Rencontre avec|Entretien avec|Vu avec|Inf\.(?: de (?:nuit|jour|garde))?|"
+    r"Infirmière? de (?:nuit|jour|garde)"
 )
 _STREET_FR = (
     r"rue|r\.|ruelle|avenue|av\.|ave\.|boulevard|bd\.?|bld\.?|place|pl\.|chemin|allée|allee|impasse|imp\.|montée|montee|"
@@ -530,7 +535,8 @@ _ALTERNATIVES += [
     ("date_month_text", rf"(?<![\w])(?i:{MONTH_RE})\.?[ \t]+{_YEAR}(?![\d])", _date_post()),
     ("date_month_num", rf"(?<![\w/.\-]){_MONTH}[/.\-](?:19|20)\d\d{_NUM_END}", _date_post()),
     ("date_ym", rf"(?<![\w/.\-])(?:19|20)\d\d-(?:0[1-9]|1[0-2]){_NUM_END}", _date_post()),
-    ("date_le_dm", rf"(?i:\b(?:le|du|au)[ \t]+)(?P<ledm>{_DAY}/{_MONTH})(?![\d/]|\.\d)", _date_post(group="ledm")),
+    ("date_le_dm", rf"(?i:\b(?:le|du|au|labo|bilan|bio|biologie|depuis|dès|vers|avant|après|jusqu['’]au)[ \t]+)"
+                   rf"(?P<ledm>{_DAY}/{_MONTH})(?![\d/]|\.\d)", _date_post(group="ledm")),
     ("date_year_list", rf"(?:(?<![\w])(?i:et|ou|puis)[ \t]+|,[ \t]*)(?P<yl>{_YEAR})(?![\d]|[.,]\d|[ \t]*(?:%|mg|g\b|ml|ui|UI))",
      _year_list),
     ("date_year_ctx",
@@ -827,13 +833,34 @@ _ALTERNATIVES += [
     # greetings and closings of messages: "Moien Mia,", "Bis muer, Agnès", "Äddi, Hans-Peter", "-- Gilles"
     ("name_greeting", rf"(?i:\b(?:moien|bonjour|bonsoir|hello|salut|coucou|hallo|hei|léif|leif|chère|cher))[ \t]+"
                       rf"(?P<ng>{_NAME})(?=[ \t]*[,!\n])", _name_post(0.75, "ng")),
-    ("name_closing", rf"(?i:\b(?:bis[ \t]+muer|bis[ \t]+geschwënn|äddi|addi|merci|bien[ \t]+à[ \t]+vous|cordialement|"
+    ("name_closing", rf"(?i:\b(?:merci[ \t]+d['’]avance|bis[ \t]+muer|bis[ \t]+geschwënn|äddi|addi|merci|bien[ \t]+à[ \t]+vous|cordialement|"
                      rf"villmools[ \t]+merci|bonne[ \t]+journée|à[ \t]+demain|gréiss|grüße|salutations)[ \t]*[,!.]?"
                      rf"[ \t]*\n?[ \t]*)(?P<nc>{_NAME})", _name_post(0.75, "nc")),
     ("name_dashes", rf"(?m:^)[ \t]*--[ \t]*(?:{_TITLES}[ \t]+)?(?P<nd>{_NAME})", _name_post(0.75, "nd")),
     # "votre patient Wolff, 84 ans", "la patiente Mme ..."
     ("name_patient", rf"(?i:\b(?:patiente?|pt|client|cliente|résidente?))[ \t]+(?:{_TITLES}[ \t]+)?(?P<np>{_NAME})",
      _name_post(0.7, "np")),
+]
+
+
+def _name_in_copy_list(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if not re.match(r"[ \t]*(?i:copies?|cc|destinataires?|copie[ \t]+à)\b", text[line_start : m.start()]):
+        return None
+    return _name_post(0.7, "nlist")(text, m, out)
+
+
+_CUE_VERBS = (r"adressons|adresser|adressé|adressée|rencontre[ \t]+avec|entretien[ \t]+avec|"
+              r"vu[ \t]+avec|joindre|rappeler|contacter|concerne")
+
+_ALTERNATIVES += [
+    # an opinion asked of a named colleague: "Avis cardiologique (KRÜGER)", "Avis neuro (Pr B. Weber)"
+    ("name_avis", rf"(?i:\bavis)[ \t]+[\w\-]+[ \t]*\([ \t]*(?:{_TITLES}[ \t]+)?(?P<nav>{_NAME})[ \t]*\)",
+     _name_post(0.75, "nav")),
+    # after a verb that introduces a person: "Nous vous adressons M GONÇALVES", "Rencontre avec Thilges"
+    ("name_cue", rf"(?i:\b(?:{_CUE_VERBS}))[ \t]+(?:(?:{_TITLES}|M)[ \t]+)?(?P<ncue>{_NAME})", _name_post(0.7, "ncue")),
+    # the later names of a copy list: "Copie : Dr X (médecin traitant); Gonçalves"
+    ("name_list", rf"(?<=;)[ \t]*(?:{_TITLES}[ \t]+)?(?P<nlist>{_NAME})", _name_in_copy_list),
 ]
 
 
@@ -899,7 +926,16 @@ def _looks_named(words: Sequence[str]) -> bool:
 @_alt("name_before_birth",
       rf"(?<![\w])(?P<nbb>{_NAME})(?=[ \t]*[,(][ \t]*(?:n[ée]e?(?:\(e\))?[ \t]+(?:le|en)\b|geb\.|geboren|DDN|ddn))")
 def _name_before_birth(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
-    cleaned = _clean_name(text, *m.span("nbb"))
+    """The words right before a birth ("Ihre Patientin M. Scholz, geb. ..."): the name is the last ones."""
+    s, e = m.span("nbb")
+    words = list(re.finditer(r"\S+", text[s:e]))
+    first = len(words)
+    while first > 0 and not is_not_a_name(words[first - 1].group()) and _LEADING_TITLES.fullmatch(
+            words[first - 1].group() + " ") is None:
+        first -= 1
+    if first == len(words):
+        return None
+    cleaned = _clean_name(text, s + words[first].start(), e)
     return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.75)] if cleaned else None
 
 
@@ -930,7 +966,11 @@ def _name_line(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | N
         return None
     words = text[cleaned[0] : cleaned[1]].split()
     titled = re.match(rf"[ \t]*{_TITLES}", m.group()) is not None
-    if not (titled or _looks_named(words)) or any(is_not_a_name(w) for w in words):
+    before = text[: m.start()].rstrip(" \t\n")
+    signature = not text[m.end() :].strip() or before.endswith(",")  # the last line, or after "Merci d'avance,"
+    if any(is_not_a_name(w) for w in words):
+        return None
+    if not (titled or _looks_named(words) or (signature and not any(is_inflected_french_word(w) for w in words))):
         return None
     return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
 

@@ -68,8 +68,9 @@ def _check_note(path: Path, number: int, row: dict[str, Any]) -> dict[str, list[
                 try:
                     date.fromisoformat(v)
                 except ValueError:
-                    raise CommandError(f"{path}:{number}: known.birth_dates holds {v!r}, not a date "
-                                       "written YYYY-MM-DD") from None
+                    raise CommandError(
+                        f"{path}:{number}: known.birth_dates holds {v!r}, not a date written YYYY-MM-DD"
+                    ) from None
         out[key] = values
     return out
 
@@ -104,14 +105,20 @@ def deid_text(
     lang: Annotated[str, typer.Option("--lang", help="language of the notes")] = "fr",
     project: Annotated[
         str | None,
-        typer.Option("--project", help="shift the dates of lines without shift_days by the project key's "
-                     "per-note offset (within the policy's date_shift_days) instead of [DATE]"),
+        typer.Option(
+            "--project",
+            help="shift the dates of lines without shift_days by the project key's "
+            "per-note offset (within the policy's date_shift_days) instead of [DATE]",
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="texts per spaCy batch")] = 64,
     config: Annotated[
         str | None,
-        typer.Option("--config", help="config whose policy.date_shift_days bounds --project's offsets "
-                     "(default $DS4H_CONFIG, else $DS4H_HOME/ds4h.yaml when present)"),
+        typer.Option(
+            "--config",
+            help="config whose policy.date_shift_days bounds --project's offsets "
+            "(default $DS4H_CONFIG, else $DS4H_HOME/ds4h.yaml when present)",
+        ),
     ] = None,
 ) -> None:
     """De-identify clinical notes: names, phones, e-mails, addresses, matricules, local ids, IBANs,
@@ -190,36 +197,73 @@ def eval_deid(
     ],
     output_path: Annotated[Path, typer.Argument(metavar="OUTPUT.jsonl", help="deid-text output")],
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report as JSON")] = None,
+    notes_path: Annotated[
+        Path | None,
+        typer.Option("--notes", help="the deid-text input: report notes with and without 'known' apart too"),
+    ] = None,
 ) -> None:
-    """Precision and recall per identifier type of a deid-text output against gold spans.
+    """Precision, recall and unchanged identifiers per type of a deid-text output against gold spans.
 
-    Example: ds4h eval-deid notes_gold.jsonl notes-deid.jsonl --json eval.json
+    A gold identifier is found when at least 80% of its characters are masked, unchanged when none is.
+    With --notes, the notes with "known" identifiers and those without are also reported apart, and the
+    JSON report becomes {"all": ..., "with_known": ..., "without_known": ...}.
+
+    Example: ds4h eval-deid notes_gold.jsonl notes-deid.jsonl --notes notes.jsonl --json eval.json
     """
     try:
         from anonymisation.deid import evaluate, spans_by_id
 
         gold = spans_by_id(read_jsonl(gold_path, ("id", "spans")))
         predicted = spans_by_id(read_jsonl(output_path, ("id", "spans")))
+        with_known: set[str] | None = None
+        if notes_path is not None:
+            with_known = {
+                str(r["id"]) for r in read_jsonl(notes_path, ("id",)) if any((r.get("known") or {}).values())
+            }
     except CommandError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         typer.echo(f"error: malformed span ({exc})", err=True)
         raise typer.Exit(1) from None
-    report = evaluate(gold, predicted)
+    missing = sorted(set(gold) - set(predicted))
+    if missing:
+        typer.echo(f"error: {len(missing)} gold note(s) have no output line (first: {missing[0]})", err=True)
+        raise typer.Exit(1)
+    reports: dict[str, dict[str, dict[str, float]]] = {"all": evaluate(gold, predicted)}
+    if with_known is not None:
+        for name, keep in (("with_known", True), ("without_known", False)):
+            ids = {i for i in gold if (i in with_known) == keep}
+            reports[name] = evaluate(
+                {i: gold[i] for i in ids}, {i: predicted[i] for i in ids if i in predicted}
+            )
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="de-identification")
-    for col in ("type", "precision", "recall", "support"):
-        table.add_column(col, justify="left" if col == "type" else "right")
-    for kind, row in report.items():
-        table.add_row(kind, f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(int(row["support"])))
-    Console().print(table)
+    console = Console()
+    for name, report in reports.items():
+        n_notes = (
+            len(gold)
+            if name == "all"
+            else sum(1 for i in gold if (i in (with_known or set())) == (name == "with_known"))
+        )
+        table = Table(title=f"de-identification: {name.replace('_', ' ')} ({n_notes} notes)")
+        for col in ("type", "precision", "recall", "support", "unchanged"):
+            table.add_column(col, justify="left" if col == "type" else "right")
+        for kind, row in report.items():
+            table.add_row(
+                kind,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                str(int(row["support"])),
+                str(int(row["unchanged"])),
+            )
+        console.print(table)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        payload: Any = reports if with_known is not None else reports["all"]
+        json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:
