@@ -208,7 +208,7 @@ _NOT_NAMES = frozenset(
     "social", "médical", "médicale", "certificat", "constat", "anamnèse", "soussigné", "soussignée", "hospitalier",
     "hospitalière", "hôpitaux", "hopitaux", "fax", "portable", "mobile", "domicile", "merci", "entretien",
     "facturation", "examens", "complémentaires", "ett", "patientin", "vaccination", "vaccinations", "mr",
-    "nyha", "rue", "boulevard", "avenue", "route", "place", "chemin", "allée", "impasse", "montée", "chaussée",
+    "hier", "demain", "ce", "cet", "cette", "nyha", "rue", "boulevard", "avenue", "route", "place", "chemin", "allée", "impasse", "montée", "chaussée",
     "quai", "ruelle", "sentier", "square", "straße", "strasse", "weg", "gasse", "platz",
     "ihre", "ihren", "ihrem", "unsere", "unser", "unseren", "patienten", "wir", "sehr", "geehrte", "geehrter",
     "vitamine", "ferritine", "créatinine", "albumine", "hémoglobine", "troponine", "bilirubine", "calcémie",

@@ -351,11 +351,11 @@ def test_evaluate_arithmetic() -> None:
         "b": [(0, 5, "EMAIL"), (10, 12, "PERSON")],  # found; FP of PERSON -> OTHER_NAME
     }
     r = evaluate(gold, pred)
-    assert r["PATIENT_NAME"] == {"precision": 1.0, "recall": 1.0, "support": 1}
-    assert r["DATE"] == {"precision": 0.5, "recall": 0.0, "support": 1}
-    assert r["PHONE"] == {"precision": 1.0, "recall": 0.0, "support": 1}
-    assert r["OTHER_NAME"] == {"precision": 0.0, "recall": 1.0, "support": 0}
-    assert r["ALL"] == {"precision": 3 / 5, "recall": 2 / 4, "support": 4}
+    assert r["PATIENT_NAME"] == {"precision": 1.0, "recall": 1.0, "support": 1, "unchanged": 0}
+    assert r["DATE"] == {"precision": 0.5, "recall": 0.0, "support": 1, "unchanged": 0}  # half masked
+    assert r["PHONE"] == {"precision": 1.0, "recall": 0.0, "support": 1, "unchanged": 1}  # not touched
+    assert r["OTHER_NAME"] == {"precision": 0.0, "recall": 1.0, "support": 0, "unchanged": 0}
+    assert r["ALL"] == {"precision": 3 / 5, "recall": 2 / 4, "support": 4, "unchanged": 1}
 
 
 # ---------------------------------------------------------------- with the spaCy model
@@ -489,3 +489,102 @@ def test_cli_malformed_line(tmp_path: Path) -> None:
 
 def test_only_the_ner_pipes_are_loaded(deid: Deidentifier) -> None:
     assert deid.nlp.pipe_names == ["ner"]
+
+
+# ---------------------------------------------------------------- forms found while tuning on the dev seed
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kind", "surface"),
+    [
+        ("Kontrolle beim Hausarzt am 29. November 2018.", "DATE", "29. November 2018"),
+        ("Date de naissance : seize octobre mille neuf cent cinquante-six\n", "DATE",
+         "seize octobre mille neuf cent cinquante-six"),
+        ("Paramètre | 13/02 | 17/02\n", "DATE", "13/02"),
+        ("Antécédents : Hystérectomie 2002, HTA.", "DATE", "2002"),
+        ("DDN : 1ER AOÛT 1933 (86 a)", "DATE", "1ER AOÛT 1933"),
+        ("Der 55-jährige Patient berichtete über Fieber.", "AGE", "55-jährige"),
+        ("Nourrisson, né le 1 oct. 2020 (8 mois)", "AGE", "8 mois"),
+        ("Âge\t8 mois\n", "AGE", "8 mois"),
+        ("Épisode : EP-1926559\n", "LOCAL_ID", "EP-1926559"),
+        ("(N° de dossier 949 7352) muer", "LOCAL_ID", "949 7352"),
+        ("PID : H 8937895 / Acc. 50843238\n", "LOCAL_ID", "H 8937895"),
+        ("Vous pouvez joindre M. LE GOFF au 21 10 5834.", "PHONE", "21 10 5834"),
+        ("Tél : 87-46-10 - Fax", "PHONE", "87-46-10"),
+        ("Contacts : patient : 661 822 252.", "PHONE", "661 822 252"),
+        ("Adresse : montée de la Pétrusse, 142A\n", "ADDRESS", "montée de la Pétrusse, 142A"),
+        ("Domicile : 3, Um Bongert L-6154 Junglinster\n", "ADDRESS", "3, Um Bongert"),
+        ("Au Dr C. Marques\n7, Kapellestraat, B-6700 Arlon\n", "ADDRESS", "7, Kapellestraat"),
+        ("Avis cardiologique (KRÜGER) le jeudi 6 janvier.", "OTHER_NAME", "KRÜGER"),
+        ("Inf. de nuit : Chiara\n", "OTHER_NAME", "Chiara"),
+        ("compagnon, M. Da silva.\n", "OTHER_NAME", "M. Da silva"),
+        ("Copie : Dr Majerus; De Oliveira\n", "OTHER_NAME", "De Oliveira"),
+        ("Nous vous adressons Welter (24 février 1930).", "OTHER_NAME", "Welter"),
+        ("BEIER-SPAUTZ, 75 ans, aide-soignante.", "OTHER_NAME", "BEIER-SPAUTZ"),
+        ("wir berichten über Ihre Patientin M. Scholz, geb. 19. Januar 1978", "OTHER_NAME", "Scholz"),
+    ],
+)
+def test_more_forms(sentence: str, kind: str, surface: str) -> None:
+    assert surface in _scan(sentence, kind), _scan(sentence)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Poids 83 kg, taille 1,64 m.\nOrientation : unité 61 (médecine interne).",
+        "TSH | 5,73 | mUI/l\nCRP | 203,1 | 207,8 mg/l",
+        "Examen : TA 95/60 mmHg, FC 118/min.",
+        "Réf. implant 625-7569, lot 8871 1705.",
+        "Plaquettes 250 000/mm3, NT-proBNP 1938 pg/ml.",
+        "T° 38,2 °C. Tirage intercostal.",
+    ],
+)
+def test_clinical_lines_are_no_identifiers(deid: Deidentifier, sentence: str) -> None:
+    assert _masked(deid, sentence) == []
+
+
+def test_ner_reads_only_the_lines_where_it_can_add_a_name(deid: Deidentifier) -> None:
+    from anonymisation.deid import _ner_lines
+
+    text = "Motif : douleur thoracique.\nTraitement : aspirine.\nHier Sophie a appelé.\nCRP 12 mg/l."
+    piece = _ner_lines(text, find_all(text))
+    assert piece.text == "Hier Sophie a appelé."  # the only line with a first name nothing else found
+    start = piece.text.index("Sophie")
+    s, e = piece.to_text(start, start + len("Sophie"))
+    assert text[s:e] == "Sophie"
+    assert ("Sophie", "OTHER_NAME") in _masked(deid, text)
+
+
+def test_known_identifiers_as_words_and_digits() -> None:
+    known = {"names": ["Jörg Reichmann"], "phones": ["+352 741137"], "birth_dates": ["1930-03-12"],
+             "addresses": ["143 rue de la Gare"]}
+    text = ("JOERG REICHMANN, né le 12.3.1930 (12/03/30), tél. 00352741137 ou 74 11 37, "
+            "habite Rue de la Gare 143 ; Mme Reichmannova n'est pas de la famille.")
+    found = {(text[s:e], k) for s, e, k, _ in find_known(text, known)}
+    assert ("JOERG REICHMANN", "PATIENT_NAME") in found
+    assert {("12.3.1930", "BIRTH_DATE"), ("12/03/30", "BIRTH_DATE")} <= found
+    assert {("00352741137", "PHONE"), ("74 11 37", "PHONE")} <= found
+    assert ("Rue de la Gare 143", "ADDRESS") in found
+    assert not any("Reichmannova" in surface for surface, _k in found)
+
+
+def test_eval_reports_unchanged_and_splits_notes_with_and_without_known(tmp_path: Path) -> None:
+    (tmp_path / "notes.jsonl").write_text(
+        _line("a", "Vu Mme Weber.", known={"names": ["Anne Weber"]}) + _line("b", "Vu M. Schmit.", known={}),
+        encoding="utf-8")
+    (tmp_path / "gold.jsonl").write_text(
+        json.dumps({"id": "a", "spans": [[7, 12, "PATIENT_NAME", "Weber"]]}) + "\n"
+        + json.dumps({"id": "b", "spans": [[6, 12, "PATIENT_NAME", "Schmit"]]}) + "\n", encoding="utf-8")
+    (tmp_path / "out.jsonl").write_text(
+        json.dumps({"id": "a", "text_deid": "Vu Mme [NOM].", "spans": [
+            {"start": 7, "end": 12, "entity_type": "PATIENT_NAME", "score": 1.0}]}) + "\n"
+        + json.dumps({"id": "b", "text_deid": "Vu M. Schmit.", "spans": []}) + "\n", encoding="utf-8")
+    report = tmp_path / "eval.json"
+    res = CliRunner().invoke(_app(), ["eval-deid", str(tmp_path / "gold.jsonl"), str(tmp_path / "out.jsonl"),
+                                      "--notes", str(tmp_path / "notes.jsonl"), "--json", str(report)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["all"]["ALL"] == {"precision": 1.0, "recall": 0.5, "support": 2, "unchanged": 1}
+    assert data["with_known"]["ALL"]["recall"] == 1.0 and data["with_known"]["ALL"]["unchanged"] == 0
+    assert data["without_known"]["ALL"]["recall"] == 0.0 and data["without_known"]["ALL"]["unchanged"] == 1
+    assert "without known (1 notes)" in res.output
