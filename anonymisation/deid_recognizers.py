@@ -1189,12 +1189,13 @@ def _known_tokens(key: tuple[tuple[str, tuple[str, ...]], ...]) -> _KnownTokens 
     addresses: set[tuple[str, ...]] = set()
     for field, values in key:
         for v in values:
-            words = [canonical(w) for w in _WORD.findall(normalise(v))]
+            written = _WORD.findall(normalise(v))
+            words = [canonical(w) for w in written]
             if not words:
                 continue
             if field == "names":
-                for w in words:
-                    (names if len(w) >= 3 else short).add(w)
+                for w, c in zip(written, words, strict=True):
+                    (names if len(w) >= 3 else short).add(c)  # "Zoé" is long enough, though "zo" is not
             elif field == "addresses":
                 addresses.add(tuple(words))
                 if words[0].isdigit() and len(words) > 2:

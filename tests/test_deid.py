@@ -588,3 +588,8 @@ def test_eval_reports_unchanged_and_splits_notes_with_and_without_known(tmp_path
     assert data["with_known"]["ALL"]["recall"] == 1.0 and data["with_known"]["ALL"]["unchanged"] == 0
     assert data["without_known"]["ALL"]["recall"] == 0.0 and data["without_known"]["ALL"]["unchanged"] == 1
     assert "without known (1 notes)" in res.output
+
+
+def test_a_short_name_whose_canonical_form_is_shorter_is_still_found() -> None:
+    found = find_known("Zoé est accompagnée de sa fille.", {"names": ["Zoé Lenoir"]})
+    assert [(s, e, k) for s, e, k, _ in found] == [(0, 3, "PATIENT_NAME")]

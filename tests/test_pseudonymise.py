@@ -259,7 +259,7 @@ def test_notes_get_each_patients_birth_date_local_id_and_offset(site: tuple[dict
     policy = PrivacyPolicy(date_shift_days=40)
     res = pseudonymise_site("hospital-a", omop, ident, KEY_A, policy, note_deid=fake)
     assert res.tables["note"]["note_text"].to_list() == ["x"] * omop["note"].height
-    texts, known, offsets, births = calls[0]
+    _texts, known, offsets, births = calls[0]
     by_person = {r["person_id"]: r for r in ident.iter_rows(named=True)}
     for person_id, k, off, born in zip(omop["note"]["person_id"].to_list(), known, offsets, births, strict=True):
         p = by_person[person_id]
