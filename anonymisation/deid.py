@@ -1,13 +1,16 @@
-"""De-identification of French clinical text: spaCy ``fr_core_news_sm`` NER (through presidio's spaCy
-NLP engine) and the Luxembourg/French/Belgian/German recognisers of ``anonymisation.deid_recognizers``.
+"""De-identification of French clinical text: the Luxembourg/French/Belgian/German recognisers of
+``anonymisation.deid_recognizers``, each patient's known identifiers, and spaCy ``fr_core_news_sm`` NER
+(through presidio's spaCy NLP engine).
 
-``Deidentifier`` is built once (loading the model costs seconds; ``anonymisation.nlp_model`` loads only
-the pipes NER needs) and then processes texts in batches: spaCy's ``nlp.pipe`` runs over the whole
-batch; for each text, the recognisers run as one pass of one compiled pattern, the patient's known
-identifiers as one more (compiled once per patient and cached), and the findings are merged. Presidio's
-``AnalyzerEngine.analyze`` is not called per text (its context enhancement and result copies cost more
-than all the recognisers together); :func:`presidio_recognizer` wraps the same recognisers for a
-presidio ``AnalyzerEngine`` when one is wanted.
+``Deidentifier`` is built once (``anonymisation.nlp_model`` loads only the pipes NER needs) and then
+processes texts in batches. For each text the recognisers run first, as one pass of one compiled
+pattern; NER then reads, through one ``nlp.pipe`` over the batch, only the lines where it could add a
+name nothing else found (a first name or a surname in capitals outside the recognisers' spans: an NER
+person without one is dropped anyway, the small French model calling many capitalised clinical words
+persons). The patient's known identifiers are matched as canonical words (names, addresses) and digit
+sequences (phones, birth dates, matricules), without a regular expression per patient. Presidio's
+``AnalyzerEngine.analyze`` is not called per text; :func:`presidio_recognizer` wraps the same
+recognisers for a presidio ``AnalyzerEngine`` when one is wanted.
 
 Entity types follow the gold vocabulary of ``generator.notes``: PATIENT_NAME (a known name),
 OTHER_NAME, MATRICULE, LOCAL_ID, PHONE, EMAIL, ADDRESS, DATE, AGE, IBAN.

@@ -53,6 +53,13 @@ PARTICLES = frozenset({
     "mac", "mc", "op", "st", "ste", "saint", "sainte", "san", "santa", "ten", "ter", "um", "und", "van", "vande",
     "vander", "vom", "von", "y", "zu", "zum", "zur",
 })
+# French function words that are also surnames (Sá, Son, Mon...): alone in their person's free text
+# they are nearly always the word ("sa fille"), so, like particles, they count only inside a whole name
+FUNCTION_WORDS = frozenset({
+    "au", "aux", "ce", "ces", "ci", "ca", "elle", "il", "je", "lui", "ma", "me", "mes", "moi", "mon", "ne", "ni",
+    "nos", "on", "ou", "par", "pas", "peu", "qui", "que", "sa", "se", "ses", "si", "son", "sur", "ta", "te", "tes",
+    "toi", "ton", "tu", "un", "une", "vos", "vous", "nous",
+})
 
 # words before ("classification de Wagner", "grade Wagner") or after ("Wagner classification",
 # "Parkinson's disease") a surname that make it a medical eponym, not the person's name
@@ -260,7 +267,8 @@ def _names(patients: pl.DataFrame, places: set[str]) -> tuple[list[pl.DataFrame]
         # the whole name ("jean paul", "van den berg"), and each part but particles and public places
         own.append(s.filter(pl.col("toks").list.len() >= 2).select(PERSON, key=_gram(pl.col("toks"))))
         parts = s.select(PERSON, key=pl.col("toks")).explode("key")
-        own.append(parts.filter((pl.col("key").str.len_chars() >= 2) & ~pl.col("key").is_in(sorted(PARTICLES | places))))
+        own.append(parts.filter((pl.col("key").str.len_chars() >= 2)
+                                & ~pl.col("key").is_in(sorted(PARTICLES | FUNCTION_WORDS | places))))
     every = [e.with_columns(kind=pl.lit("full_name")) for e in every]
     own = [o.with_columns(kind=pl.lit("name")) for o in own]
     return every, own

@@ -280,9 +280,12 @@ def test_known_local_ids_ibans_and_birth_dates(deid: Deidentifier) -> None:
     assert "né le [DATE], anniversaire le [DATE], opéré le 12 mai 2019." in out
 
 
-def test_a_common_word_is_no_known_name(deid: Deidentifier) -> None:
+def test_a_patients_name_is_masked_in_their_notes_even_as_a_common_word(deid: Deidentifier) -> None:
+    """As the leak scan reads a note, "un petit épanchement" in Jean Petit's note may be him: masked.
+    A function word stays ("sa fille" in André Sá's note): the leak scan counts it only in a whole name."""
     masked = _masked(deid, "Un petit épanchement pleural ; M. Petit est revu.", {"names": ["Jean Petit"]})
-    assert masked == [("M. Petit", "PATIENT_NAME")]  # a short title goes with the name
+    assert masked == [("petit", "PATIENT_NAME"), ("M. Petit", "PATIENT_NAME")]
+    assert _masked(deid, "Vu avec sa fille.", {"names": ["André Sá"]}) == []
     assert normalise("Éloïse MÜLLER-Gonçalves, 1ᵉʳ œdème") == "eloise muller-goncalves, 1er œdeme"
 
 
@@ -593,3 +596,10 @@ def test_eval_reports_unchanged_and_splits_notes_with_and_without_known(tmp_path
 def test_a_short_name_whose_canonical_form_is_shorter_is_still_found() -> None:
     found = find_known("Zoé est accompagnée de sa fille.", {"names": ["Zoé Lenoir"]})
     assert [(s, e, k) for s, e, k, _ in found] == [(0, 3, "PATIENT_NAME")]
+
+
+def test_a_two_letter_name_alone_when_written_as_a_name() -> None:
+    known = {"names": ["André Sá"]}
+    text = "M. SÁ est venu avec sa fille ; Sá va mieux. Sa sœur passe."
+    found = [text[s:e] for s, e, k, _ in find_known(text, known) if k == "PATIENT_NAME"]
+    assert found == ["SÁ", "Sá"]

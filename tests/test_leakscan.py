@@ -194,3 +194,14 @@ def test_birth_date_images() -> None:
     assert birth_date_images(dates, shifts, births) == {1}
     assert birth_date_images(dates, shifts, births, "month") == {1, 3}
     assert birth_date_images(dates, None, births) == {2}
+
+
+def test_a_surname_that_is_a_function_word_counts_only_in_a_whole_name() -> None:
+    sa = pl.DataFrame({"person_id": [7], "patient_id": ["A7"], "matricule": [None], "birth_date": [dt.date(1950, 1, 1)],
+                       "last_name": ["Sá"], "first_name": ["André"], "phone": [None], "email": [None],
+                       "address": [None], "other_names": [None]}, schema_overrides={"matricule": pl.String,
+                       "phone": pl.String, "email": pl.String, "address": pl.String, "other_names": pl.String})
+    ids = identifiers_from_patients(sa)
+    assert scan_table(cells(7, "Vu avec sa fille.", "sa sœur passe"), ids) == {}  # found at 100,000 patients
+    assert scan_table(cells(7, "vu André Sá ce matin"), ids).get("full_name") == 1
+    assert scan_table(cells(7, "André est venu"), ids) == {"name": 1}
