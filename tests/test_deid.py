@@ -148,7 +148,9 @@ def test_phone_numbers_of_four_countries(phone: str) -> None:
     ],
 )
 def test_addresses_street_first_and_number_first(sentence: str, surfaces: list[str]) -> None:
-    assert _scan(sentence, "ADDRESS") == surfaces
+    found = _scan(sentence, "ADDRESS")  # a labelled line may be found whole ("Adresse : 12 bis, ..., 1930 Luxembourg")
+    assert all(any(x in f for f in found) for x in surfaces), found
+    assert not any(w in f for f in found for w in ("Domicil", "Adresse", "Courrier", "Transfert", "avec", " à "))
 
 
 @pytest.mark.parametrize(
@@ -525,10 +527,29 @@ def test_only_the_ner_pipes_are_loaded(deid: Deidentifier) -> None:
         ("Nous vous adressons Welter (24 février 1930).", "OTHER_NAME", "Welter"),
         ("BEIER-SPAUTZ, 75 ans, aide-soignante.", "OTHER_NAME", "BEIER-SPAUTZ"),
         ("wir berichten über Ihre Patientin M. Scholz, geb. 19. Januar 1978", "OTHER_NAME", "Scholz"),
+        # forms of a second round of independently written notes
+        ("Nous vous adressons M Gonçalves pour avis.", "OTHER_NAME", "Gonçalves"),
+        ("Labo 28/04 M Duhamel-Martinez : DFG 61", "OTHER_NAME", "Duhamel-Martinez"),
+        ("Vit avec sa compagne Jan Lhoest, deux enfants.", "OTHER_NAME", "Jan Lhoest"),
+        ("17/04/21 Policlinique Prof. Müller\n", "OTHER_NAME", "Müller"),
+        ("Objet : FRISCH Jhemp | 11/04/1932 | IPP : P-1\n", "OTHER_NAME", "FRISCH Jhemp"),
+        ("Objet : Muller (N° patient 000 197 890)\n", "OTHER_NAME", "Muller"),
+        ("Objet : Schmit - Né(e) le 13.10.1930 - consultation\n", "OTHER_NAME", "Schmit"),
+        ("STANDARDISÉE\nMercier née Delić, née le 02/02/1940", "OTHER_NAME", "Mercier"),
+        ("LABORATOIRE - Résultats\nHaas | 19-03-1944 | ID patient\n", "OTHER_NAME", "Haas"),
+        ("SCHMIT - vingt-trois septembre 1950\n", "OTHER_NAME", "SCHMIT"),
+        ("salutations distinguées.\nMett Gloden, Service Facturation", "OTHER_NAME", "Mett Gloden"),
+        ("Pour info : THILL (ch. 622) sort le vendredi 25 juin.", "OTHER_NAME", "THILL"),
+        ("Dr Nunes, Spautz a rappelé ce matin.", "OTHER_NAME", "Spautz"),
+        ("Présents : Pr Weber (oncologue), Antunes (infirmière), Kremer (radiologue)\n", "OTHER_NAME", "Antunes"),
+        ("Signé Thein\n", "OTHER_NAME", "Thein"),
+        ("Domicile : 7, Grand-Place\n", "ADDRESS", "7, Grand-Place"),
+        ("Rappeler la fille au 621 18 43 op Aarbecht.", "PHONE", "621 18 43"),
+        ("GSM fille 621184377\n", "PHONE", "621184377"),
     ],
 )
 def test_more_forms(sentence: str, kind: str, surface: str) -> None:
-    assert surface in _scan(sentence, kind), _scan(sentence)
+    assert any(surface in found for found in _scan(sentence, kind)), _scan(sentence)
 
 
 @pytest.mark.parametrize(
@@ -540,18 +561,32 @@ def test_more_forms(sentence: str, kind: str, surface: str) -> None:
         "Réf. implant 625-7569, lot 8871 1705.",
         "Plaquettes 250 000/mm3, NT-proBNP 1938 pg/ml.",
         "T° 38,2 °C. Tirage intercostal.",
+        "Stade M Ganglion envahi.",
+        "Le patient a rappelé ce matin. Madame a appelé.",
+        "Retour en chambre 12.",
     ],
 )
 def test_clinical_lines_are_no_identifiers(deid: Deidentifier, sentence: str) -> None:
     assert _masked(deid, sentence) == []
 
 
+@pytest.mark.parametrize(
+    ("sentence", "known"),
+    [
+        ("Validé le 19/9/2024 16h10\nDosage | 20/09/2024 | 22/09/2024", None),  # a table's row
+        ("CONSULTATION DE ONCOLOGIE - 17/06/24", {"names": ["Ana de Oliveira"]}),
+    ],
+)
+def test_headings_with_dates_are_no_names(deid: Deidentifier, sentence: str, known: dict[str, list[str]] | None) -> None:
+    assert [k for _s, k in _masked(deid, sentence, known)] == ["DATE"] * sentence.count("/2")
+
+
 def test_ner_reads_only_the_lines_where_it_can_add_a_name(deid: Deidentifier) -> None:
     from anonymisation.deid import _ner_lines
 
-    text = "Motif : douleur thoracique.\nTraitement : aspirine.\nHier Sophie a appelé.\nCRP 12 mg/l."
+    text = "Motif : douleur thoracique.\nTraitement : aspirine.\nHier Sophie nous a dit son inquiétude.\nCRP 12 mg/l."
     piece = _ner_lines(text, find_all(text))
-    assert piece.text == "Hier Sophie a appelé."  # the only line with a first name nothing else found
+    assert piece.text == "Hier Sophie nous a dit son inquiétude."  # the only line with a first name nothing else found
     start = piece.text.index("Sophie")
     s, e = piece.to_text(start, start + len("Sophie"))
     assert text[s:e] == "Sophie"
@@ -596,6 +631,12 @@ def test_eval_reports_unchanged_and_splits_notes_with_and_without_known(tmp_path
 def test_a_short_name_whose_canonical_form_is_shorter_is_still_found() -> None:
     found = find_known("Zoé est accompagnée de sa fille.", {"names": ["Zoé Lenoir"]})
     assert [(s, e, k) for s, e, k, _ in found] == [(0, 3, "PATIENT_NAME")]
+
+
+def test_a_particle_of_a_known_name_is_never_masked_alone() -> None:
+    text = "CONSULTATION DE ONCOLOGIE\nM. DE OLIVEIRA, vu avec de Oliveira fils."
+    found = [text[s:e] for s, e, k, _ in find_known(text, {"names": ["Ana de Oliveira"]}) if k == "PATIENT_NAME"]
+    assert found == ["DE OLIVEIRA", "de Oliveira"]
 
 
 def test_a_two_letter_name_alone_when_written_as_a_name() -> None:
