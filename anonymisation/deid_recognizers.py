@@ -735,8 +735,10 @@ _POSTCODE_NEXT = re.compile(rf"[ \t]*[,\-–]?[ \t\n]*(?:(?:L|LU|F|FR|B|BE|D|DE)
       rf"(?<![\w\-])(?:(?i:grand|petite?)-)?(?i:{_STREET_FR})(?![\w])\.?(?P<street_name>(?:[ \t]+[\w'’\-.]+){{0,6}}?),?[ \t]+"
       rf"\d{{1,4}}(?:[ \t]?(?:bis|ter|[a-dA-D]))?(?![\w]|[/.]\d){_NO_UNIT}{_ADDR_END}")
 def _addr_street_first(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    whole_line = (m.group("street_name").strip() != "" and re.fullmatch(r"[ \t]*", text[text.rfind("\n", 0, m.start()) + 1 : m.start()])
+                  is not None and re.match(r"[ \t]*(?:\n|$)", text[m.end() :]) is not None)
     if not (text[m.start()].isupper() or any(c.isupper() for c in m.group("street_name"))
-            or _POSTCODE_NEXT.match(text, m.end())):
+            or _POSTCODE_NEXT.match(text, m.end()) or whole_line):  # "chaussée romaine 4" alone on its line
         return None
     return [(m.start(), m.end(), "ADDRESS", 0.8)]
 
@@ -752,7 +754,7 @@ _ALTERNATIVES += [
      _span("ADDRESS", 0.8)),
     ("addr_de_number_first",
      rf"(?<![\w,.\-/])\d{{1,4}}[a-dA-D]?,?[ \t]+[{_UP}][\w\-]{{2,}}(?i:{_DE_STREET})(?![\w])", _span("ADDRESS", 0.8)),
-    ("addr_maison", rf"(?<![\w])Maison[ \t]+\d{{1,3}}(?![\w]){_ADDR_END}", _span("ADDRESS", 0.75)),
+    ("addr_maison", rf"(?<![\w])Maison[ \t]+\d{{1,3}}[A-Da-d]?(?![\w]){_ADDR_END}", _span("ADDRESS", 0.75)),
     # postcodes with their country letter: L-1234 Luxembourg, F-57100 Thionville, B-6700 Arlon, D-54290 Trier
     ("postcode",
      rf"(?<![\w\-])(?:(?:L|LU|F|FR|B|BE|D|DE)-[ ]?\d{{4,5}}|L[ ]?\d{{4}})(?!\d)(?:[ \t]+{_TOWN})?", _span("ADDRESS", 0.85)),
@@ -770,6 +772,21 @@ def _addr_label(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | 
     if not value or not (any(ch.isdigit() for ch in value) or value[0].isupper()) or is_not_a_name(value.split()[0]):
         return None
     return [(s, e, "ADDRESS", 0.8)]
+
+
+_POSTCODE_LINE = re.compile(rf"\n[ \t]*(?:(?P<cc>(?:L|LU|F|FR|B|BE|D|DE)[ \-]?)?\d{{4,5}})[ \t]+(?P<town>{_TOWN})")
+
+
+@_alt("addr_before_postcode",
+      r"(?m:^)[ \t]*(?P<abp>[^\W\d][^\n\d:;|()]{1,50}?[ \t]+\d{1,4}[A-Da-d]?|\d{1,4}[A-Da-d]?,?[ \t]+[^\W\d][^\n\d:;|()]{1,50}?)"
+      r"[ \t]*(?=\n[ \t]*(?:(?:L|LU|F|FR|B|BE|D|DE)[ \-]?)?\d{4,5}[ \t])")
+def _addr_before_postcode(text: str, m: re.Match[str], out: list[Found]) -> list[Found] | None:
+    """The line of an address block right above its postcode and town ("Maison 78B" / "L-3797 Rumelange")."""
+    nxt = _POSTCODE_LINE.match(text, m.end())
+    if nxt is None or not (nxt.group("cc") or _fold_word(nxt.group("town").split()[0]) in known_towns()):
+        return None
+    s, e = _strip(text, *m.span("abp"), chars=" .,\t")
+    return [(s, e, "ADDRESS", 0.75)]
 
 
 @_alt("postcode_bare", rf"(?<![\w\-.,/])(?P<pc>\d{{4,5}})[ \t]+(?P<pc_town>{_TOWN})")
@@ -867,8 +884,9 @@ def _name_plain_words(group: str) -> _Post:
         words = [w for w in re.split(r"[\s\-]+", text[cleaned[0] : cleaned[1]]) if w]
         if any(_fold_word(w) in _french_words() for w in words):
             return None
-        if len(words) == 1 and (is_inflected_french_word(words[0]) or _fold_word(words[0]) in _french_lemmas()):
-            return None  # "Stade M Ganglion"
+        if len(words) == 1 and not words[0].isupper() and (
+                is_inflected_french_word(words[0]) or _fold_word(words[0]) in _french_lemmas()):
+            return None  # "Stade M Ganglion" (but "M PAGES": a surname in capitals)
         return [(cleaned[0], cleaned[1], "OTHER_NAME", 0.7)]
 
     return post

@@ -5,8 +5,9 @@ note), side by side on the same notes, in the same run; and `ds4h eval-deid` per
 Two sets of notes:
 
 - the generator's notes (generator/notes.py): a regression set; the recognisers were written with them;
-- the held-out writer's notes (tests/heldout/notes_writer.py, seed 2): written independently of the
-  recognisers; seed 1 was used to tune them, seed 2 is only ever scored (here and in the README).
+- the held-out writer's notes (tests/heldout/notes_writer.py, seed 5): written independently of the
+  recognisers; seeds 1 to 4 were used to tune them (seed 2 was the held-out seed until 2026-12-05, when
+  its last three misses were read), seed 5 is only ever scored (here and in the README).
 
     uv run python bench/bench_deid.py [N_GENERATED] [N_HELDOUT]     (default: 1500 1500)
 
@@ -67,7 +68,7 @@ def _write_generated(folder: Path, n: int) -> None:
 
 
 def _write_heldout(folder: Path, n: int) -> None:
-    subprocess.run([sys.executable, "-m", "tests.heldout.notes_writer", str(folder), "--n", str(n), "--seed", "2"],
+    subprocess.run([sys.executable, "-m", "tests.heldout.notes_writer", str(folder), "--n", str(n), "--seed", "5"],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
@@ -108,7 +109,7 @@ def main() -> int:
         "|---|" + "---:|" * (len(TYPES) + 3),
     ]
     for label, n, write in (("generated (regression)", n_generated, _write_generated),
-                            ("held-out writer, seed 2", n_heldout, _write_heldout)):
+                            ("held-out writer, seed 5", n_heldout, _write_heldout)):
         if n <= 0:
             continue
         folder = tmp / label.split()[0]
