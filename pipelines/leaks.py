@@ -11,6 +11,7 @@ permit (``anonymisation/permit.py``). What the release holds is recorded in
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -101,16 +102,50 @@ def zone_dates(ws: Workspace, zone: str, sites: Iterable[str], persons: list[int
     return pl.concat(pl.collect_all(frames)).drop_nulls()
 
 
+def written_dates(texts: pl.DataFrame) -> pl.DataFrame:
+    """person_id, date: the full dates (day, month and year) written in ``texts`` (person_id, text), as
+    the note de-identification reads them (its recognisers and date parser)."""
+    from anonymisation.deid_dates import parse_date
+    from anonymisation.deid_recognizers import BIRTH_DATE, find_all
+
+    rows: list[tuple[int, dt.date]] = []
+    for pid, text in texts.drop_nulls().iter_rows():
+        for s, e, kind, _score in find_all(text):
+            if kind not in ("DATE", BIRTH_DATE):
+                continue
+            parsed = parse_date(text[s:e])
+            if parsed is not None and parsed.value is not None and parsed.precision == "day" and parsed.form.year_digits:
+                rows.append((int(pid), parsed.value))
+    return pl.DataFrame(rows, schema={"person_id": pl.Int64, "date": pl.Date}, orient="row")
+
+
+def zone_note_dates(ws: Workspace, zone: str, sites: Iterable[str], persons: list[int]) -> pl.DataFrame:
+    """person_id, date: the full dates written in the notes (text and title) of ``persons`` in a zone."""
+    frames: list[pl.DataFrame] = []
+    for s in sites:
+        files = sorted(ws.lake(zone, "note", s).glob("*.parquet"))
+        if not files:
+            continue
+        lf = pl.scan_parquet(files)
+        cols = [c for c in ("note_text", "note_title") if c in lf.collect_schema()]
+        notes = lf.filter(pl.col("person_id").is_in(persons)).select("person_id", *cols).collect()
+        frames.extend(written_dates(notes.select(pl.col("person_id").cast(pl.Int64), text=pl.col(c))) for c in cols)
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"person_id": pl.Int64, "date": pl.Date})
+
+
 def explain_pseudo_dates(ws: Workspace, site: str, scan: LeakScan, pmap: pl.DataFrame, identity: pl.DataFrame) -> set[int]:
-    """Rule out the pseudo zone's Date cells that fall on the person's birth date because a true date
-    of the person (OMOP zone), moved by the person's offset, lands there (about 1 person in 3,000 of
+    """Rule out the pseudo zone's Date cells (and dates written in notes) that fall on the person's birth
+    date because a true date of the person (OMOP zone: a Date cell or a full date written in one of
+    their notes), moved by the person's offset, lands there (about 1 person in 3,000 of
     generated data): such persons' Date hits are explained; any other stays a leak. ``pmap``:
     :func:`anonymisation.pseudonymise.pseudonyms` of the site. Returns the pseudonymous ids explained."""
     hit = scan.birth_date_persons()
     if not hit:
         return set()
     mine = pmap.filter(pl.col("pseudo_person_id").is_in(hit))
-    dates = zone_dates(ws, "omop", [site], mine["person_id"].to_list())
+    # a date cell, or a date written in a note (the note's dates are shifted with the person's offset)
+    dates = pl.concat([zone_dates(ws, "omop", [site], mine["person_id"].to_list()),
+                       zone_note_dates(ws, "omop", [site], mine["person_id"].to_list())])
     births = identity.select("person_id", "birth_date").filter(pl.col("person_id").is_in(mine["person_id"].implode()))
     images = birth_date_images(dates, mine.select("person_id", shift="date_offset"), births)
     explained = set(mine.filter(pl.col("person_id").is_in(sorted(images)))["pseudo_person_id"].to_list())
@@ -134,7 +169,7 @@ def explain_release_dates(ws: Workspace, sites: Iterable[str], scan: LeakScan, p
     # a pseudo-zone date on the birth date is an image only if the pseudo stage explained it (else it
     # is a leak its own check reported)
     before = set(pseudo_coincidences(ws, sites))
-    dates = zone_dates(ws, "pseudo", sites, pseudo).join(births, on="person_id", how="left").filter(
+    dates = pl.concat([zone_dates(ws, "pseudo", sites, pseudo), zone_note_dates(ws, "pseudo", sites, pseudo)]).join(births, on="person_id", how="left").filter(
         (pl.col("date") != pl.col("birth_date")).fill_null(True) | pl.col("person_id").is_in(sorted(before))
     ).select("person_id", "date")
     shifts = deltas.select("person_id", shift=DELTA) if deltas is not None and deltas.height else None
