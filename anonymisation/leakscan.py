@@ -289,10 +289,13 @@ def _birth_keys(births: pl.DataFrame) -> pl.DataFrame:
         pl.concat_str([y, mm, dd], separator=" "), pl.concat_str([y, m1, d1], separator=" "),
         pl.concat_str([dd, mm, y], separator=" "), pl.concat_str([d1, m1, y], separator=" "),
         pl.concat_str([dd, mm, yy], separator=" "), pl.concat_str([d1, m1, yy], separator=" "),
-        pl.concat_str([mm, dd, y], separator=" "), pl.concat_str([m1, d1, y], separator=" "),
         pl.concat_str([y, mm, dd]), pl.concat_str([dd, mm, y]), pl.concat_str([dd, mm, yy]),
     ]
+    # month first (07/24/1980) only where no day-first date reads the same: 07/11/2019 is the 7th of
+    # November in a European note, a date of its own (a 100,000-patient run was blocked on one)
+    us = [pl.concat_str([mm, dd, y], separator=" "), pl.concat_str([m1, d1, y], separator=" ")]
     frames = [days.select("birth_date", key=e) for e in numeric]
+    frames += [days.filter((d > 12) | (d == m)).select("birth_date", key=e) for e in us]
     month_names = pl.DataFrame([(mo, n) for mo, names in MONTHS.items() for n in names],
                                schema={"_m": pl.Int8, "_name": pl.String}, orient="row")
     ordinal = (pl.when(d.is_in([1, 21, 31])).then(pl.lit("st")).when(d.is_in([2, 22])).then(pl.lit("nd"))

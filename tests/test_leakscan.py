@@ -71,6 +71,13 @@ def test_a_birth_date_is_caught_in_its_own_persons_row_in_any_format() -> None:
     assert scan_table(cells(MULLER, "1980", "01/02/1980", "2001-01-01"), IDS) == {}
 
 
+def test_a_month_first_birth_date_counts_only_where_no_day_first_date_reads_the_same() -> None:
+    # Dupont, born 3 June 1975: "06/03/1975" is the 6th of March in a European note, no leak
+    assert scan_table(cells(DUPONT, "revu le 06/03/1975", "né le 03/06/1975"), IDS) == {"birth_date": 1}
+    ids = identifiers_from_patients(pl.DataFrame({"person_id": [9], "birth_date": [dt.date(1980, 7, 24)]}))
+    assert scan_table(cells(9, "DOB 07/24/1980", "24.07.1980"), ids) == {"birth_date": 2}
+
+
 def test_a_date_column_equal_to_the_birth_date_is_caught_in_its_own_persons_row() -> None:
     df = pl.DataFrame({
         "person_id": [MULLER, DUPONT, MULLER],
