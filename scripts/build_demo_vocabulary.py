@@ -117,6 +117,17 @@ def main() -> int:
     # hand-added: the CDM version concept cdm_source.cdm_version_concept_id needs (a real OMOP concept
     # absent from vocabulary-demo)
     extra = [["756265", "OMOP CDM Version 5.4.0", "Metadata", "CDM", "CDM", "S", "CDM v5.4.0", "20210906", "20991231", ""]]
+    # hand-added (real OMOP concepts absent from vocabulary-demo): the visit concepts of hospice and
+    # skilled nursing stays, and the type concepts of vital signs, surveys and administered vaccines
+    extra += [
+        ["8546", "Hospice", "Visit", "CMS Place of Service", "Visit", "S", "34", "19700101", "20991231", ""],
+        ["8863", "Skilled Nursing Facility", "Visit", "CMS Place of Service", "Visit", "S", "31", "19700101", "20991231", ""],
+        *[[str(c), name, "Type Concept", "Type Concept", "Type Concept", "S", str(c), "19700101", "20991231", ""]
+          for c, name in ((32818, "EHR administration record"), (32836, "EHR physical examination"),
+                          (32862, "Patient filled survey"))],
+    ]
+    have = {r[0] for r in concepts}
+    extra = [r for r in extra if r[0] not in have or int(r[0]) not in keep]
     write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep] + extra)
     rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
     write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])
