@@ -72,6 +72,8 @@ ATC = [
     ("C03AA03", "hydrochlorothiazide", 19078106),
 ]
 
+# causes of death of the shared FHIR sample's death certificates (sudden cardiac death, end-stage renal disease)
+KEEP_CAUSES = {4317150, 193782}
 KEEP_DOMAINS = {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "Metadata", "Unit"}
 KEEP_PROCEDURES = {
     4249893, 4273629, 4029715, 4141448, 4181781, 4235738, 4278515, 4294513, 4331248, 4263386,
@@ -105,6 +107,7 @@ def main() -> int:
         if (
             cid in targets
             or cid in KEEP_PROCEDURES
+            or cid in KEEP_CAUSES
             or (domain in KEEP_DOMAINS and vocab in {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "CDM", "None", "UCUM"})
             or (domain == "Visit")
             or (vocab == "LOINC" and domain == "Measurement" and standard == "S")

@@ -715,4 +715,5 @@ def omop_identity(person: pl.DataFrame) -> pl.DataFrame:
                                pl.date(pl.col("year_of_birth"), pl.col("month_of_birth").fill_null(1), pl.col("day_of_birth").fill_null(1))),
         last_name=pl.lit(None, pl.String), first_name=pl.lit(None, pl.String), phone=pl.lit(None, pl.String),
         email=pl.lit(None, pl.String), address=pl.lit(None, pl.String), other_names=pl.lit(None, pl.String),
+        other_ids=pl.lit(None, pl.String),
     )

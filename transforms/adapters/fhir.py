@@ -713,8 +713,9 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         ), "events"))
     obs = _resolve(_table(raw, "observation"), "performer", p_lut)
     if obs.height:
-        base = dict(person_key="patient", visit_key="encounter", start="start", end="end", status="status",
-                    provider_key="performer", category=pl.col("category").str.to_lowercase())
+        base: dict[str, str | pl.Expr] = dict(
+            person_key="patient", visit_key="encounter", start="start", end="end", status="status",
+            provider_key="performer", category=pl.col("category").str.to_lowercase())
         has_comp = pl.col("components").list.len().fill_null(0) > 0
         own = obs.filter(~has_comp | pl.col("value_number").is_not_null() | pl.col("value_text").is_not_null())
         frames.append(staging.conform(own.select(
