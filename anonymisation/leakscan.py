@@ -35,7 +35,7 @@ import polars as pl
 
 from schemas.matricule import is_valid_matricule
 
-KINDS = ("name", "full_name", "birth_date", "phone", "address", "email", "matricule", "iban", "local_id")
+KINDS = ("name", "full_name", "birth_date", "phone", "address", "email", "matricule", "iban", "local_id", "national_id")
 EVERYWHERE_PHONE_DIGITS = 8  # national numbers at least this long are looked for in every row
 OWN_PHONE_DIGITS = 6  # shorter ones (old 6-digit Luxembourg landlines) in the person's own rows only
 MAX_TOKENS = 12  # the longest token sequence looked for (a street line, a long name)
@@ -361,6 +361,20 @@ def identifiers_from_patients(patients: pl.DataFrame, *, allowed_emails: Iterabl
             digits = _digits_of(raw)
             if len(digits) >= EVERYWHERE_PHONE_DIGITS:
                 rows_every.append(("#" + digits, "matricule"))
+    if "other_ids" in patients.columns:  # SSN, passport, driver's licence: "999-12-3456 | X123456X"
+        other = (patients.select(PERSON, entry=pl.col("other_ids").cast(pl.String).str.split("|")).explode("entry")
+                 .drop_nulls("entry").with_columns(toks=_tokens(pl.col("entry"))).unique(maintain_order=True))
+        for pid, raw, toks in other.iter_rows():
+            digits, key = _digits_of(raw), " ".join(toks)
+            has_letter = any(c.isalpha() for c in key)
+            if not has_letter and len(digits) >= EVERYWHERE_PHONE_DIGITS:  # 999-12-3456: its digits, however grouped
+                rows_every.append(("#" + digits, "national_id"))
+            elif has_letter and len(digits) >= 4 and len(key) >= 5:  # X53631011X, S99940903
+                rows_every.append((key, "national_id"))
+            elif not has_letter and len(digits) >= OWN_PHONE_DIGITS:  # a short number: beside its own person only
+                rows_own.append((pid, "#" + digits, "national_id"))
+            elif len(key) >= 6:
+                rows_own.append((pid, key, "national_id"))
     known_emails: set[str] = set()
     if "email" in patients.columns:
         known_emails = {e.strip().lower() for e in patients["email"].cast(pl.String).drop_nulls().to_list()}

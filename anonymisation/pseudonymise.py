@@ -145,6 +145,8 @@ def identity_frame(persons: pl.DataFrame, person: pl.DataFrame) -> pl.DataFrame:
         "person_id", patient_id="person_key", matricule="national_id", birth_date="birth_date",
         last_name="last_name", first_name="first_name", phone="phone", email="email", address="address",
         other_names=pl.col("other_names") if "other_names" in persons.columns else pl.lit(None, pl.String),
+        # SSN, passport, driver's licence: known to the leak scan and the note de-identification, never published
+        other_ids=pl.col("other_ids") if "other_ids" in persons.columns else pl.lit(None, pl.String),
     )
 
 
@@ -288,18 +290,20 @@ def _deid_notes(notes: pl.DataFrame, identity: pl.DataFrame, offsets: pl.DataFra
         return notes.with_columns(note_text=pl.lit(None, pl.String), note_title=pl.lit(None, pl.String))
     joined = notes.join(identity, on="person_id", how="left", maintain_order="left").join(
         offsets, on="person_id", how="left", maintain_order="left")
-    if "other_names" not in joined.columns:
-        joined = joined.with_columns(other_names=pl.lit(None, pl.String))
+    for c in ("other_names", "other_ids"):
+        if c not in joined.columns:
+            joined = joined.with_columns(pl.lit(None, pl.String).alias(c))
     known = [
         {"names": [x for x in (r["first_name"], r["last_name"],
                                f"{r['first_name'] or ''} {r['last_name'] or ''}".strip(),
                                *[n.strip() for n in (r["other_names"] or "").split("|")]) if x],
          "phones": [r["phone"]] if r["phone"] else [], "emails": [r["email"]] if r["email"] else [],
-         "addresses": [r["address"]] if r["address"] else [], "national_ids": [r["matricule"]] if r["matricule"] else [],
+         "addresses": [r["address"]] if r["address"] else [], "national_ids": [x for x in (r["matricule"], *(n.strip() for n in (r["other_ids"] or "").split("|")))
+                          if x],
          # the birth date is tagged wherever it is written (never shifted); the site's own patient id is masked
          "birth_dates": [r["birth_date"].isoformat()] if r["birth_date"] is not None else [],
          "local_ids": [str(r["patient_id"])] if r["patient_id"] is not None else []}
-        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names",
+        for r in joined.select("first_name", "last_name", "phone", "email", "address", "matricule", "other_names", "other_ids",
                                "birth_date", "patient_id").iter_rows(named=True)
     ]
     shifts: list[int] = joined["date_offset"].fill_null(0).to_list()

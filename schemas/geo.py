@@ -150,3 +150,38 @@ def country_name(code: str) -> str | None:
     """The English name of an ISO alpha-2 code of :data:`COUNTRIES` (as the OMOP vocabulary names it)."""
     entry = COUNTRIES.get(code)
     return entry[0] if entry else None
+
+
+# USPS codes of the US states, DC and the territories (Synthea writes states by name; OMOP's
+# location.state holds two letters, as OHDSI's ETL-Synthea maps them)
+US_STATES: dict[str, str] = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA", "Colorado": "CO",
+    "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC", "Florida": "FL", "Georgia": "GA",
+    "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN", "Iowa": "IA", "Kansas": "KS",
+    "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA",
+    "Michigan": "MI", "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT",
+    "Nebraska": "NE", "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM",
+    "New York": "NY", "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK",
+    "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD",
+    "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA", "Washington": "WA",
+    "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY", "Puerto Rico": "PR", "Guam": "GU",
+    "American Samoa": "AS", "Northern Mariana Islands": "MP", "U.S. Virgin Islands": "VI",
+}
+
+
+@cache
+def _state_names() -> dict[str, str]:
+    return {_fold(name): code for name, code in US_STATES.items()}
+
+
+def state_code(value: str | None) -> str | None:
+    """A state as OMOP's two-letter ``location.state``: two letters are kept (upper-cased), a US
+    state's name becomes its USPS code; None when empty or not recognised (never truncated)."""
+    if value is None:
+        return None
+    s = value.strip()
+    if not s:
+        return None
+    if _ISO2.match(s):
+        return s.upper()
+    return _state_names().get(_fold(s))

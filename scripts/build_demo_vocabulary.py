@@ -72,6 +72,8 @@ ATC = [
     ("C03AA03", "hydrochlorothiazide", 19078106),
 ]
 
+# causes of death of the shared FHIR sample's death certificates (sudden cardiac death, end-stage renal disease)
+KEEP_CAUSES = {4317150, 193782}
 KEEP_DOMAINS = {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "Metadata", "Unit"}
 KEEP_PROCEDURES = {
     4249893, 4273629, 4029715, 4141448, 4181781, 4235738, 4278515, 4294513, 4331248, 4263386,
@@ -105,6 +107,7 @@ def main() -> int:
         if (
             cid in targets
             or cid in KEEP_PROCEDURES
+            or cid in KEEP_CAUSES
             or (domain in KEEP_DOMAINS and vocab in {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "CDM", "None", "UCUM"})
             or (domain == "Visit")
             or (vocab == "LOINC" and domain == "Measurement" and standard == "S")
@@ -117,6 +120,17 @@ def main() -> int:
     # hand-added: the CDM version concept cdm_source.cdm_version_concept_id needs (a real OMOP concept
     # absent from vocabulary-demo)
     extra = [["756265", "OMOP CDM Version 5.4.0", "Metadata", "CDM", "CDM", "S", "CDM v5.4.0", "20210906", "20991231", ""]]
+    # hand-added (real OMOP concepts absent from vocabulary-demo): the visit concepts of hospice and
+    # skilled nursing stays, and the type concepts of vital signs, surveys and administered vaccines
+    extra += [
+        ["8546", "Hospice", "Visit", "CMS Place of Service", "Visit", "S", "34", "19700101", "20991231", ""],
+        ["8863", "Skilled Nursing Facility", "Visit", "CMS Place of Service", "Visit", "S", "31", "19700101", "20991231", ""],
+        *[[str(c), name, "Type Concept", "Type Concept", "Type Concept", "S", str(c), "19700101", "20991231", ""]
+          for c, name in ((32818, "EHR administration record"), (32836, "EHR physical examination"),
+                          (32862, "Patient filled survey"))],
+    ]
+    have = {r[0] for r in concepts}
+    extra = [r for r in extra if r[0] not in have or int(r[0]) not in keep]
     write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep] + extra)
     rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
     write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])

@@ -19,13 +19,13 @@ own codes and ids: this zone never leaves the hospital.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from schemas import omop as cdm
-from schemas.geo import COUNTRY_CODE, postcode_index
+from schemas.geo import COUNTRY_CODE, postcode_index, state_code
 from transforms import episodes, eras
 from transforms.ids import stable_id
 from transforms.ingest import accounting_frame, merge_accounting
@@ -33,17 +33,47 @@ from transforms.staging import KINDS, VOCABULARY_OF, Staging
 from transforms.vocabulary import Vocabulary
 
 GENDER = {"M": 8507, "F": 8532}
+HOSPICE = 8546  # "Hospice" (CMS Place of Service 34)
+SNF = 8863  # "Skilled Nursing Facility" (CMS Place of Service 31)
 VISIT_CONCEPT = {
     "INPATIENT": 9201, "EMERGENCY": 9203, "URGENTCARE": 9203, "OUTPATIENT": 9202, "AMBULATORY": 9202,
-    "WELLNESS": 9202, "HOME": 9202, "VIRTUAL": 9202, "HOSPICE": 9202, "SNF": 9202,
+    "WELLNESS": 9202, "HOME": 9202, "VIRTUAL": 9202, "HOSPICE": HOSPICE, "SNF": SNF,
 }
+OUTPATIENT = 9202
 ER_CLASSES = ("EMERGENCY", "URGENTCARE")
 ERIP = 262
 EHR = 32817
+EHR_ADMINISTRATION = 32818  # "EHR administration record": an administered vaccine
 EHR_ENCOUNTER = 32827
+EHR_PHYSICAL_EXAM = 32836  # "EHR physical examination": vital signs and exam findings
 EHR_PRESCRIPTION = 32838
 LAB = 32856
+SURVEY = 32862  # "Patient filled survey"
 PERIOD_TYPE = 32882
+# preferred concept -> what stands in for it when the vocabulary lacks it (a subset, e.g. Eunomia's)
+FALLBACK = {HOSPICE: OUTPATIENT, SNF: OUTPATIENT, EHR_ADMINISTRATION: EHR_ENCOUNTER, EHR_PHYSICAL_EXAM: EHR,
+            SURVEY: EHR}
+# the source's record category (staging ``category``) -> type concept, per table
+CATEGORY_TYPE: dict[str, dict[str, int]] = {
+    "measurement": {"vital-signs": EHR_PHYSICAL_EXAM, "exam": EHR_PHYSICAL_EXAM, "survey": SURVEY, "laboratory": LAB},
+    "observation": {"vital-signs": EHR_PHYSICAL_EXAM, "exam": EHR_PHYSICAL_EXAM, "survey": SURVEY, "laboratory": LAB},
+    "drug_exposure": {"immunization": EHR_ADMINISTRATION},
+}
+DEFAULT_TYPE = {"condition_occurrence": EHR, "drug_exposure": EHR_PRESCRIPTION, "procedure_occurrence": EHR,
+                "measurement": LAB, "observation": EHR, "device_exposure": EHR}
+# race and ethnicity as sources write them (Synthea's words, the OMB categories of US Core, their codes),
+# folded to lower-case letters and digits -> the OMB concept (OHDSI's Race and Ethnicity vocabularies)
+RACE = {
+    "white": 8527, "21063": 8527,
+    "black": 8516, "blackorafricanamerican": 8516, "20545": 8516,
+    "asian": 8515, "20289": 8515,
+    "hawaiian": 8557, "nativehawaiianorotherpacificislander": 8557, "pacificislander": 8557, "20768": 8557,
+    "native": 8657, "americanindianoralaskanative": 8657, "americanindian": 8657, "10025": 8657,
+}
+ETHNICITY = {
+    "hispanic": 38003563, "hispanicorlatino": 38003563, "21355": 38003563,
+    "nonhispanic": 38003564, "nothispanicorlatino": 38003564, "21865": 38003564,
+}
 DOMAIN_TABLE = {
     "Condition": "condition_occurrence", "Drug": "drug_exposure", "Procedure": "procedure_occurrence",
     "Measurement": "measurement", "Observation": "observation", "Device": "device_exposure",
@@ -68,6 +98,22 @@ class OmopResult:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+def concepts_present(vocab: Vocabulary, ids: Iterable[int]) -> frozenset[int]:
+    """The concept ids among ``ids`` that the vocabulary holds (a subset may lack some)."""
+    wanted = sorted({int(i) for i in ids})
+    found = vocab.concept.filter(pl.col("concept_id").is_in(wanted))["concept_id"].to_list()
+    return frozenset(int(c) for c in found)
+
+
+def _available(concepts: Mapping[str, int], present: Collection[int]) -> dict[str, int]:
+    """``concepts`` with every id the vocabulary lacks replaced by its ``FALLBACK`` (or 0)."""
+    return {k: (v if v in present else FALLBACK.get(v, 0)) for k, v in concepts.items()}
+
+
+def _folded(col: str) -> pl.Expr:
+    return pl.col(col).str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
+
+
 def _location_key() -> pl.Expr:
     return pl.concat_str([pl.col("address"), pl.col("postcode"), pl.col("city"), pl.col("country")],
                          separator="|", ignore_nulls=True)
@@ -79,9 +125,15 @@ def build_location(site: str, persons: pl.DataFrame, care_sites: pl.DataFrame,
     ISO 3166-1 alpha-2 code (``country_source_value``; ``country_concept_id`` from ``country_concepts``,
     ISO code -> concept, else 0); a Luxembourg postcode gives the canton as ``county`` when the source
     has none."""
-    cols = ["address", "postcode", "city", "county", "country"]
-    loc = pl.concat([persons.select(cols), care_sites.select(cols)]).with_columns(location_key=_location_key())
-    loc = loc.filter(pl.col("location_key") != "").unique("location_key").sort("location_key")
+    cols = ["address", "postcode", "city", "county", "country", "state"]
+
+    def part(df: pl.DataFrame) -> pl.DataFrame:
+        return df.select([pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, pl.String).alias(c) for c in cols])
+
+    loc = pl.concat([part(persons), part(care_sites)]).with_columns(location_key=_location_key())
+    loc = (loc.filter(pl.col("location_key") != "").sort("location_key", "state", nulls_last=True)
+           .unique("location_key", keep="first", maintain_order=True))
+    states = {v: state_code(v) for v in loc["state"].drop_nulls().unique().to_list()}
     canton = {k: v.canton for k, v in postcode_index().items()}
     lu_canton = pl.when(pl.col("country").fill_null(COUNTRY_CODE) == COUNTRY_CODE).then(
         pl.col("postcode").replace_strict(canton, default=None, return_dtype=pl.String))
@@ -89,11 +141,13 @@ def build_location(site: str, persons: pl.DataFrame, care_sites: pl.DataFrame,
     loc = loc.with_columns(
         location_id=stable_id(f"location:{site}", loc["location_key"]),
         county=pl.coalesce(pl.col("county"), lu_canton),
+        state=pl.col("state").replace_strict(states, default=None, return_dtype=pl.String),
         country_concept_id=pl.when(pl.col("country").is_not_null()).then(
             pl.col("country").replace_strict(concepts, default=0, return_dtype=pl.Int32)),
     )
     return cdm.conform(loc.select(
-        "location_id", "country_concept_id", address_1="address", city="city", zip="postcode", county="county",
+        "location_id", "country_concept_id", address_1="address", city="city", state="state", zip="postcode",
+        county="county",
         country_source_value="country", location_source_value="location_key",
     ), "location")
 
@@ -124,7 +178,13 @@ def build_providers(site: str, providers: pl.DataFrame, care_site_ids: pl.DataFr
     ), "provider").sort("provider_id")
 
 
-def build_person(site: str, persons: pl.DataFrame, location: pl.DataFrame) -> pl.DataFrame:
+def build_person(site: str, persons: pl.DataFrame, location: pl.DataFrame,
+                 present: Collection[int] | None = None) -> pl.DataFrame:
+    """``present``: the race and ethnicity concepts the vocabulary holds (``concepts_present``); a
+    race or ethnicity maps to its OMB concept only when it is there (else 0, as an unmapped code)."""
+    known = frozenset(present) if present is not None else frozenset({*RACE.values(), *ETHNICITY.values()})
+    race = {k: v for k, v in RACE.items() if v in known}
+    ethnicity = {k: v for k, v in ETHNICITY.items() if v in known}
     p = _location_ids(persons, location).with_columns(
         person_id=stable_id(f"person:{site}", persons["person_key"]),
         gender_concept_id=pl.col("sex").replace_strict(GENDER, default=0, return_dtype=pl.Int32),
@@ -132,8 +192,8 @@ def build_person(site: str, persons: pl.DataFrame, location: pl.DataFrame) -> pl
         month_of_birth=pl.col("birth_date").dt.month(),
         day_of_birth=pl.col("birth_date").dt.day(),
         birth_datetime=pl.col("birth_date").cast(pl.Datetime("us")),
-        race_concept_id=pl.lit(0),
-        ethnicity_concept_id=pl.lit(0),
+        race_concept_id=_folded("race_source").replace_strict(race, default=0, return_dtype=pl.Int32).fill_null(0),
+        ethnicity_concept_id=_folded("ethnicity_source").replace_strict(ethnicity, default=0, return_dtype=pl.Int32).fill_null(0),
         person_source_value=pl.col("person_key"),
         gender_source_value=pl.col("sex"),
         gender_source_concept_id=pl.lit(0),
@@ -143,8 +203,11 @@ def build_person(site: str, persons: pl.DataFrame, location: pl.DataFrame) -> pl
     return cdm.conform(p, "person").sort("person_id")
 
 
-def rollup_visits(site: str, visits: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(visit_occurrence rows, map visit_key -> visit_occurrence_id) after the OHDSI Synthea roll-up."""
+def rollup_visits(site: str, visits: pl.DataFrame,
+                  visit_concepts: Mapping[str, int] = VISIT_CONCEPT) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(visit_occurrence rows, map visit_key -> visit_occurrence_id) after the OHDSI Synthea roll-up.
+
+    A rolled-up visit takes the provider and care site of its earliest member that names one."""
     v = visits.with_columns(
         cls=pl.col("visit_class").str.to_uppercase().str.replace_all(r"[^A-Z]", ""),
         end=pl.coalesce("end", "start"),
@@ -169,19 +232,23 @@ def rollup_visits(site: str, visits: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         rolled_key=pl.coalesce("s_key", pl.lit("ER|") + pl.col("person_key") + "|" + pl.col("day").cast(pl.String))
     )
     op = v.filter(pl.col("grp") == "OP").with_columns(rolled_key=pl.lit("OP|") + pl.col("visit_key"))
-    members = pl.concat([
-        ip.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
-        er.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
-        op.select("visit_key", "person_key", "start", "end", "cls", "rolled_key"),
-    ])
+    member_cols = ["visit_key", "person_key", "start", "end", "cls", "rolled_key", "provider_key", "care_site_key"]
+
+    def keys(df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns([pl.lit(None, pl.String).alias(c) for c in ("provider_key", "care_site_key")
+                                if c not in df.columns]).select(member_cols)
+
+    members = pl.concat([keys(ip), keys(er), keys(op)])
     rolled = members.group_by("rolled_key").agg(
         pl.col("person_key").first(), pl.col("start").min(), pl.col("end").max(),
         has_ip=(pl.col("cls") == "INPATIENT").any(), has_er=pl.col("cls").is_in(ER_CLASSES).any(),
         cls=pl.col("cls").sort_by("start").first(), n=pl.len(), source=pl.col("visit_key").min(),
+        provider_key=pl.col("provider_key").sort_by("start", "visit_key").drop_nulls().first(),
+        care_site_key=pl.col("care_site_key").sort_by("start", "visit_key").drop_nulls().first(),
     )
     rolled = rolled.with_columns(
         visit_concept_id=pl.when(pl.col("has_ip") & pl.col("has_er")).then(pl.lit(ERIP))
-        .otherwise(pl.col("cls").replace_strict(VISIT_CONCEPT, default=0, return_dtype=pl.Int32)).cast(pl.Int32),
+        .otherwise(pl.col("cls").replace_strict(dict(visit_concepts), default=0, return_dtype=pl.Int32)).cast(pl.Int32),
         visit_occurrence_id=stable_id(f"visit:{site}", pl.Series(rolled["source"])),
     )
     mapping = members.join(rolled.select("rolled_key", "visit_occurrence_id"), on="rolled_key").select(
@@ -189,25 +256,50 @@ def rollup_visits(site: str, visits: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     return rolled, mapping
 
 
-def build_visits(site: str, visits: pl.DataFrame, person_ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """(visit_occurrence, visit_detail, visit_key -> ids map, rows merged by the roll-up)."""
-    rolled, mapping = rollup_visits(site, visits)
+def _link(df: pl.DataFrame, key: str, ids: pl.DataFrame | None, id_col: str) -> pl.DataFrame:
+    """``id_col`` from ``ids`` (``key`` -> ``id_col``) where ``df[key]`` names a built row, else null."""
+    if ids is None or key not in df.columns:
+        return df.with_columns(pl.lit(None, pl.Int64).alias(id_col))
+    lut = ids.select(key, id_col).unique(key, keep="first")
+    return df.join(lut, on=key, how="left", maintain_order="left")
+
+
+def _preceding(df: pl.DataFrame, id_col: str, start: str, out: str) -> pl.DataFrame:
+    """``out``: the id of the person's previous row by start (ties by id), as OHDSI's ETL-Synthea lags it."""
+    order = df.select("person_id", start, id_col).sort("person_id", start, id_col)
+    order = order.with_columns(pl.col(id_col).shift(1).over("person_id").alias(out)).select(id_col, out)
+    return df.join(order, on=id_col, how="left", maintain_order="left")
+
+
+def build_visits(site: str, visits: pl.DataFrame, person_ids: pl.DataFrame, *,
+                 provider_ids: pl.DataFrame | None = None, care_site_ids: pl.DataFrame | None = None,
+                 visit_concepts: Mapping[str, int] = VISIT_CONCEPT) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """(visit_occurrence, visit_detail, visit_key -> ids map, rows merged by the roll-up).
+
+    ``provider_ids`` (provider_key, provider_id) and ``care_site_ids`` (care_site_key, care_site_id)
+    link visits to the providers and care sites built; a key that names none stays unlinked.
+    ``visit_concepts``: visit class -> concept (``VISIT_CONCEPT`` with what the vocabulary lacks replaced)."""
+    rolled, mapping = rollup_visits(site, visits, visit_concepts)
+    rolled = _link(_link(rolled, "provider_key", provider_ids, "provider_id"), "care_site_key", care_site_ids, "care_site_id")
     vo = rolled.join(person_ids, on="person_key", how="inner").with_columns(
         visit_start_date=pl.col("start").dt.date(), visit_start_datetime="start",
         visit_end_date=pl.col("end").dt.date(), visit_end_datetime="end",
         visit_type_concept_id=pl.lit(EHR_ENCOUNTER), visit_source_value=pl.col("source"),
         visit_source_concept_id=pl.lit(0),
     )
+    vo = _preceding(vo, "visit_occurrence_id", "visit_start_datetime", "preceding_visit_occurrence_id")
     detail = visits.join(mapping, on="visit_key", how="inner").join(person_ids, on="person_key", how="inner")
+    detail = _link(_link(detail, "provider_key", provider_ids, "provider_id"), "care_site_key", care_site_ids, "care_site_id")
     detail = detail.with_columns(
         visit_detail_id=stable_id(f"visit_detail:{site}", detail["visit_key"]),
         visit_detail_concept_id=pl.col("visit_class").str.to_uppercase().str.replace_all(r"[^A-Z]", "")
-        .replace_strict(VISIT_CONCEPT, default=0, return_dtype=pl.Int32),
+        .replace_strict(dict(visit_concepts), default=0, return_dtype=pl.Int32),
         visit_detail_start_date=pl.col("start").dt.date(), visit_detail_start_datetime="start",
         visit_detail_end_date=pl.coalesce("end", "start").dt.date(), visit_detail_end_datetime=pl.coalesce("end", "start"),
         visit_detail_type_concept_id=pl.lit(EHR_ENCOUNTER), visit_detail_source_value=pl.col("visit_key"),
         visit_detail_source_concept_id=pl.lit(0),
     )
+    detail = _preceding(detail, "visit_detail_id", "visit_detail_start_datetime", "preceding_visit_detail_id")
     ids = detail.select("visit_key", "visit_occurrence_id", "visit_detail_id")
     merged = visits.height - vo.height
     return (cdm.conform(vo, "visit_occurrence").sort("visit_occurrence_id"),
@@ -258,47 +350,79 @@ def _assign_visits(ev: pl.DataFrame, ids: pl.DataFrame, visits: pl.DataFrame) ->
     return ev
 
 
+def _type_concept(table: str, present: Collection[int]) -> pl.Expr:
+    """The row's type concept: by the source's ``category`` where it says one (vital signs, survey,
+    administered vaccine, ...), else the table's default; a concept the vocabulary lacks gives way
+    to its ``FALLBACK``."""
+    default = _available({"": DEFAULT_TYPE[table]}, present)[""]
+    by_category = _available(CATEGORY_TYPE.get(table, {}), present)
+    return pl.col("category").str.to_lowercase().replace_strict(by_category, default=default, return_dtype=pl.Int32).fill_null(default)
+
+
+def _event_providers(ev: pl.DataFrame, visits: pl.DataFrame, provider_ids: pl.DataFrame,
+                     visit_occurrence: pl.DataFrame) -> pl.DataFrame:
+    """``provider_id`` of each event: its own provider (a FHIR performer), else its encounter's (as
+    OHDSI's ETL-Synthea takes it), else its visit occurrence's; null when none names a built provider."""
+    own = ev.drop("provider_id", strict=False)
+    if "provider_key" not in own.columns:
+        own = own.with_columns(provider_key=pl.lit(None, pl.String))
+    own = _link(own, "provider_key", provider_ids, "provider_id")
+    enc = _link(visits.select("visit_key", "provider_key").unique("visit_key", keep="first", maintain_order=True),
+                "provider_key", provider_ids, "provider_id").select("visit_key", _enc_provider="provider_id")
+    vo = visit_occurrence.select("visit_occurrence_id", _vo_provider="provider_id")
+    out = (own.join(enc, on="visit_key", how="left", maintain_order="left")
+           .join(vo, on="visit_occurrence_id", how="left", maintain_order="left"))
+    return out.with_columns(provider_id=pl.coalesce("provider_id", "_enc_provider", "_vo_provider")).drop(
+        "_enc_provider", "_vo_provider")
+
+
 def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str, pl.DataFrame]:
     units = _unit_concepts(vocab)
+    present = concepts_present(vocab, [*DEFAULT_TYPE.values(), *FALLBACK, *FALLBACK.values()])
+    if "category" not in mapped.columns:
+        mapped = mapped.with_columns(category=pl.lit(None, pl.String))
+    if "provider_id" not in mapped.columns:
+        mapped = mapped.with_columns(provider_id=pl.lit(None, pl.Int64))
     out: dict[str, pl.DataFrame] = {}
     for table in EVENT_TABLES:
         e = mapped.filter(pl.col("table") == table)
         if table in ("measurement", "observation"):
             e = e.join(units, on="unit", how="left", maintain_order="left")
         e = e.with_columns(_id=stable_id(f"{table}:{site}", e["event_key"]),
-                           _date=pl.col("start").dt.date(), _end=pl.coalesce("end", "start"))
+                           _date=pl.col("start").dt.date(), _end=pl.coalesce("end", "start"),
+                           _type=_type_concept(table, present))
         common = dict(person_id=pl.col("person_id"), visit_occurrence_id=pl.col("visit_occurrence_id"),
-                      visit_detail_id=pl.col("visit_detail_id"))
+                      visit_detail_id=pl.col("visit_detail_id"), provider_id=pl.col("provider_id"))
         if table == "condition_occurrence":
             df = e.select(condition_occurrence_id="_id", **common, condition_concept_id="concept_id",
                           condition_start_date="_date", condition_start_datetime="start",
                           condition_end_date=pl.col("end").dt.date(), condition_end_datetime="end",
-                          condition_type_concept_id=pl.lit(EHR), condition_source_value="code",
+                          condition_type_concept_id="_type", condition_source_value="code",
                           condition_source_concept_id="source_concept_id", condition_status_source_value="status")
         elif table == "drug_exposure":
             df = e.select(drug_exposure_id="_id", **common, drug_concept_id="concept_id",
                           drug_exposure_start_date="_date", drug_exposure_start_datetime="start",
                           drug_exposure_end_date=pl.col("_end").dt.date(), drug_exposure_end_datetime="_end",
-                          drug_type_concept_id=pl.lit(EHR_PRESCRIPTION), quantity="quantity",
+                          verbatim_end_date=pl.col("end").dt.date(), drug_type_concept_id="_type", quantity="quantity",
                           route_source_value="route", drug_source_value="code",
                           drug_source_concept_id="source_concept_id", dose_unit_source_value="unit")
         elif table == "procedure_occurrence":
             df = e.select(procedure_occurrence_id="_id", **common, procedure_concept_id="concept_id",
                           procedure_date="_date", procedure_datetime="start",
                           procedure_end_date=pl.col("end").dt.date(), procedure_end_datetime="end",
-                          procedure_type_concept_id=pl.lit(EHR), quantity="quantity",
+                          procedure_type_concept_id="_type", quantity="quantity",
                           procedure_source_value="code", procedure_source_concept_id="source_concept_id")
         elif table == "measurement":
             df = e.select(measurement_id="_id", **common, measurement_concept_id="concept_id",
                           measurement_date="_date", measurement_datetime="start",
-                          measurement_type_concept_id=pl.lit(LAB), value_as_number="value_number",
+                          measurement_type_concept_id="_type", value_as_number="value_number",
                           unit_concept_id="unit_concept_id", measurement_source_value="code",
                           measurement_source_concept_id="source_concept_id", unit_source_value="unit",
                           value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String)))
         elif table == "observation":
             df = e.select(observation_id="_id", **common, observation_concept_id="concept_id",
                           observation_date="_date", observation_datetime="start",
-                          observation_type_concept_id=pl.lit(EHR), value_as_number="value_number",
+                          observation_type_concept_id="_type", value_as_number="value_number",
                           value_as_string="value_text", unit_concept_id="unit_concept_id",
                           observation_source_value="code", observation_source_concept_id="source_concept_id",
                           unit_source_value="unit", value_source_value="value_text")
@@ -306,7 +430,7 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
             df = e.select(device_exposure_id="_id", **common, device_concept_id="concept_id",
                           device_exposure_start_date="_date", device_exposure_start_datetime="start",
                           device_exposure_end_date=pl.col("end").dt.date(), device_exposure_end_datetime="end",
-                          device_type_concept_id=pl.lit(EHR), quantity=pl.col("quantity").cast(pl.Int32),
+                          device_type_concept_id="_type", quantity=pl.col("quantity").cast(pl.Int32),
                           device_source_value="code", device_source_concept_id="source_concept_id")
         out[table] = cdm.conform(df, table).sort(cdm.table(table).primary_key or "person_id")
     return out
@@ -348,11 +472,37 @@ def build_observation_period(site: str, person: pl.DataFrame, tables: dict[str, 
     return cdm.conform(op, "observation_period").sort("observation_period_id")
 
 
-def build_death(persons: pl.DataFrame, person_ids: pl.DataFrame) -> pl.DataFrame:
+def build_death(persons: pl.DataFrame, person_ids: pl.DataFrame, vocab: Vocabulary | None = None) -> pl.DataFrame:
+    """One row per person with a death date. The cause (staging ``death_cause_code`` in
+    ``death_cause_system``) keeps its source value and source concept; ``cause_concept_id`` is its
+    standard concept when that is a Condition (as OHDSI's ETL-Synthea maps the death certificate's
+    reason), else 0."""
     d = persons.filter(pl.col("death_date").is_not_null()).join(person_ids, on="person_key", how="inner")
-    return cdm.conform(d.select("person_id", death_date="death_date",
+    for c in ("death_cause_code", "death_cause_system"):
+        if c not in d.columns:
+            d = d.with_columns(pl.lit(None, pl.String).alias(c))
+    d = d.with_columns(_code=pl.col("death_cause_code").str.strip_chars(),
+                       cause_concept_id=pl.lit(None, pl.Int32), cause_source_concept_id=pl.lit(None, pl.Int32))
+    if vocab is not None and d["_code"].drop_nulls().len():
+        parts = []
+        for system, part in d.partition_by("death_cause_system", as_dict=True, maintain_order=True).items():
+            vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
+            m = vocab.code_map(vocabulary_id).select("source_code", "concept_id", "source_concept_id", "domain_id")
+            part = part.drop("cause_concept_id", "cause_source_concept_id").join(
+                m, left_on=pl.col("_code").str.to_uppercase(), right_on="source_code", how="left", maintain_order="left")
+            parts.append(part.with_columns(
+                cause_concept_id=pl.when(pl.col("domain_id") == "Condition").then(pl.col("concept_id")).otherwise(0)
+                .cast(pl.Int32),
+                cause_source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
+            ).select(d.columns))
+        d = pl.concat(parts)
+    d = d.with_columns(
+        cause_concept_id=pl.when(pl.col("_code").is_not_null()).then(pl.col("cause_concept_id").fill_null(0)),
+        cause_source_concept_id=pl.when(pl.col("_code").is_not_null()).then(pl.col("cause_source_concept_id").fill_null(0)),
+    )
+    return cdm.conform(d.select("person_id", "cause_concept_id", "cause_source_concept_id", death_date="death_date",
                                 death_datetime=pl.col("death_date").cast(pl.Datetime("us")),
-                                death_type_concept_id=pl.lit(EHR)), "death").sort("person_id")
+                                death_type_concept_id=pl.lit(EHR), cause_source_value="_code"), "death").sort("person_id")
 
 
 def build_cdm_source(site: str, vocab_version: str, today: dt.date) -> pl.DataFrame:
@@ -380,22 +530,27 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     care_site = build_care_sites(site, stg["care_sites"], location)
     cs_ids = care_site.select("care_site_id", care_site_key="care_site_source_value")
     provider = build_providers(site, stg["providers"], cs_ids)
-    person = build_person(site, persons, location)
+    present = concepts_present(vocab, [*RACE.values(), *ETHNICITY.values(), *VISIT_CONCEPT.values(), *FALLBACK.values()])
+    person = build_person(site, persons, location, present)
     person_ids = person.select("person_id", person_key="person_source_value")
-    visit_occurrence, visit_detail, ids, merged_visits = build_visits(site, visits, person_ids)
+    pr_ids = provider.select("provider_id", provider_key="provider_source_value")
+    visit_occurrence, visit_detail, ids, merged_visits = build_visits(
+        site, visits, person_ids, provider_ids=pr_ids, care_site_ids=cs_ids,
+        visit_concepts=_available(VISIT_CONCEPT, present))
     known = events["person_key"].is_in(person_ids["person_key"].implode())
     orphans = events.filter(~known).with_columns(
         default_table=pl.col("kind").replace_strict(KIND_TABLE, default="observation", return_dtype=pl.String)
     ).group_by("default_table").len()
     ev = events.filter(known).join(person_ids, on="person_key", how="inner")
     ev = _assign_visits(ev, ids, visit_occurrence)
+    ev = _event_providers(ev, visits, pr_ids, visit_occurrence)
     mapped = map_events(ev, vocab)
     tables: dict[str, pl.DataFrame] = {
         "location": location, "care_site": care_site, "provider": provider, "person": person,
         "visit_occurrence": visit_occurrence, "visit_detail": visit_detail,
         **build_events(site, mapped, vocab),
     }
-    tables["death"] = build_death(persons, person_ids)
+    tables["death"] = build_death(persons, person_ids, vocab)
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
     tables["observation_period"] = build_observation_period(site, person, tables)
     tables.update(_derived(site, tables, vocab))
@@ -560,4 +715,5 @@ def omop_identity(person: pl.DataFrame) -> pl.DataFrame:
                                pl.date(pl.col("year_of_birth"), pl.col("month_of_birth").fill_null(1), pl.col("day_of_birth").fill_null(1))),
         last_name=pl.lit(None, pl.String), first_name=pl.lit(None, pl.String), phone=pl.lit(None, pl.String),
         email=pl.lit(None, pl.String), address=pl.lit(None, pl.String), other_names=pl.lit(None, pl.String),
+        other_ids=pl.lit(None, pl.String),
     )

@@ -19,11 +19,16 @@ import polars as pl
 PERSONS = pl.Schema({
     "person_key": pl.String(), "national_id": pl.String(), "birth_date": pl.Date(), "sex": pl.String(),
     "race_source": pl.String(), "ethnicity_source": pl.String(), "death_date": pl.Date(),
+    # the cause of death as the source codes it (Synthea's death certificate encounter, FHIR's cause of death)
+    "death_cause_code": pl.String(), "death_cause_system": pl.String(),
     "address": pl.String(), "postcode": pl.String(), "city": pl.String(), "county": pl.String(), "country": pl.String(),
+    "state": pl.String(),  # a US state (two-letter code or name) or a region; Luxembourg's cantons are counties
     "updated_at": pl.Datetime("us"),
     # direct identifiers: kept in the identifiable zone for the leak scan and note de-identification only
     "first_name": pl.String(), "last_name": pl.String(), "phone": pl.String(), "email": pl.String(),
     "other_names": pl.String(),  # other names of the person (maiden, aliases), separated by " | "
+    # national identifiers other than the Luxembourg matricule (SSN, passport, driver's licence), " | "-separated
+    "other_ids": pl.String(),
 })
 VISITS = pl.Schema({
     "visit_key": pl.String(), "person_key": pl.String(), "start": pl.Datetime("us"), "end": pl.Datetime("us"),
@@ -37,6 +42,9 @@ EVENTS = pl.Schema({
     "start": pl.Datetime("us"), "end": pl.Datetime("us"),
     "value_number": pl.Float64(), "value_text": pl.String(), "unit": pl.String(),
     "quantity": pl.Float64(), "route": pl.String(), "status": pl.String(), "provider_key": pl.String(),
+    # where the record comes from, when the source says: vital-signs, exam, laboratory, survey, social-history,
+    # immunization (an administered vaccine), ... (decides the OMOP type concept, never the table)
+    "category": pl.String(),
 })
 PROVIDERS = pl.Schema({
     "provider_key": pl.String(), "name": pl.String(), "specialty": pl.String(), "care_site_key": pl.String(),
@@ -45,6 +53,7 @@ PROVIDERS = pl.Schema({
 CARE_SITES = pl.Schema({
     "care_site_key": pl.String(), "name": pl.String(), "place_of_service": pl.String(),
     "address": pl.String(), "postcode": pl.String(), "city": pl.String(), "county": pl.String(), "country": pl.String(),
+    "state": pl.String(),
 })
 NOTES = pl.Schema({
     "note_key": pl.String(), "person_key": pl.String(), "visit_key": pl.String(), "date": pl.Datetime("us"),

@@ -75,13 +75,15 @@ COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "patient": {
         "id": _S, "birth_date": _S, "gender": _S, "deceased": _S, "first_name": _S, "last_name": _S,
         "phone": _S, "email": _S, **_ADDRESS, "race": _S, "ethnicity": _S, "last_updated": _S, "other_names": _S,
+        "other_ids": _S,
     },
     "encounter": {
         "id": _S, "patient": _S, "class_code": _S, "start": _S, "end": _S, "status": _S,
         "practitioner": _S, "organization": _S, "location": _S, "type_code": _S, "type_display": _S,
+        "reason_code": _S, "reason_system": _S,
     },
     "condition": _EVENT_COLUMNS,
-    "observation": {**_EVENT_COLUMNS, "components": _COMPONENTS},
+    "observation": {**_EVENT_COLUMNS, "components": _COMPONENTS, "category": _S, "value_code": _S, "value_system": _S},
     "medicationrequest": _EVENT_COLUMNS,
     "procedure": _EVENT_COLUMNS,
     "immunization": _EVENT_COLUMNS,
@@ -281,6 +283,24 @@ def _value(res: dict[str, Any]) -> Row:
 
 # ------------------------------------------------------------------------------------- resource -> row
 
+# identifier types (HL7 v2 table 0203) and systems of national identifiers other than a matricule
+OTHER_ID_TYPES = frozenset({"SS", "SB", "DL", "PPN", "NI", "NNLUX"})
+OTHER_ID_SYSTEMS = ("us-ssn", "passport", "driver", "2.16.840.1.113883.4.3.")
+
+
+def _other_ids(r: dict[str, Any]) -> str | None:
+    """The patient's social security, passport and driver's licence numbers, ' | '-joined."""
+    out = []
+    for i in _l(r.get("identifier")):
+        i = _d(i)
+        value = _s(i.get("value"))
+        codes = {_s(_d(c).get("code")) for c in _l(_d(i.get("type")).get("coding"))}
+        system = (_s(i.get("system")) or "").lower()
+        if value and (codes & OTHER_ID_TYPES or any(k in system for k in OTHER_ID_SYSTEMS)):
+            out.append(value)
+    return " | ".join(out) or None
+
+
 def _patient(r: dict[str, Any]) -> Row:
     first, last, _ = _name(r.get("name"))
     telecom = [_d(t) for t in _l(r.get("telecom"))]
@@ -301,7 +321,7 @@ def _patient(r: dict[str, Any]) -> Row:
         "phone": phone, "email": email, **_address(r.get("address")),
         "race": ext.get("race"), "ethnicity": ext.get("ethnicity"),
         "last_updated": _s(_d(r.get("meta")).get("lastUpdated")),
-        "other_names": _other_names(r.get("name")),
+        "other_names": _other_names(r.get("name")), "other_ids": _other_ids(r),
     }
 
 
@@ -315,13 +335,15 @@ def _encounter(r: dict[str, Any]) -> Row:
     primary = next((p for p in parts if "PPRF" in json.dumps(p.get("type", []))), parts[0] if parts else {})
     locations = [_d(x) for x in _l(r.get("location"))]
     type_code, _, type_display = _pick(_l(r.get("type"))[0] if _l(r.get("type")) else None)
+    reasons = _l(r.get("reasonCode"))
+    reason_code, reason_system, _ = _pick(reasons[0] if reasons else None)
     return {
         "patient": _ref(r.get("subject")), "class_code": class_code, "start": _s(period.get("start")),
         "end": _s(period.get("end")), "status": _s(r.get("status")),
         "practitioner": _ref(primary.get("individual") or primary.get("actor")),
         "organization": _ref(r.get("serviceProvider")),
         "location": _ref(locations[0].get("location")) if locations else None,
-        "type_code": type_code, "type_display": type_display,
+        "type_code": type_code, "type_display": type_display, "reason_code": reason_code, "reason_system": reason_system,
     }
 
 
@@ -348,6 +370,8 @@ def _observation(r: dict[str, Any]) -> Row:
         comps.append({**_code_row(c.get("code")), "value_number": v.get("value_number"),
                       "value_text": v.get("value_text"), "unit": v.get("unit")})
     performers = _l(r.get("performer"))
+    categories = [_pick(c)[0] for c in _l(r.get("category"))]
+    value_code, value_system, _ = _pick(r.get("valueCodeableConcept"))
     return {
         "patient": _ref(r.get("subject")), "encounter": _ref(r.get("encounter")), **_code_row(r.get("code")),
         "start": _first(r.get("effectiveDateTime"), _d(r.get("effectivePeriod")).get("start"),
@@ -355,6 +379,7 @@ def _observation(r: dict[str, Any]) -> Row:
         "end": _s(_d(r.get("effectivePeriod")).get("end")),
         "status": _s(r.get("status")), **_value(r), "components": comps or None,
         "performer": _ref(performers[0]) if performers else None,
+        "category": next((c for c in categories if c), None), "value_code": value_code, "value_system": value_system,
     }
 
 
@@ -622,13 +647,38 @@ _KIND = {"condition": "condition", "medicationrequest": "drug", "immunization": 
          "procedure": "procedure", "allergyintolerance": "observation", "device": "device"}
 
 
+DEATH_CERTIFICATION = "308646001"  # SNOMED "Death certification" (the encounter's reason is the cause)
+CAUSE_OF_DEATH = "69453-9"  # LOINC "Cause of death [US Standard Certificate of Death]" (value: the cause)
+
+
+def death_causes(enc: pl.DataFrame, obs: pl.DataFrame) -> pl.DataFrame:
+    """person_key, death_cause_code, death_cause_system: a cause-of-death Observation's coded value,
+    else the reason of the death certification Encounter (the earliest of each), as Synthea writes them."""
+    by_obs = obs.filter((pl.col("code") == CAUSE_OF_DEATH) & pl.col("value_code").is_not_null()).select(
+        person_key="patient", death_cause_code="value_code", death_cause_system="value_system", _at="start", _id="id",
+        _rank=pl.lit(0))
+    by_enc = enc.filter((pl.col("type_code") == DEATH_CERTIFICATION) & pl.col("reason_code").is_not_null()).select(
+        person_key="patient", death_cause_code="reason_code", death_cause_system="reason_system", _at="start", _id="id",
+        _rank=pl.lit(1))
+    both = pl.concat([by_obs, by_enc]).sort("person_key", "_rank", "_at", "_id")
+    return both.unique("person_key", keep="first", maintain_order=True).select(
+        "person_key", "death_cause_code", "death_cause_system")
+
+
 def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
-    """The staging tables (``transforms/staging.py``) of a FHIR site's valid raw rows."""
+    """The staging tables (``transforms/staging.py``) of a FHIR site's valid raw rows.
+
+    Care sites are the Organizations read, and the Locations whose managing organization is not
+    among them; an Encounter's care site is its serviceProvider, else its Location's managing
+    organization, else that Location."""
     pract = _table(raw, "practitioner")
     orgs = _table(raw, "organization")
-    locs = _table(raw, "location")
     p_lut = _resolver([pract])
     o_lut = _resolver([orgs])
+    locs = _resolve(_table(raw, "location"), "organization", o_lut)
+    l_lut = _resolver([locs])
+    org_ids = orgs["id"].implode()
+    loc_org = locs.select(location="id", _managing=pl.when(pl.col("organization").is_in(org_ids)).then("organization"))
 
     p = _table(raw, "patient")
     persons = with_country(p.select(
@@ -636,13 +686,18 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         ethnicity_source="ethnicity", death_date="deceased", address="address", postcode="postcode",
         city="city", county="district", country="country", updated_at="last_updated",
         first_name="first_name", last_name="last_name", phone="phone", email="email", other_names="other_names",
+        state="state", other_ids="other_ids",
     ))  # Address.country: a code or a name ("Luxembourg"), as ISO alpha-2; none when the address has none
-    enc = _resolve(_resolve(_table(raw, "encounter"), "practitioner", p_lut), "organization", o_lut)
+    enc = _resolve(_resolve(_resolve(_table(raw, "encounter"), "practitioner", p_lut), "organization", o_lut),
+                   "location", l_lut)
+    persons = persons.join(death_causes(enc, _table(raw, "observation")), on="person_key", how="left",
+                           maintain_order="left")
     code = pl.col("class_code").str.to_uppercase()
+    enc = enc.join(loc_org, on="location", how="left", maintain_order="left")
     visits = enc.select(
         visit_key="id", person_key="patient", start="start", end="end",
         visit_class=code.replace_strict(ENCOUNTER_CLASS, default=code, return_dtype=pl.String),
-        provider_key="practitioner", care_site_key="organization",
+        provider_key="practitioner", care_site_key=pl.coalesce("organization", "_managing", "location"),
     )
 
     frames: list[pl.DataFrame] = []
@@ -654,11 +709,13 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         frames.append(staging.conform(t.select(
             *event_cols, event_key=pl.lit(f"{name}/") + pl.col("id"), person_key="patient",
             visit_key="encounter", kind=pl.lit(kind), provider_key="performer",
+            category=pl.lit("immunization" if name == "immunization" else None, pl.String),
         ), "events"))
     obs = _resolve(_table(raw, "observation"), "performer", p_lut)
     if obs.height:
-        base = dict(person_key="patient", visit_key="encounter", start="start", end="end", status="status",
-                    provider_key="performer")
+        base: dict[str, str | pl.Expr] = dict(
+            person_key="patient", visit_key="encounter", start="start", end="end", status="status",
+            provider_key="performer", category=pl.col("category").str.to_lowercase())
         has_comp = pl.col("components").list.len().fill_null(0) > 0
         own = obs.filter(~has_comp | pl.col("value_number").is_not_null() | pl.col("value_text").is_not_null())
         frames.append(staging.conform(own.select(
@@ -666,7 +723,7 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
             description="description", value_number="value_number", value_text="value_text", unit="unit", **base,
         ), "events"))
         comp = (obs.filter(has_comp)
-                .select("id", "patient", "encounter", "start", "end", "status", "performer", "components",
+                .select("id", "patient", "encounter", "start", "end", "status", "performer", "category", "components",
                         _i=pl.col("components").list.eval(pl.int_range(pl.len())))
                 .explode("components", "_i").unnest("components"))
         frames.append(staging.conform(comp.select(
@@ -687,16 +744,18 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
     providers = pract.join(roles, on="id", how="left", maintain_order="left").select(
         provider_key="id", name="name", specialty="specialty", care_site_key="care_site_key", sex=_sex("gender"),
     )
-    care_sites = with_country(orgs.select(
-        care_site_key="id", name="name", place_of_service="type", address="address", postcode="postcode",
-        city="city", county="district", country="country",
-    ))
+    site_cols = dict(address="address", postcode="postcode", city="city", county="district", country="country",
+                     state="state")
+    own_sites = locs.filter(~pl.col("organization").is_in(org_ids) | pl.col("organization").is_null())
+    care_sites = with_country(pl.concat([
+        orgs.select(care_site_key="id", name="name", place_of_service="type", **site_cols),
+        own_sites.select(care_site_key="id", name="name", place_of_service=pl.lit(None, pl.String), **site_cols),
+    ]))
     d = _resolve(_table(raw, "documentreference"), "author", p_lut)
     notes = d.select(
         note_key="id", person_key="patient", visit_key="encounter", date="date", title="title",
         note_class="note_class", text="text", provider_key="author",
     )
-    del locs  # read and checked; Encounter.location is kept in the raw table only
     return {
         "persons": staging.conform(persons, "persons"),
         "visits": staging.conform(visits, "visits"),

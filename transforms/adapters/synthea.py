@@ -323,13 +323,29 @@ def _persons(p: pl.DataFrame) -> pl.DataFrame:
         sex=_col(p, "gender").str.strip_chars().str.to_uppercase().replace_strict(_SEX, default="U", return_dtype=pl.String),
         race_source=_col(p, "race"), ethnicity_source=_col(p, "ethnicity"),
         address=_col(p, "address"), postcode=_col(p, "zip"), city=_col(p, "city"), county=_col(p, "county"),
-        country=_col(p, "country"),
+        country=_col(p, "country"), state=_col(p, "state"),
         first_name=_col(p, "first"), last_name=_col(p, "last"),
+        # social security number, driver's licence, passport: direct identifiers, identity zone only
+        other_ids=pl.concat_str([_nonempty(_col(p, c)) for c in ("ssn", "drivers", "passport")], separator=" | ",
+                                ignore_nulls=True).replace("", None),
         phone=_col(p, "phone"), email=_col(p, "email"),
         # the maiden name: notes may use it (Synthea writes "First Maiden" in some notes)
         other_names=pl.when(_col(p, "maiden").is_not_null())
         .then(pl.concat_str([_col(p, "first"), _col(p, "maiden")], separator=" ", ignore_nulls=True)).otherwise(None),
     ), default=SYNTHEA_COUNTRY)
+
+
+DEATH_CERTIFICATION = "308646001"  # SNOMED "Death certification": the encounter's reason is the cause of death
+
+
+def death_causes(e: pl.DataFrame) -> pl.DataFrame:
+    """person_key, death_cause_code, death_cause_system: the reason of each patient's death certification
+    encounter (the earliest, when there are several), as OHDSI's ETL-Synthea reads the cause of death."""
+    if not {"code", "reasoncode"} <= set(e.columns):
+        return pl.DataFrame(schema={"person_key": pl.String, "death_cause_code": pl.String, "death_cause_system": pl.String})
+    d = e.filter((pl.col("code").str.strip_chars() == DEATH_CERTIFICATION) & _nonempty(pl.col("reasoncode")).is_not_null())
+    return (d.sort("patient", "start", "id").unique("patient", keep="first", maintain_order=True)
+            .select(person_key="patient", death_cause_code=_nonempty(pl.col("reasoncode")), death_cause_system=pl.lit("SNOMED")))
 
 
 def _visits(e: pl.DataFrame) -> pl.DataFrame:
@@ -353,7 +369,8 @@ def _events(name: str, df: pl.DataFrame) -> pl.DataFrame:
         return df.select(**common, kind=pl.lit("drug"), code_system=code_system_expr_or(df, "RXNORM"),
                          start="start", end=_col(df, "stop", pl.Datetime("us")))
     if name == "immunizations":
-        return df.select(**common, kind=pl.lit("drug"), code_system=code_system_expr_or(df, "CVX"), start="date")
+        return df.select(**common, kind=pl.lit("drug"), code_system=code_system_expr_or(df, "CVX"), start="date",
+                         category=pl.lit("immunization"))
     if name == "observations":
         value = _col(df, "value").str.strip_chars()
         number = value.cast(pl.Float64, strict=False)
@@ -361,7 +378,7 @@ def _events(name: str, df: pl.DataFrame) -> pl.DataFrame:
             **common, kind=pl.when(number.is_not_null()).then(pl.lit("measurement")).otherwise(pl.lit("observation")),
             code_system=code_system_expr_or(df, "LOINC"), start="date",
             value_number=number, value_text=pl.when(number.is_null()).then(_nonempty(value)),
-            unit=_nonempty(_col(df, "units")),
+            unit=_nonempty(_col(df, "units")), category=_nonempty(_col(df, "category")).str.to_lowercase(),
         )
     if name == "procedures":
         return df.select(**common, kind=pl.lit("procedure"), code_system=code_system_expr_or(df, "SNOMED"),
@@ -388,8 +405,10 @@ EVENT_FILES = ("conditions", "medications", "immunizations", "observations", "pr
 def synthea_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
     """The staging tables (``transforms/staging.py``) of a Synthea site's valid raw rows."""
     ents = raw.entities
+    persons = _persons(ents["patients"].table).join(
+        death_causes(ents["encounters"].table), on="person_key", how="left", maintain_order="left")
     out: dict[str, pl.DataFrame] = {
-        "persons": staging.conform(_persons(ents["patients"].table), "persons"),
+        "persons": staging.conform(persons, "persons"),
         "visits": staging.conform(_visits(ents["encounters"].table), "visits"),
     }
     frames = [
@@ -412,7 +431,7 @@ def synthea_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         t = org.table
         out["care_sites"] = staging.conform(with_country(t.select(
             care_site_key="id", name=_col(t, "name"), address=_col(t, "address"), postcode=_col(t, "zip"),
-            city=_col(t, "city"), country=_col(t, "country"),
+            city=_col(t, "city"), country=_col(t, "country"), state=_col(t, "state"),
         ), default=SYNTHEA_COUNTRY), "care_sites")
     else:
         out["care_sites"] = staging.empty("care_sites")
