@@ -81,8 +81,14 @@ DOMAIN_TABLE = {
 KIND_TABLE = {
     "condition": "condition_occurrence", "drug": "drug_exposure", "procedure": "procedure_occurrence",
     "measurement": "measurement", "observation": "observation", "device": "device_exposure",
+    "allergy": "observation",
 }
-EVENT_TABLES = tuple(KIND_TABLE.values())
+EVENT_TABLES = tuple(dict.fromkeys(KIND_TABLE.values()))
+# An allergy is an observation: the allergy (SNOMED, by the source's category) with the substance as its
+# value (OHDSI's THEMIS convention, the HL7 FHIR-to-OMOP IG's AllergyMap); never a drug exposure. A
+# code that is itself a condition ("allergic rhinitis") stays a condition.
+ALLERGY_SNOMED = {"medication": "416098002", "food": "414285001", "environment": "426232007"}
+ALLERGY_TO_SUBSTANCE = "419199007"
 OMOP_TABLES = (
     "location", "care_site", "provider", "person", "death", "observation_period", "visit_occurrence",
     "visit_detail", *EVENT_TABLES, "note", "condition_era", "drug_era", "episode", "episode_event", "cdm_source",
@@ -324,10 +330,40 @@ def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
         default_table=pl.col("kind").replace_strict(KIND_TABLE, default="observation", return_dtype=pl.String),
     )
-    return mapped.with_columns(
+    mapped = mapped.with_columns(
         table=pl.when(pl.col("concept_id") != 0)
         .then(pl.col("domain_id").replace_strict(DOMAIN_TABLE, default=None, return_dtype=pl.String))
-        .otherwise(None).fill_null(pl.col("default_table"))
+        .otherwise(None).fill_null(pl.col("default_table")),
+        value_concept_id=pl.lit(None, pl.Int32),
+    )
+    return _allergies(mapped, vocab)
+
+
+def allergy_concepts(vocab: Vocabulary) -> dict[str, int]:
+    """category -> the standard SNOMED allergy concept the vocabulary has (0 where it lacks it);
+    ``""``: "Allergy to substance", for any other category."""
+    codes = {**ALLERGY_SNOMED, "": ALLERGY_TO_SUBSTANCE}
+    found = dict(vocab.concept.filter((pl.col("vocabulary_id") == "SNOMED") & (pl.col("standard_concept") == "S")
+                                      & pl.col("concept_code").is_in(list(codes.values())))
+                 .select("concept_code", pl.col("concept_id").cast(pl.Int64)).iter_rows())
+    return {category: int(found.get(code, 0)) for category, code in codes.items()}
+
+
+def _allergies(mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """Allergy rows: an observation of the allergy with the substance's standard concept as its value
+    (0 when unmapped), whatever the substance's domain (aspirin is a Drug: no exposure); a code that
+    maps to a Condition stays a condition."""
+    allergy = (pl.col("kind") == "allergy") & (pl.col("domain_id").fill_null("") != "Condition")
+    if not mapped.select(allergy.any()).item():
+        return mapped
+    concepts = allergy_concepts(vocab)
+    general = concepts.pop("")
+    category = pl.col("category") if "category" in mapped.columns else pl.lit(None, pl.String)
+    by_category = category.fill_null("").replace_strict(concepts, default=general, return_dtype=pl.Int32)
+    return mapped.with_columns(
+        value_concept_id=pl.when(allergy).then(pl.col("concept_id")).otherwise(pl.col("value_concept_id")),
+        concept_id=pl.when(allergy).then(by_category).otherwise(pl.col("concept_id")),
+        table=pl.when(allergy).then(pl.lit("observation")).otherwise(pl.col("table")),
     )
 
 
@@ -425,7 +461,8 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
                           observation_type_concept_id="_type", value_as_number="value_number",
                           value_as_string="value_text", unit_concept_id="unit_concept_id",
                           observation_source_value="code", observation_source_concept_id="source_concept_id",
-                          unit_source_value="unit", value_source_value="value_text")
+                          unit_source_value="unit", value_source_value="value_text",
+                          value_as_concept_id="value_concept_id")
         else:
             df = e.select(device_exposure_id="_id", **common, device_concept_id="concept_id",
                           device_exposure_start_date="_date", device_exposure_start_datetime="start",

@@ -37,7 +37,7 @@ VISITS = pl.Schema({
 })
 EVENTS = pl.Schema({
     "event_key": pl.String(), "person_key": pl.String(), "visit_key": pl.String(),
-    "kind": pl.String(),  # condition, drug, procedure, measurement, observation, device (immunization -> drug, allergy -> observation)
+    "kind": pl.String(),  # condition, drug, procedure, measurement, observation, device, allergy (immunization -> drug)
     "code": pl.String(), "code_system": pl.String(), "description": pl.String(),
     "start": pl.Datetime("us"), "end": pl.Datetime("us"),
     "value_number": pl.Float64(), "value_text": pl.String(), "unit": pl.String(),
@@ -64,7 +64,7 @@ SCHEMAS: dict[str, pl.Schema] = {
     "persons": PERSONS, "visits": VISITS, "events": EVENTS, "providers": PROVIDERS,
     "care_sites": CARE_SITES, "notes": NOTES,
 }
-KINDS = ("condition", "drug", "procedure", "measurement", "observation", "device")
+KINDS = ("condition", "drug", "procedure", "measurement", "observation", "device", "allergy")
 VOCABULARY_OF: dict[str, str] = {
     "ICD10": "ICD10", "ICD10CM": "ICD10CM", "ATC": "ATC", "SNOMED": "SNOMED", "LOINC": "LOINC",
     "RXNORM": "RxNorm", "CVX": "CVX", "NDC": "NDC", "UCUM": "UCUM", "CPT4": "CPT4", "HCPCS": "HCPCS",

@@ -87,7 +87,7 @@ COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "medicationrequest": _EVENT_COLUMNS,
     "procedure": _EVENT_COLUMNS,
     "immunization": _EVENT_COLUMNS,
-    "allergyintolerance": _EVENT_COLUMNS,
+    "allergyintolerance": {**_EVENT_COLUMNS, "category": _S},
     "device": _EVENT_COLUMNS,
     "documentreference": {
         "id": _S, "patient": _S, "encounter": _S, "date": _S, "title": _S, "note_class": _S, "text": _S,
@@ -426,6 +426,7 @@ def _allergyintolerance(r: dict[str, Any]) -> Row:
         "start": _first(r.get("onsetDateTime"), _d(r.get("onsetPeriod")).get("start"), r.get("recordedDate")),
         "end": _s(r.get("lastOccurrence")), "status": _status(r.get("clinicalStatus")),
         "performer": _ref(r.get("recorder")),
+        "category": _s(_l(r.get("category"))[0]) if _l(r.get("category")) else None,  # medication, food, ...
     }
 
 
@@ -644,7 +645,7 @@ def _sex(col: str) -> pl.Expr:
 
 
 _KIND = {"condition": "condition", "medicationrequest": "drug", "immunization": "drug",
-         "procedure": "procedure", "allergyintolerance": "observation", "device": "device"}
+         "procedure": "procedure", "allergyintolerance": "allergy", "device": "device"}
 
 
 DEATH_CERTIFICATION = "308646001"  # SNOMED "Death certification" (the encounter's reason is the cause)
@@ -709,7 +710,8 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         frames.append(staging.conform(t.select(
             *event_cols, event_key=pl.lit(f"{name}/") + pl.col("id"), person_key="patient",
             visit_key="encounter", kind=pl.lit(kind), provider_key="performer",
-            category=pl.lit("immunization" if name == "immunization" else None, pl.String),
+            category=(pl.col("category").str.to_lowercase() if name == "allergyintolerance"
+                      else pl.lit("immunization" if name == "immunization" else None, pl.String)),
         ), "events"))
     obs = _resolve(_table(raw, "observation"), "performer", p_lut)
     if obs.height:

@@ -383,9 +383,10 @@ def _events(name: str, df: pl.DataFrame) -> pl.DataFrame:
     if name == "procedures":
         return df.select(**common, kind=pl.lit("procedure"), code_system=code_system_expr_or(df, "SNOMED"),
                          start="start", end=_col(df, "stop", pl.Datetime("us")))
-    if name == "allergies":
-        return df.select(**common, kind=pl.lit("observation"), code_system=code_system_expr_or(df, "SNOMED"),
-                         start="start", end=_col(df, "stop", pl.Datetime("us")))
+    if name == "allergies":  # the code is the substance; CATEGORY: medication, food, environment
+        return df.select(**common, kind=pl.lit("allergy"), code_system=code_system_expr_or(df, "SNOMED"),
+                         start="start", end=_col(df, "stop", pl.Datetime("us")),
+                         category=_nonempty(_col(df, "category")).str.to_lowercase())
     if name == "devices":
         return df.select(**common, kind=pl.lit("device"), code_system=code_system_expr_or(df, "SNOMED"),
                          start="start", end=_col(df, "stop", pl.Datetime("us")), value_text=_col(df, "udi"))
