@@ -4,13 +4,15 @@ a drug exposure (a drug allergy coded in RxNorm routed by its Drug domain gave f
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import polars as pl
 
 from tests.test_adapters_equivalence import SYNTHEA
-from tests.test_omop_fidelity import _write
+from tests.test_omop_fidelity import _fhir, _write
 from transforms.adapters.fhir import fhir_to_staging, read_fhir
 from transforms.adapters.synthea import read_synthea, synthea_to_staging
 from transforms.omop import allergy_concepts, harmonise_site
@@ -66,3 +68,36 @@ def test_fhir_allergies_never_become_exposures(shared: Path) -> None:
     assert allergy.height > 0 and set(allergy["category"].drop_nulls()) <= {"medication", "food", "environment", "biologic"}
     t = harmonise_site("f", stg, vocab, TODAY).tables
     assert t["drug_exposure"].filter(pl.col("drug_source_value").is_in(allergy["code"].implode())).height == 0
+
+
+# ------------------------------------------------------------ coded results (issue 13, point 2, in part)
+
+def _observation(oid: str, **value: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": oid, "status": "final", "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "Encounter/e1"}, "effectiveDateTime": "2019-01-01T10:02:00Z",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2", "display": "Tobacco smoking status"}]},
+            **value}
+
+
+def test_a_coded_result_gets_its_standard_concept_as_value(tmp_path: Path) -> None:
+    sct = "http://snomed.info/sct"
+    resources = [r for r in _fhir() if r["resourceType"] != "Observation"] + [
+        _observation("o-mapped", valueCodeableConcept={"coding": [{"system": sct, "code": "44054006",
+                                                                    "display": "Diabetes mellitus type 2"}]}),
+        _observation("o-unmapped", valueCodeableConcept={"coding": [{"system": sct, "code": "266919005",
+                                                                      "display": "Never smoker"}]}),
+        _observation("o-text", valueString="no code here"),
+    ]
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    by_type: dict[str, list[str]] = {}
+    for r in resources:
+        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
+    for t, lines in by_type.items():
+        (folder / f"{t}.000.ndjson").write_text("\n".join(lines) + "\n")
+    stg = fhir_to_staging(read_fhir("x", folder))
+    obs = harmonise_site("x", stg, load_vocabulary(), TODAY).tables["observation"]
+    values = dict(obs.select("value_source_value", "value_as_concept_id").iter_rows())
+    assert values["Diabetes mellitus type 2"] == 201826  # the bundled vocabulary's standard concept
+    assert values["Never smoker"] == 0  # a code the vocabulary lacks: 0, as the CDM says
+    assert values["no code here"] is None  # no coded value: no concept

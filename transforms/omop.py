@@ -334,9 +334,25 @@ def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         table=pl.when(pl.col("concept_id") != 0)
         .then(pl.col("domain_id").replace_strict(DOMAIN_TABLE, default=None, return_dtype=pl.String))
         .otherwise(None).fill_null(pl.col("default_table")),
-        value_concept_id=pl.lit(None, pl.Int32),
     )
-    return _allergies(mapped, vocab)
+    return _allergies(_coded_values(mapped, vocab), vocab)
+
+
+def _coded_values(mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """``value_concept_id``: the standard concept of a coded result (0 where its code does not map, as
+    the CDM says; null where the result is no code)."""
+    if "value_code" not in mapped.columns or mapped["value_code"].null_count() == mapped.height:
+        return mapped.with_columns(value_concept_id=pl.lit(None, pl.Int32))
+    out = mapped.with_row_index("_row")
+    coded = out.filter(pl.col("value_code").is_not_null())
+    frames = []
+    for system, part in coded.partition_by("value_code_system", as_dict=True, maintain_order=True).items():
+        vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
+        m = vocab.code_map(vocabulary_id).select("source_code", value_concept_id="concept_id")
+        frames.append(part.select("_row", "value_code").join(
+            m, left_on=pl.col("value_code").str.strip_chars().str.to_uppercase(), right_on="source_code", how="left"
+        ).select("_row", value_concept_id=pl.col("value_concept_id").fill_null(0).cast(pl.Int32)))
+    return out.join(pl.concat(frames), on="_row", how="left", maintain_order="left").drop("_row")
 
 
 def allergy_concepts(vocab: Vocabulary) -> dict[str, int]:
@@ -454,6 +470,7 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
                           measurement_type_concept_id="_type", value_as_number="value_number",
                           unit_concept_id="unit_concept_id", measurement_source_value="code",
                           measurement_source_concept_id="source_concept_id", unit_source_value="unit",
+                          value_as_concept_id="value_concept_id",
                           value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String)))
         elif table == "observation":
             df = e.select(observation_id="_id", **common, observation_concept_id="concept_id",

@@ -41,6 +41,7 @@ EVENTS = pl.Schema({
     "code": pl.String(), "code_system": pl.String(), "description": pl.String(),
     "start": pl.Datetime("us"), "end": pl.Datetime("us"),
     "value_number": pl.Float64(), "value_text": pl.String(), "unit": pl.String(),
+    "value_code": pl.String(), "value_code_system": pl.String(),  # a coded result (FHIR valueCodeableConcept)
     "quantity": pl.Float64(), "route": pl.String(), "status": pl.String(), "provider_key": pl.String(),
     # where the record comes from, when the source says: vital-signs, exam, laboratory, survey, social-history,
     # immunization (an administered vaccine), ... (decides the OMOP type concept, never the table)

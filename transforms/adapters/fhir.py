@@ -722,7 +722,8 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         own = obs.filter(~has_comp | pl.col("value_number").is_not_null() | pl.col("value_text").is_not_null())
         frames.append(staging.conform(own.select(
             event_key=pl.lit("observation/") + pl.col("id"), code="code", code_system="code_system",
-            description="description", value_number="value_number", value_text="value_text", unit="unit", **base,
+            description="description", value_number="value_number", value_text="value_text", unit="unit",
+            value_code="value_code", value_code_system="value_system", **base,
         ), "events"))
         comp = (obs.filter(has_comp)
                 .select("id", "patient", "encounter", "start", "end", "status", "performer", "category", "components",
