@@ -313,18 +313,31 @@ def build_visits(site: str, visits: pl.DataFrame, person_ids: pl.DataFrame, *,
 
 
 def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
-    """Add concept_id, source_concept_id, domain and the target table to each staging event."""
+    """Add concept_id, source_concept_id, domain, value_concept_id and the target table to each staging
+    event: one row per standard target of its code (the second and later with ``#<concept_id>`` added
+    to ``event_key``); the value of a "Maps to value" code, or of a coded result, in value_concept_id."""
     frames = []
+    cols = [*events.columns, "concept_id", "source_concept_id", "domain_id", "_map_value"]
     for system, part in events.partition_by("code_system", as_dict=True, maintain_order=True).items():
         vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
         m = vocab.code_map(vocabulary_id).select("source_code", "concept_id", "source_concept_id", "domain_id")
-        frames.append(part.join(m, left_on=pl.col("code").str.to_uppercase(), right_on="source_code", how="left",
-                                maintain_order="left"))
+        one = part.with_columns(_code=pl.col("code").str.to_uppercase()).join(
+            m.rename({"source_code": "_code"}), on="_code", how="left", maintain_order="left").join(
+            vocab.value_map(vocabulary_id).rename({"source_code": "_code", "value_concept_id": "_map_value"}),
+            on="_code", how="left", maintain_order="left")
+        frames.append(one.select(cols))
+        # a code with several standard targets: one more row per target, as OHDSI writes them
+        more = one.drop("concept_id", "domain_id").join(
+            vocab.code_targets(vocabulary_id).rename({"source_code": "_code"}), on="_code", how="inner",
+            maintain_order="left")
+        if more.height:
+            frames.append(more.with_columns(
+                event_key=pl.col("event_key") + "#" + pl.col("concept_id").cast(pl.String)).select(cols))
     if not frames:
         mapped = events.with_columns(concept_id=pl.lit(0, pl.Int32), source_concept_id=pl.lit(0, pl.Int32),
-                                     domain_id=pl.lit(None, pl.String))
+                                     domain_id=pl.lit(None, pl.String), _map_value=pl.lit(None, pl.Int32))
     else:
-        mapped = pl.concat([f.select([*events.columns, "concept_id", "source_concept_id", "domain_id"]) for f in frames])
+        mapped = pl.concat(frames)
     mapped = mapped.with_columns(
         concept_id=pl.col("concept_id").fill_null(0).cast(pl.Int32),
         source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
@@ -342,7 +355,7 @@ def _coded_values(mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     """``value_concept_id``: the standard concept of a coded result (0 where its code does not map, as
     the CDM says; null where the result is no code)."""
     if "value_code" not in mapped.columns or mapped["value_code"].null_count() == mapped.height:
-        return mapped.with_columns(value_concept_id=pl.lit(None, pl.Int32))
+        return mapped.with_columns(value_concept_id=pl.col("_map_value").cast(pl.Int32)).drop("_map_value")
     out = mapped.with_row_index("_row")
     coded = out.filter(pl.col("value_code").is_not_null())
     frames = []
@@ -352,7 +365,10 @@ def _coded_values(mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         frames.append(part.select("_row", "value_code").join(
             m, left_on=pl.col("value_code").str.strip_chars().str.to_uppercase(), right_on="source_code", how="left"
         ).select("_row", value_concept_id=pl.col("value_concept_id").fill_null(0).cast(pl.Int32)))
-    return out.join(pl.concat(frames), on="_row", how="left", maintain_order="left").drop("_row")
+    out = out.join(pl.concat(frames), on="_row", how="left", maintain_order="left").drop("_row")
+    # a coded result's own code wins over the "Maps to value" of the event's code
+    return out.with_columns(value_concept_id=pl.coalesce("value_concept_id", pl.col("_map_value").cast(pl.Int32))
+                            ).drop("_map_value")
 
 
 def allergy_concepts(vocab: Vocabulary) -> dict[str, int]:

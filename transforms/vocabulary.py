@@ -58,6 +58,9 @@ class Vocabulary:
     kind: Kind = "memory"
     name: str = ""
     versions: Mapping[str, str | None] = field(default_factory=dict)  # vocabulary_id -> vocabulary_version
+    # concept_id_1 -> concept_id_2, valid "Maps to value" only: the value of a pre-coordinated code
+    # ("Family history of diabetes" maps to "Family history of clinical finding", its value to "Diabetes")
+    maps_to_value: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_MAPS_TO_SCHEMA))
     _code_maps: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)  # code_map's results
 
     def scan(self, table: str) -> pl.LazyFrame | None:
@@ -126,8 +129,9 @@ class Vocabulary:
 
         A target counts only if it is a standard concept of this vocabulary; its ``domain_id``
         routes the row to a CDM table (null when unmapped). When a code has several standard
-        targets (OHDSI would emit one row per target), the lowest target concept_id is kept, so
-        the result is deterministic and has exactly one row per source_code. Among several source
+        targets, the lowest target concept_id is kept here, so the result is deterministic and
+        has exactly one row per source_code (``code_targets`` gives the others: the event builder
+        writes one row per target, as OHDSI does). Among several source
         concepts with the same code, the one with a standard target, then the lowest id, is kept.
         """
         standard = self.concept.filter(pl.col("standard_concept") == "S").select(
@@ -181,6 +185,41 @@ class Vocabulary:
             source_concept_id=pl.col("source_concept_id").fill_null(0).cast(pl.Int32),
         ).sort("source_code")
 
+    def code_targets(self, vocabulary_id: str) -> pl.DataFrame:
+        """source_code -> every standard "Maps to" target of the code's concepts but the one
+        ``code_map`` keeps (concept_id, domain_id): OHDSI writes one row per target."""
+        key = f"targets:{vocabulary_id}"
+        if key not in self._code_maps:
+            kept = self.code_map(vocabulary_id).select("source_code", _kept="concept_id")
+            standard = self.concept.filter(pl.col("standard_concept") == "S").select(
+                pl.col("concept_id").cast(pl.Int32), "domain_id")
+            src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
+                source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
+                concept_id_1=pl.col("concept_id").cast(pl.Int32))
+            self._code_maps[key] = (
+                src.join(self.maps_to.cast(_MAPS_TO_SCHEMA), on="concept_id_1")
+                .join(standard, left_on="concept_id_2", right_on="concept_id")
+                .join(kept, on="source_code")
+                .filter((pl.col("concept_id_2") != pl.col("_kept")) & (pl.col("_kept") != 0))
+                .select("source_code", concept_id=pl.col("concept_id_2"), domain_id="domain_id")
+                .unique().sort("source_code", "concept_id"))
+        return self._code_maps[key]
+
+    def value_map(self, vocabulary_id: str) -> pl.DataFrame:
+        """source_code -> value_concept_id: the standard "Maps to value" target of the code's concept
+        (the lowest, when there are several)."""
+        key = f"values:{vocabulary_id}"
+        if key not in self._code_maps:
+            standard = self.concept.filter(pl.col("standard_concept") == "S").select(pl.col("concept_id").cast(pl.Int32))
+            src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
+                source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
+                concept_id_1=pl.col("concept_id").cast(pl.Int32))
+            self._code_maps[key] = (
+                src.join(self.maps_to_value.cast(_MAPS_TO_SCHEMA), on="concept_id_1")
+                .join(standard, left_on="concept_id_2", right_on="concept_id")
+                .group_by("source_code").agg(value_concept_id=pl.col("concept_id_2").min()).sort("source_code"))
+        return self._code_maps[key]
+
     def lookup(self, df: pl.DataFrame, code_col: str, vocabulary_id: str, prefix: str) -> pl.DataFrame:
         """Add ``<prefix>_concept_id``, ``<prefix>_source_concept_id`` and ``<prefix>_domain``."""
         m = self.code_map(vocabulary_id).rename(
@@ -208,24 +247,29 @@ def _from_athena_csv(folder: Path) -> Vocabulary:
     if missing:
         raise VocabularyError(f"{folder} has no {', '.join(missing)}: give an Athena download folder or 'bundled:demo'")
     concept = athena.scan_athena(files["concept"], "concept").select(_CONCEPT_COLUMNS).collect()
-    maps_to = _maps_to(athena.scan_athena(files["concept_relationship"], "concept_relationship"))
+    maps_to, maps_to_value = _maps_to(athena.scan_athena(files["concept_relationship"], "concept_relationship"))
     stcm = (athena.scan_athena(files["source_to_concept_map"], "source_to_concept_map").collect()
             if "source_to_concept_map" in files else _empty("source_to_concept_map"))
     versions: dict[str, str | None] = {}
     if "vocabulary" in files:
         voc = athena.scan_athena(files["vocabulary"], "vocabulary").select("vocabulary_id", "vocabulary_version")
         versions = {str(k): v for k, v in voc.collect().iter_rows()}
-    return Vocabulary(concept, maps_to, stcm, folder=folder, kind="athena", name=folder.name, versions=versions)
+    return Vocabulary(concept, maps_to, stcm, folder=folder, kind="athena", name=folder.name, versions=versions,
+                      maps_to_value=maps_to_value)
 
 
-def _maps_to(rel: pl.LazyFrame) -> pl.DataFrame:
-    return (
-        rel.filter((pl.col("relationship_id") == "Maps to") & (pl.col("invalid_reason").fill_null("") == ""))
-        .select("concept_id_1", "concept_id_2")
+def _maps_to(rel: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The valid "Maps to" and "Maps to value" pairs, in one pass."""
+    both = (
+        rel.filter(pl.col("relationship_id").is_in(["Maps to", "Maps to value"])
+                   & (pl.col("invalid_reason").fill_null("") == ""))
+        .select("relationship_id", "concept_id_1", "concept_id_2")
         .collect(engine="streaming")
-        .cast(_MAPS_TO_SCHEMA)
-        .sort("concept_id_1", "concept_id_2")
     )
+    def pairs(relationship: str) -> pl.DataFrame:
+        return (both.filter(pl.col("relationship_id") == relationship).drop("relationship_id")
+                .cast(_MAPS_TO_SCHEMA).sort("concept_id_1", "concept_id_2"))
+    return pairs("Maps to"), pairs("Maps to value")
 
 
 def _from_parquet(folder: Path) -> Vocabulary:
@@ -234,12 +278,12 @@ def _from_parquet(folder: Path) -> Vocabulary:
         if not (folder / f"{t}.parquet").is_file():
             raise VocabularyError(f"{folder} has no {t}.parquet: run 'ds4h vocabulary load' again")
     concept = pl.scan_parquet(folder / "concept.parquet").select(_CONCEPT_COLUMNS).collect(engine="streaming")
-    maps_to = _maps_to(pl.scan_parquet(folder / "concept_relationship.parquet"))
+    maps_to, maps_to_value = _maps_to(pl.scan_parquet(folder / "concept_relationship.parquet"))
     p = folder / "source_to_concept_map.parquet"
     stcm = pl.read_parquet(p) if p.is_file() else _empty("source_to_concept_map")
     versions = {str(k): (None if v is None else str(v)) for k, v in dict(manifest.get("vocabularies", {})).items()}
     return Vocabulary(concept, maps_to, stcm, folder=folder, kind="parquet", name=str(manifest.get("name", folder.name)),
-                      versions=versions)
+                      versions=versions, maps_to_value=maps_to_value)
 
 
 @cache
