@@ -132,7 +132,10 @@ def test_colon_cancer_two_courses(concept: pl.DataFrame) -> None:
     by_cycle = event.filter(pl.col("episode_id").is_in(cycles["episode_id"].implode()))
     assert by_cycle.height == by_regimen.height
     assert not event["event_id"].is_in([300, 401]).any()
-    assert FIELD_CONDITION_OCCURRENCE not in event["episode_event_field_concept_id"].to_list()
+    # the disease episode links its diagnoses (issue 13: the field concept 1147127 is in the vocabulary now)
+    by_disease = event.filter(pl.col("episode_id") == d["episode_id"])
+    assert sorted(by_disease["event_id"].to_list()) == [1, 2]
+    assert set(by_disease["episode_event_field_concept_id"]) == {FIELD_CONDITION_OCCURRENCE}
 
 
 def test_outputs_conform(concept: pl.DataFrame) -> None:
@@ -171,7 +174,7 @@ def test_treatment_before_diagnosis_is_not_linked_and_no_treatment_means_open_en
     episode, event = oncology_episodes(co, de, _po([]), concept, "s")
     assert episode["episode_concept_id"].to_list() == [DISEASE_FIRST_OCCURRENCE]
     assert episode["episode_end_date"].to_list() == [None]
-    assert event.height == 0
+    assert event["episode_event_field_concept_id"].to_list() == [FIELD_CONDITION_OCCURRENCE]  # the diagnosis only
 
 
 def test_icd10_source_code_atc_drug_and_modalities(concept: pl.DataFrame) -> None:
@@ -243,3 +246,72 @@ def test_antineoplastic_drugs_of_vocabulary_demo(shared: Path) -> None:
                        "etoposide", "leuprolide"):
         assert ingredient in names
     assert episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).height == 1
+
+
+# ------------------------------------------------------------------ issue 13, point 6
+
+STAGED_LUNG = 99_000_001  # a test concept: a cancer restated with its TNM stage
+
+
+def _with_staged(concept: pl.DataFrame) -> pl.DataFrame:
+    extra = concept.head(1).with_columns(
+        concept_id=pl.lit(STAGED_LUNG, concept.schema["concept_id"]),
+        concept_name=pl.lit("Non-small cell carcinoma of lung, TNM stage 1"), domain_id=pl.lit("Condition"))
+    return pl.concat([concept, extra])
+
+
+def test_a_staged_restatement_is_no_new_primary_cancer(concept: pl.DataFrame) -> None:
+    co = _co([(1, 1, COLON_CANCER, _d(0), "C18.9"), (2, 1, STAGED_LUNG, _d(1), None)])
+    episode, event = oncology_episodes(co, _de([]), _po([]), _with_staged(concept), "s")
+    assert episode["episode_concept_id"].to_list() == [DISEASE_FIRST_OCCURRENCE]
+    assert episode["episode_object_concept_id"].to_list() == [COLON_CANCER]  # the primary, not its stage
+    assert sorted(event["event_id"]) == [1, 2]  # both diagnoses link to the one disease episode
+    # with no cancer diagnosed before it, a staged diagnosis is a primary of its own
+    alone, _ = oncology_episodes(_co([(2, 1, STAGED_LUNG, _d(1), None)]), _de([]), _po([]), _with_staged(concept), "s")
+    assert alone["episode_object_concept_id"].to_list() == [STAGED_LUNG]
+
+
+def _daily_cycles(first_id: int, drug: int, starts: list[int]) -> list[tuple[int, int, int, date, str | None]]:
+    """Days 1-5 of each cycle, one administration a day."""
+    return [(first_id + 10 * n + k, 1, drug, _d(s + k), None) for n, s in enumerate(starts) for k in range(5)]
+
+
+def test_cycles_are_runs_of_administrations_and_a_new_combination_is_a_new_regimen(concept: pl.DataFrame) -> None:
+    co = _co([(1, 1, COLON_CANCER, _d(0), "C18.9")])
+    # six 28-day cycles of oxaliplatin, then, without a gap, three of fluorouracil
+    de = _de([*_daily_cycles(1000, OXALIPLATIN, [28 * n + 10 for n in range(6)]),
+              *_daily_cycles(2000, FLUOROURACIL, [28 * n + 10 + 28 * 6 for n in range(3)])])
+    episode, _ = oncology_episodes(co, de, _po([]), concept, "s")
+    regimens = episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).sort("episode_start_date")
+    assert regimens.select("episode_start_date", "episode_end_date").rows() == [
+        (_d(10), _d(28 * 5 + 14)), (_d(28 * 6 + 10), _d(28 * 8 + 14))]
+    cycles = episode.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE)
+    per_regimen = cycles.group_by("episode_parent_id").len().join(
+        regimens.select(episode_parent_id="episode_id", s="episode_start_date"), on="episode_parent_id")
+    assert sorted(per_regimen.select("s", "len").rows()) == [(_d(10), 6), (_d(28 * 6 + 10), 3)]
+    # each cycle spans its five days, at the regimen's 28-day interval
+    first = cycles.filter(pl.col("episode_parent_id") == regimens["episode_id"][0]).sort("episode_start_date")
+    assert (first["episode_end_date"] - first["episode_start_date"]).dt.total_days().to_list() == [4] * 6
+    assert first["episode_start_date"].diff().drop_nulls().dt.total_days().to_list() == [28] * 5
+
+
+def test_the_fhir_samples_lung_cancer_patient(shared: Path) -> None:
+    import datetime as dt
+
+    from transforms.adapters.fhir import fhir_to_staging, read_fhir
+    from transforms.omop import harmonise_site
+
+    vocab = load_vocabulary(str(shared / "data" / "vocabulary-demo"))
+    t = harmonise_site("f", fhir_to_staging(read_fhir("f", shared / "data" / "fhir-r4-bulk-10")), vocab,
+                       dt.date(2024, 1, 1)).tables
+    e = t["episode"]
+    counts = dict(e.group_by("episode_concept_id").len().iter_rows())
+    # lung cancer (its "TNM stage 1" restatement a day later is no second episode) and a later breast cancer
+    assert counts[DISEASE_FIRST_OCCURRENCE] == 2
+    assert counts[TREATMENT_REGIMEN] == 1 and counts[TREATMENT_CYCLE] == 44  # monthly cycles, not 221 days
+    regimen = e.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).row(0, named=True)
+    cycles = e.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE)
+    assert regimen["episode_start_date"] == cycles["episode_start_date"].min()
+    assert regimen["episode_end_date"] == cycles["episode_end_date"].max()  # no longer than its course
+    links = t["episode_event"].filter(pl.col("episode_event_field_concept_id") == FIELD_CONDITION_OCCURRENCE)
+    assert links.height == 3  # lung cancer, its staged restatement, breast cancer
