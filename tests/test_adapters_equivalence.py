@@ -285,7 +285,7 @@ def cancer_fhir() -> list[dict[str, Any]]:
 EVENT_COLS = ["person_key", "visit_key", "kind", "code", "code_system", "start", "end"]
 
 
-def _built_episodes(st: dict[str, pl.DataFrame], shared: Path) -> dict[str, list[tuple[Any, ...]]]:
+def _built_episodes(st: dict[str, pl.DataFrame], shared: Path) -> dict[str, list[Any]]:
     import datetime as dt
 
     from transforms.omop import harmonise_site
