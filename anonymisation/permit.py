@@ -13,7 +13,7 @@ import polars as pl
 
 from anonymisation.pseudonym import CollisionError, id63_many
 from schemas import omop as cdm
-from schemas.column_policy import EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES
+from schemas.column_policy import EPISODE_EVENT_FIELDS, EVENT_LINKS, EXTRA_ID_REFERENCES
 
 
 def rekey_ids(values: pl.Series, secret: bytes, permit: str, target: str) -> pl.Series:
@@ -51,8 +51,15 @@ def rekey_table(df: pl.DataFrame, table: str, secret: bytes, permit: str) -> pl.
         parts.append(out.filter(~pl.col("episode_event_field_concept_id").is_in(list(EPISODE_EVENT_FIELDS)))
                      .with_columns(event_id=pl.lit(None, pl.Int64)))
         out = pl.concat(parts)
+    links = {col: field_col for (t, col), field_col in EVENT_LINKS.items() if t == table and col in out.columns}
+    for col, field_col in links.items():
+        field = pl.col(field_col)
+        expr = pl.lit(None, pl.Int64)
+        for concept, target in EPISODE_EVENT_FIELDS.items():
+            expr = pl.when(field == concept).then(rekey_ids(out[col], secret, permit, target)).otherwise(expr)
+        out = out.with_columns(expr.alias(col))
     unknown = [f.name for f in spec.fields if f.is_identifier and f.name in out.columns and f.name not in targets
-               and not (table == "episode_event" and f.name == "event_id")]
+               and not (table == "episode_event" and f.name == "event_id") and f.name not in links]
     if unknown:
         out = out.with_columns([pl.lit(None, out.schema[c]).alias(c) for c in unknown])
     return out

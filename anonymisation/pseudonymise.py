@@ -22,7 +22,14 @@ import polars as pl
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
 from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
 from schemas import omop as cdm
-from schemas.column_policy import DROPPED, EPISODE_EVENT_FIELDS, EXTRA_ID_REFERENCES, FREE_TEXT, TOKENISED
+from schemas.column_policy import (
+    DROPPED,
+    EPISODE_EVENT_FIELDS,
+    EVENT_LINKS,
+    EXTRA_ID_REFERENCES,
+    FREE_TEXT,
+    TOKENISED,
+)
 from schemas.policy import PrivacyPolicy
 from transforms.ingest import accounting_frame
 
@@ -244,6 +251,15 @@ def pseudonymise_site(
                 pk_t = cdm.table(target_table).primary_key or col
                 values = referenced[pk_t].to_list() if referenced is not None else out[col].to_list()
                 out = _remap(out, col, _keyed(secret, target_table, site, values))
+        for (tbl, col), field_col in EVENT_LINKS.items():
+            if tbl == table and col in out.columns and out[col].is_not_null().any():
+                linked = []
+                for concept, event_table in EPISODE_EVENT_FIELDS.items():
+                    part = out.filter(pl.col(field_col) == concept)
+                    linked.append(_remap(part, col, _keyed(secret, event_table, site, part[col].to_list())))
+                linked.append(out.filter(~pl.col(field_col).is_in(list(EPISODE_EVENT_FIELDS)) | pl.col(field_col).is_null())
+                              .with_columns(pl.lit(None, pl.Int64).alias(col)))
+                out = pl.concat(linked)
         if table == "episode_event" and out.height:
             parts = []
             for concept, event_table in EPISODE_EVENT_FIELDS.items():

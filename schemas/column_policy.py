@@ -52,6 +52,10 @@ DROPPED: dict[str, tuple[str, ...]] = {
 # event_id of episode_event points to the table its field concept names
 EPISODE_EVENT_FIELDS: dict[int, str] = {1147094: "drug_exposure", 1147082: "procedure_occurrence",
                                         1147127: "condition_occurrence"}
+# a record's link to another record (the Oncology WG's modifier link: a stage measurement's
+# condition_occurrence_id): (table, id column) -> the column holding the field concept that names its table
+EVENT_LINKS: dict[tuple[str, str], str] = {("measurement", "measurement_event_id"): "meas_event_field_concept_id",
+                                           ("observation", "observation_event_id"): "obs_event_field_concept_id"}
 # id columns the specification gives no foreign key for, and the table whose ids they hold
 EXTRA_ID_REFERENCES: dict[tuple[str, str], str] = {("episode", "episode_parent_id"): "episode"}
 # free-text value columns: cells holding a direct identifier of the site's persons are emptied

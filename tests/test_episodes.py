@@ -18,8 +18,10 @@ from transforms.episodes import (
     FIELD_DRUG_EXPOSURE,
     FIELD_PROCEDURE_OCCURRENCE,
     RADIOTHERAPY,
+    STAGE_GROUP,
     TREATMENT_CYCLE,
     TREATMENT_REGIMEN,
+    cancer_modifiers,
     oncology_episodes,
 )
 from transforms.vocabulary import load_vocabulary
@@ -132,10 +134,10 @@ def test_colon_cancer_two_courses(concept: pl.DataFrame) -> None:
     by_cycle = event.filter(pl.col("episode_id").is_in(cycles["episode_id"].implode()))
     assert by_cycle.height == by_regimen.height
     assert not event["event_id"].is_in([300, 401]).any()
-    # the disease episode links its diagnoses (issue 13: the field concept 1147127 is in the vocabulary now)
+    # issue 13: the disease episode links its condition occurrences (was: no link by default)
     by_disease = event.filter(pl.col("episode_id") == d["episode_id"])
-    assert sorted(by_disease["event_id"].to_list()) == [1, 2]
-    assert set(by_disease["episode_event_field_concept_id"]) == {FIELD_CONDITION_OCCURRENCE}
+    assert by_disease.select("event_id", "episode_event_field_concept_id").rows() == [
+        (1, FIELD_CONDITION_OCCURRENCE), (2, FIELD_CONDITION_OCCURRENCE)]
 
 
 def test_outputs_conform(concept: pl.DataFrame) -> None:
@@ -204,9 +206,11 @@ def test_two_cancers_regimen_goes_to_latest_diagnosis(concept: pl.DataFrame) -> 
     assert regimens["episode_number"].to_list() == [1, 1]
 
 
-def test_link_conditions_opt_in(concept: pl.DataFrame) -> None:
+def test_conditions_linked_by_default(concept: pl.DataFrame) -> None:
     co, de, po = _colon_patient()
-    episode, event = oncology_episodes(co, de, po, concept, "s", link_conditions=True)
+    assert not oncology_episodes(co, de, po, concept, "s", link_conditions=False)[1][
+        "episode_event_field_concept_id"].is_in([FIELD_CONDITION_OCCURRENCE]).any()
+    episode, event = oncology_episodes(co, de, po, concept, "s")
     disease_id = episode.filter(pl.col("episode_concept_id") == DISEASE_FIRST_OCCURRENCE)["episode_id"].item()
     linked = event.filter(pl.col("episode_event_field_concept_id") == FIELD_CONDITION_OCCURRENCE)
     assert linked.select("episode_id", "event_id").rows() == [(disease_id, 1), (disease_id, 2)]
@@ -248,70 +252,138 @@ def test_antineoplastic_drugs_of_vocabulary_demo(shared: Path) -> None:
     assert episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).height == 1
 
 
-# ------------------------------------------------------------------ issue 13, point 6
+# --------------------------------------------------------------------------------------------------
+# issue 13: stage variants, cancer modifiers, regimens split by combination, cycles at the interval
 
-STAGED_LUNG = 99_000_001  # a test concept: a cancer restated with its TNM stage
-
-
-def _with_staged(concept: pl.DataFrame) -> pl.DataFrame:
-    extra = concept.head(1).with_columns(
-        concept_id=pl.lit(STAGED_LUNG, concept.schema["concept_id"]),
-        concept_name=pl.lit("Non-small cell carcinoma of lung, TNM stage 1"), domain_id=pl.lit("Condition"))
-    return pl.concat([concept, extra])
+NSCLC = 4115276  # Non-small cell lung cancer (demo vocabulary)
+NSCLC_STAGE_1 = 4310703  # Non-small cell carcinoma of lung, TNM stage 1 (vocabulary-demo, not bundled)
+CISPLATIN = 35604087  # cisplatin injection of the bundled vocabulary
+PACLITAXEL = 1378388
+CHEMORADIO_PROC = 45766298
 
 
-def test_a_staged_restatement_is_no_new_primary_cancer(concept: pl.DataFrame) -> None:
-    co = _co([(1, 1, COLON_CANCER, _d(0), "C18.9"), (2, 1, STAGED_LUNG, _d(1), None)])
-    episode, event = oncology_episodes(co, _de([]), _po([]), _with_staged(concept), "s")
-    assert episode["episode_concept_id"].to_list() == [DISEASE_FIRST_OCCURRENCE]
-    assert episode["episode_object_concept_id"].to_list() == [COLON_CANCER]  # the primary, not its stage
-    assert sorted(event["event_id"]) == [1, 2]  # both diagnoses link to the one disease episode
-    # with no cancer diagnosed before it, a staged diagnosis is a primary of its own
-    alone, _ = oncology_episodes(_co([(2, 1, STAGED_LUNG, _d(1), None)]), _de([]), _po([]), _with_staged(concept), "s")
-    assert alone["episode_object_concept_id"].to_list() == [STAGED_LUNG]
+@pytest.fixture(scope="module")
+def lung_concept(concept: pl.DataFrame) -> pl.DataFrame:
+    """The bundled concepts plus the real SNOMED stage-1 NSCLC concept (as in ../shared/data/vocabulary-demo)."""
+    extra = pl.DataFrame({"concept_id": [NSCLC_STAGE_1], "concept_name": ["Non-small cell carcinoma of lung, TNM stage 1"]},
+                         schema={"concept_id": pl.Int32, "concept_name": pl.String})
+    return pl.concat([concept.select("concept_id", "concept_name"), extra], how="vertical_relaxed")
 
 
-def _daily_cycles(first_id: int, drug: int, starts: list[int]) -> list[tuple[int, int, int, date, str | None]]:
-    """Days 1-5 of each cycle, one administration a day."""
-    return [(first_id + 10 * n + k, 1, drug, _d(s + k), None) for n, s in enumerate(starts) for k in range(5)]
+def _monthly_course(first_id: int, start: int, cycles: int, every: int = 33, days: int = 4,
+                    drugs: tuple[int, ...] = (CISPLATIN, PACLITAXEL)) -> list[tuple[int, int, int, date, str | None]]:
+    """``cycles`` cycles of ``days`` consecutive administration days every ``every`` days."""
+    rows: list[tuple[int, int, int, date, str | None]] = []
+    i = first_id
+    for c in range(cycles):
+        for day in range(days):
+            for drug in drugs:
+                rows.append((i, 1, drug, _d(start + every * c + day), None))
+                i += 1
+    return rows
 
 
-def test_cycles_are_runs_of_administrations_and_a_new_combination_is_a_new_regimen(concept: pl.DataFrame) -> None:
-    co = _co([(1, 1, COLON_CANCER, _d(0), "C18.9")])
-    # six 28-day cycles of oxaliplatin, then, without a gap, three of fluorouracil
-    de = _de([*_daily_cycles(1000, OXALIPLATIN, [28 * n + 10 for n in range(6)]),
-              *_daily_cycles(2000, FLUOROURACIL, [28 * n + 10 + 28 * 6 for n in range(3)])])
-    episode, _ = oncology_episodes(co, de, _po([]), concept, "s")
+def test_stage_variant_is_no_new_disease_and_becomes_a_linked_measurement(lung_concept: pl.DataFrame) -> None:
+    co = _co([(1, 1, NSCLC, _d(0), "254637007"), (2, 1, NSCLC_STAGE_1, _d(1), "424132000"),
+              (3, 1, COLON_CANCER, _d(1500), "C18.9")])
+    episode, event = oncology_episodes(co, _de([]), _po([]), lung_concept, "s")
+    disease = episode.filter(pl.col("episode_concept_id") == DISEASE_FIRST_OCCURRENCE).sort("episode_start_date")
+    assert disease.select("episode_object_concept_id", "episode_start_date", "episode_source_value").rows() == [
+        (NSCLC, _d(0), "254637007"), (COLON_CANCER, _d(1500), "C18.9")]  # one per primary cancer
+    lung = disease["episode_id"][0]
+    assert event.filter(pl.col("episode_id") == lung)["event_id"].to_list() == [1, 2]
+    assert disease["episode_end_date"][0] == _d(1)  # the variant is a later record of the cancer
+
+    m = cancer_modifiers(co, lung_concept, "s")
+    assert m.columns == cdm.table("measurement").columns and m.schema == cdm.table("measurement").polars_schema
+    assert m.select("measurement_concept_id", "measurement_date", "value_source_value", "measurement_event_id",
+                    "meas_event_field_concept_id").rows() == [
+        (STAGE_GROUP, _d(1), "TNM stage 1", 2, FIELD_CONDITION_OCCURRENCE)]
+    assert cancer_modifiers(co, lung_concept, "s").equals(m)  # deterministic ids
+
+
+def test_variant_goes_to_its_ancestor_cancer_and_variants_alone_make_one_disease(lung_concept: pl.DataFrame) -> None:
+    # the stage-1 variant is nearer in time to the colon cancer, but the vocabulary says it is a lung cancer
+    co = _co([(1, 1, NSCLC, _d(0), None), (2, 1, COLON_CANCER, _d(300), None), (3, 1, NSCLC_STAGE_1, _d(290), None)])
+    ancestor = pl.DataFrame({"ancestor_concept_id": [NSCLC], "descendant_concept_id": [NSCLC_STAGE_1]})
+    episode, event = oncology_episodes(co, _de([]), _po([]), lung_concept, "s", ancestor=ancestor)
+    lung = episode.filter(pl.col("episode_object_concept_id") == NSCLC)["episode_id"].item()
+    assert sorted(event.filter(pl.col("episode_id") == lung)["event_id"].to_list()) == [1, 3]
+    _, event = oncology_episodes(co, _de([]), _po([]), lung_concept, "s")  # without ancestors: nearest in time
+    assert event.filter(pl.col("episode_id") == lung)["event_id"].to_list() == [1]
+    only = oncology_episodes(_co([(3, 1, NSCLC_STAGE_1, _d(0), None), (4, 1, NSCLC_STAGE_1, _d(400), None)]),
+                             _de([]), _po([]), lung_concept, "s")[0]
+    assert only.select("episode_object_concept_id", "episode_start_date").rows() == [(NSCLC_STAGE_1, _d(0))]
+
+
+def test_cycles_follow_the_regimen_interval(lung_concept: pl.DataFrame) -> None:
+    co = _co([(1, 1, NSCLC, _d(0), None)])
+    de = _de(_monthly_course(1000, 10, cycles=6))  # 6 cycles of 4 days every 33 days: 24 treatment days
+    po = _po([(5000 + c, 1, CHEMORADIO_PROC, _d(10 + 33 * c)) for c in range(6)])
+    episode, event = oncology_episodes(co, de, po, lung_concept, "s")
+    regimen = episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN)
+    assert regimen.select("episode_start_date", "episode_end_date", "episode_object_concept_id",
+                          "episode_source_value").rows() == [(_d(10), _d(10 + 33 * 5 + 3), CHEMORADIOTHERAPY,
+                                                              "cisplatin+paclitaxel")]
+    cycles = episode.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE).sort("episode_start_date")
+    assert cycles.height == 6  # not one per administration date
+    assert cycles["episode_number"].to_list() == [1, 2, 3, 4, 5, 6]
+    assert [(r["episode_start_date"] - _d(10)).days for r in cycles.iter_rows(named=True)] == [0, 33, 66, 99, 132, 165]
+    assert all((r["episode_end_date"] - r["episode_start_date"]).days == 3 for r in cycles.iter_rows(named=True))
+    assert (cycles["episode_parent_id"] == regimen["episode_id"].item()).all()
+    by_cycle = event.filter(pl.col("episode_id").is_in(cycles["episode_id"].implode()))
+    assert by_cycle.height == de.height + po.height
+
+
+def test_regimen_splits_when_the_combination_changes(lung_concept: pl.DataFrame) -> None:
+    co = _co([(1, 1, NSCLC, _d(0), None)])
+    first = _monthly_course(1000, 10, cycles=4, every=21, days=1)
+    second = _monthly_course(2000, 10 + 21 * 4, cycles=3, every=21, days=1, drugs=(PACLITAXEL,))  # no gap
+    episode, _ = oncology_episodes(co, _de([*first, *second]), _po([]), lung_concept, "s")
     regimens = episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).sort("episode_start_date")
-    assert regimens.select("episode_start_date", "episode_end_date").rows() == [
-        (_d(10), _d(28 * 5 + 14)), (_d(28 * 6 + 10), _d(28 * 8 + 14))]
+    assert regimens.select("episode_source_value", "episode_number", "episode_start_date", "episode_end_date").rows() == [
+        ("cisplatin+paclitaxel", 1, _d(10), _d(10 + 63)), ("paclitaxel", 2, _d(94), _d(94 + 42))]
     cycles = episode.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE)
-    per_regimen = cycles.group_by("episode_parent_id").len().join(
-        regimens.select(episode_parent_id="episode_id", s="episode_start_date"), on="episode_parent_id")
-    assert sorted(per_regimen.select("s", "len").rows()) == [(_d(10), 6), (_d(28 * 6 + 10), 3)]
-    # each cycle spans its five days, at the regimen's 28-day interval
-    first = cycles.filter(pl.col("episode_parent_id") == regimens["episode_id"][0]).sort("episode_start_date")
-    assert (first["episode_end_date"] - first["episode_start_date"]).dt.total_days().to_list() == [4] * 6
-    assert first["episode_start_date"].diff().drop_nulls().dt.total_days().to_list() == [28] * 5
+    assert cycles.group_by("episode_parent_id").len()["len"].sort().to_list() == [3, 4]
 
 
-def test_the_fhir_samples_lung_cancer_patient(shared: Path) -> None:
-    import datetime as dt
-
+def test_lung_cancer_of_the_fhir_sample(shared: Path) -> None:
+    """/work/shared's FHIR patient with a lung cancer, its 'TNM stage 1' variant a day later, a breast cancer
+    five years on and 221 days of cisplatin + paclitaxel with chemoradiation in monthly blocks."""
     from transforms.adapters.fhir import fhir_to_staging, read_fhir
     from transforms.omop import harmonise_site
 
-    vocab = load_vocabulary(str(shared / "data" / "vocabulary-demo"))
-    t = harmonise_site("f", fhir_to_staging(read_fhir("f", shared / "data" / "fhir-r4-bulk-10")), vocab,
-                       dt.date(2024, 1, 1)).tables
-    e = t["episode"]
-    counts = dict(e.group_by("episode_concept_id").len().iter_rows())
-    # lung cancer (its "TNM stage 1" restatement a day later is no second episode) and a later breast cancer
-    assert counts[DISEASE_FIRST_OCCURRENCE] == 2
-    assert counts[TREATMENT_REGIMEN] == 1 and counts[TREATMENT_CYCLE] == 44  # monthly cycles, not 221 days
-    regimen = e.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN).row(0, named=True)
-    cycles = e.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE)
-    assert regimen["episode_start_date"] == cycles["episode_start_date"].min()
-    assert regimen["episode_end_date"] == cycles["episode_end_date"].max()  # no longer than its course
-    links = t["episode_event"].filter(pl.col("episode_event_field_concept_id") == FIELD_CONDITION_OCCURRENCE)
-    assert links.height == 3  # lung cancer, its staged restatement, breast cancer
+    folder = shared / "data" / "fhir-r4-bulk-10"
+    vocab_folder = shared / "data" / "vocabulary-demo"
+    if not folder.exists() or not vocab_folder.exists():
+        pytest.skip("fhir-r4-bulk-10 or vocabulary-demo not in ../shared")
+    vocab = load_vocabulary(str(vocab_folder))
+    t = harmonise_site("fhir", fhir_to_staging(read_fhir("fhir", folder)), vocab, date(2026, 1, 1)).tables
+    episode, event = t["episode"], t["episode_event"]
+    disease = episode.filter(pl.col("episode_concept_id") == DISEASE_FIRST_OCCURRENCE).sort("episode_start_date")
+    assert disease["episode_object_concept_id"].to_list() == [NSCLC, 4112853]  # lung, then breast: no stage episode
+    regimen = episode.filter(pl.col("episode_concept_id") == TREATMENT_REGIMEN)
+    assert regimen.height == 1
+    r = regimen.row(0, named=True)
+    assert r["episode_parent_id"] == disease["episode_id"][0] and r["episode_source_value"] == "cisplatin+paclitaxel"
+    treated = t["drug_exposure"].filter(pl.col("drug_exposure_id").is_in(
+        event.filter(pl.col("episode_id") == r["episode_id"])["event_id"].implode()))
+    assert treated.height == 442
+    # no regimen longer than its treatment course: it spans the first to the last administration
+    assert (r["episode_start_date"], r["episode_end_date"]) == (
+        treated["drug_exposure_start_date"].min(), treated["drug_exposure_end_date"].max())
+    cycles = episode.filter(pl.col("episode_concept_id") == TREATMENT_CYCLE).sort("episode_start_date")
+    starts = cycles["episode_start_date"]
+    gaps = starts.diff().drop_nulls().dt.total_days().to_list()
+    assert 40 <= cycles.height <= 60  # one per monthly block, not one per administration date (221)
+    assert min(gaps) >= 28 and max(gaps) <= 45  # cycles at the regimen's ~33-day interval
+    # a cycle is its administration days: shorter than half the interval plus a block
+    assert max((cycles["episode_end_date"] - cycles["episode_start_date"]).dt.total_days().to_list()) < 33
+    lung_links = event.filter(pl.col("episode_id") == disease["episode_id"][0],
+                              pl.col("episode_event_field_concept_id") == FIELD_CONDITION_OCCURRENCE)
+    assert lung_links.height == 2  # the diagnosis and its stage variant
+    stage = t["measurement"].filter(pl.col("meas_event_field_concept_id") == FIELD_CONDITION_OCCURRENCE)
+    assert stage.select("measurement_concept_id", "value_source_value").rows() == [(STAGE_GROUP, "TNM stage 1")]
+    assert stage["measurement_event_id"].is_in(lung_links["event_id"].implode()).all()
+    variant = t["condition_occurrence"].filter(pl.col("condition_occurrence_id") == stage["measurement_event_id"].item())
+    assert variant["condition_concept_id"].item() == NSCLC_STAGE_1

@@ -584,12 +584,16 @@ def build_cdm_source(site: str, vocab_version: str, today: dt.date) -> pl.DataFr
 
 
 def _derived(site: str, tables: dict[str, pl.DataFrame], vocab: Vocabulary) -> dict[str, pl.DataFrame]:
-    """Eras (transforms/eras.py) and oncology episodes (transforms/episodes.py)."""
+    """Eras (transforms/eras.py), oncology episodes and the cancer modifiers (stage, grade) as measurements
+    linked to their diagnosis (transforms/episodes.py); the modifiers are added to ``measurement``."""
     drug_eras = eras.drug_era(tables["drug_exposure"], vocab.ancestor, vocab.concept, site)
     episode, episode_event = episodes.oncology_episodes(
-        tables["condition_occurrence"], tables["drug_exposure"], tables["procedure_occurrence"], vocab.concept, site)
+        tables["condition_occurrence"], tables["drug_exposure"], tables["procedure_occurrence"], vocab.concept, site,
+        ancestor=vocab.ancestor)
+    modifiers = episodes.cancer_modifiers(tables["condition_occurrence"], vocab.concept, site, vocab.ancestor)
+    measurement = pl.concat([tables["measurement"], modifiers]).sort(cdm.table("measurement").primary_key or "person_id")
     return {"condition_era": eras.condition_era(tables["condition_occurrence"], site), "drug_era": drug_eras.eras,
-            "episode": episode, "episode_event": episode_event}
+            "episode": episode, "episode_event": episode_event, "measurement": measurement}
 
 
 def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, today: dt.date | None = None) -> OmopResult:
@@ -623,7 +627,9 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     tables["death"] = build_death(persons, person_ids, vocab)
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
     tables["observation_period"] = build_observation_period(site, person, tables)
+    measured = tables["measurement"].height
     tables.update(_derived(site, tables, vocab))
+    modifiers = tables["measurement"].height - measured  # cancer modifiers derived from the diagnoses
     tables["cdm_source"] = build_cdm_source(site, vocab.name or "unknown", today)
 
     acc: list[dict[str, object]] = []
@@ -649,6 +655,7 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
         row(t, "out", stayed)
         # rows rerouted here from another kind's table: produced in this table
         row(t, "produced", int(counts.filter((pl.col("table") == t) & (pl.col("default_table") != t))["len"].sum()))
+    row("measurement", "produced", modifiers, "omop.cancer_modifier")
     row("note", "in", stg["notes"].height)
     row("note", "out", tables["note"].height)
     for t in ("location", "care_site", "provider", "visit_detail", "death", "observation_period",
