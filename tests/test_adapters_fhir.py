@@ -16,7 +16,9 @@ from transforms.ingest import ExtractError, IngestResult
 def test_fhir_bulk_sample(shared: Path) -> None:
     raw = read_fhir("f1", shared / "data" / "fhir-r4-bulk-10")
     assert_accounting_holds(raw)
-    assert sum(r.quarantined for r in raw.entities.values()) == 0
+    # Synthea's FHIR Devices carry only a manufactureDate, no date of use: quarantined with the reason
+    # (issue 13: the manufacture date was taken as the exposure start)
+    assert {n: r.quarantined for n, r in raw.entities.items() if r.quarantined} == {"device": 16}
     st = fhir_to_staging(raw)
     assert_staging_conforms(st)
     counts = {k: v.height for k, v in st.items()}
@@ -24,7 +26,7 @@ def test_fhir_bulk_sample(shared: Path) -> None:
     assert counts["persons"] == 13
     assert counts["visits"] == 1215
     assert counts["notes"] == 1215
-    assert counts["events"] == 555 + 1745 + 2056 + 161 + 11 + 16
+    assert counts["events"] == 555 + 1745 + 2056 + 161 + 11  # the 16 devices are quarantined (no date of use)
     assert st["notes"]["text"].null_count() == 0
     assert st["notes"]["text"].str.contains("# Chief Complaint").any()
     assert set(st["visits"]["visit_class"].unique()) <= {"AMBULATORY", "EMERGENCY", "INPATIENT", "HOME", "VIRTUAL"}
@@ -194,3 +196,15 @@ def test_fhir_address_country_as_iso_code(tmp_path: Path) -> None:
     assert dict(st["persons"].select("person_key", "country").iter_rows()) == {
         "lu": "LU", "fr": "FR", "be": "BE", "de": "DE", "none": None, "odd": "Atlantis", "home": None}
     assert st["care_sites"]["country"].to_list() == ["LU"]
+
+
+def test_a_device_starts_at_its_date_of_use_never_its_manufacture_date() -> None:
+    from transforms.adapters.fhir import _Bad, _device
+
+    base = {"resourceType": "Device", "patient": {"reference": "Patient/p1"}, "manufactureDate": "2001-01-01T00:00:00Z",
+            "type": {"coding": [{"system": "http://snomed.info/sct", "code": "72506001", "display": "Implantable defibrillator"}]}}
+    used = {**base, "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/device-implantDate",
+                                   "valueDateTime": "2019-05-02T10:00:00Z"}]}
+    assert _device(used)["start"] == "2019-05-02T10:00:00Z"
+    with pytest.raises(_Bad, match="no date of use"):
+        _device(base)

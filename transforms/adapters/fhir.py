@@ -430,11 +430,21 @@ def _allergyintolerance(r: dict[str, Any]) -> Row:
     }
 
 
+# the FHIR R4 Device extension some servers write for the time the device was in use (none: no use date)
+_DEVICE_USE = ("http://hl7.org/fhir/StructureDefinition/device-implantDate", "implantDate")
+
+
 def _device(r: dict[str, Any]) -> Row:
     carriers = [_d(c) for c in _l(r.get("udiCarrier"))]
+    used = next((_first(_d(e).get("valueDateTime"), _d(e).get("valueDate")) for e in _l(r.get("extension"))
+                 if str(_d(e).get("url", "")).endswith(_DEVICE_USE)), None)
+    if used is None:
+        # manufactureDate is when the device was made, not when the patient got it (issue 13)
+        raise _Bad("raw.missing_required", "Device has no date of use (an implant-date extension); its "
+                   "manufactureDate is not one: send the use as a Procedure or DeviceUseStatement")
     return {
         "patient": _ref(r.get("patient")), **_code_row(r.get("type")),
-        "start": _s(r.get("manufactureDate")), "status": _s(r.get("status")),
+        "start": used, "status": _s(r.get("status")),
         "value_text": _first(carriers[0].get("carrierHRF"), carriers[0].get("deviceIdentifier")) if carriers else None,
     }
 
