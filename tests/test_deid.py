@@ -648,3 +648,11 @@ def test_a_two_letter_name_alone_when_written_as_a_name() -> None:
     text = "M. SÁ est venu avec sa fille ; Sá va mieux. Sa sœur passe."
     found = [text[s:e] for s, e, k, _ in find_known(text, known) if k == "PATIENT_NAME"]
     assert found == ["SÁ", "Sá"]
+
+
+def test_other_national_ids_of_the_identity_are_masked_in_notes() -> None:
+    # an SSN or passport number the identity zone carries (staging other_ids) is passed as a national id
+    known = {"national_ids": ["999-12-3456", "X12345678X"]}
+    for text, surface in [("SSN 999-12-3456 on file", "999-12-3456"), ("ssn: 999 12 3456.", "999 12 3456"),
+                          ("passport X12345678X ok", "X12345678X")]:
+        assert [text[s:e] for s, e, _k, _ in find_known(text, known)] == [surface]
