@@ -4,13 +4,14 @@ staging persons, visits and conditions (on the columns both formats carry)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from tests.test_adapters_synthea import assert_accounting_holds, assert_staging_conforms
+from tests.test_adapters_synthea import assert_accounting_holds, assert_staging_conforms, write
 from transforms.adapters.fhir import fhir_to_staging, read_fhir
 from transforms.adapters.synthea import read_synthea, synthea_to_staging
 
@@ -128,15 +129,19 @@ def write_synthea(folder: Path) -> Path:
     return folder
 
 
-def write_ndjson(folder: Path) -> Path:
-    folder.mkdir()
+def write_resources(folder: Path, resources: Iterable[dict[str, Any]]) -> Path:
+    """``resources`` as a bulk export writes them: one NDJSON file per resource type."""
+    folder.mkdir(parents=True, exist_ok=True)
     by_type: dict[str, list[str]] = {}
-    for resources in fhir_resources(bundle_style=False).values():
-        for r in resources:
-            by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
+    for r in resources:
+        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
     for rtype, lines in by_type.items():
         (folder / f"{rtype}.000.ndjson").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def write_ndjson(folder: Path) -> Path:
+    return write_resources(folder, (r for rs in fhir_resources(bundle_style=False).values() for r in rs))
 
 
 def write_bundles(folder: Path) -> Path:
@@ -315,21 +320,10 @@ def _built_episodes(st: dict[str, pl.DataFrame], shared: Path) -> dict[str, list
 def test_cancer_patient_same_staging_and_episodes_from_synthea_csv_and_fhir(tmp_path: Path, shared: Path) -> None:
     if not (shared / "data" / "vocabulary-demo").exists():
         pytest.skip("vocabulary-demo not in ../shared")
-    syn = tmp_path / "synthea"
-    syn.mkdir()
-    for name, text in CANCER_SYNTHEA.items():
-        (syn / name).write_text(text)
-    raw_s = read_synthea("x", syn)
+    raw_s = read_synthea("x", write(tmp_path / "synthea", CANCER_SYNTHEA))
     assert_accounting_holds(raw_s)
     assert sum(r.quarantined + r.deduplicated for r in raw_s.entities.values()) == 0
-    fh = tmp_path / "fhir"
-    fh.mkdir()
-    by_type: dict[str, list[str]] = {}
-    for r in cancer_fhir():
-        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
-    for rtype, lines in by_type.items():
-        (fh / f"{rtype}.000.ndjson").write_text("\n".join(lines) + "\n")
-    raw_f = read_fhir("x", fh)
+    raw_f = read_fhir("x", write_resources(tmp_path / "fhir", cancer_fhir()))
     assert_accounting_holds(raw_f)
     assert sum(r.quarantined + r.deduplicated for r in raw_f.entities.values()) == 0
     st_s, st_f = synthea_to_staging(raw_s), fhir_to_staging(raw_f)

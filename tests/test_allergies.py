@@ -4,15 +4,15 @@ a drug exposure (a drug allergy coded in RxNorm routed by its Drug domain gave f
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
 
-from tests.test_adapters_equivalence import SYNTHEA
-from tests.test_omop_fidelity import _fhir, _write
+from tests.test_adapters_equivalence import SYNTHEA, write_resources
+from tests.test_adapters_synthea import write
+from tests.test_omop_fidelity import _fhir
 from transforms.adapters.fhir import fhir_to_staging, read_fhir
 from transforms.adapters.synthea import read_synthea, synthea_to_staging
 from transforms.omop import allergy_concepts, harmonise_site
@@ -29,7 +29,7 @@ ALLERGIES = (
 
 def test_a_drug_allergy_is_an_observation_with_the_substance_as_value(tmp_path: Path, shared: Path) -> None:
     vocab = load_vocabulary(str(shared / "data" / "vocabulary-demo"))
-    folder = _write(tmp_path / "synthea", {**SYNTHEA, "allergies.csv": ALLERGIES})
+    folder = write(tmp_path / "synthea", {**SYNTHEA, "allergies.csv": ALLERGIES})
     t = harmonise_site("x", synthea_to_staging(read_synthea("x", folder)), vocab, TODAY).tables
     assert t["drug_exposure"].filter(pl.col("drug_source_value") == "1191").height == 0
     obs = t["observation"].filter(pl.col("observation_source_value").is_in(["1191", "762952008"])).sort(
@@ -88,14 +88,7 @@ def test_a_coded_result_gets_its_standard_concept_as_value(tmp_path: Path) -> No
                                                                       "display": "Never smoker"}]}),
         _observation("o-text", valueString="no code here"),
     ]
-    folder = tmp_path / "fhir"
-    folder.mkdir()
-    by_type: dict[str, list[str]] = {}
-    for r in resources:
-        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
-    for t, lines in by_type.items():
-        (folder / f"{t}.000.ndjson").write_text("\n".join(lines) + "\n")
-    stg = fhir_to_staging(read_fhir("x", folder))
+    stg = fhir_to_staging(read_fhir("x", write_resources(tmp_path / "fhir", resources)))
     obs = harmonise_site("x", stg, load_vocabulary(), TODAY).tables["observation"]
     values = dict(obs.select("value_source_value", "value_as_concept_id").iter_rows())
     assert values["Diabetes mellitus type 2"] == 201826  # the bundled vocabulary's standard concept

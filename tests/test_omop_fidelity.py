@@ -5,7 +5,6 @@ the other national identifiers (SSN, passport) of the identity zone."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 
 from anonymisation.leakscan import identifiers_from_patients, scan_table
 from anonymisation.pseudonymise import identity_frame
-from tests.test_adapters_equivalence import SYNTHEA
+from tests.test_adapters_equivalence import SYNTHEA, write_resources
+from tests.test_adapters_synthea import write
 from transforms.adapters.fhir import fhir_to_staging, read_fhir
 from transforms.adapters.synthea import read_synthea, synthea_to_staging
 from transforms.omop import harmonise_site
@@ -47,16 +47,10 @@ FILES = {
 }
 
 
-def _write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def synthea(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]:
-    folder = _write(tmp_path_factory.mktemp("fidelity") / "synthea", FILES)
+    folder = write(tmp_path_factory.mktemp("fidelity") / "synthea", FILES)
     return harmonise_site("x", synthea_to_staging(read_synthea("x", folder)), load_vocabulary(), TODAY).tables
 
 
@@ -120,7 +114,7 @@ def test_a_vocabulary_without_the_concepts_falls_back(tmp_path: Path) -> None:
     lacking = vocab.concept.filter(~pl.col("concept_id").is_in([8546, 32836, 32818, 8515]))
     from dataclasses import replace
     small = replace(vocab, concept=lacking, _code_maps={})
-    folder = _write(tmp_path / "s", FILES)
+    folder = write(tmp_path / "s", FILES)
     t = harmonise_site("x", synthea_to_staging(read_synthea("x", folder)), small, TODAY).tables
     assert t["visit_occurrence"].filter(pl.col("visit_source_value") == "e5")["visit_concept_id"].to_list() == [9202]
     assert set(t["measurement"]["measurement_type_concept_id"]) == {32817, 32856}
@@ -190,14 +184,7 @@ def _fhir() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def fhir(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
-    folder = tmp_path_factory.mktemp("fidelity") / "fhir"
-    folder.mkdir()
-    by_type: dict[str, list[str]] = {}
-    for r in _fhir():
-        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
-    for t, lines in by_type.items():
-        (folder / f"{t}.000.ndjson").write_text("\n".join(lines) + "\n")
-    raw = read_fhir("x", folder)
+    raw = read_fhir("x", write_resources(tmp_path_factory.mktemp("fidelity") / "fhir", _fhir()))
     assert sum(r.quarantined for r in raw.entities.values()) == 0
     stg = fhir_to_staging(raw)
     return stg, harmonise_site("x", stg, load_vocabulary(), TODAY).tables
