@@ -110,6 +110,17 @@ class Vocabulary:
         stcm = pl.concat([self.stcm.select(extra.columns).cast(extra.schema), extra], how="vertical")
         return replace(self, stcm=stcm, _code_maps={})
 
+    def _standard(self) -> pl.DataFrame:
+        """concept_id (Int32), domain_id of the standard concepts."""
+        return self.concept.filter(pl.col("standard_concept") == "S").select(
+            pl.col("concept_id").cast(pl.Int32), "domain_id")
+
+    def _codes(self, vocabulary_id: str) -> pl.DataFrame:
+        """source_code (trimmed, upper case), source_concept_id (Int32): the concepts of a vocabulary."""
+        return self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
+            source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
+            source_concept_id=pl.col("concept_id").cast(pl.Int32))
+
     def code_map(self, vocabulary_id: str) -> pl.DataFrame:
         """``_code_map``, computed once per vocabulary_id (a site's buckets all ask for the same maps)."""
         if vocabulary_id not in self._code_maps:
@@ -134,13 +145,8 @@ class Vocabulary:
         writes one row per target, as OHDSI does). Among several source
         concepts with the same code, the one with a standard target, then the lowest id, is kept.
         """
-        standard = self.concept.filter(pl.col("standard_concept") == "S").select(
-            pl.col("concept_id").cast(pl.Int32), "domain_id"
-        )
-        src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
-            source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
-            source_concept_id=pl.col("concept_id").cast(pl.Int32),
-        )
+        standard = self._standard()
+        src = self._codes(vocabulary_id)
         # a standard concept maps to itself even where a vocabulary subset lacks its "Maps to" self row
         self_maps = standard.select(concept_id_1=pl.col("concept_id"), concept_id_2=pl.col("concept_id"))
         targets = pl.concat([
@@ -191,14 +197,10 @@ class Vocabulary:
         key = f"targets:{vocabulary_id}"
         if key not in self._code_maps:
             kept = self.code_map(vocabulary_id).select("source_code", _kept="concept_id")
-            standard = self.concept.filter(pl.col("standard_concept") == "S").select(
-                pl.col("concept_id").cast(pl.Int32), "domain_id")
-            src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
-                source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
-                concept_id_1=pl.col("concept_id").cast(pl.Int32))
             self._code_maps[key] = (
-                src.join(self.maps_to.cast(_MAPS_TO_SCHEMA), on="concept_id_1")
-                .join(standard, left_on="concept_id_2", right_on="concept_id")
+                self._codes(vocabulary_id).join(self.maps_to.cast(_MAPS_TO_SCHEMA), left_on="source_concept_id",
+                                                right_on="concept_id_1")
+                .join(self._standard(), left_on="concept_id_2", right_on="concept_id")
                 .join(kept, on="source_code")
                 .filter((pl.col("concept_id_2") != pl.col("_kept")) & (pl.col("_kept") != 0))
                 .select("source_code", concept_id=pl.col("concept_id_2"), domain_id="domain_id")
@@ -210,13 +212,10 @@ class Vocabulary:
         (the lowest, when there are several)."""
         key = f"values:{vocabulary_id}"
         if key not in self._code_maps:
-            standard = self.concept.filter(pl.col("standard_concept") == "S").select(pl.col("concept_id").cast(pl.Int32))
-            src = self.concept.filter(pl.col("vocabulary_id") == vocabulary_id).select(
-                source_code=pl.col("concept_code").str.strip_chars().str.to_uppercase(),
-                concept_id_1=pl.col("concept_id").cast(pl.Int32))
             self._code_maps[key] = (
-                src.join(self.maps_to_value.cast(_MAPS_TO_SCHEMA), on="concept_id_1")
-                .join(standard, left_on="concept_id_2", right_on="concept_id")
+                self._codes(vocabulary_id).join(self.maps_to_value.cast(_MAPS_TO_SCHEMA), left_on="source_concept_id",
+                                                right_on="concept_id_1")
+                .join(self._standard(), left_on="concept_id_2", right_on="concept_id")
                 .group_by("source_code").agg(value_concept_id=pl.col("concept_id_2").min()).sort("source_code"))
         return self._code_maps[key]
 
