@@ -29,7 +29,7 @@ from schemas.geo import COUNTRY_CODE, postcode_index, state_code
 from transforms import episodes, eras
 from transforms.ids import stable_id
 from transforms.ingest import accounting_frame, merge_accounting
-from transforms.staging import KINDS, VOCABULARY_OF, Staging
+from transforms.staging import KINDS, Staging, vocabulary_of
 from transforms.vocabulary import Vocabulary
 
 GENDER = {"M": 8507, "F": 8532}
@@ -319,7 +319,7 @@ def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     frames = []
     cols = [*events.columns, "concept_id", "source_concept_id", "domain_id", "_map_value"]
     for system, part in events.partition_by("code_system", as_dict=True, maintain_order=True).items():
-        vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
+        vocabulary_id = vocabulary_of(system[0])
         m = vocab.code_map(vocabulary_id).select("source_code", "concept_id", "source_concept_id", "domain_id")
         one = part.with_columns(_code=pl.col("code").str.to_uppercase()).join(
             m.rename({"source_code": "_code"}), on="_code", how="left", maintain_order="left").join(
@@ -360,11 +360,8 @@ def _coded_values(mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     coded = out.filter(pl.col("value_code").is_not_null())
     frames = []
     for system, part in coded.partition_by("value_code_system", as_dict=True, maintain_order=True).items():
-        vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
-        m = vocab.code_map(vocabulary_id).select("source_code", value_concept_id="concept_id")
-        frames.append(part.select("_row", "value_code").join(
-            m, left_on=pl.col("value_code").str.strip_chars().str.to_uppercase(), right_on="source_code", how="left"
-        ).select("_row", value_concept_id=pl.col("value_concept_id").fill_null(0).cast(pl.Int32)))
+        frames.append(vocab.lookup(part.select("_row", "value_code"), "value_code", vocabulary_of(system[0]), "value")
+                      .select("_row", value_concept_id=pl.col("value_concept_id").cast(pl.Int32)))
     out = out.join(pl.concat(frames), on="_row", how="left", maintain_order="left").drop("_row")
     # a coded result's own code wins over the "Maps to value" of the event's code
     return out.with_columns(value_concept_id=pl.coalesce("value_concept_id", pl.col("_map_value").cast(pl.Int32))
@@ -556,8 +553,7 @@ def build_death(persons: pl.DataFrame, person_ids: pl.DataFrame, vocab: Vocabula
     if vocab is not None and d["_code"].drop_nulls().len():
         parts = []
         for system, part in d.partition_by("death_cause_system", as_dict=True, maintain_order=True).items():
-            vocabulary_id = VOCABULARY_OF.get(str(system[0] or "").upper(), str(system[0] or ""))
-            m = vocab.code_map(vocabulary_id).select("source_code", "concept_id", "source_concept_id", "domain_id")
+            m = vocab.code_map(vocabulary_of(system[0])).select("source_code", "concept_id", "source_concept_id", "domain_id")
             part = part.drop("cause_concept_id", "cause_source_concept_id").join(
                 m, left_on=pl.col("_code").str.to_uppercase(), right_on="source_code", how="left", maintain_order="left")
             parts.append(part.with_columns(

@@ -72,6 +72,12 @@ VOCABULARY_OF: dict[str, str] = {
 }
 
 
+def vocabulary_of(code_system: object) -> str:
+    """The OMOP vocabulary_id of a staging ``code_system`` (itself when it is none of ``VOCABULARY_OF``)."""
+    name = str(code_system or "")
+    return VOCABULARY_OF.get(name.upper(), name)
+
+
 def empty(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[name])
 
