@@ -8,7 +8,7 @@ and returns MaterializeResult and AssetCheckResult events. Metadata never holds 
 
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pipelines.buckets import (
     pseudo_in_parts,
     raw_in_buckets,
 )
+from pipelines.progress import counter, report
 from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
@@ -262,12 +263,15 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
         note_deid = None
         if notes:
-            from anonymisation.deid import deidentify_batch
-
-            note_deid = deidentify_batch
+            note_deid = _deid_with_progress(notes)
             context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
+
+        def log(message: str) -> None:
+            context.log.info(message)
+            report(message)
+
         try:
-            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, log)
         except CollisionError as e:
             raise _fail(str(e)) from None
         _write_accounting(ws, "pseudo", site, result.accounting)
@@ -289,6 +293,29 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             )
 
     return [raw, omop, pseudo]
+
+
+def _deid_with_progress(total: int, chunk: int = 250) -> Callable[..., list[str]]:
+    """deidentify_batch in chunks, reporting notes done (each note's result does not depend on its chunk)."""
+    from anonymisation.deid import deidentify_batch
+
+    tick = counter("notes de-identified", total, every=0.5)
+    done = [0]
+
+    def run(texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]]], offsets: Sequence[int],
+            tagged_dates: Sequence[Collection[dt.date]] | None = None) -> list[str]:
+        if done[0] == 0:
+            report(f"loading the French NER model for {total:,} notes")
+        result: list[str] = []
+        for i in range(0, len(texts), chunk):
+            part = slice(i, i + chunk)
+            result += deidentify_batch(texts[part], knowns[part], offsets[part],
+                                       None if tagged_dates is None else tagged_dates[part])
+            done[0] += len(texts[part])
+            tick(done[0])
+        return result
+
+    return run
 
 
 def _raw_events(key: str, er: EntityStats, cr: ContractResult | None, quality: Quality, path: Path) -> Events:

@@ -36,6 +36,22 @@ ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (de
 DEFAULT_SITES = (("hospital-a", "utf-8", ","), ("hospital-b", "utf-8", ","), ("hospital-c", "cp1252", ";"))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from pipelines.publish import code_version
+
+        out.print(f"ds4h {code_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version (package and git commit) and exit.")] = False,
+) -> None:
+    """Put hospital data into a European health data space."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -161,31 +177,38 @@ def _print_outcome(outcome, cfg) -> None:  # type: ignore[no-untyped-def]
 def run(
     config: ConfigOpt = None,
     select: Annotated[str | None, typer.Option("--select", help="Dagster asset selection, e.g. 'group:omop'.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Publish a new version even when nothing changed since the "
+                                        "newest one.")] = False,
 ) -> None:
     """Materialise the site partitions, then the release over all sites, then publish.
 
-    Exit 0 when published, 2 when a blocking check stopped it (nothing published), 1 on other errors.
+    Exit 0 when published (or when nothing changed since the newest version: then nothing is published),
+    2 when a blocking check stopped it (nothing published), 1 on other errors.
 
     Example: ds4h run --select 'group:raw or group:omop'
     """
     cfg = _load(config)
-    outcome = _run(cfg, select)
+    outcome = _run(cfg, select, force)
     _print_outcome(outcome, cfg)
     if outcome.code:
         fail(outcome.message, outcome.code)
 
 
-def _run(cfg: Config, select: str | None) -> RunOutcome:
+def _run(cfg: Config, select: str | None, force: bool = False) -> RunOutcome:
+    from pipelines.progress import run_display
+
     os.environ["DS4H_CONFIG"] = str(cfg.config_path)
-    with err.status("loading the pipeline (Dagster)...") as status:
+    with run_display(err) as show:
+        show("loading the pipeline (Dagster)")
         from pipelines.runner import run_pipeline
 
-        return run_pipeline(cfg, select, progress=lambda m: status.update(f"running {m}"))
+        return run_pipeline(cfg, select, progress=show, force=force)
 
 
 @app.command()
 def demo(
     patients: Annotated[int, typer.Option(min=10, help="Patients to generate on the first run.")] = 2000,
+    force: Annotated[bool, typer.Option("--force", help="Publish a new version even when nothing changed.")] = False,
 ) -> None:
     """Init if needed, generate 2,000 patients over 3 sites (first time), run and publish a DEMO release.
 
@@ -201,7 +224,7 @@ def demo(
         cfg = _load(None)
     if not cfg.is_demo:
         fail(f"the config's project is {cfg.project!r}, not 'demo': use 'ds4h run' for real projects")
-    outcome = _run(cfg, None)
+    outcome = _run(cfg, None, force)
     _print_outcome(outcome, cfg)
     if outcome.code:
         fail(outcome.message, outcome.code)
@@ -225,10 +248,14 @@ def ui(
     cfg = _load(config)
     env = dict(os.environ)
     prepare_dagster_home(Workspace(home()))
-    env.update({"DS4H_CONFIG": str(cfg.config_path), "DAGSTER_HOME": os.environ["DAGSTER_HOME"]})
+    env.update({"DS4H_CONFIG": str(cfg.config_path), "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
+                # 'dagster dev' says it is superseded by 'dg dev' (dagster-dg-cli, not a dependency): not a problem
+                "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"})
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
     out.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # from the instance's own folder: dagster dev would also read a dagster.yaml in the current folder
+    # (the repository's template) and warn that it differs from the instance's
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=env["DAGSTER_HOME"]))
 
 
 @keys_app.command("new")
@@ -263,45 +290,193 @@ def keys_list() -> None:
         out.print(f"{project}\t{fp}\t{source}")
 
 
+def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
+    """What a steward reads before deciding: state, mode, k, risk, utility, data quality, products."""
+    import json
+
+    from pipelines.publish import PublishError, version_state
+    from schemas.config import home
+
+    folder = home() / "dataspace" / dataset / str(version)
+    path = folder / "manifest.json"
+    if not path.exists():
+        raise PublishError(f"no release {dataset} version {version} under {home() / 'dataspace'} "
+                           "('ds4h releases' lists them)")
+    m = json.loads(path.read_text(encoding="utf-8"))
+    risk, summary = m.get("risk", {}), m.get("risk", {}).get("summary", {})
+    km = risk.get("km") or {}
+    cells = {x: sum(int(c.get(x, 0)) for o in (risk.get("facts") or {}).get("tables", {}).values()
+                    for c in o.get("facts", {}).values()) for x in ("exact", "generalised", "suppressed")}
+    whole = sum(cells.values()) or 1
+    dq = (m.get("data_quality") or {}).get("counts", {}).get("total", {})
+    rows = [
+        ("release", f"{dataset} v{version}, created {m.get('created')}" + (" (DEMO)" if m.get("demo") else "")),
+        ("state", version_state(folder.parent, version)),
+        ("mode", f"{m.get('mode', 'anonymised')}" + (f", permit {m['permit']}" if m.get("permit") else "")),
+        ("persons", f"{summary.get('persons_released', '?'):,} released of {summary.get('persons', '?'):,} "
+                    f"({summary.get('suppressed_persons', 0):,} suppressed)"),
+        ("k", f"{summary.get('k')} (classes of at least k persons on the person-level fields"
+              + (f"; with any {km.get('m')} facts known, persons at risk {km.get('after')})" if km else ")")),
+        ("risk", f"average prosecutor risk {risk.get('after', {}).get('prosecutor_avg', 0):.3f}, highest "
+                 f"{risk.get('after', {}).get('prosecutor_max', 0):.3f}; thresholds "
+                 + ("hold" if risk.get("passed") else "DO NOT hold")),
+        ("utility", f"facts kept exactly {100 * cells['exact'] / whole:.1f}%, generalised "
+                    f"{100 * cells['generalised'] / whole:.1f}%, suppressed {100 * cells['suppressed'] / whole:.1f}%; "
+                    f"levels {summary.get('levels')}"),
+        ("data quality", f"OHDSI DQD: {dq.get('passed', '?')} passed, {dq.get('failed', '?')} failed, "
+                         f"{dq.get('not_applicable', '?')} not applicable (reports/dqd.html)"),
+        ("products", ", ".join(p.get("name", "?") for p in m.get("products", [])) or "none (the OMOP CDM only)"),
+        ("report", str(folder / "reports" / "risk-report.html")),
+    ]
+    return rows
+
+
+def _decision(action: str, dataset: str, version: int, yes: bool) -> None:
+    """Show the release summary and ask for confirmation (or --yes)."""
+    from pipelines.publish import PublishError
+
+    try:
+        rows = _release_summary(dataset, version)
+    except PublishError as e:
+        fail(str(e))
+    for k, v in rows:
+        out.print(f"[bold]{k:>12}[/]  {v}", highlight=False, soft_wrap=True)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"no terminal to confirm on: read the summary above and add --yes to {action} {dataset} v{version}")
+    if not typer.confirm(f"{action.capitalize()} {dataset} v{version}?", default=False):
+        fail(f"not {action}d: nothing was recorded")
+
+
+ByOpt = Annotated[str, typer.Option("--by", help="Name of the data steward taking the decision (recorded).")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (scripts).")]
+
+
 @app.command()
 def approve(
     dataset: str,
     version: int,
-    by: Annotated[str, typer.Option("--by", help="Name of the approving data steward.")],
+    by: ByOpt,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded with the decision).")] = None,
+    yes: YesOpt = False,
 ) -> None:
-    """Approve a pending release: writes dataspace/<dataset>/approvals/<version>.json and moves LATEST.
+    """Approve a pending release after reading its summary: records who (--by and the system user), when
+    and why in dataspace/<dataset>/approvals/<version>.json and moves LATEST to it.
 
-    Example: ds4h approve omop-lu 3 --by "Jane Steward"
+    Example: ds4h approve omop-lu 3 --by "Jane Steward" --reason "risk report read, DQ accepted"
     """
     from pipelines.publish import PublishError
     from pipelines.publish import approve as do_approve
     from schemas.config import home
 
+    _decision("approve", dataset, version, yes)
     try:
-        path = do_approve(home() / "dataspace", dataset, version, by)
+        path = do_approve(home() / "dataspace", dataset, version, by, reason=reason)
     except PublishError as e:
         fail(str(e))
-    out.print(f"approved {dataset} v{version}: {path}")
+    out.print(f"approved {dataset} v{version}: {path}; LATEST is now v{version}")
+
+
+@app.command()
+def reject(
+    dataset: str,
+    version: int,
+    by: ByOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why it is rejected (required, recorded).")],
+    yes: YesOpt = False,
+) -> None:
+    """Reject a pending release: it is never approved nor exported (publish a new version instead).
+
+    Example: ds4h reject omop-lu 4 --by "Jane Steward" --reason "postcode removed; need commune level"
+    """
+    from pipelines.publish import PublishError
+    from pipelines.publish import reject as do_reject
+    from schemas.config import home
+
+    _decision("reject", dataset, version, yes)
+    try:
+        path = do_reject(home() / "dataspace", dataset, version, by, reason)
+    except PublishError as e:
+        fail(str(e))
+    out.print(f"rejected {dataset} v{version}: {path}")
+
+
+@app.command()
+def revoke(
+    dataset: str,
+    version: int,
+    by: ByOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why it is withdrawn (required, recorded).")],
+    yes: YesOpt = False,
+) -> None:
+    """Withdraw an approved release: it leaves the catalogue, cannot be exported, LATEST moves back.
+
+    The version's files are not touched (recipients verify against them); 'ds4h verify' reports it
+    revoked. Example: ds4h revoke omop-lu 3 --by "Jane Steward" --reason "opt-out received after release"
+    """
+    from pipelines.publish import PublishError, latest_version
+    from pipelines.publish import revoke as do_revoke
+    from schemas.config import home
+
+    _decision("revoke", dataset, version, yes)
+    try:
+        path = do_revoke(home() / "dataspace", dataset, version, by, reason)
+    except PublishError as e:
+        fail(str(e))
+    latest = latest_version(home() / "dataspace" / dataset)
+    out.print(f"revoked {dataset} v{version}: {path}; "
+              + (f"LATEST is now v{latest}" if latest else "no approved version is left (LATEST removed)"))
 
 
 @app.command()
 def verify(
-    folder: Annotated[Path, typer.Argument(help="A release folder: dataspace/<dataset>/<version>.")],
+    release: Annotated[str, typer.Argument(help="A release folder (dataspace/<dataset>/<version>) or its URL "
+                                           "(http, https, file); or a dataset name, with VERSION.")],
+    version: Annotated[int | None, typer.Argument(help="With a dataset name: the version, resolved in the "
+                                                  "workspace's data space.")] = None,
     approval: Annotated[Path | None, typer.Option(help="Approval record (default ../approvals/<version>.json).")] = None,
     workspace: Annotated[Path | None, typer.Option(help="Workspace whose identifiable zone to leak-scan against.")] = None,
 ) -> None:
     """Recompute every checksum and row count, check the metadata against the files, anchor the
-    manifest to its approval, and re-run the leak scan when the identifiable zone is at hand.
+    manifest to its approval, report a revoked or rejected version, and re-run the leak scan when the
+    identifiable zone is at hand.
 
-    Exit 0 only if all hold. Example: ds4h verify dataspace/omop-demo/1
+    Exit 0 only if all hold. Examples: ds4h verify omop-demo 1 · ds4h verify workspace/dataspace/omop-demo/1
+    · ds4h verify https://data.example.org/omop-lu/3/
     """
-    from pipelines.verify import verify_release
+    import tempfile
+
+    from pipelines.verify import FetchError, fetch_release, verify_release
     from schemas.config import home
     from transforms.storage import Workspace
 
-    if not folder.is_dir():
-        fail(f"{folder} is not a folder: give a release folder such as dataspace/<dataset>/<version>")
-    if workspace is None:
+    url = release.split("://", 1)[0].lower() in ("http", "https", "file") and "://" in release
+    if version is not None:
+        if url or "/" in release:
+            fail(f"give either a release folder or URL ({release}) alone, or a dataset name and a version")
+        folder = home() / "dataspace" / release / str(version)
+        if not folder.is_dir():
+            from pipelines.publish import versions
+
+            known = versions(home() / "dataspace" / release)
+            fail(f"no release {release} version {version} in {home() / 'dataspace'}"
+                 + (f"; its versions: {', '.join(map(str, known))}" if known else "; 'ds4h releases' lists them"))
+    elif url:
+        tmp = tempfile.TemporaryDirectory(prefix="ds4h-verify-")
+        try:
+            folder = fetch_release(release, Path(tmp.name))
+        except FetchError as e:
+            fail(f"cannot fetch {release}: {e}")
+        out.print(f"fetched {release} to {folder}")
+    else:
+        folder = Path(release)
+        if not folder.is_dir():
+            hint = home() / "dataspace" / release
+            fail(f"{folder} is not a folder: give a release folder such as {home() / 'dataspace'}/<dataset>/<version>, "
+                 "a URL, or a dataset and a version ('ds4h verify omop-demo 1')"
+                 + (f"; did you mean {hint}?" if hint.is_dir() else ""))
+    if workspace is None and not url:
         ws_home = home()
         try:
             folder.resolve().relative_to(ws_home / "dataspace")
@@ -312,12 +487,13 @@ def verify(
     for f in findings:
         out.print(f"[{'green' if f.ok else 'red'}]{'ok ' if f.ok else 'BAD'}[/] {f.check}: {f.detail}", highlight=False)
     if not all(f.ok for f in findings):
-        fail(f"{folder} does not verify")
+        fail(f"{release}{f' v{version}' if version else ''} does not verify")
 
 
 @app.command()
 def releases() -> None:
-    """List the releases of the data space with their status, k, risk and sizes.
+    """List the releases of the data space: state (pending, approved, rejected, revoked; DEMO ones are
+    approved automatically), LATEST, k, risk and size.
 
     Example: ds4h releases
     """
@@ -325,26 +501,34 @@ def releases() -> None:
 
     from rich.table import Table
 
-    from pipelines.publish import approved_versions, versions
+    from pipelines.publish import latest_version, version_state, versions
     from schemas.config import home
 
     root = home() / "dataspace"
     t = Table()
-    for col in ("dataset", "version", "status", "created", "k", "max risk", "avg risk", "persons", "MB"):
+    for col in ("dataset", "version", "state", "latest", "mode", "created", "k", "max risk", "avg risk", "persons", "MB"):
         t.add_column(col)
+    n = 0
     if root.exists():
-        for ds in sorted(p for p in root.iterdir() if p.is_dir()):
-            ok = set(approved_versions(ds))
+        for ds in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            latest = latest_version(ds)
             for v in versions(ds):
                 m = json.loads((ds / str(v) / "manifest.json").read_text(encoding="utf-8"))
                 risk = m.get("risk", {})
-                status = ("approved" if v in ok else "pending") + (" DEMO" if m.get("demo") else "")
+                state = version_state(ds, v)
+                if m.get("demo"):
+                    state = f"{state} (DEMO, automatic)" if state == "approved" else f"{state} (DEMO)"
                 mb = sum(f["bytes"] for f in m["files"]) / 1e6
-                t.add_row(ds.name, str(v), status, m["created"], str(m.get("policy", {}).get("k", "")),
+                t.add_row(ds.name, str(v), state, "LATEST" if v == latest else "", m.get("mode", "anonymised"),
+                          m["created"], str(m.get("policy", {}).get("k", "")),
                           f"{risk.get('after', {}).get('prosecutor_max', 0):.3f}",
                           f"{risk.get('after', {}).get('prosecutor_avg', 0):.3f}",
                           f"{m.get('facts', {}).get('individuals', '')}", f"{mb:.1f}")
-    Console(width=max(out.width, 150)).print(t)
+                n += 1
+    if not n:
+        out.print(f"no release in {root}: 'ds4h demo' or 'ds4h run' publishes one")
+        return
+    Console(width=max(out.width, 160)).print(t)
 
 
 @app.command("connector-export")
@@ -374,7 +558,12 @@ def connector_export(
         fail(f"{dataset} v{version} is a pseudonymised release for permit {m.get('permit')}: deliver it to that "
              "permit's secure processing environment; it is never offered to the data space")
     if version not in approved_versions(ds):
-        fail(f"{dataset} v{version} is not approved: run 'ds4h approve {dataset} {version} --by NAME' first")
+        from pipelines.publish import version_state
+
+        state = version_state(ds, version)
+        if state == "pending":
+            fail(f"{dataset} v{version} is not approved: run 'ds4h approve {dataset} {version} --by NAME' first")
+        fail(f"{dataset} v{version} is {state}: it cannot be exported")
     meta = m.get("config", {}).get("release", {"title": dataset, "description": dataset})
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, doc in metadata.edc(m, folder.resolve(), meta).items():

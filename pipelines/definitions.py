@@ -10,6 +10,7 @@ import warnings
 import dagster as dg
 
 from pipelines.assets import build_site_assets
+from pipelines.progress import progress_logger
 from pipelines.release_assets import build_release_assets
 from pipelines.resources import Ds4hResource
 from pipelines.sensors import build_landing_sensor
@@ -44,6 +45,7 @@ def build_definitions(cfg: Config) -> dg.Definitions:
         sensors=[build_landing_sensor(cfg, site_job)],
         resources={"ds4h": Ds4hResource(config_path=str(path), home=str(home()))},
         executor=dg.in_process_executor,
+        loggers={"console": dg.colored_console_logger, "ds4h_progress": progress_logger},
     )
 
 

@@ -2,8 +2,9 @@
 
     dataspace/<dataset>/<version>/omop/<table>/part-0.parquet
     dataspace/<dataset>/<version>/manifest.json
-    dataspace/<dataset>/approvals/<version>.json       (beside the version, never inside)
-    dataspace/<dataset>/LATEST                          newest approved version
+    dataspace/<dataset>/approvals/<version>.json       the approval (beside the version, never inside)
+    dataspace/<dataset>/approvals/<version>.rejected.json, <version>.revoked.json   the other decisions
+    dataspace/<dataset>/LATEST                          newest approved, non-revoked version
 
 A version is written to a temporary folder, fsynced, then renamed into place; an existing version
 is never rewritten. A failure leaves no partial version and LATEST untouched.
@@ -271,41 +272,128 @@ def _file_entries(root: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def approve(dataspace: Path, dataset: str, number: int, by: str, *, demo_ok: bool = False) -> Path:
-    """Record a steward's approval beside the version and move LATEST to the newest approved one."""
+DECISIONS = ("approved", "rejected", "revoked")
+
+
+def _record_path(dataset_dir: Path, number: int, decision: str) -> Path:
+    # approvals/<v>.json is the approval (what verify anchors the manifest to); the others sit beside it
+    name = f"{number}.json" if decision == "approved" else f"{number}.{decision}.json"
+    return dataset_dir / "approvals" / name
+
+
+def decision_records(dataset_dir: Path, number: int) -> dict[str, dict[str, Any]]:
+    """The steward's decisions on one version: decision -> its record."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in DECISIONS:
+        p = _record_path(dataset_dir, number, d)
+        if p.exists():
+            out[d] = json.loads(p.read_text(encoding="utf-8"))
+    return out
+
+
+def version_state(dataset_dir: Path, number: int) -> str:
+    """pending, approved, rejected or revoked (a revoked version was approved, then withdrawn)."""
+    records = decision_records(dataset_dir, number)
+    for d in ("revoked", "rejected", "approved"):
+        if d in records:
+            return d
+    return "pending"
+
+
+def latest_version(dataset_dir: Path) -> int | None:
+    """The newest approved, non-revoked version (what LATEST names), None when there is none."""
+    ok = approved_versions(dataset_dir)
+    return ok[-1] if ok else None
+
+
+def _decide(dataspace: Path, dataset: str, number: int, decision: str, by: str, reason: str | None,
+            manifest_path: Path, manifest: dict[str, Any]) -> Path:
     dataset_dir = dataspace / dataset
-    folder = dataset_dir / str(number)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise PublishError(f"no release {dataset} version {number} under {dataspace}")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest.get("demo") and not demo_ok:
-        raise PublishError(f"{dataset} v{number} is a DEMO release (demo project key): it cannot be approved")
-    approvals = dataset_dir / "approvals"
-    approvals.mkdir(exist_ok=True)
-    target = approvals / f"{number}.json"
-    if target.exists():
-        raise PublishError(f"{dataset} v{number} is already approved ({target})")
+    (dataset_dir / "approvals").mkdir(exist_ok=True)
     record = {
         "dataset": dataset,
         "version": number,
+        "decision": decision,
         "by": by,
+        "user": _system_user(),
         "at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "reason": reason,
         "manifest_sha256": sha256_file(manifest_path),
         "demo": bool(manifest.get("demo")),
     }
+    target = _record_path(dataset_dir, number, decision)
     write_atomic_text(target, json.dumps(record, indent=2) + "\n")
-    approved = sorted(int(p.stem) for p in approvals.glob("*.json") if VERSION_RE.match(p.stem))
-    write_atomic_text(dataset_dir / "LATEST", f"{approved[-1]}\n")
+    latest = latest_version(dataset_dir)
+    if latest is None:
+        (dataset_dir / "LATEST").unlink(missing_ok=True)
+    else:
+        write_atomic_text(dataset_dir / "LATEST", f"{latest}\n")
     write_catalog(dataspace)
     return target
 
 
+def _system_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return f"uid {os.getuid()}"
+
+
+def _manifest(dataspace: Path, dataset: str, number: int) -> tuple[Path, dict[str, Any]]:
+    path = dataspace / dataset / str(number) / "manifest.json"
+    if not path.exists():
+        known = versions(dataspace / dataset)
+        raise PublishError(f"no release {dataset} version {number} under {dataspace}"
+                           + (f"; its versions: {', '.join(map(str, known))}" if known else ""))
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def approve(dataspace: Path, dataset: str, number: int, by: str, *, reason: str | None = None,
+            demo_ok: bool = False) -> Path:
+    """Record a steward's approval beside the version and move LATEST to the newest approved one."""
+    manifest_path, manifest = _manifest(dataspace, dataset, number)
+    if manifest.get("demo") and not demo_ok:
+        raise PublishError(f"{dataset} v{number} is a DEMO release: it was approved automatically when published "
+                           "(demo project key) and is never offered to the data space; a steward approves the releases "
+                           "of real projects")
+    state = version_state(dataspace / dataset, number)
+    if state != "pending":
+        at = decision_records(dataspace / dataset, number)[state].get("at")
+        raise PublishError(f"{dataset} v{number} is already {state} ({at}); "
+                           + ("publish a new version with 'ds4h run --force' to decide again" if state != "approved"
+                              else "nothing to do"))
+    return _decide(dataspace, dataset, number, "approved", by, reason, manifest_path, manifest)
+
+
+def reject(dataspace: Path, dataset: str, number: int, by: str, reason: str) -> Path:
+    """Record that a pending version is not to be used; it can never be approved (publish a new one)."""
+    manifest_path, manifest = _manifest(dataspace, dataset, number)
+    state = version_state(dataspace / dataset, number)
+    if state != "pending":
+        raise PublishError(f"{dataset} v{number} is {state}, not pending: "
+                           + ("revoke it instead ('ds4h revoke')" if state == "approved" else "nothing to do"))
+    return _decide(dataspace, dataset, number, "rejected", by, reason, manifest_path, manifest)
+
+
+def revoke(dataspace: Path, dataset: str, number: int, by: str, reason: str) -> Path:
+    """Withdraw an approved version: it leaves the catalogue, cannot be exported, and LATEST moves back."""
+    manifest_path, manifest = _manifest(dataspace, dataset, number)
+    state = version_state(dataspace / dataset, number)
+    if state != "approved":
+        raise PublishError(f"{dataset} v{number} is {state}: only an approved version can be revoked"
+                           + (" (reject a pending one with 'ds4h reject')" if state == "pending" else ""))
+    return _decide(dataspace, dataset, number, "revoked", by, reason, manifest_path, manifest)
+
+
 def approved_versions(dataset_dir: Path) -> list[int]:
+    """Approved and not revoked versions, oldest first (the catalogue, LATEST and the exports use these)."""
     approvals = dataset_dir / "approvals"
     if not approvals.exists():
         return []
-    return sorted(int(p.stem) for p in approvals.glob("*.json") if VERSION_RE.match(p.stem))
+    approved = sorted(int(p.stem) for p in approvals.glob("*.json") if VERSION_RE.match(p.stem))
+    return [v for v in approved if not _record_path(dataset_dir, v, "revoked").exists()]
 
 
 def write_catalog(dataspace: Path) -> Path:

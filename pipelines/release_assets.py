@@ -20,6 +20,7 @@ from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, protection, render_html
 from anonymisation.versions import version_numbers
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
+from pipelines.fingerprint import run_inputs
 from pipelines.leaks import (
     PERSONS_SCHEMA,
     explain_release_dates,
@@ -264,6 +265,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             },
             "policy": config.policy.model_dump(mode="json"),
             "source_extracts": source_checksums(config),
+            "inputs": run_inputs(config, key.fingerprint),
             "risk": risk,
             "generalisation": {
                 "levels": risk["summary"]["levels"],

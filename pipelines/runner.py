@@ -18,11 +18,13 @@ from dagster._core.event_api import PartitionKeyFilter
 from anonymisation.keys import KeyError_, load_key
 from pipelines.definitions import SITE_GROUPS, build_definitions
 from pipelines.environment import prepare_dagster_home
+from pipelines.fingerprint import run_inputs, unchanged_since
 from pipelines.release_assets import BLOCKED_CHECK
 from schemas.config import Config, home
 from transforms.storage import Workspace
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Dagster's console log stays quiet; the ds4h_progress logger feeds the terminal's progress line
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "ds4h_progress": {}}}
 
 OK, OTHER_ERROR, BLOCKED = 0, 1, 2
 
@@ -34,6 +36,7 @@ class RunOutcome:
     published: dict[str, Any] | None = None
     blocked: list[str] = field(default_factory=list)
     sites_run: list[str] = field(default_factory=list)
+    unchanged_since: int | None = None
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -91,18 +94,22 @@ def blocking_failures(instance: dg.DagsterInstance, defs: dg.Definitions, sites:
     return bad
 
 
-def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[str], None] | None = None) -> RunOutcome:
+def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[str], None] | None = None,
+                 *, force: bool = False) -> RunOutcome:
+    """Run the sites, then the release and publishing, as the named jobs ``site_job`` (one run per site
+    partition) and ``release_job``. Without a selection and without ``force``, a run whose inputs
+    equal the newest version's publishes nothing (``unchanged_since``)."""
     say = progress or (lambda _m: None)
     ws = Workspace(home())
     ws.ensure()
     try:
-        load_key(cfg.project)
+        key = load_key(cfg.project)
     except KeyError_ as e:
         return RunOutcome(OTHER_ERROR, str(e))
     prepare_dagster_home(ws)
     defs = build_definitions(cfg)
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    resources = dict(defs.resources or {})
+    site_job, release_job = defs.resolve_job_def("site_job"), defs.resolve_job_def("release_job")
     try:
         site_assets = _select(defs, assets, selection, SITE_GROUPS)
         global_assets = _select(defs, assets, selection, ("release", "publish"))
@@ -110,13 +117,24 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
         return RunOutcome(OTHER_ERROR, f"invalid --select {selection!r}: {str(e).splitlines()[0]}")
     if not site_assets and not global_assets:
         return RunOutcome(OTHER_ERROR, f"--select {selection!r} matches no asset; try 'group:omop' or 'key:raw_*'")
+    full_site = len(site_assets) == len(_select(defs, assets, None, SITE_GROUPS))
+    full_release = len(global_assets) == len(_select(defs, assets, None, ("release", "publish")))
+    if selection is None and not force:
+        inputs = run_inputs(cfg, key.fingerprint)
+        same = unchanged_since(ws.dataspace, cfg.release.dataset, inputs["fingerprint"])
+        if same is not None:
+            return RunOutcome(OK, f"nothing changed since version {same} (same landing files, config, policy, code and "
+                              "key): nothing published; 'ds4h run --force' publishes a new version anyway",
+                              unchanged_since=same)
     outcome = RunOutcome(OK, "")
     with dg.DagsterInstance.get() as instance:
         if site_assets:
             for site in cfg.sites:
                 say(f"{site}: {' -> '.join(sorted({a.group_names_by_key[k] for a in site_assets for k in a.keys}, key=SITE_GROUPS.index))}")
-                result = dg.materialize(site_assets, partition_key=site, instance=instance, resources=resources,
-                                        raise_on_error=False, run_config=QUIET, tags={"ds4h/site": site})
+                result = site_job.execute_in_process(
+                    partition_key=site, instance=instance, raise_on_error=False, run_config=QUIET,
+                    asset_selection=None if full_site else [k for a in site_assets for k in a.keys],
+                    tags={"ds4h/site": site})
                 outcome.sites_run.append(site)
                 if not result.success:
                     blocked = [f"{site}: {e.asset_key.to_user_string()}:{e.check_name}"
@@ -135,8 +153,9 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
                               + (f" (and {len(blocked) - 5} more)" if len(blocked) > 5 else ""), blocked=blocked,
                               sites_run=outcome.sites_run)
         say("release over all sites -> publish")
-        result = dg.materialize(global_assets, instance=instance, resources=resources, raise_on_error=False,
-                                run_config=QUIET, selection=None)
+        result = release_job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET,
+            asset_selection=None if full_release else [k for a in global_assets for k in a.keys])
         failed_checks = [
             f"{e.asset_key.to_user_string()}:{e.check_name}" + (f" ({e.description})" if e.description else "")
             for e in result.get_asset_check_evaluations()

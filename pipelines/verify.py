@@ -58,6 +58,7 @@ def verify_release(folder: Path, approval: Path | None = None, workspace: Path |
     out.append(Finding("no unlisted files", not extra, ", ".join(extra[:5]) or "every file is in the manifest"))
     out.append(_guard("metadata", partial(_check_metadata, folder, manifest, listed)))
     out.append(_guard("approval", partial(_check_approval, folder, manifest_path, manifest, approval)))
+    out.append(_guard("decision", partial(_check_withdrawn, folder, manifest)))
     out.append(_guard("k^m", partial(_check_km, folder, manifest)))
     if workspace is not None:
         out.append(_guard("leak scan", partial(_leak_scan, folder, manifest, workspace)))
@@ -142,6 +143,17 @@ def _check_approval(folder: Path, manifest_path: Path, manifest: dict[str, objec
                    else f"manifest.json differs from the one approved by {by} ({path})")
 
 
+def _check_withdrawn(folder: Path, manifest: dict[str, object]) -> Finding:
+    """A revoked or rejected version is not to be used, however intact its files are."""
+    for decision in ("revoked", "rejected"):
+        path = folder.parent / "approvals" / f"{manifest.get('version')}.{decision}.json"
+        if path.exists():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            return Finding("decision", False, f"this version was {decision} on {record.get('at')} by "
+                           f"{record.get('by')}: {record.get('reason')}; do not use it")
+    return Finding("decision", True, "not revoked or rejected")
+
+
 def _leak_scan(folder: Path, manifest: dict[str, Any], workspace: Path) -> Finding:
     """Every table and text file of the release against the workspace's identity zone: names, birth
     dates and streets in their person's rows (the persons the release was published with, recorded in
@@ -199,3 +211,59 @@ def _permit_persons(pseudo_ids: Any, manifest: dict[str, Any]) -> Any:
     except KeyError_:
         return None
     return release_persons(pseudo_ids, key.secret, str(permit))
+
+
+class FetchError(Exception):
+    pass
+
+
+def fetch_release(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
+    """Copy a release served over HTTP(S) or file:// (its manifest.json, every file it lists, and its
+    approval and decision records when the server has them) into ``dest``/<version>, laid out as in
+    the data space, and return that folder. Raises FetchError with what to do."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = url.rstrip("/") + "/"
+
+    def get(rel: str) -> bytes | None:
+        target = urllib.parse.urljoin(base, urllib.parse.quote(rel))
+        try:
+            with urllib.request.urlopen(target, timeout=timeout) as r:
+                data: bytes = r.read()
+                return data
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise FetchError(f"{target}: HTTP {e.code} {e.reason}") from None
+        except FileNotFoundError:
+            return None
+        except (urllib.error.URLError, OSError) as e:
+            raise FetchError(f"{target}: {getattr(e, 'reason', e)}") from None
+
+    raw = get("manifest.json")
+    if raw is None:
+        raise FetchError(f"no manifest.json at {base}: give the URL of a release folder (…/<dataset>/<version>/)")
+    try:
+        manifest = json.loads(raw)
+        version = int(manifest["version"])
+        files = [str(f["path"]) for f in manifest["files"]]
+    except (ValueError, KeyError, TypeError):
+        raise FetchError(f"{base}manifest.json is not a ds4h release manifest") from None
+    folder = dest / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_bytes(raw)
+    for rel in files:
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise FetchError(f"the manifest names a file outside the release ({rel!r}): refusing to fetch it")
+        data = get(rel)
+        if data is not None:  # a missing file is reported by the checksum check
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+    for name in (f"{version}.json", f"{version}.revoked.json", f"{version}.rejected.json"):
+        data = get(f"../approvals/{name}")
+        if data is not None:
+            (dest / "approvals").mkdir(exist_ok=True)
+            (dest / "approvals" / name).write_bytes(data)
+    return folder

@@ -56,8 +56,11 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         code1, out1 = invoke("run")
         v1 = home / "dataspace" / "omop-demo" / "1"
         hashes1 = {p.relative_to(v1).as_posix(): sha(p) for p in v1.rglob("*") if p.is_file()}
-        code2, out2 = invoke("run")
-        yield {"home": home, "code1": code1, "out1": out1, "code2": code2, "out2": out2, "hashes1": hashes1}
+        code_same, out_same = invoke("run")  # nothing changed: nothing published
+        versions_after_same = sorted(p.name for p in (home / "dataspace" / "omop-demo").iterdir())
+        code2, out2 = invoke("run", "--force")
+        yield {"home": home, "code1": code1, "out1": out1, "code2": code2, "out2": out2, "hashes1": hashes1,
+               "code_same": code_same, "out_same": out_same, "versions_after_same": versions_after_same}
     finally:
         mp.undo()
 
@@ -376,14 +379,56 @@ def test_publishing_fails_halfway_without_trace(published: dict[str, object]) ->
     assert pub.version == 3 and (ds / "LATEST").read_text().strip() == "3"
 
 
+def test_unchanged_inputs_publish_nothing(published: dict[str, object]) -> None:
+    """A second run with the same landing files, config, code and key publishes nothing and says so;
+    --force publishes (the determinism check above compares that forced version with the first)."""
+    assert published["code_same"] == 0, published["out_same"]
+    assert "nothing changed since version 1" in str(published["out_same"]), published["out_same"]
+    assert published["versions_after_same"] == ["1", "LATEST", "approvals"]
+    m1 = json.loads((Path(str(published["home"])) / "dataspace" / "omop-demo" / "1" / "manifest.json").read_text())
+    assert len(m1["inputs"]["fingerprint"]) == 64 and m1["inputs"]["landing_files"] > 0
+
+
+def test_changed_landing_file_changes_the_fingerprint(published: dict[str, object], tmp_path: Path) -> None:
+    from pipelines.fingerprint import run_inputs
+    from schemas.config import load_config
+
+    home = Path(str(published["home"]))
+    cfg = load_config(home / "ds4h.yaml")
+    before = run_inputs(cfg, "k")["fingerprint"]
+    assert run_inputs(cfg, "other key")["fingerprint"] != before
+    landing = cfg.sources[0].path / "patients.csv"
+    original = landing.read_bytes()
+    try:
+        landing.write_bytes(original + b"\n")
+        assert run_inputs(cfg, "k")["fingerprint"] != before
+    finally:
+        landing.write_bytes(original)
+    assert run_inputs(cfg, "k")["fingerprint"] == before
+    policy_changed = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"date_shift_days": 90})})
+    assert run_inputs(policy_changed, "k")["fingerprint"] != before
+
+
 def test_approval_rules(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DS4H_HOME", str(published["home"]))
-    code, out = invoke("approve", "omop-demo", "1", "--by", "Jane")
-    assert code == 1 and "DEMO" in out
+    code, out = invoke("approve", "omop-demo", "1", "--by", "Jane", "--yes")
+    assert code == 1 and "DEMO" in out and "approved automatically" in out
     code, out = invoke("connector-export", "omop-demo", "1", "--out", str(Path(str(published["home"])) / "edc"))
     assert code == 1 and "DEMO" in out
     code, out = invoke("releases")
     assert code == 0 and "omop-demo" in out
+    assert "approved (DEMO, automatic)" in out and "LATEST" in out
+
+
+def test_verify_by_dataset_and_version(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DS4H_HOME", str(published["home"]))
+    code, out = invoke("verify", "omop-demo", "1")
+    assert code == 0, out
+    assert "checksums" in out or "ok" in out
+    code, out = invoke("verify", "omop-demo", "9")
+    assert code == 1 and "its versions: 1, 2" in out
+    code, out = invoke("verify", "no/such/folder")
+    assert code == 1 and "a dataset and a version" in out
 
 
 def test_z_engine_fault_is_caught_by_the_audit(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
