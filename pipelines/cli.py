@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 error (one line saying what to do), 2 a blocking check 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -445,6 +446,12 @@ def verify(
     Exit 0 only if all hold. Examples: ds4h verify omop-demo 1 · ds4h verify workspace/dataspace/omop-demo/1
     · ds4h verify https://data.example.org/omop-lu/3/
     """
+    with contextlib.ExitStack() as stack:
+        _verify(release, version, approval, workspace, stack)
+
+
+def _verify(release: str, version: int | None, approval: Path | None, workspace: Path | None,
+            stack: contextlib.ExitStack) -> None:
     import tempfile
 
     from pipelines.verify import FetchError, fetch_release, verify_release
@@ -463,9 +470,9 @@ def verify(
             fail(f"no release {release} version {version} in {home() / 'dataspace'}"
                  + (f"; its versions: {', '.join(map(str, known))}" if known else "; 'ds4h releases' lists them"))
     elif url:
-        tmp = tempfile.TemporaryDirectory(prefix="ds4h-verify-")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ds4h-verify-"))
         try:
-            folder = fetch_release(release, Path(tmp.name))
+            folder = fetch_release(release, Path(tmp))
         except FetchError as e:
             fail(f"cannot fetch {release}: {e}")
         out.print(f"fetched {release} to {folder}")

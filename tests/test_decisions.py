@@ -16,7 +16,15 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publish import PublishError, approve, approved_versions, publish_release, reject, revoke, version_state
+from pipelines.publish import (
+    PublishError,
+    approve,
+    approved_versions,
+    publish_release,
+    reject,
+    revoke,
+    version_state,
+)
 
 runner = CliRunner()
 
