@@ -10,11 +10,12 @@ per step with its duration. Messages carry table and step names and counts, neve
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 from rich.console import Console, RenderableType
@@ -110,6 +111,7 @@ def run_display(console: Console) -> Iterator[Listener]:
     """Show progress while the body runs; yields ``show(message)`` for the runner's own stage messages."""
     line = _Line()
     tty = console.is_terminal
+    console, own = _uncaptured(console)
     lock = threading.Lock()
 
     def show(message: str) -> None:
@@ -129,10 +131,27 @@ def run_display(console: Console) -> Iterator[Listener]:
                 line.step, line.step_start = step, now
             line.detail = detail
 
-    with listening(show):
-        if tty:
-            with Live(line, console=console, refresh_per_second=4, transient=True):
+    try:
+        with listening(show):
+            if tty:
+                with Live(line, console=console, refresh_per_second=4, transient=True):
+                    yield show
+            else:
                 yield show
-        else:
-            yield show
-            console.print(f"[{time.monotonic() - line.start:6.1f} s] {line.step} done", highlight=False)
+                console.print(f"[{time.monotonic() - line.start:6.1f} s] {line.step} done", highlight=False)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _uncaptured(console: Console) -> tuple[Console, IO[str] | None]:
+    """A console on a duplicate of the terminal's file descriptor: Dagster captures the file
+    descriptors 1 and 2 of a step into its compute logs while the step runs, which would freeze
+    the line (and put progress into the logs). Streams without a descriptor are kept as they are."""
+    try:
+        fd = console.file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return console, None
+    own = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
+    return Console(file=own, force_terminal=console.is_terminal, width=console.width if console.is_terminal else None,
+                   color_system="auto" if console.color_system else None, highlight=False), own

@@ -10,7 +10,7 @@ from pipelines.cli import app
 
 runner = CliRunner()
 COMMANDS = [
-    ["init"], ["generate"], ["run"], ["demo"], ["ui"], ["keys", "new"], ["keys", "list"], ["approve"], ["verify"],
+    ["init"], ["generate"], ["run"], ["demo"], ["ui"], ["keys", "new"], ["keys", "list"], ["approve"], ["reject"], ["revoke"], ["verify"],
     ["releases"], ["connector-export"], ["anonymise-table"], ["deid-text"], ["eval-deid"], ["vocabulary", "load"],
 ]
 

@@ -96,6 +96,19 @@ def test_run_publishes_versions(published: dict[str, object]) -> None:
         "measurement", "procedure_occurrence", "observation_period", "condition_era", "episode", "cdm_source"}
     assert parquet == [(f["path"], f["sha256"]) for f in m2["files"] if f["path"].endswith(".parquet")]
     assert "Published omop-demo v1" in str(published["out1"])
+    # without a terminal, progress is one line per step with its duration
+    assert "hospital-a: omop done in" in str(published["out1"]) and "release: published_release" in str(published["out1"])
+
+
+def test_runs_are_the_named_jobs(published: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(Path(str(published["home"])) / "dagster"))
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    names = {(r.job_name, r.tags.get("dagster/partition")) for r in runs}
+    assert ("site_job", "hospital-a") in names and ("release_job", None) in names
+    assert not any(r.job_name.startswith("__") for r in runs)
 
 
 def _landing_rows(home: Path) -> dict[tuple[str, str], int]:
