@@ -266,12 +266,8 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             note_deid = _deid_with_progress(notes)
             context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
 
-        def log(message: str) -> None:
-            context.log.info(message)
-            report(message)
-
         try:
-            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, log)
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
         except CollisionError as e:
             raise _fail(str(e)) from None
         _write_accounting(ws, "pseudo", site, result.accounting)
@@ -296,23 +292,24 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
 
 def _deid_with_progress(total: int, chunk: int = 250) -> Callable[..., list[str]]:
-    """deidentify_batch in chunks, reporting notes done (each note's result does not depend on its chunk)."""
+    """deidentify_batch in chunks, reporting texts done per call (note texts, then titles, per part);
+    each text's result does not depend on its chunk."""
     from anonymisation.deid import deidentify_batch
 
-    tick = counter("notes de-identified", total, every=0.5)
-    done = [0]
+    calls = [0]
 
     def run(texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]]], offsets: Sequence[int],
             tagged_dates: Sequence[Collection[dt.date]] | None = None) -> list[str]:
-        if done[0] == 0:
+        calls[0] += 1
+        if calls[0] == 1:
             report(f"loading the French NER model for {total:,} notes")
+        tick = counter(f"de-identifying notes (pass {calls[0]}):", len(texts), every=0.5)
         result: list[str] = []
         for i in range(0, len(texts), chunk):
             part = slice(i, i + chunk)
             result += deidentify_batch(texts[part], knowns[part], offsets[part],
                                        None if tagged_dates is None else tagged_dates[part])
-            done[0] += len(texts[part])
-            tick(done[0])
+            tick(len(result))
         return result
 
     return run

@@ -1,7 +1,7 @@
 """Progress of ``ds4h run`` that moves: which site and step runs, what it has done, for how long.
 
-Dagster reports each step's start and end to the ``ds4h_progress`` logger (defined here, named in
-the run config by the runner); long steps add their own counts with :func:`report` ("notes
+Dagster reports each step's start and its log lines to the ``ds4h_progress`` logger (defined here,
+named in the run config by the runner); long steps add their own counts with :func:`report` ("notes
 1,200 of 3,983"). :func:`run_display` shows them on the terminal as one live line with the step's
 elapsed time, refreshed four times a second, or, without a terminal (CI, a log file), as one line
 per step with its duration. Messages carry table and step names and counts, never a value.
@@ -68,7 +68,11 @@ class _StepHandler(logging.Handler):
         meta: dict[str, Any] = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         step = meta.get("step_key")
-        if event is None or not step:
+        if not step:
+            return
+        if event is None:  # a step's own log line (context.log.info: counts and names, never values)
+            if record.levelno >= logging.INFO and meta.get("orig_message"):
+                report(str(meta["orig_message"]).splitlines()[0][:120])
             return
         kind = getattr(event, "event_type_value", "")
         if kind == "STEP_START":
