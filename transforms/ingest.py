@@ -336,7 +336,7 @@ def validate_entity(
     )
     visit_refs = [c for c, p in entity.references.items() if p == "stays"]
     df = orphan_checks(df, entity.references, parents, rejected or {}, reason=REASON, detail=DETAIL,
-                       message=lambda col, parent: pl.lit(f"{col} names no valid {parent} row"),
+                       message=lambda col, parent: pl.lit(f"{col} names no valid {parent} row: ") + pl.col(col),
                        visit_refs=visit_refs, orphan_events=orphan_events)
     if row_checks is not None:
         typed_ok = df.filter(pl.col(REASON).is_null()).with_columns([typed[c].alias(c) for c in typed]).select(

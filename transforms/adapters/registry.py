@@ -46,21 +46,36 @@ def _hospital_staging(tables: dict[str, pl.DataFrame], src: Source) -> dict[str,
     return hospital_to_staging(tables, load_mapping(src.mapping).code_systems)
 
 
+def _synthea_read(site: str, src: Source, _today: dt.date, _checks: RowChecks | None,
+                  orphan_events: OrphanEvents = "keep") -> IngestResult:
+    return synthea.read_synthea(site, src.path, orphan_events)
+
+
+def _fhir_read(site: str, src: Source, _today: dt.date, _checks: RowChecks | None,
+               orphan_events: OrphanEvents = "keep") -> IngestResult:
+    return fhir.read_fhir(site, src.path, orphan_events)
+
+
+def _omop_read(site: str, src: Source, _today: dt.date, _checks: RowChecks | None,
+               _orphan_events: OrphanEvents = "keep") -> IngestResult:
+    return omop_csv.read_omop(site, src.path, src.encoding, src.delimiter)  # its only parent is the person
+
+
 FORMATS: dict[str, Format] = {
     "hospital-csv": Format("hospital-csv", "", tuple(e.name for e in HOSPITAL_ENTITIES), _hospital, _hospital_staging),
     "synthea-csv": Format(
         "synthea-csv", "synthea_", tuple(e.spec.name for e in synthea.ENTITIES),
-        lambda site, src, _t, _c, orphans="keep": synthea.read_synthea(site, src.path, orphans),
+        _synthea_read,
         lambda tables, _src: synthea.synthea_to_staging(_as_result(tables)),
     ),
     "fhir-bulk": Format(
         "fhir-bulk", "fhir_", (*fhir.ORDER, "bundle"),
-        lambda site, src, _t, _c, orphans="keep": fhir.read_fhir(site, src.path, orphans),
+        _fhir_read,
         lambda tables, _src: fhir.fhir_to_staging(_as_result(tables)),
     ),
     "omop-csv": Format(
         "omop-csv", "omop_source_", omop_csv.CLINICAL_TABLES,
-        lambda site, src, _t, _c, _o="keep": omop_csv.read_omop(site, src.path, src.encoding, src.delimiter),
+        _omop_read,
         None,
     ),
 }
