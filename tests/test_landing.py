@@ -118,10 +118,10 @@ def test_synthea_events_of_a_quarantined_encounter_are_kept_unlinked(tmp_path: P
     assert c.table["patient"].to_list() == ["p1", "p1"] and c.table["encounter"].to_list() == ["e1", None]
     assert c.unlinked == 1
     detail = c.quarantine["reason_detail"].to_list()
-    assert detail == ["id p2 (patients.csv line 3) was quarantined: raw.invalid_date"]
+    assert detail == ["patient p2 (patients.csv line 3) was quarantined: raw.invalid_date"]
     strict = synthea.read_synthea("s", folder, orphan_events="quarantine").entities["conditions"]
     assert strict.table.height == 1
-    assert "id e2 (encounters.csv line 3) was quarantined: raw.invalid_date" in strict.quarantine["reason_detail"].to_list()
+    assert "encounter e2 (encounters.csv line 3) was quarantined: raw.invalid_date" in strict.quarantine["reason_detail"].to_list()
 
 
 def test_fhir_events_of_a_quarantined_encounter_are_kept_unlinked(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_fhir_events_of_a_quarantined_encounter_are_kept_unlinked(tmp_path: Path
     assert cond.table["id"].to_list() == ["c1"] and cond.table["encounter"].to_list() == [None]
     assert cond.unlinked == 1
     strict = read_fhir("f", tmp_path / "f", orphan_events="quarantine").entities["condition"]
-    assert strict.quarantine["reason_detail"].to_list() == ["id e1 (all.ndjson line 2) was quarantined: raw.invalid_date"]
+    assert strict.quarantine["reason_detail"].to_list() == ["encounter e1 (all.ndjson line 2) was quarantined: raw.invalid_date"]
 
 
 def test_omop_csv_orphans_name_the_quarantined_person(tmp_path: Path) -> None:

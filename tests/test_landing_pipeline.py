@@ -45,15 +45,24 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         landing = home / "landing" / "hospital-a"
         (landing / "medications.csv").rename(landing / "medications_2024.csv")
         (landing / "notes.csv").unlink()
+        (landing / "patients.csv").rename(landing / "patients_2024.csv")  # a required file renamed: exit 1
+        code0, out0 = invoke("run")
+        (landing / "patients_2024.csv").rename(landing / "patients.csv")
         code1, out1 = invoke("run")
         published_after_block = (home / "dataspace" / "omop-demo").exists()
         cfg["sources"][0]["ignore"] = ["medications_*.csv"]
         cfg_path.write_text(yaml.safe_dump(cfg))
         code2, out2 = invoke("run")
-        yield {"home": home, "landing": landing, "code1": code1, "out1": out1, "code2": code2, "out2": out2,
+        yield {"home": home, "landing": landing, "code0": code0, "out0": out0, "code1": code1, "out1": out1, "code2": code2, "out2": out2,
                "published_after_block": published_after_block}
     finally:
         mp.undo()
+
+
+def test_a_renamed_required_file_stops_the_run_naming_both(run: dict[str, object]) -> None:
+    out = " ".join(str(run["out0"]).split())
+    assert run["code0"] == 1, out
+    assert "patients.csv is missing" in out and "patients_2024.csv" in out and "medications_2024.csv" in out
 
 
 def test_a_renamed_file_blocks_the_release_naming_it(run: dict[str, object]) -> None:

@@ -114,9 +114,10 @@ SUB_COUNTS = ("unlinked", "cascaded", "generalised")
 """Accounting categories that count rows already counted in another category (not part of ``in``'s sum)."""
 
 
-def rejected_keys(quarantined: pl.DataFrame, key: pl.Expr, key_name: str, shown: pl.Expr, valid: pl.Series) -> pl.DataFrame:
+def rejected_keys(quarantined: pl.DataFrame, key: pl.Expr, shown: pl.Expr, valid: pl.Series) -> pl.DataFrame:
     """The keys of quarantined rows that no valid row has, each with why (its first line):
-    ``PARENT_KEY``, ``PARENT_DETAIL`` ("stay_id S1 (stays.csv line 45) was quarantined: raw.invalid_date").
+    ``PARENT_KEY``, ``PARENT_DETAIL`` ("S1 (stays.csv line 45) was quarantined: raw.invalid_date"; a child
+    row's detail puts its reference column before it: "stay_id S1 (stays.csv ...").
 
     ``quarantined`` has ``source_file``, ``source_line``, ``reason_code`` and the columns ``key`` and ``shown``
     read; ``key`` is what children look up, ``shown`` the key as the detail writes it."""
@@ -126,7 +127,7 @@ def rejected_keys(quarantined: pl.DataFrame, key: pl.Expr, key_name: str, shown:
     return (
         quarantined.select(
             key.cast(pl.String).str.strip_chars().alias(PARENT_KEY),
-            (pl.lit(f"{key_name} ") + shown.cast(pl.String).str.strip_chars() + pl.lit(" (")
+            (shown.cast(pl.String).str.strip_chars() + pl.lit(" (")
              + pl.col("source_file").cast(pl.String) + pl.lit(" line ") + pl.col("source_line").cast(pl.String)
              + pl.lit(") was quarantined: ") + pl.col("reason_code")).alias(PARENT_DETAIL),
             pl.col("source_line"),
@@ -175,7 +176,7 @@ def orphan_checks(
         orphan = missing & ~unlink
         df = df.with_columns(
             pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(reason)).alias(reason),
-            pl.when(orphan & cascade).then(pl.col(PARENT_DETAIL))
+            pl.when(orphan & cascade).then(pl.lit(f"{col} ") + pl.col(PARENT_DETAIL))
             .when(orphan).then(message(col, parent)).otherwise(pl.col(detail)).alias(detail),
             (pl.col(_CASCADE) | (orphan & cascade)).alias(_CASCADE),
             unlink.alias(f"{_UNLINK}{col}"),
@@ -357,7 +358,7 @@ def validate_entity(
         .sort("source_line")
     )
     key = pl.col(entity.key)
-    rejected_here = rejected_keys(quarantine, key, entity.key, key, good[entity.key])
+    rejected_here = rejected_keys(quarantine, key, key, good[entity.key])
     return EntityResult(entity.name, rows_in, good.sort(LINE), quarantine, deduplicated, file, unlinked, cascaded,
                         rejected_here)
 

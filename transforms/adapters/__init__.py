@@ -254,7 +254,7 @@ def validate(
             pl.col(_REASON).alias("reason_code"), src_file.alias("source_file"), pl.col(LINE).alias("source_line"),
             (key_expr if key_expr is not None else pl.col(spec.key)).alias("_k"), pl.col(spec.key).alias("_shown"))
         valid = table.select(key_expr if key_expr is not None else pl.col(spec.key)).to_series()
-        rejected_here = rejected_keys(q, pl.col("_k"), spec.key, pl.col("_shown"), valid)
+        rejected_here = rejected_keys(q, pl.col("_k"), pl.col("_shown"), valid)
     return EntityResult(spec.name, rows_in, table, quarantine, deduplicated, file, unlinked, cascaded, rejected_here)
 
 

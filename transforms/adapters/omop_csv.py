@@ -111,7 +111,8 @@ def read_omop(site: str, folder: Path, encoding: str = "utf-8", delimiter: str =
                 orphans = orphans.with_columns(_parent_detail=pl.lit(None, pl.String))
             bad = pl.concat([bad, orphans.with_columns(
                 _reason=pl.lit("raw.orphan"),
-                _detail=pl.coalesce("_parent_detail", pl.lit("person_id names no person"))).drop("_pk", "_parent_detail")],
+                _detail=pl.coalesce(pl.lit("person_id ") + pl.col("_parent_detail"), pl.lit("person_id names no person"))
+            ).drop("_pk", "_parent_detail")],
                 how="diagonal_relaxed")
             good = good.filter(~orphan)
         quarantine = (
@@ -123,7 +124,7 @@ def read_omop(site: str, folder: Path, encoding: str = "utf-8", delimiter: str =
             persons = good["person_id"]
             if "person_id" in quarantine.columns:
                 key = pl.col("person_id").str.strip_chars()
-                rejected_persons = rejected_keys(quarantine, key, "person_id", key, persons.cast(pl.String))
+                rejected_persons = rejected_keys(quarantine, key, key, persons.cast(pl.String))
         result.entities[table] = EntityResult(table, text.height + deduplicated, good.sort(LINE), quarantine,
                                               deduplicated, path.name, cascaded=cascaded)
     return result
