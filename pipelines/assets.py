@@ -179,9 +179,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             for name in other.entities:
                 key = other.asset(name)
                 st: EntityStats | None = stats.get(name) if other is fmt else None
-                anchor = inventory_keys[other.name] == key
-                if anchor:
-                    yield _inventory_check(key, inventory if other is fmt else None, fmt.name)
+                anchor = inventory_keys[other.name] == key  # carries the format's landing_inventory check
                 if st is None:
                     note = "missing from the extract" if other is fmt else f"not part of this site's format ({fmt.name})"
                     md: dict[str, Any] = {"rows_in": 0, "rows_out": 0, "note": note}
@@ -190,11 +188,14 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                     yield dg.MaterializeResult(asset_key=key, metadata=md)
                     yield dg.AssetCheckResult(asset_key=key, check_name="quarantine_ratio", passed=True, metadata={"note": note})
                     yield dg.AssetCheckResult(asset_key=key, check_name="extract_contract", passed=True, metadata={"note": note})
-                    continue
-                extra = {"unlinked": sub_counts.get((name, "unlinked"), 0), "cascaded": sub_counts.get((name, "cascaded"), 0),
-                         **(inventory.metadata() if anchor else {})}
-                yield from _raw_events(key, st, contract_results.get(name), config.quality,
-                                       ws.lake("raw", f"{fmt.prefix}{name}", site), extra)
+                else:
+                    extra = {"unlinked": sub_counts.get((name, "unlinked"), 0),
+                             "cascaded": sub_counts.get((name, "cascaded"), 0),
+                             **(inventory.metadata() if anchor else {})}
+                    yield from _raw_events(key, st, contract_results.get(name), config.quality,
+                                           ws.lake("raw", f"{fmt.prefix}{name}", site), extra)
+                if anchor:
+                    yield _inventory_check(key, inventory if other is fmt else None, fmt.name)
 
     @dg.multi_asset(
         name="omop",
