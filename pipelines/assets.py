@@ -37,6 +37,7 @@ from transforms.contracts import ContractResult, format_suite, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
 from transforms.dqd import Table
 from transforms.ingest import ExtractError
+from transforms.inventory import Inventory, landing_inventory
 from transforms.omop import OMOP_TABLES as ALL_OMOP_TABLES
 from transforms.omop import coverage_summary, harmonise_site, omop_identity, passthrough_omop, usagi_csv
 from transforms.storage import Workspace, has_partition, read_partition, scan_partition, write_partition
@@ -92,6 +93,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
     formats = formats_in(cfg)
     raw_keys = [fmt.asset(e) for fmt in formats for e in fmt.entities]
+    inventory_keys = {fmt.name: fmt.asset(fmt.entities[0]) for fmt in formats}  # one check per format
 
     @dg.multi_asset(
         name="raw",
@@ -109,6 +111,11 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                                   description="The great-expectations suite of the entity (schemas/contracts): "
                                   f"at most {cfg.quality.max_contract_failure_ratio:.0%} of rows fail, no table-level failure."),
             )
+        ] + [
+            dg.AssetCheckSpec("landing_inventory", asset=key, blocking=True, partitions_def=parts,
+                              description="Every file in the site's landing folder is one the format reads or knows, or "
+                              "is covered by the source's ignore globs (a renamed extract blocks, it is never skipped).")
+            for key in inventory_keys.values()
         ],
     )
     def raw(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
@@ -124,19 +131,30 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             contract_results[entity.name] = r
             return r.failed_rows.select("_line", "reason_code", "reason_detail")
 
+        try:
+            before = landing_inventory(src, checksums=False)
+        except MappingError as e:
+            raise _fail(str(e)) from None
+
+        def unreadable(e: Exception) -> dg.Failure:
+            extra = (f"; the folder also holds file(s) the {fmt.name} format does not read: "
+                     f"{', '.join(before.unexpected[:10])}") if before.unexpected else ""
+            return _fail(f"{e}{extra}")
+
+        orphans = config.quality.orphan_events
         if src.format in BUCKETED_FORMATS:
             try:
-                outcome = raw_in_buckets(site, src, fmt, ws, now, context.log.info)
+                outcome = raw_in_buckets(site, src, fmt, ws, now, context.log.info, orphan_events=orphans)
             except ExtractError as e:
-                raise _fail(str(e)) from None
+                raise unreadable(e) from None
             stats, contract_results = outcome.stats, outcome.contracts
             missing, accounting = outcome.missing_files, outcome.accounting
         else:
             checks = contract if src.format == "hospital-csv" else None
             try:
-                result = fmt.read(site, src, today(), checks)
+                result = fmt.read(site, src, today(), checks, orphans)
             except (ExtractError, MappingError) as e:
-                raise _fail(str(e)) from None
+                raise unreadable(e) from None
             if src.format != "hospital-csv":  # adapter formats: their suites run on the typed rows here
                 for name, typed in result.entities.items():
                     suite = format_suite(src.format, name)
@@ -151,18 +169,34 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             missing, accounting = result.missing_files, result.accounting()
         for name in missing:
             context.log.warning(f"{site}: {name} is missing from the {fmt.name} extract; that entity is empty")
+        inventory = landing_inventory(src, missing)
+        write_inventory(ws, inventory)
+        for name in inventory.ignored:
+            context.log.info(f"{site}: {name} left aside (the source's ignore)")
         _write_accounting(ws, "raw", site, accounting)
+        sub_counts = {(t, c): int(n) for t, c, n in accounting.filter(pl.col("category").is_in(["unlinked", "cascaded"]))
+                      .group_by("table", "category").agg(pl.col("rows").sum()).iter_rows()}
         for other in formats:
             for name in other.entities:
                 key = other.asset(name)
                 st: EntityStats | None = stats.get(name) if other is fmt else None
+                anchor = inventory_keys[other.name] == key  # carries the format's landing_inventory check
                 if st is None:
                     note = "missing from the extract" if other is fmt else f"not part of this site's format ({fmt.name})"
-                    yield dg.MaterializeResult(asset_key=key, metadata={"rows_in": 0, "rows_out": 0, "note": note})
+                    md: dict[str, Any] = {"rows_in": 0, "rows_out": 0, "note": note}
+                    if anchor and other is fmt:
+                        md.update(inventory.metadata())
+                    yield dg.MaterializeResult(asset_key=key, metadata=md)
                     yield dg.AssetCheckResult(asset_key=key, check_name="quarantine_ratio", passed=True, metadata={"note": note})
                     yield dg.AssetCheckResult(asset_key=key, check_name="extract_contract", passed=True, metadata={"note": note})
-                    continue
-                yield from _raw_events(key, st, contract_results.get(name), config.quality, ws.lake("raw", f"{fmt.prefix}{name}", site))
+                else:
+                    extra = {"unlinked": sub_counts.get((name, "unlinked"), 0),
+                             "cascaded": sub_counts.get((name, "cascaded"), 0),
+                             **(inventory.metadata() if anchor else {})}
+                    yield from _raw_events(key, st, contract_results.get(name), config.quality,
+                                           ws.lake("raw", f"{fmt.prefix}{name}", site), extra)
+                if anchor:
+                    yield _inventory_check(key, inventory if other is fmt else None, fmt.name)
 
     @dg.multi_asset(
         name="omop",
@@ -319,7 +353,28 @@ def _deid_with_progress(total: int, chunk: int = 250) -> Callable[..., list[str]
     return run
 
 
-def _raw_events(key: str, er: EntityStats, cr: ContractResult | None, quality: Quality, path: Path) -> Events:
+def inventory_path(ws: Workspace, site: str) -> Path:
+    """Where the raw stage records the site's landing inventory (file names, sizes, SHA-256: no identifier)."""
+    return ws.reports / "inventory" / f"{site}.json"
+
+
+def write_inventory(ws: Workspace, inventory: Inventory) -> None:
+    path = inventory_path(ws, inventory.site)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(inventory.to_json(), encoding="utf-8")
+
+
+def _inventory_check(key: str, inventory: Inventory | None, fmt: str) -> dg.AssetCheckResult:
+    if inventory is None:
+        return dg.AssetCheckResult(asset_key=key, check_name="landing_inventory", passed=True,
+                                   metadata={"note": f"not part of this site's format ({fmt})"})
+    message = inventory.blocking_message()
+    return dg.AssetCheckResult(asset_key=key, check_name="landing_inventory", passed=message is None,
+                               description=message, metadata=inventory.metadata())
+
+
+def _raw_events(key: str, er: EntityStats, cr: ContractResult | None, quality: Quality, path: Path,
+                extra: dict[str, Any] | None = None) -> Events:
     by_reason = (
         pl.DataFrame({"reason_code": list(er.by_reason), "rows": list(er.by_reason.values())}).sort("reason_code")
         if er.quarantined else pl.DataFrame({"reason_code": [], "rows": []})
@@ -331,6 +386,7 @@ def _raw_events(key: str, er: EntityStats, cr: ContractResult | None, quality: Q
             "rows_in": er.rows_in, "rows_out": er.rows_out, "quarantined": er.quarantined,
             "deduplicated": er.deduplicated, "quarantine_by_reason": _md_table(by_reason),
             "source_file": er.file or "(absent)", "path": dg.MetadataValue.path(str(path)),
+            **(extra or {}),
         },
     )
     limit = quality.max_quarantine_ratio

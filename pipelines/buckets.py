@@ -36,7 +36,7 @@ from transforms.adapters import synthea
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult
+from transforms.ingest import EntityResult, OrphanEvents
 from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, parts_accounting
 from transforms.staging import Staging
 from transforms.storage import PartitionWriter, Workspace, read_partition
@@ -94,11 +94,13 @@ def _contract(fmt: Format, er: EntityResult, now: dt.datetime) -> ContractResult
     return cr.without_rows()  # a bucket's rows are written: keeping them would grow with the site
 
 
-def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log) -> RawOutcome:
+def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log,
+                   orphan_events: OrphanEvents = "keep") -> RawOutcome:
     """Split the site's extract, check every bucket and write it as part ``k`` of each raw partition."""
     work = ws.work("raw", site)
     shutil.rmtree(work, ignore_errors=True)
-    split = synthea.split_synthea(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log)
+    split = synthea.split_synthea(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log,
+                                  orphan_events=orphan_events)
     log(f"{site}: {split.persons:,} patients in {split.buckets} buckets of about "
         f"{-(-split.persons // split.buckets):,}")
     writers = {e: PartitionWriter(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}

@@ -579,11 +579,12 @@ def connector_export(
 
 
 def _register_commands() -> None:
-    from pipelines.commands import anonymise_table, deid, vocabulary
+    from pipelines.commands import anonymise_table, deid, quarantine, vocabulary
 
     anonymise_table.register(app)
     deid.register(app)
     vocabulary.register(app)
+    quarantine.register(app)
 
 
 _register_commands()

@@ -19,7 +19,7 @@ from anonymisation.pseudonymise import DEATH_YEARS
 from anonymisation.release import build_release
 from anonymisation.risk_report import evaluate_thresholds, protection, render_html
 from anonymisation.versions import version_numbers
-from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table
+from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table, inventory_path
 from pipelines.fingerprint import run_inputs
 from pipelines.leaks import (
     PERSONS_SCHEMA,
@@ -29,10 +29,11 @@ from pipelines.leaks import (
     released_identities,
     write_private,
 )
-from pipelines.publish import LeakError, publish_release, sha256_file
+from pipelines.publish import LeakError, publish_release
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
+from transforms.inventory import Inventory, landing_inventory
 from transforms.storage import LazyTables, Workspace, has_partition, read_partition, write_partition
 from transforms.vocabulary import load_vocabulary
 
@@ -97,15 +98,16 @@ def _death_years(ws: Workspace, sites: list[str]) -> pl.DataFrame | None:
     return pl.concat(frames) if frames else None
 
 
-def source_checksums(config: Config) -> list[dict[str, object]]:
-    """sha256 and size of every landing file the release was made from (not the generator's _truth)."""
+def source_extracts(ws: Workspace, config: Config) -> list[dict[str, object]]:
+    """Per site: the landing files its raw stage read (path relative to the source's folder, size,
+    SHA-256), the optional files it found missing, and the files left aside (the source's ``ignore``;
+    ``not_read``: files the format knows and does not read). From the inventory the raw stage recorded;
+    a site without one (a workspace of an older version) is inventoried now."""
     out: list[dict[str, object]] = []
     for src in config.sources:
-        if not src.path.is_dir():
-            continue
-        for p in sorted(src.path.iterdir()):
-            if p.is_file() and not p.name.startswith((".", "_")):
-                out.append({"site": src.site, "file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+        path = inventory_path(ws, src.site)
+        inv = Inventory.from_json(path.read_text(encoding="utf-8")) if path.exists() else landing_inventory(src)
+        out.append(inv.manifest_entry())
     return out
 
 
@@ -264,7 +266,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                 "release": config.release.model_dump(mode="json"),
             },
             "policy": config.policy.model_dump(mode="json"),
-            "source_extracts": source_checksums(config),
+            "source_extracts": source_extracts(ws, config),
             "inputs": run_inputs(config, key.fingerprint),
             "risk": risk,
             "generalisation": {

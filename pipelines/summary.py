@@ -13,6 +13,41 @@ from schemas.config import Config, home
 from transforms.storage import Workspace
 
 
+def quarantine_line(acc: pl.DataFrame) -> str:
+    """Quarantined rows by root cause, then the cascades (rows whose parent row was quarantined) and the
+    events kept without their visit (unlinked), from the row accounting."""
+    if not acc.height:
+        return "Rows quarantined: none"
+
+    def total(category: str) -> pl.DataFrame:
+        return acc.filter(pl.col("category") == category).group_by("reason_code").agg(pl.col("rows").sum())
+
+    q, cascaded = total("quarantined"), total("cascaded")
+    unlinked = int(acc.filter(pl.col("category") == "unlinked")["rows"].sum())
+    roots = (q.join(cascaded.rename({"rows": "c"}), on="reason_code", how="left")
+             .select("reason_code", pl.col("rows") - pl.col("c").fill_null(0)).filter(pl.col("rows") > 0)
+             .sort(["rows", "reason_code"], descending=[True, False]))
+    n_q, n_c = int(q["rows"].sum()), int(cascaded["rows"].sum())
+    if not n_q and not unlinked:
+        return "Rows quarantined: none"
+    causes = ", ".join(f"{r} {n:,}" for r, n in roots.iter_rows()) or "none"
+    return (f"Quarantined {n_q:,} rows (root causes: {causes}); cascades: {n_c:,} rows whose parent row was "
+            f"quarantined; {unlinked:,} events kept without their visit (unlinked). Browse: ds4h quarantine")
+
+
+def landing_lines(extracts: list[dict[str, Any]]) -> list[str]:
+    """Per site, the optional files the format expected and did not find, and the files left aside."""
+    lines = []
+    for e in extracts:
+        if not isinstance(e, dict) or "site" not in e:
+            continue
+        if e.get("missing"):
+            lines.append(f"{e['site']}: optional file(s) missing, their tables are empty: {', '.join(e['missing'])}")
+        if e.get("ignored"):
+            lines.append(f"{e['site']}: left aside by the source's ignore: {', '.join(e['ignored'])}")
+    return lines
+
+
 def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
     ws = Workspace(home())
     pub = outcome.published
@@ -30,11 +65,9 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
         t.add_row(f["table"], f"{f['rows']:,}", f"{f['bytes']:,}")
     console.print(t)
     acc = pl.DataFrame(manifest["row_accounting"])
-    q = acc.filter(pl.col("category") == "quarantined").group_by("reason_code").agg(pl.col("rows").sum()).sort("reason_code")
-    if q.height:
-        console.print("Rows quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in q.iter_rows()))
-    else:
-        console.print("Rows quarantined: none")
+    console.print(quarantine_line(acc))
+    for line in landing_lines(manifest.get("source_extracts") or []):
+        console.print(line, highlight=False)
     dedup = acc.filter(pl.col("category") == "deduplicated")["rows"].sum()
     risk = manifest["risk"]
     s = risk["summary"]

@@ -42,6 +42,16 @@ class Source(BaseModel):
     stcm: Path | None = Field(None, description="the site's SOURCE_TO_CONCEPT_MAP for local codes (Usagi CSV)")
     persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv: patients per bucket of the raw and OMOP "
                                     "stages (memory grows with it: about 1.2 GB at 5,000)")
+    ignore: list[str] = Field(default_factory=list, description="globs, relative to the source's folder, of files the "
+                              "format does not read that may stay there (any other unknown file blocks the release)")
+
+    @field_validator("ignore")
+    @classmethod
+    def _relative_globs(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if not g.strip() or g.startswith("/") or ".." in Path(g).parts:
+                raise ValueError(f"ignore glob {g!r} must be relative to the source's folder (e.g. 'exports/*.log')")
+        return v
 
     @field_validator("encoding")
     @classmethod
@@ -62,6 +72,9 @@ class Quality(BaseModel):
     max_quarantine_ratio: float = Field(0.2, ge=0, le=1, description="share of a table's rows quarantined at ingest")
     max_contract_failure_ratio: float = Field(0.05, ge=0, le=1, description="share failing the extract contract")
     dqd_blocks_on_fatal: bool = Field(True, description="fatal DataQualityDashboard failures block the release")
+    orphan_events: Literal["keep", "quarantine"] = Field(
+        "keep", description="an event whose visit (stay, encounter) was quarantined but whose person is valid: keep "
+        "it without its visit (counted unlinked) or quarantine it as raw.orphan")
 
 
 class Release(BaseModel):

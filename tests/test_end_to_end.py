@@ -134,11 +134,15 @@ def test_every_landing_row_is_accounted_for(published: dict[str, object]) -> Non
         if g.filter(pl.col("category") == "in").height == 0:
             assert set(g["category"]) == {"produced"}, (stage, site, table)
             continue
-        rest = g.filter(~pl.col("category").is_in(["in", "produced", "generalised"]))["rows"].sum()
+        rest = g.filter(~pl.col("category").is_in(["in", "produced", "generalised", "unlinked", "cascaded"]))["rows"].sum()
         assert rows_in == rest, (stage, site, table, g.to_dicts())
-        # generalised rows are kept (in out) and counted besides
+        # generalised rows and events kept without their visit (unlinked) are in out, counted besides;
+        # cascades (the parent row was quarantined) are quarantined raw.orphan rows, counted besides
         out = g.filter(pl.col("category") == "out")["rows"].sum()
         assert g.filter(pl.col("category") == "generalised")["rows"].sum() <= out, (stage, site, table)
+        assert g.filter(pl.col("category") == "unlinked")["rows"].sum() <= out, (stage, site, table)
+        orphans = g.filter((pl.col("category") == "quarantined") & (pl.col("reason_code") == "raw.orphan"))["rows"].sum()
+        assert g.filter(pl.col("category") == "cascaded")["rows"].sum() <= orphans, (stage, site, table)
     # raw stage "in" equals the data lines of the landing files
     raw_in = {(s, t): n for s, t, n in acc.filter((pl.col("stage") == "raw") & (pl.col("category") == "in"))
               .select("site", "table", "rows").iter_rows()}

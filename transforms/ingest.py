@@ -7,14 +7,21 @@ the typed table (``out``), the quarantine (with a reason code), or counted as ``
 Reason codes (first failing check wins, in this order):
 ``raw.missing_required``, ``raw.invalid_date``, ``raw.future_date``, ``raw.invalid_value``,
 ``raw.inconsistent_dates``, ``raw.duplicate_key``, ``raw.orphan``.
+
+Orphans: a row naming a parent row that was itself quarantined says so in its ``reason_detail``
+(``stay_id S1 (stays.csv line 45) was quarantined: raw.invalid_date``) and is counted as ``cascaded``
+besides ``quarantined``. An event whose stay was quarantined but whose patient is valid is kept
+with its stay link emptied (``orphan_events: keep``, the default), counted as ``unlinked`` besides
+``out``; ``orphan_events: quarantine`` quarantines it as ``raw.orphan``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -34,6 +41,14 @@ VALUE_SETS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+OrphanEvents = Literal["keep", "quarantine"]
+"""What becomes of an event whose visit (stay, encounter) was quarantined while its person is valid."""
+PARENT_KEY = "_parent_key"
+PARENT_DETAIL = "_parent_detail"
+_UNLINK = "_unlink_"
+_CASCADE = "_cascade"
+
+
 class ExtractError(Exception):
     """A whole extract file is unusable; the message says which file and what to do."""
 
@@ -46,6 +61,9 @@ class EntityResult:
     quarantine: pl.DataFrame
     deduplicated: int
     file: str | None
+    unlinked: int = 0  # rows kept (in ``table``) with their visit link emptied: the visit was quarantined
+    cascaded: int = 0  # quarantined rows whose parent row was quarantined (a sub-count of the quarantine)
+    rejected_keys: pl.DataFrame | None = None  # quarantined rows' keys (not also valid) -> why: for children
 
     @property
     def quarantined(self) -> int:
@@ -63,8 +81,12 @@ class IngestResult:
         for name, r in self.entities.items():
             rows.append(dict(category="in", reason_code=None, rows=r.rows_in, table=name))
             rows.append(dict(category="out", reason_code=None, rows=r.table.height, table=name))
+            if r.unlinked:  # a sub-count of out
+                rows.append(dict(category="unlinked", reason_code=None, rows=r.unlinked, table=name))
             if r.deduplicated:
                 rows.append(dict(category="deduplicated", reason_code="raw.duplicate", rows=r.deduplicated, table=name))
+            if r.cascaded:  # a sub-count of quarantined (raw.orphan): the parent row was quarantined
+                rows.append(dict(category="cascaded", reason_code="raw.orphan", rows=r.cascaded, table=name))
             if r.quarantine.height:
                 counts = r.quarantine.group_by("reason_code").len().sort("reason_code")
                 for code, n in counts.iter_rows():
@@ -86,6 +108,91 @@ def merge_accounting(parts: list[pl.DataFrame]) -> pl.DataFrame:
     acc = pl.concat(parts)
     keys = ["stage", "site", "table", "category", "reason_code"]
     return acc.group_by(keys, maintain_order=True).agg(pl.col("rows").sum()).select(acc.columns)
+
+
+SUB_COUNTS = ("unlinked", "cascaded", "generalised")
+"""Accounting categories that count rows already counted in another category (not part of ``in``'s sum)."""
+
+
+def rejected_keys(quarantined: pl.DataFrame, key: pl.Expr, shown: pl.Expr, valid: pl.Series) -> pl.DataFrame:
+    """The keys of quarantined rows that no valid row has, each with why (its first line):
+    ``PARENT_KEY``, ``PARENT_DETAIL`` ("S1 (stays.csv line 45) was quarantined: raw.invalid_date"; a child
+    row's detail puts its reference column before it: "stay_id S1 (stays.csv ...").
+
+    ``quarantined`` has ``source_file``, ``source_line``, ``reason_code`` and the columns ``key`` and ``shown``
+    read; ``key`` is what children look up, ``shown`` the key as the detail writes it."""
+    empty = pl.DataFrame(schema={PARENT_KEY: pl.String, PARENT_DETAIL: pl.String})
+    if not quarantined.height:
+        return empty
+    return (
+        quarantined.select(
+            key.cast(pl.String).str.strip_chars().alias(PARENT_KEY),
+            (shown.cast(pl.String).str.strip_chars() + pl.lit(" (")
+             + pl.col("source_file").cast(pl.String) + pl.lit(" line ") + pl.col("source_line").cast(pl.String)
+             + pl.lit(") was quarantined: ") + pl.col("reason_code")).alias(PARENT_DETAIL),
+            pl.col("source_line"),
+        )
+        .filter(pl.col(PARENT_KEY).is_not_null() & (pl.col(PARENT_KEY) != "") & ~pl.col(PARENT_KEY).is_in(valid.implode()))
+        .sort("source_line").unique(PARENT_KEY, keep="first", maintain_order=True)
+        .select(PARENT_KEY, PARENT_DETAIL)
+    )
+
+
+def orphan_checks(
+    df: pl.DataFrame,
+    refs: Mapping[str, str],
+    parents: Mapping[str, pl.Series],
+    rejected: Mapping[str, pl.DataFrame],
+    *,
+    reason: str,
+    detail: str,
+    message: Callable[[str, str], pl.Expr],
+    looked_up: Mapping[str, str] | None = None,
+    visit_refs: Collection[str] = (),
+    orphan_events: OrphanEvents = "keep",
+) -> pl.DataFrame:
+    """The orphan check of every reference column of ``df`` (rows whose ``reason`` is still null).
+
+    A reference to a row that was quarantined (``rejected[parent]``) names that row and its reason and
+    is flagged ``_cascade``; a reference column in ``visit_refs`` whose row was quarantined, with
+    ``orphan_events`` keep, leaves the row valid and flags ``_unlink_<col>`` (the caller empties the
+    link of the rows it keeps). Other references to unknown keys get ``message(col, parent)``."""
+    looked_up = looked_up or {}
+    df = df.with_columns(pl.lit(False).alias(_CASCADE))
+    for col, parent in refs.items():
+        keys = parents.get(parent)
+        if keys is None:
+            continue
+        value = pl.col(looked_up[col]) if col in looked_up and looked_up[col] in df.columns else pl.col(col)
+        missing = pl.col(reason).is_null() & pl.col(col).is_not_null() & ~value.is_in(keys.implode())
+        rej = rejected.get(parent)
+        if rej is not None and rej.height:
+            df = df.with_columns(value.cast(pl.String).str.strip_chars().alias(PARENT_KEY)).join(
+                rej, on=PARENT_KEY, how="left", maintain_order="left")
+        else:
+            df = df.with_columns(pl.lit(None, pl.String).alias(PARENT_KEY), pl.lit(None, pl.String).alias(PARENT_DETAIL))
+        cascade = missing & pl.col(PARENT_DETAIL).is_not_null()
+        unlink = cascade & pl.lit(col in visit_refs and orphan_events == "keep")
+        orphan = missing & ~unlink
+        df = df.with_columns(
+            pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(reason)).alias(reason),
+            pl.when(orphan & cascade).then(pl.lit(f"{col} ") + pl.col(PARENT_DETAIL))
+            .when(orphan).then(message(col, parent)).otherwise(pl.col(detail)).alias(detail),
+            (pl.col(_CASCADE) | (orphan & cascade)).alias(_CASCADE),
+            unlink.alias(f"{_UNLINK}{col}"),
+        ).drop(PARENT_KEY, PARENT_DETAIL)
+    return df
+
+
+def unlink(table: pl.DataFrame, columns: Collection[str]) -> tuple[pl.DataFrame, int]:
+    """Empty the flagged visit links of the kept rows; drop the flags. -> (table, rows unlinked)."""
+    flags = [f"{_UNLINK}{c}" for c in columns if f"{_UNLINK}{c}" in table.columns]
+    if not flags:
+        return table, 0
+    n = int(table.select(pl.any_horizontal(flags).sum()).item())
+    return table.with_columns(
+        [pl.when(pl.col(f)).then(None).otherwise(pl.col(f[len(_UNLINK):])).alias(f[len(_UNLINK):]) for f in flags]
+    ).drop(flags), n
 
 
 def read_text_csv(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
@@ -154,8 +261,11 @@ def validate_entity(
     parents: dict[str, pl.Series],
     row_checks: RowChecks | None = None,
     mapping: HospitalMapping | None = None,
+    rejected: Mapping[str, pl.DataFrame] | None = None,
+    orphan_events: OrphanEvents = "keep",
 ) -> EntityResult:
-    """Type and check one entity; ``parents`` maps a referenced entity to its valid keys."""
+    """Type and check one entity; ``parents`` maps a referenced entity to its valid keys, ``rejected``
+    to its quarantined keys (``rejected_keys``: the reason of a cascade, and stays whose events are kept)."""
     mapping = mapping or HospitalMapping()
     rows_in = df.height
     renames = {s: d for s, d in mapping.source_to_contract(entity.name).items() if s in df.columns}
@@ -225,15 +335,10 @@ def validate_entity(
         pl.when((pl.col(REASON) == "raw.duplicate_key") & pl.col(DETAIL).is_null())
         .then(pl.lit(f"{entity.key} repeats an earlier row")).otherwise(pl.col(DETAIL)).alias(DETAIL)
     )
-    for col, parent in entity.references.items():
-        keys = parents.get(parent)
-        if keys is None:
-            continue
-        orphan = pl.col(REASON).is_null() & ~pl.col(col).is_in(keys.implode())
-        df = df.with_columns(
-            pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(REASON)).alias(REASON),
-            pl.when(orphan).then(pl.lit(f"{col} names no valid {parent} row")).otherwise(pl.col(DETAIL)).alias(DETAIL),
-        )
+    visit_refs = [c for c, p in entity.references.items() if p == "stays"]
+    df = orphan_checks(df, entity.references, parents, rejected or {}, reason=REASON, detail=DETAIL,
+                       message=lambda col, parent: pl.lit(f"{col} names no valid {parent} row: ") + pl.col(col),
+                       visit_refs=visit_refs, orphan_events=orphan_events)
     if row_checks is not None:
         typed_ok = df.filter(pl.col(REASON).is_null()).with_columns([typed[c].alias(c) for c in typed]).select(
             [LINE, *entity.column_names])
@@ -241,15 +346,21 @@ def validate_entity(
         df = df.join(extra, on=LINE, how="left", maintain_order="left").with_columns(
             pl.coalesce(REASON, "_xr").alias(REASON), pl.coalesce(DETAIL, "_xd").alias(DETAIL)).drop("_xr", "_xd")
     bad = df.filter(pl.col(REASON).is_not_null())
+    cascaded = int(bad[_CASCADE].sum())
     good = df.filter(pl.col(REASON).is_null())
-    good = good.with_columns([typed[c].alias(c) for c in typed]).select([LINE, *entity.column_names])
+    flags = [c for c in good.columns if c.startswith(_UNLINK)]
+    good = good.with_columns([typed[c].alias(c) for c in typed]).select([LINE, *entity.column_names, *flags])
+    good, unlinked = unlink(good, visit_refs)
     quarantine = (
         original.join(bad.select(LINE, REASON, DETAIL), on=LINE, how="inner")
         .rename({REASON: "reason_code", DETAIL: "reason_detail", LINE: "source_line"})
         .with_columns(source_file=pl.lit(file))
         .sort("source_line")
     )
-    return EntityResult(entity.name, rows_in, good.sort(LINE), quarantine, deduplicated, file)
+    key = pl.col(entity.key)
+    rejected_here = rejected_keys(quarantine, key, key, good[entity.key])
+    return EntityResult(entity.name, rows_in, good.sort(LINE), quarantine, deduplicated, file, unlinked, cascaded,
+                        rejected_here)
 
 
 def ingest_site(
@@ -261,6 +372,7 @@ def ingest_site(
     entities: tuple[Entity, ...] = ENTITIES,
     row_checks: RowChecks | None = None,
     mapping: HospitalMapping | None = None,
+    orphan_events: OrphanEvents = "keep",
 ) -> IngestResult:
     """Read and validate every entity file of one site's landing folder."""
     if not folder.is_dir():
@@ -268,18 +380,21 @@ def ingest_site(
     today = today or dt.date.today()
     result = IngestResult(site)
     valid_keys: dict[str, pl.Series] = {}
+    rejected: dict[str, pl.DataFrame] = {}
     mapping = mapping or HospitalMapping()
     for ent in entities:
         path = folder / mapping.file(ent.name, ent.file)
         if not path.exists():
             if ent.name in REQUIRED_FILES:
                 raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
-            result.missing_files.append(ent.file)
+            result.missing_files.append(path.name)
             df = pl.DataFrame(schema={c: pl.String for c in ent.column_names}).with_row_index(LINE, offset=2)
             df = df.with_columns(pl.col(LINE).cast(pl.Int64))
         else:
             df = read_text_csv(path, encoding, delimiter)
-        r = validate_entity(ent, df, path.name, today, valid_keys, row_checks, mapping)
+        r = validate_entity(ent, df, path.name, today, valid_keys, row_checks, mapping, rejected, orphan_events)
         result.entities[ent.name] = r
         valid_keys[ent.name] = r.table[ent.key]
+        if r.rejected_keys is not None:
+            rejected[ent.name] = r.rejected_keys
     return result

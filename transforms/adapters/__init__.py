@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from transforms.ingest import LINE as LINE  # re-exported: the adapters take it from here
-from transforms.ingest import EntityResult
+from transforms.ingest import EntityResult, OrphanEvents, orphan_checks, rejected_keys, unlink
 
 FILE = "_file"
 ROW = "_row"
@@ -156,6 +156,10 @@ def validate(
     parents: Mapping[str, pl.Series],
     absent: Mapping[str, str] | None = None,
     scoped_refs: Mapping[str, str] | None = None,
+    rejected: Mapping[str, pl.DataFrame] | None = None,
+    visit_refs: tuple[str, ...] = (),
+    orphan_events: OrphanEvents = "keep",
+    key_expr: pl.Expr | None = None,
 ) -> EntityResult:
     """Type and check one raw entity. Every input row ends in the table, the quarantine or ``deduplicated``.
 
@@ -165,7 +169,10 @@ def validate(
     ``dedup_on`` identifies exact duplicate rows (counted, not quarantined); ``parents`` maps an entity
     to its valid keys for the orphan check; ``absent`` maps a missing source column to a message;
     ``scoped_refs`` maps a reference column to a column holding the value to look up instead (e.g. an
-    event's patient and encounter together, when the parent's keys are such pairs).
+    event's patient and encounter together, when the parent's keys are such pairs); ``rejected`` maps
+    an entity to its quarantined keys (a child's reason names the row and its reason; a reference in
+    ``visit_refs`` to a quarantined row is emptied and the row kept when ``orphan_events`` is keep);
+    ``key_expr`` is what children look up of this entity's rows (default: the key column).
     Reason codes, first failing check wins: the read fault, ``raw.missing_required``,
     ``raw.invalid_date``, ``raw.invalid_value``, ``raw.duplicate_key``, ``raw.orphan``.
     """
@@ -216,26 +223,22 @@ def validate(
             pl.when(dup).then(pl.lit(f"{spec.key} repeats an earlier row")).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
         )
     scoped_refs = scoped_refs or {}
-    for col, parent in spec.refs.items():
-        keys = parents.get(parent)
-        if keys is None:
-            continue
+
+    def message(col: str, parent: str) -> pl.Expr:
         scoped = col in scoped_refs and scoped_refs[col] in df.columns
-        looked_up = pl.col(scoped_refs[col]) if scoped else pl.col(col)
         what = f"{col} names no {parent[:-1] if parent.endswith('s') else parent} of this row's patient: " if scoped \
             else f"{col} names no valid {parent}: "
-        orphan = pl.col(_REASON).is_null() & pl.col(col).is_not_null() & ~looked_up.is_in(keys.implode())
-        df = df.with_columns(
-            pl.when(orphan).then(pl.lit("raw.orphan")).otherwise(pl.col(_REASON)).alias(_REASON),
-            pl.when(orphan).then(pl.lit(what) + pl.col(col))
-            .otherwise(pl.col(_DETAIL)).alias(_DETAIL),
-        )
+        return pl.lit(what) + pl.col(col)
 
+    df = orphan_checks(df, spec.refs, parents, rejected or {}, reason=_REASON, detail=_DETAIL, message=message,
+                       looked_up=scoped_refs, visit_refs=visit_refs, orphan_events=orphan_events)
+    cascaded = int(df.filter(pl.col(_REASON).is_not_null())["_cascade"].sum())
     bad = df.filter(pl.col(_REASON).is_not_null()).select(ROW, _REASON, _DETAIL)
     good = df.filter(pl.col(_REASON).is_null())
-    internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW)
+    internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW, "_cascade")
     keep = [c for c in good.columns if c not in internal and not c.startswith(_TYPED)]
     table = good.with_columns([pl.col(f"{_TYPED}{c}").alias(c) for c in typed]).select(keep)
+    table, unlinked = unlink(table, visit_refs)
     src_file = pl.col(FILE) if FILE in original.columns else pl.lit(file, pl.String)
     quarantine = (
         original.join(bad, on=ROW, how="inner")
@@ -245,7 +248,14 @@ def validate(
             *[pl.col(c) for c in source_columns if c in original.columns],
         )
     )
-    return EntityResult(spec.name, rows_in, table, quarantine, deduplicated, file)
+    rejected_here = None
+    if spec.key is not None:
+        q = original.join(bad, on=ROW, how="inner").select(
+            pl.col(_REASON).alias("reason_code"), src_file.alias("source_file"), pl.col(LINE).alias("source_line"),
+            (key_expr if key_expr is not None else pl.col(spec.key)).alias("_k"), pl.col(spec.key).alias("_shown"))
+        valid = table.select(key_expr if key_expr is not None else pl.col(spec.key)).to_series()
+        rejected_here = rejected_keys(q, pl.col("_k"), pl.col("_shown"), valid)
+    return EntityResult(spec.name, rows_in, table, quarantine, deduplicated, file, unlinked, cascaded, rejected_here)
 
 
 def empty_result(name: str, columns: list[str], file: str | None) -> EntityResult:

@@ -45,7 +45,7 @@ from transforms.adapters import (
     validate,
     with_country,
 )
-from transforms.ingest import EntityResult, ExtractError, IngestResult
+from transforms.ingest import EntityResult, ExtractError, IngestResult, OrphanEvents
 
 Row = dict[str, Any]
 
@@ -589,7 +589,7 @@ def _read_json(path: Path, c: _Collector) -> None:
         c.resource(res, path.name, i, raw, "unknown", _s(ent.get("fullUrl")))
 
 
-def read_fhir(site: str, folder: Path) -> IngestResult:
+def read_fhir(site: str, folder: Path, orphan_events: OrphanEvents = "keep") -> IngestResult:
     """Read and check one site's FHIR R4 folder (NDJSON files and/or Bundles)."""
     if not folder.is_dir():
         raise ExtractError(f"landing folder {folder} does not exist: copy the FHIR bulk export there")
@@ -604,24 +604,28 @@ def read_fhir(site: str, folder: Path) -> IngestResult:
             _read_json(p, c)
     result = IngestResult(site)
     valid: dict[str, pl.Series] = {}
+    rejected: dict[str, pl.DataFrame] = {}
     if "patient" not in c.rows:
         result.missing_files.append("Patient.*.ndjson")
     names = [*[t for t in ORDER if t in c.rows], *sorted(t for t in c.rows if t not in ORDER)]
     for name in names:
-        r = _validate(name, c.rows[name], ",".join(sorted(c.files[name])), valid)
+        r = _validate(name, c.rows[name], ",".join(sorted(c.files[name])), valid, rejected, orphan_events)
         result.entities[name] = r
         if name in SPECS:
             valid[name] = r.table["id"]
+            if r.rejected_keys is not None:
+                rejected[name] = r.rejected_keys
     return result
 
 
-def _validate(name: str, rows: list[Row], files: str, valid: dict[str, pl.Series]) -> EntityResult:
+def _validate(name: str, rows: list[Row], files: str, valid: dict[str, pl.Series],
+              rejected: dict[str, pl.DataFrame] | None = None, orphan_events: OrphanEvents = "keep") -> EntityResult:
     cols = COLUMNS.get(name, {"id": _S, "type": _S, "entries": _S} if name == "bundle" else {})
     schema: dict[str, pl.DataType] = {FILE: _S, LINE: pl.Int64(), RAW: _S, PRE_REASON: _S, PRE_DETAIL: _S, **cols}
     df = pl.DataFrame(rows, schema=schema)
     spec = SPECS.get(name, Spec(name))
     return validate(spec, df, file=files, source_columns=[RAW], dedup_on=[RAW] if name != "bundle" else [],
-                    parents=valid)
+                    parents=valid, rejected=rejected, visit_refs=("encounter",), orphan_events=orphan_events)
 
 
 # ---------------------------------------------------------------------------------------------- staging

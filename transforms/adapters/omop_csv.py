@@ -14,16 +14,23 @@ from pathlib import Path
 import polars as pl
 
 from schemas import omop as cdm
-from transforms.ingest import LINE, EntityResult, ExtractError, IngestResult, read_text_csv
+from transforms.ingest import LINE, EntityResult, ExtractError, IngestResult, read_text_csv, rejected_keys
 
 CLINICAL_TABLES = tuple(t for t in cdm.tables() if t not in cdm.VOCABULARY_TABLES)
 
 
-def _find(folder: Path, table: str) -> Path | None:
-    for p in folder.iterdir():
-        if p.is_file() and p.stem.lower() == table and p.suffix.lower() in (".csv", ".parquet"):
-            return p
+def find_table(names: list[str], table: str) -> str | None:
+    """The file name (of ``names``, sorted) that holds ``table``: its name in any case, .csv or .parquet."""
+    for n in sorted(names):
+        p = Path(n)
+        if p.stem.lower() == table and p.suffix.lower() in (".csv", ".parquet"):
+            return n
     return None
+
+
+def _find(folder: Path, table: str) -> Path | None:
+    name = find_table([p.name for p in folder.iterdir() if p.is_file()], table)
+    return folder / name if name is not None else None
 
 
 def _text_frame(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
@@ -82,6 +89,7 @@ def read_omop(site: str, folder: Path, encoding: str = "utf-8", delimiter: str =
         raise ExtractError(f"{folder} has no PERSON table (person.csv or person.parquet): is it an OMOP CDM export?")
     result = IngestResult(site)
     persons: pl.Series | None = None
+    rejected_persons: pl.DataFrame | None = None
     for table in CLINICAL_TABLES:
         path = _find(folder, table)
         if path is None:
@@ -91,17 +99,32 @@ def read_omop(site: str, folder: Path, encoding: str = "utf-8", delimiter: str =
         deduplicated = text.height - text.unique(subset=[c for c in text.columns if c != LINE]).height
         text = text.filter(pl.struct([c for c in text.columns if c != LINE]).is_first_distinct())
         good, bad = _typed(table, text)
+        cascaded = 0
         if persons is not None and "person_id" in good.columns and table != "person":
             orphan = ~good["person_id"].is_in(persons.implode())
-            bad = pl.concat([bad, good.filter(orphan).with_columns(
-                _reason=pl.lit("raw.orphan"), _detail=pl.lit("person_id names no person"))], how="diagonal_relaxed")
+            orphans = good.filter(orphan).with_columns(_pk=pl.col("person_id").cast(pl.String))
+            if rejected_persons is not None and rejected_persons.height:  # the person row was quarantined: say which
+                orphans = orphans.join(rejected_persons.rename({"_parent_key": "_pk"}), on="_pk", how="left",
+                                       maintain_order="left")
+                cascaded = int(orphans["_parent_detail"].is_not_null().sum())
+            else:
+                orphans = orphans.with_columns(_parent_detail=pl.lit(None, pl.String))
+            bad = pl.concat([bad, orphans.with_columns(
+                _reason=pl.lit("raw.orphan"),
+                _detail=pl.coalesce(pl.lit("person_id ") + pl.col("_parent_detail"), pl.lit("person_id names no person"))
+            ).drop("_pk", "_parent_detail")],
+                how="diagonal_relaxed")
             good = good.filter(~orphan)
-        if table == "person":
-            persons = good["person_id"]
         quarantine = (
             text.join(bad.select(LINE, "_reason", "_detail"), on=LINE, how="inner")
             .rename({"_reason": "reason_code", "_detail": "reason_detail", LINE: "source_line"})
             .with_columns(source_file=pl.lit(path.name)).sort("source_line")
         )
-        result.entities[table] = EntityResult(table, text.height + deduplicated, good.sort(LINE), quarantine, deduplicated, path.name)
+        if table == "person":
+            persons = good["person_id"]
+            if "person_id" in quarantine.columns:
+                key = pl.col("person_id").str.strip_chars()
+                rejected_persons = rejected_keys(quarantine, key, key, persons.cast(pl.String))
+        result.entities[table] = EntityResult(table, text.height + deduplicated, good.sort(LINE), quarantine,
+                                              deduplicated, path.name, cascaded=cascaded)
     return result

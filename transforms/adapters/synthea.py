@@ -8,7 +8,9 @@ file is listed in ``missing_files``; claims, payers, careplans, supplies and ima
 Checks per row (first failing wins): ``raw.missing_required`` (an empty or absent required column),
 ``raw.invalid_date``, ``raw.duplicate_key`` (``Id`` of patients, encounters, organizations, providers),
 ``raw.orphan`` (``PATIENT`` names no valid patient; ``ENCOUNTER``, when given, names no valid
-encounter). An exact repeat of an earlier row is counted as ``deduplicated``.
+encounter). An event whose encounter was quarantined (its patient valid) is kept with ``encounter``
+emptied and counted ``unlinked`` (``quality.orphan_events: keep``); a row whose parent was quarantined
+names that row and its reason. An exact repeat of an earlier row is counted as ``deduplicated``.
 
 Events carry no id in Synthea: ``event_key`` is ``<file>:<line>`` (e.g. ``conditions:12``).
 """
@@ -43,7 +45,14 @@ from transforms.buckets import (
     csv_header,
     split_csv,
 )
-from transforms.ingest import EntityResult, ExtractError, IngestResult, merge_accounting, read_text_csv
+from transforms.ingest import (
+    EntityResult,
+    ExtractError,
+    IngestResult,
+    OrphanEvents,
+    merge_accounting,
+    read_text_csv,
+)
 
 SYNTHEA_REQUIRED = ("patients", "encounters")
 
@@ -149,7 +158,8 @@ def encounter_conflicts(encounters: pl.DataFrame | list[Path], id_col: str, pati
 
 
 def _check_entity(ent: _Entity, df: pl.DataFrame, file: str, parents: dict[str, pl.Series],
-                  pre: pl.DataFrame | None = None) -> EntityResult:
+                  pre: pl.DataFrame | None = None, rejected: dict[str, pl.DataFrame] | None = None,
+                  orphan_events: OrphanEvents = "keep") -> EntityResult:
     """Type and check one entity's rows (source strings + ``_line``); ``pre``: faults decided beforehand."""
     spec = ent.spec
     df = df.rename(_header_map(df.columns, ent))
@@ -161,8 +171,11 @@ def _check_entity(ent: _Entity, df: pl.DataFrame, file: str, parents: dict[str, 
         df = df.with_columns(pl.concat_str([pl.col("patient"), pl.col("encounter")], separator=_PAIR).alias(_ENC_REF))
     if pre is not None and pre.height:
         df = df.join(pre, on=LINE, how="left", maintain_order="left")
+    key_expr = (pl.concat_str([pl.col("patient"), pl.col("id")], separator=_PAIR)
+                if spec.name == "encounters" else None)
     result = validate(spec, df, file=file, source_columns=source_columns, dedup_on=source_columns,
-                      parents=parents, absent=absent, scoped_refs={"encounter": _ENC_REF})
+                      parents=parents, absent=absent, scoped_refs={"encounter": _ENC_REF}, rejected=rejected,
+                      visit_refs=("encounter",), orphan_events=orphan_events, key_expr=key_expr)
     if _ENC_REF in result.table.columns:
         result.table = result.table.drop(_ENC_REF)
     return result
@@ -179,12 +192,13 @@ def _valid_keys(name: str, table: pl.DataFrame) -> pl.Series:
     return table["id"]
 
 
-def read_synthea(site: str, folder: Path) -> IngestResult:
+def read_synthea(site: str, folder: Path, orphan_events: OrphanEvents = "keep") -> IngestResult:
     """Read and check one site's Synthea CSV folder in one piece (patients and encounters required).
 
     For large exports use ``split_synthea`` and ``read_synthea_bucket``: the same checks, per bucket."""
     result = IngestResult(site)
     valid: dict[str, pl.Series] = {}
+    rejected: dict[str, pl.DataFrame] = {}
     for ent, path in _files(folder, result.missing_files):
         name = ent.spec.name
         if path is None:
@@ -196,10 +210,12 @@ def read_synthea(site: str, folder: Path) -> IngestResult:
                 id_col, patient_col = _source_column(df.columns, ent, "id"), _source_column(df.columns, ent, "patient")
                 if id_col is not None and patient_col is not None:
                     pre = encounter_conflicts(df, id_col, patient_col)
-            r = _check_entity(ent, df, path.name, valid, pre)
+            r = _check_entity(ent, df, path.name, valid, pre, rejected, orphan_events)
         result.entities[name] = r
         if ent.spec.key is not None:
             valid[name] = _valid_keys(name, r.table)
+            if r.rejected_keys is not None:
+                rejected[name] = r.rejected_keys
     return result
 
 
@@ -230,6 +246,7 @@ class SyntheaSplit:
     shared: dict[str, EntityResult]  # organizations and providers, checked once
     missing_files: list[str]
     conflicts: pl.DataFrame  # encounter lines quarantined before the buckets (an Id of two patients)
+    orphan_events: OrphanEvents = "keep"
 
     @property
     def persons(self) -> int:
@@ -241,7 +258,8 @@ class SyntheaSplit:
 
 
 def split_synthea(site: str, folder: Path, work: Path, *, persons_per_bucket: int = DEFAULT_PERSONS_PER_BUCKET,
-                  chunk_rows: int = CHUNK_ROWS, progress: Callable[[str], None] | None = None) -> SyntheaSplit:
+                  chunk_rows: int = CHUNK_ROWS, progress: Callable[[str], None] | None = None,
+                  orphan_events: OrphanEvents = "keep") -> SyntheaSplit:
     """Stream every per-patient file of ``folder`` once into person-bucket Parquet files under ``work``.
 
     The number of buckets follows the patients file (about ``persons_per_bucket`` patients each)."""
@@ -272,13 +290,14 @@ def split_synthea(site: str, folder: Path, work: Path, *, persons_per_bucket: in
     id_col, patient_col = (_source_column(enc.columns, _BY_NAME["encounters"], c) for c in ("id", "patient"))
     if id_col is not None and patient_col is not None:
         conflicts = encounter_conflicts(enc.files(), id_col, patient_col, temp_dir=work / "_duckdb")
-    return SyntheaSplit(site, buckets, split, shared, missing, conflicts)
+    return SyntheaSplit(site, buckets, split, shared, missing, conflicts, orphan_events)
 
 
 def read_synthea_bucket(split: SyntheaSplit, k: int) -> IngestResult:
     """The checked raw rows of bucket ``k`` (its patients and their rows), shared entities included."""
     result = IngestResult(split.site, missing_files=list(split.missing_files))
     valid: dict[str, pl.Series] = {}
+    rejected: dict[str, pl.DataFrame] = {}
     for ent in ENTITIES:
         name = ent.spec.name
         if name in split.shared:
@@ -286,11 +305,15 @@ def read_synthea_bucket(split: SyntheaSplit, k: int) -> IngestResult:
         elif name in split.files:
             f = split.files[name]
             pre = split.conflicts if name == "encounters" else None
-            result.entities[name] = _check_entity(ent, f.bucket(k), f.source.name, valid, pre)
+            result.entities[name] = _check_entity(ent, f.bucket(k), f.source.name, valid, pre, rejected,
+                                                  split.orphan_events)
         else:
             result.entities[name] = empty_result(name, sorted({*ent.spec.required, *ent.spec.datetimes, *ent.spec.dates}), None)
         if ent.spec.key is not None:
             valid[name] = _valid_keys(name, result.entities[name].table)
+            rk = result.entities[name].rejected_keys
+            if rk is not None:
+                rejected[name] = rk
     return result
 
 
