@@ -91,4 +91,13 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
             "(reports/risk-report.html).")
     console.print(f"Release: {path}")
     console.print(f"Quarantine: {ws.root / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
-    console.print("Open the Dagster UI with: ds4h ui")
+    dataset, version = manifest["dataset"], manifest["version"]
+    console.print("Next:", highlight=False)
+    console.print(f"  read the risk report: {path}/reports/risk-report.html", highlight=False)
+    if manifest["demo"]:
+        console.print("  a DEMO release is approved automatically and never exported", highlight=False)
+    else:
+        console.print(f"  a steward decides: uv run ds4h approve {dataset} {version} --by NAME  (or reject)",
+                      highlight=False)
+    console.print(f"  check a copy: uv run ds4h verify {dataset} {version}   browse rows set aside: uv run ds4h "
+                  "quarantine   the Dagster UI: uv run ds4h ui", highlight=False)

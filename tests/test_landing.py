@@ -169,6 +169,8 @@ def test_a_renamed_file_is_unexpected_and_named_with_the_fix(tmp_path: Path) -> 
     (folder / "medications_2024.csv").write_text("medication_id\n")
     (folder / "_truth").mkdir()
     (folder / "_truth" / "faults.jsonl").write_text("{}\n")  # the generator's answer key: exempt
+    (folder / ".DS_Store").write_bytes(b"\x00\x00")  # a file manager's: never an extract, never blocks
+    (folder / "Thumbs.db").write_bytes(b"\x00")
     r = ingest_site("a", folder, today=TODAY)
     inv = landing_inventory(_source(folder), r.missing_files)
     assert inv.read == ["labs.csv", "patients.csv", "stays.csv"]

@@ -23,6 +23,8 @@ from schemas.extract import ENTITIES as HOSPITAL_ENTITIES
 from schemas.mapping import HospitalMapping, load_mapping
 
 EXEMPT_DIRS = ("_truth",)  # the generator's answer key beside its extracts (never read, never published)
+# what file managers leave in any folder: never an extract, never worth blocking a release for
+SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini", "._*", ".~lock.*#")
 # Synthea CSV files that ds4h knows but does not read (claims, costs, care plans, imaging, supplies)
 SYNTHEA_NOT_READ = ("careplans", "claims", "claims_transactions", "imaging_studies", "patient_expenses",
                     "payer_transitions", "payers", "supplies")
@@ -81,7 +83,7 @@ def _files(folder: Path) -> list[str]:
     out = []
     for p in folder.rglob("*"):
         rel = p.relative_to(folder)
-        if rel.parts[0] in EXEMPT_DIRS or not p.is_file():
+        if rel.parts[0] in EXEMPT_DIRS or not p.is_file() or any(fnmatch.fnmatchcase(p.name, g) for g in SYSTEM_FILES):
             continue
         out.append(rel.as_posix())
     return sorted(out)
