@@ -9,6 +9,7 @@ The fingerprint is a SHA-256 of those, never of a value that could identify anyo
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 
 from pipelines.publish import code_version, sha256_file, versions
 from schemas.config import Config
+from transforms.inventory import EXEMPT_DIRS, SYSTEM_FILES
 
-EXEMPT = ("_truth",)  # the generator's ground truth: never read by a run
 
 
 def landing_files(config: Config) -> list[tuple[str, Path]]:
@@ -30,7 +31,8 @@ def landing_files(config: Config) -> list[tuple[str, Path]]:
         elif root.is_dir():
             for p in sorted(root.rglob("*")):
                 rel = p.relative_to(root)
-                if p.is_file() and rel.parts[0] not in EXEMPT and not rel.name.startswith("."):
+                if (p.is_file() and rel.parts[0] not in EXEMPT_DIRS
+                        and not any(fnmatch.fnmatchcase(p.name, g) for g in SYSTEM_FILES)):
                     found.append((src.site, p))
     return found
 
