@@ -20,7 +20,6 @@ from schemas.config import Config
 from transforms.inventory import EXEMPT_DIRS, SYSTEM_FILES
 
 
-
 def landing_files(config: Config) -> list[tuple[str, Path]]:
     """(site, file) of every file under each source's folder (or the source file itself), sorted."""
     found: list[tuple[str, Path]] = []
