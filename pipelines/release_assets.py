@@ -304,6 +304,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "risk": risk,
             "generalisation": {
                 "levels": risk["summary"]["levels"],
+                "levels_in_words": risk["summary"].get("levels_in_words", {}),
                 "year_of_birth": "first year of the band when generalised",
                 "location": ("postcode, commune, canton or country (residences abroad: postcode, then country), "
                              "by level of the postcode hierarchy; country_source_value is the ISO 3166-1 code"),
