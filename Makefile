@@ -11,7 +11,10 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 # --compile-bytecode and compileall: commands start fast even where PYTHONDONTWRITEBYTECODE is set
 # (without .pyc files every run recompiles Dagster, polars and the rest: ~0.5 s per command and more)
+# chromium (Debian's) renders the reports in tests/test_report_browser.py; playwright drives it, no download
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 install:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
 	@$(UV) run python -m compileall -q pipelines transforms anonymisation schemas generator >/dev/null

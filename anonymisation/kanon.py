@@ -738,8 +738,12 @@ def search(
     metric: Metric = "loss",
     *,
     prune: bool = True,
+    ceiling: Sequence[int] | None = None,
 ) -> SearchResult:
-    """The optimal anonymous node for ``metric`` (exact; ``prune=False`` evaluates every node)."""
+    """The optimal anonymous node for ``metric`` (exact; ``prune=False`` evaluates every node).
+
+    ``ceiling``: the highest level each QI may take (e.g. below the level where it would collapse to
+    one value); nodes above it are never chosen."""
     model = model or PrivacyModel()
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
@@ -753,18 +757,22 @@ def search(
     ev.only = metric
     best: NodeEval | None = None
     best_idx = -1
+    within: npt.NDArray[np.bool_] = np.ones(m, dtype=bool)
+    if ceiling is not None:
+        within = np.asarray((nodes <= np.asarray(ceiling, dtype=np.int64)).all(axis=1), dtype=bool)
     if not prune:
-        for idx in range(m):
+        for idx in np.flatnonzero(within):
             e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True)
-            if e.anonymous and _better(e, idx, metric, best, best_idx):
-                best, best_idx = e, idx
+            if e.anonymous and _better(e, int(idx), metric, best, best_idx):
+                best, best_idx = e, int(idx)
     else:
-        best, best_idx = _branch_and_bound(p, model, metric, nodes, ev)
+        best, best_idx = _branch_and_bound(p, model, metric, nodes, ev, within)
     if best is None:
         raise NoSolutionError(
             f"no generalisation is {model.k}-anonymous"
             + (f" and {model.l}-diverse" if model.l else "")
             + f" with at most {model.suppression:.1%} of {p.n} records suppressed"
+            + (" within the levels allowed" if ceiling is not None else "")
         )
     ev.only = None
     final, sup_codes = ev.suppressed_classes(best.node)
@@ -796,7 +804,8 @@ def search(
 
 
 def _branch_and_bound(
-    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, ev: Evaluator
+    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, ev: Evaluator,
+    within: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[NodeEval | None, int]:
     m = len(nodes)
     heights = np.asarray(p.heights, dtype=np.int64)
@@ -903,6 +912,8 @@ def _branch_and_bound(
                 break
             if dyn[idx] > limit:
                 continue
+        if within is not None and not within[idx]:
+            continue
         if status[idx] == 0:
             classify(idx)
         if status[idx] == -1:

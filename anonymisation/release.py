@@ -58,7 +58,6 @@ from anonymisation.kanon import (
     frequency_table,
     group_ids,
     hierarchies_for,
-    search,
 )
 from anonymisation.kmanon import Units, enforce_km, persons_at_risk
 from anonymisation.locations import location_qi, release_location_rows
@@ -66,7 +65,8 @@ from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
 from anonymisation.pseudonym import CollisionError, id63
 from anonymisation.risk import read_population
-from anonymisation.risk_report import full_report, model_of, protection
+from anonymisation.risk_report import full_report, model_of, protection, search_keeping, suggest_keeping
+from anonymisation.utility import ceilings, describe_levels, field_utility, utility_summary
 from anonymisation.versions import Earlier, read_earlier
 from schemas import omop as cdm
 from schemas.column_policy import EPISODE_EVENT_FIELDS, TOKENISED
@@ -285,13 +285,15 @@ def spare_facts(problem: Problem, result: SearchResult, model: PrivacyModel, pol
                 "persons_suppressed": int(e.suppressed)}
 
     node = tuple(result.node)
+    # never generalise a field further into collapse than the search had to (the utility guard)
+    ceiling = [max(c, lv) for c, lv in zip(ceilings(problem.qis, problem.hierarchies, policy), node, strict=True)]
     here = cost(node)
     assert here is not None
     tried = [{**here, "chosen": False}]
     while True:
         best: tuple[tuple[int, ...], dict[str, Any]] | None = None
         for j in movable:
-            if node[j] >= problem.hierarchies[j].height:
+            if node[j] >= min(problem.hierarchies[j].height, ceiling[j]):
                 continue
             cand = tuple(lv + 1 if i == j else lv for i, lv in enumerate(node))
             c = cost(cand)
@@ -393,7 +395,7 @@ def build_release(
         hierarchies[c] = _fixed_hierarchy(c, freq[c].to_list())
     problem = encode(freq, hierarchies, sensitive)
     model = model_of(policy)
-    result = search(problem, model, policy.metric)
+    result = search_keeping(problem, model, policy)
     say(f"person-level fields: optimal levels {result.levels}, {result.suppressed} of {result.records} persons "
         "suppressed")
 
@@ -665,6 +667,14 @@ def build_release(
     population = read_population(policy.population) if policy.population else None
     report = full_report(problem, result, policy, population=population)
     report["mode"] = policy.mode
+    released_qis = kept.filter(~pl.col("person_id").is_in(sup))
+    utility = field_utility(qis, released_qis, result.levels, hierarchies, policy)
+    report["levels_in_words"] = describe_levels(result.levels, hierarchies)
+    report["utility"] = utility_summary(utility)
+    if report["utility"]["blocked"]:
+        keep = suggest_keeping(problem, policy, population)
+        report["suggestions"] += [s.as_dict() for s in keep
+                                  if s.text not in {x["text"] for x in report["suggestions"]}]
     report["facts"] = {
         "attacker_facts": m, "tables": {t: o.as_dict() for t, o in sorted(outcomes.items())},
         "persons_suppressed": len(fact_suppressed_persons), "seconds": round(km_seconds, 3),
@@ -676,7 +686,7 @@ def build_release(
     report["km"] = _km_figures(policy, problem, frame, person_index, um, units, decisions, fact_suppressed_persons,
                                person_class, after_facts, after_removed, pinned, book, earlier.numbers)
     report["protection"] = protection(report, policy, [c for c in qi_cols if c not in fixed])
-    report["levels_tried"] = tried
+    report["levels_tried"] = [{**t, "levels_in_words": describe_levels(t["levels"], hierarchies)} for t in tried]
     # the published report must be byte-stable for the same inputs: timings go to the asset metadata
     report.pop("seconds", None)
     report.get("search", {}).pop("seconds", None)
@@ -686,6 +696,8 @@ def build_release(
         "k": policy.k,
         "attacker_facts": m,
         "levels": {c: lv for c, lv in result.levels.items() if c not in fixed},
+        "levels_in_words": report["levels_in_words"],
+        "removed_quasi_identifiers": report["utility"]["removed"],
         "classes": result.classes,
         "suppressed_persons": len(suppressed_ids),
         "suppressed_persons_facts": len(fact_suppressed_persons),

@@ -23,6 +23,7 @@ from anonymisation.risk import (
     qi_contributions,
     risk_at,
 )
+from anonymisation.utility import ceilings, cost_words, field_name, removed_by_levels
 from schemas.policy import PrivacyPolicy
 
 _EPS = 1e-12
@@ -82,10 +83,12 @@ class PolicyChange:
 
     setting: str  # "k" or "suppression"
     value: float
-    text: str
+    text: str  # the change and what it costs: "raise k to 7: sex removed, ..., 3.1% of records suppressed"
     levels: dict[str, int]
     suppressed: int
     checks: list[ThresholdCheck] = field(default_factory=list)
+    cost: str = ""  # the levels in words and the share of records suppressed
+    refused: list[str] = field(default_factory=list)  # QIs it would remove that the policy does not allow
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -95,7 +98,18 @@ class PolicyChange:
             "levels": self.levels,
             "suppressed": self.suppressed,
             "checks": [c._asdict() for c in self.checks],
+            "cost": self.cost,
+            "removes_not_allowed": self.refused,
         }
+
+
+def _change(problem: Problem, policy: PrivacyPolicy, setting: str, value: float, change: str,
+            result: SearchResult, checks: list[ThresholdCheck]) -> PolicyChange:
+    """A policy change with its cost computed from the search result it gives."""
+    hierarchies = dict(zip(problem.qis, problem.hierarchies, strict=True))
+    cost, refused = cost_words(result.levels, hierarchies, result.suppressed, result.records, policy)
+    return PolicyChange(setting, value, f"{change}: {cost}", dict(result.levels), result.suppressed, checks, cost,
+                        refused)
 
 
 def _try(
@@ -103,11 +117,21 @@ def _try(
 ) -> tuple[SearchResult, list[ThresholdCheck]] | None:
     model = model_of(policy)
     try:
-        result = search(problem, model, policy.metric)
+        result = search_keeping(problem, model, policy)
     except NoSolutionError:
         return None
     after = risk_at(problem, result.node, model, policy.thresholds.risk_level, population)
     return result, evaluate_thresholds(after, policy)
+
+
+def search_keeping(problem: Problem, model: PrivacyModel, policy: PrivacyPolicy) -> SearchResult:
+    """The optimal node that removes no quasi-identifier the policy does not allow to be removed
+    (anonymisation/utility.py); when there is none, the optimal node of the whole lattice (the
+    release is then blocked by its utility guard, with the reason in words)."""
+    try:
+        return search(problem, model, policy.metric, ceiling=ceilings(problem.qis, problem.hierarchies, policy))
+    except NoSolutionError:
+        return search(problem, model, policy.metric)
 
 
 SUPPRESSION_STEPS = (0.06, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -141,7 +165,7 @@ def suggest_policy_change(
         if got is None:
             break
         if all(c.passed for c in got[1]):
-            out.append(PolicyChange("k", k, f"raise k to {k}", got[0].levels, got[0].suppressed, got[1]))
+            out.append(_change(problem, trial, "k", k, f"raise k to {k}", got[0], got[1]))
             break
     for s in SUPPRESSION_STEPS:
         if s <= policy.suppression:
@@ -149,18 +173,29 @@ def suggest_policy_change(
         trial = policy.model_copy(update={"suppression": s})
         got = _try(problem, trial, population)
         if got is not None and all(c.passed for c in got[1]):
-            out.append(
-                PolicyChange(
-                    "suppression",
-                    s,
-                    f"allow suppression of {s:.0%} of records",
-                    got[0].levels,
-                    got[0].suppressed,
-                    got[1],
-                )
-            )
+            out.append(_change(problem, trial, "suppression", s, f"allow suppression of {s:.0%} of records",
+                               got[0], got[1]))
             break
     return out
+
+
+def suggest_keeping(problem: Problem, policy: PrivacyPolicy, population: pl.DataFrame | None = None) -> list[PolicyChange]:
+    """When the chosen levels remove a quasi-identifier the policy does not allow to be removed: the
+    smallest suppression limit of the ladder (same k) whose re-run search removes none such and passes
+    every threshold. Empty when there is none."""
+    hierarchies = dict(zip(problem.qis, problem.hierarchies, strict=True))
+    allowed = {q.column for q in policy.quasi_identifiers if q.allow_removal}
+    for s in SUPPRESSION_STEPS:
+        if s <= policy.suppression:
+            continue
+        trial = policy.model_copy(update={"suppression": s})
+        got = _try(problem, trial, population)
+        if got is None or not all(c.passed for c in got[1]):
+            continue
+        if not [q for q in removed_by_levels(got[0].levels, hierarchies) if q not in allowed]:
+            return [_change(problem, trial, "suppression", s, f"allow suppression of {s:.0%} of records",
+                            got[0], got[1])]
+    return []
 
 
 # --------------------------------------------------------------------------- the report
@@ -314,6 +349,43 @@ def protection(report: Mapping[str, Any], policy: PrivacyPolicy, fields: Sequenc
     return {"protects": protects, "does_not_cover": gaps}
 
 
+# --------------------------------------------------------------------------- the decision
+
+
+def removal_message(report: Mapping[str, Any]) -> str | None:
+    """One line when the release removes a quasi-identifier the policy does not allow to be removed:
+    which, and what to do (with what the computed alternatives cost); None otherwise."""
+    blocked = (report.get("utility") or {}).get("blocked") or []
+    if not blocked:
+        return None
+    names = " and ".join(field_name(q) for q in blocked)
+    alts = [str(s.get("text")) for s in report.get("suggestions") or [] if not s.get("removes_not_allowed")]
+    return (f"{names} removed by anonymisation (one published value for everyone): allow it with "
+            f"'allow_removal: true' on that quasi-identifier in the policy, or lower k or raise the suppression "
+            f"limit" + (f" (would keep it: {'; '.join(alts)})" if alts else ""))
+
+
+def candidate_header(dataset: str, version: int, blocked_by: Sequence[str]) -> dict[str, str]:
+    """The report's top section for a release built but not yet published: blocked (and why), or a
+    candidate."""
+    if blocked_by:
+        return {"dataset": dataset, "version": f"{version} (not published)", "status": "blocked",
+                "next_step": "blocked: " + "; ".join(blocked_by) + ". Change the policy in ds4h.yaml (see "
+                "'What would pass' below) and re-run `ds4h run`; nothing was published."}
+    return {"dataset": dataset, "version": f"{version} (when published)", "status": "candidate",
+            "next_step": f"publish it with `ds4h run` (it becomes version {version} of {dataset})."}
+
+
+def published_header(dataset: str, version: int, demo: bool) -> dict[str, str]:
+    if demo:
+        return {"dataset": dataset, "version": str(version), "status": "published (DEMO, approved automatically)",
+                "next_step": f"none: a DEMO release is approved automatically; check a copy with "
+                f"`ds4h verify dataspace/{dataset}/{version}`."}
+    return {"dataset": dataset, "version": str(version), "status": "published, awaiting approval",
+            "next_step": f"read this report, then approve with `ds4h approve {dataset} {version} --by NAME` "
+            "(LATEST moves to it), or leave it unapproved."}
+
+
 # --------------------------------------------------------------------------- HTML
 
 
@@ -336,19 +408,28 @@ def svg_bars(
     labels: Sequence[str],
     series: Sequence[tuple[str, Sequence[float], str]],
     *,
-    width: int = 640,
+    width: int = 680,
     value_format: str = "{:.3g}",
+    empty: str = "",
 ) -> str:
-    """Horizontal grouped bar chart as inline SVG (one group per label, one bar per series)."""
-    bar_h, gap, left, right = 14, 10, 190, 70
+    """Horizontal grouped bar chart as inline SVG (one group per label, one bar per series). A chart
+    whose values are all zero (or missing) is not drawn: one sentence says so instead (``empty``)."""
+    values = [v for _, vals, _ in series for v in vals if v is not None and math.isfinite(v)]
+    if not any(values):
+        return f'<p class="empty">{_e(title)}: {_e(empty or "every value is 0, nothing to draw.")}</p>'
+    bar_h, gap = 14, 10
+    longest = max([len(str(x)) for x in labels] + [1])
+    left = max(120, 7 * longest + 16)  # labels are never clipped
+    right = 80
+    width = max(width, left + right + 200)
     n_series = max(len(series), 1)
     group_h = n_series * bar_h + gap
     legend_h = 20
     height = 30 + legend_h + len(labels) * group_h + 10
-    peak = max([v for _, vals, _ in series for v in vals if v is not None and math.isfinite(v)] + [0.0])
+    peak = max([*values, 0.0])
     scale = (width - left - right) / peak if peak > 0 else 0.0
     parts = [
-        f'<svg width="{width}" height="{height}" role="img" '
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{_e(title)}" font-family="sans-serif" font-size="11">',
         f'<text x="4" y="16" font-size="13" font-weight="bold">{_e(title)}</text>',
     ]
@@ -370,10 +451,11 @@ def svg_bars(
                 parts.append(f'<text x="{left + 2}" y="{by + 11}" fill="#888">n/a</text>')
                 continue
             w = max(v * scale, 0.0)
-            parts.append(f'<rect x="{left}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>')
+            parts.append(f'<rect class="bar" x="{left}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" '
+                         f'fill="{colour}"/>')
             parts.append(f'<text x="{left + w + 4:.1f}" y="{by + 11}">{_e(value_format.format(v))}</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    return '<figure class="chart">' + "".join(parts) + "</figure>"
 
 
 def _size_buckets(size_counts: Mapping[str, int]) -> dict[str, int]:
@@ -395,6 +477,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 th{background:#f4f4f4}.pass{color:#0a6b2f;font-weight:bold}.fail{color:#b00020;font-weight:bold}
 .verdict{font-size:1.2em;padding:.6em 1em;border-radius:4px;display:inline-block}
 .ok{background:#e3f4e8}.ko{background:#fbe4e7}pre{background:#f7f7f7;padding:.6em;overflow:auto}
+.release th{width:8em}.chart{margin:.5em 0;overflow-x:auto}svg{max-width:none}dt{font-weight:bold;float:left;
+margin-right:.5em}dd{margin:0 0 .3em 0}.empty{color:#555;font-style:italic}
 """
 
 
@@ -458,7 +542,8 @@ def _release_sections(report: Mapping[str, Any]) -> list[str]:
                    "<table><tr><th>levels</th><th>loss of the fields</th><th>facts lost (estimate)</th>"
                    "<th>combined</th><th>persons suppressed</th><th>chosen</th></tr>")
         for t in tried:
-            lv = ", ".join(f"{q}={v}" for q, v in t.get("levels", {}).items())
+            words = t.get("levels_in_words") or {}
+            lv = ", ".join(f"{field_name(str(q))}: {words.get(q, f'level {v}')}" for q, v in t.get("levels", {}).items())
             out.append(f"<tr><td>{_e(lv)}</td><td>{_fmt(t.get('fields_loss'))}</td>"
                        f"<td>{_fmt(t.get('facts_lost_estimate'))}</td><td>{_fmt(t.get('combined'))}</td>"
                        f"<td>{_fmt(t.get('persons_suppressed'))}</td><td>{'yes' if t.get('chosen') else ''}</td></tr>")
@@ -466,20 +551,98 @@ def _release_sections(report: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def render_html(report: Mapping[str, Any], title: str = "Re-identification risk report") -> str:
-    """A self-contained HTML page (inline CSS and SVG, no script, no external resource)."""
+MEASURES = {
+    "prosecutor_max": ("highest prosecutor risk", "1 / the size of the smallest group of persons sharing the "
+                       "published fields: the chance an attacker who knows the person is in the data picks the "
+                       "right record"),
+    "prosecutor_avg": ("average prosecutor risk", "groups / records: the share of records such an attacker "
+                       "re-identifies on average"),
+    "records_at_risk": ("share at risk", "share of records whose prosecutor risk is above risk_level"),
+    "sample_uniques": ("sample uniques", "share of records alone in their group (unique on the published fields)"),
+    "marketer": ("marketer risk", "share of records an attacker matching every record at once re-identifies"),
+    "journalist_max": ("highest journalist risk", "as the prosecutor's, against the population table (the "
+                       "attacker does not know who is in the data)"),
+    "journalist_avg": ("average journalist risk", "average of the journalist risk over the records"),
+}
+THRESHOLD_HELP = {
+    "highest prosecutor risk": MEASURES["prosecutor_max"][1],
+    "average prosecutor risk": MEASURES["prosecutor_avg"][1],
+}
+TERMS = [
+    ("k", "every combination of published person-level fields (year of birth, sex, place, death year) is shared "
+          "by at least k persons"),
+    ("k^m", "with any m facts of a record (a diagnosis, a drug, ...) added, still at least k persons match"),
+    ("suppression", "persons removed from the release so that the others reach k; the policy caps their share"),
+    ("generalisation level", "how coarse a field is published: exact, in bands, a larger area, or removed"),
+]
+
+
+def _policy_rows(policy: Mapping[str, Any]) -> list[str]:
+    """The policy as table rows (quasi-identifiers as a nested table), not raw JSON."""
+    out: list[str] = []
+    for key, value in policy.items():
+        if key == "quasi_identifiers" and isinstance(value, list):
+            inner = ("<table><tr><th>field</th><th>hierarchy</th><th>may be removed</th></tr>"
+                     + "".join(f"<tr><td>{_e(field_name(str(q.get('column'))))}</td><td>{_e(q.get('hierarchy'))}</td>"
+                               f"<td>{'yes' if q.get('allow_removal') else 'no'}</td></tr>" for q in value)
+                     + "</table>")
+            out.append(f"<tr><th>quasi-identifiers</th><td>{inner}</td></tr>")
+        elif isinstance(value, Mapping):
+            shown = ", ".join(f"{_e(str(k).replace('_', ' '))}: {_e('not set' if v is None else _fmt(v))}"
+                              for k, v in value.items())
+            out.append(f"<tr><th>{_e(str(key).replace('_', ' '))}</th><td>{shown}</td></tr>")
+        else:
+            shown = "not set" if value is None else ("yes" if value is True else "no" if value is False else _fmt(value))
+            out.append(f"<tr><th>{_e(str(key).replace('_', ' '))}</th><td>{_e(shown)}</td></tr>")
+    return out
+
+
+def _level_text(report: Mapping[str, Any]) -> str:
+    words = report.get("levels_in_words")
+    if isinstance(words, Mapping) and words:
+        return ", ".join(f"{field_name(str(q))}: {w}" for q, w in words.items())
+    return ", ".join(f"{q}=level {lv}" for q, lv in report.get("levels", {}).items() if not str(q).startswith("_v"))
+
+
+def _utility_lines(report: Mapping[str, Any]) -> list[str]:
+    """Removed, allowed-removed and constant fields, in words."""
+    out: list[str] = []
+    for f in (report.get("utility") or {}).get("fields") or []:
+        name = field_name(str(f["qi"]))
+        if f["status"] == "removed" and f["allowed"]:
+            out.append(f"{name} is removed: every published value is the same ({f['words']}), as the policy allows "
+                       "(allow_removal). Analyses cannot use it.")
+        elif f["status"] == "removed":
+            out.append(f"{name} is REMOVED: every published value is the same ({f['words']}), and the policy does "
+                       "not allow it: the release is blocked.")
+        elif f["status"] == "constant":
+            out.append(f"{name} has one value in the input already (e.g. nobody died): not removed by anonymisation.")
+    return out
+
+
+def render_html(report: Mapping[str, Any], title: str = "Re-identification risk report",
+                header: Mapping[str, str] | None = None) -> str:
+    """A self-contained HTML page (inline CSS and SVG, no script, no external resource). ``header``:
+    dataset, version, status and next step, shown at the top."""
     risk = report["risk"]
     b, a = risk["before"], risk["after"]
     km = report.get("km") or {}
-    passed = bool(report.get("passed", False)) and bool(km.get("passed", True))
+    blocked_qis = (report.get("utility") or {}).get("blocked") or []
+    passed = bool(report.get("passed", False)) and bool(km.get("passed", True)) and not blocked_qis
     if passed:
         verdict = "Every risk threshold of the policy holds"
         if km.get("passed") and report.get("mode") == "anonymised":
             verdict += (f", and the {'written files are' if km.get('checked') else 'release is'} "
                         f"k^m-anonymous (k = {km.get('k')}, m = {km.get('m')})")
+        removed = (report.get("utility") or {}).get("removed") or []
+        if removed:
+            verdict += f"; removed as the policy allows: {', '.join(field_name(q) for q in removed)}"
         verdict += "."
     elif not bool(report.get("passed", False)):
         verdict = "At least one risk threshold does NOT hold."
+    elif blocked_qis:
+        verdict = (f"{' and '.join(field_name(q) for q in blocked_qis)} would be removed (one value for everyone), "
+                   "which the policy does not allow.")
     else:
         verdict = f"The release is NOT k^m-anonymous (k = {km.get('k')}, m = {km.get('m')}): see below."
     out: list[str] = [
@@ -487,23 +650,40 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="verdict {"ok" if passed else "ko"}">{_e(verdict)}</p>',
-        "<h2>Thresholds</h2><table><tr><th>threshold</th><th>value</th><th>limit</th><th>holds</th></tr>",
     ]
+    if header:
+        status = str(header.get("status", ""))
+        css = "ko" if status.startswith("blocked") else "ok"
+        out.append('<table class="release">'
+                   f"<tr><th>dataset</th><td>{_e(header.get('dataset', ''))}</td></tr>"
+                   f"<tr><th>version</th><td>{_e(header.get('version', ''))}</td></tr>"
+                   f'<tr><th>status</th><td id="status" class="{css}">{_e(status)}</td></tr>'
+                   f'<tr><th>next step</th><td id="next-step">{_e(header.get("next_step", ""))}</td></tr></table>')
+    out.append(f'<p class="verdict {"ok" if passed else "ko"}">{_e(verdict)}</p>')
+    out.append(f"<p>Person-level fields as published: <b>{_e(_level_text(report))}</b>.</p>")
+    lines = _utility_lines(report)
+    if lines:
+        out.append("<ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>")
+    out.append("<h2>Thresholds</h2><table id=\"thresholds\"><tr><th>threshold</th><th>value</th><th>limit</th>"
+               "<th>holds</th><th>what it measures</th></tr>")
     for c in report.get("thresholds", []):
         ok = bool(c["passed"])
+        helptext = THRESHOLD_HELP.get(str(c["name"]), MEASURES["records_at_risk"][1]
+                                      if str(c["name"]).startswith("share") else "")
         out.append(
             f"<tr><td>{_e(c['name'])}</td><td>{_fmt(float(c['value']))}</td><td>{_fmt(float(c['limit']))}</td>"
-            f'<td class="{"pass" if ok else "fail"}">{"yes" if ok else "no"}</td></tr>'
+            f'<td class="{"pass" if ok else "fail"}">{"yes" if ok else "no"}</td><td>{_e(helptext)}</td></tr>'
         )
     out.append("</table>")
+    out.append("<dl>" + "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d in TERMS) + "</dl>")
     if report.get("suggestions"):
-        out.append("<h2>What would pass</h2><ul>")
-        for s in report["suggestions"]:
-            levels = ", ".join(f"{q}={lv}" for q, lv in s["levels"].items())
-            out.append(
-                f"<li><b>{_e(s['text'])}</b> (levels {_e(levels)}; {_fmt(s['suppressed'])} records suppressed)</li>"
-            )
+        out.append("<h2>What would pass</h2><p>Each change was tried by re-running the search; what it costs "
+                   "follows it.</p><ul>")
+        for sg in report["suggestions"]:
+            warn = sg.get("removes_not_allowed") or []
+            out.append(f"<li><b>{_e(sg['text'])}</b>"
+                       + (f" (it removes {_e(', '.join(field_name(q) for q in warn))}, which the policy does not "
+                          "allow)" if warn else "") + "</li>")
         out.append("</ul>")
     elif not passed:
         out.append(
@@ -516,9 +696,9 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
         ("records in", report.get("records")),
         ("records suppressed", report.get("suppressed")),
         ("records released", a.get("records")),
-        ("equivalence classes", report.get("classes")),
+        ("equivalence classes (groups of persons sharing the published fields)", report.get("classes")),
         ("metric optimised", report.get("metric")),
-        ("levels", ", ".join(f"{q}={lv}" for q, lv in report.get("levels", {}).items() if not q.startswith("_v"))),
+        ("levels", _level_text(report)),
     ]
     for name, count in dict(report.get("rare_concepts", {})).items():
         rows.append((f"rare concepts: {name}", count))
@@ -533,6 +713,7 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
             [s[0] for s in supp],
             [("records", [s[1] for s in supp], "#8c6bb1")],
             value_format="{:,.0f}",
+            empty="no record was suppressed.",
         )
     )
 
@@ -540,18 +721,21 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
     keys = ["prosecutor_max", "prosecutor_avg", "records_at_risk", "sample_uniques", "marketer"]
     if a.get("journalist_max") is not None:
         keys += ["journalist_max", "journalist_avg"]
-    out.append("<table><tr><th>measure</th><th>before</th><th>after</th></tr>")
+    out.append("<table><tr><th>measure</th><th>before</th><th>after</th><th>what it means</th></tr>")
     for k in keys:
-        out.append(f"<tr><td>{_e(k)}</td><td>{_fmt(b.get(k))}</td><td>{_fmt(a.get(k))}</td></tr>")
+        name, meaning = MEASURES[k]
+        out.append(f"<tr><td>{_e(name)}</td><td>{_fmt(b.get(k))}</td><td>{_fmt(a.get(k))}</td>"
+                   f"<td>{_e(meaning)}</td></tr>")
     out.append("</table>")
     out.append(
         svg_bars(
             "Risk (share or probability)",
-            keys,
+            [MEASURES[k][0] for k in keys],
             [
                 ("before", [float(b.get(k) or 0.0) for k in keys], "#d95f02"),
                 ("after", [float(a.get(k) or 0.0) for k in keys], "#1b9e77"),
             ],
+            empty="every risk measure is 0 before and after.",
         )
     )
     pu = report.get("population_uniqueness") or {}
@@ -566,7 +750,8 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
                        f"</td><td>{_fmt(e.get('sample_uniques', '-'))}</td></tr>")
         out.append("</table>")
     bb, ab = _size_buckets(b.get("size_counts", {})), _size_buckets(a.get("size_counts", {}))
-    out.append("<h2>Equivalence class sizes</h2>")
+    out.append("<h2>Equivalence class sizes</h2><p>Records by the number of persons sharing their published "
+               "fields: before anonymisation most are alone (size 1); after, every group has at least k.</p>")
     out.append(
         svg_bars(
             "Records by size of their equivalence class",
@@ -576,6 +761,7 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
                 ("after", [float(v) for v in ab.values()], "#1b9e77"),
             ],
             value_format="{:,.0f}",
+            empty="no records.",
         )
     )
     for when in ("before", "after"):
@@ -587,7 +773,7 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
             "<p>Share of records that are unique in the data as it is, without the quasi-identifier, "
             "and with it generalised one more level.</p>"
         )
-        labels = [c["qi"] for c in contrib]
+        labels = [field_name(str(c["qi"])) for c in contrib]
         out.append(
             svg_bars(
                 f"Sample uniques ({when})",
@@ -597,13 +783,15 @@ def render_html(report: Mapping[str, Any], title: str = "Re-identification risk 
                     ("without it", [float(c["uniques_without"]) for c in contrib], "#e7298a"),
                     ("one level up", [c["uniques_one_level_up"] for c in contrib], "#66a61e"),
                 ],
+                empty=f"no record is unique {'before' if when == 'before' else 'after'} anonymisation, with or "
+                "without any one field.",
             )
         )
     out.append("<h2>Utility</h2><table><tr><th>metric</th><th>value</th></tr>")
     for k, v in report.get("metrics", {}).items():
         out.append(f"<tr><td>{_e(k)}</td><td>{_fmt(v)}</td></tr>")
     out.append("</table>")
-    out.append("<h2>Policy</h2><pre>" + _e(json.dumps(report.get("policy", {}), indent=2)) + "</pre>")
+    out.append('<h2>Policy</h2><table id="policy">' + "".join(_policy_rows(report.get("policy", {}))) + "</table>")
     search_info = report.get("search", {})
     out.append(
         f"<p>Search: {_fmt(search_info.get('evaluations'))} of {_fmt(search_info.get('lattice_size'))} "

@@ -17,7 +17,14 @@ from anonymisation.leakscan import Identifiers, LeakScan, describe_hits, identif
 from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import DEATH_YEARS
 from anonymisation.release import build_release
-from anonymisation.risk_report import evaluate_thresholds, protection, render_html
+from anonymisation.risk_report import (
+    candidate_header,
+    evaluate_thresholds,
+    protection,
+    published_header,
+    removal_message,
+    render_html,
+)
 from anonymisation.versions import version_numbers
 from pipelines.assets import PSEUDO_TABLES, RELEASE_TABLES, _fail, _md_table, inventory_path
 from pipelines.fingerprint import run_inputs
@@ -92,6 +99,11 @@ def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> Audi
     return audit
 
 
+def next_version(dataset_dir: Path) -> int:
+    """The version publish_release gives the next release of the dataset (the highest one + 1)."""
+    return max(version_numbers(dataset_dir), default=0) + 1
+
+
 def _death_years(ws: Workspace, sites: list[str]) -> pl.DataFrame | None:
     """The true death years the pseudo stage kept beside the shifted dates (never published)."""
     frames = [read_partition(ws.lake("pseudo", DEATH_YEARS, s)) for s in sites if has_partition(ws.lake("pseudo", DEATH_YEARS, s))]
@@ -132,6 +144,10 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         check_specs=[
             dg.AssetCheckSpec("risk_thresholds", asset="release_person", blocking=True,
                               description="Re-identification risk within the policy's thresholds."),
+            dg.AssetCheckSpec("quasi_identifiers_kept", asset="release_person", blocking=True,
+                              description="No quasi-identifier collapsed to one published value (every year of "
+                              "birth 0, every sex 0, every location the same) unless the policy allows its "
+                              "removal (allow_removal)."),
             dg.AssetCheckSpec("k_anonymity_of_facts", asset="release_person", blocking=True,
                               description="Anonymised mode: the written files are k-anonymous over the person-level "
                               "fields and k^m over the facts, alone and joined with every earlier version "
@@ -175,17 +191,29 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         context.log.info(f"audit of the written files: persons at risk {result.report['km']['after']}"
                          f" ({audit.seconds:.1f} s)")
         risk = {"mode": config.policy.mode, "before": result.risk_before, "after": result.risk_after,
-                "summary": result.summary, "thresholds": result.report["thresholds"], "passed": result.report["passed"],
+                "summary": result.summary, "utility": result.report["utility"], "thresholds": result.report["thresholds"], "passed": result.report["passed"],
                 "km": result.report["km"], "facts": result.report["facts"], "protection": result.report["protection"]}
         reports = ws.lake("release", "_reports")
         reports.mkdir(parents=True, exist_ok=True)
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
-        (reports / "risk-report.html").write_text(render_html(result.report), encoding="utf-8")
         released = LazyTables({t: ws.lake("release", t) for t in RELEASE_TABLES})
         dqd = run_dqd({t: released.files(t) for t in released}, vocab, config.release.dataset, reports, timings=False,
                       memory_limit="2GB")
         (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
+        html_path = reports / "risk-report.html"
+        candidate = f" Candidate risk report: {html_path}"
+        checks = evaluate_thresholds(result.risk_after, config.policy)
+        failed = [c for c in checks if not c.passed]
+        removal = removal_message(result.report)
+        km = result.report["km"]
+        dqd_result = dqd_check("release_person", dqd, reports / "dqd.html", config.quality.dqd_blocks_on_fatal)
+        reasons = ([f"{c.name} {c.value:.4f} above {c.limit:g}" for c in failed] + ([removal] if removal else [])
+                   + ([] if km["passed"] else ["persons at risk in the written files"])
+                   + ([] if dqd_result.passed else ["fatal data quality failures"])
+                   + (["direct identifiers found in " + ", ".join(sorted(hits))] if hits else []))
+        html_path.write_text(render_html(result.report, header=candidate_header(
+            config.release.dataset, next_version(ws.dataspace / config.release.dataset), reasons)), encoding="utf-8")
         for t in RELEASE_TABLES:
             md: dict[str, Any] = {"rows": result.rows.get(t, 0), "path": dg.MetadataValue.path(str(ws.lake("release", t)))}
             if t == "person":
@@ -201,18 +229,27 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                     "lattice_nodes_evaluated": result.search.evaluations,
                 })
             yield dg.MaterializeResult(asset_key=f"release_{t}", metadata=md)
-        checks = evaluate_thresholds(result.risk_after, config.policy)
-        failed = [c for c in checks if not c.passed]
         advice = "; ".join(str(sg.get("text") or sg) for sg in result.report["suggestions"][:3])
         yield dg.AssetCheckResult(
             asset_key="release_person", check_name="risk_thresholds", passed=not failed,
             description=("; ".join(f"{c.name} {c.value:.4f} > {c.limit}" for c in failed)
-                         + (f". Would pass: {advice}" if advice else "")) if failed else "every threshold holds",
+                         + (f". Would pass: {advice}" if advice else "") + "." + candidate)
+            if failed else "every threshold holds",
             metadata={**{c.name: round(c.value, 4) for c in checks},
                       **{f"{c.name} (limit)": c.limit for c in checks},
-                      "report": dg.MetadataValue.path(str(reports / "risk-report.html"))},
+                      "report": dg.MetadataValue.path(str(html_path))},
         )
-        km = result.report["km"]
+        utility = result.report["utility"]
+        yield dg.AssetCheckResult(
+            asset_key="release_person", check_name="quasi_identifiers_kept", passed=not utility["blocked"],
+            description=(removal + "." + candidate) if utility["blocked"] and removal else
+            ("every quasi-identifier keeps more than one value" if not utility["removed"] else
+             f"removed as the policy allows: {', '.join(utility['removed'])}"),
+            metadata={"levels": dg.MetadataValue.json(result.report["levels_in_words"]),
+                      "removed": dg.MetadataValue.json(utility["removed"]),
+                      "constant_in_input": dg.MetadataValue.json(utility["constant"]),
+                      "report": dg.MetadataValue.path(str(html_path))},
+        )
         at_risk = ", ".join(f"{j} fact(s): {n}" for j, n in enumerate(km["after"]))
         joint = km.get("after_joint")
         yield dg.AssetCheckResult(
@@ -222,13 +259,13 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                             + ", ".join(f"{j}: {n}" for j, n in enumerate(joint)) if joint else "")
                          + ("" if config.policy.mode == "anonymised" else " (pseudonymised: measured, not required)")
                          + ("" if km["passed"] else ". The written files do not hold what the engine built: report "
-                            "this with the risk report (lake/release/_reports/risk-report.html)")),
+                            "this with the risk report." + candidate)),
             metadata={"k": km["k"], "m": km["m"], "persons": km["persons_after"],
                       "at_risk": dg.MetadataValue.json(km["after"]),
                       **({"at_risk_joint": dg.MetadataValue.json(joint)} if joint else {}),
                       "audit_seconds": round(audit.seconds, 2)},
         )
-        yield dqd_check("release_person", dqd, reports / "dqd.html", config.quality.dqd_blocks_on_fatal)
+        yield dqd_result
         for t in RELEASE_TABLES:
             found = hits.get(t, {})
             yield dg.AssetCheckResult(asset_key=f"release_{t}", check_name="leak_scan", passed=not found,
@@ -271,6 +308,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "risk": risk,
             "generalisation": {
                 "levels": risk["summary"]["levels"],
+                "levels_in_words": risk["summary"].get("levels_in_words", {}),
                 "year_of_birth": "first year of the band when generalised",
                 "location": ("postcode, commune, canton or country (residences abroad: postcode, then country), "
                              "by level of the postcode hierarchy; country_source_value is the ISO 3166-1 code"),
@@ -280,6 +318,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         src = ws.lake("release", "_reports")
         reports = {name: (src / name).read_text(encoding="utf-8")
                    for name in ("risk-report.json", "risk-report.html", "dqd-results.json", "dqd.html")}
+        version = next_version(ws.dataspace / config.release.dataset)  # the version publish_release writes
+        reports["risk-report.html"] = render_html(json.loads(reports["risk-report.json"]), header=published_header(
+            config.release.dataset, version, config.is_demo))
         extra["data_quality"] = json.loads((src / "dqd-summary.json").read_text(encoding="utf-8"))
         ids = all_identifiers(ws, config.sites, [config.release.contact_email])
         try:

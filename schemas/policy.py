@@ -23,6 +23,8 @@ class QuasiIdentifier(BaseModel):
     model_config = ConfigDict(extra="forbid")
     column: str = Field(description="person-level field: year_of_birth, sex, postcode, death_year, race, ethnicity")
     hierarchy: str = Field(description="builtin:NAME or the path of an ARX hierarchy CSV")
+    allow_removal: bool = Field(False, description="the release may collapse this field to one value (every "
+                                "location the country, every year of birth 0); off: such a release is blocked")
 
 
 class Thresholds(BaseModel):

@@ -51,7 +51,11 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         cfg_path = home / "ds4h.yaml"
         cfg = yaml.safe_load(cfg_path.read_text())
         # a few hundred patients cannot reach the default average risk of 0.05 at k=5
-        cfg["policy"] = {"thresholds": {"avg_risk": 0.2}, "publish_notes": True}
+        # and, at k = 5, only by publishing the place of residence as one value for everyone (allow_removal)
+        qis = [{"column": c, "hierarchy": h} for c, h in (("year_of_birth", "builtin:year5"), ("sex", "builtin:sex"),
+                                                          ("death_year", "builtin:year5"))]
+        qis.insert(2, {"column": "postcode", "hierarchy": "builtin:lu-postcode", "allow_removal": True})
+        cfg["policy"] = {"thresholds": {"avg_risk": 0.2}, "publish_notes": True, "quasi_identifiers": qis}
         cfg_path.write_text(yaml.safe_dump(cfg))
         code1, out1 = invoke("run")
         v1 = home / "dataspace" / "omop-demo" / "1"

@@ -32,6 +32,7 @@ from anonymisation.risk_report import (
     model_of,
     render_html,
     risk_profile_from_dict,
+    search_keeping,
     suggest_policy_change,
 )
 from schemas.geo import postcode_index
@@ -241,11 +242,14 @@ def test_suggestion_is_verified_by_rerunning_the_search() -> None:
     assert "k" in by
     k = int(by["k"].value)
     assert k > 2
-    assert by["k"].text == f"raise k to {k}"
+    # the text states the cost: the levels in words (here the year of birth collapses) and the suppression
+    assert by["k"].text == f"raise k to {k}: {by['k'].cost}"
+    assert "yob removed (the policy does not allow its removal)" in by["k"].cost and by["k"].refused == ["yob"]
+    assert by["k"].cost.endswith(f"{by['k'].suppressed / problem.n:.1%} of records suppressed")
     # re-running the search with the suggested k passes; with k - 1 it does not
     for kk, ok in ((k, True), (k - 1, False)):
         trial = policy.model_copy(update={"k": kk})
-        result = search(problem, model_of(trial), trial.metric)
+        result = search_keeping(problem, model_of(trial), trial)
         after = risk_at(problem, result.node, model_of(trial))
         assert all(c.passed for c in evaluate_thresholds(after, trial)) is ok
     # a passing policy needs no change
