@@ -48,6 +48,13 @@ def landing_lines(extracts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _levels(summary: dict[str, Any]) -> str:
+    words = summary.get("levels_in_words")
+    if isinstance(words, dict) and words:
+        return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in words.items())
+    return f"levels {summary.get('levels')}"
+
+
 def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
     ws = Workspace(home())
     pub = outcome.published
@@ -72,7 +79,7 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
     risk = manifest["risk"]
     s = risk["summary"]
     console.print(
-        f"k = {s['k']} reached with levels {s['levels']}; {s['suppressed_persons']:,} of {s['persons']:,} persons "
+        f"k = {s['k']} reached with {_levels(s)}; {s['suppressed_persons']:,} of {s['persons']:,} persons "
         f"suppressed; highest prosecutor risk {risk['after']['prosecutor_max']:.3f}, average "
         f"{risk['after']['prosecutor_avg']:.3f}; {dedup:,} duplicate rows removed."
     )
