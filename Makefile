@@ -7,14 +7,13 @@ endif
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test lint typecheck pytest test-all bench clean
+.PHONY: install browser demo test lint typecheck pytest test-all bench clean
 
 # --compile-bytecode and compileall: commands start fast even where PYTHONDONTWRITEBYTECODE is set
 # (without .pyc files every run recompiles Dagster, polars and the rest: ~0.5 s per command and more)
 # chromium (Debian's) renders the reports in tests/test_report_browser.py; playwright drives it, no download
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 install:
-	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
 	@$(UV) run python -m compileall -q pipelines transforms anonymisation schemas generator >/dev/null
@@ -28,12 +27,16 @@ lint: install
 typecheck: install
 	$(UV) run mypy transforms anonymisation schemas generator pipelines
 
-pytest: install
+# only the tests need a browser: `make demo` does not install one
+browser:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+pytest: install browser
 	$(UV) run pytest -q -m "not slow"
 
 test: lint typecheck pytest
 
-test-all: install
+test-all: install browser
 	$(UV) run pytest -q
 
 bench: install
