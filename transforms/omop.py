@@ -635,9 +635,9 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     }
     tables["death"] = build_death(persons, person_ids, vocab)
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
-    known = persons.select(person_key="person_key", date=pl.col("updated_at").dt.date()).join(
+    record_dates = persons.select(person_key="person_key", date=pl.col("updated_at").dt.date()).join(
         person_ids, on="person_key", how="inner").select("person_id", "date")
-    tables["observation_period"] = build_observation_period(site, person, tables, known)
+    tables["observation_period"] = build_observation_period(site, person, tables, record_dates)
     # a person with no dated fact (no visit, event, death or record date) has no observation period: left out
     undated = person.join(tables["observation_period"].select("person_id"), on="person_id", how="anti")["person_id"]
     if undated.len():
