@@ -104,8 +104,9 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
         whole = sum(tot.values()) or 1
         fact_lines.append(f"| `{t}` | {100 * tot['exact'] / whole:.1f}% | {100 * tot['generalised'] / whole:.1f}% | "
                           f"{100 * tot['suppressed'] / whole:.1f}% | {int(o.get('removed', 0)):,} |")
-    ("\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
-                   + "\n".join(fact_lines) + "\n") if fact_lines else ""
+    fact_text = ("\nFacts (the values an attacker could know) kept exactly, generalised and suppressed, per table:\n"
+                 "\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
+                 + "\n".join(fact_lines) + "\n") if fact_lines else ""
     earlier = summary.get("earlier_versions") or []
     if mode == "pseudonymised":
         mode_text = (f"**Pseudonymised release** for the secure processing environment of data permit "
@@ -178,7 +179,7 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
   the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
 - **Notes**: {"de-identified clinical notes are included (names, phones, addresses, identifiers replaced by tags such as [NOM]; dates shifted with the person's offset, birth dates tagged)" if policy.get("publish_notes") else "clinical notes are withheld by the policy (the note table is empty)"}.
 - **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
-
+{fact_text}
 ## How to read it
 
 DuckDB (start it inside this folder: the views use relative paths):
