@@ -167,8 +167,8 @@ def write_catalog_duckdb(version_dir: Path, tables: list[str]) -> None:
 # the terms of the vocabularies a release may carry rows of (by vocabulary_id); the OMOP-made
 # vocabularies (Gender, Visit, Type Concept, ...) are OHDSI's, under the Athena terms only
 LICENCE_NOTES = {
-    "SNOMED": "SNOMED CT, (c) SNOMED International: free in its member countries and for research under an "
-              "affiliate licence (https://www.snomed.org/get-snomed); elsewhere a licence is needed.",
+    "SNOMED": "SNOMED CT, (c) SNOMED International: its use needs an Affiliate Licence, free of charge in "
+              "SNOMED International's member countries (https://www.snomed.org/get-snomed).",
     "LOINC": "This material contains content from LOINC (https://loinc.org). LOINC is copyright (c) Regenstrief "
              "Institute, Inc. and the LOINC Committee and is available at no cost under the license at "
              "https://loinc.org/license.",

@@ -32,6 +32,7 @@ def empty_tables(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         if "table" in f:
             rows[f["table"]] = rows.get(f["table"], 0) + int(f.get("rows") or 0)
     policy = manifest.get("policy") or {}
+    levels = ((manifest.get("risk") or {}).get("summary") or {}).get("levels") or {}
     out: list[tuple[str, str]] = []
     for t in sorted(t for t, n in rows.items() if n == 0):
         built = _accounted(manifest, t, ("omop",), ("out", "produced"))
@@ -39,6 +40,9 @@ def empty_tables(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         removed = _accounted(manifest, t, ("release",), ("suppressed", "removed", "fact_suppressed", "quarantined"))
         if t == "note" and not policy.get("publish_notes"):
             why = "withheld by the policy (`publish_notes` is off: free text keeps quasi-identifiers)"
+        elif t == "location" and built > 0 and levels.get("postcode") == 4:
+            why = ("places of residence were generalised away (the top level of the location hierarchy), so no "
+                   "location is published")
         elif t == "death" and built == 0:
             why = ("no deaths in the extracts (no source recorded a death date; hospital-csv extracts carry it in "
                    "`patients.csv` since 2026-12-06)")

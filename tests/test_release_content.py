@@ -214,10 +214,12 @@ def test_empty_tables_are_explained_from_the_release() -> None:
         return {"stage": stage, "site": "a", "table": table, "category": category, "reason_code": None, "rows": rows}
 
     m = manifest({"person": 3, "death": 0, "drug_exposure": 0, "drug_era": 0, "note": 0, "device_exposure": 0,
-                  "condition_occurrence": 4, "condition_era": 0},
+                  "condition_occurrence": 4, "condition_era": 0, "location": 0},
                  [acc("omop", "death", "produced", 2), acc("release", "death", "suppressed", 2),
-                  acc("raw", "device_exposure", "quarantined", 3)], notes=True)
+                  acc("raw", "device_exposure", "quarantined", 3), acc("omop", "location", "produced", 5)], notes=True)
+    m["risk"] = {"summary": {"levels": {"postcode": 4}}}
     why = dict(empty_tables(m))
+    assert why["location"].startswith("places of residence were generalised away")
     assert why["death"].startswith("its 2 row(s) were removed by the anonymisation (2 counted")
     assert why["drug_era"] == "derived from `drug_exposure`, which is empty"
     assert why["condition_era"].startswith("no condition maps to a standard concept")
