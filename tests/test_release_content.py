@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from generator.hospital import default_site_specs, generate
-from pipelines.publish import publish_release, used_concept_ids
+from pipelines.publish import publish_release, sha256_file, used_concept_ids
 from pipelines.researcher_readme import empty_tables, researcher_readme
 from schemas.mapping import HospitalMapping
 from transforms.adapters.hospital_csv import hospital_to_staging
@@ -127,17 +127,15 @@ def test_drug_eras_with_the_bundled_vocabulary(built: tuple[Any, dict[str, pl.Da
     assert era["drug_era_end_date"].to_list() == [dt.date(2020, 1, 20), dt.date(2020, 1, 3)]
 
 
-def test_source_concept_ids_are_filled_where_the_vocabulary_has_the_source_code() -> None:
+def test_source_concept_ids_are_filled_where_the_vocabulary_has_the_source_code(tmp_path: Path) -> None:
     demo = load_vocabulary()
     # an ICD-10 concept as Athena has them (the demo vocabulary has none: its ICD-10 codes map through its STCM)
     icd = pl.DataFrame({"concept_id": [45576876], "concept_name": ["Essential (primary) hypertension"],
                         "domain_id": ["Condition"], "vocabulary_id": ["ICD10"], "concept_class_id": ["ICD10 code"],
                         "standard_concept": [None], "concept_code": ["I10"]}).cast(demo.concept.schema)
     vocab = Vocabulary(pl.concat([demo.concept, icd]), demo.maps_to, demo.stcm)
-    stg_rows = {"patients.csv": PATIENTS, "stays.csv": STAYS, "diagnoses.csv": DIAGNOSES}
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        raw = ingest_site("a", _site(Path(d), stg_rows), today=TODAY)
+    raw = ingest_site("a", _site(tmp_path, {"patients.csv": PATIENTS, "stays.csv": STAYS, "diagnoses.csv": DIAGNOSES}),
+                      today=TODAY)
     stg = hospital_to_staging({n: e.table for n, e in raw.entities.items()})
     co = harmonise_site("a", stg, vocab, TODAY).tables["condition_occurrence"].sort("condition_source_value")
     assert co.select("condition_source_value", "condition_concept_id", "condition_source_concept_id").rows() == [
@@ -203,6 +201,11 @@ def test_the_release_carries_the_vocabulary_and_says_why_tables_are_empty(
     assert "- `drug_era`: no drug exposure maps to a drug whose RxNorm ingredient" in readme
     assert "- `note`: withheld by the policy (`publish_notes` is off" in readme
     assert "`concept`" not in readme.split("**Empty tables**")[0].split("| table | rows |")[1]
+    # deterministic: the same tables and vocabulary give byte-identical vocabulary files
+    again = publish_release(tmp_path, "ds", out, _manifest_extra(), demo=True, vocabulary=load_vocabulary()).path
+    for t in ("concept", "concept_ancestor", "concept_relationship", "vocabulary"):
+        assert sha256_file(root / "omop" / t / "part-0.parquet") == sha256_file(again / "omop" / t / "part-0.parquet")
+    assert (root / "VOCABULARY-LICENCES.md").read_bytes() == (again / "VOCABULARY-LICENCES.md").read_bytes()
 
 
 def test_empty_tables_are_explained_from_the_release() -> None:
