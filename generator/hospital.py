@@ -871,6 +871,7 @@ class _SiteWriter:
         # deaths: their own stream, so that the other files do not depend on them
         self.death_rng = random.Random(f"ds4h:{seed}:{spec.site}:death")
         self.last_stay: tuple[int, str, str] | None = None  # (discharge minute, stay type, principal code)
+        self.last_drug_day = 0  # the last day a drug of the patient is taken (ordinal)
         self.deaths = 0
         self.ward = ""
         self.person_at_site: tuple[_Address, str] | None = None
@@ -915,6 +916,7 @@ class _SiteWriter:
         finally:
             out.writer = real
         self.last_stay = None
+        self.last_drug_day = 0
         self.stays(p, pid, is_second, bad)
         death = self.death(p, is_second)
         if death is not None and not bad:
@@ -927,8 +929,9 @@ class _SiteWriter:
         """(death_date, ICD-10 cause) of a patient who dies, else None. Only patients seen at one site
         die (the other site would not know); the chance grows with age, cancer, heart failure and
         chronic kidney disease. A third of the deaths after an inpatient stay are in hospital (the
-        stay ends on the day of death); the others come up to two years after the last discharge,
-        before the extract's reference date. The cause: the cancer, else the last stay's principal
+        stay ends on the day of death; not when a drug of the stay is taken after it); the others
+        come up to two years after the last discharge and the last drug, before the extract's
+        reference date. The cause: the cancer, else the last stay's principal
         diagnosis or a chronic condition when it is a usual cause of death, else one of those."""
         r = self.death_rng.random
         x, timing, cause_draw = r(), r(), r()
@@ -945,10 +948,10 @@ class _SiteWriter:
             return None
         discharge, stay_type, principal = self.last_stay
         last_day = discharge // _DAY
-        if stay_type == "INPATIENT" and timing < 1 / 3:
+        if stay_type == "INPATIENT" and timing < 1 / 3 and self.last_drug_day <= last_day:
             day = last_day
         else:
-            day = last_day + 1 + int(timing * 730)
+            day = max(last_day, self.last_drug_day) + 1 + int(timing * 730)
             if day >= self.ref_ord:
                 return None
         cancer = next((codes[0] for c, codes in conds.items() if c.endswith("_ca")), None)
@@ -1274,6 +1277,7 @@ class _SiteWriter:
         d = self.d
         last = self.ref_ord - 1
         if duration == "once":
+            self.last_drug_day = max(self.last_drug_day, start)
             return start
         if duration == "chronic":
             if d.random() < 0.1:
@@ -1285,7 +1289,9 @@ class _SiteWriter:
             end = max(start + d.int_between(2, 5), dis_day)
         else:  # depot
             end = start + 90
-        return min(end, last)
+        end = min(end, last)
+        self.last_drug_day = max(self.last_drug_day, end)
+        return end
 
     def procedures(self, principal: str, cond: str | None, stay_type: str, state: set[str]) -> list[str]:
         r = self.d.random

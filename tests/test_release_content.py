@@ -247,4 +247,8 @@ def test_the_generator_writes_deaths_after_the_last_stay(tmp_path: Path) -> None
         last = s.group_by("patient_id").agg(pl.col("discharge").str.slice(0, 10).max())
         joined = dead.join(last, on="patient_id", how="left")
         assert joined["discharge"].null_count() == 0  # the dead had a stay
-        assert (joined["death_date"] >= joined["discharge"]).all()  # none after death
+        assert (joined["death_date"] >= joined["discharge"]).all()  # no stay after death
+        meds = pl.read_csv(tmp_path / site / "medications.csv", infer_schema=False).group_by("patient_id").agg(
+            pl.col("end_date").max())
+        after = dead.join(meds, on="patient_id", how="inner").filter(pl.col("end_date") > pl.col("death_date"))
+        assert after.height == 0  # nor a drug taken after it
