@@ -252,3 +252,53 @@ def test_the_generator_writes_deaths_after_the_last_stay(tmp_path: Path) -> None
             pl.col("end_date").max())
         after = dead.join(meds, on="patient_id", how="inner").filter(pl.col("end_date") > pl.col("death_date"))
         assert after.height == 0  # nor a drug taken after it
+
+
+def _tsv(path: Path, header: str, rows: list[str]) -> None:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+
+def test_release_subset_of_a_loaded_athena_vocabulary(tmp_path: Path) -> None:
+    """A vocabulary loaded from an Athena download (Parquet): the optional tables it has come along,
+    restricted to the rows the subset names; "Is a" and "Maps to" rows between kept concepts."""
+    from transforms import athena
+
+    src = tmp_path / "athena"
+    src.mkdir()
+    _tsv(src / "CONCEPT.csv", "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+         "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason", [
+             "10\tsource I10\tCondition\tICD10\tICD10 code\t\tI10\t19700101\t20991231\t",
+             "100\tHypertension\tCondition\tSNOMED\tClinical Finding\tS\t38341003\t19700101\t20991231\t",
+             "200\tVascular disorder\tCondition\tSNOMED\tClinical Finding\tS\t27550009\t19700101\t20991231\t",
+             "300\tUnused\tCondition\tSNOMED\tClinical Finding\tS\t1\t19700101\t20991231\t",
+         ])
+    _tsv(src / "CONCEPT_RELATIONSHIP.csv", "concept_id_1\tconcept_id_2\trelationship_id\tvalid_start_date\t"
+         "valid_end_date\tinvalid_reason", [
+             "10\t100\tMaps to\t19700101\t20991231\t", "100\t10\tMapped from\t19700101\t20991231\t",
+             "100\t200\tIs a\t19700101\t20991231\t", "300\t200\tIs a\t19700101\t20991231\t",
+         ])
+    _tsv(src / "CONCEPT_ANCESTOR.csv", "ancestor_concept_id\tdescendant_concept_id\tmin_levels_of_separation\t"
+         "max_levels_of_separation", ["100\t100\t0\t0", "200\t100\t1\t1", "200\t300\t1\t1", "200\t200\t0\t0"])
+    _tsv(src / "VOCABULARY.csv", "vocabulary_id\tvocabulary_name\tvocabulary_reference\tvocabulary_version\t"
+         "vocabulary_concept_id", ["ICD10\tICD-10\tWHO\t2021\t1", "SNOMED\tSNOMED CT\tIHTSDO\tv1\t2",
+                                   "LOINC\tLOINC\tRegenstrief\t2.76\t3"])
+    _tsv(src / "DOMAIN.csv", "domain_id\tdomain_name\tdomain_concept_id", ["Condition\tCondition\t19", "Drug\tDrug\t13"])
+    _tsv(src / "CONCEPT_CLASS.csv", "concept_class_id\tconcept_class_name\tconcept_class_concept_id",
+         ["ICD10 code\tICD10 code\t4", "Clinical Finding\tClinical Finding\t5", "Ingredient\tIngredient\t6"])
+    _tsv(src / "RELATIONSHIP.csv", "relationship_id\trelationship_name\tis_hierarchical\tdefines_ancestry\t"
+         "reverse_relationship_id\trelationship_concept_id", [
+             "Maps to\tMaps to\t0\t0\tMapped from\t7", "Mapped from\tMapped from\t0\t0\tMaps to\t8",
+             "Is a\tIs a\t1\t1\tSubsumes\t9", "Subsumes\tSubsumes\t1\t1\tIs a\t10"])
+    out = tmp_path / "loaded"
+    athena.load_athena(src, out)
+    sub = release_subset(load_vocabulary(str(out)), [10, 100])
+    t = sub.tables
+    assert t["concept"]["concept_id"].to_list() == [10, 100, 200]  # 200: the ancestor; 300 unused
+    assert t["concept_ancestor"].select("ancestor_concept_id", "descendant_concept_id").rows() == [(100, 100), (200, 100)]
+    assert t["concept_relationship"].select("concept_id_1", "concept_id_2", "relationship_id").rows() == [
+        (10, 100, "Maps to"), (100, 10, "Mapped from"), (100, 200, "Is a")]
+    assert t["vocabulary"]["vocabulary_id"].to_list() == ["ICD10", "SNOMED"]
+    assert t["domain"]["domain_id"].to_list() == ["Condition"]
+    assert t["concept_class"]["concept_class_id"].to_list() == ["Clinical Finding", "ICD10 code"]
+    assert t["relationship"]["relationship_id"].to_list() == ["Is a", "Mapped from", "Maps to"]
+    assert sub.missing == []
