@@ -238,6 +238,7 @@ class GenerationResult:
     without_matricule: int = 0
     faults: list[Fault] = field(default_factory=list)
     notes: dict[str, int] = field(default_factory=dict)  # site -> notes generated (before faults)
+    deaths: dict[str, int] = field(default_factory=dict)  # site -> patients written with a death date
 
     def fault_counts(self) -> dict[str, int]:
         """Injected faults per kind (all sites, all entities)."""
@@ -595,6 +596,8 @@ _ROW_LAYOUT: Final = {
         "phone",
         "email",
         "updated_at",
+        "death_date",
+        "death_cause_code",
     ),
     "stays": ("stay_id", "patient_id", "admission", "discharge", "stay_type", "ward"),
     "diagnoses": (
@@ -635,6 +638,21 @@ def _check_contract() -> None:
     got = {e.name: tuple(e.column_names) for e in ENTITIES}
     if got != _ROW_LAYOUT:
         raise RuntimeError(f"the extract contract changed; update generator.hospital: {got}")
+
+
+# ICD-10 codes of the generator that are usual underlying causes of death (WHO's leading causes)
+DEATH_CAUSES: Final = frozenset({"I21.9", "I50.9", "J18.9", "N18.3", "I48.9", "U07.1", "E11.2", "E10.2"})
+COMMON_CAUSES: Final = ("I21.9", "I50.9", "J18.9")
+
+
+class _Pending:
+    """A csv writer's stand-in that keeps the rows (the same lists) to be written later."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[str]] = []
+
+    def writerow(self, row: list[str]) -> None:
+        self.rows.append(row)
 
 
 class _Out:
@@ -850,6 +868,11 @@ class _SiteWriter:
             population,
         )
         self.n_notes = 0
+        # deaths: their own stream, so that the other files do not depend on them
+        self.death_rng = random.Random(f"ds4h:{seed}:{spec.site}:death")
+        self.last_stay: tuple[int, str, str] | None = None  # (discharge minute, stay type, principal code)
+        self.last_drug_day = 0  # the last day a drug of the patient is taken (ordinal)
+        self.deaths = 0
         self.ward = ""
         self.person_at_site: tuple[_Address, str] | None = None
         self.note_patient: PatientInfo | None = None
@@ -881,9 +904,67 @@ class _SiteWriter:
             addr.phone,
             p.email,
             updated_at,
+            "",
+            "",
         ]
-        bad = self.faults.write(self.outs["patients"], row, False, only_duplicate=p.second >= 0)
+        # the row is held until the stays are written: a death comes after (or at the end of) the last one
+        out = self.outs["patients"]
+        real, pending = out.writer, _Pending()
+        out.writer = pending  # type: ignore[assignment]
+        try:
+            bad = self.faults.write(out, row, False, only_duplicate=p.second >= 0)
+        finally:
+            out.writer = real
+        self.last_stay = None
+        self.last_drug_day = 0
         self.stays(p, pid, is_second, bad)
+        death = self.death(p, is_second)
+        if death is not None and not bad:
+            row[-2], row[-1] = death
+            self.deaths += 1
+        for r in pending.rows:
+            real.writerow(r)
+
+    def death(self, p: _Person, is_second: bool) -> tuple[str, str] | None:
+        """(death_date, ICD-10 cause) of a patient who dies, else None. Only patients seen at one site
+        die (the other site would not know); the chance grows with age, cancer, heart failure and
+        chronic kidney disease. A third of the deaths after an inpatient stay are in hospital (the
+        stay ends on the day of death; not when a drug of the stay is taken after it); the others
+        come up to two years after the last discharge and the last drug, before the extract's
+        reference date. The cause: the cancer, else the last stay's principal
+        diagnosis or a chronic condition when it is a usual cause of death, else one of those."""
+        r = self.death_rng.random
+        x, timing, cause_draw = r(), r(), r()
+        if is_second or p.second >= 0 or self.last_stay is None:
+            return None
+        conds = dict(p.conditions)
+        age = p.age
+        chance = 0.01 if age < 40 else 0.03 if age < 60 else 0.08 if age < 75 else 0.18 if age < 85 else 0.35
+        if any(c.endswith("_ca") for c in conds):
+            chance += 0.35 if "lung_ca" in conds else 0.2
+        if "hf" in conds or "ckd" in conds:
+            chance += 0.1
+        if x >= chance:
+            return None
+        discharge, stay_type, principal = self.last_stay
+        last_day = discharge // _DAY
+        if stay_type == "INPATIENT" and timing < 1 / 3 and self.last_drug_day <= last_day:
+            day = last_day
+        else:
+            day = max(last_day, self.last_drug_day) + 1 + int(timing * 730)
+            if day >= self.ref_ord:
+                return None
+        cancer = next((codes[0] for c, codes in conds.items() if c.endswith("_ca")), None)
+        chronic = [codes[0] for c, codes in conds.items() if codes[0] in DEATH_CAUSES]
+        if cancer is not None:
+            cause = cancer
+        elif principal in DEATH_CAUSES:
+            cause = principal
+        elif chronic:
+            cause = chronic[int(cause_draw * len(chronic))]
+        else:
+            cause = COMMON_CAUSES[int(cause_draw * len(COMMON_CAUSES))]
+        return self.clock.d(day), cause
 
     # stays ----------------------------------------------------------------------------------------
 
@@ -1071,6 +1152,8 @@ class _SiteWriter:
         ward = "Urgences" if stay_type == "EMERGENCY" else self.d.pick(ward_choices(principal))
         self.ward = ward
         row = [sid, pid, self.clock.dt(adm), self.clock.dt(dis), stay_type, ward]
+        if self.last_stay is None or dis >= self.last_stay[0]:
+            self.last_stay = (dis, stay_type, principal)
         return self.faults.write(self.outs["stays"], row, patient_bad)
 
     # children of a stay ---------------------------------------------------------------------------
@@ -1194,6 +1277,7 @@ class _SiteWriter:
         d = self.d
         last = self.ref_ord - 1
         if duration == "once":
+            self.last_drug_day = max(self.last_drug_day, start)
             return start
         if duration == "chronic":
             if d.random() < 0.1:
@@ -1205,7 +1289,9 @@ class _SiteWriter:
             end = max(start + d.int_between(2, 5), dis_day)
         else:  # depot
             end = start + 90
-        return min(end, last)
+        end = min(end, last)
+        self.last_drug_day = max(self.last_drug_day, end)
+        return end
 
     def procedures(self, principal: str, cond: str | None, stay_type: str, state: set[str]) -> list[str]:
         r = self.d.random
@@ -1582,6 +1668,7 @@ def generate(
                 fh.close()
         result.rows[spec.site] = {name: out.line - 1 for name, out in outs.items()}
         result.notes[spec.site] = writer.notes.count
+        result.deaths[spec.site] = writer.deaths
         faults = sorted(
             writer.faults.faults + writer.note_faults.faults, key=lambda f: (_ENTITY_ORDER[f.entity], f.line)
         )

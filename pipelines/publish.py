@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from anonymisation.leakscan import Identifiers
+    from transforms.vocabulary import Vocabulary, VocabularySubset
 
 VERSION_RE = re.compile(r"^[1-9][0-9]*$")
 
@@ -164,6 +165,99 @@ def write_catalog_duckdb(version_dir: Path, tables: list[str]) -> None:
         con.close()
 
 
+# the terms of the vocabularies a release may carry rows of (by vocabulary_id); the OMOP-made
+# vocabularies (Gender, Visit, Type Concept, ...) are OHDSI's, under the Athena terms only
+LICENCE_NOTES = {
+    "SNOMED": "SNOMED CT, (c) SNOMED International: its use needs an Affiliate Licence, free of charge in "
+              "SNOMED International's member countries (https://www.snomed.org/get-snomed).",
+    "LOINC": "This material contains content from LOINC (https://loinc.org). LOINC is copyright (c) Regenstrief "
+             "Institute, Inc. and the LOINC Committee and is available at no cost under the license at "
+             "https://loinc.org/license.",
+    "UCUM": "UCUM, copyright (c) Regenstrief Institute, Inc.: free to use under its terms (https://ucum.org/license).",
+    "RxNorm": "RxNorm (US National Library of Medicine): free; some source vocabularies in RxNorm need a UMLS licence "
+              "(https://www.nlm.nih.gov/research/umls/rxnorm/).",
+    "RxNorm Extension": "RxNorm Extension (OHDSI): free, under the Athena terms.",
+    "ICD10": "ICD-10, copyright (c) World Health Organization: its codes and titles may be used under WHO's terms "
+             "(https://www.who.int/about/policies/publishing/copyright).",
+    "ICD10CM": "ICD-10-CM (US NCHS): public domain in the United States.",
+    "ATC": "ATC classification, copyright (c) WHO Collaborating Centre for Drug Statistics Methodology, Oslo: use "
+           "is free, not for commercial purposes without its permission (https://atcddd.fhi.no/copyright_disclaimer/).",
+    "CVX": "CVX (US CDC): public domain.",
+    "CPT4": "CPT, copyright (c) American Medical Association: a licence (through the UMLS) is needed to use it.",
+    "OSM": "OpenStreetMap data, (c) OpenStreetMap contributors, under the Open Database License (ODbL).",
+}
+
+
+def used_concept_ids(root: Path, tables: list[str]) -> list[int]:
+    """Every value of every ``*_concept_id`` column of the written tables under ``root/omop/`` (read
+    back from the Parquet files), sorted."""
+    found: set[int] = set()
+    for t in tables:
+        files = sorted((root / "omop" / t).glob("*.parquet"))
+        if not files:
+            continue
+        lf = pl.scan_parquet(files)
+        cols = [c for c in lf.collect_schema().names() if c.endswith("_concept_id")]
+        for c in cols:
+            found.update(int(v) for v in lf.select(pl.col(c).drop_nulls().unique()).collect()[c].to_list())
+    return sorted(found)
+
+
+def write_vocabulary(root: Path, vocabulary: Vocabulary, tables: list[str],
+                     on_file_written: Callable[[Path], None] | None = None) -> VocabularySubset:
+    """The vocabulary rows of every concept the written tables use (``release_subset``), written as
+    ``omop/<table>/part-0.parquet`` like the other tables, and ``VOCABULARY-LICENCES.md``."""
+    from transforms.vocabulary import release_subset
+
+    subset = release_subset(vocabulary, used_concept_ids(root, tables))
+    for name, df in subset.tables.items():
+        target = root / "omop" / name / "part-0.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        df.write_parquet(target, compression="zstd", statistics=True, row_group_size=128 * 1024)
+        if on_file_written is not None:
+            on_file_written(target)
+    target = root / "VOCABULARY-LICENCES.md"
+    target.write_text(vocabulary_licences(vocabulary, subset), encoding="utf-8")
+    if on_file_written is not None:
+        on_file_written(target)
+    return subset
+
+
+def vocabulary_licences(vocabulary: Vocabulary, subset: VocabularySubset) -> str:
+    """VOCABULARY-LICENCES.md: where the vocabulary rows come from and the terms of each vocabulary used."""
+    from transforms.vocabulary import BUNDLED, is_bundled
+
+    concept = subset.tables["concept"]
+    counts = concept.group_by("vocabulary_id").len().sort("vocabulary_id")
+    names: dict[str, tuple[str, str]] = {}
+    if "vocabulary" in subset.tables:
+        names = {str(r["vocabulary_id"]): (str(r["vocabulary_name"] or ""), str(r["vocabulary_version"] or ""))
+                 for r in subset.tables["vocabulary"].iter_rows(named=True)}
+    source = ("the demo vocabulary bundled with ds4h (`" + BUNDLED + "`): a small subset of OHDSI's demo vocabulary "
+              "(Eunomia; Apache-2.0 as OHDSI distributes it) with a few real concepts added by hand. It keeps the "
+              "terms of its source vocabularies and is for demonstration only." if is_bundled(vocabulary) else
+              f"the OMOP standardised vocabularies loaded from an Athena download (`{vocabulary.name}`), "
+              "https://athena.ohdsi.org: their use is bound by Athena's terms and by each vocabulary's own licence "
+              "below; some (e.g. CPT4) need a licence of their own.")
+    lines = [
+        "# Vocabulary rows in this release and their licences", "",
+        f"`omop/concept`, `omop/concept_ancestor`, `omop/concept_relationship` (and `vocabulary`, `domain`, "
+        f"`concept_class`, `relationship` where the vocabulary has them) hold the rows of the "
+        f"{subset.used:,} concepts this release's tables use and of their ancestors "
+        f"({concept.height:,} concepts): enough to name every concept id and to expand or roll it up. "
+        f"They come from {source}", "",
+        "| vocabulary | name | version | concepts | terms |", "|---|---|---|---:|---|",
+    ]
+    for vid, n in counts.iter_rows():
+        name, ver = names.get(str(vid), ("", vocabulary.versions.get(str(vid)) or ""))
+        note = LICENCE_NOTES.get(str(vid), "OMOP vocabulary made by OHDSI: free, under the Athena terms.")
+        lines.append(f"| {vid} | {name} | {ver} | {n:,} | {note} |")
+    if subset.missing:
+        lines += ["", f"{len(subset.missing):,} concept id(s) used in the tables have no row in the vocabulary "
+                      f"used: {', '.join(map(str, subset.missing[:20]))}{' ...' if len(subset.missing) > 20 else ''}."]
+    return "\n".join(lines) + "\n"
+
+
 def publish_release(
     dataspace: Path,
     dataset: str,
@@ -176,12 +270,14 @@ def publish_release(
     created: dt.datetime | None = None,
     on_file_written: Callable[[Path], None] | None = None,
     identifiers: Identifiers | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> Published:
     """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest.
 
     ``identifiers``: the known identifiers (the identity zone's): every text file written is
     searched for them before the version is moved into place; a hit raises LeakError and nothing is
-    published."""
+    published. ``vocabulary``: the vocabulary the tables were mapped with; the rows of every concept
+    they use are published beside them (``write_vocabulary``)."""
     from pipelines import metadata
     from pipelines.researcher_readme import researcher_readme
 
@@ -210,12 +306,16 @@ def publish_release(
             target.parent.mkdir(parents=True, exist_ok=True)
             df.write_parquet(target, compression="zstd", statistics=True, row_group_size=128 * 1024)
             written(target)
+        if vocabulary is not None:
+            subset = write_vocabulary(tmp, vocabulary, sorted(tables), written)
+            for name, df in subset.tables.items():
+                schemas[name] = [(c, str(t)) for c, t in df.schema.items()]
         for rel, text in sorted((reports or {}).items()):
             target = tmp / "reports" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
             written(target)
-        write_catalog_duckdb(tmp, sorted(tables))
+        write_catalog_duckdb(tmp, sorted(schemas))
         written(tmp / "catalog.duckdb")
         manifest: dict[str, Any] = {
             "dataset": dataset,

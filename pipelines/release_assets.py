@@ -326,7 +326,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         try:
             pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
                                   release_meta=config.release.model_dump(mode="json"), reports=reports,
-                                  created=dt.datetime.now(dt.UTC).replace(microsecond=0), identifiers=ids)
+                                  created=dt.datetime.now(dt.UTC).replace(microsecond=0), identifiers=ids,
+                                  vocabulary=load_vocabulary(config.vocabulary))
         except LeakError as e:  # nothing was published: blocked, as a blocking check blocks
             raise dg.Failure(description=str(e), allow_retries=False,
                              metadata={BLOCKED_CHECK: "published_release:leak_scan"}) from None

@@ -5,6 +5,62 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship", "vocabulary", "domain", "concept_class",
+                     "relationship")
+# what an empty derived table depends on: table -> (the table it is derived from, why it can be empty when that
+# one is not)
+DERIVED = {
+    "drug_era": ("drug_exposure", "no drug exposure maps to a drug whose RxNorm ingredient the vocabulary used "
+                 "holds (eras are built per ingredient)"),
+    "condition_era": ("condition_occurrence", "no condition maps to a standard concept (unmapped conditions, "
+                      "concept 0, make no era)"),
+    "episode": ("condition_occurrence", "no cancer diagnosis maps to a concept the oncology episodes are built from"),
+    "episode_event": ("episode", "no event is linked to an episode"),
+}
+
+
+def _accounted(manifest: Mapping[str, Any], table: str, stages: tuple[str, ...], categories: tuple[str, ...]) -> int:
+    return sum(int(r.get("rows") or 0) for r in manifest.get("row_accounting") or []
+               if r.get("table") == table and r.get("stage") in stages and r.get("category") in categories)
+
+
+def empty_tables(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(table, why it is empty) for every published table with no row, from the release itself: the
+    files' row counts, the row accounting of each stage and the policy."""
+    rows: dict[str, int] = {}
+    for f in manifest.get("files") or []:
+        if "table" in f:
+            rows[f["table"]] = rows.get(f["table"], 0) + int(f.get("rows") or 0)
+    policy = manifest.get("policy") or {}
+    levels = ((manifest.get("risk") or {}).get("summary") or {}).get("levels") or {}
+    out: list[tuple[str, str]] = []
+    for t in sorted(t for t, n in rows.items() if n == 0):
+        built = _accounted(manifest, t, ("omop",), ("out", "produced"))
+        raw_bad = _accounted(manifest, t, ("raw", "omop"), ("quarantined",))
+        removed = _accounted(manifest, t, ("release",), ("suppressed", "removed", "fact_suppressed", "quarantined"))
+        if t == "note" and not policy.get("publish_notes"):
+            why = "withheld by the policy (`publish_notes` is off: free text keeps quasi-identifiers)"
+        elif t == "location" and built > 0 and levels.get("postcode") == 4:
+            why = ("places of residence were generalised away (the top level of the location hierarchy), so no "
+                   "location is published")
+        elif t == "death" and built == 0:
+            why = ("no deaths in the extracts (no source recorded a death date; hospital-csv extracts carry it in "
+                   "`patients.csv` since 2026-12-06)")
+        elif built > 0:
+            why = (f"its {built:,} row(s) were removed by the anonymisation"
+                   + (f" ({removed:,} counted in `row_accounting`)" if removed else "")
+                   + (": the death year was generalised away" if t == "death" else ""))
+        elif t in DERIVED and rows.get(DERIVED[t][0], 0) > 0:
+            why = DERIVED[t][1]
+        elif t in DERIVED:
+            why = f"derived from `{DERIVED[t][0]}`, which is empty"
+        elif raw_bad:
+            why = f"every source row was quarantined ({raw_bad:,} rows; see `row_accounting`)"
+        else:
+            why = "the extracts hold no rows for it"
+        out.append((t, why))
+    return out
+
 
 def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tuple[str, str]]], meta: Mapping[str, Any]) -> str:
     ds, v = manifest["dataset"], manifest["version"]
@@ -19,7 +75,18 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
         "> manifest and metadata and cannot be approved for the catalogue. Do not use it for research.\n"
         if manifest.get("demo") else ""
     )
-    rows = "\n".join(f"| `{f['table']}` | {f['rows']:,} | {len(schemas.get(f['table'], []))} |" for f in tables)
+    rows = "\n".join(f"| `{f['table']}` | {f['rows']:,} | {len(schemas.get(f['table'], []))} |" for f in tables
+                     if f["table"] not in VOCABULARY_TABLES)
+    vocab_rows = ", ".join(f"`{f['table']}` ({f['rows']:,} rows)" for f in tables if f["table"] in VOCABULARY_TABLES)
+    vocab_text = (f"\nThe vocabulary rows of every concept id these tables use, and of their ancestors, are under "
+                  f"`omop/` too: {vocab_rows}. Name a concept id by joining `concept`; expand a concept to its "
+                  "descendants (or roll it up) with `concept_ancestor`. They are not person data. "
+                  "`VOCABULARY-LICENCES.md` gives the source and the terms of each vocabulary.\n") if vocab_rows else (
+        "\nThis release carries no vocabulary tables: name concept ids with the OMOP vocabularies from "
+        "https://athena.ohdsi.org.\n")
+    empty = empty_tables(manifest)
+    empty_text = ("\n**Empty tables**, and why:\n\n" + "\n".join(f"- `{t}`: {why}." for t, why in empty) + "\n"
+                  if empty else "")
     yob = levels.get("year_of_birth")
     pc = levels.get("postcode")
     sex = levels.get("sex")
@@ -41,8 +108,9 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
         whole = sum(tot.values()) or 1
         fact_lines.append(f"| `{t}` | {100 * tot['exact'] / whole:.1f}% | {100 * tot['generalised'] / whole:.1f}% | "
                           f"{100 * tot['suppressed'] / whole:.1f}% | {int(o.get('removed', 0)):,} |")
-    ("\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
-                   + "\n".join(fact_lines) + "\n") if fact_lines else ""
+    fact_text = ("\nFacts (the values an attacker could know) kept exactly, generalised and suppressed, per table:\n"
+                 "\n| table | facts exact | generalised | suppressed | rows removed |\n|---|---:|---:|---:|---:|\n"
+                 + "\n".join(fact_lines) + "\n") if fact_lines else ""
     earlier = summary.get("earlier_versions") or []
     if mode == "pseudonymised":
         mode_text = (f"**Pseudonymised release** for the secure processing environment of data permit "
@@ -81,7 +149,7 @@ then date. {facts.get('individuals', '?'):,} persons; events from {facts.get('st
 | table | rows | columns |
 |---|---:|---:|
 {rows}
-
+{empty_text}{vocab_text}
 `manifest.json` lists every file with its size, row count and SHA-256; `reports/` holds the
 re-identification risk report; `metadata/` holds the HealthDCAT-AP and Croissant descriptions.
 Check a copy with `ds4h verify <this folder>`.
@@ -115,7 +183,7 @@ average: {risk.get('after', {}).get('prosecutor_avg', 0):.3f}.
   the manifest's `row_accounting` as `rare_concept`): rare diseases may be under-represented.
 - **Notes**: {"de-identified clinical notes are included (names, phones, addresses, identifiers replaced by tags such as [NOM]; dates shifted with the person's offset, birth dates tagged)" if policy.get("publish_notes") else "clinical notes are withheld by the policy (the note table is empty)"}.
 - **Suppressed persons** (whole records) are gone: counts are slightly low in small strata.
-
+{fact_text}
 ## How to read it
 
 DuckDB (start it inside this folder: the views use relative paths):

@@ -11,6 +11,10 @@ Conventions:
 - codes are case-insensitive and trimmed (ICD-10 ``e11.9`` becomes ``E11.9``);
 - empty cells are missing values (a column with a default takes it instead; an optional column
   may be absent from the file).
+
+Changed on 2026-12-06 (an interface change): ``patients.csv`` gained the optional columns
+``death_date`` and ``death_cause_code`` (ICD-10), which fill the OMOP ``death`` table; files without
+them are read as before (no deaths).
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ PATIENTS = Entity(
         Column("phone", identifier=True),
         Column("email", identifier=True),
         Column("updated_at", "datetime", description="last update of the record in the hospital system"),
+        Column("death_date", "date", description="date of death, when the hospital knows it; not before `birth_date`"),
+        Column("death_cause_code", code=True,
+               description="underlying cause of death, ICD-10 (another system when the mapping file's "
+                           "`code_systems.patients` names one); empty when unknown"),
     ),
 )
 

@@ -6,14 +6,18 @@ date formats, value codes and code systems are declared in YAML and named by the
 
     files: {patients: PATIENTS_EXPORT.csv, stays: SEJOURS.csv}
     columns:
-      patients: {patient_id: NO_PATIENT, birth_date: DATE_NAISSANCE, sex: SEXE}
+      patients: {patient_id: NO_PATIENT, birth_date: DATE_NAISSANCE, sex: SEXE, death_date: DATE_DECES,
+                 death_cause_code: CAUSE_DECES}
       stays: {stay_id: NO_SEJOUR, patient_id: NO_PATIENT, admission: DATE_ENTREE, discharge: DATE_SORTIE, stay_type: TYPE}
     date_formats: ["%d/%m/%Y"]
     datetime_formats: ["%d/%m/%Y %H:%M"]
     values:
       patients: {sex: {"1": M, "2": F}}
       stays: {stay_type: {HOSP: INPATIENT, AMBU: OUTPATIENT, URG: EMERGENCY}}
-    code_systems: {diagnoses: ICD10, procedures: SNOMED, labs: LOINC, medications: ATC}
+    code_systems: {diagnoses: ICD10, procedures: SNOMED, labs: LOINC, medications: ATC, patients: ICD10}
+
+``code_systems.patients`` is the code system of the cause of death (``death_cause_code``; ICD-10 unless
+it says otherwise): a hospital coding causes in ICD-10-CM, say, declares ``patients: ICD10CM``.
 """
 
 from __future__ import annotations

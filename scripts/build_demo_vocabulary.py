@@ -72,6 +72,28 @@ ATC = [
     ("C03AA03", "hydrochlorothiazide", 19078106),
 ]
 
+# RxNorm ingredients of the ATC targets above that vocabulary-demo lacks, so that drug_era rolls them up (real
+# OMOP concepts: ids, names and RxNorm codes as OHDSI's PhenotypeLibrary concept sets list them).
+# (concept_id, name, RxNorm code, the demo drug concepts it is the ingredient of). The two insulins have none here:
+# their ingredient ids could not be checked, so they give no drug era with this vocabulary.
+INGREDIENTS = [
+    (1503297, "metformin", "6809", (40163924,)),
+    (40170911, "liraglutide", "475968", (40169222,)),
+    (1397599, "cisplatin", "2555", (35604087,)),
+    (1344905, "carboplatin", "40048", (1344909,)),
+    (1318011, "oxaliplatin", "32592", (35603924,)),
+    (955632, "fluorouracil", "4492", (42628973,)),
+    (1378382, "paclitaxel", "56946", (1378388,)),
+    (1315942, "docetaxel", "72962", (1718758,)),
+    (1350504, "etoposide", "4179", (35606289,)),
+    (1351541, "leuprolide", "42375", (1351705,)),
+    (1310149, "Warfarin", "11289", (40163554,)),
+    (974166, "hydrochlorothiazide", "5487", (19078106,)),
+]
+# the levels of separation between an ingredient and a drug of each class (as in vocabulary-demo: 2 to 3
+# for a Clinical Drug; one more for a quantified or branded one)
+LEVELS = {"Clinical Drug": (2, 3), "Quant Clinical Drug": (3, 4), "Branded Drug": (3, 4)}
+
 # causes of death of the shared FHIR sample's death certificates (sudden cardiac death, end-stage renal disease)
 KEEP_CAUSES = {4317150, 193782}
 KEEP_DOMAINS = {"Gender", "Race", "Ethnicity", "Visit", "Type Concept", "Episode", "Metadata", "Unit"}
@@ -113,6 +135,11 @@ def main() -> int:
             or (vocab == "LOINC" and domain == "Measurement" and standard == "S")
         ):
             keep.add(cid)
+    # the ingredients of the kept drugs that vocabulary-demo has (CONCEPT_ANCESTOR), and their own rows
+    _, anc_rows = read("CONCEPT_ANCESTOR.csv")
+    ingredient_ids = {int(r[0]) for r in concepts if r[4] == "Ingredient" and r[5] == "S"}
+    keep |= {int(a) for a, d, *_ in anc_rows if int(d) in keep and int(a) in ingredient_ids}
+    keep |= {c for c, *_ in INGREDIENTS if str(c) in {r[0] for r in concepts}}
     missing = targets - keep
     if missing:
         print(f"error: targets missing from the demo vocabulary: {sorted(missing)}", file=sys.stderr)
@@ -129,13 +156,24 @@ def main() -> int:
           for c, name in ((32818, "EHR administration record"), (32836, "EHR physical examination"),
                           (32862, "Patient filled survey"))],
     ]
+    extra += [[str(c), name, "Drug", "RxNorm", "Ingredient", "S", code, "19700101", "20991231", ""]
+              for c, name, code, _ in INGREDIENTS]
     have = {r[0] for r in concepts}
     extra = [r for r in extra if r[0] not in have or int(r[0]) not in keep]
     write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep] + extra)
     rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
     write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])
     aheader, anc = read("CONCEPT_ANCESTOR.csv")
-    write("CONCEPT_ANCESTOR.csv", aheader, [r for r in anc if int(r[0]) in keep and int(r[1]) in keep])
+    ancestors = [r for r in anc if int(r[0]) in keep and int(r[1]) in keep]
+    pairs = {(r[0], r[1]) for r in ancestors}
+    drug_class = {r[0]: r[4] for r in concepts}
+    for c, _, _, drugs in INGREDIENTS:
+        for row in ([str(c), str(c), "0", "0"],
+                    *([str(c), str(dr), *map(str, LEVELS[drug_class[str(dr)]])] for dr in drugs)):
+            if (row[0], row[1]) not in pairs:
+                ancestors.append(row)
+                pairs.add((row[0], row[1]))
+    write("CONCEPT_ANCESTOR.csv", aheader, ancestors)
     vheader, vocs = read("VOCABULARY.csv")
     write("VOCABULARY.csv", vheader, vocs)
     stcm_header = [

@@ -45,6 +45,8 @@ CLEAN: dict[str, dict[str, list[Any]]] = {
         "phone": ["+352 621 000 111", None, None],
         "email": ["jean.muller@pt.lu", None, "l.schmit2@internet.lu"],
         "updated_at": [T(2024, 1, 1, 10), None, T(2025, 12, 31, 23, 59)],
+        "death_date": [None, D(2024, 3, 1), None],
+        "death_cause_code": [None, "I21.9", None],
     },
     "stays": {
         "stay_id": ["S1", "S2", "S3"],

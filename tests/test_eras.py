@@ -244,17 +244,23 @@ def _check_real_run(de: pl.DataFrame, res: DrugEraResult, ingredients: pl.DataFr
     assert eras["drug_era_id"].n_unique() == eras.height
 
 
-def test_drug_era_on_bundled_demo_vocabulary_skips_everything() -> None:
-    # The bundled demo vocabulary has no Ingredient concepts (its drugs are clinical/branded drugs only):
-    # no exposure rolls up, and every one is reported as skipped rather than silently lost.
+def test_drug_era_on_bundled_demo_vocabulary_rolls_drugs_up_to_their_ingredients() -> None:
+    # The bundled demo vocabulary carries the RxNorm ingredients of its drugs (since 2026-12-06): every
+    # demo drug but the two insulin products (no ingredient there) rolls up to its ingredient; those two
+    # are reported as skipped rather than silently lost.
     concept = load_vocabulary("bundled:demo").concept
     ancestor = pl.read_csv(BUNDLED / "CONCEPT_ANCESTOR.csv", separator="\t", infer_schema=False)
-    drugs = concept.filter(pl.col("domain_id") == "Drug")["concept_id"].to_list()
-    de = _de([(i, 1, cid, _d(i), None, 30) for i, cid in enumerate(drugs)])
+    drugs = concept.filter((pl.col("domain_id") == "Drug") & (pl.col("concept_class_id") != "Ingredient"))
+    de = _de([(i, i, cid, _d(1), None, 30) for i, cid in enumerate(drugs["concept_id"].to_list())])
     res = drug_era(de, ancestor, concept, "demo")
-    assert res.eras.height == 0
     assert res.eras.schema == cdm.table("drug_era").polars_schema
-    assert res.skipped_no_ingredient == len(drugs) > 0
+    assert res.skipped_no_ingredient == 2
+    assert res.eras.height == drugs.height - 2
+    names = dict(concept.select("concept_id", "concept_name").iter_rows())
+    by_person = dict(res.eras.select("person_id", "drug_concept_id").iter_rows())
+    metformin = drugs["concept_id"].to_list().index(40163924)
+    assert names[by_person[metformin]] == "metformin"
+    assert {concept.filter(pl.col("concept_id") == c)["concept_class_id"].item() for c in by_person.values()} == {"Ingredient"}
 
 
 def test_drug_era_on_vocabulary_demo(shared: Path) -> None:

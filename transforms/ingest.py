@@ -321,6 +321,8 @@ def validate_entity(
     if entity.name == "patients":
         checks.append((typed["birth_date"] < pl.lit(dt.date(1900, 1, 1)), "raw.invalid_date",
                        pl.lit("birth_date before 1900")))
+        checks.append((typed["death_date"] < typed["birth_date"], "raw.inconsistent_dates",
+                       pl.lit("death_date before birth_date")))
     for cond, code, msg in reversed(checks):
         reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
         detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)

@@ -526,11 +526,24 @@ PERIOD_DATES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_observation_period(site: str, person: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    dates = pl.concat([
-        tables[t].select("person_id", start=pl.col(s), end=pl.coalesce(pl.col(e), pl.col(s)))
-        for t, (s, e) in PERIOD_DATES.items()
-    ])
+def build_observation_period(site: str, person: pl.DataFrame, tables: dict[str, pl.DataFrame],
+                             known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One observation period per person, as the CDM asks ("each Person needs to have at least one
+    OBSERVATION_PERIOD record"): from the first to the last date of the person's visits and events
+    (``PERIOD_DATES``), notes and death (observation ends with it). A person with none of them gets a one-day
+    period on the last date the source knew the person (``known``: person_id, date; the hospital
+    record's ``updated_at``). A person with no dated fact at all gets none: ``harmonise_site`` leaves
+    such a person out of ``person`` and counts it (``omop.no_dated_fact``)."""
+    frames = [tables[t].select("person_id", start=pl.col(s), end=pl.coalesce(pl.col(e), pl.col(s)))
+              for t, (s, e) in PERIOD_DATES.items()]
+    if "death" in tables:
+        frames.append(tables["death"].select("person_id", start=pl.col("death_date"), end=pl.col("death_date")))
+    if "note" in tables:  # a note is written when the person is seen
+        frames.append(tables["note"].select("person_id", start=pl.col("note_date"), end=pl.col("note_date")))
+    dates = pl.concat(frames).drop_nulls("start")
+    if known is not None:
+        fallback = known.select("person_id", start=pl.col("date"), end=pl.col("date")).drop_nulls("start")
+        dates = pl.concat([dates, fallback.join(dates.select("person_id").unique(), on="person_id", how="anti")])
     op = dates.group_by("person_id").agg(
         observation_period_start_date=pl.col("start").min(), observation_period_end_date=pl.col("end").max()
     ).join(person.select("person_id"), on="person_id", how="inner")
@@ -622,7 +635,14 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
     }
     tables["death"] = build_death(persons, person_ids, vocab)
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
-    tables["observation_period"] = build_observation_period(site, person, tables)
+    record_dates = persons.select(person_key="person_key", date=pl.col("updated_at").dt.date()).join(
+        person_ids, on="person_key", how="inner").select("person_id", "date")
+    tables["observation_period"] = build_observation_period(site, person, tables, record_dates)
+    # a person with no dated fact (no visit, event, death or record date) has no observation period: left out
+    undated = person.join(tables["observation_period"].select("person_id"), on="person_id", how="anti")["person_id"]
+    if undated.len():
+        person = person.filter(~pl.col("person_id").is_in(undated.implode()))
+        tables["person"] = person
     measured = tables["measurement"].height
     tables.update(_derived(site, tables, vocab))
     modifiers = tables["measurement"].height - measured  # cancer modifiers derived from the diagnoses
@@ -635,6 +655,7 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
             acc.append(dict(table=table, category=category, reason_code=reason, rows=rows))
 
     row("person", "in", persons.height)
+    row("person", "quarantined", undated.len(), "omop.no_dated_fact")
     row("person", "out", person.height)
     row("visit_occurrence", "in", visits.height)
     row("visit_occurrence", "merged", merged_visits, "omop.visit_rollup")

@@ -15,7 +15,7 @@ Where a vocabulary comes from (``load_vocabulary(location)``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from importlib import resources
@@ -27,7 +27,8 @@ import polars as pl
 from transforms import athena
 from transforms.athena import VocabularyError
 
-__all__ = ["BUNDLED", "Vocabulary", "VocabularyError", "load_vocabulary"]
+__all__ = ["BUNDLED", "RELEASE_TABLES", "Vocabulary", "VocabularyError", "VocabularySubset", "is_bundled",
+           "load_vocabulary", "release_subset"]
 
 BUNDLED = "bundled:demo"
 
@@ -235,8 +236,80 @@ class Vocabulary:
         )
 
 
+RELEASE_TABLES = ("concept", "concept_ancestor", "concept_relationship", "vocabulary", "domain", "concept_class",
+                  "relationship")
+"""The vocabulary tables a release carries (the last four when the loaded vocabulary has them)."""
+
+
+@dataclass(frozen=True)
+class VocabularySubset:
+    """The vocabulary rows a release needs (``release_subset``)."""
+
+    tables: dict[str, pl.DataFrame]
+    used: int  # distinct concept ids the release's tables use
+    missing: list[int]  # used concept ids the vocabulary has no concept row for
+
+
+def release_subset(vocab: Vocabulary, used: Iterable[int]) -> VocabularySubset:
+    """The vocabulary rows for the concept ids ``used`` (every ``*_concept_id`` value of a release):
+
+    - ``concept``: the used concepts and all their ancestors (so that a researcher can expand a concept
+      to its descendants or roll it up), with every CDM column the vocabulary has;
+    - ``concept_ancestor``: the rows whose descendant is a used concept;
+    - ``concept_relationship``: the rows between two of those concepts that touch a used one ("Maps to",
+      "Is a", "Has ingredient", ...);
+    - ``vocabulary``, ``domain``, ``concept_class``, ``relationship``: the rows those concepts and
+      relationships name, when the vocabulary has the table.
+
+    Sorted by their keys (deterministic); concept ids as Int32 (the OHDSI DDL's integer)."""
+    ids = sorted({int(i) for i in used})
+    used_s = pl.Series("id", ids, dtype=pl.Int32)
+
+    def typed(df: pl.DataFrame, table: str) -> pl.DataFrame:
+        schema = athena.vocabulary_schema(table)
+        return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
+                          for c, t in schema.items()])
+
+    lf = vocab.scan("concept_ancestor")
+    anc = (lf if lf is not None else vocab.ancestor.lazy()).filter(
+        pl.col("descendant_concept_id").cast(pl.Int32).is_in(used_s.implode())).collect(engine="streaming")
+    ancestor = typed(anc, "concept_ancestor").sort("descendant_concept_id", "ancestor_concept_id")
+    wanted = pl.Series("id", sorted({*ids, *ancestor["ancestor_concept_id"].to_list()}), dtype=pl.Int32)
+    lf = vocab.scan("concept")
+    concept = typed((lf if lf is not None else vocab.concept.lazy()).filter(
+        pl.col("concept_id").cast(pl.Int32).is_in(wanted.implode())).collect(engine="streaming"), "concept")
+    concept = concept.unique("concept_id", keep="first").sort("concept_id")
+    have = concept["concept_id"]
+    lf = vocab.scan("concept_relationship")
+    if lf is None:  # a vocabulary in memory: its "Maps to" and "Maps to value" pairs
+        lf = pl.concat([vocab.maps_to.lazy().with_columns(relationship_id=pl.lit("Maps to")),
+                        vocab.maps_to_value.lazy().with_columns(relationship_id=pl.lit("Maps to value"))])
+    c1, c2 = pl.col("concept_id_1").cast(pl.Int32), pl.col("concept_id_2").cast(pl.Int32)
+    rel = lf.filter(c1.is_in(have.implode()) & c2.is_in(have.implode())
+                    & (c1.is_in(used_s.implode()) | c2.is_in(used_s.implode()))).collect(engine="streaming")
+    relationship_rows = typed(rel, "concept_relationship").unique().sort("concept_id_1", "concept_id_2", "relationship_id")
+    tables = {"concept": concept, "concept_ancestor": ancestor, "concept_relationship": relationship_rows}
+    named = {"vocabulary": ("vocabulary_id", concept["vocabulary_id"]), "domain": ("domain_id", concept["domain_id"]),
+             "concept_class": ("concept_class_id", concept["concept_class_id"]),
+             "relationship": ("relationship_id", relationship_rows["relationship_id"])}
+    for table, (key, values) in named.items():
+        lf = vocab.scan(table)
+        if lf is None:
+            continue
+        keys = values.drop_nulls().unique()
+        tables[table] = typed(lf.filter(pl.col(key).is_in(keys.implode())).collect(engine="streaming"), table).unique(
+            key, keep="first").sort(key)
+    missing = sorted(set(ids) - set(have.to_list()))
+    return VocabularySubset(tables, len(ids), missing)
+
+
 def _bundled_folder() -> Path:
     return Path(str(resources.files("schemas").joinpath("vocabulary/demo")))
+
+
+def is_bundled(vocab: Vocabulary) -> bool:
+    """Whether ``vocab`` is the demo vocabulary bundled with ds4h (``bundled:demo``)."""
+    return vocab.folder is not None and vocab.folder.resolve() == _bundled_folder().resolve()
 
 
 def _from_athena_csv(folder: Path) -> Vocabulary:

@@ -12,7 +12,8 @@ def _dt(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Datetime("us"))
 
 
-DEFAULT_CODE_SYSTEMS = {"diagnoses": "ICD10", "procedures": "SNOMED", "labs": "LOINC", "medications": "ATC"}
+# patients: the code system of the cause of death
+DEFAULT_CODE_SYSTEMS = {"patients": "ICD10", "diagnoses": "ICD10", "procedures": "SNOMED", "labs": "LOINC", "medications": "ATC"}
 
 
 def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, str] | None = None) -> dict[str, pl.DataFrame]:
@@ -26,6 +27,10 @@ def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, st
         person_key="patient_id", national_id="matricule", birth_date="birth_date", sex="sex",
         address="address", postcode="postcode", city="city", country=country, updated_at="updated_at",
         first_name="first_name", last_name="last_name", phone="phone", email="email",
+        # optional since 2026-12-06: raw tables written before lack them
+        death_date=pl.col("death_date") if "death_date" in p.columns else pl.lit(None, pl.Date),
+        death_cause_code=pl.col("death_cause_code") if "death_cause_code" in p.columns else pl.lit(None, pl.String),
+        death_cause_system=pl.lit(systems["patients"]),
     )
     s = raw["stays"]
     visits = s.select(
