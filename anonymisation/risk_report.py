@@ -371,19 +371,20 @@ def candidate_header(dataset: str, version: int, blocked_by: Sequence[str]) -> d
     if blocked_by:
         return {"dataset": dataset, "version": f"{version} (not published)", "status": "blocked",
                 "next_step": "blocked: " + "; ".join(blocked_by) + ". Change the policy in ds4h.yaml (see "
-                "'What would pass' below) and re-run `ds4h run`; nothing was published."}
+                "'What would pass' below) and re-run `uv run ds4h run`; nothing was published."}
     return {"dataset": dataset, "version": f"{version} (when published)", "status": "candidate",
-            "next_step": f"publish it with `ds4h run` (it becomes version {version} of {dataset})."}
+            "next_step": f"publish it with `uv run ds4h run` (it becomes version {version} of {dataset})."}
 
 
 def published_header(dataset: str, version: int, demo: bool) -> dict[str, str]:
     if demo:
         return {"dataset": dataset, "version": str(version), "status": "published (DEMO, approved automatically)",
                 "next_step": f"none: a DEMO release is approved automatically; check a copy with "
-                f"`ds4h verify dataspace/{dataset}/{version}`."}
+                f"`uv run ds4h verify {dataset} {version}`."}
     return {"dataset": dataset, "version": str(version), "status": "published, awaiting approval",
-            "next_step": f"read this report, then approve with `ds4h approve {dataset} {version} --by NAME` "
-            "(LATEST moves to it), or leave it unapproved."}
+            "next_step": f"read this report, then approve with `uv run ds4h approve {dataset} {version} --by NAME "
+            "--reason WHY` (LATEST moves to it), or reject it with `uv run ds4h reject "
+            f"{dataset} {version} --by NAME --reason WHY`."}
 
 
 # --------------------------------------------------------------------------- HTML

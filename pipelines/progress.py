@@ -129,7 +129,7 @@ def run_display(console: Console) -> Iterator[Listener]:
                 step, detail = message, ""
                 line.context = message.split(":", 1)[0] if ": " in message else message.split(" ", 1)[0]
             if step != line.step:
-                if not tty:
+                if not tty and line.step != "starting":
                     console.print(f"[{now - line.start:6.1f} s] {line.step} done in {now - line.step_start:.1f} s",
                                   highlight=False)
                 line.step, line.step_start = step, now

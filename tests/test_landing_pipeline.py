@@ -40,7 +40,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         cfg_path = home / "ds4h.yaml"
         cfg = yaml.safe_load(cfg_path.read_text())
         cfg["sources"] = [s for s in cfg["sources"] if s["site"] == "hospital-a"]
-        cfg["policy"] = {"thresholds": {"avg_risk": 0.3}}
+        # 400 patients at one site: k = 5 needs fields collapsed; this test is about the landing files
+        qis = [{"column": c, "hierarchy": h, "allow_removal": True}
+               for c, h in (("year_of_birth", "builtin:year5"), ("sex", "builtin:sex"),
+                            ("postcode", "builtin:lu-postcode"), ("death_year", "builtin:year5"))]
+        cfg["policy"] = {"thresholds": {"avg_risk": 0.3}, "quasi_identifiers": qis}
         cfg_path.write_text(yaml.safe_dump(cfg))
         landing = home / "landing" / "hospital-a"
         (landing / "medications.csv").rename(landing / "medications_2024.csv")
