@@ -102,7 +102,7 @@ def test_report_top_section_has_dataset_version_status_and_next_step() -> None:
               "levels_in_words": {"sex": "exact", "postcode": "country only"}, "policy": PrivacyPolicy().model_dump()}
     page = render_html(report, header=candidate_header("omop-x", 3, ["postcode removed"]))
     assert '<td id="status" class="ko">blocked</td>' in page
-    assert "3 (not published)" in page and "omop-x" in page and "re-run `ds4h run`" in page
+    assert "3 (not published)" in page and "omop-x" in page and "re-run `uv run ds4h run`" in page
     assert "postcode: country only" in page and "postcode=3" not in page
     page = render_html(report, header=published_header("omop-x", 3, demo=False))
     assert "ds4h approve omop-x 3 --by NAME" in page and "published, awaiting approval" in page
