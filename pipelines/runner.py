@@ -124,7 +124,7 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
         same = unchanged_since(ws.dataspace, cfg.release.dataset, inputs["fingerprint"])
         if same is not None:
             return RunOutcome(OK, f"nothing changed since version {same} (same landing files, config, policy, code and "
-                              "key): nothing published; 'ds4h run --force' publishes a new version anyway",
+                              "key): nothing published; add --force to publish a new version anyway",
                               unchanged_since=same)
     outcome = RunOutcome(OK, "")
     with dg.DagsterInstance.get() as instance:

@@ -141,7 +141,7 @@ def quarantine(
         t.add_column(c, justify="right" if c in ("rows", "of which cascades") else "left", overflow="fold")
     for stage, table, s, code, n, cascades in summary.iter_rows():
         t.add_row(stage, table, s, code, f"{n:,}", f"{cascades:,}")
-    out.print(t)
+    Console(width=max(out.width, 110)).print(t)  # reason codes stay on one line
     total, cascades = int(summary["rows"].sum()), int(summary["cascades"].sum())
     out.print(f"{total:,} rows quarantined, {cascades:,} of them because their parent row was quarantined (cascades).",
               highlight=False)
