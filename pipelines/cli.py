@@ -579,9 +579,10 @@ def connector_export(
 
 
 def _register_commands() -> None:
-    from pipelines.commands import anonymise_table, deid, quarantine, vocabulary
+    from pipelines.commands import anonymise_table, cohort, deid, quarantine, vocabulary
 
     anonymise_table.register(app)
+    cohort.register(app)
     deid.register(app)
     vocabulary.register(app)
     quarantine.register(app)

@@ -11,7 +11,7 @@ from pipelines.cli import app
 runner = CliRunner()
 COMMANDS = [
     ["init"], ["generate"], ["run"], ["demo"], ["ui"], ["keys", "new"], ["keys", "list"], ["approve"], ["reject"], ["revoke"], ["verify"],
-    ["releases"], ["connector-export"], ["anonymise-table"], ["deid-text"], ["eval-deid"], ["vocabulary", "load"],
+    ["releases"], ["connector-export"], ["anonymise-table"], ["deid-text"], ["eval-deid"], ["vocabulary", "load"], ["cohort", "count"],
 ]
 
 

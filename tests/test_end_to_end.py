@@ -652,3 +652,21 @@ def test_zz_planted_identifier_blocks_publication(published: dict[str, object], 
         assert _reported(out, f"pseudo_{table}:leak_scan") >= kinds, (table, out)
     assert phone not in out and _digits(phone)[-6:] not in _digits(out)
     assert sorted(p.name for p in ds.iterdir()) == before
+
+
+def test_cohort_count_of_the_shipped_type_2_diabetes_set(published: dict[str, object],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real release: `ds4h cohort count` equals the same count written apart in DuckDB SQL over
+    the release's tables and its own vocabulary rows."""
+    from tests.test_conceptsets import SHIPPED, _duckdb_count
+
+    home = Path(str(published["home"]))
+    monkeypatch.setenv("DS4H_HOME", str(home))
+    code, out = invoke("cohort", "count", str(SHIPPED), "--release", "omop-demo/1", "--json")
+    assert code == 0, out
+    got = json.loads(out)
+    expected = _duckdb_count(home / "dataspace" / "omop-demo" / "1", 201826, 201254)
+    k = json.loads((home / "dataspace" / "omop-demo" / "1" / "manifest.json").read_text())["policy"]["k"]
+    assert got["suppressed"] == (0 < expected < k)
+    assert got["persons"] == (None if got["suppressed"] else expected)
+    assert 201826 in got["concepts"] and 201254 not in got["concepts"]
