@@ -38,10 +38,10 @@ EVENT_DATES: dict[str, str] = {
     "observation": "observation_date",
 }
 
-COHORT_SCHEMA: dict[str, pl.DataType] = {
+COHORT_SCHEMA = pl.Schema({
     "cohort_definition_id": pl.Int64(), "subject_id": pl.Int64(),
     "cohort_start_date": pl.Date(), "cohort_end_date": pl.Date(),
-}
+})
 
 Attrition = list[dict[str, str | int]]
 

@@ -166,7 +166,7 @@ def build(
         _fail(str(e))
     if target is not None:
         cohort.write_parquet(target, compression="zstd", statistics=True)
-    shown = []
+    shown: list[dict[str, Any]] = []
     for step in attrition:
         persons, events = int(step["persons"]), int(step["events"])
         suppressed = 0 < persons < k or 0 < events < k
