@@ -130,8 +130,8 @@ def build(
     config: Annotated[str | None, typer.Option("--config", help="Config file (default $DS4H_CONFIG, else "
                                                "$DS4H_HOME/ds4h.yaml).")] = None,
 ) -> None:
-    """Build a cohort spec on a release as OHDSI's cohort table and print its attrition (persons and
-    events left after each rule; counts between 1 and k-1 shown as "fewer than k").
+    """Build a cohort spec on a release as OHDSI's cohort table, printing the persons and events left
+    after each rule (counts between 1 and k-1 shown as fewer than k).
 
     Example: ds4h cohort build schemas/cohorts/type-2-diabetes.yaml --release omop-demo/1 --out t2dm.parquet
     """
