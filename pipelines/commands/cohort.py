@@ -1,5 +1,7 @@
 """``ds4h cohort count``: the persons of a release holding any concept of an ATLAS concept set,
-suppressed below the release's k. Reads only the published release (and a vocabulary); no Dagster.
+suppressed below the release's k. ``ds4h cohort build``: a cohort spec (schemas/cohorts/*.yaml) as
+OHDSI's cohort table, with its attrition suppressed below k. Reads only the published release (and a
+vocabulary); no Dagster.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-__all__ = ["count", "register"]
+__all__ = ["build", "count", "register"]
 
 out = Console()
 err = Console(stderr=True)
@@ -108,8 +110,89 @@ def count(
               f"hold any of {len(concepts)} concepts (resolved with {source}; k = {k})", highlight=False)
 
 
+def _manifest(folder: Path) -> dict[str, Any]:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        _fail(f"{folder} has no manifest.json: is it a release folder?")
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return manifest
+
+
+def build(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="A cohort spec (e.g. schemas/cohorts/*.yaml).")],
+    release: Annotated[str | None, typer.Option("--release", help="A release folder or DATASET/VERSION (default: "
+                                                "the configured dataset's LATEST).")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the cohort table (cohort_definition_id, "
+                                                  "subject_id, cohort_start_date, cohort_end_date) to this "
+                                                  "Parquet file (never inside the release).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"cohort_definition_id", "name", "k", '
+                                          '"attrition": [{"rule", "persons", "events", "suppressed"}], "out"}.')] = False,
+    config: Annotated[str | None, typer.Option("--config", help="Config file (default $DS4H_CONFIG, else "
+                                               "$DS4H_HOME/ds4h.yaml).")] = None,
+) -> None:
+    """Build a cohort spec on a release as OHDSI's cohort table, printing the persons and events left
+    after each rule (counts between 1 and k-1 shown as fewer than k).
+
+    Example: ds4h cohort build schemas/cohorts/type-2-diabetes.yaml --release omop-demo/1 --out t2dm.parquet
+    """
+    import polars as pl
+
+    from schemas.cohort_spec import CohortSpecError, load_cohort_spec
+    from transforms.cohorts import CohortError, build_cohort_with_attrition
+    from transforms.conceptsets import EVENT_COLUMNS, ConceptSetError
+
+    try:
+        spec = load_cohort_spec(spec_path)
+    except CohortSpecError as e:
+        _fail(str(e))
+    folder = _release_folder(release, config)
+    manifest = _manifest(folder)
+    k = int(manifest.get("policy", {}).get("k", 5))
+    target = out_path.resolve() if out_path is not None else None
+    if target is not None:
+        if target.is_relative_to(folder.resolve()):
+            _fail(f"--out {out_path} is inside the release {folder}: a release is sealed, write the cohort elsewhere")
+        if target.is_dir():
+            _fail(f"--out {out_path} is a folder: give a file name such as cohort.parquet")
+        if not target.parent.is_dir():
+            _fail(f"--out {out_path}: folder {target.parent} does not exist")
+    ancestor, maps_to, source = _vocabulary(folder, config)
+    omop = folder / "omop"
+    tables = {t: pl.scan_parquet(omop / t / "*.parquet")
+              for t in (*EVENT_COLUMNS, "observation_period", "person") if (omop / t).is_dir()}
+    try:
+        cohort, attrition = build_cohort_with_attrition(spec, tables, ancestor, maps_to)
+    except (ConceptSetError, CohortError) as e:
+        _fail(str(e))
+    if target is not None:
+        cohort.write_parquet(target, compression="zstd", statistics=True)
+    shown: list[dict[str, Any]] = []
+    for step in attrition:
+        persons, events = int(step["persons"]), int(step["events"])
+        suppressed = 0 < persons < k or 0 < events < k
+        shown.append({"rule": step["rule"], "persons": None if suppressed else persons,
+                      "events": None if suppressed else events, "suppressed": suppressed})
+    if as_json:
+        out.print_json(json.dumps({"cohort_definition_id": spec.cohort_definition_id, "name": spec.name, "k": k,
+                                   "attrition": shown, "out": str(target) if target is not None else None}))
+        return
+    out.print(f"{spec.name} (cohort {spec.cohort_definition_id}) on {manifest.get('dataset')} "
+              f"v{manifest.get('version')}; concepts resolved with {source}; k = {k}", highlight=False)
+    for step in shown:
+        if step["suppressed"]:
+            counts = f"fewer than {k}"
+        else:
+            counts = f"{step['persons']:,} persons, {step['events']:,} events"
+        out.print(f"  {step['rule']}: {counts}", highlight=False)
+    if target is not None:
+        out.print(f"cohort table written to {target}", highlight=False)
+    else:
+        out.print("(give --out cohort.parquet to write the cohort table)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``cohort`` command group (``cohort count``) to ``app``."""
-    group = typer.Typer(help="Cohorts from ATLAS concept sets, counted on a release.", no_args_is_help=True)
+    """Add the ``cohort`` command group (``cohort count``, ``cohort build``) to ``app``."""
+    group = typer.Typer(help="Cohorts from ATLAS concept sets and cohort specs, on a release.", no_args_is_help=True)
     group.command("count")(count)
+    group.command("build")(build)
     app.add_typer(group, name="cohort")
