@@ -10,6 +10,7 @@ import warnings
 import dagster as dg
 
 from pipelines.assets import build_site_assets
+from pipelines.product_assets import build_product_assets
 from pipelines.progress import progress_logger
 from pipelines.release_assets import build_release_assets
 from pipelines.resources import Ds4hResource
@@ -30,17 +31,18 @@ def site_selection() -> dg.AssetSelection:
 def build_definitions(cfg: Config) -> dg.Definitions:
     site_assets = build_site_assets(cfg)
     release_assets = build_release_assets(cfg)
+    product_assets = build_product_assets(cfg)
     site_job = dg.define_asset_job(
         "site_job", selection=site_selection(),
         description="One site's partitions: raw -> omop -> pseudo.",
     )
     release_job = dg.define_asset_job(
-        "release_job", selection=dg.AssetSelection.groups("release", "publish"),
-        description="The release over all sites, then publishing (run by 'ds4h run').",
+        "release_job", selection=dg.AssetSelection.groups("release", "products", "publish"),
+        description="The release over all sites, its data products, then publishing (run by 'ds4h run').",
     )
     path = cfg.config_path or config_path()
     return dg.Definitions(
-        assets=[*site_assets, *release_assets],
+        assets=[*site_assets, *release_assets, *product_assets],
         jobs=[site_job, release_job],
         sensors=[build_landing_sensor(cfg, site_job)],
         resources={"ds4h": Ds4hResource(config_path=str(path), home=str(home()))},

@@ -89,9 +89,10 @@ def healthdcat(manifest: dict[str, Any], info: dict[str, Any], release: dict[str
     created = manifest["created"]
     distributions = [
         {
-            "@id": f"{ident}:{f['table']}",
+            "@id": f"{ident}:{f['table']}" if "table" in f else f"{ident}:{f['path']}",
             "@type": "dcat:Distribution",
-            "dct:title": f"OMOP CDM v5.4 table {f['table']}",
+            "dct:title": f"OMOP CDM v5.4 table {f['table']}" if "table" in f
+            else f"data product {f.get('product')}: {Path(f['path']).stem} (aggregates under disclosure control)",
             "dct:format": {"@id": PARQUET},
             "dcat:mediaType": {"@id": "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet"},
             "dcat:accessURL": {"@id": f"{ident}:{f['path']}"},
@@ -150,7 +151,7 @@ def croissant(manifest: dict[str, Any], schemas: dict[str, list[tuple[str, str]]
     """A Croissant 1.0 description (ML Commons) of the release's Parquet tables."""
     types = {"Int64": "sc:Integer", "Int32": "sc:Integer", "Float64": "sc:Float", "Date": "sc:Date",
              "Datetime": "sc:DateTime", "String": "sc:Text"}
-    files = [f for f in manifest["files"] if f["path"].endswith(".parquet")]
+    files = [f for f in manifest["files"] if f["path"].endswith(".parquet") and "table" in f]
     return {
         "@context": {
             "@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",

@@ -271,13 +271,15 @@ def publish_release(
     on_file_written: Callable[[Path], None] | None = None,
     identifiers: Identifiers | None = None,
     vocabulary: Vocabulary | None = None,
+    products: Mapping[str, Path] | None = None,
 ) -> Published:
     """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest.
 
     ``identifiers``: the known identifiers (the identity zone's): every text file written is
     searched for them before the version is moved into place; a hit raises LeakError and nothing is
     published. ``vocabulary``: the vocabulary the tables were mapped with; the rows of every concept
-    they use are published beside them (``write_vocabulary``)."""
+    they use are published beside them (``write_vocabulary``). ``products``: name -> a folder holding
+    the data product's ``product.json`` and Parquet files, published under ``products/<name>/``."""
     from pipelines import metadata
     from pipelines.researcher_readme import researcher_readme
 
@@ -310,6 +312,15 @@ def publish_release(
             subset = write_vocabulary(tmp, vocabulary, sorted(tables), written)
             for name, df in subset.tables.items():
                 schemas[name] = [(c, str(t)) for c, t in df.schema.items()]
+        product_docs = []
+        for pname, folder in sorted((products or {}).items()):
+            doc = json.loads((folder / "product.json").read_text(encoding="utf-8"))
+            for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+                target = tmp / "products" / pname / src.relative_to(folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+                written(target)
+            product_docs.append({**doc, "path": f"products/{pname}/"})
         for rel, text in sorted((reports or {}).items()):
             target = tmp / "reports" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +336,7 @@ def publish_release(
             **({"notice": "DEMO release made with the demo project key: not for research use"} if demo else {}),
             "code_version": code_version(),
             **manifest_extra,
+            **({"products": product_docs} if product_docs else {}),
             "files": [],
         }
         manifest["files"] = _file_entries(tmp)
@@ -365,8 +377,12 @@ def _file_entries(root: Path) -> list[dict[str, Any]]:
             continue
         rel = p.relative_to(root).as_posix()
         entry: dict[str, Any] = {"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        parts = p.relative_to(root).parts
         if p.suffix == ".parquet":
-            entry["table"] = p.parent.name
+            if parts[0] == "omop":
+                entry["table"] = p.parent.name
+            elif parts[0] == "products":
+                entry["product"] = parts[1]
             entry["rows"] = pq.ParquetFile(p).metadata.num_rows
         entries.append(entry)
     return entries

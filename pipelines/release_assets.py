@@ -36,6 +36,7 @@ from pipelines.leaks import (
     released_identities,
     write_private,
 )
+from pipelines.product_assets import PRODUCTS, product_folder
 from pipelines.publish import LeakError, publish_release
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
@@ -277,7 +278,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="published_release",
         group_name="publish",
-        deps=[f"release_{t}" for t in RELEASE_TABLES],
+        deps=[*[f"release_{t}" for t in RELEASE_TABLES], *[f"product_{p}" for p in PRODUCTS]],
         description="A new immutable version of the dataset in dataspace/<dataset>/<version>/.",
     )
     def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
@@ -327,7 +328,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             pub = publish_release(ws.dataspace, config.release.dataset, tables, extra, demo=config.is_demo,
                                   release_meta=config.release.model_dump(mode="json"), reports=reports,
                                   created=dt.datetime.now(dt.UTC).replace(microsecond=0), identifiers=ids,
-                                  vocabulary=load_vocabulary(config.vocabulary))
+                                  vocabulary=load_vocabulary(config.vocabulary),
+                                  products={p: product_folder(ws, p) for p in PRODUCTS
+                                            if (product_folder(ws, p) / "product.json").exists()})
         except LeakError as e:  # nothing was published: blocked, as a blocking check blocks
             raise dg.Failure(description=str(e), allow_retries=False,
                              metadata={BLOCKED_CHECK: "published_release:leak_scan"}) from None

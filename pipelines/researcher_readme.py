@@ -69,7 +69,16 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
     levels = summary.get("levels", {})
     policy = manifest.get("policy", {})
     facts = manifest.get("facts", {})
-    tables = [f for f in manifest["files"] if f["path"].endswith(".parquet")]
+    tables = [f for f in manifest["files"] if f["path"].endswith(".parquet") and "table" in f]
+    products = manifest.get("products") or []
+    products_text = "".join(
+        f"\n- `{p['path']}` ({p['name']}): {p['description']} Counts below {p['disclosure']['k']} are withheld "
+        f"(null, `suppressed`){', with secondary suppression' if 'secondary' in p['disclosure']['rule'] else ''}; "
+        f"see its `product.json`."
+        for p in products)
+    if products_text:
+        products_text = ("\n\nData products (aggregates computed from the pseudonymised data of this release's persons, "
+                         "not from the generalised tables, under disclosure control):" + products_text + "\n")
     demo = (
         "\n> **DEMO release.** Made from synthetic data with the demo project key. It says so in its\n"
         "> manifest and metadata and cannot be approved for the catalogue. Do not use it for research.\n"
@@ -149,7 +158,7 @@ then date. {facts.get('individuals', '?'):,} persons; events from {facts.get('st
 | table | rows | columns |
 |---|---:|---:|
 {rows}
-{empty_text}{vocab_text}
+{empty_text}{vocab_text}{products_text}
 `manifest.json` lists every file with its size, row count and SHA-256; `reports/` holds the
 re-identification risk report; `metadata/` holds the HealthDCAT-AP and Croissant descriptions.
 Check a copy with `ds4h verify <this folder>`.

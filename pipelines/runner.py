@@ -23,6 +23,7 @@ from pipelines.release_assets import BLOCKED_CHECK
 from schemas.config import Config, home
 from transforms.storage import Workspace
 
+GLOBAL_GROUPS = ("release", "products", "publish")
 # Dagster's console log stays quiet; the ds4h_progress logger feeds the terminal's progress line
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "ds4h_progress": {}}}
 
@@ -112,13 +113,13 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
     site_job, release_job = defs.resolve_job_def("site_job"), defs.resolve_job_def("release_job")
     try:
         site_assets = _select(defs, assets, selection, SITE_GROUPS)
-        global_assets = _select(defs, assets, selection, ("release", "publish"))
+        global_assets = _select(defs, assets, selection, GLOBAL_GROUPS)
     except Exception as e:  # a selection Dagster cannot parse
         return RunOutcome(OTHER_ERROR, f"invalid --select {selection!r}: {str(e).splitlines()[0]}")
     if not site_assets and not global_assets:
         return RunOutcome(OTHER_ERROR, f"--select {selection!r} matches no asset; try 'group:omop' or 'key:raw_*'")
     full_site = len(site_assets) == len(_select(defs, assets, None, SITE_GROUPS))
-    full_release = len(global_assets) == len(_select(defs, assets, None, ("release", "publish")))
+    full_release = len(global_assets) == len(_select(defs, assets, None, GLOBAL_GROUPS))
     if selection is None and not force:
         inputs = run_inputs(cfg, key.fingerprint)
         same = unchanged_since(ws.dataspace, cfg.release.dataset, inputs["fingerprint"])

@@ -65,6 +65,16 @@ class Source(BaseModel):
         return v
 
 
+class Products(BaseModel):
+    """The data products published inside each release (aggregates under disclosure control)."""
+
+    model_config = ConfigDict(extra="forbid")
+    k: int | None = Field(None, ge=2, description="smallest count a product publishes (cells between 1 and k-1 are "
+                          "withheld); default the policy's k, never below it")
+    round_to: int | None = Field(None, ge=1, description="round every published count of the products to the nearest "
+                                 "multiple of N (never down below k)")
+
+
 class Quality(BaseModel):
     """Data-quality gates of the identifiable zone (the data engineers' side)."""
 
@@ -100,6 +110,7 @@ class Config(BaseModel):
     policy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     release: Release = Field(default_factory=Release)
     quality: Quality = Field(default_factory=Quality)
+    products: Products = Field(default_factory=Products)
     # set by load_config, not by the file
     config_path: Path | None = Field(None, exclude=True)
 
@@ -119,6 +130,9 @@ class Config(BaseModel):
                              "delivered under (ids and date offsets are re-derived per permit)")
         if self.policy.l_diversity is not None:
             raise ValueError(L_DIVERSITY_IN_RELEASE)
+        if self.products.k is not None and self.products.k < self.policy.k:
+            raise ValueError(f"products.k ({self.products.k}) is below policy.k ({self.policy.k}): a product may only "
+                             "withhold more, not less")
         if self.policy.mode == "anonymised" and self.release.permit:
             raise ValueError("release.permit is only used by pseudonymised releases: remove it, or set policy.mode: "
                              "pseudonymised")

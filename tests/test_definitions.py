@@ -25,7 +25,7 @@ def test_whole_definitions_load_from_the_config(tmp_path: Path, monkeypatch: pyt
     defs = importlib.import_module("pipelines.definitions").defs
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"raw", "omop", "pseudo", "release", "publish"}
+    assert groups == {"raw", "omop", "pseudo", "release", "products", "publish"}
     assert dg.AssetKey("published_release") in graph.get_all_asset_keys()
     blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
     assert {"quarantine_ratio", "extract_contract", "cdm_conformance", "dqd", "leak_scan", "risk_thresholds"} <= blocking

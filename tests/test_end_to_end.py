@@ -670,3 +670,40 @@ def test_cohort_count_of_the_shipped_type_2_diabetes_set(published: dict[str, ob
     assert got["suppressed"] == (0 < expected < k)
     assert got["persons"] == (None if got["suppressed"] else expected)
     assert 201826 in got["concepts"] and 201254 not in got["concepts"]
+
+
+def test_the_oncology_product_is_published_under_disclosure_control(published: dict[str, object]) -> None:
+    """Read from the written release, with no engine code: the product is listed in the manifest, the
+    HealthDCAT-AP metadata and the README; no published count lies between 1 and k-1; every total
+    that is published equals the sum of its parts when all of them are published."""
+    v1 = Path(str(published["home"])) / "dataspace" / "omop-demo" / "1"
+    m = json.loads((v1 / "manifest.json").read_text())
+    (product,) = m["products"]
+    assert product["name"] == "oncology" and product["path"] == "products/oncology/"
+    k = product["disclosure"]["k"]
+    assert k == m["policy"]["k"]
+    files = {f["path"] for f in m["files"]}
+    assert {"products/oncology/product.json", "products/oncology/stage.parquet"} <= files
+    dcat = json.loads((v1 / "metadata" / "healthdcat-ap.jsonld").read_text())
+    assert any("data product oncology" in d["dct:title"] for d in dcat["dcat:distribution"])
+    assert "products/oncology/" in (v1 / "README.md").read_text()
+    for name in ("incidence", "stage", "lines"):
+        df = pl.read_parquet(v1 / "products" / "oncology" / f"{name}.parquet")
+        counts = df["persons"].drop_nulls()
+        assert not counts.filter(counts.is_between(1, k - 1)).len(), name
+        assert (df["persons"].is_null() == df["suppressed"]).all()
+        dims = [c for c in df.columns if c not in ("persons", "suppressed", "reason")]
+        for i, d in enumerate(dims):  # each published total over d, against its parts
+            others = [o for o in dims if o != d]
+            for key, grp in df.filter(pl.col(d) != "ALL").group_by(others):
+                total = df.filter(pl.col(d) == "ALL")
+                for o, v in zip(others, key, strict=True):
+                    total = total.filter(pl.col(o) == v)
+                if total.height and total["persons"][0] is not None and grp["persons"].null_count() == 0:
+                    assert grp["persons"].sum() == total["persons"][0], (name, d, key)
+                # never exactly one withheld member in a relation whose total is published
+                if total.height and total["persons"][0] is not None:
+                    assert grp["persons"].null_count() != 1, (name, d, key, i)
+    survival = pl.read_parquet(v1 / "products" / "oncology" / "survival.parquet")
+    shown = pl.concat([survival["at_risk"], survival["deaths"]]).drop_nulls()
+    assert not shown.filter(shown.is_between(1, k - 1)).len()
