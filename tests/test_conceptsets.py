@@ -142,3 +142,23 @@ def test_cohort_count_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Mo
 def test_the_shipped_type_2_diabetes_set_parses() -> None:
     items = parse_concept_set(json.loads(SHIPPED.read_text()), str(SHIPPED))
     assert [(i.concept_id, i.is_excluded) for i in items] == [(201826, False), (201254, True)]
+
+
+def test_every_shipped_concept_set_names_real_concept_rows() -> None:
+    """Concept ids, names and codes are facts: each item of each shipped set matches the bundled
+    vocabulary's CONCEPT row (a typo in an id would otherwise count the wrong thing silently)."""
+    import csv
+
+    vocab = Path(__file__).resolve().parents[1] / "schemas" / "vocabulary" / "demo" / "CONCEPT.csv"
+    with vocab.open(encoding="utf-8", newline="") as f:
+        rows = {int(r["concept_id"]): r for r in csv.DictReader(f, delimiter="\t")}
+    shipped = sorted(SHIPPED.parent.glob("*.json"))
+    assert len(shipped) >= 8
+    for path in shipped:
+        doc = json.loads(path.read_text())
+        parse_concept_set(doc, str(path))
+        for item in doc["expression"]["items"]:
+            c = item["concept"]
+            row = rows[c["CONCEPT_ID"]]
+            assert (row["concept_name"], row["domain_id"], row["vocabulary_id"], row["concept_code"]) == (
+                c["CONCEPT_NAME"], c["DOMAIN_ID"], c["VOCABULARY_ID"], c["CONCEPT_CODE"]), path.name
