@@ -19,7 +19,18 @@ from transforms.oncology_product import STAGE_MEASUREMENT, OncologyTables, oncol
 from transforms.storage import Workspace, has_partition, read_partition, scan_partition
 from transforms.vocabulary import load_vocabulary
 
-PRODUCTS = ("oncology",)
+PRODUCTS = ("oncology", "t2dm-complications")
+COHORTS = Path(__file__).resolve().parents[1] / "schemas" / "cohorts"
+T2DM_SPEC = COHORTS / "type-2-diabetes.yaml"
+OUTCOMES = {"retinopathy": "diabetic-retinopathy.json", "neuropathy": "diabetic-neuropathy.json",
+            "nephropathy": "diabetic-nephropathy.json"}
+T2DM_DESCRIPTION = (
+    "The type 2 diabetes cohort (schemas/cohorts/type-2-diabetes.yaml) characterised with OHDSI FeatureExtraction's "
+    "covariate ids (gender, 5-year age group, conditions, drugs and measurements in the year before index: persons "
+    "and share per covariate), and per complication (retinopathy, neuropathy, nephropathy) the persons with a first "
+    "onset within 1 and 5 years after index. An anonymised release carries these aggregates only; the "
+    "PatientLevelPrediction-shaped person-level files are for pseudonymised releases and federated nodes (not built "
+    "yet).")
 
 ONCOLOGY_DESCRIPTION = (
     "Per cancer: incidence by 5-year band of diagnosis and sex, stage group at diagnosis, first- and "
@@ -110,7 +121,91 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "tables": _md_table(pl.DataFrame([{"table": n, "rows": t["rows"]} for n, t in doc["tables"].items()])),
         })
 
-    return [product_oncology]
+    @dg.asset(
+        name="product_t2dm_complications",
+        group_name="products",
+        deps=["release_person", "release_condition_occurrence"],
+        kinds={"polars", "parquet"},
+        description=T2DM_DESCRIPTION + " Published in the release under products/t2dm-complications/.",
+    )
+    def product_t2dm_complications(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
+        config, ws = ds4h.config(), ds4h.workspace()
+        keep = population(ws)
+        k = config.products.k or config.policy.k
+        vocab = load_vocabulary(config.vocabulary)
+        tables = {t: _pseudo(ws, config.sites, t, keep) for t in
+                  ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation",
+                   "observation_period")}
+        tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
+        doc = build_t2dm(product_folder(ws, "t2dm-complications"), tables, vocab.ancestor,
+                         vocab.maps_to.select("concept_id_1", "concept_id_2"),
+                         vocab.concept.select("concept_id", "concept_name"), k=k, persons=len(keep))
+        context.log.info(f"t2dm-complications: cohort of {doc['cohort_persons_shown']} persons, k = {k}")
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(product_folder(ws, "t2dm-complications"))), "k": k,
+            "tables": _md_table(pl.DataFrame([{"table": n, "rows": t["rows"]} for n, t in doc["tables"].items()])),
+        })
+
+    return [product_oncology, product_t2dm_complications]
+
+
+def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
+               concept_names: pl.DataFrame, *, k: int, persons: int) -> dict[str, Any]:
+    """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets."""
+    from schemas.cohort_spec import load_cohort_spec
+    from transforms.characterisation import characterise
+    from transforms.cohorts import build_cohort, concept_events
+    from transforms.conceptsets import read_concept_set, resolve
+
+    lazy = {t: df.lazy() for t, df in tables.items()}
+    cohort = build_cohort(load_cohort_spec(T2DM_SPEC), lazy, ancestor, maps_to)
+    covariates = characterise(cohort, tables["person"], tables, concept_names, k=k)
+    index = cohort.group_by("subject_id").agg(pl.col("cohort_start_date").min())
+    size = index.height
+    rows: list[dict[str, Any]] = []
+    for outcome, file in OUTCOMES.items():
+        concepts = resolve(read_concept_set(COHORTS / file), ancestor, maps_to)
+        onsets = (concept_events({t: lazy[t] for t in lazy if t != "person"}, concepts)
+                  .group_by("person_id").agg(pl.col("event_date").min().alias("onset"))
+                  .join(index.rename({"subject_id": "person_id"}), on="person_id"))
+        prior = onsets.filter(pl.col("onset") <= pl.col("cohort_start_date")).height
+        for years in (1, 5):
+            n = onsets.filter((pl.col("onset") > pl.col("cohort_start_date"))
+                              & (pl.col("onset") <= pl.col("cohort_start_date") + pl.duration(days=365 * years))).height
+            rows.append({"outcome": outcome, "window_years": years, "persons_with_onset": n,
+                         "persons_with_prior_outcome": prior})
+    for first, second in zip(rows[::2], rows[1::2], strict=True):  # 1 and 5 years of one outcome
+        if 0 < second["persons_with_onset"] - first["persons_with_onset"] < k:
+            first["persons_with_onset"] = None  # else the 5-year count minus the 1-year count discloses it
+    outcomes = pl.DataFrame(rows, schema={"outcome": pl.String, "window_years": pl.Int64,
+                                          "persons_with_onset": pl.Int64, "persons_with_prior_outcome": pl.Int64})
+    small = 0 < size < k
+    outcomes = outcomes.with_columns(
+        [pl.when(small | pl.col(c).is_between(1, k - 1)).then(None).otherwise(pl.col(c)).alias(c)
+         for c in ("persons_with_onset", "persons_with_prior_outcome")])
+    folder.mkdir(parents=True, exist_ok=True)
+    covariates.write_parquet(folder / "covariates.parquet", compression="zstd", statistics=True)
+    outcomes.write_parquet(folder / "outcomes.parquet", compression="zstd", statistics=True)
+    doc: dict[str, Any] = {
+        "name": "t2dm-complications",
+        "description": T2DM_DESCRIPTION,
+        "population": f"the {persons:,} persons of the release",
+        "cohort": "schemas/cohorts/type-2-diabetes.yaml",
+        "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
+        "cohort_persons_shown": None if small else size,
+        "tables": {"covariates": {"rows": covariates.height, "columns": _columns(covariates)},
+                   "outcomes": {"rows": outcomes.height, "columns": _columns(outcomes)}},
+        "disclosure": {
+            "k": k, "round_to": None,
+            "rule": "counts between 1 and k-1 are withheld (null); gender and age groups, which partition the cohort, "
+                    "get secondary suppression against the cohort's size; a cohort smaller than k publishes nothing",
+            "not_covered": "covariates of one person overlap (one person counts in many), so differences between "
+                           "covariates are not protected jointly; a 1-year onset count is withheld when the 5-year "
+                           "count exceeds it by 1 to k-1",
+        },
+    }
+    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return doc
 
 
 def _episode_events(ws: Workspace, sites: list[str]) -> pl.DataFrame:

@@ -678,8 +678,10 @@ def test_the_oncology_product_is_published_under_disclosure_control(published: d
     that is published equals the sum of its parts when all of them are published."""
     v1 = Path(str(published["home"])) / "dataspace" / "omop-demo" / "1"
     m = json.loads((v1 / "manifest.json").read_text())
-    (product,) = m["products"]
-    assert product["name"] == "oncology" and product["path"] == "products/oncology/"
+    products = {p["name"]: p for p in m["products"]}
+    assert set(products) == {"oncology", "t2dm-complications"}
+    product = products["oncology"]
+    assert product["path"] == "products/oncology/"
     k = product["disclosure"]["k"]
     assert k == m["policy"]["k"]
     files = {f["path"] for f in m["files"]}
@@ -707,3 +709,20 @@ def test_the_oncology_product_is_published_under_disclosure_control(published: d
     survival = pl.read_parquet(v1 / "products" / "oncology" / "survival.parquet")
     shown = pl.concat([survival["at_risk"], survival["deaths"]]).drop_nulls()
     assert not shown.filter(shown.is_between(1, k - 1)).len()
+
+
+def test_the_t2dm_product_follows_feature_extraction_and_withholds_small_counts(published: dict[str, object]) -> None:
+    v1 = Path(str(published["home"])) / "dataspace" / "omop-demo" / "1"
+    m = json.loads((v1 / "manifest.json").read_text())
+    (product,) = [p for p in m["products"] if p["name"] == "t2dm-complications"]
+    k = product["disclosure"]["k"]
+    cov = pl.read_parquet(v1 / "products" / "t2dm-complications" / "covariates.parquet")
+    assert set(cov["analysis_id"].to_list()) <= {1, 3, 102, 302, 702}
+    concept_based = cov.filter(pl.col("analysis_id") != 3)
+    assert (concept_based["covariate_id"] == concept_based["concept_id"] * 1000 + concept_based["analysis_id"]).all()
+    assert (cov["persons"].is_null() == cov["suppressed"]).all()
+    for frame, cols in ((cov, ["persons"]), (pl.read_parquet(v1 / "products" / "t2dm-complications" / "outcomes.parquet"),
+                                             ["persons_with_onset", "persons_with_prior_outcome"])):
+        for c in cols:
+            shown = frame[c].drop_nulls()
+            assert not shown.filter(shown.is_between(1, k - 1)).len(), c

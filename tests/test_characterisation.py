@@ -1,0 +1,58 @@
+"""The aggregate characterisation: FeatureExtraction's covariate ids, the long-term window, and the
+disclosure rule (a withheld gender count is not the cohort's size minus the other)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from transforms.characterisation import characterise
+
+D = dt.date
+
+
+def _data(n_men: int = 4) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame]:
+    persons = list(range(1, 13))
+    cohort = pl.DataFrame({"cohort_definition_id": [1] * 12, "subject_id": persons,
+                           "cohort_start_date": [D(2020, 6, 1)] * 12, "cohort_end_date": [D(2022, 1, 1)] * 12})
+    person = pl.DataFrame({"person_id": persons, "gender_concept_id": [8507] * n_men + [8532] * (12 - n_men),
+                           "year_of_birth": [1960] * 6 + [1951] * 6})  # ages 60 (group 12) and 69 (group 13)
+    cond = pl.DataFrame({"person_id": [*persons, 1],
+                         "condition_concept_id": [201826] * 12 + [4226121],
+                         "condition_start_date": [D(2020, 1, 1)] * 12 + [D(2020, 5, 1)]})
+    drug = pl.DataFrame({"person_id": persons, "drug_concept_id": [1503297] * 12,
+                         "drug_exposure_start_date": [D(2020, 3, 1)] * 6 + [D(2018, 1, 1)] * 6})  # 6 outside the window
+    names = pl.DataFrame({"concept_id": [8507, 8532, 201826, 4226121, 1503297],
+                          "concept_name": ["MALE", "FEMALE", "Type 2 diabetes mellitus",
+                                           "Retinopathy due to type 2 diabetes mellitus", "metformin"]})
+    return cohort, person, {"condition_occurrence": cond, "drug_exposure": drug}, names
+
+
+def test_covariates_follow_feature_extraction() -> None:
+    cohort, person, tables, names = _data(n_men=6)
+    out = characterise(cohort, person, tables, names, k=5)
+    rows = {r["covariate_id"]: r for r in out.iter_rows(named=True)}
+    assert rows[8507001]["persons"] == 6 and rows[8532001]["persons"] == 6  # gender: conceptId * 1000 + 1
+    assert rows[12003]["persons"] == 6 and rows[13003]["persons"] == 6  # age groups 60-64, 65-69
+    assert rows[201826102]["persons"] == 12 and rows[201826102]["average_value"] == 1.0
+    assert rows[1503297302]["persons"] == 6  # metformin started within 365 days before index: 6 of 12
+    assert rows[4226121102]["suppressed"] and rows[4226121102]["persons"] is None  # 1 person: withheld
+    assert out["covariate_id"].is_sorted()
+
+
+def test_a_withheld_gender_is_not_the_rest_of_the_cohort() -> None:
+    cohort, person, tables, names = _data(n_men=4)  # 4 men < k: withheld, and women (8) too, else 12 - 8
+    out = characterise(cohort, person, tables, names, k=5)
+    rows = {r["covariate_id"]: r for r in out.iter_rows(named=True)}
+    assert rows[8507001]["persons"] is None and rows[8532001]["persons"] is None
+    assert rows[201826102]["persons"] == 12
+    shown = out["persons"].drop_nulls()
+    assert not shown.filter(shown.is_between(1, 4)).len()
+
+
+def test_a_cohort_smaller_than_k_publishes_nothing() -> None:
+    cohort, person, tables, names = _data()
+    small = cohort.head(3)
+    out = characterise(small, person, tables, names, k=5)
+    assert out["persons"].null_count() == out.height and out["suppressed"].all()
