@@ -278,7 +278,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="published_release",
         group_name="publish",
-        deps=[*[f"release_{t}" for t in RELEASE_TABLES], *[f"product_{p}" for p in PRODUCTS]],
+        deps=[*[f"release_{t}" for t in RELEASE_TABLES], *[f"product_{p.replace('-', '_')}" for p in PRODUCTS]],
         description="A new immutable version of the dataset in dataspace/<dataset>/<version>/.",
     )
     def published_release(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
