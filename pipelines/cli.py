@@ -296,6 +296,7 @@ def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
     import json
 
     from pipelines.publish import PublishError, version_state
+    from pipelines.summary import facts_kept
     from schemas.config import home
 
     folder = home() / "dataspace" / dataset / str(version)
@@ -306,9 +307,6 @@ def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
     m = json.loads(path.read_text(encoding="utf-8"))
     risk, summary = m.get("risk", {}), m.get("risk", {}).get("summary", {})
     km = risk.get("km") or {}
-    cells = {x: sum(int(c.get(x, 0)) for o in (risk.get("facts") or {}).get("tables", {}).values()
-                    for c in o.get("facts", {}).values()) for x in ("exact", "generalised", "suppressed")}
-    whole = sum(cells.values()) or 1
     dq = (m.get("data_quality") or {}).get("counts", {}).get("total", {})
     rows = [
         ("release", f"{dataset} v{version}, created {m.get('created')}" + (" (DEMO)" if m.get("demo") else "")),
@@ -321,9 +319,7 @@ def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
         ("risk", f"average prosecutor risk {risk.get('after', {}).get('prosecutor_avg', 0):.3f}, highest "
                  f"{risk.get('after', {}).get('prosecutor_max', 0):.3f}; thresholds "
                  + ("hold" if risk.get("passed") else "DO NOT hold")),
-        ("utility", f"facts kept exactly {100 * cells['exact'] / whole:.1f}%, generalised "
-                    f"{100 * cells['generalised'] / whole:.1f}%, suppressed {100 * cells['suppressed'] / whole:.1f}%; "
-                    f"levels {summary.get('levels')}"),
+        ("utility", f"{facts_kept(risk)}; levels {summary.get('levels')}"),
         ("data quality", f"OHDSI DQD: {dq.get('passed', '?')} passed, {dq.get('failed', '?')} failed, "
                          f"{dq.get('not_applicable', '?')} not applicable (reports/dqd.html)"),
         ("products", ", ".join(p.get("name", "?") for p in m.get("products", [])) or "none (the OMOP CDM only)"),

@@ -9,30 +9,26 @@ The fingerprint is a SHA-256 of those, never of a value that could identify anyo
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.publish import code_version, sha256_file, versions
+from pipelines.publish import code_version, versions
 from schemas.config import Config
-from transforms.inventory import EXEMPT_DIRS, SYSTEM_FILES
+from transforms.inventory import landing_files as inventory_files
+from transforms.storage import sha256_file
 
 
 def landing_files(config: Config) -> list[tuple[str, Path]]:
-    """(site, file) of every file under each source's folder (or the source file itself), sorted."""
+    """(site, file) of every file of each source (its folder's, as the landing inventory lists them, or
+    the source file itself)."""
     found: list[tuple[str, Path]] = []
     for src in config.sources:
-        root = src.path
-        if root.is_file():
-            found.append((src.site, root))
-        elif root.is_dir():
-            for p in sorted(root.rglob("*")):
-                rel = p.relative_to(root)
-                if (p.is_file() and rel.parts[0] not in EXEMPT_DIRS
-                        and not any(fnmatch.fnmatchcase(p.name, g) for g in SYSTEM_FILES)):
-                    found.append((src.site, p))
+        if src.path.is_file():
+            found.append((src.site, src.path))
+        elif src.path.is_dir():
+            found += [(src.site, src.path / rel) for rel in inventory_files(src.path)]
     return found
 
 

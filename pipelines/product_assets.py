@@ -102,7 +102,7 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         config, ws = ds4h.config(), ds4h.workspace()
         keep = population(ws)
         sites = config.sites
-        k = config.products.k or config.policy.k
+        k = config.products_k
         tables = oncology_tables(
             episode=_pseudo(ws, sites, "episode", keep),
             episode_event=_episode_events(ws, sites),
@@ -131,7 +131,7 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     def product_t2dm_complications(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
         keep = population(ws)
-        k = config.products.k or config.policy.k
+        k = config.products_k
         vocab = load_vocabulary(config.vocabulary)
         tables = {t: _pseudo(ws, config.sites, t, keep) for t in
                   ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation",

@@ -13,7 +13,6 @@ is never rewritten. A failure leaves no partial version and LATEST untouched.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow.parquet as pq
+
+from transforms.storage import sha256_file
 
 if TYPE_CHECKING:
     from anonymisation.leakscan import Identifiers
@@ -100,14 +101,6 @@ def code_version() -> str:
     except OSError:
         pass
     return v
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions(dataset_dir: Path) -> list[int]:

@@ -48,6 +48,16 @@ def landing_lines(extracts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def facts_kept(risk: dict[str, Any]) -> str:
+    """"facts kept exactly x%, generalised y%, suppressed z%" over every fact of the release's tables."""
+    tables = (risk.get("facts") or {}).get("tables") or {}
+    cells = {x: sum(int(c.get(x, 0)) for o in tables.values() for c in o.get("facts", {}).values())
+             for x in ("exact", "generalised", "suppressed")}
+    whole = sum(cells.values()) or 1
+    return (f"facts kept exactly {100 * cells['exact'] / whole:.1f}%, generalised "
+            f"{100 * cells['generalised'] / whole:.1f}%, suppressed {100 * cells['suppressed'] / whole:.1f}%")
+
+
 def _levels(summary: dict[str, Any]) -> str:
     words = summary.get("levels_in_words")
     if isinstance(words, dict) and words:
@@ -83,19 +93,14 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
         f"suppressed; highest prosecutor risk {risk['after']['prosecutor_max']:.3f}, average "
         f"{risk['after']['prosecutor_avg']:.3f}; {dedup:,} duplicate rows removed."
     )
-    km, facts = risk.get("km") or {}, (risk.get("facts") or {}).get("tables") or {}
+    km = risk.get("km") or {}
     if km:
-        cells = {x: sum(int(c.get(x, 0)) for o in facts.values() for c in o.get("facts", {}).values())
-                 for x in ("exact", "generalised", "suppressed")}
-        whole = sum(cells.values()) or 1
         mode = manifest.get("mode", "anonymised")
         console.print(
             f"{mode.capitalize()} release: persons at risk for 0..{len(km.get('after', [])) - 1} facts known "
             f"{km.get('after')} (" + ("checked on the written files" if km.get("checked") else "engine") + ")"
             + (f", joined with earlier versions {km.get('after_joint')}" if km.get("after_joint") else "")
-            + f"; facts kept exactly {100 * cells['exact'] / whole:.1f}%, generalised "
-            f"{100 * cells['generalised'] / whole:.1f}%, suppressed {100 * cells['suppressed'] / whole:.1f}% "
-            "(reports/risk-report.html).")
+            + f"; {facts_kept(risk)} (reports/risk-report.html).")
     console.print(f"Release: {path}")
     console.print(f"Quarantine: {ws.root / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
     dataset, version = manifest["dataset"], manifest["version"]

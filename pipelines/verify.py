@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.publish import sha256_file
+from transforms.storage import sha256_file
 
 
 @dataclass

@@ -143,6 +143,11 @@ class Config(BaseModel):
         return [s.site for s in self.sources]
 
     @property
+    def products_k(self) -> int:
+        """The smallest count a data product publishes: products.k, else the policy's k."""
+        return self.products.k or self.policy.k
+
+    @property
     def is_demo(self) -> bool:
         return self.project == "demo"
 

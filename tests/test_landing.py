@@ -15,7 +15,8 @@ from tests.test_ingest import write
 from transforms.adapters import omop_csv, synthea
 from transforms.adapters.fhir import read_fhir
 from transforms.ingest import SUB_COUNTS, ingest_site
-from transforms.inventory import Inventory, landing_inventory, sha256_file
+from transforms.inventory import Inventory, landing_inventory
+from transforms.storage import sha256_file
 
 TODAY = dt.date(2026, 1, 1)
 PATIENTS = (

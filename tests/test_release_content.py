@@ -14,12 +14,13 @@ import polars as pl
 import pytest
 
 from generator.hospital import default_site_specs, generate
-from pipelines.publish import publish_release, sha256_file, used_concept_ids
+from pipelines.publish import publish_release, used_concept_ids
 from pipelines.researcher_readme import empty_tables, researcher_readme
 from schemas.mapping import HospitalMapping
 from transforms.adapters.hospital_csv import hospital_to_staging
 from transforms.ingest import ingest_site
 from transforms.omop import harmonise_site
+from transforms.storage import sha256_file
 from transforms.vocabulary import Vocabulary, load_vocabulary, release_subset
 
 TODAY = dt.date(2026, 1, 1)

@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.cohort_spec import CohortSpec, EndDays
-from transforms.conceptsets import EVENT_COLUMNS, read_concept_set, resolve
+from transforms.conceptsets import concept_rows, read_concept_set, resolve
 
 # the event date of each event table
 EVENT_DATES: dict[str, str] = {
@@ -54,19 +54,11 @@ def concept_events(tables: Mapping[str, pl.LazyFrame], concepts: list[int]) -> p
     """One row per person and day with any of ``concepts`` in a standard or source concept column of
     the event tables present in ``tables``: ``person_id`` (Int64), ``event_date`` (Date)."""
     frames = []
-    for table, cols in EVENT_COLUMNS.items():
-        lf = tables.get(table)
-        if lf is None:
-            continue
-        names = lf.collect_schema().names()
-        present = [c for c in cols if c in names]
-        if not present:
-            continue
+    for table, rows, names in concept_rows(tables, concepts):
         date = EVENT_DATES[table]
         if date not in names:
             raise CohortError(f"{table} has no {date} column: its events cannot be dated")
-        hit = pl.any_horizontal([pl.col(c).is_in(concepts) for c in present])
-        frames.append(lf.filter(hit & pl.col(date).is_not_null()).select(
+        frames.append(rows.filter(pl.col(date).is_not_null()).select(
             pl.col("person_id").cast(pl.Int64), pl.col(date).cast(pl.Date).alias("event_date")))
     if not frames:
         return pl.DataFrame(schema={"person_id": pl.Int64, "event_date": pl.Date})

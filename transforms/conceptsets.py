@@ -12,7 +12,7 @@ items' concepts minus the union of the excluded items' concepts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,10 @@ def resolve(items: list[ConceptSetItem], ancestor: pl.DataFrame, maps_to: pl.Dat
     return sorted(included - excluded)
 
 
-def persons_with(tables: Mapping[str, pl.LazyFrame], concepts: list[int]) -> int:
-    """Distinct persons with any of ``concepts`` in a standard or source concept column of the event
-    tables (those present in ``tables``)."""
-    frames = []
+def concept_rows(tables: Mapping[str, pl.LazyFrame],
+                 concepts: list[int]) -> Iterator[tuple[str, pl.LazyFrame, list[str]]]:
+    """For each event table present in ``tables`` with a concept column: (table, its rows holding any
+    of ``concepts`` in a standard or source concept column, the table's column names)."""
     for table, cols in EVENT_COLUMNS.items():
         lf = tables.get(table)
         if lf is None:
@@ -108,8 +108,13 @@ def persons_with(tables: Mapping[str, pl.LazyFrame], concepts: list[int]) -> int
         names = lf.collect_schema().names()
         present = [c for c in cols if c in names]
         if present:
-            hit = pl.any_horizontal([pl.col(c).is_in(concepts) for c in present])
-            frames.append(lf.filter(hit).select(pl.col("person_id").cast(pl.Int64)))
+            yield table, lf.filter(pl.any_horizontal([pl.col(c).is_in(concepts) for c in present])), names
+
+
+def persons_with(tables: Mapping[str, pl.LazyFrame], concepts: list[int]) -> int:
+    """Distinct persons with any of ``concepts`` in a standard or source concept column of the event
+    tables (those present in ``tables``)."""
+    frames = [rows.select(pl.col("person_id").cast(pl.Int64)) for _t, rows, _n in concept_rows(tables, concepts)]
     if not frames:
         return 0
     return int(pl.concat(frames).unique().select(pl.len()).collect().item())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +20,7 @@ from schemas import omop as cdm
 from schemas.config import Source
 from schemas.extract import ENTITIES as HOSPITAL_ENTITIES
 from schemas.mapping import HospitalMapping, load_mapping
+from transforms.storage import sha256_file
 
 EXEMPT_DIRS = ("_truth",)  # the generator's answer key beside its extracts (never read, never published)
 # what file managers leave in any folder: never an extract, never worth blocking a release for
@@ -78,7 +78,7 @@ class Inventory:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _files(folder: Path) -> list[str]:
+def landing_files(folder: Path) -> list[str]:
     """Every file under ``folder`` (relative POSIX paths, sorted), but the exempt folders'."""
     out = []
     for p in folder.rglob("*"):
@@ -151,7 +151,7 @@ def landing_inventory(src: Source, missing: list[str] | None = None, checksums: 
     inv = Inventory(src.site, src.format, missing=sorted(missing or []))
     if not src.path.is_dir():
         return inv
-    files = _files(src.path)
+    files = landing_files(src.path)
     if src.format == "hospital-csv":
         expected, read, not_read = _hospital(files, load_mapping(src.mapping))
     elif src.format == "synthea-csv":
@@ -176,10 +176,3 @@ def landing_inventory(src: Source, missing: list[str] | None = None, checksums: 
                          for f in inv.read]
     return inv
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -25,6 +25,7 @@ Today a local folder; later an fsspec/pyarrow filesystem (S3-compatible). Layout
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -237,3 +238,12 @@ class LazyTables(Mapping[str, pl.DataFrame]):
 
 def has_partition(folder: Path) -> bool:
     return any(folder.glob("*.parquet"))
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
