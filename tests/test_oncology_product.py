@@ -4,8 +4,10 @@ count between 1 and k-1 leaves, nor one recoverable from the published ones."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
+import pytest
 
 from anonymisation.disclosure import ALL
 from tests.test_disclosure import _audit
@@ -88,3 +90,21 @@ def test_persons_outside_the_population_are_not_counted() -> None:
     data["person"] = data["person"].filter(pl.col("person_id") > 12)  # breast patients suppressed from the release
     t = oncology_tables(**data, k=3)
     assert set(t.stage.filter(pl.col("cancer") != ALL)["cancer"].to_list()) == {"Malignant tumor of lung"}
+
+
+def test_round_to_rounds_every_published_count() -> None:
+    t = oncology_tables(**_data(), k=3, round_to=5)
+    shown = pl.concat([t.incidence["persons"], t.stage["persons"], t.lines["persons"]]).drop_nulls()
+    assert shown.len() and (shown % 5 == 0).all()
+    stage = {(r["cancer"], r["stage"]): r["persons"] for r in t.stage.iter_rows(named=True)}
+    assert stage[("Malignant neoplasm of breast", "TNM stage 1")] == 10  # 8, to the nearest 5
+
+
+def test_products_k_defaults_to_the_policy_and_never_goes_below_it(tmp_path: Path) -> None:
+    from schemas.config import ConfigError, parse_config
+
+    src = {"sources": [{"site": "a", "path": "landing/a"}]}
+    assert parse_config(src, tmp_path).products_k == 5
+    assert parse_config({**src, "products": {"k": 11}}, tmp_path).products_k == 11
+    with pytest.raises(ConfigError, match=r"below policy\.k"):
+        parse_config({**src, "products": {"k": 3}}, tmp_path)
