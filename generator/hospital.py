@@ -608,6 +608,11 @@ _ROW_LAYOUT: Final = {
         "diagnosis_date",
         "diagnosis_rank",
         "description",
+        "histology",
+        "tnm_t",
+        "tnm_n",
+        "tnm_m",
+        "stage_group",
     ),
     "procedures": (
         "procedure_id",
@@ -617,7 +622,7 @@ _ROW_LAYOUT: Final = {
         "procedure_date",
         "description",
     ),
-    "labs": ("lab_id", "stay_id", "patient_id", "loinc_code", "value", "unit", "sampled_at", "description"),
+    "labs": ("lab_id", "stay_id", "patient_id", "loinc_code", "value", "unit", "sampled_at", "description", "value_code"),
     "medications": (
         "medication_id",
         "stay_id",
@@ -1196,6 +1201,11 @@ class _SiteWriter:
                     clock.d(day),
                     "PRINCIPAL" if i == 0 else "SECONDARY",
                     icd10[code],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
                 ],
                 parent_bad,
             )
@@ -1237,6 +1247,7 @@ class _SiteWriter:
                     lt.unit,
                     vitals if test in _VITALS else blood,
                     self.lab_desc[lt.loinc],
+                    "",
                 ],
                 parent_bad,
             )

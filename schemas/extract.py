@@ -15,6 +15,12 @@ Conventions:
 Changed on 2026-12-06 (an interface change): ``patients.csv`` gained the optional columns
 ``death_date`` and ``death_cause_code`` (ICD-10), which fill the OMOP ``death`` table; files without
 them are read as before (no deaths).
+
+Changed on 2026-12-06 (an interface change, for the use-case products): ``diagnoses.csv`` gained the
+optional cancer-registry columns ``histology`` (ICD-O-3 morphology with behaviour, e.g. ``8140/3``),
+``tnm_t``, ``tnm_n``, ``tnm_m`` (clinical TNM categories, UICC 8th edition) and ``stage_group``;
+``labs.csv`` gained the optional column ``value_code`` (a coded result, SNOMED CT, e.g. the smoking
+status). Files without them are read as before.
 """
 
 from __future__ import annotations
@@ -117,6 +123,15 @@ DIAGNOSES = Entity(
         Column("diagnosis_date", "date", required=True),
         Column("diagnosis_rank", code=True, description="PRINCIPAL or SECONDARY"),
         Column("description"),
+        Column("histology", code=True,
+               description="cancers only: ICD-O-3 morphology with behaviour (e.g. 8140/3 adenocarcinoma); the "
+                           "topography is the ICD-10 code's site"),
+        Column("tnm_t", code=True, description="cancers only: clinical T category, UICC 8th edition (TX, T0, Tis, T1…T4, "
+                                               "with a letter when known: T1C)"),
+        Column("tnm_n", code=True, description="cancers only: clinical N category (NX, N0…N3)"),
+        Column("tnm_m", code=True, description="cancers only: clinical M category (M0, M1, with a letter when known)"),
+        Column("stage_group", code=True,
+               description="cancers only: UICC/AJCC stage group at diagnosis (0, I, IA, IB, II…, IV, IVB)"),
     ),
 )
 
@@ -151,6 +166,9 @@ LABS = Entity(
         Column("unit"),
         Column("sampled_at", "datetime", required=True),
         Column("description"),
+        Column("value_code", code=True,
+               description="a coded result (SNOMED CT), e.g. 77176002 Smoker for the smoking status 72166-2; "
+                           "`value` is then empty"),
     ),
 )
 

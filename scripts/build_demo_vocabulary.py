@@ -13,6 +13,12 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vocabulary-demo"
 DST = Path(__file__).resolve().parents[1] / "schemas" / "vocabulary" / "demo"
+# Real OMOP concepts absent from vocabulary-demo, one topic per file set (see ADDITIONS_README):
+#   <topic>.concepts.tsv       the 10 CONCEPT columns, then `provenance` (where the row was read)
+#   <topic>.ancestors.tsv      ancestor_concept_id, descendant_concept_id, min/max levels, `note`
+#   <topic>.relationships.tsv  concept_id_1, concept_id_2, relationship_id, `note` ("Maps to" gets its reverse)
+#   <topic>.source_maps.tsv    source_code, source_vocabulary_id, source_code_description, target_concept_id
+ADDITIONS = Path(__file__).resolve().parent / "vocabulary_additions"
 
 # (ICD-10 code, WHO description, SNOMED standard concept_id)
 ICD10 = [
@@ -116,6 +122,16 @@ def write(name: str, header: list[str], rows: list[list[str]]) -> None:
         w.writerows(rows)
 
 
+def read_additions(kind: str) -> list[list[str]]:
+    """The rows of every ``*.<kind>.tsv`` of ADDITIONS (header skipped), in file-name order."""
+    rows: list[list[str]] = []
+    for path in sorted(ADDITIONS.glob(f"*.{kind}.tsv")):
+        with path.open(encoding="utf-8", newline="") as f:
+            body = [r for r in csv.reader(f, delimiter="\t")][1:]
+        rows += [r for r in body if r and not r[0].startswith("#")]
+    return rows
+
+
 def main() -> int:
     if not SRC.exists():
         print(f"error: {SRC} not found: run from a checkout beside ../shared", file=sys.stderr)
@@ -158,11 +174,36 @@ def main() -> int:
     ]
     extra += [[str(c), name, "Drug", "RxNorm", "Ingredient", "S", code, "19700101", "20991231", ""]
               for c, name, code, _ in INGREDIENTS]
+    added = [r[:10] for r in read_additions("concepts")]
+    by_id = {r[0]: r for r in concepts}
+    for r in added:
+        if r[0] in by_id and by_id[r[0]][:7] != r[:7]:
+            print(f"error: addition {r[0]} differs from vocabulary-demo's row: {r[:7]} vs {by_id[r[0]][:7]}",
+                  file=sys.stderr)
+            return 1
+    extra += added
     have = {r[0] for r in concepts}
-    extra = [r for r in extra if r[0] not in have or int(r[0]) not in keep]
+    seen: set[str] = set()
+    extra = [r for r in extra if (r[0] not in have or int(r[0]) not in keep) and not (r[0] in seen or seen.add(r[0]))]
+    known = keep | {int(r[0]) for r in extra}
     write("CONCEPT.csv", header, [r for r in concepts if int(r[0]) in keep] + extra)
     rheader, rels = read("CONCEPT_RELATIONSHIP.csv")
-    write("CONCEPT_RELATIONSHIP.csv", rheader, [r for r in rels if int(r[0]) in keep and int(r[1]) in keep])
+    relationships = [r for r in rels if int(r[0]) in keep and int(r[1]) in keep]
+    rel_pairs = {(r[0], r[1], r[2]) for r in relationships}
+    reverse = {"Maps to": "Mapped from"}
+    wanted = [[r[0], r[0], "Maps to"] for r in extra if r[5] == "S"]
+    wanted += [r[:3] for r in read_additions("relationships")]
+    for a, b, rel in list(wanted):
+        if rel in reverse:
+            wanted.append([b, a, reverse[rel]])
+    for a, b, rel in wanted:
+        if int(a) not in known or int(b) not in known:
+            print(f"error: relationship {a} {rel} {b} names a concept the vocabulary lacks", file=sys.stderr)
+            return 1
+        if (a, b, rel) not in rel_pairs:
+            relationships.append([a, b, rel, "19700101", "20991231", ""])
+            rel_pairs.add((a, b, rel))
+    write("CONCEPT_RELATIONSHIP.csv", rheader, relationships)
     aheader, anc = read("CONCEPT_ANCESTOR.csv")
     ancestors = [r for r in anc if int(r[0]) in keep and int(r[1]) in keep]
     pairs = {(r[0], r[1]) for r in ancestors}
@@ -173,6 +214,13 @@ def main() -> int:
             if (row[0], row[1]) not in pairs:
                 ancestors.append(row)
                 pairs.add((row[0], row[1]))
+    for row in [[r[0], r[0], "0", "0"] for r in extra if r[5] == "S"] + [r[:4] for r in read_additions("ancestors")]:
+        if int(row[0]) not in known or int(row[1]) not in known:
+            print(f"error: ancestor row {row} names a concept the vocabulary lacks", file=sys.stderr)
+            return 1
+        if (row[0], row[1]) not in pairs:
+            ancestors.append(row)
+            pairs.add((row[0], row[1]))
     write("CONCEPT_ANCESTOR.csv", aheader, ancestors)
     vheader, vocs = read("VOCABULARY.csv")
     write("VOCABULARY.csv", vheader, vocs)
@@ -180,9 +228,14 @@ def main() -> int:
         "source_code", "source_concept_id", "source_vocabulary_id", "source_code_description",
         "target_concept_id", "target_vocabulary_id", "valid_start_date", "valid_end_date", "invalid_reason",
     ]
-    vocab_of = {int(r[0]): r[3] for r in concepts}
+    vocab_of = {int(r[0]): r[3] for r in concepts} | {int(r[0]): r[3] for r in extra}
     stcm = [[c, "0", "ICD10", d, str(t), vocab_of[t], "19700101", "20991231", ""] for c, d, t in ICD10]
     stcm += [[c, "0", "ATC", d, str(t), vocab_of[t], "19700101", "20991231", ""] for c, d, t in ATC]
+    for code, vocabulary_id, description, target in read_additions("source_maps"):
+        if int(target) not in known:
+            print(f"error: {vocabulary_id} {code} maps to {target}, which the vocabulary lacks", file=sys.stderr)
+            return 1
+        stcm.append([code, "0", vocabulary_id, description, target, vocab_of[int(target)], "19700101", "20991231", ""])
     write("SOURCE_TO_CONCEPT_MAP.csv", stcm_header, stcm)
     print(f"wrote {len(keep)} concepts and {len(stcm)} source mappings to {DST}")
     return 0

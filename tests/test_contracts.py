@@ -64,6 +64,11 @@ CLEAN: dict[str, dict[str, list[Any]]] = {
         "diagnosis_date": [D(2020, 1, 2), D(2020, 1, 2), D(2021, 5, 5)],
         "diagnosis_rank": ["PRINCIPAL", "SECONDARY", None],
         "description": ["Type 2 diabetes", None, None],
+        "histology": [None, "8140/3", None],
+        "tnm_t": [None, "T2", None],
+        "tnm_n": [None, "N0", None],
+        "tnm_m": [None, "M0", None],
+        "stage_group": [None, "II", None],
     },
     "procedures": {
         "procedure_id": ["P1", "P2", "P3"],
@@ -82,6 +87,7 @@ CLEAN: dict[str, dict[str, list[Any]]] = {
         "unit": ["mmol/L", "%", None],
         "sampled_at": [T(2020, 1, 2, 7), T(2020, 1, 2, 7), T(2021, 5, 5)],
         "description": [None, None, None],
+        "value_code": [None, None, "77176002"],
     },
     "medications": {
         "medication_id": ["M1", "M2", "M3"],
