@@ -42,7 +42,12 @@ MEDS: dict[str, Medication] = {
         Medication("A10BA02", ("500", "850", "1000"), "mg", "PO", "chronic"),  # metformin
         Medication("A10AB04", ("4", "6", "8", "10"), "IU", "SC", "chronic"),  # insulin lispro
         Medication("A10AD01", ("12", "16", "20", "24"), "IU", "SC", "chronic"),  # biphasic insulin
-        Medication("A10BJ02", ("0.6", "1.2", "1.8"), "mg", "SC", "chronic"),  # liraglutide
+        Medication("A10BJ02", ("1.2", "1.8"), "mg", "SC", "chronic"),  # liraglutide
+        Medication("A10BJ06", ("0.5", "1"), "mg", "SC", "chronic"),  # semaglutide (weekly)
+        Medication("A10BJ05", ("1.5",), "mg", "SC", "chronic"),  # dulaglutide (weekly)
+        Medication("A10BK01", ("10",), "mg", "PO", "chronic"),  # dapagliflozin
+        Medication("A10BK03", ("10", "25"), "mg", "PO", "chronic"),  # empagliflozin
+        Medication("A10BH01", ("100",), "mg", "PO", "chronic"),  # sitagliptin
         Medication("L01XA01", ("120", "130", "140"), "mg", "IV", "once"),  # cisplatin
         Medication("L01XA02", ("400", "450", "500"), "mg", "IV", "once"),  # carboplatin
         Medication("L01XA03", ("140", "150", "160"), "mg", "IV", "once"),  # oxaliplatin
@@ -50,6 +55,11 @@ MEDS: dict[str, Medication] = {
         Medication("L01CD01", ("280", "300", "320"), "mg", "IV", "once"),  # paclitaxel
         Medication("L01CD02", ("120", "130", "140"), "mg", "IV", "once"),  # docetaxel
         Medication("L01CB01", ("160", "180", "200"), "mg", "IV", "once"),  # etoposide
+        Medication("L01DB01", ("100", "110", "120"), "mg", "IV", "once"),  # doxorubicin
+        Medication("L01AA01", ("900", "1000", "1100"), "mg", "IV", "once"),  # cyclophosphamide
+        Medication("L01BC06", ("1500", "2000"), "mg", "PO", "course"),  # capecitabine (14 days a cycle)
+        Medication("L02BA01", ("20",), "mg", "PO", "chronic"),  # tamoxifen
+        Medication("L02BG03", ("1",), "mg", "PO", "chronic"),  # anastrozole
         Medication("L02AE02", ("11.25", "22.5"), "mg", "SC", "depot"),  # leuprorelin
         Medication("C09AA03", ("5", "10", "20"), "mg", "PO", "chronic"),  # lisinopril
         Medication("C08CA01", ("5", "10"), "mg", "PO", "chronic"),  # amlodipine
@@ -65,12 +75,8 @@ MEDS: dict[str, Medication] = {
 }
 
 # Chronic conditions (person level). Weight of a condition when a stay is "about" a chronic condition.
+# Diabetes and cancer are not here: their stays are the pathways' (generator.diabetes, generator.oncology).
 CHRONIC_FOCUS_WEIGHT: dict[str, float] = {
-    "lung_ca": 6.0,
-    "colon_ca": 6.0,
-    "prostate_ca": 6.0,
-    "t1d": 3.0,
-    "t2d": 3.0,
     "ckd": 2.5,
     "hf": 2.0,
     "af": 1.5,
@@ -83,8 +89,6 @@ CHRONIC_FOCUS_WEIGHT: dict[str, float] = {
 
 # Medications ordered at a stay whose focus is the condition: (probability, alternatives).
 FOCUS_MEDS: dict[str, tuple[tuple[float, tuple[str, ...]], ...]] = {
-    "t2d": ((0.85, ("A10BA02",)), (0.2, ("A10BJ02",)), (0.15, ("A10AD01",))),
-    "t1d": ((1.0, ("A10AB04",)), (0.9, ("A10AD01",))),
     "htn": ((0.8, ("C09AA03", "C08CA01")), (0.35, ("C03AA03",))),
     "hld": ((0.9, ("C10AA05", "C10AA01")),),
     "af": ((0.85, ("B01AA03",)),),
@@ -105,26 +109,11 @@ FOCUS_MEDS: dict[str, tuple[tuple[float, tuple[str, ...]], ...]] = {
 
 # The long-term medication of a condition, continued at inpatient stays about something else.
 CHRONIC_MEDS: dict[str, tuple[str, ...]] = {
-    "t2d": ("A10BA02",),
-    "t1d": ("A10AB04", "A10AD01"),
     "htn": ("C09AA03", "C08CA01", "C03AA03"),
     "hld": ("C10AA05", "C10AA01"),
     "af": ("B01AA03",),
     "hf": ("C09AA03",),
 }
-
-# Chemotherapy regimens (alternatives of drug combinations) per cancer.
-CHEMO_REGIMENS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "lung_ca": (
-        ("L01XA01", "L01CB01"),
-        ("L01XA02", "L01CB01"),
-        ("L01XA02", "L01CD01"),
-        ("L01XA01", "L01CD02"),
-    ),
-    "colon_ca": (("L01XA03", "L01BC02"),),
-    "prostate_ca": (("L01CD02",),),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class AcuteCode:
@@ -149,7 +138,6 @@ ACUTE: tuple[AcuteCode, ...] = (
 # (stay type, probability) alternatives and the probability that an emergency visit is followed by an
 # inpatient stay, per kind of stay focus.
 STAY_TYPE_BY_KIND: dict[str, tuple[tuple[tuple[str, float], ...], float]] = {
-    "cancer": ((("OUTPATIENT", 0.55), ("INPATIENT", 0.45)), 0.0),
     "chronic": ((("OUTPATIENT", 0.6), ("INPATIENT", 0.3), ("EMERGENCY", 0.1)), 0.3),
     "cardio": ((("OUTPATIENT", 0.4), ("INPATIENT", 0.35), ("EMERGENCY", 0.25)), 0.5),
     "severe": ((("EMERGENCY", 0.65), ("INPATIENT", 0.35)), 0.5),
@@ -170,8 +158,6 @@ WARDS: tuple[str, ...] = (
 
 def kind_of_code(code: str, condition: str | None) -> str:
     """The kind of a stay focus (see STAY_TYPE_BY_KIND)."""
-    if condition in ("lung_ca", "colon_ca", "prostate_ca"):
-        return "cancer"
     if condition in ("af", "hf"):
         return "cardio"
     if condition is not None:
@@ -186,9 +172,11 @@ def ward_choices(code: str) -> tuple[str, ...]:
     """Wards a non-emergency stay with this principal diagnosis goes to."""
     if code.startswith("E1"):
         return ("Endocrinologie", "Médecine interne")
+    if code.startswith("C50"):
+        return ("Oncologie",)
     if code.startswith("C34"):
         return ("Oncologie", "Pneumologie")
-    if code.startswith(("C18", "C78")):
+    if code.startswith(("C18", "C20", "C78")):
         return ("Oncologie", "Gastro-entérologie")
     if code == "C61":
         return ("Urologie", "Oncologie")

@@ -64,9 +64,9 @@ from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
+from generator import diabetes, oncology
 from generator.clinical import (
     ACUTE,
-    CHEMO_REGIMENS,
     CHRONIC_FOCUS_WEIGHT,
     CHRONIC_MEDS,
     FOCUS_MEDS,
@@ -102,6 +102,7 @@ from generator.reference import (
     name_pools,
     vocabulary,
 )
+from generator.visits import Pathway, Visit, merge
 from schemas.extract import ENTITIES, PATIENTS, Entity
 from schemas.matricule import make_matricule
 
@@ -279,6 +280,7 @@ class _Person:
     second_sex: str
     conditions: tuple[tuple[str, tuple[str, ...]], ...]  # (condition, its ICD-10 codes)
     age: int  # years at the reference date
+    pathway: Pathway | None = None  # diabetes and cancer visits (home site) and the death they lead to
 
 
 class _Draw:
@@ -354,8 +356,11 @@ class _PopulationBuilder:
         reference: date,
         n_sites: int,
         residence: random.Random | None = None,
+        seed: int = 0,
     ) -> None:
         self.d = _Draw(rng)
+        self.seed = seed
+        self.count = 0  # persons drawn: each pathway has its own random stream
         # residence abroad: its own stream, so that everything else is drawn as without it
         self.residence = _Draw(residence or random.Random(0))
         self.foreign_cum = _cum([t.weight for t in FOREIGN_TOWNS])
@@ -430,38 +435,21 @@ class _PopulationBuilder:
                 used.add(serial)
                 return make_matricule(date.fromordinal(birth), serial)
 
-    def conditions(self, age: int, sex: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def conditions(self, age: int, sex: str) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], str]:
+        """The chronic conditions of the random stays, and the diabetes type ("t1d", "t2d" or "")."""
         r = self.d.random
         out: list[tuple[str, tuple[str, ...]]] = []
-        diabetes = ""
-        p_t2d = 0.0 if age < 18 else 0.03 if age < 35 else 0.09 if age < 50 else 0.17
-        if r() < 0.01:
-            diabetes = "t1d"
-            out.append(("t1d", ("E10.2",) if r() < 0.2 else ("E10.9",)))
-        elif r() < p_t2d:
-            diabetes = "t2d"
-            complications = tuple(
-                c for c, p in (("E11.2", 0.18), ("E11.3", 0.12), ("E11.4", 0.12), ("E11.5", 0.08)) if r() < p
-            )
-            out.append(("t2d", complications or ("E11.9",)))
-        p_cancer = 0.002 if age < 40 else 0.045 if age < 60 else 0.09
-        if r() < p_cancer:
-            sites_ = ("lung_ca", "colon_ca", "prostate_ca") if sex == "M" else ("lung_ca", "colon_ca")
-            cancer = self.d.pick(sites_)
-            if cancer == "lung_ca":
-                out.append(("lung_ca", ("C34.9",) if r() < 0.8 else ("C34.1",)))
-            elif cancer == "colon_ca":
-                primary = "C18.9" if r() < 0.75 else "C18.8"
-                out.append(("colon_ca", (primary, "C78.5") if r() < 0.3 else (primary,)))
-            else:
-                out.append(("prostate_ca", ("C61",)))
+        x = r()
+        p1, p2 = diabetes.t1d_prevalence(age), diabetes.t2d_prevalence(age)
+        kind = "t1d" if x < p1 else "t2d" if x < p1 + p2 else ""
         adult = age >= 18
         old = age >= 60
-        if r() < (0.45 if old else 0.2 if age >= 40 else 0.05 if adult else 0.0):
+        p_htn = 0.45 if old else 0.2 if age >= 40 else 0.05 if adult else 0.0
+        if r() < (min(0.75, 1.6 * p_htn) if kind == "t2d" else p_htn):
             out.append(("htn", ("I10",)))
         if r() < (0.3 if age >= 40 else 0.05 if adult else 0.0):
             out.append(("hld", ("E78.5",)))
-        if r() < (0.25 if diabetes else 0.08 if age >= 50 else 0.0):
+        if r() < (0.2 if kind else 0.08 if age >= 50 else 0.0):
             out.append(("ckd", ("N18.3",)))
         if old and r() < 0.09:
             out.append(("af", ("I48.9",)))
@@ -471,10 +459,28 @@ class _PopulationBuilder:
             out.append(("asthma", ("J45.9",)))
         if adult and r() < 0.06:
             out.append(("depression", ("F32.9",)))
-        has_cancer = any(c.endswith("_ca") for c, _ in out)
-        if r() < (0.3 if has_cancer or any(c == "ckd" for c, _ in out) else 0.02):
+        if r() < (0.3 if any(c == "ckd" for c, _ in out) else 0.02):
             out.append(("anaemia", ("D64.9",)))
-        return tuple(out)
+        return tuple(out), kind
+
+    def pathway(self, birth: int, sex: str, age: int, kind: str, conds: set[str]) -> Pathway | None:
+        """The person's diabetes and cancer pathways (own random stream per person)."""
+        rng = random.Random(f"ds4h:{self.seed}:pathway:{self.count}")
+        start = max(birth + 1, self.ref_ord - HISTORY_DAYS)
+        end = self.ref_ord - LAST_ADMISSION_MARGIN
+        if start > end:
+            return None
+        dm: Pathway | None = None
+        if kind:
+            profile = diabetes.draw_profile(
+                rng, kind, age, birth, self.ref_ord, "htn" in conds, "ckd" in conds, "hf" in conds
+            )
+            dm = diabetes.diabetes_pathway(profile, birth, start, end, rng)
+        ca: Pathway | None = None
+        cancer = oncology.draw_profile(rng, age, sex, start, end - 60)
+        if cancer is not None:
+            ca = oncology.cancer_pathway(cancer, birth, end, self.ref_ord, rng)
+        return merge(dm, ca)
 
     def person(self) -> _Person:
         d = self.d
@@ -508,6 +514,9 @@ class _PopulationBuilder:
             if r() < SEX_CONFLICT_SHARE:
                 second_sex = {"M": "F", "F": "M", "U": "M"}[sex]
         age = (self.ref_ord - birth) * 100 // 36525
+        conditions, kind = self.conditions(age, sex)
+        pathway = self.pathway(birth, sex, age, kind, {c for c, _ in conditions})
+        self.count += 1
         return _Person(
             birth,
             sex,
@@ -520,8 +529,9 @@ class _PopulationBuilder:
             second,
             second_address,
             second_sex,
-            self.conditions(age, sex),
+            conditions,
             age,
+            pathway,
         )
 
 
@@ -877,6 +887,7 @@ class _SiteWriter:
         self.death_rng = random.Random(f"ds4h:{seed}:{spec.site}:death")
         self.last_stay: tuple[int, str, str] | None = None  # (discharge minute, stay type, principal code)
         self.last_drug_day = 0  # the last day a drug of the patient is taken (ordinal)
+        self.cap = self.ref_ord  # the patient's death day (no event after it), else the reference date
         self.deaths = 0
         self.ward = ""
         self.person_at_site: tuple[_Address, str] | None = None
@@ -922,7 +933,12 @@ class _SiteWriter:
             out.writer = real
         self.last_stay = None
         self.last_drug_day = 0
+        death_day = p.pathway.death[0] if p.pathway is not None and p.pathway.death is not None else None
+        self.cap = self.ref_ord if death_day is None else min(death_day, self.ref_ord)
         self.stays(p, pid, is_second, bad)
+        if p.pathway is not None and not is_second:
+            for v in p.pathway.visits:
+                self.visit(p, pid, v, bad)
         death = self.death(p, is_second)
         if death is not None and not bad:
             row[-2], row[-1] = death
@@ -940,13 +956,16 @@ class _SiteWriter:
         diagnosis or a chronic condition when it is a usual cause of death, else one of those."""
         r = self.death_rng.random
         x, timing, cause_draw = r(), r(), r()
+        if p.pathway is not None:  # diabetes or cancer: the pathway's death (its visits stop before it)
+            if is_second or p.second >= 0 or p.pathway.death is None:
+                return None
+            day, cause_code = p.pathway.death
+            return self.clock.d(day), cause_code
         if is_second or p.second >= 0 or self.last_stay is None:
             return None
         conds = dict(p.conditions)
         age = p.age
         chance = 0.01 if age < 40 else 0.03 if age < 60 else 0.08 if age < 75 else 0.18 if age < 85 else 0.35
-        if any(c.endswith("_ca") for c in conds):
-            chance += 0.35 if "lung_ca" in conds else 0.2
         if "hf" in conds or "ckd" in conds:
             chance += 0.1
         if x >= chance:
@@ -959,11 +978,8 @@ class _SiteWriter:
             day = max(last_day, self.last_drug_day) + 1 + int(timing * 730)
             if day >= self.ref_ord:
                 return None
-        cancer = next((codes[0] for c, codes in conds.items() if c.endswith("_ca")), None)
         chronic = [codes[0] for c, codes in conds.items() if codes[0] in DEATH_CAUSES]
-        if cancer is not None:
-            cause = cancer
-        elif principal in DEATH_CAUSES:
+        if principal in DEATH_CAUSES:
             cause = principal
         elif chronic:
             cause = chronic[int(cause_draw * len(chronic))]
@@ -1002,15 +1018,9 @@ class _SiteWriter:
         d = self.d
         r = d.random
         conditions = p.conditions
-        cancer = next((c for c, _ in conditions if c.endswith("_ca")), None)
-        if is_second:
-            n = d.int_between(1, 3)
-        else:
-            n = 1 + bisect_right(_N_STAYS_CUM, r() * _N_STAYS_CUM[-1])
-            if cancer and n < 3:
-                n += 2
+        n = d.int_between(1, 3) if is_second else 1 + bisect_right(_N_STAYS_CUM, r() * _N_STAYS_CUM[-1])
         start = max(p.birth + 1, self.ref_ord - HISTORY_DAYS)
-        end = self.ref_ord - LAST_ADMISSION_MARGIN
+        end = self.cap - LAST_ADMISSION_MARGIN
         if start > end:
             return
         days = sorted(d.int_between(start, end) for _ in range(n))
@@ -1035,7 +1045,7 @@ class _SiteWriter:
                 cond: str | None = d.weighted(focus_conds, focus_cum)
                 assert cond is not None
                 codes = codes_of[cond]
-                principal = codes[0] if cond.endswith("_ca") else d.pick(codes)
+                principal = d.pick(codes)
             else:
                 cond = None
                 principal = self.acute(p, day)
@@ -1088,6 +1098,70 @@ class _SiteWriter:
                 )
                 not_before = dis2
 
+    def visit(self, p: _Person, pid: str, v: Visit, patient_bad: bool) -> None:
+        """A pathway visit as a stay with its diagnoses (the principal first, with the tumour's histology
+        and TNM when given), procedures, labs and medications, and maybe a note."""
+        d = self.d
+        clock = self.clock
+        write = self.faults.write
+        if v.stay_type == "INPATIENT":
+            adm = v.day * _DAY + d.int_between(7 * 60, 20 * 60)
+            dis = (v.day + v.los) * _DAY + d.int_between(9 * 60, 18 * 60)
+        else:
+            adm = v.day * _DAY + d.int_between(7 * 60 + 30, 15 * 60)
+            dis = adm + d.int_between(30, 300)
+        principal = v.diagnoses[0].code
+        bad = self.stay(pid, adm, dis, v.stay_type, principal, patient_bad, v.ward) or patient_bad
+        sid = f"{self.prefix}S{self.n_stays:08d}"
+        adm_day, dis_day = adm // _DAY, dis // _DAY
+        out = self.outs["diagnoses"]
+        for i, dx in enumerate(v.diagnoses):
+            self.n_diag += 1
+            row = [
+                f"{self.prefix}D{self.n_diag:09d}",
+                sid,
+                pid,
+                dx.code,
+                clock.d(adm_day if i == 0 else d.int_between(adm_day, dis_day)),
+                "PRINCIPAL" if i == 0 else "SECONDARY",
+                self.vocab.icd10[dx.code],
+                dx.histology,
+                dx.tnm_t,
+                dx.tnm_n,
+                dx.tnm_m,
+                dx.stage_group,
+            ]
+            write(out, row, bad)
+        out = self.outs["procedures"]
+        for name in v.procedures:
+            self.n_proc += 1
+            code = PROCEDURE_CODES[name]
+            row = [f"{self.prefix}P{self.n_proc:08d}", sid, pid, code, clock.dt(self.within(adm, dis)),
+                   self.vocab.snomed_procedures[code]]
+            write(out, row, bad)
+        out = self.outs["labs"]
+        blood = clock.dt(min(adm + d.int_between(15, 150), dis))
+        vitals = clock.dt(min(adm + d.int_between(5, 60), dis))
+        for lab in v.labs:
+            self.n_lab += 1
+            lt = LAB_TESTS[lab.test]
+            value = "" if lab.value is None else f"{lab.value:.{lt.decimals}f}"
+            row = [f"{self.prefix}L{self.n_lab:09d}", sid, pid, lt.loinc, value, lt.unit,
+                   vitals if lab.test in _VITALS else blood, self.lab_desc[lt.loinc], lab.value_code]
+            write(out, row, bad)
+        out = self.outs["medications"]
+        last = min(self.ref_ord - 1, self.cap)
+        for m in v.meds:
+            self.n_med += 1
+            med = MEDS[m.atc]
+            end = last if m.end < 0 else min(m.end, last)
+            self.last_drug_day = max(self.last_drug_day, end)
+            row = [f"{self.prefix}M{self.n_med:09d}", sid, pid, m.atc, self.vocab.atc[m.atc], m.dose, med.unit,
+                   med.route, clock.d(m.start), clock.d(end)]
+            write(out, row, bad)
+        cond = _PATHWAY_CONDITION.get(principal[:3])
+        self.stay_notes(p, pid, sid, adm, dis, v.stay_type, principal, cond, bad, v.routine)
+
     def stay_notes(
         self,
         p: _Person,
@@ -1099,9 +1173,10 @@ class _SiteWriter:
         principal: str,
         cond: str | None,
         parent_bad: bool,
+        routine: bool = False,
     ) -> None:
         nw = self.notes
-        kinds = nw.kinds(stay_type, principal, cond)
+        kinds = nw.kinds(stay_type, principal, cond, routine)
         if not kinds:
             return
         if self.note_patient is None:
@@ -1151,10 +1226,13 @@ class _SiteWriter:
         adm = day * _DAY + int(d.random() ** 0.8 * (_DAY - 30))
         return adm, min(adm + d.int_between(45, 6 * 60), day * _DAY + _DAY - 1)
 
-    def stay(self, pid: str, adm: int, dis: int, stay_type: str, principal: str, patient_bad: bool) -> bool:
+    def stay(
+        self, pid: str, adm: int, dis: int, stay_type: str, principal: str, patient_bad: bool, ward: str = ""
+    ) -> bool:
         self.n_stays += 1
         sid = f"{self.prefix}S{self.n_stays:08d}"
-        ward = "Urgences" if stay_type == "EMERGENCY" else self.d.pick(ward_choices(principal))
+        if not ward:
+            ward = "Urgences" if stay_type == "EMERGENCY" else self.d.pick(ward_choices(principal))
         self.ward = ward
         row = [sid, pid, self.clock.dt(adm), self.clock.dt(dis), stay_type, ward]
         if self.last_stay is None or dis >= self.last_stay[0]:
@@ -1286,7 +1364,7 @@ class _SiteWriter:
 
     def end_day(self, duration: str, start: int, dis_day: int) -> int:
         d = self.d
-        last = self.ref_ord - 1
+        last = min(self.ref_ord - 1, self.cap)
         if duration == "once":
             self.last_drug_day = max(self.last_drug_day, start)
             return start
@@ -1307,31 +1385,7 @@ class _SiteWriter:
     def procedures(self, principal: str, cond: str | None, stay_type: str, state: set[str]) -> list[str]:
         r = self.d.random
         out: list[str] = []
-        if cond in ("lung_ca", "colon_ca", "prostate_ca"):
-            first = cond not in state
-            state.add(cond)
-            if cond == "lung_ca":
-                if first:
-                    out += ["lung_fna", "chest_xray"]
-                else:
-                    out.append("radiotherapy" if r() < 0.25 else "chemotherapy")
-            elif cond == "colon_ca":
-                if first:
-                    out += ["colonoscopy", "colon_biopsy"]
-                elif stay_type == "INPATIENT" and "colectomy" not in state:
-                    state.add("colectomy")
-                    out.append("colectomy")
-                else:
-                    out.append("chemotherapy")
-            else:
-                if first:
-                    out.append("prostate_biopsy")
-                elif stay_type == "INPATIENT" and "prostatectomy" not in state:
-                    state.add("prostatectomy")
-                    out.append("prostatectomy")
-                else:
-                    out.append("radiotherapy" if r() < 0.6 else "chemotherapy")
-        elif cond == "ckd":
+        if cond == "ckd":
             if stay_type == "OUTPATIENT" and r() < 0.5:
                 out.append("haemodialysis")
         elif principal in ("I21.9", "I48.9", "I50.9"):
@@ -1445,15 +1499,9 @@ class _SiteWriter:
         d = self.d
         r = d.random
         out: list[str] = []
-        if cond in CHEMO_REGIMENS:
-            if "chemotherapy" in procs:
-                out += d.pick(CHEMO_REGIMENS[cond])
-            if cond == "prostate_ca" and r() < 0.5:
-                out.append("L02AE02")
-        else:
-            for prob, alternatives in FOCUS_MEDS.get(cond or principal, ()):
-                if r() < prob:
-                    out.append(d.pick(alternatives))
+        for prob, alternatives in FOCUS_MEDS.get(cond or principal, ()):
+            if r() < prob:
+                out.append(d.pick(alternatives))
         if stay_type == "INPATIENT":
             for c, _ in p.conditions:
                 if c != cond and c in CHRONIC_MEDS and r() < 0.6:
@@ -1477,6 +1525,7 @@ def _clip(v: float, lo: float, hi: float) -> float:
 
 NOTE_SHARE: Final = {"INPATIENT": 0.40, "OUTPATIENT": 0.10, "EMERGENCY": 0.10}  # of stays with a note
 SECOND_NOTE_SHARE: Final = 0.40  # of noted inpatient stays: a discharge letter too
+ROUTINE_NOTE_SHARE: Final = 0.03  # of pathway follow-up and treatment visits (a short consultation note)
 _DOCTORS_PER_WARD: Final = 4
 
 # The reason for a stay, in French, by the first three characters of its principal ICD-10 code.
@@ -1485,7 +1534,8 @@ _REASONS: Final = {
     "E11": "un déséquilibre glycémique",
     "C34": "la prise en charge d'un cancer bronchique",
     "C18": "la prise en charge d'un cancer colique",
-    "C78": "la prise en charge d'un cancer colique métastatique",
+    "C20": "la prise en charge d'un cancer du rectum",
+    "C50": "la prise en charge d'un cancer du sein",
     "C61": "la prise en charge d'un cancer de la prostate",
     "I10": "une hypertension artérielle déséquilibrée",
     "E78": "un bilan lipidique",
@@ -1503,7 +1553,10 @@ _REASONS: Final = {
     "J02": "une pharyngite aiguë",
     "S82": "une fracture de jambe",
 }
-_CANCER_OF: Final = {"lung_ca": "lung", "colon_ca": "colon", "prostate_ca": "prostate"}
+_CANCER_OF: Final = {"lung_ca": "lung", "colon_ca": "colon", "prostate_ca": "prostate", "breast_ca": "breast"}
+# the condition (for the note's kind and finding) of a pathway visit, by its principal ICD-10 code
+_PATHWAY_CONDITION: Final = {"C34": "lung_ca", "C18": "colon_ca", "C20": "colon_ca", "C61": "prostate_ca",
+                             "C50": "breast_ca", "E10": "t1d", "E11": "t2d"}
 _RELATIONS: Final = (
     ("épouse", "F"),
     ("époux", "M"),
@@ -1532,9 +1585,9 @@ class _NoteWriter:
         self.doctors: dict[str, tuple[str, ...]] = {}
         self.count = 0
 
-    def kinds(self, stay_type: str, principal: str, cond: str | None) -> list[str]:
+    def kinds(self, stay_type: str, principal: str, cond: str | None, routine: bool = False) -> list[str]:
         r = self.d.random
-        if r() >= NOTE_SHARE[stay_type]:
+        if r() >= (ROUTINE_NOTE_SHARE if routine else NOTE_SHARE[stay_type]):
             return []
         if stay_type == "INPATIENT":
             return ["hospitalisation", "discharge"] if r() < SECOND_NOTE_SHARE else ["hospitalisation"]
@@ -1636,6 +1689,7 @@ def generate(
         reference_date,
         len(sites),
         random.Random(f"ds4h:{seed}:residence"),
+        seed,
     )
     people: list[_Person] = []
     step = max(1000, patients // 20)

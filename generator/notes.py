@@ -117,7 +117,7 @@ class StayContext:
     ward: str
     reason: str  # in French, after "admis(e) pour": "une pneumopathie"
     age: int  # years at admission
-    cancer: str | None = None  # "colon", "lung" or "prostate": the oncology note's finding
+    cancer: str | None = None  # "breast", "colon", "lung" or "prostate": the oncology note's finding
 
 
 _EVENT_YEAR = re.compile(r"(?<=\ben )(?:19|20)\d\d\b")
@@ -480,6 +480,10 @@ _CANCERS: dict[str, tuple[str, str]] = {
     "lung": (
         "Carcinome bronchique non à petites cellules cT2N1M0, ECOG 1",
         "chimiothérapie par carboplatine et pémétrexed 4 cycles",
+    ),
+    "breast": (
+        "Carcinome canalaire infiltrant du sein, récepteurs hormonaux positifs, HER2 négatif",
+        "chirurgie puis chimiothérapie adjuvante AC-paclitaxel, radiothérapie et hormonothérapie",
     ),
     "prostate": (
         "Adénocarcinome prostatique, score de Gleason 7, PSA 14,2 ng/mL",

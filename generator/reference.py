@@ -52,7 +52,7 @@ class Vocabulary:
 
     icd10: dict[str, str]
     atc: dict[str, str]
-    loinc: dict[str, str]  # LOINC Measurement concepts
+    loinc: dict[str, str]  # LOINC Measurement and Observation concepts (smoking status is an Observation)
     snomed_procedures: dict[str, str]  # SNOMED Procedure concepts
     snomed_all: frozenset[str]  # every SNOMED concept_code (for unknown-code checks)
     ucum: frozenset[str]
@@ -73,7 +73,7 @@ def vocabulary() -> Vocabulary:
     ucum: set[str] = set()
     for r in _read_tsv("CONCEPT.csv"):
         vocab, domain = r["vocabulary_id"], r["domain_id"]
-        if vocab == "LOINC" and domain == "Measurement":
+        if vocab == "LOINC" and domain in ("Measurement", "Observation"):
             loinc.setdefault(r["concept_code"], r["concept_name"])
         elif vocab == "SNOMED":
             snomed.add(r["concept_code"])
@@ -111,6 +111,10 @@ LAB_TESTS: dict[str, LabTest] = {
     "weight": LabTest("29463-7", "kg", 1),
     "systolic": LabTest("8480-6", "mm[Hg]", 0),
     "diastolic": LabTest("8462-4", "mm[Hg]", 0),
+    "egfr": LabTest("62238-1", "mL/min/(173.10*-2.m2)", 0),  # CKD-EPI, mL/min/1.73 m2
+    "uacr": LabTest("14959-1", "mg/g", 1),
+    "bmi": LabTest("39156-5", "kg/m2", 1),
+    "smoking": LabTest("72166-2", "", 0),  # a coded result (value_code), no value nor unit
 }
 
 PROCEDURE_CODES: dict[str, str] = {
@@ -119,6 +123,10 @@ PROCEDURE_CODES: dict[str, str] = {
     "radiotherapy": "108290001",
     "prostatectomy": "90470006",
     "colectomy": "43075005",
+    "rectal_resection": "4558008",
+    "mastectomy": "359728003",
+    "sentinel_node": "396487001",
+    "lung_excision": "119746007",
     "prostate_biopsy": "65575008",
     "colon_biopsy": "76164006",
     "lung_fna": "432231006",
@@ -192,6 +200,7 @@ UNKNOWN_SNOMED: tuple[tuple[str, str], ...] = (
 _USED_ICD10: tuple[str, ...] = (
     "E10.9",
     "E10.2",
+    "E10.3",
     "E11.9",
     "E11.2",
     "E11.3",
@@ -201,8 +210,10 @@ _USED_ICD10: tuple[str, ...] = (
     "C34.1",
     "C18.9",
     "C18.8",
-    "C78.5",
     "C61",
+    "C50.9",
+    "C50.4",
+    "C20",
     "I10",
     "E78.5",
     "J45.9",
@@ -226,7 +237,7 @@ def _check_vocabulary(v: Vocabulary) -> None:
     missing = [c for c in _USED_ICD10 if c not in v.icd10]
     missing += [c for c in MEDS if c not in v.atc]
     missing += [t.loinc for t in LAB_TESTS.values() if t.loinc not in v.loinc]
-    missing += [t.unit for t in LAB_TESTS.values() if t.unit not in v.ucum]
+    missing += [t.unit for t in LAB_TESTS.values() if t.unit and t.unit not in v.ucum]
     missing += [c for c in PROCEDURE_CODES.values() if c not in v.snomed_procedures]
     if missing:
         raise RuntimeError(f"demo vocabulary lacks codes the generator uses: {sorted(set(missing))}")

@@ -28,7 +28,6 @@ ICD10 = [
     ("E11.2", "Type 2 diabetes mellitus with renal complications", 192279),
     ("E11.3", "Type 2 diabetes mellitus with ophthalmic complications", 4226121),
     ("E11.4", "Type 2 diabetes mellitus with neurological complications", 37016354),
-    ("E11.5", "Type 2 diabetes mellitus with peripheral circulatory complications (demo: proteinuria)", 45757499),
     ("C34.9", "Malignant neoplasm of bronchus or lung, unspecified (demo: NSCLC)", 4115276),
     ("C34.1", "Malignant neoplasm of upper lobe, bronchus or lung (demo: small cell)", 4110591),
     ("C18.9", "Malignant neoplasm of colon, unspecified", 197500),
