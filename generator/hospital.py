@@ -5,9 +5,15 @@
 ``<site>/_truth/faults.jsonl``: one JSON object per injected fault, with the 1-based line of the CSV
 file (the header is line 1), the row's key, the fault and its expected outcome downstream.
 
+Diabetic and cancer patients follow a pathway (:mod:`generator.diabetes`, :mod:`generator.oncology`,
+docs/generator.md): scheduled follow-up, surgery, radiotherapy and chemotherapy visits written as stays of
+their home site after their random stays, complications after the diagnosis, and a death after which
+nothing happens (their random stays and drugs stop before it).
+
 Clinical notes (``notes.csv``, French free text from :mod:`generator.notes`) are written for about 40%
 of inpatient stays (a hospitalisation report, and for 40% of them a discharge letter too) and 10% of
-the other stays (a consultation, oncology board or emergency report), with the site's own patient data
+the other stays (a consultation, oncology board or emergency report; 3% of the pathways' follow-up and
+treatment visits), with the site's own patient data
 (names, matricule, phone, e-mail, address, birth date), the stay's dates and ward and a doctor of that
 ward. Line breaks of the text are written as `` / `` so that one row is one line. Beside the faults,
 ``_truth/notes.jsonl`` (the ``ds4h deid-text`` input: id, text, the patient's known identifiers) and
@@ -694,7 +700,8 @@ class _FaultInjector:
         self.future_start = date(reference.year + 64, 1, 1).toordinal()
         self.faults: list[Fault] = []
         self.next_orphan_patient = population + 1  # site-local ids never exceed the population size
-        self.next_orphan_stay = 6 * population + 1  # nor stays 6 per patient
+        # nor stays 100 per patient on average (random stays: up to 6 per patient; pathways: ~4 a year)
+        self.next_orphan_stay = 100 * population + 1
 
     def write(self, out: _Out, row: list[str], parent_bad: bool, only_duplicate: bool = False) -> bool:
         """Write ``row`` (maybe with a fault); True when the row will be quarantined downstream."""
@@ -1370,7 +1377,7 @@ class _SiteWriter:
             return start
         if duration == "chronic":
             if d.random() < 0.1:
-                return -1  # ongoing
+                return -1 if self.cap >= self.ref_ord else last  # ongoing, or stopped at the death
             end = start + d.pick((30, 60, 90, 90, 180))
         elif duration == "course":
             end = start + d.int_between(5, 10)

@@ -47,7 +47,8 @@ INCIDENCE: Final[dict[str, tuple[tuple[int, float, float], ...]]] = {
     "colorectal": ((0, 0, 0), (40, 20, 18), (50, 70, 50), (60, 150, 95), (70, 260, 180), (80, 340, 260)),
 }
 
-# Clinical TNM -> stage group (UICC TNM 8th edition); prostate from TNM alone (PSA, grade not modelled).
+# Clinical TNM -> stage group (UICC TNM 8th edition; sub-categories upper-cased as the contract writes them:
+# T2B, N2A, M1C); prostate from TNM alone (PSA and Gleason grade not modelled).
 TNM_STAGE: Final[dict[str, dict[tuple[str, str, str], str]]] = {
     "breast": {
         ("T1", "N0", "M0"): "IA",
@@ -61,37 +62,37 @@ TNM_STAGE: Final[dict[str, dict[tuple[str, str, str], str]]] = {
     },
     "lung": {
         ("T1", "N0", "M0"): "IA",
-        ("T2a", "N0", "M0"): "IB",
-        ("T2b", "N0", "M0"): "IIA",
-        ("T1", "N1", "M0"): "IIB", ("T2a", "N1", "M0"): "IIB", ("T2b", "N1", "M0"): "IIB", ("T3", "N0", "M0"): "IIB",
-        ("T1", "N2", "M0"): "IIIA", ("T2a", "N2", "M0"): "IIIA", ("T3", "N1", "M0"): "IIIA",
+        ("T2A", "N0", "M0"): "IB",
+        ("T2B", "N0", "M0"): "IIA",
+        ("T1", "N1", "M0"): "IIB", ("T2A", "N1", "M0"): "IIB", ("T2B", "N1", "M0"): "IIB", ("T3", "N0", "M0"): "IIB",
+        ("T1", "N2", "M0"): "IIIA", ("T2A", "N2", "M0"): "IIIA", ("T3", "N1", "M0"): "IIIA",
         ("T4", "N0", "M0"): "IIIA", ("T4", "N1", "M0"): "IIIA",
-        ("T1", "N3", "M0"): "IIIB", ("T2a", "N3", "M0"): "IIIB", ("T3", "N2", "M0"): "IIIB",
+        ("T1", "N3", "M0"): "IIIB", ("T2A", "N3", "M0"): "IIIB", ("T3", "N2", "M0"): "IIIB",
         ("T4", "N2", "M0"): "IIIB",
         ("T3", "N3", "M0"): "IIIC", ("T4", "N3", "M0"): "IIIC",
-        ("T2a", "N2", "M1a"): "IVA", ("T3", "N2", "M1b"): "IVA", ("T4", "N3", "M1a"): "IVA",
-        ("T3", "N2", "M1c"): "IVB", ("T4", "N3", "M1c"): "IVB", ("T2b", "N1", "M1c"): "IVB",
+        ("T2A", "N2", "M1A"): "IVA", ("T3", "N2", "M1B"): "IVA", ("T4", "N3", "M1A"): "IVA",
+        ("T3", "N2", "M1C"): "IVB", ("T4", "N3", "M1C"): "IVB", ("T2B", "N1", "M1C"): "IVB",
     },
     "colorectal": {
         ("T1", "N0", "M0"): "I", ("T2", "N0", "M0"): "I",
         ("T3", "N0", "M0"): "IIA",
-        ("T4a", "N0", "M0"): "IIB",
-        ("T4b", "N0", "M0"): "IIC",
-        ("T1", "N1", "M0"): "IIIA", ("T2", "N1", "M0"): "IIIA", ("T1", "N2a", "M0"): "IIIA",
-        ("T3", "N1", "M0"): "IIIB", ("T4a", "N1", "M0"): "IIIB", ("T2", "N2a", "M0"): "IIIB",
-        ("T3", "N2a", "M0"): "IIIB", ("T2", "N2b", "M0"): "IIIB",
-        ("T4a", "N2a", "M0"): "IIIC", ("T3", "N2b", "M0"): "IIIC", ("T4b", "N1", "M0"): "IIIC",
-        ("T4b", "N2", "M0"): "IIIC",
-        ("T3", "N1", "M1a"): "IVA", ("T4a", "N2", "M1a"): "IVA",
-        ("T3", "N2", "M1b"): "IVB", ("T4a", "N1", "M1b"): "IVB",
-        ("T4b", "N2", "M1c"): "IVC",
+        ("T4A", "N0", "M0"): "IIB",
+        ("T4B", "N0", "M0"): "IIC",
+        ("T1", "N1", "M0"): "IIIA", ("T2", "N1", "M0"): "IIIA", ("T1", "N2A", "M0"): "IIIA",
+        ("T3", "N1", "M0"): "IIIB", ("T4A", "N1", "M0"): "IIIB", ("T2", "N2A", "M0"): "IIIB",
+        ("T3", "N2A", "M0"): "IIIB", ("T2", "N2B", "M0"): "IIIB",
+        ("T4A", "N2A", "M0"): "IIIC", ("T3", "N2B", "M0"): "IIIC", ("T4B", "N1", "M0"): "IIIC",
+        ("T4B", "N2", "M0"): "IIIC",
+        ("T3", "N1", "M1A"): "IVA", ("T4A", "N2", "M1A"): "IVA",
+        ("T3", "N2", "M1B"): "IVB", ("T4A", "N1", "M1B"): "IVB",
+        ("T4B", "N2", "M1C"): "IVC",
     },
     "prostate": {
-        ("T1", "N0", "M0"): "I", ("T2a", "N0", "M0"): "I",
-        ("T2b", "N0", "M0"): "II", ("T2c", "N0", "M0"): "II",
-        ("T3a", "N0", "M0"): "III", ("T3b", "N0", "M0"): "III", ("T4", "N0", "M0"): "III",
-        ("T2c", "N1", "M0"): "IVA", ("T3a", "N1", "M0"): "IVA", ("T3b", "N1", "M0"): "IVA",
-        ("T3a", "N0", "M1"): "IVB", ("T3b", "N1", "M1"): "IVB", ("T4", "N1", "M1"): "IVB",
+        ("T1", "N0", "M0"): "I", ("T2A", "N0", "M0"): "I",
+        ("T2B", "N0", "M0"): "II", ("T2C", "N0", "M0"): "II",
+        ("T3A", "N0", "M0"): "III", ("T3B", "N0", "M0"): "III", ("T4", "N0", "M0"): "III",
+        ("T2C", "N1", "M0"): "IVA", ("T3A", "N1", "M0"): "IVA", ("T3B", "N1", "M0"): "IVA",
+        ("T3A", "N0", "M1"): "IVB", ("T3B", "N1", "M1"): "IVB", ("T4", "N1", "M1"): "IVB",
     },
 }
 

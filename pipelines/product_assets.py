@@ -23,11 +23,12 @@ PRODUCTS = ("oncology", "t2dm-complications")
 COHORTS = Path(__file__).resolve().parents[1] / "schemas" / "cohorts"
 T2DM_SPEC = COHORTS / "type-2-diabetes.yaml"
 OUTCOMES = {"retinopathy": "diabetic-retinopathy.json", "neuropathy": "diabetic-neuropathy.json",
-            "nephropathy": "diabetic-nephropathy.json"}
+            "nephropathy": "diabetic-nephropathy.json", "diabetic_foot": "diabetic-foot.json"}
 T2DM_DESCRIPTION = (
     "The type 2 diabetes cohort (schemas/cohorts/type-2-diabetes.yaml) characterised with OHDSI FeatureExtraction's "
     "covariate ids (gender, 5-year age group, conditions, drugs and measurements in the year before index: persons "
-    "and share per covariate), and per complication (retinopathy, neuropathy, nephropathy) the persons with a first "
+    "and share per covariate), and per complication (retinopathy, neuropathy, nephropathy, diabetic foot) the persons "
+    "with a first "
     "onset within 1 and 5 years after index. An anonymised release carries these aggregates only; the "
     "PatientLevelPrediction-shaped person-level files are for pseudonymised releases and federated nodes (not built "
     "yet).")

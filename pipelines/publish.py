@@ -73,8 +73,19 @@ def scan_text_files(root: Path, identifiers: Identifiers) -> dict[str, dict[str,
         if p.is_file() and p.suffix != ".parquet":
             text = text_of(p)
             if text is not None:
+                if p.suffix in (".json", ".jsonld"):
+                    text = unescaped_json(text)
                 scan.text(p.relative_to(root).as_posix(), text)
     return scan.hits()
+
+
+def unescaped_json(text: str) -> str:
+    """A JSON text with its ``\\u`` escapes decoded: ``json.dumps`` writes é as ``\\u00e9`` by default,
+    which would hide an accented name (``R\\u00c9MY``) from the leak scan. Not JSON: ``text`` as is."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
 
 
 @dataclass(frozen=True)

@@ -632,7 +632,8 @@ def test_zz_planted_identifier_blocks_publication(published: dict[str, object], 
     _plant(omop("drug_exposure"), "route_source_value",
            {drugs[0][0]: _forms(drugs[0][1], "address"), drugs[1][0]: _forms(drugs[1][1], "iban")})
     landline = pl.col("phone").str.replace_all(r"\D", "").str.len_chars() == 9  # +352 44 12 34
-    meas = own_rows("measurement", 4) + own_rows("measurement", 1, landline)
+    meas = own_rows("measurement", 4)  # then a landline's person among the others (one row, one identifier)
+    meas += own_rows("measurement", 1, landline & ~pl.col("person_id").is_in([m[1]["person_id"] for m in meas]))
     six = str(meas[4][1]["phone"])
     _plant(omop("measurement"), "unit_source_value", {
         meas[0][0]: _forms(meas[0][1], "matricule"), meas[1][0]: _forms(meas[1][1], "email"),

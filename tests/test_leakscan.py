@@ -5,6 +5,8 @@ person's rows only."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import polars as pl
 
@@ -225,3 +227,17 @@ def test_a_surname_that_is_a_function_word_counts_only_in_a_whole_name() -> None
     assert scan_table(cells(7, "Vu avec sa fille.", "sa sœur passe"), ids) == {}  # found at 100,000 patients
     assert scan_table(cells(7, "vu André Sá ce matin"), ids).get("full_name") == 1
     assert scan_table(cells(7, "André est venu"), ids) == {"name": 1}
+
+
+def test_escaped_accented_name_in_a_published_json_file_is_found(tmp_path: Path) -> None:
+    """json.dumps escapes é as \\u00e9: a manifest or metadata file holding an accented patient name must
+    still be caught by the scan of the release's text files."""
+    from pipelines.publish import scan_text_files
+
+    patients = pl.DataFrame({"person_id": [1], "first_name": ["Émilie"], "last_name": ["Rémy"],
+                             "birth_date": [dt.date(2001, 7, 1)]})
+    ids = identifiers_from_patients(patients)
+    (tmp_path / "manifest.json").write_text(json.dumps({"title": "Cohort of RÉMY, Émilie"}) + "\n")
+    (tmp_path / "other.json").write_text(json.dumps({"title": "Cohort of diabetics"}) + "\n")
+    assert "\\u00c9" in (tmp_path / "manifest.json").read_text()
+    assert scan_text_files(tmp_path, ids) == {"manifest.json": {"full_name": 1}}
