@@ -25,7 +25,7 @@ creatinine and the smoking status (72166-2, coded SNOMED CT result).
   sensation). Albuminuria rises with HbA1c, blood pressure and smoking; eGFR falls faster with
   nephropathy, slower under an SGLT2 inhibitor.
 - Death: a Gompertz baseline by age times hazard ratios for diabetes (1.8, Emerging Risk Factors
-  Collaboration 2011), nephropathy, low eGFR, diabetic foot and smoking.
+  Collaboration 2011), its duration, nephropathy, low eGFR, diabetic foot, smoking and heart failure.
 
 Parameters are in the module's tables; docs/generator.md names the sources.
 """
@@ -184,20 +184,22 @@ def _escalate(p: DiabetesProfile, s: _State, rng: random.Random) -> str | None:
 def _hazard(name: str, p: DiabetesProfile, s: _State, a1c: float, dur: float, age: float) -> float:
     smoker = 1.0 if p.smoking == "smoker" else 0.4 if p.smoking == "ex" else 0.0
     lp = (_LOG_HR_HBA1C_RETINOPATHY if name == "retinopathy" else _LOG_HR_HBA1C) * (a1c - HBA1C_TARGET)
+    albuminuria = s.log_uacr - math.log(10)  # a marker of the person's microvascular disease
     if name == "retinopathy":
-        lp += 0.03 * min(dur, 25) + 0.3 * p.hypertension + 0.012 * (s.sbp - 130)
+        lp += 0.03 * min(dur, 25) + 0.3 * p.hypertension + 0.012 * (s.sbp - 130) + 0.4 * albuminuria
     elif name == "nephropathy":
-        lp += (0.03 * min(dur, 25) + 0.4 * p.hypertension + 0.3 * smoker + 0.9 * (s.log_uacr - math.log(10))
+        lp += (0.03 * min(dur, 25) + 0.4 * p.hypertension + 0.3 * smoker + 0.9 * albuminuria
                + 0.8 * (s.egfr < 60))
     elif name == "neuropathy":
-        lp += 0.04 * min(dur, 25) + 0.035 * (age - 60) + 0.4 * smoker + 0.03 * (s.bmi - 28)
+        lp += 0.04 * min(dur, 25) + 0.035 * (age - 60) + 0.4 * smoker + 0.03 * (s.bmi - 28) + 0.3 * albuminuria
     else:  # foot
         lp += 1.5 * ("neuropathy" in s.complications) + 0.6 * smoker + 0.7 * (s.egfr < 60) + 0.02 * min(dur, 25)
     return _BASE_HAZARD[name] * math.exp(lp)
 
 
-def _death_hazard(p: DiabetesProfile, s: _State, age: float) -> float:
+def _death_hazard(p: DiabetesProfile, s: _State, age: float, dur: float) -> float:
     h = 0.0008 * math.exp(0.09 * (age - 40)) * 1.8  # Gompertz baseline x diabetes
+    h *= math.exp(0.02 * min(dur, 30))  # x 1.22 per 10 years of diabetes
     if "nephropathy" in s.complications:
         h *= 1.6
     if s.egfr < 45:
@@ -249,7 +251,8 @@ def diabetes_pathway(p: DiabetesProfile, birth: int, start: int, end: int, rng: 
         a1c = _hba1c(p, s, dur, rng)
         # what happened since the previous visit: death, complications, kidneys
         if dt > 0:
-            if rng.random() < 1 - math.exp(-_death_hazard(p, s, age) * dt):
+            # alive when first seen in the window (the extract holds them): death only after a written visit
+            if visits and rng.random() < 1 - math.exp(-_death_hazard(p, s, age, dur) * dt):
                 death = (prev + 1 + int(rng.random() * (day - prev - 1)), _death_cause(p, s, rng))
                 break
             for name in codes:
