@@ -786,6 +786,7 @@ class _FaultInjector:
             row[col["value"]] = f"{value:.{lab.decimals}f}"
             row[col["unit"]] = lab.unit
             row[col["description"]] = lab.name
+            row[col["value_code"]] = ""
         else:  # medications
             drug = d.pick(UNKNOWN_ATC)
             row[ci] = drug.atc
