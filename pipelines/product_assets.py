@@ -95,6 +95,7 @@ def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int |
         "population": f"the {persons:,} persons of the release; a cancer is a Disease First Occurrence episode (32528)",
         "cohort": None,
         "concept_sets": [],
+        "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
             "k": k, "round_to": round_to,
@@ -232,6 +233,7 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
         "cohort_persons_shown": None if small else size,
+        "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
             "k": k, "round_to": None,
@@ -270,6 +272,7 @@ def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.D
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
         "cohort_persons": cohort["subject_id"].n_unique(),
+        "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "population_settings": {
             "riskWindowStart": 1, "startAnchor": "cohort start", "riskWindowEnd": dict(WINDOWS),
