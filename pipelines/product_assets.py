@@ -121,24 +121,12 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     )
     def product_oncology(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
-        keep = population(ws)
-        sites = config.sites
         k = config.products_k
-        tables = oncology_tables(
-            episode=_pseudo(ws, sites, "episode", keep),
-            episode_event=_episode_events(ws, sites),
-            measurement=_pseudo(ws, sites, "measurement", keep, pl.col("measurement_concept_id") == STAGE_MEASUREMENT),
-            person=_pseudo(ws, sites, "person", keep).unique("person_id", keep="first"),
-            death=_pseudo(ws, sites, "death", keep),
-            observation_period=_pseudo(ws, sites, "observation_period", keep),
-            concept_names=load_vocabulary(config.vocabulary).concept.select("concept_id", "concept_name"),
-            k=k, round_to=config.products.round_to)
+        doc, withheld, persons = oncology_product(config, ws)
         folder = product_folder(ws, "oncology")
-        doc = write_oncology(folder, tables, k, config.products.round_to, len(keep))
         context.log.info(f"oncology product: {doc['tables']['stage']['rows']} stage cells, k = {k}")
-        withheld = sum(int(df["suppressed"].sum()) for df in (tables.incidence, tables.stage, tables.lines, tables.survival))
         return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(folder)), "k": k, "persons": len(keep), "cells_withheld": withheld,
+            "path": dg.MetadataValue.path(str(folder)), "k": k, "persons": persons, "cells_withheld": withheld,
             "tables": _md_table(pl.DataFrame([{"table": n, "rows": t["rows"]} for n, t in doc["tables"].items()])),
         })
 
@@ -152,20 +140,11 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     def product_t2dm_complications(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
         k = config.products_k
-        vocab = load_vocabulary(config.vocabulary)
-        maps_to = vocab.maps_to.select("concept_id_1", "concept_id_2")
-        names = vocab.concept.select("concept_id", "concept_name")
-        folder = fresh_folder(product_folder(ws, "t2dm-complications"))
-        if config.policy.mode == "pseudonymised":  # person-level, in the release's own ids and dates
-            tables = {t: read_partition(ws.lake("release", t)) for t in ("person", *T2DM_TABLES)
-                      if has_partition(ws.lake("release", t))}
-            doc = build_t2dm_plp(folder, tables, vocab.ancestor, maps_to, names)
+        doc = t2dm_product(config, ws)
+        folder = product_folder(ws, "t2dm-complications")
+        if doc["person_level"]:
             context.log.info(f"t2dm-complications (PatientLevelPrediction files): {doc['cohort_persons']} persons")
         else:
-            keep = population(ws)
-            tables = {t: _pseudo(ws, config.sites, t, keep) for t in T2DM_TABLES}
-            tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
-            doc = build_t2dm(folder, tables, vocab.ancestor, maps_to, names, k=k, persons=len(keep))
             context.log.info(f"t2dm-complications: cohort of {doc['cohort_persons_shown']} persons, k = {k}")
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(folder)), "k": k, "mode": config.policy.mode,
@@ -173,6 +152,43 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         })
 
     return [product_oncology, product_t2dm_complications]
+
+
+def oncology_product(config: Config, ws: Workspace) -> tuple[dict[str, Any], int, int]:
+    """Write the oncology product of the release being built: (product.json, cells withheld, persons)."""
+    keep = population(ws)
+    sites = config.sites
+    k = config.products_k
+    tables = oncology_tables(
+        episode=_pseudo(ws, sites, "episode", keep),
+        episode_event=_episode_events(ws, sites),
+        measurement=_pseudo(ws, sites, "measurement", keep, pl.col("measurement_concept_id") == STAGE_MEASUREMENT),
+        person=_pseudo(ws, sites, "person", keep).unique("person_id", keep="first"),
+        death=_pseudo(ws, sites, "death", keep),
+        observation_period=_pseudo(ws, sites, "observation_period", keep),
+        concept_names=load_vocabulary(config.vocabulary).concept.select("concept_id", "concept_name"),
+        k=k, round_to=config.products.round_to)
+    doc = write_oncology(fresh_folder(product_folder(ws, "oncology")), tables, k, config.products.round_to, len(keep))
+    withheld = sum(int(df["suppressed"].sum()) for df in (tables.incidence, tables.stage, tables.lines, tables.survival))
+    return doc, withheld, len(keep)
+
+
+def t2dm_product(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Write the t2dm-complications product of the release being built; returns its product.json.
+    Pseudonymised mode: the PatientLevelPrediction files, from the release's own tables (its ids and
+    dates); anonymised: the aggregates, from the pseudo zone's rows of the release's persons."""
+    vocab = load_vocabulary(config.vocabulary)
+    maps_to = vocab.maps_to.select("concept_id_1", "concept_id_2")
+    names = vocab.concept.select("concept_id", "concept_name")
+    folder = fresh_folder(product_folder(ws, "t2dm-complications"))
+    if config.policy.mode == "pseudonymised":
+        tables = {t: read_partition(ws.lake("release", t)) for t in ("person", *T2DM_TABLES)
+                  if has_partition(ws.lake("release", t))}
+        return build_t2dm_plp(folder, tables, vocab.ancestor, maps_to, names)
+    keep = population(ws)
+    tables = {t: _pseudo(ws, config.sites, t, keep) for t in T2DM_TABLES}
+    tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
+    return build_t2dm(folder, tables, vocab.ancestor, maps_to, names, k=config.products_k, persons=len(keep))
 
 
 def _t2dm_cohort(tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame
