@@ -195,6 +195,8 @@ def _release(home: Path, mode: str) -> Path:
     cfg_path.write_text(yaml.safe_dump(cfg))
     r = runner.invoke(app, ["run"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["verify", "omop-demo", "1"], catch_exceptions=False)  # checksums, metadata, leak scan
+    assert r.exit_code == 0 and "leak scan: no identifier" in r.output, r.output
     return home / "dataspace" / "omop-demo" / "1"
 
 
