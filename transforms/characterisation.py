@@ -66,7 +66,8 @@ def characterise(cohort: pl.DataFrame, person: pl.DataFrame, tables: Mapping[str
             .agg(pl.len().cast(pl.Int64).alias("persons"))
             .select(pl.lit(0, pl.Int64).alias("concept_id"), "persons", pl.lit(3, pl.Int64).alias("analysis_id"),
                     (pl.col("group") * 1000 + 3).alias("covariate_id"),
-                    pl.format("age group: {} - {}", pl.col("group") * 5, pl.col("group") * 5 + 4).alias("label")))
+                    pl.format("age group: {} - {}", (pl.col("group") * 5).cast(pl.String).str.pad_start(3),
+                              (pl.col("group") * 5 + 4).cast(pl.String).str.pad_start(3)).alias("label")))
     families = [_partition(gender, k, size).join(names, on="concept_id", how="left").with_columns(
                     covariate_name=pl.format("gender = {}", pl.col("concept_name").fill_null("unknown"))).drop("concept_name"),
                 _partition(ages.drop("label"), k, size).join(ages.select("covariate_id", "label"), on="covariate_id")
