@@ -35,6 +35,7 @@ def test_covariates_follow_feature_extraction() -> None:
     rows = {r["covariate_id"]: r for r in out.iter_rows(named=True)}
     assert rows[8507001]["persons"] == 6 and rows[8532001]["persons"] == 6  # gender: conceptId * 1000 + 1
     assert rows[12003]["persons"] == 6 and rows[13003]["persons"] == 6  # age groups 60-64, 65-69
+    assert rows[12003]["covariate_name"] == "age group:  60 -  64"  # FeatureExtraction pads to 3 characters
     assert rows[201826102]["persons"] == 12 and rows[201826102]["average_value"] == 1.0
     assert rows[1503297302]["persons"] == 6  # metformin started within 365 days before index: 6 of 12
     assert rows[4226121102]["suppressed"] and rows[4226121102]["persons"] is None  # 1 person: withheld
