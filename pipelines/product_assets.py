@@ -188,7 +188,8 @@ def t2dm_product(config: Config, ws: Workspace) -> dict[str, Any]:
     keep = population(ws)
     tables = {t: _pseudo(ws, config.sites, t, keep) for t in T2DM_TABLES}
     tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
-    return build_t2dm(folder, tables, vocab.ancestor, maps_to, names, k=config.products_k, persons=len(keep))
+    return build_t2dm(folder, tables, vocab.ancestor, maps_to, names, k=config.products_k, persons=len(keep),
+                      round_to=config.products.round_to)
 
 
 def _t2dm_cohort(tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame
@@ -206,10 +207,12 @@ def _t2dm_cohort(tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_t
 
 
 def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
-               concept_names: pl.DataFrame, *, k: int, persons: int) -> dict[str, Any]:
-    """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets."""
+               concept_names: pl.DataFrame, *, k: int, persons: int, round_to: int | None = None) -> dict[str, Any]:
+    """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets. With
+    ``round_to``, every published count (and the cohort's size) is rounded as anonymisation/disclosure.py
+    rounds, and a binary covariate's share is recomputed from the rounded counts."""
     from transforms.characterisation import characterise
-    from transforms.plp import analysis_ref, hba1c_concepts
+    from transforms.plp import VALUE_ANALYSIS, analysis_ref, hba1c_concepts
 
     cohort, outcome_events = _t2dm_cohort(tables, ancestor, maps_to)
     covariates = characterise(cohort, tables["person"], tables, concept_names, k=k,
@@ -236,6 +239,18 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
     outcomes = outcomes.with_columns(
         [pl.when(small | pl.col(c).is_between(1, k - 1)).then(None).otherwise(pl.col(c)).alias(c)
          for c in ("persons_with_onset", "persons_with_prior_outcome")])
+    shown_size: int | None = None if small else size
+    if round_to:
+        def rnd(c: str) -> pl.Expr:
+            return pl.when(pl.col(c) > 0).then(pl.max_horizontal(
+                round_to * ((pl.col(c) + round_to // 2) // round_to), round_to * -(-k // round_to))).otherwise(pl.col(c))
+        if shown_size:
+            shown_size = max(round_to * ((shown_size + round_to // 2) // round_to), round_to * -(-k // round_to))
+        covariates = covariates.with_columns(rnd("persons").alias("persons")).with_columns(
+            average_value=pl.when(pl.col("analysis_id") == VALUE_ANALYSIS).then(pl.col("average_value"))
+            .when(pl.col("persons").is_null()).then(None)
+            .otherwise(pl.col("persons") / max(shown_size or 1, 1)))
+        outcomes = outcomes.with_columns([rnd(c).alias(c) for c in ("persons_with_onset", "persons_with_prior_outcome")])
     folder.mkdir(parents=True, exist_ok=True)
     named = {"covariates": covariates, "outcomes": outcomes, "analysis_ref": analyses}
     for name, df in named.items():
@@ -248,12 +263,13 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
         "population": f"the {persons:,} persons of the release",
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
-        "cohort_persons_shown": None if small else size,
+        "cohort_persons_shown": shown_size,
         "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
-            "k": k, "round_to": None,
-            "rule": "counts between 1 and k-1 are withheld (null); gender and age groups, which partition the cohort, "
+            "k": k, "round_to": round_to,
+            "rule": "counts between 1 and k-1 are withheld (null); with round_to, published counts are rounded to its "
+                    "nearest multiple, never below k; gender and age groups, which partition the cohort, "
                     "get secondary suppression against the cohort's size; a cohort smaller than k publishes nothing; "
                     "average_value is the share of the cohort for a binary covariate and the mean value for a value "
                     "covariate (analysis 706, the last HbA1c: analysis_ref isBinary = N), withheld with its count",
