@@ -35,7 +35,7 @@ FILES = {
                      "D1,S1,P1,C34.1,2020-03-02,PRINCIPAL,lung,8140/3,T2,N1,M0,IIB\n"
                      "D2,S2,P2,C61,2021-05-10,PRINCIPAL,prostate,8140/3,,,M1,IV\n"
                      "D3,S1,P1,E11.9,2020-03-02,SECONDARY,diabetes,,,,,\n"
-                     "D4,S3,P3,C50.9,2022-01-10,PRINCIPAL,breast,,T1,N0,M0,Stage 1\n",
+                     "D4,S3,P3,C50.9,2022-01-10,PRINCIPAL,breast,8500/3,T1,N0,M0,Stage 1\n",
     "labs.csv": "lab_id,stay_id,patient_id,loinc_code,value,unit,sampled_at,description,value_code\n"
                 "L1,S1,P1,72166-2,,,2020-03-01 09:00,smoking status,449868002\n"
                 "L2,S2,P2,72166-2,,,2021-05-10 10:00,smoking status,77176002\n"
@@ -72,14 +72,17 @@ def test_histology_gives_the_icdo3_condition_or_falls_back_to_the_icd10_map(
     # lung: the vocabulary has 8140/3-C34.1 (44499882 Adenocarcinoma, NOS, of upper lobe, lung)
     assert co["8140/3-C34.1"]["condition_concept_id"] == 44499882
     assert co["8140/3-C34.1"]["condition_source_concept_id"] == 44499882
-    # prostate: C61 -> topography C61.9; no 8140/3-C61.9 concept -> the ICD-10 map (4129902), ICD-O-3 code kept
-    assert co["8140/3-C61.9"]["condition_concept_id"] == 4129902
+    # prostate: C61 -> topography C61.9 (44499685 Adenocarcinoma, NOS, of prostate gland)
+    assert co["8140/3-C61.9"]["condition_concept_id"] == 44499685
+    # breast: no 8500/3-C50.9 concept in the vocabulary -> the ICD-10 map (4112853), the ICD-O-3 code kept
+    assert co["8500/3-C50.9"]["condition_concept_id"] == 4112853
+    assert co["8500/3-C50.9"]["condition_source_concept_id"] == 0  # the ICD-10 code maps through the STCM
     # without a histology nothing changes
-    assert co["E11.9"]["condition_concept_id"] == 201826 and co["C50.9"]["condition_concept_id"] == 4112853
-    assert result.stats["icdo3_conditions"] == 1 and result.stats["icdo3_via_icd10"] == 1
+    assert co["E11.9"]["condition_concept_id"] == 201826
+    assert result.stats["icdo3_conditions"] == 2 and result.stats["icdo3_via_icd10"] == 1
     cov = result.coverage.filter(pl.col("table") == "condition_occurrence")
-    assert cov.filter(pl.col("code_system") == "ICDO3")["source_code"].to_list() == ["8140/3-C34.1"]
-    assert cov.filter(pl.col("code_system") == "ICD10 (ICDO3 lacking)")["source_code"].to_list() == ["C61"]
+    assert sorted(cov.filter(pl.col("code_system") == "ICDO3")["source_code"].to_list()) == ["8140/3-C34.1", "8140/3-C61.9"]
+    assert cov.filter(pl.col("code_system") == "ICD10 (ICDO3 lacking)")["source_code"].to_list() == ["C50.9"]
 
 
 def test_stage_and_tnm_are_measurements_linked_to_their_condition(
@@ -89,7 +92,7 @@ def test_stage_and_tnm_are_measurements_linked_to_their_condition(
     m = result.tables["measurement"].filter(pl.col("meas_event_field_concept_id") == 1147127)
     got = {(r["measurement_event_id"], r["measurement_concept_id"]): (r["value_source_value"], r["value_as_concept_id"])
            for r in m.iter_rows(named=True)}
-    lung, prostate, breast = (co[k]["condition_occurrence_id"] for k in ("8140/3-C34.1", "8140/3-C61.9", "C50.9"))
+    lung, prostate, breast = (co[k]["condition_occurrence_id"] for k in ("8140/3-C34.1", "8140/3-C61.9", "8500/3-C50.9"))
     assert got == {
         (lung, 3022698): ("IIB", 1635131), (lung, 3008841): ("T2", 1635562), (lung, 3007727): ("N1", 0),
         (lung, 3006575): ("M0", 0),
@@ -117,12 +120,12 @@ def test_the_registry_cancers_are_episodes_with_their_stage_and_count_in_the_con
     result, _ = built
     t = result.tables
     diseases = t["episode"].filter(pl.col("episode_concept_id") == 32528)
-    assert sorted(diseases["episode_object_concept_id"].to_list()) == [4112853, 4129902, 44499882]
+    assert sorted(diseases["episode_object_concept_id"].to_list()) == [4112853, 44499685, 44499882]
     onc = oncology_tables(t["episode"], t["episode_event"], t["measurement"], t["person"], t["death"],
                           t["observation_period"], vocab.concept.select("concept_id", "concept_name"), k=1)
     stage = {(r["cancer"], r["stage"]): r["persons"] for r in onc.stage.iter_rows(named=True)}
     assert stage[("Adenocarcinoma, NOS, of upper lobe, lung", "IIB")] == 1
-    assert stage[("Neoplasm of prostate", "IV")] == 1 and stage[("Malignant tumor of breast", "I")] == 1
+    assert stage[("Adenocarcinoma, NOS, of prostate gland", "IV")] == 1 and stage[("Malignant tumor of breast", "I")] == 1
     lazy = {k: v.lazy() for k, v in t.items()}
     for name, persons in (("lung-cancer.json", 1), ("prostate-cancer.json", 1), ("breast-cancer.json", 1)):
         concepts = resolve(read_concept_set(COHORTS / name), vocab.ancestor, vocab.maps_to)
