@@ -112,6 +112,7 @@ def test_coded_lab_result_is_the_value_concept(built: tuple[OmopResult, dict[str
     assert obs["observation_concept_id"].to_list() == [43054909, 43054909]
     # 449868002 Smokes tobacco daily is in the bundled vocabulary; 77176002 is not (0, as the CDM says)
     assert obs["value_as_concept_id"].to_list() == [42709996, 0]
+    assert obs["value_source_value"].to_list() == ["449868002", "77176002"]  # the code is kept either way
     assert result.tables["measurement"].filter(pl.col("measurement_source_value") == "4548-4")["value_as_number"].to_list() == [7.1]
 
 

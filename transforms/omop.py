@@ -454,6 +454,8 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
         mapped = mapped.with_columns(provider_id=pl.lit(None, pl.Int64))
     if "source_value" not in mapped.columns:
         mapped = mapped.with_columns(source_value=pl.lit(None, pl.String))
+    if "value_code" not in mapped.columns:
+        mapped = mapped.with_columns(value_code=pl.lit(None, pl.String))
     out: dict[str, pl.DataFrame] = {}
     for table in EVENT_TABLES:
         e = mapped.filter(pl.col("table") == table)
@@ -491,15 +493,17 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
                           unit_concept_id="unit_concept_id", measurement_source_value="code",
                           measurement_source_concept_id="source_concept_id", unit_source_value="unit",
                           value_as_concept_id="value_concept_id",
-                          value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String)))
+                          value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String),
+                                                         pl.col("value_code")))
         elif table == "observation":
             df = e.select(observation_id="_id", **common, observation_concept_id="concept_id",
                           observation_date="_date", observation_datetime="start",
                           observation_type_concept_id="_type", value_as_number="value_number",
                           value_as_string="value_text", unit_concept_id="unit_concept_id",
                           observation_source_value="code", observation_source_concept_id="source_concept_id",
-                          unit_source_value="unit", value_source_value="value_text",
-                          value_as_concept_id="value_concept_id")
+                          unit_source_value="unit", value_as_concept_id="value_concept_id",
+                          # a coded result without a text keeps its code (its concept may be 0)
+                          value_source_value=pl.coalesce("value_text", "value_code"))
         else:
             df = e.select(device_exposure_id="_id", **common, device_concept_id="concept_id",
                           device_exposure_start_date="_date", device_exposure_start_datetime="start",
