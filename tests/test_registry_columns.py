@@ -10,10 +10,12 @@ import polars as pl
 import pytest
 
 from anonymisation.pseudonymise import identity_frame, pseudonymise_site
+from schemas import omop as cdm
 from schemas.policy import PrivacyPolicy
 from transforms import cancer_registry
 from transforms.adapters.hospital_csv import hospital_to_staging
 from transforms.conceptsets import persons_with, read_concept_set, resolve
+from transforms.episodes import oncology_episodes
 from transforms.ingest import ingest_site
 from transforms.omop import OmopResult, harmonise_site
 from transforms.oncology_product import oncology_tables
@@ -153,3 +155,18 @@ def test_topography_and_stage_normalisation() -> None:
     assert out["s"].to_list() == ["IIB", "IIB", "IV", "I", "IVB"]
     assert df.select(cancer_registry.main_stage(cancer_registry.normalise_stage(pl.col("stage"))))["stage"].to_list() \
         == ["II", "II", "IV", "I", "IV"]
+
+
+def test_an_unmapped_icdo3_diagnosis_is_still_a_cancer(vocab: Vocabulary) -> None:
+    """A malignant ICD-O-3 histology-topography source value (behaviour /3) names a cancer even with concept 0
+    and a name that says neither carcinoma nor cancer; an in-situ one (/2) does not."""
+    co = pl.DataFrame({"condition_occurrence_id": [1, 2], "person_id": [1, 2], "condition_concept_id": [0, 0],
+                       "condition_start_date": [dt.date(2020, 1, 1)] * 2,
+                       "condition_source_value": ["8240/3-C61.9", "8500/2-C50.9"]},
+                      schema={"condition_occurrence_id": pl.Int64, "person_id": pl.Int64, "condition_concept_id": pl.Int32,
+                              "condition_start_date": pl.Date, "condition_source_value": pl.String}
+                      ).with_columns(condition_end_date=pl.lit(None, pl.Date))
+    episode, _ = oncology_episodes(co, pl.DataFrame(schema=cdm.table("drug_exposure").polars_schema),
+                                   pl.DataFrame(schema=cdm.table("procedure_occurrence").polars_schema),
+                                   vocab.concept, "s")
+    assert episode.filter(pl.col("episode_concept_id") == 32528)["episode_source_value"].to_list() == ["8240/3-C61.9"]
