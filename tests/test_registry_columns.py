@@ -170,3 +170,20 @@ def test_an_unmapped_icdo3_diagnosis_is_still_a_cancer(vocab: Vocabulary) -> Non
                                    pl.DataFrame(schema=cdm.table("procedure_occurrence").polars_schema),
                                    vocab.concept, "s")
     assert episode.filter(pl.col("episode_concept_id") == 32528)["episode_source_value"].to_list() == ["8240/3-C61.9"]
+
+
+def test_fhir_stage_summary_is_read_from_text_display_or_code() -> None:
+    from transforms.adapters.fhir import _stage
+
+    assert _stage([{"summary": {"text": "Stage IIB"}}]) == "Stage IIB"
+    assert _stage([{"assessment": [{"reference": "Observation/x"}]},
+                   {"summary": {"coding": [{"code": "3A", "display": "Stage 3A"}]}}]) == "Stage 3A"
+    assert _stage([{"summary": {"coding": [{"code": "3C"}]}}]) == "3C"
+    assert _stage(None) is None and _stage([{"assessment": []}]) is None
+
+
+def test_same_extract_same_rows(built: tuple[OmopResult, dict[str, pl.DataFrame]], vocab: Vocabulary) -> None:
+    result, stg = built
+    again = harmonise_site("hospital-a", stg, vocab, TODAY)
+    for t in ("condition_occurrence", "measurement", "observation", "episode"):
+        assert again.tables[t].equals(result.tables[t]), t
