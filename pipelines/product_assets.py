@@ -45,7 +45,7 @@ T2DM_PLP_DESCRIPTION = (
     "person_id, dates are its dates).")
 
 ONCOLOGY_DESCRIPTION = (
-    "Per cancer: incidence by 5-year band of diagnosis and sex, stage group at diagnosis, first- and "
+    "Per cancer: incidence by 5-year band of diagnosis and sex, main stage group at diagnosis (0, I-IV), first- and "
     "second-line treatment regimens, and survival by stage (persons at risk at the start of each year "
     "since diagnosis and deaths in it, Kaplan-Meier ready), from OMOP EPISODE (OHDSI Oncology WG).")
 
