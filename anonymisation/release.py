@@ -69,7 +69,7 @@ from anonymisation.risk_report import full_report, model_of, protection, search_
 from anonymisation.utility import ceilings, describe_levels, field_utility, utility_summary
 from anonymisation.versions import Earlier, read_earlier
 from schemas import omop as cdm
-from schemas.column_policy import EPISODE_EVENT_FIELDS, TOKENISED
+from schemas.column_policy import EPISODE_EVENT_FIELDS, EVENT_LINKS, TOKENISED
 from schemas.facts import FACT_TABLES
 from schemas.policy import PrivacyPolicy
 from transforms import eras
@@ -580,6 +580,17 @@ def build_release(
                     gone = gone | ((pl.col("episode_event_field_concept_id") == fconcept)
                                    & ~pl.col("event_id").is_in(ok.implode()))
             all_rows = all_rows.with_columns(_removed=~pl.col("_sup") & gone)
+        for (link_table, link_col), field_col in EVENT_LINKS.items():
+            # a modifier (a stage measurement) of a record the release removed goes with it: left
+            # behind, it would still say what the record said (a staged cancer) and dangle
+            if link_table == t and link_col in all_rows.columns and field_col in all_rows.columns:
+                orphaned = pl.lit(False)
+                for fconcept, target in EPISODE_EVENT_FIELDS.items():
+                    ok = kept_ids.get(target)
+                    if ok is not None:
+                        orphaned = orphaned | ((pl.col(field_col) == fconcept) & pl.col(link_col).is_not_null()
+                                               & ~pl.col(link_col).is_in(ok.implode()))
+                all_rows = all_rows.with_columns(_removed=pl.col("_removed") | (~pl.col("_sup") & orphaned))
         drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
         if t == "episode":
             removed_episodes = all_rows.filter(drop)["episode_id"]

@@ -323,7 +323,8 @@ def protection(report: Mapping[str, Any], policy: PrivacyPolicy, fields: Sequenc
         else:
             protects.append("A recipient of later versions of this dataset: each later version is checked jointly "
                             "with this one.")
-        gaps.append(f"More than {m} facts, or what the facts do not include: measurement values and units, "
+        gaps.append(f"More than {m} facts, or what the facts do not include: measurement values and units "
+                    "(a cancer's stage group and TNM categories, coded results such as the smoking status), "
                     "quantities and doses, how often a fact occurs, and the order and spacing of events.")
         gaps.append("Attribute disclosure: when every matching person shares a diagnosis, the attacker learns it "
                     "(k^m limits singling out, not what a group has in common).")

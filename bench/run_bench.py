@@ -6,6 +6,7 @@ as Parquet. Results are appended to bench/RESULTS.md with the date.
 
     uv run python bench/run_bench.py [--patients 100000] [--keep]
     uv run python bench/run_bench.py --synthea 100000    # one synthea-csv site (person buckets)
+    uv run python bench/run_bench.py --products 100000   # the data products (bench/bench_products.py)
 
 With ``--synthea N`` the extract is ../shared/data/synthea-v3-27 replicated to N patients
 (bench/make_synthea.py) as one synthea-csv site, with ../shared/data/vocabulary-demo and a policy
@@ -61,8 +62,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=100_000)
     ap.add_argument("--synthea", type=int, metavar="N", help="one synthea-csv site of N patients instead")
+    ap.add_argument("--products", type=int, metavar="N", help="the data products at N patients (bench_products.py)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark workspace")
     args = ap.parse_args()
+    if args.products:
+        from bench_products import main as products
+
+        return products(["--patients", str(args.products), *(["--keep"] if args.keep else [])])
     tmp = Path(tempfile.mkdtemp(prefix="ds4h-bench-"))
     home = tmp / "home"
     env = dict(os.environ, DS4H_HOME=str(home), DS4H_KEYS=str(tmp / "keys"), GX_ANALYTICS_ENABLED="False")

@@ -176,7 +176,7 @@ def ward_choices(code: str) -> tuple[str, ...]:
         return ("Oncologie",)
     if code.startswith("C34"):
         return ("Oncologie", "Pneumologie")
-    if code.startswith(("C18", "C20", "C78")):
+    if code.startswith(("C18", "C19", "C20", "C78")):
         return ("Oncologie", "Gastro-entérologie")
     if code == "C61":
         return ("Urologie", "Oncologie")

@@ -1542,6 +1542,7 @@ _REASONS: Final = {
     "E11": "un déséquilibre glycémique",
     "C34": "la prise en charge d'un cancer bronchique",
     "C18": "la prise en charge d'un cancer colique",
+    "C19": "la prise en charge d'un cancer de la jonction recto-sigmoïdienne",
     "C20": "la prise en charge d'un cancer du rectum",
     "C50": "la prise en charge d'un cancer du sein",
     "C61": "la prise en charge d'un cancer de la prostate",
@@ -1563,7 +1564,7 @@ _REASONS: Final = {
 }
 _CANCER_OF: Final = {"lung_ca": "lung", "colon_ca": "colon", "prostate_ca": "prostate", "breast_ca": "breast"}
 # the condition (for the note's kind and finding) of a pathway visit, by its principal ICD-10 code
-_PATHWAY_CONDITION: Final = {"C34": "lung_ca", "C18": "colon_ca", "C20": "colon_ca", "C61": "prostate_ca",
+_PATHWAY_CONDITION: Final = {"C34": "lung_ca", "C18": "colon_ca", "C19": "colon_ca", "C20": "colon_ca", "C61": "prostate_ca",
                              "C50": "breast_ca", "E10": "t1d", "E11": "t2d"}
 _RELATIONS: Final = (
     ("épouse", "F"),

@@ -131,6 +131,10 @@ _HISTOLOGY: Final = {
     "colorectal": (("8140/3", 1.0),),
     "prostate": (("8140/3", 1.0),),
 }
+# ICD-10 sites of colorectal cancers: caecum, ascending, sigmoid, overlapping, colon unspecified,
+# rectosigmoid junction, rectum
+_COLORECTAL_SITES: Final = (("C18.0", 0.15), ("C18.2", 0.10), ("C18.7", 0.25), ("C18.8", 0.03), ("C18.9", 0.12),
+                            ("C19", 0.05), ("C20", 0.30))
 _WARD: Final = {"breast": "Oncologie", "lung": "Pneumologie", "colorectal": "Gastro-entérologie",
                 "prostate": "Urologie"}
 _CHEMO_LABS: Final = ("haemoglobin", "platelets", "leukocytes", "creatinine")
@@ -196,11 +200,10 @@ def draw_profile(rng: random.Random, age: int, sex: str, start: int, end: int) -
     tnm, group = combos[int(rng.random() * len(combos))]
     if cancer == "breast":
         code = "C50.4" if rng.random() < 0.35 else "C50.9"
-    elif cancer == "lung":
-        code = "C34.1" if small_cell else "C34.9"  # the demo vocabulary maps C34.1 to small cell
+    elif cancer == "lung":  # the demo vocabulary maps C34.1 to small cell, C34.3 and C34.9 to non-small cell
+        code = "C34.1" if small_cell else "C34.3" if rng.random() < 0.6 else "C34.9"
     elif cancer == "colorectal":
-        y = rng.random()
-        code = "C20" if y < 0.33 else "C18.8" if y < 0.43 else "C18.9"
+        code = _pick(rng, _COLORECTAL_SITES)
     else:
         code = "C61"
     return CancerProfile(cancer, day, code, histology, tnm, group, cancer == "breast" and rng.random() < 0.75)

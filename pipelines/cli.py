@@ -322,7 +322,8 @@ def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
         ("utility", f"{facts_kept(risk)}; levels {summary.get('levels')}"),
         ("data quality", f"OHDSI DQD: {dq.get('passed', '?')} passed, {dq.get('failed', '?')} failed, "
                          f"{dq.get('not_applicable', '?')} not applicable (reports/dqd.html)"),
-        ("products", ", ".join(p.get("name", "?") for p in m.get("products", [])) or "none (the OMOP CDM only)"),
+        ("products", ", ".join(p.get("name", "?") + (" (person-level)" if p.get("person_level") else "")
+                               for p in m.get("products", [])) or "none (the OMOP CDM only)"),
         ("report", str(folder / "reports" / "risk-report.html")),
     ]
     return rows

@@ -84,6 +84,12 @@ def facts(version_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _product_kind(manifest: dict[str, Any], name: object) -> str:
+    docs = [p for p in manifest.get("products") or [] if p.get("name") == name]
+    return ("person-level, pseudonymised" if docs and docs[0].get("person_level")
+            else "aggregates under disclosure control")
+
+
 def healthdcat(manifest: dict[str, Any], info: dict[str, Any], release: dict[str, Any]) -> dict[str, Any]:
     ident = f"{BASE}{manifest['dataset']}:{manifest['version']}"
     created = manifest["created"]
@@ -92,7 +98,7 @@ def healthdcat(manifest: dict[str, Any], info: dict[str, Any], release: dict[str
             "@id": f"{ident}:{f['table']}" if "table" in f else f"{ident}:{f['path']}",
             "@type": "dcat:Distribution",
             "dct:title": f"OMOP CDM v5.4 table {f['table']}" if "table" in f
-            else f"data product {f.get('product')}: {Path(f['path']).stem} (aggregates under disclosure control)",
+            else f"data product {f.get('product')}: {Path(f['path']).stem} ({_product_kind(manifest, f.get('product'))})",
             "dct:format": {"@id": PARQUET},
             "dcat:mediaType": {"@id": "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet"},
             "dcat:accessURL": {"@id": f"{ident}:{f['path']}"},

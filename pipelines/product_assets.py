@@ -6,6 +6,7 @@ tables, and leave only under disclosure control (anonymisation/disclosure.py).
 
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +23,43 @@ from transforms.vocabulary import load_vocabulary
 PRODUCTS = ("oncology", "t2dm-complications")
 COHORTS = Path(__file__).resolve().parents[1] / "schemas" / "cohorts"
 T2DM_SPEC = COHORTS / "type-2-diabetes.yaml"
+# complication -> its concept set under schemas/cohorts/ (a new one: one entry here, files follow)
 OUTCOMES = {"retinopathy": "diabetic-retinopathy.json", "neuropathy": "diabetic-neuropathy.json",
             "nephropathy": "diabetic-nephropathy.json", "diabetic_foot": "diabetic-foot.json"}
+T2DM_TABLES = ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation",
+               "observation_period", "death")
 T2DM_DESCRIPTION = (
     "The type 2 diabetes cohort (schemas/cohorts/type-2-diabetes.yaml) characterised with OHDSI FeatureExtraction's "
     "covariate ids (gender, 5-year age group, conditions, drugs and measurements in the year before index: persons "
-    "and share per covariate), and per complication (retinopathy, neuropathy, nephropathy, diabetic foot) the persons "
-    "with a first "
-    "onset within 1 and 5 years after index. An anonymised release carries these aggregates only; the "
-    "PatientLevelPrediction-shaped person-level files are for pseudonymised releases and federated nodes (not built "
-    "yet).")
+    "and share per covariate; the last HbA1c: persons and mean), and per complication (retinopathy, neuropathy, "
+    "nephropathy, diabetic foot) the persons with a first onset within 1 and 5 years after index. An anonymised release carries "
+    "these aggregates only; a pseudonymised release carries the PatientLevelPrediction-shaped person-level files "
+    "instead.")
+T2DM_PLP_DESCRIPTION = (
+    "The type 2 diabetes cohort (schemas/cohorts/type-2-diabetes.yaml) in OHDSI PatientLevelPrediction's shape: per "
+    "complication (retinopathy, neuropathy, nephropathy, diabetic foot) and risk window (1 and 5 years after index) the study "
+    "population (rowId, subjectId, cohortStartDate, outcomeCount, timeAtRisk, survivalTime; prior outcome removed), "
+    "and one set of sparse covariates (rowId, covariateId, covariateValue) with covariateRef and analysisRef, "
+    "FeatureExtraction's ids: gender, 5-year age group, conditions, drugs and measurements in the year before index, "
+    "the last HbA1c value. Person-level: built from this pseudonymised release's own tables (subjectId is its "
+    "person_id, dates are its dates).")
 
 ONCOLOGY_DESCRIPTION = (
-    "Per cancer: incidence by 5-year band of diagnosis and sex, stage group at diagnosis, first- and "
+    "Per cancer: incidence by 5-year band of diagnosis and sex, main stage group at diagnosis (0, I-IV), first- and "
     "second-line treatment regimens, and survival by stage (persons at risk at the start of each year "
     "since diagnosis and deaths in it, Kaplan-Meier ready), from OMOP EPISODE (OHDSI Oncology WG).")
 
 
 def product_folder(ws: Workspace, name: str) -> Path:
     return ws.lake("release", "_products") / name
+
+
+def fresh_folder(folder: Path) -> Path:
+    """``folder`` emptied: every file in it is published, so none of an earlier build may stay (an
+    anonymised release must not inherit the person-level files of a pseudonymised one)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def population(ws: Workspace) -> pl.Series:
@@ -76,6 +95,7 @@ def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int |
         "population": f"the {persons:,} persons of the release; a cancer is a Disease First Occurrence episode (32528)",
         "cohort": None,
         "concept_sets": [],
+        "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
             "k": k, "round_to": round_to,
@@ -101,73 +121,108 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     )
     def product_oncology(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
-        keep = population(ws)
-        sites = config.sites
         k = config.products_k
-        tables = oncology_tables(
-            episode=_pseudo(ws, sites, "episode", keep),
-            episode_event=_episode_events(ws, sites),
-            measurement=_pseudo(ws, sites, "measurement", keep, pl.col("measurement_concept_id") == STAGE_MEASUREMENT),
-            person=_pseudo(ws, sites, "person", keep).unique("person_id", keep="first"),
-            death=_pseudo(ws, sites, "death", keep),
-            observation_period=_pseudo(ws, sites, "observation_period", keep),
-            concept_names=load_vocabulary(config.vocabulary).concept.select("concept_id", "concept_name"),
-            k=k, round_to=config.products.round_to)
+        doc, withheld, persons = oncology_product(config, ws)
         folder = product_folder(ws, "oncology")
-        doc = write_oncology(folder, tables, k, config.products.round_to, len(keep))
         context.log.info(f"oncology product: {doc['tables']['stage']['rows']} stage cells, k = {k}")
-        withheld = sum(int(df["suppressed"].sum()) for df in (tables.incidence, tables.stage, tables.lines, tables.survival))
         return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(folder)), "k": k, "persons": len(keep), "cells_withheld": withheld,
+            "path": dg.MetadataValue.path(str(folder)), "k": k, "persons": persons, "cells_withheld": withheld,
             "tables": _md_table(pl.DataFrame([{"table": n, "rows": t["rows"]} for n, t in doc["tables"].items()])),
         })
 
     @dg.asset(
         name="product_t2dm_complications",
         group_name="products",
-        deps=["release_person", "release_condition_occurrence"],
+        deps=["release_person", *[f"release_{t}" for t in T2DM_TABLES]],
         kinds={"polars", "parquet"},
         description=T2DM_DESCRIPTION + " Published in the release under products/t2dm-complications/.",
     )
     def product_t2dm_complications(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> dg.MaterializeResult[Any]:
         config, ws = ds4h.config(), ds4h.workspace()
-        keep = population(ws)
         k = config.products_k
-        vocab = load_vocabulary(config.vocabulary)
-        tables = {t: _pseudo(ws, config.sites, t, keep) for t in
-                  ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation",
-                   "observation_period")}
-        tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
-        doc = build_t2dm(product_folder(ws, "t2dm-complications"), tables, vocab.ancestor,
-                         vocab.maps_to.select("concept_id_1", "concept_id_2"),
-                         vocab.concept.select("concept_id", "concept_name"), k=k, persons=len(keep))
-        context.log.info(f"t2dm-complications: cohort of {doc['cohort_persons_shown']} persons, k = {k}")
+        doc = t2dm_product(config, ws)
+        folder = product_folder(ws, "t2dm-complications")
+        if doc["person_level"]:
+            context.log.info(f"t2dm-complications (PatientLevelPrediction files): {doc['cohort_persons']} persons")
+        else:
+            context.log.info(f"t2dm-complications: cohort of {doc['cohort_persons_shown']} persons, k = {k}")
         return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(product_folder(ws, "t2dm-complications"))), "k": k,
+            "path": dg.MetadataValue.path(str(folder)), "k": k, "mode": config.policy.mode,
             "tables": _md_table(pl.DataFrame([{"table": n, "rows": t["rows"]} for n, t in doc["tables"].items()])),
         })
 
     return [product_oncology, product_t2dm_complications]
 
 
-def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
-               concept_names: pl.DataFrame, *, k: int, persons: int) -> dict[str, Any]:
-    """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets."""
+def oncology_product(config: Config, ws: Workspace) -> tuple[dict[str, Any], int, int]:
+    """Write the oncology product of the release being built: (product.json, cells withheld, persons)."""
+    keep = population(ws)
+    sites = config.sites
+    k = config.products_k
+    tables = oncology_tables(
+        episode=_pseudo(ws, sites, "episode", keep),
+        episode_event=_episode_events(ws, sites),
+        measurement=_pseudo(ws, sites, "measurement", keep, pl.col("measurement_concept_id") == STAGE_MEASUREMENT),
+        person=_pseudo(ws, sites, "person", keep).unique("person_id", keep="first"),
+        death=_pseudo(ws, sites, "death", keep),
+        observation_period=_pseudo(ws, sites, "observation_period", keep),
+        concept_names=load_vocabulary(config.vocabulary).concept.select("concept_id", "concept_name"),
+        k=k, round_to=config.products.round_to)
+    doc = write_oncology(fresh_folder(product_folder(ws, "oncology")), tables, k, config.products.round_to, len(keep))
+    withheld = sum(int(df["suppressed"].sum()) for df in (tables.incidence, tables.stage, tables.lines, tables.survival))
+    return doc, withheld, len(keep)
+
+
+def t2dm_product(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Write the t2dm-complications product of the release being built; returns its product.json.
+    Pseudonymised mode: the PatientLevelPrediction files, from the release's own tables (its ids and
+    dates); anonymised: the aggregates, from the pseudo zone's rows of the release's persons."""
+    vocab = load_vocabulary(config.vocabulary)
+    maps_to = vocab.maps_to.select("concept_id_1", "concept_id_2")
+    names = vocab.concept.select("concept_id", "concept_name")
+    folder = fresh_folder(product_folder(ws, "t2dm-complications"))
+    if config.policy.mode == "pseudonymised":
+        tables = {t: read_partition(ws.lake("release", t)) for t in ("person", *T2DM_TABLES)
+                  if has_partition(ws.lake("release", t))}
+        return build_t2dm_plp(folder, tables, vocab.ancestor, maps_to, names)
+    keep = population(ws)
+    tables = {t: _pseudo(ws, config.sites, t, keep) for t in T2DM_TABLES}
+    tables["person"] = _pseudo(ws, config.sites, "person", keep).unique("person_id", keep="first")
+    return build_t2dm(folder, tables, vocab.ancestor, maps_to, names, k=config.products_k, persons=len(keep),
+                      round_to=config.products.round_to)
+
+
+def _t2dm_cohort(tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame
+                 ) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The T2DM cohort on ``tables`` and, per complication, every (person_id, event_date) it is recorded."""
     from schemas.cohort_spec import load_cohort_spec
-    from transforms.characterisation import characterise
     from transforms.cohorts import build_cohort, concept_events
     from transforms.conceptsets import read_concept_set, resolve
 
     lazy = {t: df.lazy() for t, df in tables.items()}
     cohort = build_cohort(load_cohort_spec(T2DM_SPEC), lazy, ancestor, maps_to)
-    covariates = characterise(cohort, tables["person"], tables, concept_names, k=k)
+    events = {t: lf for t, lf in lazy.items() if t != "person"}
+    return cohort, {outcome: concept_events(events, resolve(read_concept_set(COHORTS / file), ancestor, maps_to))
+                    for outcome, file in OUTCOMES.items()}
+
+
+def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
+               concept_names: pl.DataFrame, *, k: int, persons: int, round_to: int | None = None) -> dict[str, Any]:
+    """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets. With
+    ``round_to``, every published count (and the cohort's size) is rounded as anonymisation/disclosure.py
+    rounds, and a binary covariate's share is recomputed from the rounded counts."""
+    from transforms.characterisation import characterise
+    from transforms.plp import VALUE_ANALYSIS, analysis_ref, hba1c_concepts
+
+    cohort, outcome_events = _t2dm_cohort(tables, ancestor, maps_to)
+    covariates = characterise(cohort, tables["person"], tables, concept_names, k=k,
+                              value_concepts=hba1c_concepts(ancestor, maps_to))
+    analyses = analysis_ref(set(covariates["analysis_id"].to_list()))
     index = cohort.group_by("subject_id").agg(pl.col("cohort_start_date").min())
     size = index.height
     rows: list[dict[str, Any]] = []
-    for outcome, file in OUTCOMES.items():
-        concepts = resolve(read_concept_set(COHORTS / file), ancestor, maps_to)
-        onsets = (concept_events({t: lazy[t] for t in lazy if t != "person"}, concepts)
-                  .group_by("person_id").agg(pl.col("event_date").min().alias("onset"))
+    for outcome, events in outcome_events.items():
+        onsets = (events.group_by("person_id").agg(pl.col("event_date").min().alias("onset"))
                   .join(index.rename({"subject_id": "person_id"}), on="person_id"))
         prior = onsets.filter(pl.col("onset") <= pl.col("cohort_start_date")).height
         for years in (1, 5):
@@ -184,25 +239,86 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
     outcomes = outcomes.with_columns(
         [pl.when(small | pl.col(c).is_between(1, k - 1)).then(None).otherwise(pl.col(c)).alias(c)
          for c in ("persons_with_onset", "persons_with_prior_outcome")])
+    shown_size: int | None = None if small else size
+    if round_to:
+        def rnd(c: str) -> pl.Expr:
+            return pl.when(pl.col(c) > 0).then(pl.max_horizontal(
+                round_to * ((pl.col(c) + round_to // 2) // round_to), round_to * -(-k // round_to))).otherwise(pl.col(c))
+        if shown_size:
+            shown_size = max(round_to * ((shown_size + round_to // 2) // round_to), round_to * -(-k // round_to))
+        covariates = covariates.with_columns(rnd("persons").alias("persons")).with_columns(
+            average_value=pl.when(pl.col("analysis_id") == VALUE_ANALYSIS).then(pl.col("average_value"))
+            .when(pl.col("persons").is_null()).then(None)
+            .otherwise(pl.col("persons") / max(shown_size or 1, 1)))
+        outcomes = outcomes.with_columns([rnd(c).alias(c) for c in ("persons_with_onset", "persons_with_prior_outcome")])
     folder.mkdir(parents=True, exist_ok=True)
-    covariates.write_parquet(folder / "covariates.parquet", compression="zstd", statistics=True)
-    outcomes.write_parquet(folder / "outcomes.parquet", compression="zstd", statistics=True)
+    named = {"covariates": covariates, "outcomes": outcomes, "analysis_ref": analyses}
+    for name, df in named.items():
+        df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
     doc: dict[str, Any] = {
         "name": "t2dm-complications",
         "description": T2DM_DESCRIPTION,
+        "mode": "anonymised",
+        "person_level": False,
         "population": f"the {persons:,} persons of the release",
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
-        "cohort_persons_shown": None if small else size,
-        "tables": {"covariates": {"rows": covariates.height, "columns": _columns(covariates)},
-                   "outcomes": {"rows": outcomes.height, "columns": _columns(outcomes)}},
+        "cohort_persons_shown": shown_size,
+        "files": [f"{name}.parquet" for name in named],
+        "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
-            "k": k, "round_to": None,
-            "rule": "counts between 1 and k-1 are withheld (null); gender and age groups, which partition the cohort, "
-                    "get secondary suppression against the cohort's size; a cohort smaller than k publishes nothing",
+            "k": k, "round_to": round_to,
+            "rule": "counts between 1 and k-1 are withheld (null); with round_to, published counts are rounded to its "
+                    "nearest multiple, never below k; gender and age groups, which partition the cohort, "
+                    "get secondary suppression against the cohort's size; a cohort smaller than k publishes nothing; "
+                    "average_value is the share of the cohort for a binary covariate and the mean value for a value "
+                    "covariate (analysis 706, the last HbA1c: analysis_ref isBinary = N), withheld with its count",
             "not_covered": "covariates of one person overlap (one person counts in many), so differences between "
                            "covariates are not protected jointly; a 1-year onset count is withheld when the 5-year "
                            "count exceeds it by 1 to k-1",
+        },
+    }
+    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return doc
+
+
+def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
+                   concept_names: pl.DataFrame) -> dict[str, Any]:
+    """The PatientLevelPrediction files of the T2DM cohort built on ``tables`` (a pseudonymised
+    release's tables: its person ids and dates are what the files hold)."""
+    from transforms.plp import WINDOWS, hba1c_concepts, plp_data
+
+    cohort, outcome_events = _t2dm_cohort(tables, ancestor, maps_to)
+    data = plp_data(cohort, tables, outcome_events, concept_names, hba1c_concepts(ancestor, maps_to))
+    named = {f"population_{o}_{w}": data.populations[(o, w)] for o in OUTCOMES for w in WINDOWS}
+    named |= {"covariates": data.covariates, "covariate_ref": data.covariate_ref, "analysis_ref": data.analysis_ref}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in named.items():
+        df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
+    doc: dict[str, Any] = {
+        "name": "t2dm-complications",
+        "description": T2DM_PLP_DESCRIPTION,
+        "mode": "pseudonymised",
+        "person_level": True,
+        "population": "the persons of this pseudonymised release (subjectId = omop/person person_id)",
+        "cohort": "schemas/cohorts/type-2-diabetes.yaml",
+        "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
+        "cohort_persons": cohort["subject_id"].n_unique(),
+        "files": [f"{name}.parquet" for name in named],
+        "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
+        "population_settings": {
+            "riskWindowStart": 1, "startAnchor": "cohort start", "riskWindowEnd": dict(WINDOWS),
+            "endAnchor": "cohort start", "removeSubjectsWithPriorOutcome": True, "priorOutcomeLookback": 99999,
+            "requireTimeAtRisk": True, "minTimeAtRisk": {w: d - 1 for w, d in WINDOWS.items()},
+            "includeAllOutcomes": True, "binary": True, "firstExposureOnly": True, "washoutPeriod": 0,
+            "censoring": "the end of the observation period holding the index date, or death when earlier",
+        },
+        "disclosure": {
+            "k": None, "round_to": None,
+            "rule": "person-level rows: delivered only in a pseudonymised release, under its data permit; "
+                    "no identifier other than the release's person_id (subjectId) and no date other than the "
+                    "release's (cohortStartDate)",
+            "not_covered": "not anonymous: the permit's terms and the access body's controls protect it",
         },
     }
     (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

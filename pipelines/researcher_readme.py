@@ -75,10 +75,16 @@ def researcher_readme(manifest: Mapping[str, Any], schemas: Mapping[str, list[tu
         f"\n- `{p['path']}` ({p['name']}): {p['description']} Counts below {p['disclosure']['k']} are withheld "
         f"(null, `suppressed`){', with secondary suppression' if 'secondary' in p['disclosure']['rule'] else ''}; "
         f"see its `product.json`."
-        for p in products)
+        for p in products if not p.get("person_level"))
     if products_text:
         products_text = ("\n\nData products (aggregates computed from the pseudonymised data of this release's persons, "
                          "not from the generalised tables, under disclosure control):" + products_text + "\n")
+    person_level = "".join(
+        f"\n- `{p['path']}` ({p['name']}): {p['description']} Files and columns: its `product.json`."
+        for p in products if p.get("person_level"))
+    if person_level:
+        products_text += ("\n\nPerson-level data products (built from this pseudonymised release's own tables: "
+                          "the same person ids and dates, under the same data permit):" + person_level + "\n")
     demo = (
         "\n> **DEMO release.** Made from synthetic data with the demo project key. It says so in its\n"
         "> manifest and metadata and cannot be approved for the catalogue. Do not use it for research.\n"

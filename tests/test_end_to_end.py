@@ -718,9 +718,12 @@ def test_the_t2dm_product_follows_feature_extraction_and_withholds_small_counts(
     (product,) = [p for p in m["products"] if p["name"] == "t2dm-complications"]
     k = product["disclosure"]["k"]
     cov = pl.read_parquet(v1 / "products" / "t2dm-complications" / "covariates.parquet")
-    assert set(cov["analysis_id"].to_list()) <= {1, 3, 102, 302, 702}
-    concept_based = cov.filter(pl.col("analysis_id") != 3)
+    assert set(cov["analysis_id"].to_list()) <= {1, 3, 102, 302, 702, 706}
+    concept_based = cov.filter(~pl.col("analysis_id").is_in([3, 706]))
     assert (concept_based["covariate_id"] == concept_based["concept_id"] * 1000 + concept_based["analysis_id"]).all()
+    values = cov.filter(pl.col("analysis_id") == 706)  # the last HbA1c: conceptId * 1000000 + unit * 1000 + 706
+    assert (values["covariate_id"] // 1_000_000 == values["concept_id"]).all()
+    assert (values["average_value"].is_null() == values["persons"].is_null()).all()
     assert (cov["persons"].is_null() == cov["suppressed"]).all()
     for frame, cols in ((cov, ["persons"]), (pl.read_parquet(v1 / "products" / "t2dm-complications" / "outcomes.parquet"),
                                              ["persons_with_onset", "persons_with_prior_outcome"])):

@@ -256,7 +256,7 @@ def test_antineoplastic_drugs_of_vocabulary_demo(shared: Path) -> None:
 # issue 13: stage variants, cancer modifiers, regimens split by combination, cycles at the interval
 
 NSCLC = 4115276  # Non-small cell lung cancer (demo vocabulary)
-NSCLC_STAGE_1 = 4310703  # Non-small cell carcinoma of lung, TNM stage 1 (vocabulary-demo, not bundled)
+NSCLC_STAGE_1 = 4310703  # Non-small cell carcinoma of lung, TNM stage 1 (vocabulary-demo; bundled since issue 15)
 CISPLATIN = 35604087  # cisplatin injection of the bundled vocabulary
 PACLITAXEL = 1378388
 CHEMORADIO_PROC = 45766298
@@ -264,10 +264,11 @@ CHEMORADIO_PROC = 45766298
 
 @pytest.fixture(scope="module")
 def lung_concept(concept: pl.DataFrame) -> pl.DataFrame:
-    """The bundled concepts plus the real SNOMED stage-1 NSCLC concept (as in ../shared/data/vocabulary-demo)."""
-    extra = pl.DataFrame({"concept_id": [NSCLC_STAGE_1], "concept_name": ["Non-small cell carcinoma of lung, TNM stage 1"]},
-                         schema={"concept_id": pl.Int32, "concept_name": pl.String})
-    return pl.concat([concept.select("concept_id", "concept_name"), extra], how="vertical_relaxed")
+    """The bundled concepts, which hold the real SNOMED stage-1 NSCLC concept (as in ../shared/data/vocabulary-demo)."""
+    out = concept.select("concept_id", "concept_name")
+    assert out.filter(pl.col("concept_id") == NSCLC_STAGE_1)["concept_name"].to_list() == [
+        "Non-small cell carcinoma of lung, TNM stage 1"]
+    return out
 
 
 def _monthly_course(first_id: int, start: int, cycles: int, every: int = 33, days: int = 4,

@@ -25,7 +25,7 @@ from schemas.matricule import is_valid_matricule
 from transforms.ingest import ingest_site
 
 REF = date(2026, 1, 1)
-_PATHWAY = {"E10", "E11", "C18", "C20", "C34", "C50", "C61"}
+_PATHWAY = {"E10", "E11", "C18", "C19", "C20", "C34", "C50", "C61"}
 SITES = default_site_specs(3)
 N = 200
 

@@ -18,7 +18,8 @@ from generator.visits import Pathway
 REF = date(2026, 1, 1).toordinal()
 START = REF - 3652
 END = REF - 17
-CANCER_OF = {"C50": "breast", "C34": "lung", "C18": "colorectal", "C20": "colorectal", "C61": "prostate"}
+CANCER_OF = {"C50": "breast", "C34": "lung", "C18": "colorectal", "C19": "colorectal", "C20": "colorectal",
+             "C61": "prostate"}
 COMPLICATIONS = {"E11.2", "E11.3", "E11.4", "E11.5", "E10.2", "E10.3"}
 
 
@@ -190,7 +191,7 @@ def test_no_event_after_death(extract: Path) -> None:
     deaths = {r["patient_id"]: r["death_date"] for r in _read(extract, "patients") if r["death_date"]}
     assert len(deaths) > 50
     causes = {r["death_cause_code"] for r in _read(extract, "patients") if r["death_date"]}
-    assert causes & {"C50.9", "C50.4", "C34.9", "C34.1", "C18.9", "C18.8", "C20", "C61"}
+    assert {c[:3] for c in causes} & {"C50", "C34", "C18", "C19", "C20", "C61"}
     checks = {"stays": ("discharge",), "diagnoses": ("diagnosis_date",), "labs": ("sampled_at",),
               "procedures": ("procedure_date",), "medications": ("start_date", "end_date")}
     n = 0

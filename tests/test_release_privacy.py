@@ -273,3 +273,37 @@ def test_leak_scan_of_a_pseudonymised_release_knows_whose_rows_are_whose(pseudo:
     # keyed by the project's pseudonyms instead of the permit's, the same scan would not know her rows
     unmapped = identifiers_from_patients(identities)
     assert scan_table(planted, unmapped, "measurement") == {}
+
+
+def test_a_modifier_of_a_removed_diagnosis_leaves_with_it(pseudo: tuple[Sites, pl.DataFrame], vocab: Vocabulary,
+                                                          tmp_path: Path) -> None:
+    """A stage measurement linked (Oncology WG: measurement_event_id, field 1147127) to a diagnosis that
+    k^m removes is removed too: left behind it would still say "a staged cancer" and point nowhere."""
+    sites, years = pseudo
+    home = dict(sites["hospital-a"])
+    cond = home["condition_occurrence"]
+    victim = cond.row(0, named=True)
+    rare_id = int(cond["condition_occurrence_id"].max()) + 1  # type: ignore[arg-type]
+    rare = pl.DataFrame([{**victim, "condition_occurrence_id": rare_id, "condition_concept_id": 0,
+                          "condition_source_concept_id": 0, "condition_source_value": "8070/3-C34.3"}],
+                        schema=cond.schema)
+    home["condition_occurrence"] = pl.concat([cond, rare])
+    meas = home["measurement"]
+    # the modifier repeats facts its person already has (a copy of one of their measurements): only
+    # its link can make it go
+    base = meas.filter(pl.col("person_id") == victim["person_id"]).row(0, named=True)
+    stage = pl.DataFrame([{**base, "measurement_id": int(meas["measurement_id"].max()) + 1,  # type: ignore[arg-type]
+                           "value_source_value": "IIIA", "measurement_event_id": rare_id,
+                           "meas_event_field_concept_id": 1147127}], schema=meas.schema)
+    home["measurement"] = pl.concat([meas, stage])
+    _, v = release({**sites, "hospital-a": home}, vocab, _policy(k=5), tmp_path, death_years=years)
+    con = duckdb.connect()
+    dangling = con.sql(f"""
+        select count(*) from read_parquet('{v}/omop/measurement/**/*.parquet', hive_partitioning = true) m
+        where m.meas_event_field_concept_id = 1147127 and m.measurement_event_id not in (
+            select condition_occurrence_id from read_parquet('{v}/omop/condition_occurrence/**/*.parquet',
+                                                             hive_partitioning = true))""").fetchall()
+    assert dangling == [(0,)]
+    staged = con.sql(f"""select count(*) from read_parquet('{v}/omop/measurement/**/*.parquet', hive_partitioning = true)
+                         where value_source_value = 'IIIA'""").fetchall()
+    assert staged == [(0,)]

@@ -8,9 +8,11 @@
 | 102 | ConditionOccurrenceLongTerm | condition concept starting in [index - 365 d, index] |
 | 302 | DrugExposureLongTerm | drug concept starting in the long-term window |
 | 702 | MeasurementLongTerm | measurement concept in the long-term window |
+| 706 | MeasurementValueLongTerm | the last value of a concept and unit in the long-term window (``covariateId = conceptId * 1000000 + (unitConceptId mod 1000) * 1000 + 706``; transforms/plp.py) |
 
 Per covariate: the persons and their share of the cohort (FeatureExtraction's aggregated ``sumValue``
-and ``averageValue``). Counts between 1 and k-1 are withheld; gender and age group partition the
+and ``averageValue``); for a value covariate (706) the persons with a value and their mean value,
+both withheld below k. Counts between 1 and k-1 are withheld; gender and age group partition the
 cohort, so each gets secondary suppression against the cohort's size (anonymisation/disclosure.py).
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from anonymisation.disclosure import ALL, protect
+from transforms.plp import VALUE_ANALYSIS, covariates, index_dates
 
 LONG_TERM_DAYS = 365
 DOMAINS = {  # analysis id -> (table, concept column, date column)
@@ -46,9 +49,10 @@ def _partition(cells: pl.DataFrame, k: int, size: int) -> pl.DataFrame:
 
 
 def characterise(cohort: pl.DataFrame, person: pl.DataFrame, tables: Mapping[str, pl.DataFrame],
-                 concept_names: pl.DataFrame, *, k: int) -> pl.DataFrame:
+                 concept_names: pl.DataFrame, *, k: int, value_concepts: list[int] | None = None) -> pl.DataFrame:
     """``cohort``: OHDSI's cohort table (subject_id, cohort_start_date); ``person``: person_id,
-    gender_concept_id, year_of_birth. One row per covariate, sorted by covariate_id."""
+    gender_concept_id, year_of_birth; ``value_concepts``: the measurement concepts whose last value
+    is a covariate (706). One row per covariate, sorted by covariate_id."""
     index = cohort.group_by("subject_id").agg(pl.col("cohort_start_date").min()).rename({"subject_id": "person_id"})
     size = index.height
     names = concept_names.select(pl.col("concept_id").cast(pl.Int64), "concept_name")
@@ -62,7 +66,8 @@ def characterise(cohort: pl.DataFrame, person: pl.DataFrame, tables: Mapping[str
             .agg(pl.len().cast(pl.Int64).alias("persons"))
             .select(pl.lit(0, pl.Int64).alias("concept_id"), "persons", pl.lit(3, pl.Int64).alias("analysis_id"),
                     (pl.col("group") * 1000 + 3).alias("covariate_id"),
-                    pl.format("age group: {} - {}", pl.col("group") * 5, pl.col("group") * 5 + 4).alias("label")))
+                    pl.format("age group: {} - {}", (pl.col("group") * 5).cast(pl.String).str.pad_start(3),
+                              (pl.col("group") * 5 + 4).cast(pl.String).str.pad_start(3)).alias("label")))
     families = [_partition(gender, k, size).join(names, on="concept_id", how="left").with_columns(
                     covariate_name=pl.format("gender = {}", pl.col("concept_name").fill_null("unknown"))).drop("concept_name"),
                 _partition(ages.drop("label"), k, size).join(ages.select("covariate_id", "label"), on="covariate_id")
@@ -83,10 +88,35 @@ def characterise(cohort: pl.DataFrame, person: pl.DataFrame, tables: Mapping[str
                                      pl.col("concept_name").fill_null(pl.col("concept_id").cast(pl.String))))
             .with_columns(persons=pl.when(pl.col("suppressed")).then(None).otherwise(pl.col("persons")))
             .drop("concept_name"))
-    out = pl.concat([f.select("covariate_id", "covariate_name", "analysis_id", "concept_id", "persons", "suppressed")
-                     for f in families if f.height], how="vertical_relaxed") if any(f.height for f in families) else (
+    cols = ["covariate_id", "covariate_name", "analysis_id", "concept_id", "persons", "suppressed"]
+    out = pl.concat([f.select(cols).cast({"persons": pl.Int64}) for f in families if f.height],
+                    how="vertical_relaxed") if any(f.height for f in families) else (
         pl.DataFrame(schema={c: t for c, t in SCHEMA.items() if c != "average_value"}))
+    out = out.with_columns(mean=pl.lit(None, pl.Float64))
+    if value_concepts:
+        out = pl.concat([out, _value_means(cohort, tables, value_concepts, concept_names, k)], how="vertical_relaxed")
     if 0 < size < k:  # the cohort itself is too small: its size would be disclosed by every share
         out = out.with_columns(persons=pl.lit(None, pl.Int64), suppressed=pl.lit(True))
-    return (out.with_columns(average_value=(pl.col("persons") / size) if size else pl.lit(None, pl.Float64))
+    share = (pl.col("persons") / size) if size else pl.lit(None, pl.Float64)
+    return (out.with_columns(average_value=pl.when(pl.col("analysis_id") == VALUE_ANALYSIS)
+                             .then(pl.when(pl.col("persons").is_not_null()).then(pl.col("mean"))).otherwise(share))
             .select(*SCHEMA).cast(SCHEMA).sort("covariate_id"))  # type: ignore[arg-type]
+
+
+def _value_means(cohort: pl.DataFrame, tables: Mapping[str, pl.DataFrame], concepts: list[int],
+                 concept_names: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Per value covariate: persons with a value and their mean, both withheld when fewer than k."""
+    index = index_dates(cohort)
+    person = pl.DataFrame(schema={"person_id": pl.Int64, "gender_concept_id": pl.Int64, "year_of_birth": pl.Int64})
+    measurement = tables.get("measurement")
+    cov, ref = covariates(index, person, {"measurement": measurement} if measurement is not None else {},
+                          concept_names, concepts)
+    cov = cov.join(ref.filter(pl.col("analysisId") == VALUE_ANALYSIS), on="covariateId")
+    agg = cov.group_by("covariateId", "covariateName", "analysisId", "conceptId").agg(
+        persons=pl.len().cast(pl.Int64), mean=pl.col("covariateValue").mean())
+    small = pl.col("persons") < k
+    return agg.select(pl.col("covariateId").alias("covariate_id"), pl.col("covariateName").alias("covariate_name"),
+                      pl.col("analysisId").cast(pl.Int64).alias("analysis_id"),
+                      pl.col("conceptId").alias("concept_id"),
+                      pl.when(small).then(None).otherwise(pl.col("persons")).alias("persons"),
+                      small.alias("suppressed"), pl.when(small).then(None).otherwise(pl.col("mean")).alias("mean"))

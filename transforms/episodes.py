@@ -73,7 +73,7 @@ BLOCK_GAP_DAYS = 3
 
 CANCER_NAME = r"(?i)neoplasm|carcinoma|cancer|malignan"
 NOT_CANCER_NAME = r"(?i)benign|in situ|suspected|history of|screening|fear of"
-CANCER_ICD10 = r"(?i)^\s*C\d{2}"
+CANCER_ICD10 = r"(?i)^\s*(?:C\d{2}|\d{4}/3-C\d{2})"  # ICD-10 Cxx, or an ICD-O-3 malignant histology-topography
 STAGE_PHRASE = r"(?i)\b(?:TNM\s+)?stage\s+(?:0|[1-4]|IV|I{1,3})(?:[A-C]\d?)?\b"
 GRADE_PHRASE = r"(?i)\bgrade\s+(?:[1-4]|IV|I{1,3})\b"
 ANTINEOPLASTIC_NAMES = (

@@ -26,7 +26,7 @@ import polars as pl
 
 from schemas import omop as cdm
 from schemas.geo import COUNTRY_CODE, postcode_index, state_code
-from transforms import episodes, eras
+from transforms import cancer_registry, episodes, eras
 from transforms.ids import stable_id
 from transforms.ingest import accounting_frame, merge_accounting
 from transforms.staging import KINDS, Staging, vocabulary_of
@@ -315,7 +315,11 @@ def build_visits(site: str, visits: pl.DataFrame, person_ids: pl.DataFrame, *,
 def map_events(events: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     """Add concept_id, source_concept_id, domain, value_concept_id and the target table to each staging
     event: one row per standard target of its code (the second and later with ``#<concept_id>`` added
-    to ``event_key``); the value of a "Maps to value" code, or of a coded result, in value_concept_id."""
+    to ``event_key``); the value of a "Maps to value" code, or of a coded result, in value_concept_id.
+    A condition with an ICD-O-3 histology maps through its ICDO3 histology-topography concept when the
+    vocabulary has it (``transforms/cancer_registry.py``); ``source_value`` keeps its ICD-O-3 code."""
+    icdo3 = vocab.code_map(cancer_registry.ICDO3).filter(pl.col("concept_id") != 0).select("source_code")
+    events = cancer_registry.with_icdo3(events, icdo3)
     frames = []
     cols = [*events.columns, "concept_id", "source_concept_id", "domain_id", "_map_value"]
     for system, part in events.partition_by("code_system", as_dict=True, maintain_order=True).items():
@@ -448,6 +452,10 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
         mapped = mapped.with_columns(category=pl.lit(None, pl.String))
     if "provider_id" not in mapped.columns:
         mapped = mapped.with_columns(provider_id=pl.lit(None, pl.Int64))
+    if "source_value" not in mapped.columns:
+        mapped = mapped.with_columns(source_value=pl.lit(None, pl.String))
+    if "value_code" not in mapped.columns:
+        mapped = mapped.with_columns(value_code=pl.lit(None, pl.String))
     out: dict[str, pl.DataFrame] = {}
     for table in EVENT_TABLES:
         e = mapped.filter(pl.col("table") == table)
@@ -462,7 +470,8 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
             df = e.select(condition_occurrence_id="_id", **common, condition_concept_id="concept_id",
                           condition_start_date="_date", condition_start_datetime="start",
                           condition_end_date=pl.col("end").dt.date(), condition_end_datetime="end",
-                          condition_type_concept_id="_type", condition_source_value="code",
+                          condition_type_concept_id="_type",
+                          condition_source_value=pl.coalesce("source_value", "code"),
                           condition_source_concept_id="source_concept_id", condition_status_source_value="status")
         elif table == "drug_exposure":
             df = e.select(drug_exposure_id="_id", **common, drug_concept_id="concept_id",
@@ -484,15 +493,17 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
                           unit_concept_id="unit_concept_id", measurement_source_value="code",
                           measurement_source_concept_id="source_concept_id", unit_source_value="unit",
                           value_as_concept_id="value_concept_id",
-                          value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String)))
+                          value_source_value=pl.coalesce(pl.col("value_text"), pl.col("value_number").cast(pl.String),
+                                                         pl.col("value_code")))
         elif table == "observation":
             df = e.select(observation_id="_id", **common, observation_concept_id="concept_id",
                           observation_date="_date", observation_datetime="start",
                           observation_type_concept_id="_type", value_as_number="value_number",
                           value_as_string="value_text", unit_concept_id="unit_concept_id",
                           observation_source_value="code", observation_source_concept_id="source_concept_id",
-                          unit_source_value="unit", value_source_value="value_text",
-                          value_as_concept_id="value_concept_id")
+                          unit_source_value="unit", value_as_concept_id="value_concept_id",
+                          # a coded result without a text keeps its code (its concept may be 0)
+                          value_source_value=pl.coalesce("value_text", "value_code"))
         else:
             df = e.select(device_exposure_id="_id", **common, device_concept_id="concept_id",
                           device_exposure_start_date="_date", device_exposure_start_datetime="start",
@@ -501,6 +512,22 @@ def build_events(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> dict[str
                           device_source_value="code", device_source_concept_id="source_concept_id")
         out[table] = cdm.conform(df, table).sort(cdm.table(table).primary_key or "person_id")
     return out
+
+
+def build_registry_modifiers(site: str, mapped: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """The stage group and TNM measurements of the diagnoses that record them (``cancer_registry``),
+    linked to their condition occurrence (a code with several targets: its first row)."""
+    fields = [c for c in cancer_registry.REGISTRY_FIELDS if c in mapped.columns]
+    if not fields:
+        return pl.DataFrame(schema=cdm.table("measurement").polars_schema)
+    dx = mapped.filter((pl.col("table") == "condition_occurrence") & ~pl.col("event_key").str.contains("#", literal=True)
+                       & pl.any_horizontal(pl.col(c).is_not_null() for c in fields))
+    dx = dx.with_columns(condition_occurrence_id=stable_id(f"condition_occurrence:{site}", dx["event_key"]))
+    wanted = [c for c, _ in cancer_registry.MODIFIER_CONCEPTS.values()]
+    wanted += [*cancer_registry.STAGE_VALUE.values(), *cancer_registry.CATEGORY_VALUE.values()]
+    return cancer_registry.registry_modifiers(
+        dx.select("condition_occurrence_id", "person_id", "visit_occurrence_id", "start", *fields), site,
+        concepts_present(vocab, wanted))
 
 
 def build_notes(site: str, notes: pl.DataFrame, person_ids: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
@@ -633,6 +660,9 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
         "visit_occurrence": visit_occurrence, "visit_detail": visit_detail,
         **build_events(site, mapped, vocab),
     }
+    registry = build_registry_modifiers(site, mapped, vocab)
+    if registry.height:
+        tables["measurement"] = pl.concat([tables["measurement"], registry]).sort("measurement_id")
     tables["death"] = build_death(persons, person_ids, vocab)
     tables["note"] = build_notes(site, stg["notes"], person_ids, ids)
     record_dates = persons.select(person_key="person_key", date=pl.col("updated_at").dt.date()).join(
@@ -673,13 +703,19 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
         # rows rerouted here from another kind's table: produced in this table
         row(t, "produced", int(counts.filter((pl.col("table") == t) & (pl.col("default_table") != t))["len"].sum()))
     row("measurement", "produced", modifiers, "omop.cancer_modifier")
+    row("measurement", "produced", registry.height, "omop.registry_modifier")
     row("note", "in", stg["notes"].height)
     row("note", "out", tables["note"].height)
     for t in ("location", "care_site", "provider", "visit_detail", "death", "observation_period",
               "condition_era", "drug_era", "episode", "episode_event", "cdm_source"):
         row(t, "produced", tables[t].height)
+    # a diagnosis with a histology whose ICDO3 concept the vocabulary lacks maps by its ICD-10 code: counted apart
+    histology = pl.col("source_value").is_not_null() & (pl.col("table") == "condition_occurrence")
+    fallback = histology & (pl.col("code_system") != cancer_registry.ICDO3)
     coverage = (
-        mapped.group_by("table", "code_system", "code").agg(
+        mapped.with_columns(code_system=pl.when(fallback).then(pl.col("code_system") + " (ICDO3 lacking)")
+                            .otherwise(pl.col("code_system")))
+        .group_by("table", "code_system", "code").agg(
             description=pl.col("description").drop_nulls().first(), rows=pl.len(),
             mapped=(pl.col("concept_id") != 0).all(),
         ).rename({"code": "source_code"}).sort("table", "rows", "source_code", descending=[False, True, False])
@@ -690,7 +726,9 @@ def harmonise_site(site: str, stg: dict[str, pl.DataFrame], vocab: Vocabulary, t
         tables=tables,
         accounting=accounting_frame("omop", site, acc),
         coverage=coverage,
-        stats={"mapped_share": n_mapped / total if total else 1.0},
+        stats={"mapped_share": n_mapped / total if total else 1.0,
+               "icdo3_conditions": int(mapped.select((histology & ~fallback).sum()).item()),
+               "icdo3_via_icd10": int(mapped.select(fallback.sum()).item())},
     )
 
 
@@ -738,8 +776,11 @@ def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, 
     locations: list[pl.DataFrame] = []
     accounting: list[pl.DataFrame] = []
     coverage: list[pl.DataFrame] = []
+    icdo3 = {"icdo3_conditions": 0.0, "icdo3_via_icd10": 0.0}
     for k, stg in enumerate(buckets):
         result = harmonise_site(site, stg, vocab, today)
+        for key in icdo3:
+            icdo3[key] += result.stats.get(key, 0)
         for t, df in result.tables.items():
             if t not in GLOBAL_TABLES:
                 sink(t, k, df)
@@ -756,7 +797,7 @@ def harmonise_buckets(site: str, buckets: Iterable[Staging], vocab: Vocabulary, 
     total = int(cov["rows"].sum())
     mapped = int(cov.filter(pl.col("mapped"))["rows"].sum())
     return OmopResult(tables=tables, accounting=parts_accounting("omop", site, accounting, location.height), coverage=cov,
-                      stats={"mapped_share": mapped / total if total else 1.0, "buckets": k + 1})
+                      stats={"mapped_share": mapped / total if total else 1.0, "buckets": k + 1, **icdo3})
 
 
 def usagi_csv(coverage: pl.DataFrame, top: int = 500) -> pl.DataFrame:

@@ -3,7 +3,9 @@ transforms/episodes.py writes them) of one population, each protected by disclos
 (anonymisation/disclosure.py) before it leaves:
 
 - incidence: first occurrences of each cancer by year band of diagnosis and sex;
-- stage: the stage group at diagnosis (the stage measurement linked to the disease's conditions);
+- stage: the main stage group at diagnosis (0, I, II, III, IV) of the stage measurement linked to the
+  disease's conditions, whatever the source wrote (``IIB``, ``Stage 2b``, Synthea's ``TNM stage 2``:
+  II); a value without a main group as recorded; ``unknown`` without a stage;
 - lines: first- and second-line regimens (TreatmentPatterns-style sequences of combinations);
 - survival: by stage, persons at risk at the start of each year since diagnosis and deaths in it
   (Kaplan-Meier ready); a bin is withheld once fewer than k persons are at risk, and after a year
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from anonymisation.disclosure import protect
+from transforms.cancer_registry import main_stage, normalise_stage
 
 DISEASE, REGIMEN = 32528, 32531
 STAGE_MEASUREMENT, CONDITION_FIELD = 3022698, 1147127
@@ -44,13 +47,13 @@ def _diseases(episode: pl.DataFrame, concept_names: pl.DataFrame) -> pl.DataFram
 
 
 def _stages(diseases: pl.DataFrame, episode_event: pl.DataFrame, measurement: pl.DataFrame) -> pl.DataFrame:
-    """The disease's stage: the earliest stage measurement linked to one of its conditions."""
+    """The disease's stage: the main group of the earliest stage measurement linked to one of its conditions."""
     links = episode_event.filter(pl.col("episode_event_field_concept_id") == CONDITION_FIELD).select(
         "episode_id", pl.col("event_id").alias("condition_occurrence_id"))
     stages = measurement.filter((pl.col("measurement_concept_id") == STAGE_MEASUREMENT)
                                 & (pl.col("meas_event_field_concept_id") == CONDITION_FIELD)).select(
         pl.col("measurement_event_id").alias("condition_occurrence_id"), "measurement_date",
-        pl.col("value_source_value").alias("stage"))
+        pl.coalesce(main_stage(normalise_stage(pl.col("value_source_value"))), pl.col("value_source_value")).alias("stage"))
     first = (links.join(stages, on="condition_occurrence_id").sort("measurement_date", "stage")
              .group_by("episode_id", maintain_order=True).first().select("episode_id", "stage"))
     return diseases.join(first, on="episode_id", how="left").with_columns(pl.col("stage").fill_null(UNKNOWN))

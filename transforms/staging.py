@@ -46,6 +46,11 @@ EVENTS = pl.Schema({
     # where the record comes from, when the source says: vital-signs, exam, laboratory, survey, social-history,
     # immunization (an administered vaccine), ... (decides the OMOP type concept, never the table)
     "category": pl.String(),
+    # a cancer diagnosis as a registry codes it (conditions only): ICD-O-3 morphology with behaviour (8140/3;
+    # the topography is the ICD-10 code's site), clinical TNM categories (UICC 8th: T2, N1, M0) and the stage
+    # group at diagnosis (IIB); transforms/omop.py makes the ICDO3 condition and the stage measurements
+    "histology": pl.String(), "tnm_t": pl.String(), "tnm_n": pl.String(), "tnm_m": pl.String(),
+    "stage_group": pl.String(),
 })
 PROVIDERS = pl.Schema({
     "provider_key": pl.String(), "name": pl.String(), "specialty": pl.String(), "care_site_key": pl.String(),
@@ -69,6 +74,7 @@ KINDS = ("condition", "drug", "procedure", "measurement", "observation", "device
 VOCABULARY_OF: dict[str, str] = {
     "ICD10": "ICD10", "ICD10CM": "ICD10CM", "ATC": "ATC", "SNOMED": "SNOMED", "LOINC": "LOINC",
     "RXNORM": "RxNorm", "CVX": "CVX", "NDC": "NDC", "UCUM": "UCUM", "CPT4": "CPT4", "HCPCS": "HCPCS",
+    "ICDO3": "ICDO3",
 }
 
 

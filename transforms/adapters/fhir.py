@@ -82,7 +82,7 @@ COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "practitioner": _S, "organization": _S, "location": _S, "type_code": _S, "type_display": _S,
         "reason_code": _S, "reason_system": _S,
     },
-    "condition": _EVENT_COLUMNS,
+    "condition": {**_EVENT_COLUMNS, "stage": _S},
     "observation": {**_EVENT_COLUMNS, "components": _COMPONENTS, "category": _S, "value_code": _S, "value_system": _S},
     "medicationrequest": _EVENT_COLUMNS,
     "procedure": _EVENT_COLUMNS,
@@ -359,7 +359,21 @@ def _condition(r: dict[str, Any]) -> Row:
         "end": _first(r.get("abatementDateTime"), _d(r.get("abatementPeriod")).get("end")),
         "status": _status(r.get("clinicalStatus")),
         "performer": _ref(r.get("asserter") or r.get("recorder")),
+        "stage": _stage(r.get("stage")),
     }
+
+
+def _stage(stages: Any) -> str | None:
+    """The stage group of a Condition's first ``stage`` with a ``summary`` (its text, else its coding's
+    display, else its code: ``Stage IIB``); ``stage.assessment`` (references to staging observations) is
+    not read."""
+    for st in _l(stages):
+        summary = _d(_d(st).get("summary"))
+        code, _, display = _pick(summary)
+        value = _s(summary.get("text")) or display or code
+        if value:
+            return value
+    return None
 
 
 def _observation(r: dict[str, Any]) -> Row:
@@ -726,6 +740,8 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
             visit_key="encounter", kind=pl.lit(kind), provider_key="performer",
             category=(pl.col("category").str.to_lowercase() if name == "allergyintolerance"
                       else pl.lit("immunization" if name == "immunization" else None, pl.String)),
+            # Condition.stage.summary: the stage group at diagnosis (transforms/cancer_registry.py)
+            stage_group=pl.col("stage") if "stage" in t.columns else pl.lit(None, pl.String),
         ), "events"))
     obs = _resolve(_table(raw, "observation"), "performer", p_lut)
     if obs.height:

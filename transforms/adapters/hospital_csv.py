@@ -12,6 +12,17 @@ def _dt(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Datetime("us"))
 
 
+def _optional(df: pl.DataFrame, col: str) -> pl.Expr:
+    """An optional text column: trimmed, empty as null; null throughout when the raw table lacks it."""
+    if col not in df.columns:
+        return pl.lit(None, pl.String)
+    s = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(s != "").then(s)
+
+
+# diagnoses.csv's cancer-registry columns, carried to the staging events under the same names
+REGISTRY_COLUMNS = ("histology", "tnm_t", "tnm_n", "tnm_m", "stage_group")
+
 # patients: the code system of the cause of death
 DEFAULT_CODE_SYSTEMS = {"patients": "ICD10", "diagnoses": "ICD10", "procedures": "SNOMED", "labs": "LOINC", "medications": "ATC"}
 
@@ -44,6 +55,8 @@ def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, st
             event_key=pl.lit("dx:") + pl.col("diagnosis_id"), person_key="patient_id", visit_key="stay_id",
             kind=pl.lit("condition"), code="icd10_code", code_system=pl.lit(systems["diagnoses"]), description="description",
             start=_dt("diagnosis_date"), status="diagnosis_rank",
+            # the cancer-registry columns (optional since 2026-12-06: raw tables written before lack them)
+            **{c: _optional(d, c) for c in REGISTRY_COLUMNS},
         ))
     pr = raw.get("procedures")
     if pr is not None and pr.height:
@@ -58,6 +71,9 @@ def hospital_to_staging(raw: dict[str, pl.DataFrame], code_systems: dict[str, st
             event_key=pl.lit("lab:") + pl.col("lab_id"), person_key="patient_id", visit_key="stay_id",
             kind=pl.lit("measurement"), code="loinc_code", code_system=pl.lit(systems["labs"]), description="description",
             start="sampled_at", value_number="value", unit="unit",
+            # a coded result (SNOMED CT, optional since 2026-12-06)
+            value_code=_optional(lab, "value_code"),
+            value_code_system=pl.when(_optional(lab, "value_code").is_not_null()).then(pl.lit("SNOMED")),
         ))
     m = raw.get("medications")
     if m is not None and m.height:
