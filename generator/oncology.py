@@ -3,7 +3,8 @@
 A person gets at most one cancer (:func:`draw_profile`, age- and sex-specific incidence per 100,000 and
 year, over the ten years of the extract), diagnosed in the window. The diagnostic stay's principal
 diagnosis carries the ICD-O-3 histology and the clinical TNM with its UICC 8th edition stage group
-(:data:`TNM_STAGE`: every (T, N, M) written is one of the group's combinations). Treatment follows the
+(:data:`TNM_STAGE`: every (T, N, M) written is one of the group's combinations); the later stays of the
+cancer carry its histology too (so that they map to the same ICD-O-3 concept), without TNM. Treatment follows the
 cancer and the stage (:func:`cancer_pathway`): surgery (INPATIENT), radiotherapy (weekly OUTPATIENT
 visits of the course), chemotherapy as day-case OUTPATIENT visits, one per cycle at the regimen's
 interval, with one medication row per drug administered, and hormone therapy (tamoxifen or anastrozole
@@ -232,8 +233,8 @@ class _Plan:
             labs: tuple[Lab, ...] = (), routine: bool = True, dx: Diagnosis | None = None, ward: str = "") -> None:
         if day > self.end:
             return
-        self.visits.append(Visit(day, stay_type, los, ward or "Oncologie", (dx or Diagnosis(self.p.code),),
-                                 procedures, labs, meds, routine))
+        dx = dx or Diagnosis(self.p.code, self.p.histology)
+        self.visits.append(Visit(day, stay_type, los, ward or "Oncologie", (dx,), procedures, labs, meds, routine))
 
     def chemo(self, start: int, regimen: str, cycles: int | None = None) -> int:
         """Day-case cycles from ``start``; the day after the last cycle's interval."""
