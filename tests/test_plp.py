@@ -228,7 +228,7 @@ def test_a_pseudonymised_release_carries_the_plp_files(isolated_env: Path) -> No
     manifest = json.loads((v1 / "manifest.json").read_text())
     (doc,) = [p for p in manifest["products"] if p["name"] == "t2dm-complications"]
     assert doc["mode"] == "pseudonymised" and doc["person_level"]
-    expected = {f"population_{o}_{w}.parquet" for o in ("retinopathy", "neuropathy", "nephropathy") for w in ("1y", "5y")}
+    expected = {f"population_{o}_{w}.parquet" for o in ("retinopathy", "neuropathy", "nephropathy", "diabetic_foot") for w in ("1y", "5y")}
     expected |= {"covariates.parquet", "covariate_ref.parquet", "analysis_ref.parquet", "product.json"}
     assert {p.name for p in folder.iterdir()} == expected
     assert set(doc["files"]) == expected - {"product.json"}
