@@ -26,6 +26,8 @@ T2DM_SPEC = COHORTS / "type-2-diabetes.yaml"
 # complication -> its concept set under schemas/cohorts/ (a new one: one entry here, files follow)
 OUTCOMES = {"retinopathy": "diabetic-retinopathy.json", "neuropathy": "diabetic-neuropathy.json",
             "nephropathy": "diabetic-nephropathy.json", "diabetic_foot": "diabetic-foot.json"}
+CANCERS = {"breast cancer": "breast-cancer.json", "lung cancer": "lung-cancer.json",
+           "colorectal cancer": "colorectal-cancer.json", "prostate cancer": "prostate-cancer.json"}
 T2DM_TABLES = ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation",
                "observation_period", "death")
 T2DM_DESCRIPTION = (
@@ -45,7 +47,8 @@ T2DM_PLP_DESCRIPTION = (
     "person_id, dates are its dates).")
 
 ONCOLOGY_DESCRIPTION = (
-    "Per cancer: incidence by 5-year band of diagnosis and sex, main stage group at diagnosis (0, I-IV), first- and "
+    "Per cancer (breast, lung, colorectal, prostate by the shipped concept sets, every histology and site "
+    "included; any other cancer under its concept's name): incidence by 5-year band of diagnosis and sex, main stage group at diagnosis (0, I-IV), first- and "
     "second-line treatment regimens, and survival by stage (persons at risk at the start of each year "
     "since diagnosis and deaths in it, Kaplan-Meier ready), from OMOP EPISODE (OHDSI Oncology WG).")
 
@@ -94,7 +97,7 @@ def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int |
         "description": ONCOLOGY_DESCRIPTION,
         "population": f"the {persons:,} persons of the release; a cancer is a Disease First Occurrence episode (32528)",
         "cohort": None,
-        "concept_sets": [],
+        "concept_sets": sorted(CANCERS.values()),
         "files": [f"{name}.parquet" for name in named],
         "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
@@ -154,11 +157,21 @@ def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     return [product_oncology, product_t2dm_complications]
 
 
+def cancer_sets(ancestor: pl.DataFrame, maps_to: pl.DataFrame) -> dict[str, list[int]]:
+    """The oncology product's cancers: label -> the concept ids of its shipped concept set (every
+    histology and site of the cancer, ICD-O-3 concepts included, through CONCEPT_ANCESTOR)."""
+    from transforms.conceptsets import read_concept_set, resolve
+
+    pairs = maps_to.select("concept_id_1", "concept_id_2")
+    return {label: resolve(read_concept_set(COHORTS / file), ancestor, pairs) for label, file in CANCERS.items()}
+
+
 def oncology_product(config: Config, ws: Workspace) -> tuple[dict[str, Any], int, int]:
     """Write the oncology product of the release being built: (product.json, cells withheld, persons)."""
     keep = population(ws)
     sites = config.sites
     k = config.products_k
+    vocab = load_vocabulary(config.vocabulary)
     tables = oncology_tables(
         episode=_pseudo(ws, sites, "episode", keep),
         episode_event=_episode_events(ws, sites),
@@ -166,8 +179,8 @@ def oncology_product(config: Config, ws: Workspace) -> tuple[dict[str, Any], int
         person=_pseudo(ws, sites, "person", keep).unique("person_id", keep="first"),
         death=_pseudo(ws, sites, "death", keep),
         observation_period=_pseudo(ws, sites, "observation_period", keep),
-        concept_names=load_vocabulary(config.vocabulary).concept.select("concept_id", "concept_name"),
-        k=k, round_to=config.products.round_to)
+        concept_names=vocab.concept.select("concept_id", "concept_name"),
+        k=k, round_to=config.products.round_to, cancers=cancer_sets(vocab.ancestor, vocab.maps_to))
     doc = write_oncology(fresh_folder(product_folder(ws, "oncology")), tables, k, config.products.round_to, len(keep))
     withheld = sum(int(df["suppressed"].sum()) for df in (tables.incidence, tables.stage, tables.lines, tables.survival))
     return doc, withheld, len(keep)

@@ -108,3 +108,28 @@ def test_products_k_defaults_to_the_policy_and_never_goes_below_it(tmp_path: Pat
     assert parse_config({**src, "products": {"k": 11}}, tmp_path).products_k == 11
     with pytest.raises(ConfigError, match=r"below policy\.k"):
         parse_config({**src, "products": {"k": 3}}, tmp_path)
+
+
+def test_histologies_of_one_cancer_are_reported_as_that_cancer() -> None:
+    """With the shipped concept sets, lung cancers coded as different ICD-O-3 histology-topography
+    concepts (adenocarcinoma / squamous cell carcinoma of the upper lobe) count as one "lung cancer":
+    otherwise every histology is its own cell and all of them fall below k."""
+    from pipelines.product_assets import cancer_sets
+    from transforms.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary()
+    sets = cancer_sets(vocab.ancestor, vocab.maps_to)
+    adeno, squamous = 44499882, 44500984  # 8140/3-C34.1, 8070/3-C34.1
+    assert {adeno, squamous} <= set(sets["lung cancer"])
+    assert not {adeno, squamous} & set(sets["breast cancer"])
+    data = _data()
+    data["episode"] = data["episode"].with_columns(
+        episode_object_concept_id=pl.when(pl.col("episode_object_concept_id") == LUNG)
+        .then(pl.when(pl.col("person_id") % 2 == 0).then(adeno).otherwise(squamous))
+        .otherwise(pl.col("episode_object_concept_id")))
+    t = oncology_tables(**data, k=3, cancers=sets)
+    stage = {(r["cancer"], r["stage"]): r["persons"] for r in t.stage.iter_rows(named=True)}
+    assert stage[("lung cancer", "unknown")] == 6  # 3 + 3 histologies: each alone would be withheld
+    assert stage[("breast cancer", "I")] == 8  # 4112853 is in the breast set
+    without = oncology_tables(**data, k=3)
+    assert not without.stage.filter(pl.col("cancer") == "lung cancer").height

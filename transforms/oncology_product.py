@@ -37,8 +37,17 @@ class OncologyTables:
     survival: pl.DataFrame  # stage, year, at_risk, deaths (null when withheld), suppressed
 
 
-def _diseases(episode: pl.DataFrame, concept_names: pl.DataFrame) -> pl.DataFrame:
+def _diseases(episode: pl.DataFrame, concept_names: pl.DataFrame,
+              cancers: dict[str, list[int]] | None = None) -> pl.DataFrame:
+    """One row per disease episode; ``cancer`` its label in ``cancers`` (label -> resolved concept ids:
+    the shipped concept sets, so that every histology and site of a lung cancer counts as "lung
+    cancer"), else its concept's name."""
     names = concept_names.select(pl.col("concept_id").cast(pl.Int64), pl.col("concept_name").alias("cancer"))
+    if cancers:
+        labels = pl.DataFrame([{"concept_id": c, "label": label} for label, ids in sorted(cancers.items()) for c in ids],
+                              schema={"concept_id": pl.Int64, "label": pl.String}).unique("concept_id", keep="first")
+        names = names.join(labels, on="concept_id", how="full", coalesce=True).select(
+            "concept_id", pl.coalesce("label", "cancer").alias("cancer"))
     return (episode.filter(pl.col("episode_concept_id") == DISEASE)
             .select("episode_id", "person_id", pl.col("episode_start_date").alias("diagnosed"),
                     pl.col("episode_object_concept_id").cast(pl.Int64).alias("concept_id"))
@@ -67,10 +76,11 @@ def _year_band(col: str, width: int) -> pl.Expr:
 def oncology_tables(episode: pl.DataFrame, episode_event: pl.DataFrame, measurement: pl.DataFrame,
                     person: pl.DataFrame, death: pl.DataFrame, observation_period: pl.DataFrame,
                     concept_names: pl.DataFrame, *, k: int, year_band: int = 5, survival_years: int = 5,
-                    round_to: int | None = None) -> OncologyTables:
+                    round_to: int | None = None, cancers: dict[str, list[int]] | None = None) -> OncologyTables:
     """The four tables of the product, protected. ``person`` (person_id, gender_concept_id) is the
-    population: episodes of persons outside it are not counted."""
-    diseases = _stages(_diseases(episode, concept_names), episode_event, measurement).join(
+    population: episodes of persons outside it are not counted. ``cancers``: label -> concept ids of
+    the cancers to report under one name (a disease outside them keeps its concept's name)."""
+    diseases = _stages(_diseases(episode, concept_names, cancers), episode_event, measurement).join(
         person.select("person_id", pl.col("gender_concept_id").replace_strict(
             {8507: "male", 8532: "female"}, default="other", return_dtype=pl.String).alias("sex")),
         on="person_id", how="inner")
