@@ -69,6 +69,18 @@ def _relations(cube: dict[Key, int], n_dims: int) -> list[list[Key]]:
     return relations
 
 
+def rounded(value: int, k: int, round_to: int) -> int:
+    """A published non-zero count rounded to the nearest multiple of ``round_to``, never down into 1..k-1."""
+    return max(round_to * ((value + round_to // 2) // round_to), round_to * -(-k // round_to))
+
+
+def rounded_expr(col: str, k: int, round_to: int) -> pl.Expr:
+    """:func:`rounded` on a column of counts (0 and null stay as they are)."""
+    return (pl.when(pl.col(col) > 0)
+            .then(pl.max_horizontal(round_to * ((pl.col(col) + round_to // 2) // round_to), round_to * -(-k // round_to)))
+            .otherwise(pl.col(col)).alias(col))
+
+
 def protect(cells: pl.DataFrame, dims: Sequence[str], count: str = "persons", *, k: int,
             round_to: int | None = None) -> Protected:
     """The cube of ``cells`` (one row per combination of ``dims``, a non-negative ``count``) with its
@@ -109,8 +121,8 @@ def protect(cells: pl.DataFrame, dims: Sequence[str], count: str = "persons", *,
         value: int | None = cube[key]
         if key in reason:
             value = None
-        elif round_to and value:  # to the nearest multiple, never down into 1..k-1
-            value = max(round_to * ((value + round_to // 2) // round_to), round_to * -(-k // round_to))
+        elif round_to and value:
+            value = rounded(value, k, round_to)
         rows.append({**dict(zip(dims, key, strict=True)), count: value, "suppressed": key in reason,
                      "reason": reason.get(key)})
     schema = {**{d: pl.String for d in dims}, count: pl.Int64, "suppressed": pl.Boolean, "reason": pl.String}

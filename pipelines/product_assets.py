@@ -87,19 +87,26 @@ def _columns(df: pl.DataFrame) -> list[dict[str, str]]:
     return [{"name": c, "type": str(t)} for c, t in df.schema.items()]
 
 
-def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int | None, persons: int) -> dict[str, Any]:
+def write_product(folder: Path, named: dict[str, pl.DataFrame], doc: dict[str, Any]) -> dict[str, Any]:
+    """Write each frame as ``<name>.parquet`` and ``product.json`` (``doc`` with the files and the
+    tables' rows and columns added); returns the document."""
     folder.mkdir(parents=True, exist_ok=True)
-    named = {"incidence": tables.incidence, "stage": tables.stage, "lines": tables.lines, "survival": tables.survival}
     for name, df in named.items():
         df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
+    doc = {**doc, "files": [f"{name}.parquet" for name in named],
+           "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()}}
+    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return doc
+
+
+def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int | None, persons: int) -> dict[str, Any]:
+    named = {"incidence": tables.incidence, "stage": tables.stage, "lines": tables.lines, "survival": tables.survival}
     doc: dict[str, Any] = {
         "name": "oncology",
         "description": ONCOLOGY_DESCRIPTION,
         "population": f"the {persons:,} persons of the release; a cancer is a Disease First Occurrence episode (32528)",
         "cohort": None,
         "concept_sets": sorted(CANCERS.values()),
-        "files": [f"{name}.parquet" for name in named],
-        "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
             "k": k, "round_to": round_to,
             "rule": "counts between 1 and k-1 are withheld (null, suppressed = true) with their margins' "
@@ -110,8 +117,7 @@ def write_oncology(folder: Path, tables: OncologyTables, k: int, round_to: int |
                            "population are not protected jointly",
         },
     }
-    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return doc
+    return write_product(folder, named, doc)
 
 
 def build_product_assets(cfg: Config) -> list[dg.AssetsDefinition]:
@@ -224,6 +230,7 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
     """Build the T2DM cohort on ``tables``, characterise it and count each complication's onsets. With
     ``round_to``, every published count (and the cohort's size) is rounded as anonymisation/disclosure.py
     rounds, and a binary covariate's share is recomputed from the rounded counts."""
+    from anonymisation.disclosure import rounded, rounded_expr
     from transforms.characterisation import characterise
     from transforms.plp import VALUE_ANALYSIS, analysis_ref, hba1c_concepts
 
@@ -254,20 +261,15 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
          for c in ("persons_with_onset", "persons_with_prior_outcome")])
     shown_size: int | None = None if small else size
     if round_to:
-        def rnd(c: str) -> pl.Expr:
-            return pl.when(pl.col(c) > 0).then(pl.max_horizontal(
-                round_to * ((pl.col(c) + round_to // 2) // round_to), round_to * -(-k // round_to))).otherwise(pl.col(c))
         if shown_size:
-            shown_size = max(round_to * ((shown_size + round_to // 2) // round_to), round_to * -(-k // round_to))
-        covariates = covariates.with_columns(rnd("persons").alias("persons")).with_columns(
+            shown_size = rounded(shown_size, k, round_to)
+        covariates = covariates.with_columns(rounded_expr("persons", k, round_to)).with_columns(
             average_value=pl.when(pl.col("analysis_id") == VALUE_ANALYSIS).then(pl.col("average_value"))
             .when(pl.col("persons").is_null()).then(None)
             .otherwise(pl.col("persons") / max(shown_size or 1, 1)))
-        outcomes = outcomes.with_columns([rnd(c).alias(c) for c in ("persons_with_onset", "persons_with_prior_outcome")])
-    folder.mkdir(parents=True, exist_ok=True)
+        outcomes = outcomes.with_columns([rounded_expr(c, k, round_to) for c in ("persons_with_onset",
+                                                                                   "persons_with_prior_outcome")])
     named = {"covariates": covariates, "outcomes": outcomes, "analysis_ref": analyses}
-    for name, df in named.items():
-        df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
     doc: dict[str, Any] = {
         "name": "t2dm-complications",
         "description": T2DM_DESCRIPTION,
@@ -277,8 +279,6 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
         "cohort_persons_shown": shown_size,
-        "files": [f"{name}.parquet" for name in named],
-        "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "disclosure": {
             "k": k, "round_to": round_to,
             "rule": "counts between 1 and k-1 are withheld (null); with round_to, published counts are rounded to its "
@@ -291,8 +291,7 @@ def build_t2dm(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataF
                            "count exceeds it by 1 to k-1",
         },
     }
-    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return doc
+    return write_product(folder, named, doc)
 
 
 def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.DataFrame, maps_to: pl.DataFrame,
@@ -305,9 +304,6 @@ def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.D
     data = plp_data(cohort, tables, outcome_events, concept_names, hba1c_concepts(ancestor, maps_to))
     named = {f"population_{o}_{w}": data.populations[(o, w)] for o in OUTCOMES for w in WINDOWS}
     named |= {"covariates": data.covariates, "covariate_ref": data.covariate_ref, "analysis_ref": data.analysis_ref}
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, df in named.items():
-        df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
     doc: dict[str, Any] = {
         "name": "t2dm-complications",
         "description": T2DM_PLP_DESCRIPTION,
@@ -317,8 +313,6 @@ def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.D
         "cohort": "schemas/cohorts/type-2-diabetes.yaml",
         "concept_sets": ["type-2-diabetes.json", *OUTCOMES.values()],
         "cohort_persons": cohort["subject_id"].n_unique(),
-        "files": [f"{name}.parquet" for name in named],
-        "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()},
         "population_settings": {
             "riskWindowStart": 1, "startAnchor": "cohort start", "riskWindowEnd": dict(WINDOWS),
             "endAnchor": "cohort start", "removeSubjectsWithPriorOutcome": True, "priorOutcomeLookback": 99999,
@@ -334,8 +328,7 @@ def build_t2dm_plp(folder: Path, tables: dict[str, pl.DataFrame], ancestor: pl.D
             "not_covered": "not anonymous: the permit's terms and the access body's controls protect it",
         },
     }
-    (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return doc
+    return write_product(folder, named, doc)
 
 
 def _episode_events(ws: Workspace, sites: list[str]) -> pl.DataFrame:
