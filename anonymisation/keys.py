@@ -119,6 +119,9 @@ def _write_private(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+write_private = _write_private  # for other private files (federation keys)
+
+
 def list_keys() -> list[tuple[str, str, str]]:
     """(project, fingerprint or error, source) for every key file and key variable."""
     out: dict[str, tuple[str, str, str]] = {}

@@ -576,13 +576,14 @@ def connector_export(
 
 
 def _register_commands() -> None:
-    from pipelines.commands import anonymise_table, cohort, deid, quarantine, vocabulary
+    from pipelines.commands import anonymise_table, cohort, deid, federation, quarantine, vocabulary
 
     anonymise_table.register(app)
     cohort.register(app)
     deid.register(app)
     vocabulary.register(app)
     quarantine.register(app)
+    federation.register(app)
 
 
 _register_commands()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +153,8 @@ def _uncaptured(console: Console) -> tuple[Console, IO[str] | None]:
     """A console on a duplicate of the terminal's file descriptor: Dagster captures the file
     descriptors 1 and 2 of a step into its compute logs while the step runs, which would freeze
     the line (and put progress into the logs). Streams without a descriptor are kept as they are."""
+    if console.file not in (sys.__stdout__, sys.__stderr__):  # a test runner's stream (click's forwards fileno)
+        return console, None
     try:
         fd = console.file.fileno()
     except (AttributeError, OSError, ValueError):
