@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.config import SITE_PATTERN
 
-ANALYSES = ("count", "characterise", "oncology", "train")  # "train" covers features/standardise/fit/evaluate
 Analysis = Literal["count", "characterise", "oncology", "train"]
+ANALYSES: tuple[Analysis, ...] = ("count", "characterise", "oncology", "train")  # train: features/standardise/fit/evaluate
 
 
 class NodePolicy(BaseModel):

@@ -88,10 +88,9 @@ def combine_stats(stats: list[Stats]) -> tuple[Array, Array]:
         raise ValueError("no rows")
     sums = np.sum([s[1] for s in stats], axis=0, dtype=np.float64)
     sumsqs = np.sum([s[2] for s in stats], axis=0, dtype=np.float64)
-    mean = sums / n
-    var = np.maximum(sumsqs / n - np.square(mean), 0.0)
-    std = np.sqrt(var)
-    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    mean: Array = np.asarray(sums / n, dtype=np.float64)
+    std: Array = np.sqrt(np.maximum(sumsqs / n - np.square(mean), 0.0))
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0).astype(np.float64)
     return mean, std
 
 
@@ -194,9 +193,9 @@ def predict(X: Array, w: Array) -> Array:
 def auc(y: Array, scores: Array) -> float:
     """The exact AUC (Mann-Whitney U / (positives * negatives), a tie counted 0.5); NaN without a
     positive or without a negative."""
-    y = np.asarray(y) > 0.5
+    is_pos = np.asarray(y) > 0.5
     scores = np.asarray(scores, dtype=np.float64)
-    pos, neg = int(y.sum()), int((~y).sum())
+    pos, neg = int(is_pos.sum()), int((~is_pos).sum())
     if not pos or not neg:
         return math.nan
     order = np.argsort(scores, kind="mergesort")
@@ -207,7 +206,7 @@ def auc(y: Array, scores: Array) -> float:
     ends = np.r_[starts[1:], scores.size]
     avg = (starts + ends + 1) / 2.0
     ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+    return float((ranks[is_pos].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
 def _grid_bins(scores: Array, grid: int) -> npt.NDArray[np.int64]:
