@@ -25,6 +25,13 @@ params, status, reason, and what was returned: the aggregates of count, characte
 features and evaluate; only n and the shapes for standardise and fit, never their vectors). A concept
 set is logged by its name and the sha256 of its canonical JSON (sorted keys, no spaces), never a path.
 The fit answers of a run id are counted from this log (each Flower message may reach a fresh process).
+
+k (``policy.min_cell``) protects each answer on its own. Not covered: differences between answers
+(two populations, e.g. the 1- and 5-year windows, or two concept sets, can differ by 1..k-1 persons),
+and what model weights reveal: a fit from known weights discloses the gradient, i.e. per-feature sums
+over the training rows weighted by the outcome. ``max_rounds`` bounds the number of such answers;
+``clip`` with ``noise_std`` (transforms/federated.py ``dp_noise_std``) makes them differentially
+private at the level of the whole site.
 """
 
 from __future__ import annotations
@@ -446,7 +453,7 @@ class Node:
         scores = predict(X, w)
         pos, neg = int((y > 0.5).sum()), int((y <= 0.5).sum())
         exact = auc(y, scores) if pos >= self.k and neg >= self.k else None
-        return {"auc": exact, "n": _shown(int(y.size), self.k) if y.size else 0,
+        return {"auc": exact, "n": _shown(int(y.size), self.k),
                 "bins": [list(b) for b in score_bins(y, scores, self.k)]}
 
 

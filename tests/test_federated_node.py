@@ -6,6 +6,7 @@ Parquet at all (reading them would fail): a node reads only its own site."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def node_home(home: Path, tmp_path: Path) -> Path:
+def node_home(home: Path) -> Path:
     """The module's workspace with a fresh audit log for each test."""
     audit = Workspace(home).accounting("federated", SITE)
     if audit.exists():
@@ -188,7 +189,7 @@ def test_a_count_below_k_is_withheld_and_one_above_is_the_sites_own(node_home: P
 
 def test_a_concept_set_that_does_not_parse_is_refused(node_home: Path) -> None:
     node = _node(node_home)
-    with pytest.raises(Refused, match="the concept set 'broken'.*items"):
+    with pytest.raises(Refused, match=r"the concept set 'broken'.*items"):
         node.handle({"analysis": "count", "run_id": "c", "params": {"name": "broken", "concept_set": {"x": 1}}})
     with pytest.raises(Refused, match="item 1 has no integer"):
         node.handle({"analysis": "count", "run_id": "c", "params": {
@@ -198,9 +199,9 @@ def test_a_concept_set_that_does_not_parse_is_refused(node_home: Path) -> None:
 
 def test_a_node_reads_only_its_own_site(node_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pipelines.node as node_module
+    from transforms.storage import read_partition as real
 
     read: list[Path] = []
-    real = node_module.read_partition
 
     def spy(folder: Path) -> pl.DataFrame:
         read.append(folder)
@@ -263,7 +264,8 @@ def test_training_features_standardise_fit_evaluate(node_home: Path) -> None:
     assert evaluation["auc"] > 0.6
     bins = evaluation["bins"]
     assert bins and all(n == 0 or n >= K for *_b, n, _p in bins) and all(p == 0 or p >= K for *_b, p in bins)
-    assert abs(auc_from_bins([[tuple(b) for b in bins]]) - exact) < 0.05
+    pooled = auc_from_bins([[(b[0], b[1], b[2], b[3]) for b in bins]])
+    assert pooled is not None and abs(pooled - exact) < 0.05
     # the pooled reference fits the same model: its loss is no higher than the federated one's
     ref = fit_logistic((X_train - mean) / std, y_train, l2=0.01)
     assert logistic_loss((X_train - mean) / std, y_train, ref, l2=0.01) <= logistic_loss(
@@ -379,7 +381,7 @@ def test_score_bins_never_hold_a_cell_of_1_to_k_minus_1() -> None:
             assert 0 <= lo < hi <= 200 and negatives + positives > 0
             assert negatives == 0 or negatives >= k
             assert positives == 0 or positives >= k
-        assert all(a[1] <= b[0] for a, b in zip(bins, bins[1:], strict=False))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(bins))
 
 
 def test_auc_from_bins_is_within_001_of_the_exact_pooled_auc() -> None:
