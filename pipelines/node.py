@@ -13,6 +13,13 @@ vocabulary; no row and no person id ever leaves it. Requests are ``{"analysis", 
 | standardise | outcome, window, features | n, sums, sums of squares of the training rows |
 | fit | outcome, window, features, mean, std, lr, epochs, l2, clip?, noise_std? + weights | n, new weights |
 | evaluate | outcome, window, features, mean, std + weights | AUC, n and the score histogram of the test split |
+| histogram | outcome, window, features, mean, std + weights | the test split's full score histogram, ONLY masked |
+
+``histogram`` (the fine histogram of the test split's scores, negatives then positives, HISTOGRAM_GRID
+bins each) holds cells below k: the node gives it only to the ClientApp's SecAgg+ step (``masked=True``,
+an argument no request can set), which masks it before it leaves; the coordinator learns only the sum
+over the sites (SecAgg+'s guarantee: an honest-but-curious coordinator that does not collude with the
+reconstruction threshold of nodes) and turns it into one AUC.
 
 features/standardise/fit/evaluate need ``train`` in the policy's ``allow``. The T2DM cohort and its
 PatientLevelPrediction data are built by the same code as the t2dm-complications product
@@ -66,7 +73,8 @@ from transforms.federated import (
 from transforms.storage import Workspace, has_partition, read_partition
 from transforms.vocabulary import BUNDLED, Vocabulary, load_vocabulary
 
-TRAIN = ("features", "standardise", "fit", "evaluate")
+TRAIN = ("features", "standardise", "fit", "evaluate", "histogram")
+HISTOGRAM_GRID = 1000
 NEEDS = {"count": "count", "characterise": "characterise", "oncology": "oncology", **dict.fromkeys(TRAIN, "train")}
 TEST_SHARE = 0.25
 MAX_EPOCHS = 10_000
@@ -269,7 +277,7 @@ class Node:
                 n += 1
         return n
 
-    def handle(self, request: dict[str, Any], weights: np.ndarray[Any, Any] | None = None
+    def handle(self, request: dict[str, Any], weights: np.ndarray[Any, Any] | None = None, *, masked: bool = False
                ) -> tuple[dict[str, Any], Array | None]:
         """Answer one request: (the JSON-able answer, the new weights of a fit, else None). Raises
         :class:`Refused` (audited as refused) when the policy does not allow it, a fit run has had
@@ -281,7 +289,7 @@ class Node:
                 "analysis": request.get("analysis") if isinstance(request, Mapping) else None,
                 "params": {}, "status": "refused", "reason": None, "returned": None}
             try:
-                answer, new_weights, logged = self._dispatch(request, weights, record)
+                answer, new_weights, logged = self._dispatch(request, weights, record, masked)
             except Refused as e:
                 record["reason"] = str(e)
                 self._audit(record)
@@ -295,8 +303,8 @@ class Node:
             self._audit(record)
             return answer, new_weights
 
-    def _dispatch(self, request: Any, weights: np.ndarray[Any, Any] | None, record: dict[str, Any]
-                  ) -> tuple[dict[str, Any], Array | None, Any]:
+    def _dispatch(self, request: Any, weights: np.ndarray[Any, Any] | None, record: dict[str, Any],
+                  masked: bool = False) -> tuple[dict[str, Any], Array | None, Any]:
         if not isinstance(request, Mapping):
             raise Refused("a request is a mapping {analysis, run_id, params}")
         analysis, run_id, params = request.get("analysis"), request.get("run_id"), request.get("params", {})
@@ -335,6 +343,11 @@ class Node:
                               f"site {self.site}'s policy)")
             out, w = self._fit(params, weights)
             return out, w, {**out, "shape": [int(w.size)]}
+        if analysis == "histogram":
+            if not masked:
+                raise Refused("the score histogram leaves this node only masked by secure aggregation (SecAgg+)")
+            out, h = self._histogram(params, weights)
+            return out, h, {**out, "shape": [int(h.size)], "masked": "SecAgg+"}
         out = self._evaluate(params, weights)
         return out, None, out
 
@@ -455,6 +468,18 @@ class Node:
         exact = auc(y, scores) if pos >= self.k and neg >= self.k else None
         return {"auc": exact, "n": _shown(int(y.size), self.k),
                 "bins": [list(b) for b in score_bins(y, scores, self.k)]}
+
+    def _histogram(self, params: Mapping[str, Any], weights: np.ndarray[Any, Any] | None
+                   ) -> tuple[dict[str, Any], Array]:
+        split = self._split(_text(params, "outcome"), _text(params, "window"))
+        features = _features_param(params)
+        w = _weights(weights, len(features))
+        X, y = self._standardised(split, features, params, test=True)
+        cells = np.minimum((predict(X, w) * HISTOGRAM_GRID).astype(np.int64), HISTOGRAM_GRID - 1)
+        positive = y > 0.5
+        hist = np.concatenate([np.bincount(cells[~positive], minlength=HISTOGRAM_GRID),
+                               np.bincount(cells[positive], minlength=HISTOGRAM_GRID)]).astype(np.float64)
+        return {"n": int(y.size)}, hist
 
 
 # -- parameters -----------------------------------------------------------------------------------------

@@ -66,12 +66,16 @@ def default_policy(home: Path, site: str, min_cell: int) -> Path:
 # ---------------------------------------------------------------- ds4h federation
 
 def up(config: Annotated[str | None, typer.Option(help="Config file (default $DS4H_HOME/ds4h.yaml).")] = None,
+       tls: Annotated[bool, typer.Option("--tls", help="TLS and SuperNode authentication, as a real deployment "
+                                         "(a CA and certificates under federation/certs, node keys under "
+                                         "$DS4H_KEYS/federation).")] = False,
        as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False) -> None:
     """Start a SuperLink and one SuperNode per configured site on 127.0.0.1 (free ports, state under
     $DS4H_HOME/federation/, telemetry off).
 
     Example: ds4h federation up && ds4h federate count schemas/cohorts/type-2-diabetes.json
     """
+    from anonymisation.keys import keys_dir
     from pipelines.federation.runtime import RuntimeError_
     from pipelines.federation.runtime import up as start
 
@@ -79,13 +83,14 @@ def up(config: Annotated[str | None, typer.Option(help="Config file (default $DS
     home = _home()
     policies = {s: default_policy(home, s, cfg.products_k) for s in cfg.sites}
     try:
-        state = start(home, cfg.sites, policies)
+        state = start(home, cfg.sites, policies, tls=tls, node_keys=keys_dir() / "federation")
     except RuntimeError_ as e:
         _fail(str(e))
     if as_json:
         typer.echo(json.dumps(state, sort_keys=True))
         return
-    out.print(f"federation up: SuperLink on {state['superlink']}, {len(cfg.sites)} node(s); "
+    out.print(f"federation up{' (TLS, authenticated nodes)' if tls else ''}: SuperLink on {state['superlink']}, "
+              f"{len(cfg.sites)} node(s); "
               "'ds4h federation down' stops it", highlight=False)
     _print_processes(state["processes"])
 

@@ -14,6 +14,7 @@ The job comes in the run config (``job``: JSON) and the result is written to ``o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import time
@@ -22,10 +23,12 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Context, Message
+from flwr.app.message_type import MessageType
 from flwr.client import NumPyClient
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common import GetPropertiesIns, MessageTypeLegacy, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server.strategy import FedAvg
@@ -36,7 +39,10 @@ from flwr.serverapp import Grid, ServerApp
 # SecAgg+ quantises each weighted parameter into [-CLIP_RANGE, CLIP_RANGE]: standardised logistic
 # weights stay well inside; MAX_WEIGHT bounds a site's training rows (its FedAvg weight)
 SECAGG_CLIP_RANGE = 8.0
-SECAGG_MAX_WEIGHT = 100_000.0
+# the secure histogram round: counts / HISTOGRAM_SCALE stay inside the clipping range (up to 8,000 held-out
+# rows per score bin and site); quantisation error about 0.004 of a count
+HISTOGRAM_SCALE = 1000.0
+_MASKED: contextvars.ContextVar[bool] = contextvars.ContextVar("ds4h_secagg_masked", default=False)
 
 
 class FederationError(RuntimeError):
@@ -54,7 +60,7 @@ def _node(context: Context) -> Any:
     return Node(home, site, load_node_policy(policy))
 
 
-class SiteClient(NumPyClient):  # type: ignore[misc]
+class SiteClient(NumPyClient):
     """One site's answers. Queries: ``get_properties({"request": JSON})`` -> ``{"answer": JSON}`` or
     ``{"refused": why}``. Training: ``fit`` with the request in the config and the global weights."""
 
@@ -68,24 +74,47 @@ class SiteClient(NumPyClient):  # type: ignore[misc]
             return {"site": site}
         from pipelines.node import Refused
 
+        params = request.get("params") or {}
+        weights = np.asarray(params.pop("weights"), dtype=np.float64) if "weights" in params else None
         try:
-            answer, _ = _node(self.context).handle(request)
+            answer, _ = _node(self.context).handle(request, weights)
         except Refused as e:
             return {"site": site, "refused": str(e)}
         return {"site": site, "answer": json.dumps(answer, sort_keys=True)}
 
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         request = json.loads(str(config["request"]))
+        if request.get("analysis") == "histogram":  # only inside SecAgg+: the node refuses it otherwise
+            _, hist = _node(self.context).handle(request, parameters[0], masked=_MASKED.get())
+            assert hist is not None
+            return [hist / HISTOGRAM_SCALE], 1, {}
         answer, weights = _node(self.context).handle(request, parameters[0])  # Refused -> the round fails, loudly
         assert weights is not None
-        return [weights], int(answer["n"]), {}
+        # with DP noise the sites' updates are averaged with equal weights (the sum over a public constant, as
+        # the noise calibration assumes); else FedAvg weights each site by its training rows
+        weight = 1 if request.get("params", {}).get("noise_std") is not None else int(answer["n"])
+        return [weights], weight, {}
 
 
 def _client_fn(context: Context) -> Any:
     return SiteClient(context).to_client()
 
 
-client = ClientApp(client_fn=_client_fn, mods=[secaggplus_mod])
+def _secagg_when_asked(msg: Message, context: Context, call_next: Any) -> Message:
+    """SecAgg+ for the train messages of a secure round (they carry its configs); the others go straight
+    to the client. While SecAgg+ runs the client, the vectors it returns leave only masked."""
+    if msg.metadata.message_type == MessageType.TRAIN and RECORD_KEY_CONFIGS in msg.content.config_records:
+        token = _MASKED.set(True)
+        try:
+            reply: Message = secaggplus_mod(msg, context, call_next)
+        finally:
+            _MASKED.reset(token)
+        return reply
+    out: Message = call_next(msg, context)
+    return out
+
+
+client = ClientApp(client_fn=_client_fn, mods=[_secagg_when_asked])
 
 
 # ---------------------------------------------------------------- the coordinator's side (ServerApp)
@@ -161,7 +190,7 @@ def run_count(grid: Grid, nodes: dict[str, int], job: dict[str, Any], run_id: st
     return {"total": total, "sites": sites, "refused": refused}
 
 
-class CountingFedAvg(FedAvg):  # type: ignore[misc]
+class CountingFedAvg(FedAvg):
     """FedAvg that counts the rounds it aggregated (a failed round aggregates nothing)."""
 
     completed = 0
@@ -200,12 +229,15 @@ def run_train(grid: Grid, context: Context, nodes: dict[str, int], job: dict[str
         return {"request": json.dumps({"analysis": "fit", "run_id": run_id, "round": server_round, "params": params})}
 
     n = len(nodes)
+    # SecAgg+ scales each site's vector by its weight / max_weight before quantising: the largest site's
+    # training rows (1 with DP noise, where every site weighs 1) keep the full precision
+    max_weight = 1.0 if epsilon is not None else float(max(int(a["n"]) for a in stats.values()))
     strategy = CountingFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_evaluate_clients=0,
                       min_available_clients=n, accept_failures=False, on_fit_config_fn=fit_config,
                       initial_parameters=ndarrays_to_parameters([np.zeros(len(features) + 1)]))
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds, round_timeout=timeout), strategy=strategy)
     fit_workflow = (SecAggPlusWorkflow(num_shares=n, reconstruction_threshold=max(2, n - 1),
-                                       clipping_range=SECAGG_CLIP_RANGE, max_weight=SECAGG_MAX_WEIGHT, timeout=timeout)
+                                       clipping_range=SECAGG_CLIP_RANGE, max_weight=max_weight, timeout=timeout)
                     if job.get("secagg") else None)
     DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
     record = legacy.state.array_records[MAIN_PARAMS_RECORD]
@@ -216,11 +248,40 @@ def run_train(grid: Grid, context: Context, nodes: dict[str, int], job: dict[str
     evals = _query(grid, nodes, {"analysis": "evaluate", "run_id": run_id,
                                  "params": {**params, "weights": weights.tolist()}}, timeout)
     answered = _answers(evals, "evaluate")
-    federated_auc = auc_from_bins([[tuple(b) for b in a["bins"]] for a in answered.values()])
-    return {"outcome": outcome, "window": window, "federated_auc": federated_auc, "sites": {s: a["auc"] for s, a in answered.items()},
+    if job.get("secagg"):
+        federated_auc, method = _secure_auc(grid, context, legacy, params, run_id, n, timeout), "secagg-histogram"
+    else:
+        federated_auc = auc_from_bins([[tuple(b) for b in a["bins"]] for a in answered.values()])
+        method = "k-merged-bins"
+    return {"outcome": outcome, "window": window, "federated_auc": federated_auc, "auc_method": method, "sites": {s: a["auc"] for s, a in answered.items()},
             "rounds": strategy.completed, "epsilon": float(epsilon) if epsilon is not None else None,
             "secagg": bool(job.get("secagg")), "features": features, "weights": weights.tolist(),
             "mean": mean.tolist(), "std": std.tolist(), "held_out": {s: a["n"] for s, a in answered.items()}}
+
+
+def _secure_auc(grid: Grid, context: Context, trained: LegacyContext, params: dict[str, Any], run_id: str,
+                n: int, timeout: float) -> float | None:
+    """The AUC over every site's held-out rows from the SUM of their fine score histograms, summed by
+    one more SecAgg+ round (each site weighted 1): the coordinator never sees a site's histogram."""
+    from pipelines.node import HISTOGRAM_GRID
+    from transforms.federated import auc_from_bins
+
+    def config(server_round: int) -> dict[str, Any]:
+        return {"request": json.dumps({"analysis": "histogram", "run_id": run_id, "params": params})}
+
+    strategy = CountingFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_evaluate_clients=0,
+                              min_available_clients=n, accept_failures=False, on_fit_config_fn=config)
+    legacy = LegacyContext(context, config=ServerConfig(num_rounds=1, round_timeout=timeout), strategy=strategy,
+                           client_manager=trained.client_manager)
+    SecAggPlusWorkflow(num_shares=n, reconstruction_threshold=max(2, n - 1), clipping_range=SECAGG_CLIP_RANGE,
+                       max_weight=1.0, timeout=timeout)(grid, legacy)
+    if strategy.completed != 1:
+        raise FederationError("the secure evaluation round failed (a site refused or dropped out)")
+    (mean,) = parameters_to_ndarrays(compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD],
+                                                                      keep_input=True))
+    total = np.rint(mean * n * HISTOGRAM_SCALE).astype(np.int64)  # SecAgg+ returns the mean of weight-1 vectors
+    neg, pos = total[:HISTOGRAM_GRID], total[HISTOGRAM_GRID:]
+    return auc_from_bins([[(i, i + 1, int(neg[i]), int(pos[i])) for i in range(HISTOGRAM_GRID)]], grid=HISTOGRAM_GRID)
 
 
 @server.main()

@@ -13,9 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.federation.runtime import APP_DIR, CONNECTION, RuntimeError_, executable, federation_root, flwr_env
+from pipelines.federation.runtime import (
+    APP_DIR,
+    CONNECTION,
+    RuntimeError_,
+    executable,
+    federation_root,
+    flwr_env,
+)
 
-DEFAULTS = {"lr": 0.5, "epochs": 25, "l2": 0.01, "clip": 1.0, "dp_delta": 1e-5}
+DEFAULTS = {"lr": 0.5, "epochs": 25, "l2": 0.1, "clip": 1.0, "dp_delta": 1e-5}
 
 
 def _toml_string(value: str) -> str:

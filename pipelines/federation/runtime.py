@@ -6,6 +6,7 @@ processes ``up`` started (and what they spawned), nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -159,8 +160,14 @@ def node_config(site: str, home: Path, policy: Path) -> str:
     return f'site="{site}" home="{home}" policy="{policy}"'
 
 
-def up(home: Path, sites: list[str], policies: dict[str, Path], *, timeout: float = 60.0) -> dict[str, Any]:
-    """Start a SuperLink and one SuperNode per site on 127.0.0.1 (free ports); returns the state."""
+def up(home: Path, sites: list[str], policies: dict[str, Path], *, timeout: float = 60.0,
+       tls: bool = False, node_keys: Path | None = None) -> dict[str, Any]:
+    """Start a SuperLink and one SuperNode per site on 127.0.0.1 (free ports); returns the state.
+
+    With ``tls``, what a real deployment runs: the SuperLink serves TLS with a certificate of a CA made
+    here (``federation/certs``), admits only registered SuperNodes (``--enable-supernode-auth``), and
+    each node verifies the SuperLink with the CA and authenticates with its own key (made under
+    ``node_keys``, registered with ``flwr supernode register``)."""
     current = read_state(home)
     if current and any(alive(p["pid"], p["marker"]) for p in current["processes"]):
         raise RuntimeError_("a federation is already up in this workspace ('ds4h federation status'; "
@@ -172,22 +179,36 @@ def up(home: Path, sites: list[str], policies: dict[str, Path], *, timeout: floa
     try:
         port = free_port()
         log = logs / "superlink.log"
-        args = [executable("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(port),
+        security = ["--insecure"]
+        ca: Path | None = None
+        if tls:
+            from pipelines.federation.tls import make_node_keys, make_superlink_certs
+
+            ca, _, cert, key = make_superlink_certs(root / "certs", ["127.0.0.1", "localhost"])
+            security = ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                        "--enable-supernode-auth"]
+        args = [executable("flower-superlink"), *security, "--host", "127.0.0.1", "--port", str(port),
                 "--database", str(root / "superlink.db"), "--disable-runtime-dependency-installation"]
         proc = _spawn(args, env, log)
         started.append(Process("superlink", proc.pid, port, "flower-superlink", str(log)))
-        _save(home, started, port)
+        _save(home, started, port, tls)
         wait_listening(port, "the SuperLink", log, proc, timeout)
-        write_connection(home, port)
+        write_connection(home, port, ca)
         for site in sites:
+            node_security = ["--insecure"]
+            if tls:
+                assert ca is not None and node_keys is not None
+                private, public = make_node_keys(node_keys, site)
+                register_node(home, public)
+                node_security = ["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)]
             node_port = free_port()
             log = logs / f"node-{site}.log"
-            args = [executable("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}",
+            args = [executable("flower-supernode"), *node_security, "--superlink", f"127.0.0.1:{port}",
                     "--node-config", node_config(site, home, policies[site]), "--host", "127.0.0.1",
                     "--port", str(node_port)]
             proc = _spawn(args, env, log)
             started.append(Process(f"node {site}", proc.pid, node_port, "flower-supernode", str(log)))
-            _save(home, started, port)
+            _save(home, started, port, tls)
             wait_listening(node_port, f"the SuperNode of {site}", log, proc, timeout)
     except BaseException:
         down(home)
@@ -197,11 +218,21 @@ def up(home: Path, sites: list[str], policies: dict[str, Path], *, timeout: floa
     return state
 
 
-def _save(home: Path, processes: list[Process], port: int) -> None:
+def register_node(home: Path, public_key: Path) -> None:
+    """Admit a SuperNode's public key at the SuperLink (``flwr supernode register``, the Control API)."""
+    proc = subprocess.run([executable("flwr"), "supernode", "register", str(public_key), CONNECTION],
+                          env=flwr_env(home), capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        said = (proc.stdout + proc.stderr).strip().splitlines()
+        raise RuntimeError_(f"could not register {public_key.name} at the SuperLink (exit {proc.returncode})"
+                            + (f": {said[-1]}" if said else ""))
+
+
+def _save(home: Path, processes: list[Process], port: int, tls: bool = False) -> None:
     path = state_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"superlink": f"127.0.0.1:{port}", "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-             "processes": [p.as_dict() for p in processes]}
+             "tls": tls, "processes": [p.as_dict() for p in processes]}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -237,24 +268,18 @@ def down(home: Path, *, grace: float = 10.0) -> list[dict[str, Any]]:
         targets.append(int(p["pid"]))
         targets.extend(d for d in descendants(int(p["pid"])) if "flwr" in cmdline(d) or "flower" in cmdline(d))
     for pid in targets:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_running(pid) for pid in targets):
         time.sleep(0.1)
     for pid in targets:
         if _running(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for pid in targets:  # reap our own children when we started them (same Python process)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(listening(int(p["port"])) for p in state["processes"]):
         time.sleep(0.1)
