@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -165,6 +166,8 @@ def node_start(
     root_certificates: Annotated[Path | None, typer.Option(help="The CA certificate that signed the SuperLink's.")] = None,
     auth_key: Annotated[Path | None, typer.Option(help="The node's private key (ds4h node keys).")] = None,
     insecure: Annotated[bool, typer.Option(help="No TLS, no authentication: loopback demos only.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The node's own runtime API port on 127.0.0.1 "
+                                      "(its app processes talk to it).")] = 9094,
     config: Annotated[str | None, typer.Option(help="Config file.")] = None,
 ) -> None:
     """Run this hospital's federated node in the foreground: a Flower SuperNode that answers from this
@@ -190,7 +193,7 @@ def node_start(
         _fail(f"{policy} is the policy of site {loaded.site!r}, not {site!r}")
     if loaded.min_cell < cfg.products_k:
         _fail(f"{policy}: min_cell {loaded.min_cell} is below the project's k ({cfg.products_k})")
-    args = [executable("flower-supernode"), "--superlink", superlink,
+    args = [executable("flower-supernode"), "--superlink", superlink, "--host", "127.0.0.1", "--port", str(port),
             "--node-config", node_config(site, home, policy.resolve())]
     if insecure:
         args.append("--insecure")
@@ -237,7 +240,8 @@ def count(
     except ValueError as e:
         _fail(f"{concept_set} is not JSON: {e}")
     try:
-        result = run_job(_home(), count_job(cfg.sites, concept_set), timeout=timeout)
+        with err.status(f"counting {concept_set.name} at {len(cfg.sites)} sites"):
+            result = run_job(_home(), count_job(cfg.sites, concept_set), timeout=timeout)
     except RuntimeError_ as e:
         _fail(str(e))
     _show_error(result)
@@ -250,6 +254,70 @@ def count(
         table.add_row(site, f"{n:,}" if n is not None else (f"refused: {why}" if why else "withheld (< k)"))
     table.add_row("total", f"{result['total']:,}" if result["total"] is not None else "withheld")
     out.print(f"{concept_set.name}: persons per site (a person treated at two hospitals counts at each)")
+    out.print(table)
+
+
+def _aggregates(analysis: str, config: str | None, timeout: float) -> dict[str, Any]:
+    from pipelines.federation.coordinator import run_job
+    from pipelines.federation.runtime import RuntimeError_
+
+    cfg = _config(config)
+    try:
+        with err.status(f"{analysis} at {len(cfg.sites)} sites"):
+            result = run_job(_home(), {"analysis": analysis, "sites": cfg.sites}, timeout=timeout)
+    except RuntimeError_ as e:
+        _fail(str(e))
+    _show_error(result)
+    return result
+
+
+def characterise(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"sites": {SITE: {cohort_persons, covariates}|null}, '
+                                          '"refused": {SITE: why}}.')] = False,
+    config: Annotated[str | None, typer.Option(help="Config file.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the sites.")] = 600.0,
+) -> None:
+    """The T2DM cohort's aggregate characterisation at each site (FeatureExtraction covariates, counts
+    withheld below the node's k), as the t2dm-complications product computes it.
+
+    Example: ds4h federate characterise --json
+    """
+    result = _aggregates("characterise", config, timeout)
+    if as_json:
+        typer.echo(json.dumps({"sites": result["sites"], "refused": result["refused"]}, sort_keys=True))
+        return
+    table = Table("site", "cohort persons", "covariates shown", "withheld (< k)")
+    for site, answer in result["sites"].items():
+        if answer is None:
+            table.add_row(site, f"refused: {result['refused'].get(site)}", "", "")
+            continue
+        rows = answer["covariates"]
+        shown = sum(1 for r in rows if r.get("persons") is not None)
+        table.add_row(site, str(answer["cohort_persons"]), str(shown), str(len(rows) - shown))
+    out.print(table)
+
+
+def oncology(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"sites": {SITE: {incidence, stage, lines, '
+                                          'survival}|null}, "refused": {SITE: why}}.')] = False,
+    config: Annotated[str | None, typer.Option(help="Config file.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the sites.")] = 600.0,
+) -> None:
+    """The oncology product's aggregates at each site (incidence, stage at diagnosis, treatment lines,
+    survival by stage), withheld below the node's k.
+
+    Example: ds4h federate oncology --json
+    """
+    result = _aggregates("oncology", config, timeout)
+    if as_json:
+        typer.echo(json.dumps({"sites": result["sites"], "refused": result["refused"]}, sort_keys=True))
+        return
+    table = Table("site", "incidence cells", "stage cells", "line cells", "survival rows")
+    for site, answer in result["sites"].items():
+        if answer is None:
+            table.add_row(site, f"refused: {result['refused'].get(site)}", "", "", "")
+            continue
+        table.add_row(site, *(str(len(answer[t])) for t in ("incidence", "stage", "lines", "survival")))
     out.print(table)
 
 
@@ -287,8 +355,16 @@ def train(
         _fail("SecAgg+ needs at least 3 sites (with 2, each learns the other's update from the sum)")
     home = _home()
     try:
-        result = run_job(home, train_job(cfg.sites, outcome, window, rounds, secagg=secagg, dp_epsilon=dp_epsilon),
-                         timeout=timeout)
+        with err.status(f"federated training of {outcome}: starting") as status_line:
+            started = time.monotonic()
+
+            def progress(stage: str) -> None:
+                status_line.update(f"federated training of {outcome}: {stage} of {rounds} [{time.monotonic() - started:.0f} s]"
+                             if stage.startswith("round") else
+                             f"federated training of {outcome}: {stage} [{time.monotonic() - started:.0f} s]")
+
+            result = run_job(home, train_job(cfg.sites, outcome, window, rounds, secagg=secagg,
+                                             dp_epsilon=dp_epsilon), timeout=timeout, progress=progress)
     except RuntimeError_ as e:
         _fail(str(e))
     _show_error(result)
@@ -329,4 +405,6 @@ def register(app: typer.Typer) -> None:
     federate = typer.Typer(help="Federated analyses: only aggregates leave the sites.", no_args_is_help=True)
     federate.command("count")(count)
     federate.command("train")(train)
+    federate.command("characterise")(characterise)
+    federate.command("oncology")(oncology)
     app.add_typer(federate, name="federate")

@@ -190,6 +190,13 @@ def run_count(grid: Grid, nodes: dict[str, int], job: dict[str, Any], run_id: st
     return {"total": total, "sites": sites, "refused": refused}
 
 
+def run_aggregates(grid: Grid, nodes: dict[str, int], analysis: str, run_id: str, timeout: float) -> dict[str, Any]:
+    """Each site's aggregate tables (characterisation or oncology), as the node gave them under its k."""
+    replies = _query(grid, nodes, {"analysis": analysis, "run_id": run_id, "params": {}}, timeout)
+    return {"sites": {s: r.get("answer") for s, r in replies.items()},
+            "refused": {s: str(r["refused"]) for s, r in replies.items() if "answer" not in r}}
+
+
 class CountingFedAvg(FedAvg):
     """FedAvg that counts the rounds it aggregated (a failed round aggregates nothing)."""
 
@@ -297,6 +304,8 @@ def main(grid: Grid, context: Context) -> None:
         run_id = str(context.run_id)
         if job["analysis"] == "count":
             result = run_count(grid, nodes, job, run_id, timeout)
+        elif job["analysis"] in ("characterise", "oncology"):
+            result = run_aggregates(grid, nodes, job["analysis"], run_id, timeout)
         elif job["analysis"] == "train":
             result = run_train(grid, context, nodes, job, run_id, timeout)
         else:

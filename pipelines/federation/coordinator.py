@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,20 @@ def _toml_string(value: str) -> str:
     return "'''" + value + "'''" if "'" not in value else json.dumps(value)
 
 
-def run_job(home: Path, job: dict[str, Any], *, timeout: float = 900.0) -> dict[str, Any]:
+def _stage(line: str) -> str | None:
+    """A progress message from a line of the run's streamed log (the ServerApp's own log lines)."""
+    m = re.search(r"\[ROUND (\d+)\]", line)
+    if m:
+        return f"round {m[1]}"
+    for needle, what in (("Secure aggregation commencing", "secure aggregation"),
+                         ("aggregate_fit", "aggregating"), ("Starting logstream", "waiting for the sites")):
+        if needle in line:
+            return what
+    return None
+
+
+def run_job(home: Path, job: dict[str, Any], *, timeout: float = 900.0,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run ``job`` on the federation whose connection is in ``$DS4H_HOME/federation/flwr``; the
     ServerApp's result (an ``error`` key when the federation refused or failed)."""
     root = federation_root(home)
@@ -46,12 +61,22 @@ def run_job(home: Path, job: dict[str, Any], *, timeout: float = 900.0) -> dict[
     args = [executable("flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", str(overrides), "--stream"]
     started = time.monotonic()
     with log.open("wb") as fh:
-        try:
-            proc = subprocess.run(args, stdout=fh, stderr=subprocess.STDOUT, env=flwr_env(home), timeout=timeout,
-                                  check=False, cwd=str(results))
-        except subprocess.TimeoutExpired:
-            raise RuntimeError_(f"the federated {job['analysis']} did not finish within {timeout:.0f} s: see {log}; "
-                                "'ds4h federation status' shows whether every node is up") from None
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=flwr_env(home), cwd=str(results))
+        seen = 0
+        while proc.poll() is None:
+            if time.monotonic() - started > timeout:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError_(f"the federated {job['analysis']} did not finish within {timeout:.0f} s: see "
+                                    f"{log}; 'ds4h federation status' shows whether every node is up")
+            if progress is not None:
+                text = log.read_text(encoding="utf-8", errors="replace")
+                for line in text[seen:].splitlines():
+                    stage = _stage(line)
+                    if stage:
+                        progress(stage)
+                seen = len(text)
+            time.sleep(0.5)
     if not out.exists():
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         raise RuntimeError_(f"the federated {job['analysis']} produced no result (flwr exited with {proc.returncode}): "

@@ -137,11 +137,18 @@ class Process:
         return {"role": self.role, "pid": self.pid, "port": self.port, "marker": self.marker, "log": self.log}
 
 
+# the Popen objects of the processes this Python process started: kept (a Popen collected while its process
+# runs warns) and waited for by ``down`` (no zombie left behind when up and down run in one process)
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
-        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True, cwd=str(log.parent))
+    _STARTED[proc.pid] = proc
+    return proc
 
 
 def write_connection(home: Path, port: int, root_certificates: Path | None = None) -> Path:
@@ -278,8 +285,10 @@ def down(home: Path, *, grace: float = 10.0) -> list[dict[str, Any]]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     for pid in targets:  # reap our own children when we started them (same Python process)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        proc = _STARTED.pop(pid, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(listening(int(p["port"])) for p in state["processes"]):
         time.sleep(0.1)
