@@ -272,6 +272,31 @@ def test_training_features_standardise_fit_evaluate(node_home: Path) -> None:
         (X_train - mean) / std, y_train, w, l2=0.01) + 1e-12
 
 
+def test_the_fine_histogram_leaves_only_masked(node_home: Path) -> None:
+    """The 1,000-bin score histogram holds cells below k: no request can get it in the clear; the
+    ClientApp's SecAgg+ step (masked=True) gets the test split's exact counts."""
+    from pipelines.node import HISTOGRAM_GRID, Refused
+
+    node = _node(node_home)
+    features, mean, std, w, _evaluation = _train(node, "h1", rounds=1)
+    params = {"outcome": "retinopathy", "window": "5y", "features": features, "mean": mean.tolist(),
+              "std": std.tolist()}
+    with pytest.raises(Refused, match="only masked"):
+        node.handle({"analysis": "histogram", "run_id": "h1", "params": params}, w)
+    assert _audit(node_home)[-1]["status"] == "refused"
+    answer, hist = node.handle({"analysis": "histogram", "run_id": "h1", "params": params}, w, masked=True)
+    assert hist is not None and hist.shape == (2 * HISTOGRAM_GRID,)
+    _X_train, _y_train, X_test, y_test, _ids = node.dataset("retinopathy", "5y", features)
+    assert hist[HISTOGRAM_GRID:].sum() == y_test.sum() and hist.sum() == y_test.size == answer["n"]
+    exact = auc(y_test, predict((X_test - mean) / std, w))
+    neg, pos = hist[:HISTOGRAM_GRID], hist[HISTOGRAM_GRID:]
+    from_hist = auc_from_bins([[(i, i + 1, int(neg[i]), int(pos[i])) for i in range(HISTOGRAM_GRID)]],
+                              grid=HISTOGRAM_GRID)
+    assert from_hist == pytest.approx(exact, abs=0.01)
+    last = _audit(node_home)[-1]
+    assert last["status"] == "answered" and last["returned"]["masked"] == "SecAgg+" and "histogram" not in last
+
+
 def test_fit_is_refused_after_max_rounds(node_home: Path) -> None:
     node = _node(node_home, max_rounds=2)
     features, mean, std, w, _ = _train(node, "run-1", rounds=2)

@@ -255,7 +255,9 @@ def run_train(grid: Grid, context: Context, nodes: dict[str, int], job: dict[str
     evals = _query(grid, nodes, {"analysis": "evaluate", "run_id": run_id,
                                  "params": {**params, "weights": weights.tolist()}}, timeout)
     answered = _answers(evals, "evaluate")
-    if job.get("secagg"):
+    # the federated AUC always through SecAgg+ when there are 3 sites or more (whether or not the training
+    # rounds were): k-merged intervals lose most of the ranking on small sites (0.61 for 0.76 measured)
+    if n >= 3:
         federated_auc, method = _secure_auc(grid, context, legacy, params, run_id, n, timeout), "secagg-histogram"
     else:
         federated_auc = auc_from_bins([[tuple(b) for b in a["bins"]] for a in answered.values()])
