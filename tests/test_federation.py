@@ -197,6 +197,8 @@ def test_down_leaves_no_process_and_no_port(fed: dict[str, Any]) -> None:
             assert s.connect_ex(("127.0.0.1", p["port"])) != 0, p
     code, out = invoke("federation", "status", "--json")
     assert json.loads(out)["up"] is False
+    code, out = invoke("federate", "count", str(COHORTS / "type-2-diabetes.json"))
+    assert code == 1 and "ds4h federation up" in out and "Traceback" not in out
 
 
 def test_tls_and_node_authentication(fed: dict[str, Any]) -> None:

@@ -293,6 +293,7 @@ def down(home: Path, *, grace: float = 10.0) -> list[dict[str, Any]]:
     while time.monotonic() < deadline and any(listening(int(p["port"])) for p in state["processes"]):
         time.sleep(0.1)
     state_path(home).unlink(missing_ok=True)
+    (federation_root(home) / "flwr" / "config.toml").unlink(missing_ok=True)  # no connection to a stopped SuperLink
     return recorded
 
 
