@@ -80,6 +80,30 @@ def load_participant_key(project: str) -> Any:
     return jwk.JWK.from_pem(path.read_bytes())
 
 
+def exportable(dataspace: Path, dataset: str, version: int) -> dict[str, Any]:
+    """The release's manifest if its credentials may be exported (as 'ds4h connector-export': a DEMO
+    release, marked demo; else an approved, non-revoked, anonymised release); else GaiaxError."""
+    from pipelines.publish import approved_versions, version_state
+
+    ds = dataspace / dataset
+    path = ds / str(version) / "manifest.json"
+    if not path.exists():
+        raise GaiaxError(f"no release {dataset} version {version} under {dataspace} ('ds4h releases' lists them)")
+    m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if m.get("demo"):
+        return m
+    if m.get("mode", "anonymised") != "anonymised":
+        raise GaiaxError(f"{dataset} v{version} is a pseudonymised release for permit {m.get('permit')}: it is "
+                         "never offered to the data space")
+    if version not in approved_versions(ds):
+        state = version_state(ds, version)
+        if state == "pending":
+            raise GaiaxError(f"{dataset} v{version} is not approved: run 'ds4h approve {dataset} {version} --by NAME' "
+                             "first")
+        raise GaiaxError(f"{dataset} v{version} is {state}: its credentials cannot be exported")
+    return m
+
+
 # ----------------------------------------------------------------------------------------------- JOSE
 def sign(payload: dict[str, Any], key: Any, kid: str, typ: str = "vc+jwt") -> str:
     from jwcrypto import jws
