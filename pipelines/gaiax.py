@@ -16,6 +16,7 @@ import json
 import re
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,10 +325,12 @@ def subjects_graph(vcs: list[dict[str, Any]]) -> Any:
 
     ctx = json.loads((SHAPES_DIR / "gx.context.jsonld").read_text(encoding="utf-8"))["@context"]
     g = rdflib.Graph()
-    for vc in vcs:
-        subject = dict(vc["credentialSubject"])
-        subject["@context"] = [ctx, {"id": "@id", "type": "@type"}]
-        g.parse(data=json.dumps(subject), format="json-ld")
+    with warnings.catch_warnings():  # rdflib 7.6's own JSON-LD parser still uses its ConjunctiveGraph
+        warnings.filterwarnings("ignore", message="ConjunctiveGraph is deprecated", category=DeprecationWarning)
+        for vc in vcs:
+            subject = dict(vc["credentialSubject"])
+            subject["@context"] = [ctx, {"id": "@id", "type": "@type"}]
+            g.parse(data=json.dumps(subject), format="json-ld")
     return g
 
 
