@@ -355,6 +355,8 @@ def shacl(vcs: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, float]]:
         path, focus = report.value(r, SH.resultPath), report.value(r, SH.focusNode)
         shape, msg = report.value(r, SH.sourceShape), str(report.value(r, SH.resultMessage))
         msg = re.split(r" on [\[<]", msg)[0]  # pySHACL repeats the whole focus node
+        if len(msg) > 160:  # sh:in lists of every country code
+            msg = msg[:157] + "..."
         where = _qname(shapes, focus)
         if isinstance(focus, rdflib.BNode):  # name the credential property holding it
             for s, p in data.subject_predicates(focus):
