@@ -87,6 +87,7 @@ def init(
     import yaml
 
     from anonymisation.keys import KeyError_, load_key, new_key
+    from pipelines.gaiax import DEMO_PARTICIPANT
     from schemas.config import config_path, home
     from transforms.storage import Workspace
 
@@ -103,6 +104,7 @@ def init(
             "sources": [_site_entry(*s) for s in DEFAULT_SITES],
             "vocabulary": "bundled:demo",
             "release": {"dataset": "omop-demo"},
+            "participant": DEMO_PARTICIPANT,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# ds4h configuration: see docs/configuration.md\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -274,6 +276,27 @@ def keys_new(
     except KeyError_ as e:
         fail(str(e))
     out.print(f"wrote {k.source} (fingerprint {k.fingerprint}); keep it secret and backed up")
+
+
+@keys_app.command("participant")
+def keys_participant(
+    project: Annotated[str | None, typer.Option(help="Project name (default: the config's project).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make the participant's EC P-256 signing key for its Gaia-X credentials: $DS4H_KEYS/<project>.participant.pem
+    (mode 0600, never printed); prints the public key's JWK thumbprint.
+
+    Example: ds4h keys participant --project diabetes-2026
+    """
+    from pipelines.gaiax import GaiaxError, new_participant_key, participant_key_path
+
+    project = project or _load(config).project
+    try:
+        thumbprint = new_participant_key(project)
+    except GaiaxError as e:
+        fail(str(e))
+    out.print(f"wrote {participant_key_path(project)} (public JWK thumbprint {thumbprint}); keep it secret and "
+              "backed up", highlight=False)
 
 
 @keys_app.command("list")
@@ -576,7 +599,7 @@ def connector_export(
 
 
 def _register_commands() -> None:
-    from pipelines.commands import anonymise_table, cohort, deid, federation, quarantine, vocabulary
+    from pipelines.commands import anonymise_table, cohort, deid, federation, gaiax, quarantine, vocabulary
 
     anonymise_table.register(app)
     cohort.register(app)
@@ -584,6 +607,7 @@ def _register_commands() -> None:
     vocabulary.register(app)
     quarantine.register(app)
     federation.register(app)
+    gaiax.register(app)
 
 
 _register_commands()

@@ -102,6 +102,35 @@ class Release(BaseModel):
                                "and date offsets are re-derived per permit")
 
 
+class Address(BaseModel):
+    """A postal address as Gaia-X 25.11 gx:Address wants it."""
+
+    model_config = ConfigDict(extra="forbid")
+    country_code: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 (gx:Address countryCode in the "
+                              "25.11 shapes; e.g. LU)")
+    street_address: str = Field(min_length=1)
+    locality: str = Field(min_length=1)
+    postal_code: str = Field(min_length=1)
+
+
+class RegistrationNumber(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["vatID", "leiCode", "EORI", "local"]
+    value: str = Field(min_length=1)
+
+
+class Participant(BaseModel):
+    """The Gaia-X participant (gx:LegalPerson) behind the releases: 'ds4h gaiax export' (docs/gaiax.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    legal_name: str = Field(min_length=1)
+    registration_number: RegistrationNumber
+    legal_address: Address
+    headquarters_address: Address
+    did_web_domain: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+                                description="the domain serving https://DOMAIN/.well-known/did.json (did:web:DOMAIN)")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -111,6 +140,7 @@ class Config(BaseModel):
     release: Release = Field(default_factory=Release)
     quality: Quality = Field(default_factory=Quality)
     products: Products = Field(default_factory=Products)
+    participant: Participant | None = None
     # set by load_config, not by the file
     config_path: Path | None = Field(None, exclude=True)
 
