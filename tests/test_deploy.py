@@ -72,6 +72,20 @@ def test_one_run_job_per_site_and_one_run_per_site_at_a_time(docs: list[dict[str
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "pipelines.definitions"]
 
 
+# the top-level values of Dagster's chart (its DagsterHelmValues model, 1.13): a misspelt block would be
+# ignored by helm without a word where the chart's schema is not enforced
+CHART_TOP_LEVEL = {
+    "dagsterWebserver", "dagster-user-deployments", "postgresql", "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret", "rabbitmq", "redis", "flower", "ingress", "imagePullSecrets",
+    "computeLogManager", "scheduler", "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate",
+    "telemetry", "serviceAccount", "global", "retention", "additionalInstanceConfig", "concurrency",
+}
+
+
+def test_values_use_only_the_charts_top_level_keys() -> None:
+    assert set(render.load_values()) <= CHART_TOP_LEVEL
+
+
 def test_keys_are_files_the_key_loader_accepts(docs: list[dict[str, Any]]) -> None:
     """defaultMode 0400 on the Secret volume, read-only mounts, and the init container installs each key
     0400 owned by the user the server runs as (the loader refuses group- or world-readable files)."""
