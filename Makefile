@@ -25,7 +25,7 @@ lint: install
 	$(UV) run ruff check .
 
 typecheck: install
-	$(UV) run mypy transforms anonymisation schemas generator pipelines
+	$(UV) run mypy transforms anonymisation schemas generator pipelines deploy
 
 # only the tests need a browser: `make demo` does not install one
 browser:

@@ -1,0 +1,1 @@
+"""Kubernetes deployment: Helm values, manifests, their renderer (render.py) and the Dockerfile."""
