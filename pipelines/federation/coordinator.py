@@ -24,7 +24,7 @@ from pipelines.federation.runtime import (
     flwr_env,
 )
 
-DEFAULTS = {"lr": 0.5, "epochs": 25, "l2": 0.3, "clip": 1.0, "dp_delta": 1e-5}
+DEFAULTS = {"lr": 0.5, "epochs": 3, "l2": 0.3, "clip": 1.0, "dp_delta": 1e-5}
 
 
 def _toml_string(value: str) -> str:
