@@ -20,7 +20,7 @@ from pipelines.definitions import SITE_GROUPS, build_definitions
 from pipelines.environment import prepare_dagster_home
 from pipelines.fingerprint import run_inputs, unchanged_since
 from pipelines.release_assets import BLOCKED_CHECK
-from schemas.config import Config, home
+from schemas.config import Config, ConfigError, home
 from transforms.storage import Workspace
 
 GLOBAL_GROUPS = ("release", "products", "publish")
@@ -107,7 +107,10 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
         key = load_key(cfg.project)
     except KeyError_ as e:
         return RunOutcome(OTHER_ERROR, str(e))
-    prepare_dagster_home(ws)
+    try:
+        prepare_dagster_home(ws, cfg)
+    except ConfigError as e:
+        return RunOutcome(OTHER_ERROR, str(e))
     defs = build_definitions(cfg)
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     site_job, release_job = defs.resolve_job_def("site_job"), defs.resolve_job_def("release_job")
