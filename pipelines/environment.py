@@ -50,7 +50,9 @@ def instance_yaml(cfg: Config | None, template: str) -> str:
                           "instance.postgres_url from the ds4h config")
     db: dict[str, Any] = postgres_parts(inst.postgres_url)
     db = {"username": db["username"], "password": {"env": inst.password_env}, "hostname": db["hostname"],
-          "db_name": db["db_name"], "port": db["port"]}
+          "db_name": db["db_name"], "port": db["port"],
+          # SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; dagster-postgres brings psycopg2
+          "scheme": "postgresql+psycopg2"}
     extra: dict[str, Any] = {"storage": {"postgres": {"postgres_db": db}}}
     if inst.run_queue is not None:
         q: dict[str, Any] = {"max_concurrent_runs": inst.run_queue.max_concurrent_runs}
