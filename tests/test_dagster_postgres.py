@@ -196,7 +196,7 @@ def test_instance_config_refuses_a_password_in_the_url(isolated_env: Path, monke
         parse_config(base | {"instance": {"postgres_url": "postgresql://u:pw@db:5432/x"}}, isolated_env)
     with pytest.raises(ConfigError, match="needs a user, a host and a database"):
         parse_config(base | {"instance": {"postgres_url": "postgresql://db:5432/x"}}, isolated_env)
-    with pytest.raises(ConfigError, match="run_queue needs instance.postgres_url"):
+    with pytest.raises(ConfigError, match=r"run_queue needs instance\.postgres_url"):
         parse_config(base | {"instance": {"run_queue": {}}}, isolated_env)
     path = isolated_env / "ds4h.yaml"
     path.parent.mkdir(parents=True)
