@@ -44,7 +44,8 @@ def instance_yaml(cfg: Config | None, template: str) -> str:
     if inst.postgres_url is None:
         return template
     base = yaml.safe_load(template) or {}
-    taken = sorted({"storage", "run_storage", "event_log_storage", "schedule_storage", "run_coordinator"} & set(base))
+    taken = sorted({"storage", "run_storage", "event_log_storage", "schedule_storage", "run_coordinator",
+                    "code_servers"} & set(base))
     if taken:
         raise ConfigError(f"the project's dagster.yaml already sets {', '.join(taken)}: remove it there, or remove "
                           "instance.postgres_url from the ds4h config")
@@ -61,6 +62,8 @@ def instance_yaml(cfg: Config | None, template: str) -> str:
                                             "limit": inst.run_queue.per_site_limit}]
         extra["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
                                     "config": q}
+        # 'ds4h run' and the daemon start a code server for the ds4h location: wait for it when they stop
+        extra["code_servers"] = {"wait_for_local_processes_on_shutdown": True}
     return (template.rstrip("\n") + "\n\n# written by ds4h from the config's 'instance:' (docs/configuration.md)\n"
             + yaml.safe_dump(extra, sort_keys=False))
 
@@ -77,6 +80,14 @@ def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     text = instance_yaml(cfg, template)
     if text and (not dst.exists() or dst.read_text(encoding="utf-8") != text):
         dst.write_text(text, encoding="utf-8")
+    if cfg is not None and cfg.instance.run_queue is not None:
+        # the code location the daemon launches queued runs from: 'dagster-daemon run -w <this file>'
+        ws_text = yaml.safe_dump({"load_from": [{"python_module": {
+            "module_name": "pipelines.definitions", "location_name": "ds4h",
+            "working_directory": str(PROJECT_ROOT)}}]}, sort_keys=False)
+        ws_file = home / "workspace.yaml"
+        if not ws_file.exists() or ws_file.read_text(encoding="utf-8") != ws_text:
+            ws_file.write_text(ws_text, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

@@ -6,13 +6,16 @@ unprivileged user ``postgres`` when the tests run as root (initdb and postgres r
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,33 +142,47 @@ def test_demo_publishes_with_the_instance_on_postgres(postgres: dict[str, Any], 
     assert written["run_coordinator"]["config"]["tag_concurrency_limits"] == [
         {"key": "ds4h/site", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
 
-    code, demo_out = invoke("demo")
-    assert code == 0 and "Published omop-demo v1" in demo_out, demo_out
+    assert (home / "dagster" / "workspace.yaml").exists()
+
+    # no daemon serves the queue yet: 'ds4h run' says so instead of queueing runs nobody takes
+    code, out = invoke("run")
+    assert code == 1 and "no dagster-daemon serves it" in " ".join(out.split()), out
+
+    with _daemon(home / "dagster", {"DS4H_CONFIG": str(cfg_path), "DS4H_POSTGRES_PASSWORD": PASSWORD}):
+        t0 = time.monotonic()
+        code, demo_out = invoke("demo")
+        print(f"demo through the queue: {time.monotonic() - t0:.1f} s")
+        assert code == 0 and "Published omop-demo v1" in demo_out, demo_out
+        with dg.DagsterInstance.get() as instance:
+            queued = instance.get_runs()
+            enqueued = {r.run_id: instance.all_logs(r.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED) for r in queued}
+        assert len(enqueued) == 4 and all(enqueued.values()), "every run went through the queue"
+        assert all(r.tags.get("ds4h/site") == r.tags.get("dagster/partition") for r in queued)
+        # the release alone: 'ds4h run' reads the sites' blocking checks from PostgreSQL (no site runs now)
+        code, out = invoke("run", "--force", "--select", "group:release or group:products or group:publish")
+        assert code == 0 and "Published omop-demo v2" in out, out
 
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         runs = instance.get_runs()
     assert sorted((r.job_name, r.tags.get("dagster/partition")) for r in runs) == [
-        ("release_job", None), ("site_job", "hospital-a"), ("site_job", "hospital-b"), ("site_job", "hospital-c")]
+        ("release_job", None), ("release_job", None), ("site_job", "hospital-a"), ("site_job", "hospital-b"),
+        ("site_job", "hospital-c")]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # the runs and the asset-check evaluations are in PostgreSQL, nothing in SQLite under DAGSTER_HOME
-    assert _query(postgres["port"], "SELECT count(*) FROM runs")[0][0] == 4
+    assert _query(postgres["port"], "SELECT count(*) FROM runs")[0][0] == 5
     by_site = dict(_query(postgres["port"], "SELECT partition, count(*) FROM asset_check_executions "
                                             "WHERE partition IS NOT NULL GROUP BY partition"))
     assert set(by_site) == {"hospital-a", "hospital-b", "hospital-c"} and min(by_site.values()) > 0, by_site
     assert not list((home / "dagster").rglob("*.db"))
-
-    # the release alone: 'ds4h run' reads the sites' blocking checks from PostgreSQL (no site runs now)
-    code, out = invoke("run", "--force", "--select", "group:release or group:products or group:publish")
-    assert code == 0 and "Published omop-demo v2" in out, out
-    assert _query(postgres["port"], "SELECT count(*) FROM runs")[0][0] == 5
     code, out = invoke("run")
     assert code == 0 and "nothing changed since version 2" in " ".join(out.split()), out
 
     # a new, empty database: no check result for any site, so the release alone is blocked
     _create_db(postgres["port"], "empty_ds4h")
     cfg["instance"]["postgres_url"] = postgres["url"].rsplit("/", 1)[0] + "/empty_ds4h"
+    del cfg["instance"]["run_queue"]  # in this process: the in-process path reads PostgreSQL too
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     code, blocked_out = invoke("run", "--force", "--select", "group:release or group:products or group:publish")
     assert code == 2 and "has no result" in " ".join(blocked_out.split()), blocked_out
@@ -176,6 +193,36 @@ def test_demo_publishes_with_the_instance_on_postgres(postgres: dict[str, Any], 
         if f.is_file():
             assert PASSWORD.encode() not in f.read_bytes(), f
     assert stat.S_IMODE(pwfile.stat().st_mode) == 0o600
+
+
+@contextlib.contextmanager
+def _daemon(dagster_home: Path, env: dict[str, str]) -> Iterator[None]:
+    """dagster-daemon on the instance (it dequeues and launches the queued runs); stopped on exit."""
+    from dagster._daemon.controller import get_daemon_statuses
+
+    log = (dagster_home / "daemon.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(dagster_home / "workspace.yaml")],
+                            cwd=dagster_home, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        import dagster as dg
+
+        deadline = time.monotonic() + 120
+        with dg.DagsterInstance.get() as instance:
+            while not get_daemon_statuses(instance, ["QUEUED_RUN_COORDINATOR"])["QUEUED_RUN_COORDINATOR"].healthy:
+                assert proc.poll() is None and time.monotonic() < deadline, (dagster_home / "daemon.log").read_text()
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)  # its code server, if it outlived the daemon
 
 
 def _create_db(port: int, name: str) -> None:
