@@ -80,7 +80,7 @@ def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     text = instance_yaml(cfg, template)
     if text and (not dst.exists() or dst.read_text(encoding="utf-8") != text):
         dst.write_text(text, encoding="utf-8")
-    if cfg is not None and cfg.instance.run_queue is not None:
+    if {"run_coordinator", "run_launcher"} & set(yaml.safe_load(text) or {}):
         # the code location the daemon launches queued runs from: 'dagster-daemon run -w <this file>'
         ws_text = yaml.safe_dump({"load_from": [{"python_module": {
             "module_name": "pipelines.definitions", "location_name": "ds4h",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
@@ -31,10 +32,14 @@ class SubmitError(Exception):
 
 
 def uses_instance_submission(instance: dg.DagsterInstance) -> bool:
-    """True when the instance has a run coordinator other than the default (runs then go through it)."""
-    from dagster._core.run_coordinator import DefaultRunCoordinator
+    """True when the instance's dagster.yaml sets a run coordinator or a run launcher: runs then go through
+    the instance. (Without either, Dagster still defaults to a QueuedRunCoordinator, which 'ds4h run'
+    does not use: runs stay in this process.)"""
+    import yaml
 
-    return not isinstance(instance.run_coordinator, DefaultRunCoordinator)
+    path = Path(instance.root_directory) / "dagster.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    return isinstance(data, dict) and bool({"run_coordinator", "run_launcher"} & set(data))
 
 
 @dataclass
@@ -106,10 +111,14 @@ class Submitter:
 def submitter(instance: dg.DagsterInstance) -> Iterator[Submitter]:
     """The ds4h code location of ``$DAGSTER_HOME/workspace.yaml`` (a code server for it) and a Submitter.
 
-    Refuses when no dagster-daemon serves the instance's queue: the runs would wait for ever."""
-    statuses = get_daemon_statuses(instance, [QUEUE_DAEMON])
-    if not statuses[QUEUE_DAEMON].healthy:
-        raise SubmitError("the instance queues runs (instance.run_queue) but no dagster-daemon serves it: start "
+    Refuses when no dagster-daemon serves the instance's queue: the runs would wait for ever. (A
+    run_launcher set in the project's dagster.yaml needs a location named ds4h in workspace.yaml too.)"""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    if queued and not get_daemon_statuses(instance, [QUEUE_DAEMON])[QUEUE_DAEMON].healthy:
+        raise SubmitError("the instance queues runs (instance.run_queue, or a run_launcher in dagster.yaml) but no "
+                          "dagster-daemon serves it: start "
                           f"'dagster-daemon run -w {instance.root_directory}/workspace.yaml' with the same "
                           "environment (DS4H_CONFIG, DS4H_KEYS, DAGSTER_HOME, the PostgreSQL password variable), or "
                           "remove instance.run_queue to run in this process")
