@@ -123,7 +123,7 @@ def submitter(instance: dg.DagsterInstance) -> Iterator[Submitter]:
                           "environment (DS4H_CONFIG, DS4H_KEYS, DAGSTER_HOME, the PostgreSQL password variable), or "
                           "remove instance.run_queue to run in this process")
     target = WorkspaceFileTarget(paths=[f"{instance.root_directory}/workspace.yaml"])
-    with WorkspaceProcessContext(instance, target) as wctx:
+    with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as wctx:
         ctx = wctx.create_request_context()
         errors = ctx.get_code_location_error(LOCATION) if ctx.has_code_location_error(LOCATION) else None
         if errors is not None:
