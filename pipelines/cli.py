@@ -271,7 +271,10 @@ def ui(
     env.update({"DS4H_CONFIG": str(cfg.config_path), "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
                 # 'dagster dev' says it is superseded by 'dg dev' (dagster-dg-cli, not a dependency): not a problem
                 "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"})
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    # with a run queue, the code location is workspace.yaml's 'ds4h' (the one queued runs name)
+    ws_file = Path(os.environ["DAGSTER_HOME"]) / "workspace.yaml"
+    target = ["-w", str(ws_file)] if ws_file.exists() else ["-m", "pipelines.definitions"]
+    cmd = [sys.executable, "-m", "dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(port)]
     out.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     # from the instance's own folder: dagster dev would also read a dagster.yaml in the current folder
     # (the repository's template) and warn that it differs from the instance's

@@ -80,14 +80,16 @@ def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     text = instance_yaml(cfg, template)
     if text and (not dst.exists() or dst.read_text(encoding="utf-8") != text):
         dst.write_text(text, encoding="utf-8")
+    ws_file = home / "workspace.yaml"
     if {"run_coordinator", "run_launcher"} & set(yaml.safe_load(text) or {}):
         # the code location the daemon launches queued runs from: 'dagster-daemon run -w <this file>'
         ws_text = yaml.safe_dump({"load_from": [{"python_module": {
             "module_name": "pipelines.definitions", "location_name": "ds4h",
             "working_directory": str(PROJECT_ROOT)}}]}, sort_keys=False)
-        ws_file = home / "workspace.yaml"
         if not ws_file.exists() or ws_file.read_text(encoding="utf-8") != ws_text:
             ws_file.write_text(ws_text, encoding="utf-8")
+    else:
+        ws_file.unlink(missing_ok=True)  # written by ds4h for an earlier run queue
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
