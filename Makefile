@@ -7,7 +7,7 @@ endif
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install browser demo test lint typecheck pytest test-all bench clean
+.PHONY: install browser postgres demo test lint typecheck pytest test-all bench clean
 
 # --compile-bytecode and compileall: commands start fast even where PYTHONDONTWRITEBYTECODE is set
 # (without .pyc files every run recompiles Dagster, polars and the rest: ~0.5 s per command and more)
@@ -31,12 +31,16 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-pytest: install browser
+# tests/test_dagster_postgres.py starts a PostgreSQL server (Debian's; initdb is not on PATH)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
+
+pytest: install browser postgres
 	$(UV) run pytest -q -m "not slow"
 
 test: lint typecheck pytest
 
-test-all: install browser
+test-all: install browser postgres
 	$(UV) run pytest -q
 
 bench: install

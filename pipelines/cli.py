@@ -115,6 +115,20 @@ def init(
     except KeyError_:
         k = new_key("demo")
         out.print(f"new key for project demo: {k.source} (fingerprint {k.fingerprint})")
+    from pipelines.environment import prepare_dagster_home
+    from schemas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        out.print(f"workspace: {ws.root} (the config does not load yet: {e})")
+        return
+    try:
+        prepare_dagster_home(ws, cfg)
+    except ConfigError as e:
+        fail(str(e))
+    if cfg.instance.postgres_url:
+        out.print(f"Dagster instance: PostgreSQL storage ({ws.dagster_home / 'dagster.yaml'})")
     out.print(f"workspace: {ws.root}")
 
 
@@ -245,16 +259,22 @@ def ui(
     import subprocess
 
     from pipelines.environment import prepare_dagster_home
-    from schemas.config import home
+    from schemas.config import ConfigError, home
     from transforms.storage import Workspace
 
     cfg = _load(config)
-    env = dict(os.environ)
-    prepare_dagster_home(Workspace(home()))
+    try:
+        prepare_dagster_home(Workspace(home()), cfg)
+    except ConfigError as e:
+        fail(str(e))
+    env = dict(os.environ)  # after prepare_dagster_home: it may export the PostgreSQL password for Dagster
     env.update({"DS4H_CONFIG": str(cfg.config_path), "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
                 # 'dagster dev' says it is superseded by 'dg dev' (dagster-dg-cli, not a dependency): not a problem
                 "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"})
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    # with a run queue, the code location is workspace.yaml's 'ds4h' (the one queued runs name)
+    ws_file = Path(os.environ["DAGSTER_HOME"]) / "workspace.yaml"
+    target = ["-w", str(ws_file)] if ws_file.exists() else ["-m", "pipelines.definitions"]
+    cmd = [sys.executable, "-m", "dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(port)]
     out.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     # from the instance's own folder: dagster dev would also read a dagster.yaml in the current folder
     # (the repository's template) and warn that it differs from the instance's

@@ -1,24 +1,95 @@
-"""Process environment for Dagster: the instance lives in the workspace ($DS4H_HOME/dagster)."""
+"""Process environment for Dagster: the instance lives in the workspace ($DS4H_HOME/dagster).
+
+Its dagster.yaml is the project's dagster.yaml, plus, when the config has ``instance.postgres_url``, the
+PostgreSQL storage of dagster-postgres (the password as an environment reference, never its value) and the
+run queue of ``instance.run_queue``.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from schemas.config import Config, ConfigError, Instance, postgres_parts
 from transforms.storage import Workspace
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SITE_TAG = "ds4h/site"
 
 
-def prepare_dagster_home(ws: Workspace) -> Path:
-    """Point DAGSTER_HOME at the workspace and install the project's dagster.yaml there."""
+def _password_into_env(inst: Instance) -> None:
+    """Make the password available to Dagster in ``inst.password_env`` (read from password_file if given)."""
+    if inst.password_file is not None:
+        f = inst.password_file
+        try:
+            mode = f.stat().st_mode
+        except OSError:
+            raise ConfigError(f"instance.password_file {f} does not exist") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"instance.password_file {f} is readable by others: run 'chmod 600 {f}'")
+        lines = f.read_text(encoding="utf-8").splitlines()
+        os.environ[inst.password_env] = lines[0] if lines else ""
+    elif inst.password_env not in os.environ:
+        raise ConfigError(f"the PostgreSQL password is not set: export {inst.password_env} (instance.password_env) "
+                          "or set instance.password_file")
+
+
+def instance_yaml(cfg: Config | None, template: str) -> str:
+    """The instance's dagster.yaml: the project's template plus the storage and run queue of ``cfg.instance``."""
+    inst = cfg.instance if cfg is not None else Instance()
+    if inst.postgres_url is None:
+        return template
+    base = yaml.safe_load(template) or {}
+    taken = sorted({"storage", "run_storage", "event_log_storage", "schedule_storage", "run_coordinator",
+                    "code_servers"} & set(base))
+    if taken:
+        raise ConfigError(f"the project's dagster.yaml already sets {', '.join(taken)}: remove it there, or remove "
+                          "instance.postgres_url from the ds4h config")
+    db: dict[str, Any] = postgres_parts(inst.postgres_url)
+    db = {"username": db["username"], "password": {"env": inst.password_env}, "hostname": db["hostname"],
+          "db_name": db["db_name"], "port": db["port"],
+          # SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; dagster-postgres brings psycopg2
+          "scheme": "postgresql+psycopg2"}
+    extra: dict[str, Any] = {"storage": {"postgres": {"postgres_db": db}}}
+    if inst.run_queue is not None:
+        q: dict[str, Any] = {"max_concurrent_runs": inst.run_queue.max_concurrent_runs}
+        if inst.run_queue.per_site_limit is not None:
+            q["tag_concurrency_limits"] = [{"key": SITE_TAG, "value": {"applyLimitPerUniqueValue": True},
+                                            "limit": inst.run_queue.per_site_limit}]
+        extra["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+                                    "config": q}
+        # 'ds4h run' and the daemon start a code server for the ds4h location: wait for it when they stop
+        extra["code_servers"] = {"wait_for_local_processes_on_shutdown": True}
+    return (template.rstrip("\n") + "\n\n# written by ds4h from the config's 'instance:' (docs/configuration.md)\n"
+            + yaml.safe_dump(extra, sort_keys=False))
+
+
+def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
+    """Point DAGSTER_HOME at the workspace and write its dagster.yaml (the project's, plus ``cfg.instance``)."""
     home = ws.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     src = PROJECT_ROOT / "dagster.yaml"
     dst = home / "dagster.yaml"
-    if src.exists() and (not dst.exists() or dst.read_bytes() != src.read_bytes()):
-        shutil.copyfile(src, dst)
+    template = src.read_text(encoding="utf-8") if src.exists() else ""
+    if cfg is not None and cfg.instance.postgres_url is not None:
+        _password_into_env(cfg.instance)
+    text = instance_yaml(cfg, template)
+    if text and (not dst.exists() or dst.read_text(encoding="utf-8") != text):
+        dst.write_text(text, encoding="utf-8")
+    ws_file = home / "workspace.yaml"
+    if {"run_coordinator", "run_launcher"} & set(yaml.safe_load(text) or {}):
+        # the code location the daemon launches queued runs from: 'dagster-daemon run -w <this file>'
+        ws_text = yaml.safe_dump({"load_from": [{"python_module": {
+            "module_name": "pipelines.definitions", "location_name": "ds4h",
+            "working_directory": str(PROJECT_ROOT)}}]}, sort_keys=False)
+        if not ws_file.exists() or ws_file.read_text(encoding="utf-8") != ws_text:
+            ws_file.write_text(ws_text, encoding="utf-8")
+    else:
+        ws_file.unlink(missing_ok=True)  # written by ds4h for an earlier run queue
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

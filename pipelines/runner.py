@@ -8,7 +8,8 @@ inside its own run, and a sensor may have run a site on its own). Exit codes: 0 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,11 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from anonymisation.keys import KeyError_, load_key
 from pipelines.definitions import SITE_GROUPS, build_definitions
-from pipelines.environment import prepare_dagster_home
+from pipelines.environment import SITE_TAG, prepare_dagster_home
 from pipelines.fingerprint import run_inputs, unchanged_since
 from pipelines.release_assets import BLOCKED_CHECK
-from schemas.config import Config, home
+from pipelines.submit import SubmitError, SubmittedResult, Submitter, submitter, uses_instance_submission
+from schemas.config import Config, ConfigError, home
 from transforms.storage import Workspace
 
 GLOBAL_GROUPS = ("release", "products", "publish")
@@ -28,6 +30,7 @@ GLOBAL_GROUPS = ("release", "products", "publish")
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "ds4h_progress": {}}}
 
 OK, OTHER_ERROR, BLOCKED = 0, 1, 2
+Result = dg.ExecuteInProcessResult | SubmittedResult
 
 
 @dataclass
@@ -40,7 +43,7 @@ class RunOutcome:
     unchanged_since: int | None = None
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: Result) -> str:
     for ev in result.get_step_failure_events():
         data = ev.step_failure_data
         if data.user_failure_data is not None and data.user_failure_data.description:
@@ -54,7 +57,7 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed (see 'ds4h ui' for its logs)"
 
 
-def _blocking_failure(result: dg.ExecuteInProcessResult) -> str | None:
+def _blocking_failure(result: Result) -> str | None:
     """A step that failed as a blocking check would (publishing found an identifier in a text file):
     the check and why, else None."""
     for ev in result.get_step_failure_events():
@@ -107,7 +110,10 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
         key = load_key(cfg.project)
     except KeyError_ as e:
         return RunOutcome(OTHER_ERROR, str(e))
-    prepare_dagster_home(ws)
+    try:
+        prepare_dagster_home(ws, cfg)
+    except ConfigError as e:
+        return RunOutcome(OTHER_ERROR, str(e))
     defs = build_definitions(cfg)
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     site_job, release_job = defs.resolve_job_def("site_job"), defs.resolve_job_def("release_job")
@@ -128,14 +134,31 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
                               "key): nothing published; add --force to publish a new version anyway",
                               unchanged_since=same)
     outcome = RunOutcome(OK, "")
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
+        sub: Submitter | None = None
+        if uses_instance_submission(instance):
+            try:
+                sub = stack.enter_context(submitter(instance))
+            except SubmitError as e:
+                return RunOutcome(OTHER_ERROR, str(e))
         if site_assets:
-            for site in cfg.sites:
-                say(f"{site}: {' -> '.join(sorted({a.group_names_by_key[k] for a in site_assets for k in a.keys}, key=SITE_GROUPS.index))}")
-                result = site_job.execute_in_process(
-                    partition_key=site, instance=instance, raise_on_error=False, run_config=QUIET,
-                    asset_selection=None if full_site else [k for a in site_assets for k in a.keys],
-                    tags={"ds4h/site": site})
+            site_keys = None if full_site else [k for a in site_assets for k in a.keys]
+            groups = ' -> '.join(sorted({a.group_names_by_key[k] for a in site_assets for k in a.keys},
+                                        key=SITE_GROUPS.index))
+            results: Iterable[Result]
+            if sub is not None:
+                say(f"{', '.join(cfg.sites)}: {groups} (queued on the instance)")
+                results = sub.wait([sub.submit("site_job", tags={"dagster/partition": site, SITE_TAG: site},
+                                               run_config=QUIET, asset_selection=site_keys) for site in cfg.sites])
+            else:
+                def in_process() -> Iterator[Result]:
+                    for site in cfg.sites:
+                        say(f"{site}: {groups}")
+                        yield site_job.execute_in_process(
+                            partition_key=site, instance=instance, raise_on_error=False, run_config=QUIET,
+                            asset_selection=site_keys, tags={SITE_TAG: site})
+                results = in_process()
+            for site, result in zip(cfg.sites, results, strict=False):
                 outcome.sites_run.append(site)
                 if not result.success:
                     blocked = [f"{site}: {e.asset_key.to_user_string()}:{e.check_name}"
@@ -153,10 +176,14 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
             return RunOutcome(BLOCKED, "blocked before the release: " + "; ".join(blocked[:5])
                               + (f" (and {len(blocked) - 5} more)" if len(blocked) > 5 else ""), blocked=blocked,
                               sites_run=outcome.sites_run)
-        say("release over all sites -> publish")
-        result = release_job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET,
-            asset_selection=None if full_release else [k for a in global_assets for k in a.keys])
+        release_keys = None if full_release else [k for a in global_assets for k in a.keys]
+        if sub is not None:
+            say("release over all sites -> publish (queued on the instance)")
+            result = sub.wait([sub.submit("release_job", tags={}, run_config=QUIET, asset_selection=release_keys)])[0]
+        else:
+            say("release over all sites -> publish")
+            result = release_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET,
+                                                    asset_selection=release_keys)
         failed_checks = [
             f"{e.asset_key.to_user_string()}:{e.check_name}" + (f" ({e.description})" if e.description else "")
             for e in result.get_asset_check_evaluations()

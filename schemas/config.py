@@ -131,6 +131,70 @@ class Participant(BaseModel):
                                 description="the domain serving https://DOMAIN/.well-known/did.json (did:web:DOMAIN)")
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+POSTGRES_URL_ENV = "DS4H_POSTGRES_URL"
+
+
+class RunQueue(BaseModel):
+    """Runs go through Dagster's queue (QueuedRunCoordinator), with a concurrency limit per site."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_concurrent_runs: int = Field(4, ge=1, description="runs in progress at once over the instance")
+    per_site_limit: int | None = Field(1, ge=1, description="runs in progress at once for one site (the run's "
+                                       "dagster/partition tag); null: no per-site limit")
+
+
+class Instance(BaseModel):
+    """The workspace's Dagster instance: PostgreSQL storage (dagster-postgres) and its run queue.
+
+    Written into $DS4H_HOME/dagster/dagster.yaml by 'ds4h init' and 'ds4h run'; never in Python code.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    postgres_url: str | None = Field(None, description="postgresql://user@host:port/db, without a password "
+                                     f"(${POSTGRES_URL_ENV} overrides it)")
+    password_env: str = Field("DS4H_POSTGRES_PASSWORD", pattern=ENV_NAME,
+                              description="environment variable holding the password (Dagster reads it)")
+    password_file: Path | None = Field(None, description="a file holding the password (readable by its owner only); "
+                                       "read by ds4h and handed to Dagster in password_env, never written")
+    run_queue: RunQueue | None = None
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        postgres_parts(v)
+        return v
+
+    @model_validator(mode="after")
+    def _queue_needs_postgres(self) -> Instance:
+        if self.run_queue is not None and self.postgres_url is None:
+            raise ValueError("instance.run_queue needs instance.postgres_url: a queue shared by the runs needs the "
+                             "PostgreSQL storage")
+        return self
+
+
+def postgres_parts(url: str) -> dict[str, Any]:
+    """The dagster-postgres ``postgres_db`` fields of a URL (no password: it stays in an environment variable)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        u = urlsplit(url)
+        port = u.port or 5432
+    except ValueError:
+        raise ValueError("instance.postgres_url is not a URL; write postgresql://user@host:5432/dbname") from None
+    if u.scheme not in ("postgresql", "postgres"):
+        raise ValueError("instance.postgres_url must start with postgresql:// (e.g. postgresql://dagster@db:5432/ds4h)")
+    if u.password is not None:
+        raise ValueError("instance.postgres_url must not contain a password: put it in the environment variable "
+                         "DS4H_POSTGRES_PASSWORD (instance.password_env) or in instance.password_file")
+    db = unquote(u.path.lstrip("/"))
+    if not u.username or not u.hostname or not db or "/" in db or u.query or u.fragment:
+        raise ValueError("instance.postgres_url needs a user, a host and a database: postgresql://user@host:5432/dbname")
+    return {"username": unquote(u.username), "hostname": u.hostname, "port": port, "db_name": db}
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -141,6 +205,7 @@ class Config(BaseModel):
     quality: Quality = Field(default_factory=Quality)
     products: Products = Field(default_factory=Products)
     participant: Participant | None = None
+    instance: Instance = Field(default_factory=Instance)
     # set by load_config, not by the file
     config_path: Path | None = Field(None, exclude=True)
 
@@ -236,6 +301,8 @@ def parse_config(data: Any, base: Path) -> Config:
     for q in cfg.policy.quasi_identifiers:
         if not q.hierarchy.startswith("builtin:") and not Path(q.hierarchy).is_absolute():
             q.hierarchy = str((base / q.hierarchy).resolve())
+    if cfg.instance.password_file is not None and not cfg.instance.password_file.is_absolute():
+        cfg.instance.password_file = (base / cfg.instance.password_file).resolve()
     if not cfg.vocabulary.startswith("bundled:") and not Path(cfg.vocabulary).is_absolute():
         cfg.vocabulary = str((base / cfg.vocabulary).resolve())
     return cfg
@@ -252,6 +319,13 @@ def load_config(explicit: str | Path | None = None) -> Config:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path} is not valid YAML{where}: fix the syntax") from None
     cfg = parse_config(data, path.parent)
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        try:
+            postgres_parts(url)
+        except ValueError as e:
+            raise ConfigError(f"${POSTGRES_URL_ENV}: {str(e).replace('instance.postgres_url', 'the URL')}") from None
+        cfg.instance.postgres_url = url
     cfg.config_path = path
     return cfg
 
