@@ -354,6 +354,14 @@ def references(spec: Doc) -> Iterator[tuple[str, str, str | None, str]]:
                     yield kind, ref["name"], ref["key"], f"container {c['name']} env {e['name']}"
 
 
+def _pods(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    """(kind/name, pod spec) of every workload among ``docs``."""
+    for d in docs:
+        spec = pod_spec(d)
+        if spec is not None:
+            yield f"{d['kind']}/{d['metadata']['name']}", spec
+
+
 def dangling_references(docs: list[Doc]) -> list[str]:
     """Every reference of a workload to an object (or a key of one) that the manifests do not define,
     and every volumeMount naming no volume of its pod."""
@@ -362,11 +370,7 @@ def dangling_references(docs: list[Doc]) -> list[str]:
         keys = set((d.get("data") or {}).keys()) | set((d.get("stringData") or {}).keys())
         defined[(d["kind"], d["metadata"]["name"])] = keys
     problems = []
-    for d in docs:
-        spec = pod_spec(d)
-        if spec is None:
-            continue
-        owner = f"{d['kind']}/{d['metadata']['name']}"
+    for owner, spec in _pods(docs):
         for kind, name, key, where in references(spec):
             if (kind, name) not in defined:
                 problems.append(f"{owner}: {where} names {kind}/{name}, which is not defined")
@@ -384,11 +388,7 @@ def key_mount_problems(docs: list[Doc], secret: str = "ds4h-keys") -> list[str]:
     """The project keys: the Secret's volumes have defaultMode 0400 and every mount of them is
     read-only, and so is every mount at /keys (where DS4H_KEYS points)."""
     problems = []
-    for d in docs:
-        spec = pod_spec(d)
-        if spec is None:
-            continue
-        owner = f"{d['kind']}/{d['metadata']['name']}"
+    for owner, spec in _pods(docs):
         key_volumes = {v["name"] for v in spec.get("volumes", []) or []
                        if (v.get("secret") or {}).get("secretName") == secret}
         for v in spec.get("volumes", []) or []:

@@ -267,13 +267,15 @@ def config_path(explicit: str | Path | None = None) -> Path:
     return home() / "ds4h.yaml"
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError,
+              unknown: str = "unknown key (a typo?); allowed keys are listed in docs/configuration.md") -> str:
+    """At most three of ``err``'s problems, one line each; ``unknown`` says what to do about an unknown key."""
     parts = []
     for e in err.errors()[:3]:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (a typo?); allowed keys are listed in docs/configuration.md"
+            msg = unknown
         elif e["type"] == "missing":
             msg = "required key is missing"
         parts.append(f"{loc}: {msg}")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.config import SITE_PATTERN
+from schemas.config import SITE_PATTERN, _describe
 
 Analysis = Literal["count", "characterise", "oncology", "train"]
 ANALYSES: tuple[Analysis, ...] = ("count", "characterise", "oncology", "train")  # train: features/standardise/fit/evaluate
@@ -36,27 +36,14 @@ class NodePolicy(BaseModel):
     max_rounds: int = Field(20, ge=1, description="the most fit requests answered per run id")
 
 
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:3]:
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown key (allowed: {', '.join(NodePolicy.model_fields)})"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"{loc}: {msg}")
-    more = f" (and {len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
-    return "; ".join(parts) + more
-
-
 def parse_node_policy(data: Any, source: str = "the node policy") -> NodePolicy:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: must be a YAML mapping with at least 'site'")
     try:
         return NodePolicy.model_validate(data)
     except ValidationError as e:
-        raise ValueError(f"{source}: {_describe(e)}") from None
+        unknown = f"unknown key (allowed: {', '.join(NodePolicy.model_fields)})"
+        raise ValueError(f"{source}: {_describe(e, unknown)}") from None
 
 
 def load_node_policy(path: Path) -> NodePolicy:
