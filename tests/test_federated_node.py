@@ -459,3 +459,30 @@ def test_dp_noise_grows_as_epsilon_shrinks() -> None:
     assert rho + 2 * np.sqrt(rho * np.log(1e6)) == pytest.approx(2.0)
     with pytest.raises(ValueError):
         dp_noise_std(0.0, 1e-5, 1, 1.0, 1)
+
+
+def test_federation_certs_make_a_ca_and_a_superlink_certificate_it_signed(tmp_path: Path) -> None:
+    """`ds4h federation certs`: the SuperLink's certificate names every --host and verifies against the
+    CA (checked with cryptography, not our code); the private keys are 0600 and never printed."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "certs"
+    r = CliRunner().invoke(app, ["federation", "certs", "--host", "fl.example.org", "--host", "127.0.0.1",
+                                 "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    ca = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+    cert = x509.load_pem_x509_certificate((out / "superlink.pem").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["fl.example.org"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    for key in ("ca.key", "superlink.key"):
+        assert oct((out / key).stat().st_mode & 0o777) == "0o600"
+        assert (out / key).read_text().splitlines()[1] not in r.output
