@@ -59,6 +59,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from transforms.storage import parquet_source, partition_files
+
 Int = npt.NDArray[np.int64]
 Mat = npt.NDArray[np.floating[Any]]  # 0/1 blocks and their products: float32, float64 for huge classes
 Bool = npt.NDArray[np.bool_]
@@ -169,8 +171,7 @@ class AuditResult:
 
 
 def _parts(version_dir: Path, table: str) -> list[Path]:
-    folder = version_dir / "omop" / table
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return partition_files(version_dir / "omop" / table)
 
 
 def _read(version_dir: Path, table: str, columns: Sequence[str] | None) -> pa.Table | None:
@@ -181,7 +182,7 @@ def _read(version_dir: Path, table: str, columns: Sequence[str] | None) -> pa.Ta
     tables = []
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(parquet_source(f))
             names = pf.schema_arrow.names
             tables.append(pf.read(columns=None if columns is None else [c for c in columns if c in names]))
         except (OSError, ValueError, pa.ArrowException) as e:

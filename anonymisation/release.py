@@ -75,6 +75,7 @@ from schemas.policy import PrivacyPolicy
 from transforms import eras
 from transforms.ingest import accounting_frame
 from transforms.omop import PERIOD_DATES
+from transforms.storage import scan_parquet_files
 
 IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
@@ -321,8 +322,7 @@ def _read(tables: Mapping[str, pl.DataFrame], table: str, cols: list[str] | None
     if cols is not None and callable(files):
         paths = files(table)
         if paths:
-            schema = pl.read_parquet_schema(paths[0])
-            return pl.scan_parquet(paths).select([c for c in cols if c in schema]).collect()
+            return scan_parquet_files(paths, cols).collect()
     df = tables[table]
     return df.select([c for c in cols if c in df.columns]) if cols is not None else df
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from anonymisation.facts import fact_key, table_fact_keys
 from schemas.facts import DERIVED_FACTS, FACT_TABLES
+from transforms.storage import partition_files, read_parquet_files
 
 VERSION = re.compile(r"^[1-9][0-9]*$")
 ABSENT = "ABSENT"
@@ -46,11 +47,11 @@ def version_numbers(dataset_dir: Path) -> list[int]:
 
 def _table(version: Path, table: str) -> pl.DataFrame | None:
     folder = version / "omop" / table
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    files = partition_files(folder)
     if not files:
         return None
     try:
-        return pl.read_parquet(files)
+        return read_parquet_files(files)
     except Exception as e:  # a damaged copy must stop the release, with the file named
         raise VersionError(f"cannot read {folder}: {e}; repair or restore that version") from None
 

@@ -257,9 +257,11 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         _write_accounting(ws, "omop", site, result.accounting)
         cov = ws.reports / "coverage"
         cov.mkdir(parents=True, exist_ok=True)
-        usagi_csv(result.coverage).write_csv(cov / f"{site}-unmapped-usagi.csv")
+        with (cov / f"{site}-unmapped-usagi.csv").open("wb") as f:  # a file object: the folder may be on a store
+            usagi_csv(result.coverage).write_csv(f)
         summary = coverage_summary(result.coverage)
-        summary.write_csv(cov / f"{site}-summary.csv")
+        with (cov / f"{site}-summary.csv").open("wb") as f:
+            summary.write_csv(f)
         for t in OMOP_TABLES:
             md: dict[str, Any] = {"rows": rows[t], "path": dg.MetadataValue.path(str(ws.lake("omop", t, site)))}
             part = summary.filter(pl.col("table") == t)

@@ -39,7 +39,7 @@ from transforms.contracts import validate_entity as validate_contract
 from transforms.ingest import EntityResult, OrphanEvents
 from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, parts_accounting
 from transforms.staging import Staging
-from transforms.storage import PartitionWriter, Workspace, read_partition
+from transforms.storage import PartitionWriter, Workspace, partition_files, read_parquet_files, read_partition
 from transforms.vocabulary import Vocabulary
 
 BUCKETED_FORMATS = ("synthea-csv",)
@@ -140,13 +140,12 @@ def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.d
 
 def raw_buckets(ws: Workspace, fmt: Format, site: str) -> int:
     """How many buckets the raw stage wrote for the site (the parts of its patients partition)."""
-    return len(sorted(ws.lake("raw", f"{fmt.prefix}patients", site).glob("*.parquet")))
+    return len(partition_files(ws.lake("raw", f"{fmt.prefix}patients", site)))
 
 
 def _part(folder: Path, k: int) -> pl.DataFrame:
     """Part ``k`` of a partition (sorted part names follow the part numbers)."""
-    files = sorted(folder.glob("*.parquet"))
-    return pl.read_parquet(files[k])
+    return read_parquet_files([partition_files(folder)[k]])
 
 
 @dataclass
@@ -189,7 +188,7 @@ def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: V
     for t, w in writers.items():
         w.commit(cdm.table(t).polars_schema)
     identity.commit()
-    files = {t: sorted(ws.lake("omop", t, site).glob("*.parquet")) for t in OMOP_TABLES}
+    files = {t: partition_files(ws.lake("omop", t, site)) for t in OMOP_TABLES}
     return OmopOutcome(result, rows, files)
 
 
@@ -212,7 +211,7 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     locations are those any part's persons (or a care site) use. Free text is masked, and the leak scan
     looks, for the identifiers of the whole site: each person's own ones (names, birth date, street)
     in that person's rows, found through the pseudonyms written to the identity zone."""
-    parts = len(sorted(ws.lake("omop", "person", site).glob("*.parquet")))
+    parts = len(partition_files(ws.lake("omop", "person", site)))
     identity_all = read_partition(ws.identity(site))
     if parts > 1:  # each part checks its own persons' ids: check them across parts here
         id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from pipelines.environment import open_workspace
+
 if TYPE_CHECKING:
     from pipelines.runner import RunOutcome
     from schemas.config import Config
@@ -88,10 +90,9 @@ def init(
 
     from anonymisation.keys import KeyError_, load_key, new_key
     from pipelines.gaiax import DEMO_PARTICIPANT
-    from schemas.config import config_path, home
-    from transforms.storage import Workspace
+    from schemas.config import config_path
 
-    ws = Workspace(home())
+    ws = open_workspace()
     ws.ensure()
     for site, _, _ in DEFAULT_SITES:
         ws.landing(site).mkdir(parents=True, exist_ok=True)
@@ -342,7 +343,7 @@ def _release_summary(dataset: str, version: int) -> list[tuple[str, str]]:
     from pipelines.summary import facts_kept
     from schemas.config import home
 
-    folder = home() / "dataspace" / dataset / str(version)
+    folder = open_workspace().dataspace / dataset / str(version)
     path = folder / "manifest.json"
     if not path.exists():
         raise PublishError(f"no release {dataset} version {version} under {home() / 'dataspace'} "
@@ -409,11 +410,10 @@ def approve(
     """
     from pipelines.publish import PublishError
     from pipelines.publish import approve as do_approve
-    from schemas.config import home
 
     _decision("approve", dataset, version, yes)
     try:
-        path = do_approve(home() / "dataspace", dataset, version, by, reason=reason)
+        path = do_approve(open_workspace().dataspace, dataset, version, by, reason=reason)
     except PublishError as e:
         fail(str(e))
     out.print(f"approved {dataset} v{version}: {path}; LATEST is now v{version}")
@@ -433,11 +433,10 @@ def reject(
     """
     from pipelines.publish import PublishError
     from pipelines.publish import reject as do_reject
-    from schemas.config import home
 
     _decision("reject", dataset, version, yes)
     try:
-        path = do_reject(home() / "dataspace", dataset, version, by, reason)
+        path = do_reject(open_workspace().dataspace, dataset, version, by, reason)
     except PublishError as e:
         fail(str(e))
     out.print(f"rejected {dataset} v{version}: {path}")
@@ -458,14 +457,13 @@ def revoke(
     """
     from pipelines.publish import PublishError, latest_version
     from pipelines.publish import revoke as do_revoke
-    from schemas.config import home
 
     _decision("revoke", dataset, version, yes)
     try:
-        path = do_revoke(home() / "dataspace", dataset, version, by, reason)
+        path = do_revoke(open_workspace().dataspace, dataset, version, by, reason)
     except PublishError as e:
         fail(str(e))
-    latest = latest_version(home() / "dataspace" / dataset)
+    latest = latest_version(open_workspace().dataspace / dataset)
     out.print(f"revoked {dataset} v{version}: {path}; "
               + (f"LATEST is now v{latest}" if latest else "no approved version is left (LATEST removed)"))
 
@@ -496,19 +494,33 @@ def _verify(release: str, version: int | None, approval: Path | None, workspace:
 
     from pipelines.verify import FetchError, fetch_release, verify_release
     from schemas.config import home
-    from transforms.storage import Workspace
+    from transforms.storage import is_remote, url_of
 
-    url = release.split("://", 1)[0].lower() in ("http", "https", "file") and "://" in release
+    scheme = release.split("://", 1)[0].lower() if "://" in release else ""
+    url = scheme in ("http", "https", "file", "s3")
     if version is not None:
         if url or "/" in release:
             fail(f"give either a release folder or URL ({release}) alone, or a dataset name and a version")
-        folder = home() / "dataspace" / release / str(version)
-        if not folder.is_dir():
+        folder = open_workspace().dataspace / release / str(version)
+        if is_remote(folder) and (folder / "manifest.json").exists():  # on the object store: checked on a copy
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ds4h-verify-"))
+            folder = _fetch_s3(url_of(folder), Path(tmp))
+            if workspace is None and open_workspace().identity_table.exists():
+                workspace = home()
+        elif not folder.is_dir():
             from pipelines.publish import versions
 
-            known = versions(home() / "dataspace" / release)
+            known = versions(open_workspace().dataspace / release)
             fail(f"no release {release} version {version} in {home() / 'dataspace'}"
                  + (f"; its versions: {', '.join(map(str, known))}" if known else "; 'ds4h releases' lists them"))
+    elif scheme == "s3":
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ds4h-verify-"))
+        folder = _fetch_s3(release, Path(tmp))
+        out.print(f"fetched {release} to {folder}")
+        ws = open_workspace()
+        if workspace is None and ws.store is not None and release.rstrip("/").startswith(url_of(ws.dataspace) + "/") \
+                and ws.identity_table.exists():
+            workspace = home()  # a version of this workspace's data space: leak-scan against its identity zone
     elif url:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ds4h-verify-"))
         try:
@@ -519,7 +531,7 @@ def _verify(release: str, version: int | None, approval: Path | None, workspace:
     else:
         folder = Path(release)
         if not folder.is_dir():
-            hint = home() / "dataspace" / release
+            hint = open_workspace().dataspace / release
             fail(f"{folder} is not a folder: give a release folder such as {home() / 'dataspace'}/<dataset>/<version>, "
                  "a URL, or a dataset and a version ('ds4h verify omop-demo 1')"
                  + (f"; did you mean {hint}?" if hint.is_dir() else ""))
@@ -527,7 +539,7 @@ def _verify(release: str, version: int | None, approval: Path | None, workspace:
         ws_home = home()
         try:
             folder.resolve().relative_to(ws_home / "dataspace")
-            workspace = ws_home if Workspace(ws_home).identity_table.exists() else None
+            workspace = ws_home if open_workspace().identity_table.exists() else None
         except ValueError:
             workspace = None
     findings = verify_release(folder, approval, workspace)
@@ -535,6 +547,41 @@ def _verify(release: str, version: int | None, approval: Path | None, workspace:
         out.print(f"[{'green' if f.ok else 'red'}]{'ok ' if f.ok else 'BAD'}[/] {f.check}: {f.detail}", highlight=False)
     if not all(f.ok for f in findings):
         fail(f"{release}{f' v{version}' if version else ''} does not verify")
+
+
+def _fetch_s3(release: str, tmp: Path) -> Path:
+    """Copy a published version on an object store (``s3://bucket/prefix/<dataset>/<version>``) and its
+    approval records into ``tmp/<dataset>/<version>``; a version without a manifest is not published."""
+    import re
+
+    from schemas.config import ConfigError, load_config
+    from transforms.storage import ObjectStore, download_tree
+
+    m = re.fullmatch(r"s3://([^/]+)/(?:(.+)/)?([^/]+)/([0-9]+)/?", release)
+    if not m:
+        fail(f"{release} is not a published version's URL: s3://bucket/prefix/dataspace/<dataset>/<version>")
+    bucket, prefix, dataset, number = m.groups()
+    try:
+        storage = load_config().storage
+    except ConfigError:
+        storage = None
+    store = ObjectStore(f"s3://{bucket}", storage.endpoint_url if storage is not None else
+                        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+                        storage.region if storage is not None else os.environ.get("AWS_REGION", "us-east-1"))
+    src = store.path(*(prefix.split("/") if prefix else []), dataset, number)
+    try:
+        if not (src / "manifest.json").exists():
+            fail(f"{release} has no manifest.json: it is not a published version (an unfinished publication "
+                 "is invisible); 'ds4h releases' lists the published ones")
+        folder = download_tree(src, tmp / dataset / number)
+        approvals = src.parent / "approvals"
+        for p in approvals.glob(f"{number}.*json") if approvals.exists() else []:
+            (tmp / dataset / "approvals").mkdir(exist_ok=True)
+            (tmp / dataset / "approvals" / p.name).write_bytes(p.read_bytes())
+    except (OSError, ValueError) as e:  # no credentials, no such bucket, the store unreachable
+        fail(f"cannot read {release}: {e}; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the endpoint "
+             "(storage.endpoint_url or AWS_ENDPOINT_URL)")
+    return folder
 
 
 @app.command()
@@ -549,9 +596,8 @@ def releases() -> None:
     from rich.table import Table
 
     from pipelines.publish import latest_version, version_state, versions
-    from schemas.config import home
 
-    root = home() / "dataspace"
+    root = open_workspace().dataspace
     t = Table()
     for col in ("dataset", "version", "state", "latest", "mode", "created", "k", "max risk", "avg risk", "persons", "MB"):
         t.add_column(col)
@@ -594,7 +640,7 @@ def connector_export(
     from pipelines.publish import approved_versions
     from schemas.config import home
 
-    ds = home() / "dataspace" / dataset
+    ds = open_workspace().dataspace / dataset
     folder = ds / str(version)
     if not (folder / "manifest.json").exists():
         fail(f"no release {dataset} version {version} under {home() / 'dataspace'}")

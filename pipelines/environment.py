@@ -94,3 +94,16 @@ def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     return home
+
+
+def open_workspace(cfg: Config | None = None, root: Path | None = None) -> Workspace:
+    """The workspace ($DS4H_HOME, or ``root``) with the object store of the config's ``storage:`` block.
+    Without ``cfg`` the config is loaded; a workspace whose config does not load is local."""
+    from schemas.config import home, load_config
+
+    if cfg is None:
+        try:
+            cfg = load_config()
+        except ConfigError:
+            cfg = None
+    return Workspace.open(root or home(), cfg.storage if cfg is not None else None)

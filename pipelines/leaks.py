@@ -20,7 +20,7 @@ import polars as pl
 from anonymisation.dates import DELTA
 from anonymisation.leakscan import LeakScan, birth_date_images
 from anonymisation.permit import rekey_ids
-from transforms.storage import Workspace, has_partition, read_partition
+from transforms.storage import Workspace, has_partition, partition_files, read_partition, scan_parquet_files
 
 PERSONS_SCHEMA = {"person_id": pl.Int64, "pseudo_person_id": pl.Int64, "birth_date_coincidence": pl.Boolean}
 
@@ -87,10 +87,10 @@ def zone_dates(ws: Workspace, zone: str, sites: Iterable[str], persons: list[int
     frames: list[pl.LazyFrame] = []
     for s in sites:
         for t in cdm.tables():
-            files = sorted(ws.lake(zone, t, s).glob("*.parquet"))
+            files = partition_files(ws.lake(zone, t, s))
             if not files:
                 continue
-            lf = pl.scan_parquet(files)
+            lf = scan_parquet_files(files)
             schema = lf.collect_schema()
             cols = [c for c, ty in schema.items() if isinstance(ty, pl.Date | pl.Datetime)]
             if "person_id" not in schema or not cols:
@@ -123,10 +123,10 @@ def zone_note_dates(ws: Workspace, zone: str, sites: Iterable[str], persons: lis
     """person_id, date: the full dates written in the notes (text and title) of ``persons`` in a zone."""
     frames: list[pl.DataFrame] = []
     for s in sites:
-        files = sorted(ws.lake(zone, "note", s).glob("*.parquet"))
+        files = partition_files(ws.lake(zone, "note", s))
         if not files:
             continue
-        lf = pl.scan_parquet(files)
+        lf = scan_parquet_files(files)
         cols = [c for c in ("note_text", "note_title") if c in lf.collect_schema()]
         notes = lf.filter(pl.col("person_id").is_in(persons)).select("person_id", *cols).collect()
         frames.extend(written_dates(notes.select(pl.col("person_id").cast(pl.Int64), text=pl.col(c))) for c in cols)

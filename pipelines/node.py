@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipelines.environment import open_workspace
 from schemas.config import Config, load_config
 from schemas.federation import NodePolicy
 from transforms.federated import (
@@ -70,7 +71,7 @@ from transforms.federated import (
     split_mask,
     standardise_stats,
 )
-from transforms.storage import Workspace, has_partition, read_partition
+from transforms.storage import has_partition, read_partition
 from transforms.vocabulary import BUNDLED, Vocabulary, load_vocabulary
 
 TRAIN = ("features", "standardise", "fit", "evaluate", "histogram")
@@ -159,7 +160,7 @@ class Node:
         self.policy = policy
         self.config = config
         self.k = policy.min_cell
-        self.workspace = Workspace(home)
+        self.workspace = open_workspace(config, home)
         self.audit_path = self.workspace.accounting("federated", site) / "audit.jsonl"
         self._vocab: Vocabulary | None = None
         self._tables: dict[str, pl.DataFrame | None] = {}

@@ -6,7 +6,6 @@ tables, and leave only under disclosure control (anonymisation/disclosure.py).
 
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,14 @@ from pipelines.assets import _md_table
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.oncology_product import STAGE_MEASUREMENT, OncologyTables, oncology_tables
-from transforms.storage import Workspace, has_partition, read_partition, scan_partition
+from transforms.storage import (
+    Workspace,
+    has_partition,
+    read_partition,
+    remove_tree,
+    scan_partition,
+    write_parquet_file,
+)
 from transforms.vocabulary import load_vocabulary
 
 PRODUCTS = ("oncology", "t2dm-complications")
@@ -60,8 +66,8 @@ def product_folder(ws: Workspace, name: str) -> Path:
 def fresh_folder(folder: Path) -> Path:
     """``folder`` emptied: every file in it is published, so none of an earlier build may stay (an
     anonymised release must not inherit the person-level files of a pseudonymised one)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    remove_tree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -92,7 +98,7 @@ def write_product(folder: Path, named: dict[str, pl.DataFrame], doc: dict[str, A
     tables' rows and columns added); returns the document."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, df in named.items():
-        df.write_parquet(folder / f"{name}.parquet", compression="zstd", statistics=True)
+        write_parquet_file(df, folder / f"{name}.parquet", compression="zstd", statistics=True)
     doc = {**doc, "files": [f"{name}.parquet" for name in named],
            "tables": {name: {"rows": df.height, "columns": _columns(df)} for name, df in named.items()}}
     (folder / "product.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from transforms.storage import sha256_file
+from transforms.storage import fs_of, is_remote, sha256_file, url_of
 
 if TYPE_CHECKING:
     from anonymisation.leakscan import Identifiers
@@ -114,10 +115,17 @@ def code_version() -> str:
     return v
 
 
-def versions(dataset_dir: Path) -> list[int]:
+def _numbered(dataset_dir: Path) -> list[Path]:
     if not dataset_dir.exists():
         return []
-    return sorted(int(p.name) for p in dataset_dir.iterdir() if p.is_dir() and VERSION_RE.match(p.name))
+    return [p for p in dataset_dir.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
+
+
+def versions(dataset_dir: Path) -> list[int]:
+    """The published versions of a dataset: numbered folders with a manifest. A version is written with
+    its manifest last (on an object store) or moved into place whole (on disk): a folder without a
+    manifest is a publication that did not finish, invisible to readers."""
+    return sorted(int(p.name) for p in _numbered(dataset_dir) if (p / "manifest.json").exists())
 
 
 def _fsync_tree(root: Path) -> None:
@@ -136,6 +144,9 @@ def _fsync_tree(root: Path) -> None:
 
 
 def write_atomic_text(path: Path, text: str) -> None:
+    if is_remote(path):  # one PUT: an object is replaced whole
+        path.write_text(text, encoding="utf-8")
+        return
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         f.write(text)
@@ -276,6 +287,7 @@ def publish_release(
     identifiers: Identifiers | None = None,
     vocabulary: Vocabulary | None = None,
     products: Mapping[str, Path] | None = None,
+    scratch: Path | None = None,
 ) -> Published:
     """Write a new version of ``dataset``: Parquet, reports, README, catalog.duckdb, metadata, manifest.
 
@@ -283,21 +295,25 @@ def publish_release(
     searched for them before the version is moved into place; a hit raises LeakError and nothing is
     published. ``vocabulary``: the vocabulary the tables were mapped with; the rows of every concept
     they use are published beside them (``write_vocabulary``). ``products``: name -> a folder holding
-    the data product's ``product.json`` and Parquet files, published under ``products/<name>/``."""
+    the data product's ``product.json`` and Parquet files, published under ``products/<name>/``.
+    ``scratch``: a local folder where a version for an object store is built before its upload."""
     from pipelines import metadata
     from pipelines.researcher_readme import researcher_readme
 
     dataset_dir = dataspace / dataset
+    remote = is_remote(dataset_dir)
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    existing = versions(dataset_dir)
-    number = (existing[-1] + 1) if existing else 1
+    existing = [int(p.name) for p in _numbered(dataset_dir)]  # unfinished ones too: never written over
+    number = max(existing) + 1 if existing else 1
     final = dataset_dir / str(number)
     if final.exists():
         raise PublishError(f"{final} exists: a published version is never rewritten")
     created = created or dt.datetime.now(dt.UTC).replace(microsecond=0)
     meta = dict(release_meta or {"title": dataset, "description": dataset, "publisher": "ds4h",
                                  "contact_email": "dataspace@example.org", "access_body": "HDAB"})
-    tmp = dataset_dir / f".tmp-{number}-{uuid.uuid4().hex}"
+    # built in a temporary folder beside the versions (renamed into place), or, for an object store, on
+    # local scratch and then uploaded (``_upload``: a temporary prefix, the manifest last)
+    tmp = (Path(scratch or tempfile.gettempdir()) if remote else dataset_dir) / f".tmp-{number}-{uuid.uuid4().hex}"
 
     def written(path: Path) -> None:
         if on_file_written is not None:
@@ -319,10 +335,10 @@ def publish_release(
         product_docs = []
         for pname, folder in sorted((products or {}).items()):
             doc = json.loads((folder / "product.json").read_text(encoding="utf-8"))
-            for src in sorted(p for p in folder.rglob("*") if p.is_file()):
-                target = tmp / "products" / pname / src.relative_to(folder)
+            for src in sorted((p for p in folder.rglob("*") if p.is_file()), key=str):
+                target = tmp / "products" / pname / Path(*src.relative_to(folder).parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, target)
+                target.write_bytes(src.read_bytes())
                 written(target)
             product_docs.append({**doc, "path": f"products/{pname}/"})
         for rel, text in sorted((reports or {}).items()):
@@ -362,16 +378,45 @@ def publish_release(
             hits = scan_text_files(tmp, identifiers)
             if hits:
                 raise LeakError(hits)
-        _fsync_tree(tmp)
-        if final.exists():
-            raise PublishError(f"{final} appeared while publishing: refusing to overwrite it")
-        os.rename(tmp, final)
+        if remote:
+            _upload(tmp, final)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _fsync_tree(tmp)
+            if final.exists():
+                raise PublishError(f"{final} appeared while publishing: refusing to overwrite it")
+            os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if demo:
         approve(dataspace, dataset, number, by="demo", demo_ok=True)
     return Published(dataset, number, final, manifest)
+
+
+def _upload(local: Path, final: Path) -> None:
+    """Put a version built in ``local`` at ``final`` on an object store, which has no rename: every file
+    but the manifest is uploaded under a temporary prefix (``_incoming/<version>-<random>/``), then copied
+    server-side under the version's prefix, and the manifest is written last. Until then the version is
+    invisible (``versions`` lists only folders with a manifest); the prefix must be empty to start with."""
+    fs = fs_of(final)
+    key = url_of(final).removeprefix("s3://").rstrip("/")
+    if fs.find(key):
+        raise PublishError(f"{final} holds objects already: a published version is never rewritten")
+    staging = key.rsplit("/", 1)[0] + f"/_incoming/{final.name}-{uuid.uuid4().hex}"
+    files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != "manifest.json")
+    try:
+        for p in files:
+            fs.put_file(str(p), f"{staging}/{p.relative_to(local).as_posix()}")
+        for p in files:
+            rel = p.relative_to(local).as_posix()
+            fs.copy(f"{staging}/{rel}", f"{key}/{rel}")
+        fs.put_file(str(local / "manifest.json"), f"{key}/manifest.json")
+    finally:
+        leftover = fs.find(staging)
+        if leftover:
+            fs.rm(leftover)
+        fs.invalidate_cache()
 
 
 def _file_entries(root: Path) -> list[dict[str, Any]]:

@@ -42,7 +42,14 @@ from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.inventory import Inventory, landing_inventory
-from transforms.storage import LazyTables, Workspace, has_partition, read_partition, write_partition
+from transforms.storage import (
+    LazyTables,
+    Workspace,
+    download_tree,
+    has_partition,
+    read_partition,
+    write_partition,
+)
 from transforms.vocabulary import load_vocabulary
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
@@ -77,12 +84,20 @@ def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> Audi
     dataset_dir = ws.dataspace / config.release.dataset
     earlier = [dataset_dir / str(n) for n in version_numbers(dataset_dir)] if policy.mode == "anonymised" else []
     # (every version already there is earlier than the one being built)
-    with tempfile.TemporaryDirectory(dir=ws.lake("release", "_reports").parent) as tmp:
+    remote = ws.store is not None
+    if remote:
+        ws.scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ws.scratch if remote else ws.lake("release", "_reports").parent) as tmp:
         view = Path(tmp) / "candidate"
         (view / "omop").mkdir(parents=True)
         for t in RELEASE_TABLES:
             if has_partition(ws.lake("release", t)):
-                (view / "omop" / t).symlink_to(ws.lake("release", t), target_is_directory=True)
+                if remote:  # the audit reads local files: the candidate and earlier versions are copied down
+                    download_tree(ws.lake("release", t), view / "omop" / t)
+                else:
+                    (view / "omop" / t).symlink_to(ws.lake("release", t), target_is_directory=True)
+        if remote:
+            earlier = [download_tree(v / "omop", Path(tmp) / v.name / "omop").parent for v in earlier]
         try:
             audit = audit_release(view, policy.k, m, earlier)
         except AuditError as e:
@@ -330,7 +345,8 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                                   created=dt.datetime.now(dt.UTC).replace(microsecond=0), identifiers=ids,
                                   vocabulary=load_vocabulary(config.vocabulary),
                                   products={p: product_folder(ws, p) for p in PRODUCTS
-                                            if (product_folder(ws, p) / "product.json").exists()})
+                                            if (product_folder(ws, p) / "product.json").exists()},
+                                  scratch=ws.scratch)
         except LeakError as e:  # nothing was published: blocked, as a blocking check blocks
             raise dg.Failure(description=str(e), allow_retries=False,
                              metadata={BLOCKED_CHECK: "published_release:leak_scan"}) from None

@@ -21,7 +21,9 @@ class Ds4hResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return load_config(self.config_path)
 
     def workspace(self) -> Workspace:
-        return Workspace(Path(self.home))
+        from pipelines.environment import open_workspace
+
+        return open_workspace(self.config(), Path(self.home))
 
     def key(self) -> ProjectKey:
         return load_key(self.config().project)

@@ -18,12 +18,11 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from anonymisation.keys import KeyError_, load_key
 from pipelines.definitions import SITE_GROUPS, build_definitions
-from pipelines.environment import SITE_TAG, prepare_dagster_home
+from pipelines.environment import SITE_TAG, open_workspace, prepare_dagster_home
 from pipelines.fingerprint import run_inputs, unchanged_since
 from pipelines.release_assets import BLOCKED_CHECK
 from pipelines.submit import SubmitError, SubmittedResult, Submitter, submitter, uses_instance_submission
-from schemas.config import Config, ConfigError, home
-from transforms.storage import Workspace
+from schemas.config import Config, ConfigError
 
 GLOBAL_GROUPS = ("release", "products", "publish")
 # Dagster's console log stays quiet; the ds4h_progress logger feeds the terminal's progress line
@@ -104,7 +103,7 @@ def run_pipeline(cfg: Config, selection: str | None = None, progress: Callable[[
     partition) and ``release_job``. Without a selection and without ``force``, a run whose inputs
     equal the newest version's publishes nothing (``unchanged_since``)."""
     say = progress or (lambda _m: None)
-    ws = Workspace(home())
+    ws = open_workspace(cfg)
     ws.ensure()
     try:
         key = load_key(cfg.project)

@@ -9,8 +9,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from schemas.config import Config, home
-from transforms.storage import Workspace
+from pipelines.environment import open_workspace
+from schemas.config import Config
 
 
 def quarantine_line(acc: pl.DataFrame) -> str:
@@ -66,7 +66,7 @@ def _levels(summary: dict[str, Any]) -> str:
 
 
 def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
-    ws = Workspace(home())
+    ws = open_workspace(cfg)
     pub = outcome.published
     if not pub:
         if outcome.code == 0:
@@ -102,7 +102,7 @@ def render_summary(console: Console, outcome: Any, cfg: Config) -> None:
             + (f", joined with earlier versions {km.get('after_joint')}" if km.get("after_joint") else "")
             + f"; {facts_kept(risk)} (reports/risk-report.html).")
     console.print(f"Release: {path}")
-    console.print(f"Quarantine: {ws.root / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
+    console.print(f"Quarantine: {ws.shared / 'quarantine'}   Coverage reports: {ws.reports / 'coverage'}")
     dataset, version = manifest["dataset"], manifest["version"]
     console.print("Next:", highlight=False)
     console.print(f"  read the risk report: {path}/reports/risk-report.html", highlight=False)

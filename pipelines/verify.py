@@ -161,11 +161,12 @@ def _leak_scan(folder: Path, manifest: dict[str, Any], workspace: Path) -> Findi
     import polars as pl
 
     from anonymisation.leakscan import LeakScan, describe_where, identifiers_from_patients
+    from pipelines.environment import open_workspace
     from pipelines.leaks import identity_sites, pseudonymous_identities, release_persons, released_identities
     from pipelines.publish import text_of
-    from transforms.storage import Workspace, has_partition, read_partition
+    from transforms.storage import has_partition, read_partition
 
-    ws = Workspace(workspace)
+    ws = open_workspace(root=workspace)
     sites = identity_sites(ws)
     if not sites:
         return Finding("leak scan", True, f"skipped: no identifiable zone under {workspace}")

@@ -175,6 +175,31 @@ class Instance(BaseModel):
         return self
 
 
+STORAGE_URL_ENV = "DS4H_STORAGE_URL"
+S3_URL = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=-]*)?$"
+
+
+class Storage(BaseModel):
+    """Object storage (S3-compatible) for the workspace's lake, quarantine, accounting, reports and data space.
+
+    The Dagster instance, scratch (work/) and the landing folders stay on local disk; the identity zone
+    too unless ``identity: object``. Credentials come from the usual AWS environment variables
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), never from this file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=S3_URL, description="s3://bucket/prefix: the workspace's root on the object store "
+                     f"(${STORAGE_URL_ENV} overrides it)")
+    endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$",
+                                     description="the S3 endpoint of a non-AWS store (MinIO, SeaweedFS, Ceph...): "
+                                     "http(s)://host:port; default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS")
+    region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{2,32}$", description="the bucket's region")
+    identity: Literal["local", "object"] = Field(
+        "local", description="where the identity zone (direct identifiers) lives: 'local' keeps it on this "
+        "machine's disk (folders 0700); 'object' puts it under the store's identity/ prefix (protect it there "
+        "with a bucket policy of its own)")
+
+
 def postgres_parts(url: str) -> dict[str, Any]:
     """The dagster-postgres ``postgres_db`` fields of a URL (no password: it stays in an environment variable)."""
     from urllib.parse import unquote, urlsplit
@@ -206,6 +231,7 @@ class Config(BaseModel):
     products: Products = Field(default_factory=Products)
     participant: Participant | None = None
     instance: Instance = Field(default_factory=Instance)
+    storage: Storage | None = None
     # set by load_config, not by the file
     config_path: Path | None = Field(None, exclude=True)
 
@@ -328,6 +354,17 @@ def load_config(explicit: str | Path | None = None) -> Config:
         except ValueError as e:
             raise ConfigError(f"${POSTGRES_URL_ENV}: {str(e).replace('instance.postgres_url', 'the URL')}") from None
         cfg.instance.postgres_url = url
+    storage_url = os.environ.get(STORAGE_URL_ENV)
+    if storage_url:
+        import re
+
+        if not re.match(S3_URL, storage_url):
+            raise ConfigError(f"${STORAGE_URL_ENV}: {storage_url!r} is not an s3://bucket/prefix URL")
+        cfg.storage = (cfg.storage or Storage(url=storage_url)).model_copy(update={"url": storage_url})
+    if cfg.storage is not None and cfg.storage.endpoint_url is None:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            cfg.storage.endpoint_url = endpoint
     cfg.config_path = path
     return cfg
 

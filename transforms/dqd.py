@@ -43,6 +43,7 @@ import duckdb
 import polars as pl
 
 from schemas import omop
+from transforms.storage import fs_of, is_remote, read_parquet_files, scan_parquet_files
 
 Table = pl.DataFrame | Sequence[Path]
 """A CDM table: a polars frame, or the Parquet files that hold it."""
@@ -494,7 +495,7 @@ def _vocab_needed(c: CheckDef) -> set[str]:
 
 def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[Path]) -> tuple[int, set[str]] | None:
     """A view over Parquet files carrying every field of the table (rows, columns); None if some lack."""
-    lf = pl.scan_parquet(list(files))
+    lf = scan_parquet_files(list(files))
     columns = set(lf.collect_schema().names())
     if any(fl.name not in columns for fl in omop.table(name).fields):
         return None
@@ -521,7 +522,7 @@ def _register(
         files = list(v)
         view = _parquet_view(con, name, files) if files and name in omop.tables() else None
         if view is None:  # no file, or a file without every field: read it and fill the missing ones
-            read: pl.DataFrame = pl.read_parquet(files) if files else pl.DataFrame(schema=omop.table(name).polars_schema)
+            read: pl.DataFrame = read_parquet_files(files) if files else pl.DataFrame(schema=omop.table(name).polars_schema)
             given[name] = read
             rows[name], given_columns[name] = read.height, {c.lower() for c in read.columns}
             continue
@@ -606,6 +607,9 @@ def run_checks(
     if temp_dir is not None:
         config["temp_directory"] = str(temp_dir)
     con = duckdb.connect(config=config)
+    remote = next((f for v in tables.values() if not isinstance(v, pl.DataFrame) for f in v if is_remote(f)), None)
+    if remote is not None:  # Parquet on an object store: DuckDB reads it through fsspec (no httpfs offline)
+        con.register_filesystem(fs_of(remote))
     try:
         ctx = _register(con, tables, concept, concept_ancestor)
         results = _run_all(con, list(check_definitions()), ctx, skip_tables_absent)
@@ -616,7 +620,7 @@ def run_checks(
                                   "cdm_version": "5.4"}
     src_table = given.get("cdm_source")
     src = src_table if isinstance(src_table, pl.DataFrame) or src_table is None else \
-        (pl.read_parquet(list(src_table)) if list(src_table) else None)
+        (read_parquet_files(list(src_table)) if list(src_table) else None)
     if src is not None and src.height > 0:
         cdm_source = {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in src.row(0, named=True).items()}
     return DqdRun(results=results, start_time=start, end_time=datetime.now(UTC), cdm_source=cdm_source)

@@ -14,6 +14,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from pipelines.environment import open_workspace
+
 __all__ = ["build", "count", "register"]
 
 out = Console()
@@ -27,9 +29,9 @@ def _fail(message: str) -> NoReturn:
 
 def _release_folder(release: str | None, config: str | None) -> Path:
     """A release folder, ``DATASET/VERSION`` of the workspace, or the configured dataset's LATEST."""
-    from schemas.config import ConfigError, home, load_config
+    from schemas.config import ConfigError, load_config
 
-    dataspace = home() / "dataspace"
+    dataspace = open_workspace().dataspace
     if release is not None:
         if Path(release).is_dir():
             return Path(release)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipelines.environment import open_workspace
+
 __all__ = ["register"]
 
 out = Console()
@@ -39,11 +41,11 @@ def export_cmd(
     participant key is made if missing). Example: ds4h gaiax export omop-lu 3 --out gaiax/
     """
     from pipelines import gaiax
-    from schemas.config import ConfigError, home, load_config
+    from schemas.config import ConfigError, load_config
 
     try:
         cfg = load_config(config)
-        manifest = gaiax.exportable(home() / "dataspace", dataset, version)
+        manifest = gaiax.exportable(open_workspace().dataspace, dataset, version)
         demo = bool(manifest.get("demo"))
         project = manifest.get("project", cfg.project)
         if cfg.participant is not None:
@@ -58,7 +60,7 @@ def export_cmd(
             out.print(f"made the DEMO participant key {gaiax.participant_key_path(project)} (thumbprint {thumb})",
                       highlight=False)
         key = gaiax.load_participant_key(project)
-        result = gaiax.export(home() / "dataspace" / dataset / str(version), out_dir, participant, key, demo)
+        result = gaiax.export(open_workspace().dataspace / dataset / str(version), out_dir, participant, key, demo)
     except (gaiax.GaiaxError, ConfigError) as e:
         _fail(str(e))
         return

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.environment import open_workspace
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -127,9 +129,8 @@ def quarantine(
 
     Example: ds4h quarantine --site hospital-a --reason raw.invalid_date --rows 5
     """
-    from schemas.config import home
 
-    root = home() / "quarantine"
+    root = open_workspace().shared / "quarantine"
     summary = summarise(root)
     try:
         summary = _check(summary, root, site, reason)

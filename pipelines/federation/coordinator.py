@@ -103,12 +103,12 @@ def pooled_auc(home: Path, sites: list[str], result: dict[str, Any], l2: float) 
     pseudonymised data are not in this workspace (a real federation: nobody holds the pool)."""
     import numpy as np
 
+    from pipelines.environment import open_workspace
     from pipelines.node import Node
     from schemas.federation import NodePolicy
     from transforms.federated import auc, fit_logistic, predict
-    from transforms.storage import Workspace
 
-    ws = Workspace(home)
+    ws = open_workspace(root=home)
     if not all((ws.lake("pseudo", "person", s)).exists() for s in sites):
         return None
     features = [int(f) for f in result["features"]]
