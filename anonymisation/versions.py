@@ -39,10 +39,14 @@ class Earlier:
         return [c for c in self.keys.columns if c != "person_id"]
 
 
-def version_numbers(dataset_dir: Path) -> list[int]:
+def version_numbers(dataset_dir: Path, *, published: bool = True) -> list[int]:
+    """The numbered versions of a dataset; ``published``: only those with a manifest (a folder without one
+    is a publication that did not finish: nobody received it), else every numbered folder (the next
+    version's number comes after all of them: an unfinished one is never written over)."""
     if not dataset_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in dataset_dir.iterdir() if p.is_dir() and VERSION.match(p.name))
+    return sorted(int(p.name) for p in dataset_dir.iterdir() if p.is_dir() and VERSION.match(p.name)
+                  and (not published or (p / "manifest.json").exists()))
 
 
 def _table(version: Path, table: str) -> pl.DataFrame | None:

@@ -117,7 +117,7 @@ def audit_written(ws: Workspace, config: Config, report: dict[str, Any]) -> Audi
 
 def next_version(dataset_dir: Path) -> int:
     """The version publish_release gives the next release of the dataset (the highest one + 1)."""
-    return max(version_numbers(dataset_dir), default=0) + 1
+    return max(version_numbers(dataset_dir, published=False), default=0) + 1
 
 
 def _death_years(ws: Workspace, sites: list[str]) -> pl.DataFrame | None:

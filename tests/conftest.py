@@ -21,6 +21,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("DS4H_HOME", str(home))
     monkeypatch.setenv("DS4H_KEYS", str(keys))
     monkeypatch.delenv("DS4H_CONFIG", raising=False)
+    for var in ("DS4H_STORAGE_URL", "DS4H_POSTGRES_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)  # a workspace on local disk unless a test says otherwise
     for var in list(os.environ):
         if var.startswith("DS4H_KEY_"):
             monkeypatch.delenv(var)
