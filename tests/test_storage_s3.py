@@ -306,10 +306,10 @@ def test_storage_config_errors_are_clear(tmp_path: Path, monkeypatch: pytest.Mon
     base = "project: demo\nsources:\n- {site: a, path: landing/a}\n"
     cfg = tmp_path / "ds4h.yaml"
     cfg.write_text(base + "storage: {url: 'https://bucket/x'}\n")
-    with pytest.raises(ConfigError, match="storage.url"):
+    with pytest.raises(ConfigError, match=r"storage\.url"):
         load_config(cfg)
     cfg.write_text(base + "storage: {url: 's3://b/x', secret_key: abc}\n")
-    with pytest.raises(ConfigError, match="storage.secret_key"):
+    with pytest.raises(ConfigError, match=r"storage\.secret_key"):
         load_config(cfg)
     cfg.write_text(base)
     monkeypatch.setenv("DS4H_STORAGE_URL", "s3:/nope")
