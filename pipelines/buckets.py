@@ -167,7 +167,8 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
     shutil.rmtree(work, ignore_errors=True)
     split = split_hospital(site, src.path, work, encoding=src.encoding, delimiter=src.delimiter,
                            mapping=load_mapping(src.mapping), today=now.date(),
-                           persons_per_bucket=src.persons_per_bucket, progress=log, orphan_events=orphan_events)
+                           persons_per_bucket=src.persons_per_bucket, progress=log, orphan_events=orphan_events,
+                           absent=src.absent)
     log(f"{site}: {split.persons:,} patients in {split.buckets} buckets of about "
         f"{-(-split.persons // split.buckets):,}")
     writers = {e: PartitionWriter(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}

@@ -394,6 +394,11 @@ def validate_entity(
                         rejected_here)
 
 
+def absent_but_present(path: Path, entity: str) -> str:
+    return (f"{path} is there, but the source declares {entity} absent: remove {entity!r} from the source's "
+            f"'absent' in the config to read it, or move the file away")
+
+
 def ingest_site(
     site: str,
     folder: Path,
@@ -404,8 +409,10 @@ def ingest_site(
     row_checks: RowChecks | None = None,
     mapping: HospitalMapping | None = None,
     orphan_events: OrphanEvents = "keep",
+    absent: Collection[str] = (),
 ) -> IngestResult:
-    """Read and validate every entity file of one site's landing folder."""
+    """Read and validate every entity file of one site's landing folder. ``absent``: optional entities
+    the source declares it does not hold (their tables are empty and they are not reported missing)."""
     if not folder.is_dir():
         raise ExtractError(f"landing folder {folder} does not exist: run 'ds4h generate' or copy the extract there")
     today = today or dt.date.today()
@@ -415,10 +422,13 @@ def ingest_site(
     mapping = mapping or HospitalMapping()
     for ent in entities:
         path = folder / mapping.file(ent.name, ent.file)
+        if ent.name in absent and path.exists():
+            raise ExtractError(absent_but_present(path, ent.name))
         if not path.exists():
             if ent.name in REQUIRED_FILES:
                 raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
-            result.missing_files.append(path.name)
+            if ent.name not in absent:  # declared absent: empty, not reported missing
+                result.missing_files.append(path.name)
             df = pl.DataFrame(schema={c: pl.String for c in ent.column_names}).with_row_index(LINE, offset=2)
             df = df.with_columns(pl.col(LINE).cast(pl.Int64))
         else:

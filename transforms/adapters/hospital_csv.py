@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from transforms.ingest import (
     ExtractError,
     OrphanEvents,
     RowChecks,
+    absent_but_present,
     key_candidates,
     validate_entity,
 )
@@ -205,7 +206,8 @@ def _repeated_keys(files: list[Path], temp_dir: Path) -> pl.Series:
 def split_hospital(site: str, folder: Path, work: Path, *, encoding: str = "utf-8", delimiter: str = ",",
                    mapping: HospitalMapping | None = None, today: dt.date | None = None,
                    persons_per_bucket: int = DEFAULT_PERSONS_PER_BUCKET, chunk_rows: int = CHUNK_ROWS,
-                   progress: Callable[[str], None] | None = None, orphan_events: OrphanEvents = "keep") -> HospitalSplit:
+                   progress: Callable[[str], None] | None = None, orphan_events: OrphanEvents = "keep",
+                   absent: Collection[str] = ()) -> HospitalSplit:
     """Stream every file of a hospital-csv folder once into person-bucket Parquet files under ``work``
     (about ``persons_per_bucket`` patients a bucket), deciding duplicate keys over each whole file."""
     if not folder.is_dir():
@@ -218,7 +220,11 @@ def split_hospital(site: str, folder: Path, work: Path, *, encoding: str = "utf-
     for ent in ENTITIES:
         path = folder / mapping.file(ent.name, ent.file)
         paths[ent.name] = path
+        if ent.name in absent and path.exists():
+            raise ExtractError(absent_but_present(path, ent.name))
         if not path.exists():
+            if ent.name in absent:
+                continue  # declared absent: empty, not reported missing
             if ent.name in REQUIRED_FILES:
                 raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
             missing.append(path.name)
