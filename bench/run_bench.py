@@ -125,9 +125,9 @@ def main() -> int:
             break
     else:
         dataspace = home / "dataspace"
-        published = sorted(p.parent for p in dataspace.glob("*/1/manifest.json")) if dataspace.is_dir() else []
-        for folder in published:
-            step(f"verify {folder.name} 1", [*ds4h, "verify", folder.name, "1"])
+        published = sorted(p.parent.parent.name for p in dataspace.glob("*/1/manifest.json")) if dataspace.is_dir() else []
+        for dataset in published:
+            step(f"verify {dataset} 1", [*ds4h, "verify", dataset, "1"])
         if not published:
             rows.append(("verify", 0.0, 0.0, 1, "no published version"))
     floor = next((w for n, w, *_ in rows if n.startswith("I/O floor")), None)

@@ -213,9 +213,7 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
     stays_rejected = rejected_keys(pl.concat(stay_quarantine), pl.col("stay_id"), pl.col("stay_id"), all_stays)
     for k in range(split.buckets):
         rows = {name: split.rows(name, k) for name in EVENT_ENTITIES}
-        named = pl.concat([df.select(pl.col(c).str.strip_chars()) for df in rows.values()
-                           for c in df.columns if c == "stay_id"] or [pl.DataFrame({"stay_id": []}, schema={"stay_id": pl.String})])
-        stays = all_stays.filter(all_stays.is_in(named["stay_id"].drop_nulls().unique().implode()))
+        stays = all_stays.filter(all_stays.is_in(split.named(rows, "stay_id").implode()))
         pk, prej = patients[k]
         rejected = {"stays": stays_rejected, **({"patients": prej} if prej is not None else {})}
         ers = {name: split.check(name, k, {"patients": pk, "stays": stays}, rejected, checks(k), rows[name])

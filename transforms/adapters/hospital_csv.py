@@ -165,6 +165,13 @@ class HospitalSplit:
         ent = BY_NAME[name]
         return pl.DataFrame(schema={LINE: pl.Int64(), **{c: pl.String() for c in ent.column_names}})
 
+    def named(self, rows: dict[str, pl.DataFrame], contract: str) -> pl.Series:
+        """The distinct values (trimmed, as the checks read them) of the contract column ``contract`` in the
+        source rows of several entities (e.g. the stays an event bucket names)."""
+        values = [df[col].str.strip_chars() for name, df in rows.items()
+                  if (col := _source_column(self.mapping, name, df.columns, contract)) is not None]
+        return pl.concat(values).drop_nulls().unique() if values else pl.Series(contract, [], pl.String)
+
     def check(self, name: str, k: int, parents: dict[str, pl.Series], rejected: dict[str, pl.DataFrame],
               row_checks: RowChecks | None = None, rows: pl.DataFrame | None = None) -> EntityResult:
         """``validate_entity`` on bucket ``k`` of entity ``name``, with the whole file's duplicate keys."""
