@@ -177,6 +177,7 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
     contracts: dict[str, list[ContractResult]] = {}
     accounting: list[pl.DataFrame] = []
     last = split.buckets - 1
+    qschema: dict[str, pl.Schema] = {}  # an empty quarantine keeps the entity's columns, as in one piece
 
     def checks(k: int) -> RowChecks:
         def run(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
@@ -191,6 +192,7 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
         writers[name].write(er.table, k)  # every bucket writes a part, empty or not: part k = bucket k
         if er.quarantine.height:
             quarantine[name].write(er.quarantine, k)
+        qschema.setdefault(name, er.quarantine.schema)
         stats[name].add(er)
 
     patients: list[tuple[pl.Series, pl.DataFrame | None]] = []
@@ -224,7 +226,7 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
         log(f"{site}: raw bucket {k + 1}/{split.buckets}: events checked")
     for name in fmt.entities:
         writers[name].commit()
-        quarantine[name].commit(_QUARANTINE_SCHEMA)
+        quarantine[name].commit(qschema.get(name, _QUARANTINE_SCHEMA))
     shutil.rmtree(work, ignore_errors=True)
     merged = {name: merge_contract_results(parts) for name, parts in contracts.items()}
     return RawOutcome(stats, merged, merge_accounting(accounting), split.missing_files, split.buckets)
