@@ -216,3 +216,21 @@ def test_hospital_buckets_with_a_mapping_give_what_the_whole_site_gives(tmp_path
     labs = read_partition(ws.lake("raw", "labs", "hospital-a"))
     assert labs.filter(pl.col("stay_id") == first["stay_id"]).height > 1  # found in another bucket
     assert _acc(outcome.accounting.drop("stage", "site")).equals(_acc(whole.accounting().drop("stage", "site")))
+
+
+def test_hospital_split_errors_name_the_setting_and_no_cell(tmp_path: Path) -> None:
+    """A wrong delimiter or encoding: one line naming the file and the source's settings; pyarrow's
+    quote of the offending row (names, matricules) is left out."""
+    from generator.hospital import SiteSpec, generate
+    from transforms.adapters.hospital_csv import split_hospital
+
+    generate(tmp_path / "landing", 12, [SiteSpec("hospital-c", "cp1252", ";")], seed=1, dirty=0.0)
+    folder = tmp_path / "landing" / "hospital-c"
+    first = pl.read_csv(folder.joinpath("patients.csv").read_bytes().decode("cp1252").encode(), separator=";",
+                        infer_schema=False).row(0, named=True)
+    for encoding, delimiter in (("cp1252", ","), ("utf-8", ";")):
+        with pytest.raises(ExtractError) as e:
+            split_hospital("hospital-c", folder, tmp_path / "work", encoding=encoding, delimiter=delimiter)
+        msg = str(e.value)
+        assert "patients.csv is not a readable CSV" in msg and "the source's 'encoding' and 'delimiter'" in msg
+        assert first["last_name"] not in msg and first["matricule"] not in msg and first["patient_id"] not in msg

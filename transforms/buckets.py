@@ -14,6 +14,7 @@ exactly what ``transforms.ingest.read_text_csv`` gives for the whole file.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class CsvDialect:
 
     encoding: str = "utf-8"
     delimiter: str = ","
+    configurable: bool = False  # set by the source's 'encoding' and 'delimiter' (an error says so)
 
     @property
     def utf8(self) -> bool:
@@ -67,8 +69,10 @@ UTF8_COMMA = CsvDialect()
 
 
 def _csv_error(path: Path, e: Exception, dialect: CsvDialect = UTF8_COMMA) -> ExtractError:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    if dialect.default:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    # pyarrow quotes the offending row after "Expected N columns, got M: ": cells may be identifiers
+    first = re.sub(r"(columns?, got \d+).*", r"\1", first)[:160]
+    if dialect.default and not dialect.configurable:
         return ExtractError(f"{path} is not a readable CSV ({first}); check that it is the export's comma-separated UTF-8 file")
     return ExtractError(f"{path} is not a readable CSV ({first}); check the source's 'encoding' and 'delimiter'")
 

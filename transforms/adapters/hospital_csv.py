@@ -221,7 +221,7 @@ def split_hospital(site: str, folder: Path, work: Path, *, encoding: str = "utf-
         raise ExtractError(f"landing folder {folder} does not exist: run 'ds4h generate' or copy the extract there")
     mapping = mapping or HospitalMapping()
     today = today or dt.date.today()
-    dialect = CsvDialect(encoding, delimiter)
+    dialect = CsvDialect(encoding, delimiter, configurable=True)
     paths: dict[str, Path] = {}
     missing: list[str] = []
     for ent in ENTITIES:
