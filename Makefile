@@ -7,7 +7,7 @@ endif
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install browser postgres demo test lint typecheck pytest test-all bench clean
+.PHONY: install browser postgres demo test lint typecheck pytest test-all bench bench-million clean
 
 # --compile-bytecode and compileall: commands start fast even where PYTHONDONTWRITEBYTECODE is set
 # (without .pyc files every run recompiles Dagster, polars and the rest: ~0.5 s per command and more)
@@ -51,6 +51,13 @@ bench: install
 	$(UV) run python bench/bench_deid.py 1500 1500
 	$(UV) run python bench/bench_kanon.py
 	$(UV) run python bench/bench_vocabulary.py
+
+# issue 18: a million generated patients over 3 sites without notes, and Synthea replicated to
+# 300,000 patients; fails when a stage of the flow peaks at 4 GB or more, or `ds4h verify` fails
+bench-million: install
+	$(UV) run python bench/run_bench.py --patients $(or $(PATIENTS),1000000) --no-notes --max-rss-mb 4096; a=$$?; \
+	$(UV) run python bench/run_bench.py --synthea $(or $(SYNTHEA),300000) --max-rss-mb 4096; b=$$?; \
+	test $$a -eq 0 && test $$b -eq 0
 
 clean:
 	rm -rf workspace .pytest_cache .mypy_cache .ruff_cache

@@ -4,13 +4,18 @@ Each stage runs as its own process (the real CLI: `ds4h run --select group:<stag
 time and peak RSS are its own. The I/O floor reads the same extract CSVs with pyarrow and writes them
 as Parquet. Results are appended to bench/RESULTS.md with the date.
 
-    uv run python bench/run_bench.py [--patients 100000] [--keep]
+    uv run python bench/run_bench.py [--patients 100000] [--no-notes] [--max-rss-mb 4096] [--keep]
     uv run python bench/run_bench.py --synthea 100000    # one synthea-csv site (person buckets)
     uv run python bench/run_bench.py --products 100000   # the data products (bench/bench_products.py)
 
 With ``--synthea N`` the extract is ../shared/data/synthea-v3-27 replicated to N patients
 (bench/make_synthea.py) as one synthea-csv site, with ../shared/data/vocabulary-demo and a policy
 for US data (postcodes are not Luxembourg's: generalised flat).
+
+``--no-notes`` generates the extract without notes.csv (``ds4h generate --no-notes``). ``--max-rss-mb M``
+marks a stage of the flow (raw, omop, pseudo, release) whose peak RSS reaches M MB as failed, in the
+output and in RESULTS.md, and the exit code is then 1 (``make bench-million``: 4096). After a
+successful release, ``ds4h verify`` of the published version is a step of its own.
 """
 
 from __future__ import annotations
@@ -58,11 +63,17 @@ for f in sorted((home / "landing").glob("*/*.csv")):
 """
 
 
+FLOW = ("raw", "omop", "pseudo", "release")  # the stages of the flow (a limit on peak RSS applies to them)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=100_000)
     ap.add_argument("--synthea", type=int, metavar="N", help="one synthea-csv site of N patients instead")
     ap.add_argument("--products", type=int, metavar="N", help="the data products at N patients (bench_products.py)")
+    ap.add_argument("--no-notes", action="store_true", help="generate the extract without notes.csv")
+    ap.add_argument("--max-rss-mb", type=float, metavar="M",
+                    help="a flow stage whose peak RSS reaches M MB fails the benchmark")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark workspace")
     args = ap.parse_args()
     if args.products:
@@ -84,7 +95,7 @@ def main() -> int:
     else:
         first = [("init", [*ds4h, "init"]),
                  ("generate", [*ds4h, "generate", "--patients", str(args.patients), "--sites", "3", "--seed", "1",
-                               "--dirty", "0.02"])]
+                               "--dirty", "0.02", *(["--no-notes"] if args.no_notes else [])])]
     steps = [
         *first,
         ("I/O floor (pyarrow CSV -> Parquet)", [sys.executable, "-c", FLOOR, str(home)]),
@@ -93,25 +104,42 @@ def main() -> int:
         ("pseudo (pseudonymise, leak scan)", [*ds4h, "run", "--select", "group:pseudo"]),
         ("release + publish", [*ds4h, "run", "--select", "group:release or group:publish"]),
     ]
-    rows = []
-    for name, cmd in steps:
+    rows: list[tuple[str, float, float, int, str]] = []  # name, wall, peak RSS, exit code, why it failed
+
+    def step(name: str, cmd: list[str]) -> int:
         print(f"{name} ...", flush=True)
         run = timed(cmd, env=env, check=False)
         wall, rss, code = run.wall, run.rss_mb, run.code
+        why = f"exit {code}" if code else ""
         if code:
             print(f"  failed ({code}): {run.stderr[-400:]}", file=sys.stderr)
-        rows.append((name, wall, rss, code))
+        elif args.max_rss_mb and name.split()[0] in FLOW and rss >= args.max_rss_mb:
+            why = f"peak {rss:.0f} MB >= {args.max_rss_mb:.0f} MB"
+            print(f"  failed: {why}", file=sys.stderr)
+        rows.append((name, wall, rss, code, why))
         print(f"  {wall:8.1f} s  {rss:8.0f} MB", flush=True)
-        if code:
+        return code
+
+    for name, cmd in steps:
+        if step(name, cmd):
             break
-    floor = next((w for n, w, _, _ in rows if n.startswith("I/O floor")), None)
-    flow = sum(w for n, w, _, _ in rows if n.split()[0] in ("raw", "omop", "pseudo", "release"))
+    else:
+        dataspace = home / "dataspace"
+        published = sorted(p.parent.parent.name for p in dataspace.glob("*/1/manifest.json")) if dataspace.is_dir() else []
+        for dataset in published:
+            step(f"verify {dataset} 1", [*ds4h, "verify", dataset, "1"])
+        if not published:
+            rows.append(("verify", 0.0, 0.0, 1, "no published version"))
+    floor = next((w for n, w, *_ in rows if n.startswith("I/O floor")), None)
+    flow = sum(w for n, w, *_ in rows if n.split()[0] in FLOW)
     data_mb = sum(f.stat().st_size for f in (home / "landing").rglob("*.csv")) / 1e6
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    what = "one synthea-csv site" if args.synthea else "3 sites"
+    what = "one synthea-csv site" if args.synthea else "3 sites" + (", no notes" if args.no_notes else "")
     lines = [f"\n## {stamp}: {args.patients:,} patients, {what} ({data_mb:,.0f} MB of CSV), {os.cpu_count()} cores\n",
              "| stage | wall s | peak RSS MB |", "|---|---:|---:|"]
-    lines += [f"| {n} | {w:.1f} | {r:.0f} |" + (" failed" if c else "") for n, w, r, c in rows]
+    lines += [f"| {n} | {w:.1f} | {r:.0f} |" + (f" failed ({why})" if why else "") for n, w, r, _, why in rows]
+    if args.max_rss_mb:
+        lines.append(f"\nPeak RSS limit per flow stage: {args.max_rss_mb:.0f} MB.")
     if floor:
         lines.append(f"\nWhole flow (raw → publish): {flow:.1f} s = {flow / floor:.1f}× the I/O floor ({floor:.1f} s).")
     append_results("\n".join(lines) + "\n")
@@ -119,7 +147,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(f"workspace kept: {tmp}")
-    return 1 if any(c for *_, c in rows) else 0
+    return 1 if any(why for *_, why in rows) else 0
 
 
 if __name__ == "__main__":

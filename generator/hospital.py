@@ -1183,6 +1183,8 @@ class _SiteWriter:
         parent_bad: bool,
         routine: bool = False,
     ) -> None:
+        if "notes" not in self.outs:  # an extract without notes (generate(notes=False))
+            return
         nw = self.notes
         kinds = nw.kinds(stay_type, principal, cond, routine)
         if not kinds:
@@ -1674,10 +1676,12 @@ def generate(
     dirty: float,
     reference_date: date = date(2026, 1, 1),
     progress: Progress | None = None,
+    notes: bool = True,
 ) -> GenerationResult:
     """Write a synthetic extract per site under ``out_dir/<site>/``, and the injected faults and the
     notes' de-identification inputs and gold spans under ``out_dir/<site>/_truth/``. Same arguments,
-    same bytes."""
+    same bytes. ``notes=False``: no notes.csv (nor the notes' truth files); the other files are the
+    same bytes as with notes (the notes draw from their own random streams)."""
     if patients < 0:
         raise ValueError(f"patients must be >= 0, got {patients}")
     if not sites:
@@ -1718,16 +1722,19 @@ def generate(
         site_dir = out_dir / spec.site
         truth_dir = site_dir / "_truth"
         truth_dir.mkdir(parents=True, exist_ok=True)
+        if not notes:  # an earlier extract's notes would be read with these patients
+            for stale in (site_dir / "notes.csv", truth_dir / "notes.jsonl", truth_dir / "notes_gold.jsonl"):
+                stale.unlink(missing_ok=True)
         handles = {
             e.name: open(site_dir / e.file, "w", encoding=spec.encoding, newline="")  # noqa: SIM115
-            for e in ENTITIES
+            for e in ENTITIES if notes or e.name != "notes"
         }
         truth = (
             open(truth_dir / "notes.jsonl", "w", encoding="utf-8", newline="\n"),  # noqa: SIM115
             open(truth_dir / "notes_gold.jsonl", "w", encoding="utf-8", newline="\n"),  # noqa: SIM115
-        )
+        ) if notes else None
         try:
-            outs = {e.name: _Out(e, handles[e.name], spec.delimiter) for e in ENTITIES}
+            outs = {e.name: _Out(e, handles[e.name], spec.delimiter) for e in ENTITIES if e.name in handles}
             writer = _SiteWriter(spec, index, seed, dirty, reference_date, patients, outs, truth)
             total = len(members)
             step = max(500, total // 20)
@@ -1738,7 +1745,7 @@ def generate(
             if progress is not None:
                 progress(spec.site, total, total)
         finally:
-            for fh in (*handles.values(), *truth):
+            for fh in (*handles.values(), *(truth or ())):
                 fh.close()
         result.rows[spec.site] = {name: out.line - 1 for name, out in outs.items()}
         result.notes[spec.site] = writer.notes.count

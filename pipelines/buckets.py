@@ -31,18 +31,29 @@ from anonymisation.pseudonymise import (
 from pipelines.leaks import as_pseudonymous, explain_pseudo_dates, write_private
 from schemas import omop as cdm
 from schemas.config import Source
+from schemas.extract import Entity
+from schemas.mapping import load_mapping
 from schemas.policy import PrivacyPolicy
 from transforms.adapters import synthea
+from transforms.adapters.hospital_csv import EVENT_ENTITIES, split_hospital
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
-from transforms.ingest import EntityResult, OrphanEvents
+from transforms.ingest import (
+    EntityResult,
+    IngestResult,
+    OrphanEvents,
+    RowChecks,
+    merge_accounting,
+    rejected_keys,
+)
 from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, parts_accounting
 from transforms.staging import Staging
 from transforms.storage import PartitionWriter, Workspace, partition_files, read_parquet_files, read_partition
 from transforms.vocabulary import Vocabulary
 
-BUCKETED_FORMATS = ("synthea-csv",)
+BUCKETED_FORMATS = ("synthea-csv", "hospital-csv")
+SHARED = {"synthea-csv": synthea.SHARED_ENTITIES}  # entities read whole, once (one part), per format
 Log = Callable[[str], None]
 
 
@@ -97,6 +108,8 @@ def _contract(fmt: Format, er: EntityResult, now: dt.datetime) -> ContractResult
 def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log,
                    orphan_events: OrphanEvents = "keep") -> RawOutcome:
     """Split the site's extract, check every bucket and write it as part ``k`` of each raw partition."""
+    if fmt.name == "hospital-csv":
+        return _raw_hospital(site, src, fmt, ws, now, log, orphan_events)
     work = ws.work("raw", site)
     shutil.rmtree(work, ignore_errors=True)
     split = synthea.split_synthea(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log,
@@ -138,6 +151,87 @@ def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.d
     return RawOutcome(stats, merged, synthea.bucket_accounting(split, accounting), split.missing_files, split.buckets)
 
 
+_QUARANTINE_SCHEMA = pl.Schema({"reason_code": pl.String(), "reason_detail": pl.String(),
+                                "source_file": pl.String(), "source_line": pl.Int64()})
+
+
+def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log,
+                  orphan_events: OrphanEvents) -> RawOutcome:
+    """hospital-csv in person buckets: patients and stays bucket by bucket, then the events.
+
+    A patient and all the rows naming it share a bucket. Stays are checked before any event, so that
+    an event naming a stay of another bucket (of another patient) finds it among the valid stays of the
+    whole site, or its quarantine reason, as in one piece; duplicate keys across buckets are decided
+    over the whole file by the split."""
+    work = ws.work("raw", site)
+    shutil.rmtree(work, ignore_errors=True)
+    split = split_hospital(site, src.path, work, encoding=src.encoding, delimiter=src.delimiter,
+                           mapping=load_mapping(src.mapping), today=now.date(),
+                           persons_per_bucket=src.persons_per_bucket, progress=log, orphan_events=orphan_events,
+                           absent=src.absent)
+    log(f"{site}: {split.persons:,} patients in {split.buckets} buckets of about "
+        f"{-(-split.persons // split.buckets):,}")
+    writers = {e: PartitionWriter(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}
+    quarantine = {e: PartitionWriter(ws.quarantine("raw", f"{fmt.prefix}{e}", site)) for e in fmt.entities}
+    stats = {e: EntityStats() for e in fmt.entities}
+    contracts: dict[str, list[ContractResult]] = {}
+    accounting: list[pl.DataFrame] = []
+    last = split.buckets - 1
+    qschema: dict[str, pl.Schema] = {}  # an empty quarantine keeps the entity's columns, as in one piece
+
+    def checks(k: int) -> RowChecks:
+        def run(entity: Entity, df: pl.DataFrame) -> pl.DataFrame:
+            if not df.height and (k < last or entity.name in contracts):  # an empty bucket says nothing
+                return pl.DataFrame(schema={"_line": pl.Int64, "reason_code": pl.String, "reason_detail": pl.String})
+            r = validate_contract(entity.name, df, now=now)
+            contracts.setdefault(entity.name, []).append(r.without_rows())
+            return r.failed_rows.select("_line", "reason_code", "reason_detail")
+        return run
+
+    def keep(name: str, k: int, er: EntityResult) -> None:
+        writers[name].write(er.table, k)  # every bucket writes a part, empty or not: part k = bucket k
+        if er.quarantine.height:
+            quarantine[name].write(er.quarantine, k)
+        qschema.setdefault(name, er.quarantine.schema)
+        stats[name].add(er)
+
+    patients: list[tuple[pl.Series, pl.DataFrame | None]] = []
+    stay_keys: list[pl.Series] = []
+    stay_quarantine: list[pl.DataFrame] = []
+    for k in range(split.buckets):
+        p = split.check("patients", k, {}, {}, checks(k))
+        pk = p.table["patient_id"]
+        s = split.check("stays", k, {"patients": pk},
+                        {"patients": p.rejected_keys} if p.rejected_keys is not None else {}, checks(k))
+        keep("patients", k, p)
+        keep("stays", k, s)
+        patients.append((pk, p.rejected_keys))
+        stay_keys.append(s.table["stay_id"])
+        stay_quarantine.append(s.quarantine.select("stay_id", "source_file", "source_line", "reason_code"))
+        accounting.append(IngestResult(site, {"patients": p, "stays": s}).accounting())
+        log(f"{site}: raw bucket {k + 1}/{split.buckets}: patients and stays checked")
+    all_stays = pl.concat(stay_keys)
+    del stay_keys
+    stays_rejected = rejected_keys(pl.concat(stay_quarantine), pl.col("stay_id"), pl.col("stay_id"), all_stays)
+    for k in range(split.buckets):
+        rows = {name: split.rows(name, k) for name in EVENT_ENTITIES}
+        stays = all_stays.filter(all_stays.is_in(split.named(rows, "stay_id").implode()))
+        pk, prej = patients[k]
+        rejected = {"stays": stays_rejected, **({"patients": prej} if prej is not None else {})}
+        ers = {name: split.check(name, k, {"patients": pk, "stays": stays}, rejected, checks(k), rows[name])
+               for name in EVENT_ENTITIES}
+        for name, er in ers.items():
+            keep(name, k, er)
+        accounting.append(IngestResult(site, dict(ers)).accounting())
+        log(f"{site}: raw bucket {k + 1}/{split.buckets}: events checked")
+    for name in fmt.entities:
+        writers[name].commit()
+        quarantine[name].commit(qschema.get(name, _QUARANTINE_SCHEMA))
+    shutil.rmtree(work, ignore_errors=True)
+    merged = {name: merge_contract_results(parts) for name, parts in contracts.items()}
+    return RawOutcome(stats, merged, merge_accounting(accounting), split.missing_files, split.buckets)
+
+
 def raw_buckets(ws: Workspace, fmt: Format, site: str) -> int:
     """How many buckets the raw stage wrote for the site (the parts of its patients partition)."""
     return len(partition_files(ws.lake("raw", f"{fmt.prefix}patients", site)))
@@ -161,7 +255,7 @@ def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: V
     assert fmt.to_staging is not None
     to_staging = fmt.to_staging
     buckets = raw_buckets(ws, fmt, site)
-    shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in synthea.SHARED_ENTITIES}
+    shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in SHARED.get(fmt.name, ())}
     writers = {t: PartitionWriter(ws.lake("omop", t, site)) for t in OMOP_TABLES}
     identity = ws.identity_writer(site)
     rows = dict.fromkeys(OMOP_TABLES, 0)

@@ -140,6 +140,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 42,
     dirty: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of rows given a fault (0 = clean).")] = 0.02,
     config: ConfigOpt = None,
+    notes: Annotated[bool, typer.Option("--notes/--no-notes", help="Write clinical notes (notes.csv); --no-notes "
+                                        "leaves them out and marks them absent in the config ('absent: [notes]').")] = True,
 ) -> None:
     """Write synthetic Luxembourg hospital extracts to landing/<site>/ and add missing sites to the config.
 
@@ -168,15 +170,28 @@ def generate(
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=f"generating {what}", completed=done, total=total)
 
-        result = gen(landing, patients, chosen, seed, dirty, progress=progress)
+        result = gen(landing, patients, chosen, seed, dirty, progress=progress, notes=notes)
     added = [s for s in chosen if s.site not in existing]
-    if added:
+    # the notes as the config must say: absent without notes, expected with them (an existing site too)
+    marked = [s.site for s in chosen if s.site in existing and ("notes" in existing[s.site].absent) == notes]
+    if added or marked:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for entry in data["sources"]:
+            if entry.get("site") in marked:
+                absent = [n for n in entry.get("absent") or [] if n != "notes"] + ([] if notes else ["notes"])
+                if absent:
+                    entry["absent"] = absent
+                else:
+                    entry.pop("absent", None)
         for s in added:
             data["sources"].append(_site_entry(s.site, s.encoding, s.delimiter)
-                                   | {"path": os.path.relpath(landing / s.site, path.parent)})
+                                   | {"path": os.path.relpath(landing / s.site, path.parent)}
+                                   | ({} if notes else {"absent": ["notes"]}))
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        out.print(f"added {', '.join(s.site for s in added)} to {path}")
+        if added:
+            out.print(f"added {', '.join(s.site for s in added)} to {path}")
+        if marked:
+            out.print(f"{'notes expected again at' if notes else 'notes marked absent at'} {', '.join(marked)} in {path}")
     rows = sum(sum(v.values()) for v in result.rows.values())
     faults = ", ".join(f"{k} {v}" for k, v in result.fault_counts().items() if v) or "none"
     out.print(

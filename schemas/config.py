@@ -40,10 +40,30 @@ class Source(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1)
     mapping: Path | None = None
     stcm: Path | None = Field(None, description="the site's SOURCE_TO_CONCEPT_MAP for local codes (Usagi CSV)")
-    persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv: patients per bucket of the raw and OMOP "
-                                    "stages (memory grows with it: about 1.2 GB at 5,000)")
+    persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv and hospital-csv: patients per bucket of "
+                                    "the raw and OMOP stages (memory grows with it: about 1.2 GB at 5,000 Synthea "
+                                    "patients); the extract is split once by patient into buckets of about this many")
     ignore: list[str] = Field(default_factory=list, description="globs, relative to the source's folder, of files the "
                               "format does not read that may stay there (any other unknown file blocks the release)")
+    absent: list[str] = Field(default_factory=list, description="hospital-csv: optional entities the extract does not "
+                              "hold (e.g. [notes], what 'ds4h generate --no-notes' writes): their file is not "
+                              "expected (not reported missing), their tables are empty; the file being there is an error")
+
+    @model_validator(mode="after")
+    def _absent_entities(self) -> Source:
+        if not self.absent:
+            return self
+        if self.format != "hospital-csv":
+            raise ValueError(f"source {self.site}: 'absent' applies to hospital-csv sources only (a {self.format} "
+                             "extract's missing files are found by its reader)")
+        from schemas.extract import BY_NAME, REQUIRED_FILES
+
+        optional = [n for n in BY_NAME if n not in REQUIRED_FILES]
+        for name in self.absent:
+            if name not in optional:
+                raise ValueError(f"source {self.site}: absent entity {name!r} is not an optional hospital-csv entity; "
+                                 f"choose among {', '.join(optional)}")
+        return self
 
     @field_validator("ignore")
     @classmethod

@@ -167,3 +167,70 @@ def test_partition_writer_parts_follow_their_numbers_and_replace_atomically(tmp_
     assert read_partition(folder).schema == pl.Schema({"k": pl.Int64()}) and read_partition(folder).height == 0
     lazy = LazyTables({"t": folder})
     assert list(lazy) == ["t"] and len(lazy) == 1 and lazy["t"].height == 0 and len(lazy.files("t")) == 1
+
+
+def test_hospital_buckets_with_a_mapping_give_what_the_whole_site_gives(tmp_path: Path) -> None:
+    """Renamed files and key columns (a mapping), padded patient ids: the buckets read the keys as the
+    checks do, and an event naming a stay of a patient of another bucket keeps it."""
+    from generator.hospital import default_site_specs, generate
+    from pipelines.buckets import raw_in_buckets
+    from schemas.config import Source
+    from schemas.mapping import load_mapping
+    from transforms.adapters.registry import FORMATS
+    from transforms.contracts import validate_entity as validate_contract
+    from transforms.ingest import ingest_site
+    from transforms.storage import Workspace, read_partition
+
+    generate(tmp_path / "landing", 70, default_site_specs(1), seed=4, dirty=0.06)
+    folder = tmp_path / "landing" / "hospital-a"
+    for f in sorted(folder.glob("*.csv")):
+        df = pl.read_csv(f, infer_schema=False).rename(lambda c: {"patient_id": "NO_PATIENT", "stay_id": "NO_SEJOUR"}.get(c, c))
+        if f.name == "diagnoses.csv":  # padded ids: the checks trim them, so must the buckets
+            df = df.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(" " + pl.col("NO_PATIENT") + " ")
+                                 .otherwise(pl.col("NO_PATIENT")).alias("NO_PATIENT"))
+        if f.name == "labs.csv":  # a lab of one patient naming the first stay of a patient of another bucket
+            stays = pl.read_csv(folder / "stays.csv", infer_schema=False)
+            first = stays.row(0, named=True)
+            df = df.with_columns(pl.when(pl.col("NO_PATIENT") != first["patient_id"]).then(pl.lit(first["stay_id"]))
+                                 .otherwise(pl.col("NO_SEJOUR")).alias("NO_SEJOUR"))
+        f.unlink()
+        df.write_csv(folder / ("SEJOURS.csv" if f.name == "stays.csv" else f.name))
+    cols = {e: {"patient_id": "NO_PATIENT", **({"stay_id": "NO_SEJOUR"} if e != "patients" else {})}
+            for e in ("patients", "stays", "diagnoses", "procedures", "labs", "medications", "notes")}
+    import yaml
+
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump({"files": {"stays": "SEJOURS.csv"}, "columns": cols}))
+    src = Source(site="hospital-a", path=folder, mapping=tmp_path / "map.yaml", persons_per_bucket=9)
+    ws = Workspace(tmp_path / "home")
+    now = dt.datetime.combine(TODAY, dt.time.max)
+    outcome = raw_in_buckets("hospital-a", src, FORMATS["hospital-csv"], ws, now, lambda _m: None)
+    assert outcome.buckets >= 5
+    whole = ingest_site("hospital-a", folder, today=TODAY, mapping=load_mapping(src.mapping),
+                        row_checks=lambda e, df: validate_contract(e.name, df, now=now).failed_rows.select(
+                            "_line", "reason_code", "reason_detail"))
+    for name, er in whole.entities.items():
+        got = read_partition(ws.lake("raw", name, "hospital-a"))
+        assert _sorted(got.select(sorted(got.columns))).equals(_sorted(er.table.select(sorted(got.columns)))), name
+        q = read_partition(ws.quarantine("raw", name, "hospital-a"))
+        assert q.height == er.quarantine.height, name
+    labs = read_partition(ws.lake("raw", "labs", "hospital-a"))
+    assert labs.filter(pl.col("stay_id") == first["stay_id"]).height > 1  # found in another bucket
+    assert _acc(outcome.accounting.drop("stage", "site")).equals(_acc(whole.accounting().drop("stage", "site")))
+
+
+def test_hospital_split_errors_name_the_setting_and_no_cell(tmp_path: Path) -> None:
+    """A wrong delimiter or encoding: one line naming the file and the source's settings; pyarrow's
+    quote of the offending row (names, matricules) is left out."""
+    from generator.hospital import SiteSpec, generate
+    from transforms.adapters.hospital_csv import split_hospital
+
+    generate(tmp_path / "landing", 12, [SiteSpec("hospital-c", "cp1252", ";")], seed=1, dirty=0.0)
+    folder = tmp_path / "landing" / "hospital-c"
+    first = pl.read_csv(folder.joinpath("patients.csv").read_bytes().decode("cp1252").encode(), separator=";",
+                        infer_schema=False).row(0, named=True)
+    for encoding, delimiter in (("cp1252", ","), ("utf-8", ";")):
+        with pytest.raises(ExtractError) as e:
+            split_hospital("hospital-c", folder, tmp_path / "work", encoding=encoding, delimiter=delimiter)
+        msg = str(e.value)
+        assert "patients.csv is not a readable CSV" in msg and "the source's 'encoding' and 'delimiter'" in msg
+        assert first["last_name"] not in msg and first["matricule"] not in msg and first["patient_id"] not in msg

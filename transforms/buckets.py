@@ -14,7 +14,8 @@ exactly what ``transforms.ingest.read_text_csv`` gives for the whole file.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +48,50 @@ def bucket_lookup(keys: pl.Series, buckets: int) -> pl.DataFrame:
     })
 
 
-def _csv_error(path: Path, e: Exception) -> ExtractError:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    return ExtractError(f"{path} is not a readable CSV ({first}); check that it is the export's comma-separated UTF-8 file")
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is written: its encoding and delimiter (a source's ``encoding`` and ``delimiter``)."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    configurable: bool = False  # set by the source's 'encoding' and 'delimiter' (an error says so)
+
+    @property
+    def utf8(self) -> bool:
+        return self.encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+    @property
+    def default(self) -> bool:
+        return self.utf8 and self.delimiter == ","
 
 
-def csv_header(path: Path) -> list[str]:
+UTF8_COMMA = CsvDialect()
+
+
+def _csv_error(path: Path, e: Exception, dialect: CsvDialect = UTF8_COMMA) -> ExtractError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    # pyarrow quotes the offending row after "Expected N columns, got M: ": cells may be identifiers
+    first = re.sub(r"(columns?, got \d+).*", r"\1", first)[:160]
+    if dialect.default and not dialect.configurable:
+        return ExtractError(f"{path} is not a readable CSV ({first}); check that it is the export's comma-separated UTF-8 file")
+    return ExtractError(f"{path} is not a readable CSV ({first}); check the source's 'encoding' and 'delimiter'")
+
+
+def csv_header(path: Path, dialect: CsvDialect = UTF8_COMMA) -> list[str]:
     """The column names of a CSV file (a repeated name is suffixed as polars does)."""
-    try:
-        return list(pl.scan_csv(path, infer_schema=False, n_rows=0).collect_schema().names())
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as e:
-        raise _csv_error(path, e) from None
+    if dialect.default:
+        try:
+            return list(pl.scan_csv(path, infer_schema=False, n_rows=0).collect_schema().names())
+        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as e:
+            raise _csv_error(path, e) from None
+    try:  # another encoding or delimiter: the first line, decoded, as polars reads it
+        with open(path, "rb") as fh:
+            first = fh.readline()
+        text = first.decode(dialect.encoding).lstrip("\ufeff")
+        return list(pl.read_csv(text.encode("utf-8"), separator=dialect.delimiter, infer_schema=False, n_rows=0,
+                                quote_char='"').columns)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError, UnicodeDecodeError, LookupError) as e:
+        raise _csv_error(path, e, dialect) from None
 
 
 @dataclass(frozen=True)
@@ -81,15 +115,17 @@ class SplitFile:
         return sorted(self.folder.glob("*.parquet"))
 
 
-def _csv_batches(path: Path, columns: list[str], chunk_rows: int) -> Iterator[pl.DataFrame]:
+def _csv_batches(path: Path, columns: list[str], chunk_rows: int,
+                 dialect: CsvDialect = UTF8_COMMA) -> Iterator[pl.DataFrame]:
     """The rows of a CSV file as string frames of about ``chunk_rows`` rows, with ``_line``.
 
     pyarrow's streaming reader with small blocks: memory stays flat whatever the file's size (polars'
     streaming CSV source buffers the whole file)."""
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=1 << 20, column_names=columns, skip_rows=1),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        read_options=pacsv.ReadOptions(block_size=1 << 20, column_names=columns, skip_rows=1,
+                                       encoding="utf8" if dialect.utf8 else dialect.encoding),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, delimiter=dialect.delimiter),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                              null_values=[""], strings_can_be_null=True,
                                              quoted_strings_can_be_null=False),  # as polars reads: empty -> null, "" -> ""
@@ -112,22 +148,26 @@ def _csv_batches(path: Path, columns: list[str], chunk_rows: int) -> Iterator[pl
         yield df.with_row_index(LINE, offset=line).with_columns(pl.col(LINE).cast(pl.Int64))
 
 
-def csv_column(path: Path, column: str) -> pl.Series:
+def csv_column(path: Path, column: str, dialect: CsvDialect = UTF8_COMMA) -> pl.Series:
     """One column of a CSV file, streamed (the rest of each row is read and dropped)."""
-    columns = csv_header(path)
+    columns = csv_header(path, dialect)
     try:
-        parts = [chunk[column] for chunk in _csv_batches(path, columns, CHUNK_ROWS)]
+        parts = [chunk[column] for chunk in _csv_batches(path, columns, CHUNK_ROWS, dialect)]
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-        raise _csv_error(path, e) from None
+        raise _csv_error(path, e, dialect) from None
     return pl.concat(parts) if parts else pl.Series(column, [], pl.String)
 
 
-def split_csv(path: Path, key_column: str | None, lookup: pl.DataFrame, out: Path, *, chunk_rows: int = CHUNK_ROWS) -> SplitFile:
+def split_csv(path: Path, key_column: str | None, lookup: pl.DataFrame, out: Path, *, chunk_rows: int = CHUNK_ROWS,
+              dialect: CsvDialect = UTF8_COMMA, strip_key: bool = False,
+              on_chunk: Callable[[pl.DataFrame], None] | None = None) -> SplitFile:
     """Stream ``path`` once, in chunks of ``chunk_rows``, into one Parquet file per bucket of ``key_column``.
 
     Memory is bounded by a chunk (and the lookup), whatever the size of the file. Without a key
-    column (the file lacks it) every row goes to bucket 0, where the checks quarantine it."""
-    columns = csv_header(path)
+    column (the file lacks it) every row goes to bucket 0, where the checks quarantine it.
+    ``strip_key``: the key is looked up trimmed (as the checks read it; the lookup's keys are trimmed
+    too); ``on_chunk`` sees every chunk (source strings and ``_line``) before it is written."""
+    columns = csv_header(path, dialect)
     if key_column is not None and key_column not in columns:
         raise ValueError(f"{key_column} is not a column of {path.name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -135,10 +175,16 @@ def split_csv(path: Path, key_column: str | None, lookup: pl.DataFrame, out: Pat
     writers: dict[int, pq.ParquetWriter] = {}
     rows = 0
     try:
-        for chunk in _csv_batches(path, columns, chunk_rows):
+        for chunk in _csv_batches(path, columns, chunk_rows, dialect):
             rows += chunk.height
+            if on_chunk is not None:
+                on_chunk(chunk)
             if key_column is None:
                 chunk = chunk.with_columns(pl.lit(0, pl.UInt32).alias(BUCKET))
+            elif strip_key:
+                chunk = chunk.with_columns(pl.col(key_column).str.strip_chars().alias("_key")).join(
+                    lookup, left_on="_key", right_on="_person_key", how="left", maintain_order="left")
+                chunk = chunk.with_columns(pl.col(BUCKET).fill_null(0))
             else:
                 chunk = chunk.join(lookup, left_on=key_column, right_on="_person_key", how="left", maintain_order="left")
                 chunk = chunk.with_columns(pl.col(BUCKET).fill_null(0))
@@ -148,7 +194,7 @@ def split_csv(path: Path, key_column: str | None, lookup: pl.DataFrame, out: Pat
                     w = writers[int(k)] = pq.ParquetWriter(out / f"{k}.parquet", schema, compression="zstd")
                 w.write_table(part.select(LINE, *columns).to_arrow().cast(schema))
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-        raise _csv_error(path, e) from None
+        raise _csv_error(path, e, dialect) from None
     finally:
         for w in writers.values():
             w.close()

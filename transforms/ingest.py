@@ -253,21 +253,8 @@ RowChecks = Callable[[Entity, pl.DataFrame], pl.DataFrame]
 failing ``_line`` values with ``reason_code`` and ``reason_detail``; those rows are quarantined."""
 
 
-def validate_entity(
-    entity: Entity,
-    df: pl.DataFrame,
-    file: str,
-    today: dt.date,
-    parents: dict[str, pl.Series],
-    row_checks: RowChecks | None = None,
-    mapping: HospitalMapping | None = None,
-    rejected: Mapping[str, pl.DataFrame] | None = None,
-    orphan_events: OrphanEvents = "keep",
-) -> EntityResult:
-    """Type and check one entity; ``parents`` maps a referenced entity to its valid keys, ``rejected``
-    to its quarantined keys (``rejected_keys``: the reason of a cascade, and stays whose events are kept)."""
-    mapping = mapping or HospitalMapping()
-    rows_in = df.height
+def _prepared(entity: Entity, df: pl.DataFrame, file: str, mapping: HospitalMapping) -> pl.DataFrame:
+    """The source frame under the contract's column names (absent optional columns added as null)."""
     renames = {s: d for s, d in mapping.source_to_contract(entity.name).items() if s in df.columns}
     df = df.rename(renames)
     missing_cols = [c for c in entity.column_names if c not in df.columns]
@@ -276,13 +263,13 @@ def validate_entity(
         raise ExtractError(
             f"{file} lacks the required column(s) {', '.join(required_missing)}; the contract is in docs/hospital-csv.md (or name the source's column in its mapping file)"
         )
-    df = df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
-    original = df
-    data_cols = [c for c in df.columns if c != LINE]
-    dup_mask = df.select(pl.struct(data_cols).is_first_distinct()).to_series()
-    deduplicated = int((~dup_mask).sum())
-    df = _normalise(entity, df.filter(dup_mask), mapping)
+    return df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
 
+
+def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
+                 mapping: HospitalMapping) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+    """The row-local checks (each row on its own: required, dates, values) of normalised rows:
+    ``df`` with ``_reason``/``_detail`` (null: the row passed), and the typed expression of each column."""
     reason = pl.lit(None, pl.String)
     detail = pl.lit(None, pl.String)
     checks: list[tuple[pl.Expr, str, pl.Expr]] = []
@@ -326,7 +313,49 @@ def validate_entity(
     for cond, code, msg in reversed(checks):
         reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
         detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)
-    df = df.with_columns(reason.alias(REASON), detail.alias(DETAIL))
+    return df.with_columns(reason.alias(REASON), detail.alias(DETAIL)), typed
+
+
+def key_candidates(entity: Entity, df: pl.DataFrame, file: str, today: dt.date,
+                   mapping: HospitalMapping | None = None) -> pl.DataFrame:
+    """``key`` (normalised) and ``_line`` of the rows that pass the row-local checks: the rows among which
+    ``validate_entity`` decides duplicate keys (the first line wins). For a file read in person buckets,
+    the whole file's candidates decide which lines repeat a key of another bucket (``duplicate_lines``)."""
+    mapping = mapping or HospitalMapping()
+    df = _normalise(entity, _prepared(entity, df, file, mapping), mapping)
+    checked, _ = _row_checked(entity, df, today, mapping)
+    return checked.filter(pl.col(REASON).is_null()).select(pl.col(entity.key).alias("key"), LINE)
+
+
+def validate_entity(
+    entity: Entity,
+    df: pl.DataFrame,
+    file: str,
+    today: dt.date,
+    parents: dict[str, pl.Series],
+    row_checks: RowChecks | None = None,
+    mapping: HospitalMapping | None = None,
+    rejected: Mapping[str, pl.DataFrame] | None = None,
+    orphan_events: OrphanEvents = "keep",
+    duplicate_lines: pl.Series | None = None,
+) -> EntityResult:
+    """Type and check one entity; ``parents`` maps a referenced entity to its valid keys, ``rejected``
+    to its quarantined keys (``rejected_keys``: the reason of a cascade, and stays whose events are kept).
+    ``duplicate_lines``: lines known (from the whole file) to repeat the key of an earlier valid row,
+    when ``df`` is one person bucket of the file; they are quarantined as ``raw.duplicate_key``."""
+    mapping = mapping or HospitalMapping()
+    rows_in = df.height
+    df = _prepared(entity, df, file, mapping)
+    original = df
+    data_cols = [c for c in df.columns if c != LINE]
+    dup_mask = df.select(pl.struct(data_cols).is_first_distinct()).to_series()
+    deduplicated = int((~dup_mask).sum())
+    df = _normalise(entity, df.filter(dup_mask), mapping)
+    df, typed = _row_checked(entity, df, today, mapping)
+    if duplicate_lines is not None and duplicate_lines.len():
+        df = df.with_columns(
+            pl.when(pl.col(REASON).is_null() & pl.col(LINE).is_in(duplicate_lines.implode()))
+            .then(pl.lit("raw.duplicate_key")).otherwise(pl.col(REASON)).alias(REASON))
     # duplicate primary keys among otherwise valid rows: the first wins
     ok = pl.col(REASON).is_null()
     df = df.with_columns(
@@ -365,6 +394,11 @@ def validate_entity(
                         rejected_here)
 
 
+def absent_but_present(path: Path, entity: str) -> str:
+    return (f"{path} is there, but the source declares {entity} absent: remove {entity!r} from the source's "
+            f"'absent' in the config to read it, or move the file away")
+
+
 def ingest_site(
     site: str,
     folder: Path,
@@ -375,8 +409,10 @@ def ingest_site(
     row_checks: RowChecks | None = None,
     mapping: HospitalMapping | None = None,
     orphan_events: OrphanEvents = "keep",
+    absent: Collection[str] = (),
 ) -> IngestResult:
-    """Read and validate every entity file of one site's landing folder."""
+    """Read and validate every entity file of one site's landing folder. ``absent``: optional entities
+    the source declares it does not hold (their tables are empty and they are not reported missing)."""
     if not folder.is_dir():
         raise ExtractError(f"landing folder {folder} does not exist: run 'ds4h generate' or copy the extract there")
     today = today or dt.date.today()
@@ -386,10 +422,13 @@ def ingest_site(
     mapping = mapping or HospitalMapping()
     for ent in entities:
         path = folder / mapping.file(ent.name, ent.file)
+        if ent.name in absent and path.exists():
+            raise ExtractError(absent_but_present(path, ent.name))
         if not path.exists():
             if ent.name in REQUIRED_FILES:
                 raise ExtractError(f"{path} is missing: the hospital-csv contract requires {ent.file}")
-            result.missing_files.append(path.name)
+            if ent.name not in absent:  # declared absent: empty, not reported missing
+                result.missing_files.append(path.name)
             df = pl.DataFrame(schema={c: pl.String for c in ent.column_names}).with_row_index(LINE, offset=2)
             df = df.with_columns(pl.col(LINE).cast(pl.Int64))
         else:

@@ -39,7 +39,7 @@ def _as_result(tables: dict[str, pl.DataFrame]) -> IngestResult:
 def _hospital(site: str, src: Source, today: dt.date, checks: RowChecks | None,
               orphan_events: OrphanEvents = "keep") -> IngestResult:
     return ingest_site(site, src.path, src.encoding, src.delimiter, today=today, row_checks=checks,
-                       mapping=load_mapping(src.mapping), orphan_events=orphan_events)
+                       mapping=load_mapping(src.mapping), orphan_events=orphan_events, absent=src.absent)
 
 
 def _hospital_staging(tables: dict[str, pl.DataFrame], src: Source) -> dict[str, pl.DataFrame]:
