@@ -147,6 +147,7 @@ def demo(seaweed: dict[str, Any]) -> Iterator[dict[str, Any]]:
         mp.setenv("DS4H_KEYS", str(keys))
         mp.setenv("DAGSTER_HOME", str(home / "dagster"))
         mp.delenv("DS4H_STORAGE_URL", raising=False)
+        mp.delenv("DS4H_CONFIG", raising=False)  # (module fixtures run before conftest's per-test isolation)
         _store_env(mp, seaweed["endpoint"])
         code, out = invoke("init")
         assert code == 0, out
@@ -168,6 +169,7 @@ def _in_the_demo_workspace(request: pytest.FixtureRequest, monkeypatch: pytest.M
     monkeypatch.setenv("DS4H_KEYS", str(d["keys"]))
     monkeypatch.setenv("DAGSTER_HOME", str(d["home"] / "dagster"))
     monkeypatch.delenv("DS4H_STORAGE_URL", raising=False)
+    monkeypatch.delenv("DS4H_CONFIG", raising=False)
     _store_env(monkeypatch, d["endpoint"])
 
 
@@ -278,6 +280,24 @@ def test_an_interrupted_upload_publishes_nothing(demo: dict[str, Any], monkeypat
     code, out = invoke("run", "--select", "group:publish", "--force")
     assert code == 0, out
     assert versions(dataset) == [*before, taken + 2]
+
+
+def test_steward_commands_work_on_the_store(demo: dict[str, Any]) -> None:
+    code, out = invoke("quarantine")
+    assert code == 0, out
+    assert "raw.invalid_date" in out and f"s3://{BUCKET}/{PREFIX}/quarantine" in out.replace("\n", "")
+    from pipelines.environment import open_workspace
+    from pipelines.publish import versions
+
+    latest = versions(open_workspace().dataspace / "omop-demo")[-1]
+    code, out = invoke("revoke", "omop-demo", str(latest), "--by", "steward", "--reason", "test of a withdrawal", "--yes")
+    assert code == 0, out
+    client = _client(demo["endpoint"])
+    assert f"{PREFIX}/dataspace/omop-demo/approvals/{latest}.revoked.json" in _keys(client, f"{PREFIX}/dataspace/")
+    code, out = invoke("verify", "omop-demo", str(latest))
+    assert code != 0 and "revoked" in out
+    catalog = json.loads(client.get_object(Bucket=BUCKET, Key=f"{PREFIX}/dataspace/catalog.jsonld")["Body"].read())
+    assert catalog  # rewritten on the store after the decision
 
 
 def test_identity_zone_on_the_store_by_config(seaweed: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

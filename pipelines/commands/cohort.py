@@ -54,10 +54,12 @@ def _vocabulary(folder: Path, config: str | None) -> tuple[Any, Any, str]:
     """(ancestor, maps_to, where from): the release's own vocabulary rows, else the configured vocabulary."""
     import polars as pl
 
+    from transforms.storage import read_partition
+
     omop = folder / "omop"
     if (omop / "concept_ancestor").is_dir() and (omop / "concept_relationship").is_dir():
-        ancestor = pl.read_parquet(omop / "concept_ancestor" / "*.parquet")
-        rel = pl.read_parquet(omop / "concept_relationship" / "*.parquet")
+        ancestor = read_partition(omop / "concept_ancestor")
+        rel = read_partition(omop / "concept_relationship")
         maps_to = rel.filter(pl.col("relationship_id") == "Maps to").select("concept_id_1", "concept_id_2")
         return ancestor, maps_to, "the release's vocabulary rows"
     from schemas.config import ConfigError, load_config
@@ -83,9 +85,9 @@ def count(
 
     Example: ds4h cohort count schemas/cohorts/type-2-diabetes.json --release omop-demo/1 --json
     """
-    import polars as pl
 
     from transforms.conceptsets import EVENT_COLUMNS, ConceptSetError, persons_with, read_concept_set, resolve
+    from transforms.storage import has_partition, scan_partition
 
     try:
         items = read_concept_set(concept_set)
@@ -99,8 +101,7 @@ def count(
     k = int(manifest.get("policy", {}).get("k", 5))
     ancestor, maps_to, source = _vocabulary(folder, config)
     concepts = resolve(items, ancestor, maps_to)
-    tables = {t: pl.scan_parquet(folder / "omop" / t / "*.parquet") for t in EVENT_COLUMNS
-              if (folder / "omop" / t).is_dir()}
+    tables = {t: scan_partition(folder / "omop" / t) for t in EVENT_COLUMNS if has_partition(folder / "omop" / t)}
     n = persons_with(tables, concepts)
     suppressed = 0 < n < k
     if as_json:
@@ -137,11 +138,11 @@ def build(
 
     Example: ds4h cohort build schemas/cohorts/type-2-diabetes.yaml --release omop-demo/1 --out t2dm.parquet
     """
-    import polars as pl
 
     from schemas.cohort_spec import CohortSpecError, load_cohort_spec
     from transforms.cohorts import CohortError, build_cohort_with_attrition
     from transforms.conceptsets import EVENT_COLUMNS, ConceptSetError
+    from transforms.storage import has_partition, scan_partition
 
     try:
         spec = load_cohort_spec(spec_path)
@@ -160,8 +161,8 @@ def build(
             _fail(f"--out {out_path}: folder {target.parent} does not exist")
     ancestor, maps_to, source = _vocabulary(folder, config)
     omop = folder / "omop"
-    tables = {t: pl.scan_parquet(omop / t / "*.parquet")
-              for t in (*EVENT_COLUMNS, "observation_period", "person") if (omop / t).is_dir()}
+    tables = {t: scan_partition(omop / t)
+              for t in (*EVENT_COLUMNS, "observation_period", "person") if has_partition(omop / t)}
     try:
         cohort, attrition = build_cohort_with_attrition(spec, tables, ancestor, maps_to)
     except (ConceptSetError, CohortError) as e:

@@ -35,10 +35,12 @@ class QuarantineError(Exception):
 
 def _parts(root: Path) -> list[tuple[str, str, str, list[Path]]]:
     """(stage, table, site, parquet files) of every quarantine partition under ``root``."""
+    from transforms.storage import partition_files
+
     found = []
     for folder in sorted(root.glob("*/*/site=*")):
-        files = sorted(folder.glob("*.parquet"))
-        if files and folder.is_dir():
+        files = partition_files(folder)
+        if files:
             stage, table = folder.parent.parent.name, folder.parent.name
             found.append((stage, table, folder.name.removeprefix("site="), files))
     return found
@@ -47,10 +49,9 @@ def _parts(root: Path) -> list[tuple[str, str, str, list[Path]]]:
 def _read(files: list[Path], columns: list[str] | None = None) -> pl.DataFrame:
     import polars as pl
 
-    frames = []
-    for f in files:
-        names = pl.read_parquet_schema(f)
-        frames.append(pl.read_parquet(f, columns=[c for c in columns if c in names] if columns is not None else None))
+    from transforms.storage import read_parquet_files
+
+    frames = [read_parquet_files([f], columns) for f in files]
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
