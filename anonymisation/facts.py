@@ -88,7 +88,8 @@ class TableUnits:
 
 
 def collect_units(table: str, rows: pl.DataFrame, first_unit: int) -> TableUnits | None:
-    """The distinct fact tuples of a table's rows (``rows`` needs person_id and the fact columns)."""
+    """The distinct fact tuples of a table's rows (``rows`` needs person_id and the fact columns; with a
+    ``_rows`` column, each row stands for that many rows: tuples counted part by part, then combined)."""
     spec = FACT_TABLES.get(table)
     if spec is None or "person_id" not in rows.columns:
         return None
@@ -99,7 +100,8 @@ def collect_units(table: str, rows: pl.DataFrame, first_unit: int) -> TableUnits
             slots.append(i)
     if spec.concept not in cols:
         return None
-    frame = (rows.group_by(["person_id", *cols]).agg(pl.len().cast(pl.Int64).alias(ROWS))
+    count = pl.col(ROWS).sum() if ROWS in rows.columns else pl.len()
+    frame = (rows.group_by(["person_id", *cols]).agg(count.cast(pl.Int64).alias(ROWS))
              .sort(["person_id", *cols], nulls_last=True))
     frame = frame.with_columns(pl.int_range(first_unit, first_unit + frame.height, dtype=pl.Int64).alias(UNIT))
     return TableUnits(table, cols, slots, frame)
