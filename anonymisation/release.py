@@ -80,8 +80,10 @@ from transforms.omop import PERIOD_DATES
 
 IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
-# small tables released whole (all sites at once): a provider's attributes need every provider
-_WHOLE = frozenset({"provider", "care_site", "cdm_source"})
+# tables released whole (all sites at once): small, and without person_id (publishing sorts a table by
+# person_id; one without keeps the release's order, the whole table's sort); a provider's attributes
+# need every provider
+_WHOLE = frozenset({"provider", "care_site", "cdm_source", "episode_event"})
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
@@ -620,7 +622,8 @@ def build_release(
         whole: list[pl.DataFrame] = []  # without a sink, or a table kept whole: its released parts
         n_rows = 0
         sunk = False
-        chunks = [_whole(site_tables, t)] if t in _WHOLE else _site_parts(site_tables, t)
+        whole_table = t in _WHOLE or (t in cdm.tables() and "person_id" not in cdm.table(t).polars_schema)
+        chunks = [_whole(site_tables, t)] if whole_table else _site_parts(site_tables, t)
         for chunk in chunks:
             done = _release_rows(ctx, t, chunk, kept_ids, removed_episodes)
             per_person = per_person or done.per_person
