@@ -284,9 +284,13 @@ def unit_decisions(tu: TableUnits, book: FactBook, before: IntArray, after: IntA
 
 
 def apply_to_rows(rows: pl.DataFrame, decisions: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
-    """The table's rows with their unit's new values; removed units' rows flagged ``_removed``."""
+    """The table's rows with their unit's new values; removed units' rows flagged ``_removed``. A row
+    whose unit has no decision (``decisions`` may hold only the units that change) keeps its values,
+    with ``_removed`` and ``_generalised`` null."""
     keys = ["person_id", *columns]
     dec = decisions.select(*keys, *[f"_new_{c}" for c in columns], "_removed", "_generalised")
     out = rows.join(dec, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return out.with_columns([pl.col(f"_new_{c}").alias(c) for c in columns]).drop([f"_new_{c}" for c in columns])
+    decided = pl.col("_removed").is_not_null()
+    return out.with_columns([pl.when(decided).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).alias(c)
+                             for c in columns]).drop([f"_new_{c}" for c in columns])
 

@@ -525,15 +525,20 @@ def build_release(
         after_facts, after_removed = after, removed
         persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
+        n_live, n_classes, n_rounds = sub.facts.shape[0], km.classes, km.rounds
+        del sub, km, live  # copies of the units matrix: memory at a million patients
         start = 0
-        for tu in units:
+        for i, tu in enumerate(units):
             dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
-            decisions[tu.table] = dec
+            # only the units that change: the rows of the others keep their values (apply_to_rows)
+            decisions[tu.table] = dec.filter(pl.col("_removed") | pl.col("_generalised"))
             outcomes[tu.table] = outcome
             start += tu.frame.height
+            units[i] = TableUnits(tu.table, tu.columns, tu.slots, tu.frame.clear())  # the units matrix stays
+            del dec, tu
         km_seconds = time.perf_counter() - t0
-        say(f"facts: k^{m} over {len(book.keys):,} facts of {sub.facts.shape[0]:,} units in {km.classes:,} classes, "
-            f"{km.rounds:,} rounds, {km_seconds:.1f} s")
+        say(f"facts: k^{m} over {len(book.keys):,} facts of {n_live:,} units in {n_classes:,} classes, "
+            f"{n_rounds:,} rounds, {km_seconds:.1f} s")
     # a class that lost persons to the fact stage below k loses the rest too (k over persons holds)
     if fact_suppressed_persons:
         left = kept.filter(~pl.col("person_id").is_in(sorted(fact_suppressed_persons)))
