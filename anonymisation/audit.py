@@ -372,16 +372,22 @@ def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_
             for column in present:
                 values = _column(batch, column)
                 keep = pc.and_(known, _is_fact(values, column))
-                held = pa.table({"p": pidx.filter(keep).cast(pa.int64()), "v": _as_text(values.filter(keep))})
-                pairs.setdefault(column, []).append(held.group_by(["p", "v"]).aggregate([]))
+                enc = pc.dictionary_encode(values.filter(keep))
+                nd = max(len(enc.dictionary), 1)
+                person = pidx.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+                both = _distinct(person * nd + enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+                # the batch's distinct (person, value) pairs, the value as text (as the definitions compare)
+                texts = _as_text(enc.dictionary).take(pa.array(both % nd))
+                pairs.setdefault(column, []).append(pa.table({"p": pa.array(both // nd), "v": texts}))
         for column in columns:
             if column not in pairs:
                 continue
-            held = pa.concat_tables(pairs.pop(column)).group_by(["p", "v"]).aggregate([])
+            held = pa.concat_tables(pairs.pop(column))
             texts = pc.dictionary_encode(held["v"].combine_chunks())
             code = texts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             person = held["p"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
             nvalues = len(texts.dictionary)
+            del held
             both = _distinct(person * max(nvalues, 1) + code)
             out.append(_FactColumn(table, column, both // max(nvalues, 1), both % max(nvalues, 1),
                                    texts.dictionary))
