@@ -338,33 +338,59 @@ def _class_key(version_dir: Path, person: pa.Table, person_ids: pa.Array, tables
     return _combine(parts, n)
 
 
+def _batches(version_dir: Path, table: str, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """The table's rows a row group at a time (only ``columns`` that exist in each part file): a fact
+    table is never whole in memory."""
+    for f in _parts(version_dir, table):
+        try:
+            pf = pq.ParquetFile(parquet_source(f))
+            names = pf.schema_arrow.names
+            cols = [c for c in columns if c in names]
+            for g in range(pf.num_row_groups):
+                yield pf.read_row_group(g, columns=cols)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise AuditError(f"cannot read {f}: {e}") from e
+
+
 def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_FactColumn]:
     out: list[_FactColumn] = []
     for table, columns in FACT_COLUMNS.items():
-        data = _read(version_dir, table, ["person_id", *columns])
-        if data is None:
+        files = _parts(version_dir, table)
+        if not files:
             continue
         if table not in tables:
             tables.append(table)
-        present = [c for c in columns if c in data.column_names]
-        if not present or not data.num_rows:
-            continue
-        if "person_id" not in data.column_names:
-            raise AuditError(f"{version_dir / 'omop' / table} has no person_id column")
-        pidx = _lookup(_column(data, "person_id"), person_ids)
-        known = pc.is_valid(pidx)
-        for column in present:
-            values = _column(data, column)
-            keep = pc.and_(known, _is_fact(values, column))
-            held = values.filter(keep)
-            enc = pc.dictionary_encode(held)
-            texts = pc.dictionary_encode(_as_text(enc.dictionary))  # distinct values may share a text
-            remap = texts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            code = remap[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
-            person = pidx.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+        # per column: the distinct (person, value as text) pairs of each row group, then of them all
+        pairs: dict[str, list[pa.Table]] = {}
+        for batch in _batches(version_dir, table, ["person_id", *columns]):
+            present = [c for c in columns if c in batch.column_names]
+            if not present or not batch.num_rows:
+                continue
+            if "person_id" not in batch.column_names:
+                raise AuditError(f"{version_dir / 'omop' / table} has no person_id column")
+            pidx = _lookup(_column(batch, "person_id"), person_ids)
+            known = pc.is_valid(pidx)
+            for column in present:
+                values = _column(batch, column)
+                keep = pc.and_(known, _is_fact(values, column))
+                enc = pc.dictionary_encode(values.filter(keep))
+                nd = max(len(enc.dictionary), 1)
+                person = pidx.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+                both = _distinct(person * nd + enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+                # the batch's distinct (person, value) pairs, the value as text (as the definitions compare)
+                texts = _as_text(enc.dictionary).take(pa.array(both % nd))
+                pairs.setdefault(column, []).append(pa.table({"p": pa.array(both // nd), "v": texts}))
+        for column in columns:
+            if column not in pairs:
+                continue
+            held = pa.concat_tables(pairs.pop(column))
+            texts = pc.dictionary_encode(held["v"].combine_chunks())
+            code = texts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            person = held["p"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
             nvalues = len(texts.dictionary)
-            pairs = _distinct(person * max(nvalues, 1) + code)
-            out.append(_FactColumn(table, column, pairs // max(nvalues, 1), pairs % max(nvalues, 1),
+            del held
+            both = _distinct(person * max(nvalues, 1) + code)
+            out.append(_FactColumn(table, column, both // max(nvalues, 1), both % max(nvalues, 1),
                                    texts.dictionary))
     return out
 

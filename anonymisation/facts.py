@@ -88,7 +88,8 @@ class TableUnits:
 
 
 def collect_units(table: str, rows: pl.DataFrame, first_unit: int) -> TableUnits | None:
-    """The distinct fact tuples of a table's rows (``rows`` needs person_id and the fact columns)."""
+    """The distinct fact tuples of a table's rows (``rows`` needs person_id and the fact columns; with a
+    ``_rows`` column, each row stands for that many rows: tuples counted part by part, then combined)."""
     spec = FACT_TABLES.get(table)
     if spec is None or "person_id" not in rows.columns:
         return None
@@ -99,7 +100,8 @@ def collect_units(table: str, rows: pl.DataFrame, first_unit: int) -> TableUnits
             slots.append(i)
     if spec.concept not in cols:
         return None
-    frame = (rows.group_by(["person_id", *cols]).agg(pl.len().cast(pl.Int64).alias(ROWS))
+    count = pl.col(ROWS).sum() if ROWS in rows.columns else pl.len()
+    frame = (rows.group_by(["person_id", *cols]).agg(count.cast(pl.Int64).alias(ROWS))
              .sort(["person_id", *cols], nulls_last=True))
     frame = frame.with_columns(pl.int_range(first_unit, first_unit + frame.height, dtype=pl.Int64).alias(UNIT))
     return TableUnits(table, cols, slots, frame)
@@ -211,21 +213,20 @@ def build_factbook(
 def units_matrix(units: Sequence[TableUnits], book: FactBook, person_index: Mapping[int, int]) -> Units:
     """All tables' units as one ``kmanon.Units`` (width = 3 coded slots + the widest cell list)."""
     width = 3 + max((len(FACT_TABLES[tu.table].cells) for tu in units), default=0)
-    persons: list[IntArray] = []
-    facts: list[IntArray] = []
-    removable: list[npt.NDArray[np.bool_]] = []
+    total = sum(tu.frame.height for tu in units)
+    # filled table by table in place (no per-table copies to concatenate: memory at a million patients)
+    persons = np.zeros(total, dtype=np.int64)
+    facts = np.full((total, width), NONE, dtype=np.int64)
+    removable = np.zeros(total, dtype=bool)
+    start = 0
     for tu in units:
-        n = tu.frame.height
-        f = np.full((n, width), NONE, dtype=np.int64)
+        end = start + tu.frame.height
         for c, s in zip(tu.columns, tu.slots, strict=True):
-            f[:, s] = book.ids(tu.frame.select(k=fact_key(tu.table, c))["k"])
-        facts.append(f)
-        persons.append(np.asarray(tu.frame["person_id"].replace_strict(person_index, return_dtype=pl.Int64)
-                                  .to_numpy(), dtype=np.int64))
-        removable.append(np.full(n, FACT_TABLES[tu.table].removable, dtype=bool))
-    if not facts:
-        return Units(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64), np.zeros(0, dtype=bool))
-    return Units(np.concatenate(persons), np.concatenate(facts), np.concatenate(removable))
+            facts[start:end, s] = book.ids(tu.frame.select(k=fact_key(tu.table, c))["k"])
+        persons[start:end] = tu.frame["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy()
+        removable[start:end] = FACT_TABLES[tu.table].removable
+        start = end
+    return Units(persons, facts, removable)
 
 
 @dataclass
@@ -282,9 +283,13 @@ def unit_decisions(tu: TableUnits, book: FactBook, before: IntArray, after: IntA
 
 
 def apply_to_rows(rows: pl.DataFrame, decisions: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
-    """The table's rows with their unit's new values; removed units' rows flagged ``_removed``."""
+    """The table's rows with their unit's new values; removed units' rows flagged ``_removed``. A row
+    whose unit has no decision (``decisions`` may hold only the units that change) keeps its values,
+    with ``_removed`` and ``_generalised`` null."""
     keys = ["person_id", *columns]
     dec = decisions.select(*keys, *[f"_new_{c}" for c in columns], "_removed", "_generalised")
     out = rows.join(dec, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return out.with_columns([pl.col(f"_new_{c}").alias(c) for c in columns]).drop([f"_new_{c}" for c in columns])
+    decided = pl.col("_removed").is_not_null()
+    return out.with_columns([pl.when(decided).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).alias(c)
+                             for c in columns]).drop([f"_new_{c}" for c in columns])
 

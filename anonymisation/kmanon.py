@@ -381,9 +381,15 @@ def persons_at_risk(units: Units, person_class: IntArray, k: int, m: int,
     counts[0] = int(small.sum())
     if m == 0:
         return counts
-    w = units.facts.shape[1]
-    p_all = np.concatenate([np.repeat(units.person, w), pin_p])
-    f_all = np.concatenate([units.facts.ravel(), pin_f])
+    # (person, fact) of every held fact, in unit order then slot order; int32 where the ids fit (memory:
+    # tens of millions of pairs at a million patients)
+    held = units.facts >= 0
+    narrow = max(len(person_class), int(units.facts.max(initial=0)) + 1, int(pin_f.max(initial=0)) + 1) < 2**31
+    dtype = np.int32 if narrow else np.int64
+    p_all = np.concatenate([np.broadcast_to(units.person[:, None], units.facts.shape)[held].astype(dtype),
+                            pin_p.astype(dtype)])
+    f_all = np.concatenate([units.facts[held].astype(dtype), pin_f.astype(dtype)])
+    del held
     keep = (f_all >= 0) & live[p_all] & ~small[p_all]  # a class below k is at risk at every level already
     p_all, f_all = p_all[keep], f_all[keep]
     order = np.argsort(person_class[p_all], kind="stable")

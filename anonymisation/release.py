@@ -25,7 +25,8 @@ import datetime as dt
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import polars as pl
 from anonymisation import dates
 from anonymisation.consolidate import consolidate_persons
 from anonymisation.facts import (
+    ROWS,
     TableOutcome,
     TableUnits,
     apply_to_rows,
@@ -79,6 +81,10 @@ from transforms.storage import scan_parquet_files
 
 IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
+# tables released whole (all sites at once): small, and without person_id (publishing sorts a table by
+# person_id; one without keeps the release's order, the whole table's sort); a provider's attributes
+# need every provider
+_WHOLE = frozenset({"provider", "care_site", "cdm_source", "episode_event"})
 SEX = {8507: "M", 8532: "F"}
 SEX_BACK = {"M": 8507, "F": 8532}
 MISSING = "*"
@@ -327,11 +333,60 @@ def _read(tables: Mapping[str, pl.DataFrame], table: str, cols: list[str] | None
     return df.select([c for c in cols if c in df.columns]) if cols is not None else df
 
 
+def _has(tables: Mapping[str, pl.DataFrame], table: str) -> bool:
+    """Whether a site has the table (by its names: ``in`` on a lazy mapping would read the table)."""
+    return table in list(tables)
+
+
+def _parts(tables: Mapping[str, pl.DataFrame], table: str, cols: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    """A table of one site part by part: each of its Parquet parts in name order (part-0, part-00001,
+    ...), only ``cols`` when given; a table held in memory is one part."""
+    files = getattr(tables, "files", None)
+    paths = files(table) if callable(files) else []
+    if not paths:
+        df = tables[table]
+        yield df.select([c for c in cols if c in df.columns]) if cols is not None else df
+        return
+    for path in paths:
+        yield scan_parquet_files([path], cols).collect()
+
+
+def _site_parts(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str) -> Iterator[pl.DataFrame]:
+    """Every part of a table, site by site (sorted), then part by part, tagged with its ``_site``."""
+    for s in sorted(site_tables):
+        if _has(site_tables[s], table):
+            for part in _parts(site_tables[s], table):
+                yield part.with_columns(_site=pl.lit(s))
+
+
+def _whole(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str) -> pl.DataFrame:
+    """A (small) table of every site in one frame, tagged with its ``_site``."""
+    out = _all_sites(site_tables, table, tag=True)
+    assert out is not None
+    return out
+
+
+def _table_units(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str, offset: int) -> TableUnits | None:
+    """The fact units of a table over all sites, counted part by part (only person_id and the fact
+    columns are read, and each part is reduced to its distinct tuples before they are combined)."""
+    cols = ["person_id", *_fact_columns(table)]
+    counted = []
+    for s in sorted(site_tables):
+        if _has(site_tables[s], table):
+            for part in _parts(site_tables[s], table, cols):
+                if part.height:
+                    counted.append(part.group_by(part.columns).agg(pl.len().cast(pl.Int64).alias(ROWS)))
+    if not counted:
+        return None
+    tu = collect_units(table, pl.concat(counted, how="vertical_relaxed"), offset)
+    return tu if tu is not None and tu.frame.height else None
+
+
 def _all_sites(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str,
                cols: list[str] | None = None, tag: bool = False) -> pl.DataFrame | None:
     frames = []
     for s in sorted(site_tables):
-        if table in site_tables[s]:
+        if _has(site_tables[s], table):
             df = _read(site_tables[s], table, cols)
             frames.append(df.with_columns(_site=pl.lit(s)) if tag else df)
     return pl.concat(frames, how="vertical_relaxed") if frames else None
@@ -404,11 +459,8 @@ def build_release(
     units: list[TableUnits] = []
     offset = 0
     for t in FACT_TABLES:
-        fact_rows = _all_sites(site_tables, t, ["person_id", *_fact_columns(t)])
-        if fact_rows is None or fact_rows.is_empty():
-            continue
-        tu = collect_units(t, fact_rows, offset)
-        if tu is not None and tu.frame.height:
+        tu = _table_units(site_tables, t, offset)
+        if tu is not None:
             units.append(tu)
             offset += tu.frame.height
     m = policy.attacker_facts if anonymised else 0
@@ -469,15 +521,20 @@ def build_release(
         after_facts, after_removed = after, removed
         persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
+        n_live, n_classes, n_rounds = sub.facts.shape[0], km.classes, km.rounds
+        del sub, km, live  # copies of the units matrix: memory at a million patients
         start = 0
-        for tu in units:
+        for i, tu in enumerate(units):
             dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
-            decisions[tu.table] = dec
+            # only the units that change: the rows of the others keep their values (apply_to_rows)
+            decisions[tu.table] = dec.filter(pl.col("_removed") | pl.col("_generalised"))
             outcomes[tu.table] = outcome
             start += tu.frame.height
+            units[i] = TableUnits(tu.table, tu.columns, tu.slots, tu.frame.clear())  # the units matrix stays
+            del dec, tu
         km_seconds = time.perf_counter() - t0
-        say(f"facts: k^{m} over {len(book.keys):,} facts of {sub.facts.shape[0]:,} units in {km.classes:,} classes, "
-            f"{km.rounds:,} rounds, {km_seconds:.1f} s")
+        say(f"facts: k^{m} over {len(book.keys):,} facts of {n_live:,} units in {n_classes:,} classes, "
+            f"{n_rounds:,} rounds, {km_seconds:.1f} s")
     # a class that lost persons to the fact stage below k loses the rest too (k over persons holds)
     if fact_suppressed_persons:
         left = kept.filter(~pl.col("person_id").is_in(sorted(fact_suppressed_persons)))
@@ -542,87 +599,88 @@ def build_release(
     rows: dict[str, int] = {}
     acc += _per_person_accounting("person", {s: _read(site_tables[s], "person", ["person_id"]) for s in sites}, sup)
 
-    # ---- every other table, one at a time
+    # ---- every other table, one at a time, each site by site and part by part (bounded memory): a part
+    # is released as soon as it is done; only what later tables need is kept (ids, era columns, spans)
     names = {t for s in sites for t in site_tables[s]} - {"person", "location", "observation_period"}
     ordered = [t for t in ORDER if t in names] + sorted(names - set(ORDER))
     kept_ids: dict[str, pl.Series] = {}
     removed_episodes = pl.Series("episode_id", [], dtype=pl.Int64)
-    period: list[pl.DataFrame] = []
+    period: pl.DataFrame | None = None  # person_id, start, end: the released rows' span of each person
     released_for_eras: dict[str, pl.DataFrame] = {}
     death_level = result.levels.get("death_year", 0)
     provider_summary: dict[str, Any] = {}
+    ctx = _TableContext(sup, decisions, policy, hierarchies, death_level, qi_cols, deltas)
     for t in ordered:
         if t in ("condition_era", "drug_era", "dose_era"):
             continue  # recomputed below from the released rows
-        all_rows = _all_sites(site_tables, t, tag=True)
-        assert all_rows is not None
-        has_person = "person_id" in all_rows.columns
-        all_rows = all_rows.with_columns(
-            _sup=pl.col("person_id").is_in(sup) if has_person else pl.lit(False),
-            _removed=pl.lit(False), _generalised=pl.lit(False), _withheld=pl.lit(False))
-        if t in decisions:
-            cols = [c for c in _fact_columns(t) if c in all_rows.columns]
-            applied = apply_to_rows(all_rows.drop("_removed", "_generalised"), decisions[t], cols)
-            all_rows = applied.with_columns(pl.col("_removed").fill_null(False), pl.col("_generalised").fill_null(False))
-        if t == "note" and not policy.publish_notes:
-            all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))
-        if t == "death" and death_level and _is_top(hierarchies.get("death_year"), death_level):
-            all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))  # death year withheld: no death row
-        if t == "episode":
-            all_rows = all_rows.with_columns(
-                episode_parent_id=pl.when(pl.col("episode_parent_id").is_in(removed_episodes.implode()))
-                .then(None).otherwise(pl.col("episode_parent_id")))
-        if t == "episode_event":
-            gone = pl.col("episode_id").is_in(removed_episodes.implode())
-            for fconcept, target in EPISODE_EVENT_FIELDS.items():
-                ok = kept_ids.get(target)
-                if ok is not None:
-                    gone = gone | ((pl.col("episode_event_field_concept_id") == fconcept)
-                                   & ~pl.col("event_id").is_in(ok.implode()))
-            all_rows = all_rows.with_columns(_removed=~pl.col("_sup") & gone)
-        for (link_table, link_col), field_col in EVENT_LINKS.items():
-            # a modifier (a stage measurement) of a record the release removed goes with it: left
-            # behind, it would still say what the record said (a staged cancer) and dangle
-            if link_table == t and link_col in all_rows.columns and field_col in all_rows.columns:
-                orphaned = pl.lit(False)
-                for fconcept, target in EPISODE_EVENT_FIELDS.items():
-                    ok = kept_ids.get(target)
-                    if ok is not None:
-                        orphaned = orphaned | ((pl.col(field_col) == fconcept) & pl.col(link_col).is_not_null()
-                                               & ~pl.col(link_col).is_in(ok.implode()))
-                all_rows = all_rows.with_columns(_removed=pl.col("_removed") | (~pl.col("_sup") & orphaned))
-        drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
-        if t == "episode":
-            removed_episodes = all_rows.filter(drop)["episode_id"]
-        if t == "care_site" and "postcode" in qi_cols:  # locations are the persons' generalised ones now
-            all_rows = all_rows.with_columns(location_id=pl.lit(None, pl.Int64))
-        if t == "provider":  # staff are data subjects: attributes only where k providers share them
-            prov = protect_providers(all_rows.drop("_site", "_sup", "_removed", "_generalised", "_withheld"), policy.k)
-            all_rows = all_rows.select("provider_id", "_site", "_sup", "_removed", "_generalised", "_withheld").join(
-                prov.frame, on="provider_id", how="left", maintain_order="left")
-            provider_summary = prov.summary
-        acc += _table_accounting(t, all_rows, sites, has_person or t == "episode_event")
-        out = all_rows.filter(~drop).drop("_site", "_sup", "_removed", "_generalised", "_withheld")
-        out = out.with_columns([pl.lit(None, pl.String).alias(c) for c in TOKENISED.get(t, ()) if c in out.columns])
-        out = dates.shift(out, deltas)
-        if t in PERIOD_DATES:
-            s_col, e_col = PERIOD_DATES[t]
-            period.append(out.select("person_id", start=pl.col(s_col), end=pl.coalesce(pl.col(e_col), pl.col(s_col))))
-        if t == "condition_occurrence":
-            released_for_eras[t] = out.select("person_id", "condition_concept_id", "condition_start_date", "condition_end_date")
-        if t == "drug_exposure":
-            released_for_eras[t] = out.select("person_id", "drug_concept_id", "drug_exposure_start_date",
-                                              "drug_exposure_end_date", "days_supply")
         pk = cdm.table(t).primary_key
-        if t in EPISODE_EVENT_FIELDS.values() and pk:
-            kept_ids[t] = out[pk]
-        tables[t] = _finish(out, t, policy, secret, permit)
-        if pk and pk != "person_id" and pk in tables[t].columns and tables[t][pk].is_duplicated().any():
-            raise CollisionError(f"{t}: two sites' rows got the same {pk}; nothing was published, report this")
-        del all_rows, out
-        rows[t] = tables[t].height
+        counts: dict[str, Counter[str]] = {}
+        per_person = False
+        keys: list[pl.Series] = []  # the primary key of every released row (the check across sites)
+        links: list[pl.Series] = []  # episode: the ids it drops; target of episode events: the ids it keeps
+        era_parts: list[pl.DataFrame] = []
+        spans: list[pl.DataFrame] = []
+        whole: list[pl.DataFrame] = []  # without a sink, or a table kept whole: its released parts
+        n_rows = 0
+        sunk = False
+        whole_table = t in _WHOLE or (t in cdm.tables() and "person_id" not in cdm.table(t).polars_schema)
+        chunks = [_whole(site_tables, t)] if whole_table else _site_parts(site_tables, t)
+        for chunk in chunks:
+            done = _release_rows(ctx, t, chunk, kept_ids, removed_episodes)
+            per_person = per_person or done.per_person
+            _count(counts, done.counts)
+            if t == "provider":
+                provider_summary = done.provider_summary
+            if t == "episode":
+                links.append(done.dropped_episodes)
+            out = done.out
+            if t in PERIOD_DATES:
+                s_col, e_col = PERIOD_DATES[t]
+                spans.append(out.group_by("person_id").agg(start=pl.col(s_col).min(),
+                                                           end=pl.coalesce(pl.col(e_col), pl.col(s_col)).max()))
+            if t == "condition_occurrence":
+                era_parts.append(out.select("person_id", "condition_concept_id", "condition_start_date",
+                                            "condition_end_date"))
+            if t == "drug_exposure":
+                era_parts.append(out.select("person_id", "drug_concept_id", "drug_exposure_start_date",
+                                            "drug_exposure_end_date", "days_supply"))
+            if t in EPISODE_EVENT_FIELDS.values() and pk:
+                links.append(out[pk])
+            fin = _finish(out, t, policy, secret, permit)
+            del out, done
+            if pk and pk != "person_id" and pk in fin.columns:
+                keys.append(fin[pk])
+            n_rows += fin.height
+            if sink is not None and t not in _KEPT:
+                if fin.height:
+                    sink(t, fin)
+                    sunk = True
+                elif not whole:
+                    whole.append(fin)  # the schema of a table with no released row
+            else:
+                whole.append(fin)
+            del fin
+        # the primary keys of every site's rows, checked once the table is done: a collision fails the
+        # release (the sink's parts are then never committed)
+        _check_keys(t, pk, keys)
+        del keys
         if sink is not None and t not in _KEPT:
-            sink(t, tables.pop(t))
+            if not sunk:  # a table with no released row: one empty part of its schema
+                sink(t, whole[0] if whole else cdm.conform(pl.DataFrame(), t))
+        else:
+            tables[t] = _combine(whole, t)
+        whole.clear()
+        acc += _accounting_rows(t, counts, sites, per_person or t == "episode_event")
+        if t == "episode":
+            removed_episodes = pl.concat(links) if links else removed_episodes
+        elif t in EPISODE_EVENT_FIELDS.values() and pk and links:
+            kept_ids[t] = pl.concat(links)
+        if era_parts:
+            released_for_eras[t] = pl.concat(era_parts, how="vertical_relaxed")
+        if spans:
+            period = _spans([*([period] if period is not None else []), *spans])
+        rows[t] = n_rows
+        say(f"{t}: {n_rows:,} rows released ({time.perf_counter() - started:.1f} s)")
 
     say(f"tables released ({time.perf_counter() - started:.1f} s)")
     # ---- eras, recomputed from the released rows (their facts are then implied by released facts)
@@ -659,9 +717,8 @@ def build_release(
         observation_period_end_date=pl.col("observation_period_end_date").max(),
         period_type_concept_id=pl.col("period_type_concept_id").first(),
     )
-    if period:
-        spans = pl.concat(period).group_by("person_id").agg(_s=pl.col("start").min(), _e=pl.col("end").max())
-        base = base.join(spans, on="person_id", how="left").with_columns(
+    if period is not None:
+        base = base.join(period.select("person_id", _s="start", _e="end"), on="person_id", how="left").with_columns(
             observation_period_start_date=pl.coalesce("_s", "observation_period_start_date"),
             observation_period_end_date=pl.coalesce("_e", "observation_period_end_date"),
         ).drop("_s", "_e")
@@ -724,6 +781,137 @@ def build_release(
     rows.update({t: df.height for t, df in tables.items()})
     timings = {"facts_seconds": round(km_seconds, 3), "seconds": round(time.perf_counter() - started, 3)}
     return ReleaseResult(tables, accounting, result, report, summary, rows, timings, deltas)
+
+
+# --------------------------------------------------------------------------- one part of a table
+
+
+@dataclass
+class _TableContext:
+    """The global decisions every part of every table is released with."""
+
+    sup: pl.Series  # suppressed persons (one list)
+    decisions: Mapping[str, pl.DataFrame]
+    policy: PrivacyPolicy
+    hierarchies: Mapping[str, Hierarchy]
+    death_level: int
+    qi_cols: list[str]
+    deltas: pl.DataFrame | None
+
+
+@dataclass
+class _Released:
+    out: pl.DataFrame  # the released rows (before _finish)
+    counts: dict[str, Counter[str]]  # per site: in, sup, rem, with, gen
+    per_person: bool
+    dropped_episodes: pl.Series
+    provider_summary: dict[str, Any]
+
+
+def _release_rows(ctx: _TableContext, t: str, all_rows: pl.DataFrame, kept_ids: Mapping[str, pl.Series],
+                  removed_episodes: pl.Series) -> _Released:
+    """One part of a table (tagged ``_site``) through the release's decisions: suppressed persons, the
+    facts' new values, withheld notes and deaths, dropped episode links, orphaned modifiers; tokenised
+    ids nulled and dates moved."""
+    policy = ctx.policy
+    has_person = "person_id" in all_rows.columns
+    all_rows = all_rows.with_columns(
+        _sup=pl.col("person_id").is_in(ctx.sup) if has_person else pl.lit(False),
+        _removed=pl.lit(False), _generalised=pl.lit(False), _withheld=pl.lit(False))
+    if t in ctx.decisions:
+        dec = ctx.decisions[t]
+        cols = [c for c in _fact_columns(t) if c in all_rows.columns]
+        # a part's column of nulls only may be typed apart from the decisions' (made over every part)
+        all_rows = all_rows.with_columns([pl.col(c).cast(dec.schema[c]) for c in ["person_id", *cols]
+                                          if c in dec.schema and all_rows.schema[c] != dec.schema[c]])
+        applied = apply_to_rows(all_rows.drop("_removed", "_generalised"), dec, cols)
+        all_rows = applied.with_columns(pl.col("_removed").fill_null(False), pl.col("_generalised").fill_null(False))
+    if t == "note" and not policy.publish_notes:
+        all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))
+    if t == "death" and ctx.death_level and _is_top(ctx.hierarchies.get("death_year"), ctx.death_level):
+        all_rows = all_rows.with_columns(_withheld=~pl.col("_sup"))  # death year withheld: no death row
+    if t == "episode":
+        all_rows = all_rows.with_columns(
+            episode_parent_id=pl.when(pl.col("episode_parent_id").is_in(removed_episodes.implode()))
+            .then(None).otherwise(pl.col("episode_parent_id")))
+    if t == "episode_event":
+        gone = pl.col("episode_id").is_in(removed_episodes.implode())
+        for fconcept, target in EPISODE_EVENT_FIELDS.items():
+            ok = kept_ids.get(target)
+            if ok is not None:
+                gone = gone | ((pl.col("episode_event_field_concept_id") == fconcept)
+                               & ~pl.col("event_id").is_in(ok.implode()))
+        all_rows = all_rows.with_columns(_removed=~pl.col("_sup") & gone)
+    for (link_table, link_col), field_col in EVENT_LINKS.items():
+        # a modifier (a stage measurement) of a record the release removed goes with it: left
+        # behind, it would still say what the record said (a staged cancer) and dangle
+        if link_table == t and link_col in all_rows.columns and field_col in all_rows.columns:
+            orphaned = pl.lit(False)
+            for fconcept, target in EPISODE_EVENT_FIELDS.items():
+                ok = kept_ids.get(target)
+                if ok is not None:
+                    orphaned = orphaned | ((pl.col(field_col) == fconcept) & pl.col(link_col).is_not_null()
+                                           & ~pl.col(link_col).is_in(ok.implode()))
+            all_rows = all_rows.with_columns(_removed=pl.col("_removed") | (~pl.col("_sup") & orphaned))
+    drop = pl.col("_sup") | pl.col("_removed") | pl.col("_withheld")
+    dropped = all_rows.filter(drop)["episode_id"] if t == "episode" else pl.Series("episode_id", [], pl.Int64)
+    if t == "care_site" and "postcode" in ctx.qi_cols:  # locations are the persons' generalised ones now
+        all_rows = all_rows.with_columns(location_id=pl.lit(None, pl.Int64))
+    provider_summary: dict[str, Any] = {}
+    if t == "provider":  # staff are data subjects: attributes only where k providers share them
+        prov = protect_providers(all_rows.drop("_site", "_sup", "_removed", "_generalised", "_withheld"), policy.k)
+        all_rows = all_rows.select("provider_id", "_site", "_sup", "_removed", "_generalised", "_withheld").join(
+            prov.frame, on="provider_id", how="left", maintain_order="left")
+        provider_summary = prov.summary
+    per_person = has_person or t == "episode_event"
+    counts = _chunk_counts(all_rows, per_person)
+    out = all_rows.filter(~drop).drop("_site", "_sup", "_removed", "_generalised", "_withheld")
+    del all_rows
+    out = out.with_columns([pl.lit(None, pl.String).alias(c) for c in TOKENISED.get(t, ()) if c in out.columns])
+    return _Released(dates.shift(out, ctx.deltas), counts, has_person, dropped, provider_summary)
+
+
+def _chunk_counts(all_rows: pl.DataFrame, per_person: bool) -> dict[str, Counter[str]]:
+    """Per site: rows in, and (per person) suppressed, fact-suppressed, withheld and generalised rows,
+    each counted under the first reason that applies."""
+    sup, rem, wit, gen = pl.col("_sup"), pl.col("_removed"), pl.col("_withheld"), pl.col("_generalised")
+    aggs = [pl.len().alias("in")]
+    if per_person:
+        aggs += [sup.sum().alias("sup"), (rem & ~sup).sum().alias("rem"), (wit & ~sup & ~rem).sum().alias("with"),
+                 (gen & ~sup & ~rem & ~wit).sum().alias("gen")]
+    out: dict[str, Counter[str]] = {}
+    for r in all_rows.group_by("_site").agg(aggs).iter_rows(named=True):
+        out[str(r["_site"])] = Counter({k: int(v) for k, v in r.items() if k != "_site"})
+    return out
+
+
+def _count(total: dict[str, Counter[str]], part: Mapping[str, Counter[str]]) -> None:
+    for site, c in part.items():
+        total.setdefault(site, Counter()).update(c)
+
+
+def _check_keys(t: str, pk: str | None, keys: list[pl.Series]) -> None:
+    """Two sites' rows with the same primary key (sorted, neighbours compared: no hash set)."""
+    if not pk or not keys:
+        return
+    ids = pl.concat(keys).sort()
+    if ids.null_count() > 1 or (ids.len() > 1 and bool((ids.slice(1) == ids.slice(0, ids.len() - 1)).any())):
+        raise CollisionError(f"{t}: two sites' rows got the same {pk}; nothing was published, report this")
+
+
+def _spans(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """person_id, start, end: the released rows' span of each person, combined over parts and tables."""
+    return pl.concat(frames, how="vertical_relaxed").group_by("person_id").agg(
+        start=pl.col("start").min(), end=pl.col("end").max())
+
+
+def _combine(parts: list[pl.DataFrame], table: str) -> pl.DataFrame:
+    """A table released part by part, in one frame sorted as ``_finish`` sorts one part."""
+    if not parts:
+        return cdm.conform(pl.DataFrame(), table)
+    out = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
+    return out.sort(_order(out, table))
+
 
 
 def _km_figures(policy: PrivacyPolicy, problem: Problem, frame: pl.DataFrame, person_index: Mapping[int, int],
@@ -801,9 +989,13 @@ def _finish(df: pl.DataFrame, table: str, policy: PrivacyPolicy, secret: bytes, 
     if permit is not None and policy.mode == "pseudonymised":
         out = rekey_table(out, table, secret, permit)
     out = cdm.conform(out, table)
+    return out.sort(_order(out, table))
+
+
+def _order(df: pl.DataFrame, table: str) -> list[str]:
+    """A released table's (or part's) order: person_id, then the primary key."""
     pk = cdm.table(table).primary_key
-    order = [c for c in ("person_id", pk) if c and c in out.columns] or out.columns[:2]
-    return out.sort(order)
+    return [c for c in ("person_id", pk) if c and c in df.columns] or df.columns[:2]
 
 
 def _emit(tables: dict[str, pl.DataFrame], rows: dict[str, int], sink: Callable[[str, pl.DataFrame], None] | None,
@@ -819,18 +1011,18 @@ def _produced(table: str, df: pl.DataFrame) -> list[dict[str, object]]:
     return [dict(site="all", table=table, category="produced", reason_code=None, rows=df.height)]
 
 
-def _table_accounting(t: str, all_rows: pl.DataFrame, sites: list[str], per_person: bool) -> list[dict[str, object]]:
+def _accounting_rows(t: str, counts: Mapping[str, Counter[str]], sites: list[str],
+                     per_person: bool) -> list[dict[str, object]]:
+    """The accounting of a table from its counts per site (summed over its parts)."""
     out: list[dict[str, object]] = []
     for s in sites:
-        part = all_rows.filter(pl.col("_site") == s)
+        c = counts.get(s, Counter())
+        height = c["in"]
         if not per_person:
-            out.append(dict(site=s, table=t, category="produced", reason_code=None, rows=part.height))
+            out.append(dict(site=s, table=t, category="produced", reason_code=None, rows=height))
             continue
-        n_sup = int(part["_sup"].sum())
-        n_rem = int((part["_removed"] & ~part["_sup"]).sum())
-        n_with = int((part["_withheld"] & ~part["_sup"] & ~part["_removed"]).sum())
-        n_gen = int((part["_generalised"] & ~part["_sup"] & ~part["_removed"] & ~part["_withheld"]).sum())
-        out.append(dict(site=s, table=t, category="in", reason_code=None, rows=part.height))
+        n_sup, n_rem, n_with, n_gen = c["sup"], c["rem"], c["with"], c["gen"]
+        out.append(dict(site=s, table=t, category="in", reason_code=None, rows=height))
         if n_sup:
             out.append(dict(site=s, table=t, category="suppressed", reason_code="release.k_anonymity", rows=n_sup))
         if n_rem:
@@ -841,7 +1033,7 @@ def _table_accounting(t: str, all_rows: pl.DataFrame, sites: list[str], per_pers
             out.append(dict(site=s, table=t, category="suppressed", reason_code=reason, rows=n_with))
         if n_gen:
             out.append(dict(site=s, table=t, category="generalised", reason_code="release.fact_generalised", rows=n_gen))
-        out.append(dict(site=s, table=t, category="out", reason_code=None, rows=part.height - n_sup - n_rem - n_with))
+        out.append(dict(site=s, table=t, category="out", reason_code=None, rows=height - n_sup - n_rem - n_with))
     return out
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from transforms.storage import fs_of, is_remote, sha256_file, url_of
+from transforms.storage import fs_of, is_remote, scan_parquet_files, sha256_file, url_of
 
 if TYPE_CHECKING:
     from anonymisation.leakscan import Identifiers
@@ -163,6 +163,51 @@ def _sorted(df: pl.DataFrame) -> pl.DataFrame:
     """person_id then the table's main date (then every column, for a total order)."""
     keys = [c for c in ("person_id", *DATE_COLUMNS) if c in df.columns]
     return df.sort([*keys, *[c for c in df.columns if c not in keys]], nulls_last=True) if keys else df
+
+
+PUBLISH_CHUNK_ROWS = 2_000_000  # a larger table is sorted and written range of person_id by range
+
+
+def write_sorted(tables: Mapping[str, pl.DataFrame], name: str, target: Path) -> pl.Schema:
+    """Write one table sorted (``_sorted``) as one Parquet file. A table read from Parquet parts
+    (``tables.files``, e.g. ``LazyTables`` of the release zone) of more than PUBLISH_CHUNK_ROWS rows is
+    never whole in memory: it is read range of person_id by range (pseudonymous ids are spread
+    evenly; rows without a person_id come last, as ``_sorted`` puts them), each range sorted and
+    appended as row groups: the same rows in the same order as one sort of the whole table."""
+    files = getattr(tables, "files", None)
+    paths = files(name) if callable(files) else []
+    if paths:
+        lf = scan_parquet_files(paths)
+        rows = lf.select(pl.len()).collect().item()
+        if rows > PUBLISH_CHUNK_ROWS and "person_id" in lf.collect_schema().names():
+            lo, hi = lf.select(pl.col("person_id").min(), pl.col("person_id").max().alias("hi")).collect().row(0)
+            if lo is not None and hi is not None:
+                return _write_in_ranges(lf, int(lo), int(hi), -(-rows // PUBLISH_CHUNK_ROWS), target)
+    df = _sorted(tables[name])
+    df.write_parquet(target, compression="zstd", statistics=True, row_group_size=128 * 1024)
+    return df.schema
+
+
+def _write_in_ranges(lf: pl.LazyFrame, lo: int, hi: int, ranges: int, target: Path) -> pl.Schema:
+    width = (hi - lo) // ranges + 1
+    writer: pq.ParquetWriter | None = None
+    schema = lf.collect_schema()
+    try:
+        for i in range(ranges):
+            start = lo + i * width
+            inside = pl.col("person_id") >= start
+            last = i == ranges - 1
+            part = _sorted(lf.filter((inside | pl.col("person_id").is_null()) if last
+                                     else inside & (pl.col("person_id") < start + width)).collect())
+            table = part.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema, compression="zstd", write_statistics=True)
+            writer.write_table(table, row_group_size=128 * 1024)
+            del part, table
+    finally:
+        if writer is not None:
+            writer.close()
+    return pl.Schema(schema)
 
 
 def write_catalog_duckdb(version_dir: Path, tables: list[str]) -> None:
@@ -322,11 +367,9 @@ def publish_release(
     try:
         schemas: dict[str, list[tuple[str, str]]] = {}
         for name in sorted(tables):
-            df = _sorted(tables[name])
-            schemas[name] = [(c, str(t)) for c, t in df.schema.items()]
             target = tmp / "omop" / name / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(target, compression="zstd", statistics=True, row_group_size=128 * 1024)
+            schemas[name] = [(c, str(t)) for c, t in write_sorted(tables, name, target).items()]
             written(target)
         if vocabulary is not None:
             subset = write_vocabulary(tmp, vocabulary, sorted(tables), written)

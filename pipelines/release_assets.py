@@ -44,10 +44,12 @@ from schemas.config import Config
 from transforms.inventory import Inventory, landing_inventory
 from transforms.storage import (
     LazyTables,
+    PartitionWriter,
     Workspace,
     download_tree,
     has_partition,
     read_partition,
+    remove_tree,
     write_partition,
 )
 from transforms.vocabulary import load_vocabulary
@@ -186,18 +188,31 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         ids, persons = release_identifiers(ws, config, key.secret)
         scan = LeakScan(ids)
 
-        def sink(t: str, df: pl.DataFrame) -> None:  # each table written and scanned as soon as it is released
-            write_partition(df, ws.lake("release", t))
+        writers: dict[str, PartitionWriter] = {}
+
+        def sink(t: str, df: pl.DataFrame) -> None:
+            """Each part of a table written (lake/release/<table>/part-*.parquet, in the order the release
+            hands them: site by site, part by part) and scanned as soon as it is released."""
+            writer = writers.get(t)
+            if writer is None:
+                writer = writers[t] = PartitionWriter(ws.lake("release", t))
+            writer.write(df, writer.parts)
             scan.table(t, df)
 
         try:
             result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,
                                    dataset_dir=ws.dataspace / config.release.dataset, permit=config.release.permit,
                                    true_death_years=_death_years(ws, config.sites), log=context.log.info)
-        except (NoSolutionError, CollisionError, ValueError) as e:
-            raise _fail(str(e)) from None
-        for t, df in result.tables.items():
-            sink(t, df)
+            for t, df in result.tables.items():
+                sink(t, df)
+        except BaseException as e:
+            for writer in writers.values():  # nothing half-released replaces the last release's tables
+                remove_tree(writer.tmp)
+            if isinstance(e, NoSolutionError | CollisionError | ValueError):
+                raise _fail(str(e)) from None
+            raise
+        for writer in writers.values():
+            writer.commit()
         explained = explain_release_dates(ws, config.sites, scan, persons, result.date_deltas, config.policy.event_dates)
         write_private(ws, persons.with_columns(birth_date_coincidence=pl.col("person_id").is_in(sorted(explained)))
                       .select(*PERSONS_SCHEMA), ws.release_persons)

@@ -11,7 +11,7 @@ Parquet through polars or DuckDB) goes through the helpers here, which branch on
     lake/<zone>/<table>/site=<site>/part-0.parquet      zones raw, omop, pseudo (hive style); a site run
                                                         in person buckets has one part per bucket
                                                         (part-0.parquet, part-00001.parquet, ...)
-    lake/release/<table>/part-0.parquet                 the release, all sites
+    lake/release/<table>/part-*.parquet                 the release, all sites (one part per released site part)
     lake/identity/patients/site=<site>/part-0.parquet   the identifiable zone's direct identifiers per
                                                         person (folders 0700, files 0600): never an
                                                         asset, never published; read only by the
