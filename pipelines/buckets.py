@@ -1,6 +1,6 @@
 """The site stages processed in person buckets (``transforms/buckets.py``) or, generally, in parts.
 
-Formats whose files can be large (``synthea-csv``) are split once into buckets of about 5,000
+Formats whose files can be large (``synthea-csv``, ``hospital-csv``, ``fhir-bulk``) are split once into buckets of about 5,000
 patients; the raw stage checks (adapter checks, then the great-expectations suite) and writes each
 bucket as one Parquet part of every raw partition, and the OMOP stage harmonises part by part. The
 pseudo stage works part by part for every site (a site that was not bucketed has one part). Memory
@@ -34,12 +34,13 @@ from schemas.config import Source
 from schemas.extract import Entity
 from schemas.mapping import load_mapping
 from schemas.policy import PrivacyPolicy
-from transforms.adapters import synthea
+from transforms.adapters import FILE, fhir, synthea
 from transforms.adapters.hospital_csv import EVENT_ENTITIES, split_hospital
 from transforms.adapters.registry import Format
 from transforms.contracts import ContractResult, format_suite, merge_contract_results, move_failed_rows
 from transforms.contracts import validate_entity as validate_contract
 from transforms.ingest import (
+    LINE,
     EntityResult,
     IngestResult,
     OrphanEvents,
@@ -49,11 +50,19 @@ from transforms.ingest import (
 )
 from transforms.omop import GLOBAL_TABLES, OMOP_TABLES, OmopResult, harmonise_buckets, parts_accounting
 from transforms.staging import Staging
-from transforms.storage import PartitionWriter, Workspace, partition_files, read_parquet_files, read_partition
+from transforms.storage import (
+    PartitionWriter,
+    Workspace,
+    has_partition,
+    partition_files,
+    read_parquet_files,
+    read_partition,
+    write_parquet_file,
+)
 from transforms.vocabulary import Vocabulary
 
-BUCKETED_FORMATS = ("synthea-csv", "hospital-csv")
-SHARED = {"synthea-csv": synthea.SHARED_ENTITIES}  # entities read whole, once (one part), per format
+BUCKETED_FORMATS = ("synthea-csv", "hospital-csv", "fhir-bulk")
+SHARED = {"synthea-csv": synthea.SHARED_ENTITIES, "fhir-bulk": fhir.SHARED_ENTITIES}  # entities read whole, once (one part), per format
 Log = Callable[[str], None]
 
 
@@ -110,6 +119,8 @@ def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.d
     """Split the site's extract, check every bucket and write it as part ``k`` of each raw partition."""
     if fmt.name == "hospital-csv":
         return _raw_hospital(site, src, fmt, ws, now, log, orphan_events)
+    if fmt.name == "fhir-bulk":
+        return _raw_fhir(site, src, fmt, ws, now, log, orphan_events)
     work = ws.work("raw", site)
     shutil.rmtree(work, ignore_errors=True)
     split = synthea.split_synthea(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log,
@@ -232,9 +243,145 @@ def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.da
     return RawOutcome(stats, merged, merge_accounting(accounting), split.missing_files, split.buckets)
 
 
+class _Parts:
+    """The raw partitions of a site written part by part: tables of the format's entities, quarantines
+    of every entity read (an empty quarantine keeps the entity's columns, as in one piece)."""
+
+    def __init__(self, fmt: Format, ws: Workspace, site: str, now: dt.datetime) -> None:
+        self.fmt, self.ws, self.site, self.now = fmt, ws, site, now
+        self.tables: dict[str, PartitionWriter] = {}
+        self.quarantines: dict[str, PartitionWriter] = {}
+        self.qschema: dict[str, pl.Schema] = {}
+        self.stats: dict[str, EntityStats] = {}
+        self.contracts: dict[str, list[ContractResult]] = {}
+        self.written: dict[str, list[Path]] = {}
+
+    def keep(self, name: str, k: int, er: EntityResult) -> None:
+        """Run the format's suite on ``er`` and write it as part ``k`` (the table even when empty)."""
+        self.qschema.setdefault(name, er.quarantine.schema)  # the adapter's columns come first
+        cr = _contract(self.fmt, er, self.now)
+        if cr is not None:
+            self.contracts.setdefault(name, []).append(cr)
+        if name in self.fmt.entities:
+            if name not in self.tables:
+                self.tables[name] = PartitionWriter(self.ws.lake("raw", f"{self.fmt.prefix}{name}", self.site))
+            self.tables[name].write(er.table, k)
+        if name not in self.quarantines:
+            self.quarantines[name] = PartitionWriter(self.ws.quarantine("raw", f"{self.fmt.prefix}{name}", self.site))
+        if er.quarantine.height:
+            self.written.setdefault(name, []).append(self.quarantines[name].write(er.quarantine, k))
+        self.stats.setdefault(name, EntityStats()).add(er)
+
+    def _align(self, name: str) -> None:
+        """Give every quarantine part of ``name`` the same columns: rows the suite moved carry the typed
+        cells, the adapter's rows the source text; a part holding both has the columns of both, as the
+        quarantine of the site in one piece has (the adapter's first)."""
+        parts = self.written.get(name, [])
+        schemas = [read_parquet_files([p]).schema for p in parts]  # quarantine parts: small
+        if len({tuple(sc.names()) for sc in schemas}) <= 1:
+            return
+        union = dict(self.qschema[name])
+        for sc in schemas:
+            for c, t in sc.items():
+                union.setdefault(c, t)
+        for p, sc in zip(parts, schemas, strict=True):
+            if sc.names() != list(union):
+                df = read_parquet_files([p])
+                df = df.with_columns([pl.lit(None, t).alias(c) for c, t in union.items() if c not in df.columns])
+                write_parquet_file(df.select(list(union)).cast(pl.Schema(union)), p, compression="zstd", statistics=True,
+                                   row_group_size=256_000)
+
+    def commit(self) -> dict[str, ContractResult]:
+        for w in self.tables.values():
+            w.commit()
+        for name, w in self.quarantines.items():
+            self._align(name)
+            w.commit(self.qschema.get(name, _QUARANTINE_SCHEMA))
+        return {name: merge_contract_results(parts) for name, parts in self.contracts.items()}
+
+
+def _raw_fhir(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log,
+              orphan_events: OrphanEvents) -> RawOutcome:
+    """fhir-bulk in person buckets: patients and encounters bucket by bucket, then the other resources.
+
+    Encounters are checked before any event, so that an event naming an encounter of another bucket
+    (of another patient) finds it among the site's valid encounters, or its quarantine reason, as in
+    one piece; duplicate ids across buckets are decided over the whole site by the split. A folder of
+    Bundles is read in one piece (one bucket)."""
+    work = ws.work("raw", site)
+    shutil.rmtree(work, ignore_errors=True)
+    split = fhir.split_fhir(site, src.path, work, persons_per_bucket=src.persons_per_bucket, progress=log,
+                            orphan_events=orphan_events)
+    out = _Parts(fmt, ws, site, now)
+    if split is None:
+        log(f"{site}: the folder holds FHIR Bundles (*.json), not only NDJSON bulk files: read in one piece "
+            "(one bucket)")
+        result = fhir.read_fhir(site, src.path, orphan_events)
+        for name, er in result.entities.items():
+            out.keep(name, 0, er)
+        return RawOutcome(out.stats, out.commit(), result.accounting(), result.missing_files, 1)
+    log(f"{site}: {split.persons:,} patients in {split.buckets} buckets of about "
+        f"{-(-split.persons // split.buckets):,}")
+    accounting: list[pl.DataFrame] = []
+    shared = split.read("shared")
+    ers = {name: split.check(name, shared.get(name, []), {}, {}) for name in split.entities("shared")}
+    for name, er in ers.items():
+        out.keep(name, 0, er)  # organizations, practitioners, roles, locations: checked and written once
+    accounting.append(IngestResult(site, dict(ers)).accounting())
+    seen = set(split.files)
+    patients: list[tuple[pl.Series, pl.DataFrame | None]] = []
+    enc_keys: list[pl.Series] = []
+    enc_quarantine: list[pl.DataFrame] = []
+    for k in range(split.buckets):
+        rows = split.read("persons", k)
+        p = split.check("patient", rows.get("patient", []), {}, {}) if "patient" in seen else None
+        valid = {"patient": p.table["id"]} if p is not None else {}
+        rejected = {"patient": p.rejected_keys} if p is not None and p.rejected_keys is not None else {}
+        e = split.check("encounter", rows.get("encounter", []), valid, rejected) if "encounter" in seen else None
+        patients.append((p.table["id"], p.rejected_keys) if p is not None else (pl.Series("id", [], pl.String), None))
+        ers = {}
+        if p is not None:
+            ers["patient"] = p
+        if e is not None:
+            enc_keys.append(e.table["id"])
+            ids = fhir.entity_frame("encounter", rows.get("encounter", [])).select(FILE, LINE, "id")
+            enc_quarantine.append(e.quarantine.select("source_file", "source_line", "reason_code").join(
+                ids, left_on=["source_file", "source_line"], right_on=[FILE, LINE], how="inner"))
+            ers["encounter"] = e
+        for name, er in ers.items():  # the suites move rows after the events' parents were taken, as in one piece
+            out.keep(name, k, er)
+        accounting.append(IngestResult(site, ers).accounting())
+        log(f"{site}: raw bucket {k + 1}/{split.buckets}: patients and encounters checked")
+    all_enc = pl.concat(enc_keys) if enc_keys else pl.Series("id", [], pl.String)
+    del enc_keys
+    enc_rejected = rejected_keys(pl.concat(enc_quarantine), pl.col("id"), pl.col("id"), all_enc) \
+        if enc_quarantine else None
+    del enc_quarantine
+    events = split.entities("events")
+    for k in range(split.buckets):
+        rows = split.read("events", k)
+        named = pl.Series("e", sorted({r["encounter"] for rs in rows.values() for r in rs if r.get("encounter")}),
+                          pl.String)
+        pk, prej = patients[k]
+        valid = {**({"patient": pk} if "patient" in seen else {}),
+                 **({"encounter": all_enc.filter(all_enc.is_in(named.implode()))} if "encounter" in seen else {})}
+        rejected = {**({"patient": prej} if prej is not None else {}),
+                    **({"encounter": enc_rejected} if enc_rejected is not None else {})}
+        ers = {name: split.check(name, rows.get(name, []), valid, rejected) for name in events}
+        for name, er in ers.items():
+            out.keep(name, k, er)
+        accounting.append(IngestResult(site, ers).accounting())
+        log(f"{site}: raw bucket {k + 1}/{split.buckets}: other resources checked")
+    contracts = out.commit()
+    shutil.rmtree(work, ignore_errors=True)
+    return RawOutcome(out.stats, contracts, merge_accounting(accounting), split.missing_files, split.buckets)
+
+
 def raw_buckets(ws: Workspace, fmt: Format, site: str) -> int:
-    """How many buckets the raw stage wrote for the site (the parts of its patients partition)."""
-    return len(partition_files(ws.lake("raw", f"{fmt.prefix}patients", site)))
+    """How many buckets the raw stage wrote for the site (the parts of its patients partition; one
+    when the site has none)."""
+    folder = ws.lake("raw", f"{fmt.prefix}{'patient' if fmt.name == 'fhir-bulk' else 'patients'}", site)
+    return len(partition_files(folder)) if has_partition(folder) else 1
 
 
 def _part(folder: Path, k: int) -> pl.DataFrame:
@@ -255,7 +402,9 @@ def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: V
     assert fmt.to_staging is not None
     to_staging = fmt.to_staging
     buckets = raw_buckets(ws, fmt, site)
-    shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in SHARED.get(fmt.name, ())}
+    present = [e for e in fmt.entities if has_partition(ws.lake("raw", f"{fmt.prefix}{e}", site))]
+    shared = {e: read_partition(ws.lake("raw", f"{fmt.prefix}{e}", site)) for e in SHARED.get(fmt.name, ())
+              if e in present}
     writers = {t: PartitionWriter(ws.lake("omop", t, site)) for t in OMOP_TABLES}
     identity = ws.identity_writer(site)
     rows = dict.fromkeys(OMOP_TABLES, 0)
@@ -264,7 +413,7 @@ def omop_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, vocab: V
     def staged() -> Iterator[Staging]:
         for k in range(buckets):
             raw = {e: shared[e] if e in shared else _part(ws.lake("raw", f"{fmt.prefix}{e}", site), k)
-                   for e in fmt.entities}
+                   for e in present}
             current["stg"] = to_staging(raw, src)
             yield current["stg"]
             log(f"{site}: OMOP bucket {k + 1}/{buckets} harmonised")

@@ -40,7 +40,7 @@ class Source(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1)
     mapping: Path | None = None
     stcm: Path | None = Field(None, description="the site's SOURCE_TO_CONCEPT_MAP for local codes (Usagi CSV)")
-    persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv and hospital-csv: patients per bucket of "
+    persons_per_bucket: int = Field(5_000, ge=1, description="synthea-csv, hospital-csv and fhir-bulk NDJSON: patients per bucket of "
                                     "the raw and OMOP stages (memory grows with it: about 1.2 GB at 5,000 Synthea "
                                     "patients); the extract is split once by patient into buckets of about this many")
     ignore: list[str] = Field(default_factory=list, description="globs, relative to the source's folder, of files the "

@@ -234,3 +234,84 @@ def test_hospital_split_errors_name_the_setting_and_no_cell(tmp_path: Path) -> N
         msg = str(e.value)
         assert "patients.csv is not a readable CSV" in msg and "the source's 'encoding' and 'delimiter'" in msg
         assert first["last_name"] not in msg and first["matricule"] not in msg and first["patient_id"] not in msg
+
+
+def _fhir_site(folder: Path, patients: int) -> tuple[str, str]:
+    """A small fhir-bulk NDJSON site; -> two patients of different buckets (2 patients a bucket)."""
+    import json
+
+    folder.mkdir(parents=True)
+    ids = [f"p{i}" for i in range(patients)]
+    bucket = dict(bucket_lookup(pl.Series(ids), bucket_count(patients, 2)).iter_rows())
+    a = ids[0]
+    b = next(i for i in ids if bucket[i] != bucket[a])
+
+    def res(rtype: str, rid: str, **fields: object) -> str:
+        return json.dumps({"resourceType": rtype, "id": rid, **fields})
+
+    code = {"coding": [{"system": "http://snomed.info/sct", "code": "44054006", "display": "Diabetes"}]}
+    (folder / "Patient.000.ndjson").write_text("".join(
+        res("Patient", p, gender="female", birthDate="1970-03-04") + "\n" for p in ids))
+    (folder / "Organization.000.ndjson").write_text(res("Organization", "o1", name="Hospital") + "\n")
+    (folder / "Encounter.000.ndjson").write_text("".join(
+        res("Encounter", f"e-{p}", status="finished", subject={"reference": f"Patient/{p}"},
+            period={"start": "2019-01-02T05:00:00Z", "end": "2019-01-02T06:00:00Z"},
+            serviceProvider={"reference": "Organization/o1"}) + "\n" for p in ids))
+
+    def cond(rid: str, p: str, day: str) -> str:
+        return res("Condition", rid, code=code, subject={"reference": f"Patient/{p}"},
+                   encounter={"reference": f"Encounter/e-{p}"}, onsetDateTime=day) + "\n"
+
+    # the same id in two files: the first file's row (a later line) wins, whatever the buckets
+    (folder / "Condition.000.ndjson").write_text(cond("c0", b, "2019-01-03") + cond("dup", a, "2019-01-02"))
+    (folder / "Condition.001.ndjson").write_text(cond("dup", b, "2019-01-04") + cond("c9", a, "2019-01-05"))
+    return a, b
+
+
+def test_fhir_buckets_decide_ids_across_files_and_buckets_as_the_whole_site(tmp_path: Path) -> None:
+    from pipelines.buckets import raw_in_buckets
+    from schemas.config import Source
+    from transforms.adapters.fhir import read_fhir
+    from transforms.adapters.registry import FORMATS
+    from transforms.storage import Workspace, read_partition
+
+    folder = tmp_path / "fhir"
+    _fhir_site(folder, 7)
+    src = Source(site="f", format="fhir-bulk", path=folder, persons_per_bucket=2)
+    ws = Workspace(tmp_path / "home")
+    outcome = raw_in_buckets("f", src, FORMATS["fhir-bulk"], ws, dt.datetime.combine(TODAY, dt.time.max),
+                             lambda _m: None)
+    assert outcome.buckets == 4
+    whole = read_fhir("f", folder)
+    for name, er in whole.entities.items():
+        got = read_partition(ws.lake("raw", f"fhir_{name}", "f"))
+        assert got.sort("_file", "_line").equals(er.table.sort("_file", "_line")), name
+        q = read_partition(ws.quarantine("raw", f"fhir_{name}", "f"))
+        assert q.sort("source_file", "source_line").equals(er.quarantine.sort("source_file", "source_line")), name
+    q = read_partition(ws.quarantine("raw", "fhir_condition", "f"))
+    assert q.select("source_file", "source_line", "reason_code").rows() == [
+        ("Condition.001.ndjson", 1, "raw.duplicate_key")]
+    assert len(list(ws.lake("raw", "fhir_organization", "f").glob("*.parquet"))) == 1
+
+
+def test_fhir_bundles_are_read_in_one_piece_and_say_so(tmp_path: Path) -> None:
+    import json
+
+    from pipelines.buckets import raw_in_buckets
+    from schemas.config import Source
+    from transforms.adapters.registry import FORMATS
+    from transforms.storage import Workspace, read_partition
+
+    folder = tmp_path / "fhir"
+    _fhir_site(folder, 3)
+    entries = [{"resource": json.loads(x)} for x in (folder / "Patient.000.ndjson").read_text().splitlines()]
+    (folder / "more.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    logs: list[str] = []
+    src = Source(site="f", format="fhir-bulk", path=folder, persons_per_bucket=1)
+    ws = Workspace(tmp_path / "home")
+    outcome = raw_in_buckets("f", src, FORMATS["fhir-bulk"], ws, dt.datetime.combine(TODAY, dt.time.max), logs.append)
+    assert outcome.buckets == 1
+    assert any("Bundles" in m and "one piece" in m for m in logs)
+    assert read_partition(ws.lake("raw", "fhir_bundle", "f")).height == 1
+    # the Bundle repeats the NDJSON patients (its entries' text differs): decided over the whole site
+    assert (outcome.stats["patient"].rows_in, outcome.stats["patient"].by_reason) == (6, {"raw.duplicate_key": 3})

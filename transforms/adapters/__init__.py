@@ -26,6 +26,7 @@ RAW = "raw"  # the source text of a JSON resource: kept for the quarantine only
 _REASON = "_reason"
 _DETAIL = "_detail"
 _TYPED = "_typed_"
+_MARKED = "_duplicate_row"
 
 # Names of coding systems, as sources write them, normalised (upper-case, letters and digits only)
 # or as FHIR system URIs -> the staging code_system.
@@ -146,6 +147,43 @@ def _chain(checks: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr
     return reason, detail
 
 
+def _row_checks(spec: Spec, absent: Mapping[str, str]) -> tuple[list[tuple[pl.Expr, str, pl.Expr]], dict[str, pl.Expr]]:
+    """The row-local checks of ``validate`` (the read fault, required, dates and numbers), in order, and
+    the typed expressions they test."""
+    checks: list[tuple[pl.Expr, str, pl.Expr]] = [
+        (pl.col(PRE_REASON).is_not_null(), "", pl.col(PRE_DETAIL)),
+    ]
+    for c in spec.required:
+        msg = absent.get(c, f"{c} is empty")
+        checks.append((pl.col(c).is_null() | (pl.col(c).str.strip_chars() == ""), "raw.missing_required", pl.lit(msg)))
+    typed: dict[str, pl.Expr] = {}
+    for c in spec.datetimes:
+        typed[c] = parse_instant(pl.col(c))
+    for c in spec.dates:
+        typed[c] = parse_day(pl.col(c))
+    for c in spec.numbers:
+        typed[c] = pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
+    for c in typed:
+        code = "raw.invalid_value" if c in spec.numbers else "raw.invalid_date"
+        what = "a number" if c in spec.numbers else "a valid date"
+        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & pl.col(f"{_TYPED}{c}").is_null(),
+                       code, pl.lit(f"{c} is not {what}: ") + pl.col(c)))
+    return checks, typed
+
+
+def passes_row_checks(spec: Spec, df: pl.DataFrame) -> pl.Series:
+    """Whether each row of ``df`` passes the row-local checks of ``validate`` (the read fault, required
+    values, dates): what decides which rows take part in the duplicate-key check."""
+    if PRE_REASON not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.String).alias(PRE_REASON), pl.lit(None, pl.String).alias(PRE_DETAIL))
+    checks, typed = _row_checks(spec, {})
+    failed = pl.lit(False)
+    for cond, _code, _msg in checks:
+        failed = failed | cond.fill_null(False)
+    return df.with_columns([e.alias(f"{_TYPED}{c}") for c, e in typed.items()]).select(
+        (~failed).alias("ok")).to_series()
+
+
 def validate(
     spec: Spec,
     df: pl.DataFrame,
@@ -160,6 +198,7 @@ def validate(
     visit_refs: tuple[str, ...] = (),
     orphan_events: OrphanEvents = "keep",
     key_expr: pl.Expr | None = None,
+    duplicate_rows: pl.DataFrame | None = None,
 ) -> EntityResult:
     """Type and check one raw entity. Every input row ends in the table, the quarantine or ``deduplicated``.
 
@@ -172,7 +211,9 @@ def validate(
     event's patient and encounter together, when the parent's keys are such pairs); ``rejected`` maps
     an entity to its quarantined keys (a child's reason names the row and its reason; a reference in
     ``visit_refs`` to a quarantined row is emptied and the row kept when ``orphan_events`` is keep);
-    ``key_expr`` is what children look up of this entity's rows (default: the key column).
+    ``key_expr`` is what children look up of this entity's rows (default: the key column);
+    ``duplicate_rows`` (``_file``, ``_line``): rows whose key an earlier row of the whole site has, decided
+    beforehand over the whole file (person buckets): ``raw.duplicate_key`` when their row checks pass.
     Reason codes, first failing check wins: the read fault, ``raw.missing_required``,
     ``raw.invalid_date``, ``raw.invalid_value``, ``raw.duplicate_key``, ``raw.orphan``.
     """
@@ -192,24 +233,11 @@ def validate(
     else:
         deduplicated = 0
 
-    checks: list[tuple[pl.Expr, str, pl.Expr]] = [
-        (pl.col(PRE_REASON).is_not_null(), "", pl.col(PRE_DETAIL)),
-    ]
-    for c in spec.required:
-        msg = absent.get(c, f"{c} is empty")
-        checks.append((pl.col(c).is_null() | (pl.col(c).str.strip_chars() == ""), "raw.missing_required", pl.lit(msg)))
-    typed: dict[str, pl.Expr] = {}
-    for c in spec.datetimes:
-        typed[c] = parse_instant(pl.col(c))
-    for c in spec.dates:
-        typed[c] = parse_day(pl.col(c))
-    for c in spec.numbers:
-        typed[c] = pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
-    for c in typed:
-        code = "raw.invalid_value" if c in spec.numbers else "raw.invalid_date"
-        what = "a number" if c in spec.numbers else "a valid date"
-        checks.append((pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") & pl.col(f"{_TYPED}{c}").is_null(),
-                       code, pl.lit(f"{c} is not {what}: ") + pl.col(c)))
+    checks, typed = _row_checks(spec, absent)
+    if duplicate_rows is not None and spec.key is not None and FILE in df.columns:
+        marks = duplicate_rows.select(pl.col(FILE).cast(pl.String), pl.col(LINE).cast(pl.Int64)).unique()
+        df = df.join(marks.with_columns(pl.lit(True).alias(_MARKED)), on=[FILE, LINE], how="left", maintain_order="left")
+        checks.append((pl.col(_MARKED).fill_null(False), "raw.duplicate_key", pl.lit(f"{spec.key} repeats an earlier row")))
     df = df.with_columns([e.alias(f"{_TYPED}{c}") for c, e in typed.items()])
     reason, detail = _chain(checks)
     reason = pl.when(pl.col(PRE_REASON).is_not_null()).then(pl.col(PRE_REASON)).otherwise(reason)
@@ -235,7 +263,7 @@ def validate(
     cascaded = int(df.filter(pl.col(_REASON).is_not_null())["_cascade"].sum())
     bad = df.filter(pl.col(_REASON).is_not_null()).select(ROW, _REASON, _DETAIL)
     good = df.filter(pl.col(_REASON).is_null())
-    internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW, "_cascade")
+    internal = (ROW, _REASON, _DETAIL, PRE_REASON, PRE_DETAIL, RAW, "_cascade", _MARKED)
     keep = [c for c in good.columns if c not in internal and not c.startswith(_TYPED)]
     table = good.with_columns([pl.col(f"{_TYPED}{c}").alias(c) for c in typed]).select(keep)
     table, unlinked = unlink(table, visit_refs)

@@ -25,12 +25,17 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from transforms import staging
 from transforms.adapters import (
@@ -42,9 +47,11 @@ from transforms.adapters import (
     SYSTEM_URIS,
     Spec,
     code_system_name,
+    passes_row_checks,
     validate,
     with_country,
 )
+from transforms.buckets import BUCKET, DEFAULT_PERSONS_PER_BUCKET, bucket_count, bucket_lookup
 from transforms.ingest import EntityResult, ExtractError, IngestResult, OrphanEvents
 
 Row = dict[str, Any]
@@ -534,10 +541,12 @@ class _Collector:
     def __init__(self) -> None:
         self.rows: dict[str, list[Row]] = {}
         self.files: dict[str, set[str]] = {}
+        self.last = ""  # the entity of the last row added
 
     def add(self, entity: str, file: str, line: int, raw: str, row: Row) -> None:
         self.rows.setdefault(entity, []).append({FILE: file, LINE: line, RAW: raw, **row})
         self.files.setdefault(entity, set()).add(file)
+        self.last = entity
 
     def bad(self, entity: str, file: str, line: int, raw: str, reason: str, detail: str) -> None:
         self.add(entity, file, line, raw, {PRE_REASON: reason, PRE_DETAIL: detail})
@@ -567,16 +576,26 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield i, line.rstrip(b"\r\n")
 
 
+def _fallback(file: str) -> str:
+    """The entity of a line of ``file`` that is not a resource: the file's resource type, lower-case."""
+    return file.split(".", 1)[0].lower() or "unknown"
+
+
+def _read_line(file: str, i: int, line: bytes, c: _Collector) -> Any:
+    """Read one NDJSON line into ``c``; -> the parsed JSON (None when it is not JSON)."""
+    try:
+        text = line.decode("utf-8")
+        res = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        c.bad(_fallback(file), file, i, line.decode("utf-8", "replace"), "raw.invalid_json", f"not JSON: {e}")
+        return None
+    c.resource(res, file, i, text, _fallback(file))
+    return res
+
+
 def _read_ndjson(path: Path, c: _Collector) -> None:
-    fallback = path.name.split(".", 1)[0].lower() or "unknown"
     for i, line in _lines(path):
-        try:
-            text = line.decode("utf-8")
-            res = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            c.bad(fallback, path.name, i, line.decode("utf-8", "replace"), "raw.invalid_json", f"not JSON: {e}")
-            continue
-        c.resource(res, path.name, i, text, fallback)
+        _read_line(path.name, i, line, c)
 
 
 def _read_json(path: Path, c: _Collector) -> None:
@@ -632,14 +651,21 @@ def read_fhir(site: str, folder: Path, orphan_events: OrphanEvents = "keep") -> 
     return result
 
 
-def _validate(name: str, rows: list[Row], files: str, valid: dict[str, pl.Series],
-              rejected: dict[str, pl.DataFrame] | None = None, orphan_events: OrphanEvents = "keep") -> EntityResult:
+def entity_frame(name: str, rows: list[Row]) -> pl.DataFrame:
+    """An entity's rows as read (strings, ``_file``, ``_line``, ``raw``), before the checks."""
     cols = COLUMNS.get(name, {"id": _S, "type": _S, "entries": _S} if name == "bundle" else {})
     schema: dict[str, pl.DataType] = {FILE: _S, LINE: pl.Int64(), RAW: _S, PRE_REASON: _S, PRE_DETAIL: _S, **cols}
-    df = pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _validate(name: str, rows: list[Row], files: str, valid: dict[str, pl.Series],
+              rejected: dict[str, pl.DataFrame] | None = None, orphan_events: OrphanEvents = "keep",
+              duplicate_rows: pl.DataFrame | None = None) -> EntityResult:
+    df = entity_frame(name, rows)
     spec = SPECS.get(name, Spec(name))
     return validate(spec, df, file=files, source_columns=[RAW], dedup_on=[RAW] if name != "bundle" else [],
-                    parents=valid, rejected=rejected, visit_refs=("encounter",), orphan_events=orphan_events)
+                    parents=valid, rejected=rejected, visit_refs=("encounter",), orphan_events=orphan_events,
+                    duplicate_rows=duplicate_rows)
 
 
 # ---------------------------------------------------------------------------------------------- staging
@@ -797,3 +823,208 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
         "care_sites": staging.conform(care_sites, "care_sites"),
         "notes": staging.conform(notes, "notes"),
     }
+
+
+# ---------------------------------------------------------------------------------------------- person buckets
+
+SHARED_ENTITIES = ("organization", "practitioner", "practitionerrole", "location")  # site-wide: read once
+PERSON_ENTITIES = ("patient", "encounter")  # checked first, bucket by bucket: the events' parents
+SPLIT_LINES = 20_000  # NDJSON lines parsed at a time by the split
+_LINES = pa.schema([pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()), pa.field("text", pa.binary())])
+_ORD_LINE = 1 << 40  # a row's place in the site: file index * _ORD_LINE + line
+
+
+def _group(entity: str) -> str:
+    if entity in SHARED_ENTITIES:
+        return "shared"
+    return "persons" if entity in PERSON_ENTITIES else "events"
+
+
+def entity_order(names: Collection[str]) -> list[str]:
+    """Entities in the order ``read_fhir`` checks them (known types, then the others by name)."""
+    return [*[t for t in ORDER if t in names], *sorted(t for t in names if t not in ORDER)]
+
+
+def _person_ref(res: Any) -> str | None:
+    """The patient a resource belongs to: a Patient's id, else its subject or patient reference."""
+    if not isinstance(res, dict):
+        return None
+    try:
+        if res.get("resourceType") == "Patient":
+            return _s(res.get("id"))
+        return _ref(res.get("subject")) or _ref(res.get("patient"))
+    except _Bad:
+        return None
+
+
+@dataclass
+class FhirSplit:
+    """A fhir-bulk folder (NDJSON) split into person buckets (``transforms/buckets.py``) under ``work``.
+
+    A Patient goes to the bucket of its id, every other resource to that of its subject (or patient)
+    reference; resources naming no Patient of the Patient files go to bucket 0, where the orphan check
+    quarantines them as in one piece. Organizations, practitioners, their roles and locations are kept
+    apart (``shared``), read once. Every bucket file holds the source lines (file, line, bytes) in the
+    site's order. What is not a person matter is decided over the whole site beforehand:
+    ``duplicates`` holds, per entity, the rows (``_file``, ``_line``) whose id an earlier row that
+    passes the row checks already has."""
+
+    site: str
+    buckets: int
+    persons: int
+    work: Path
+    files: dict[str, str]  # entity -> the files holding its rows, comma-joined (as read_fhir names them)
+    duplicates: dict[str, pl.DataFrame]
+    missing_files: list[str]
+    orphan_events: OrphanEvents = "keep"
+
+    def read(self, group: str, k: int | None = None) -> dict[str, list[Row]]:
+        """The rows of ``group`` (persons, events: bucket ``k``; shared) read as ``read_fhir`` reads them."""
+        path = self.work / (f"{group}.parquet" if k is None else f"{group}-{k}.parquet")
+        c = _Collector()
+        if path.is_file():
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=SPLIT_LINES):
+                cols = batch.to_pydict()
+                for file, line, text in zip(cols[FILE], cols[LINE], cols["text"], strict=True):
+                    _read_line(file, line, text, c)
+        return c.rows
+
+    def entities(self, group: str) -> list[str]:
+        """The entities of ``group`` that have rows anywhere in the site, in the order they are checked."""
+        return entity_order([e for e in self.files if _group(e) == group])
+
+    def check(self, name: str, rows: list[Row], valid: dict[str, pl.Series],
+              rejected: dict[str, pl.DataFrame]) -> EntityResult:
+        """``read_fhir``'s check of one entity's rows of a bucket, with the whole site's duplicate ids."""
+        return _validate(name, rows, self.files.get(name, ""), valid, rejected, self.orphan_events,
+                         self.duplicates.get(name))
+
+
+_DUPLICATES_SQL = """
+SELECT entity, ord FROM (SELECT entity, ord, min(ord) OVER (PARTITION BY entity, key) AS first FROM c)
+WHERE ord <> first ORDER BY entity, ord
+"""
+
+
+def _repeated_ids(candidates: list[Path], files: list[Path], temp_dir: Path) -> dict[str, pl.DataFrame]:
+    """entity -> (``_file``, ``_line``) of the rows whose id an earlier candidate row has (DuckDB with
+    a memory limit, spilling to ``temp_dir``: bounded however large the site)."""
+    if not candidates:
+        return {}
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": "512MB", "threads": 2, "temp_directory": str(temp_dir)})
+    try:
+        paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in candidates)
+        con.execute(f"CREATE VIEW c AS SELECT entity, key, ord FROM read_parquet([{paths}])")
+        dup = con.sql(_DUPLICATES_SQL).pl()
+    finally:
+        con.close()
+    names = {i: p.name for i, p in enumerate(files)}
+    dup = dup.with_columns((pl.col("ord") // _ORD_LINE).replace_strict(names, return_dtype=pl.String).alias(FILE),
+                           (pl.col("ord") % _ORD_LINE).cast(pl.Int64).alias(LINE))
+    return {str(e): part.select(FILE, LINE) for (e,), part in dup.partition_by("entity", as_dict=True).items()}
+
+
+def _chunks(lines: Iterator[tuple[int, bytes]], n: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for x in lines:
+        chunk.append(x)
+        if len(chunk) >= n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def split_fhir(site: str, folder: Path, work: Path, *, persons_per_bucket: int = DEFAULT_PERSONS_PER_BUCKET,
+               chunk_lines: int = SPLIT_LINES, progress: Callable[[str], None] | None = None,
+               orphan_events: OrphanEvents = "keep") -> FhirSplit | None:
+    """Stream every NDJSON file of a fhir-bulk folder once into person-bucket Parquet files under
+    ``work`` (about ``persons_per_bucket`` patients a bucket), deciding duplicate ids over the whole
+    site. None when the folder holds Bundles (``*.json``): those are read in one piece."""
+    if not folder.is_dir():
+        raise ExtractError(f"landing folder {folder} does not exist: copy the FHIR bulk export there")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".ndjson", ".json"))
+    if not files:
+        raise ExtractError(f"{folder} holds no .ndjson or .json file: expected a FHIR bulk export or Bundles")
+    if any(p.suffix.lower() == ".json" for p in files):
+        return None
+    ids: list[str] = []
+    for p in files:  # the Patients of the Patient files pick the buckets
+        if _fallback(p.name) != "patient":
+            continue
+        for _i, line in _lines(p):
+            try:
+                res = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(res, dict) and res.get("resourceType") == "Patient":
+                pid = _person_ref(res)
+                if pid:
+                    ids.append(pid)
+    id_series = pl.Series("key", ids, pl.String).unique()
+    del ids
+    buckets = bucket_count(id_series.len(), persons_per_bucket)
+    lookup = bucket_lookup(id_series, buckets)
+    persons = id_series.len()
+    del id_series
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "_keys").mkdir(parents=True)
+    writers: dict[tuple[str, int], pq.ParquetWriter] = {}
+    candidates: list[Path] = []
+    entity_files: dict[str, set[str]] = {}
+    try:
+        for fi, p in enumerate(files):
+            rows = 0
+            for chunk in _chunks(_lines(p), chunk_lines):
+                c = _Collector()
+                groups: list[str] = []
+                keys: list[str | None] = []
+                for i, line in chunk:
+                    res = _read_line(p.name, i, line, c)
+                    row = c.rows[c.last][-1]
+                    if c.last == "patient" and PRE_REASON not in row:
+                        key = row.get("id")
+                    elif "patient" in row:
+                        key = row["patient"]
+                    else:
+                        key = _person_ref(res)
+                    groups.append(_group(c.last))
+                    keys.append(key)
+                rows += len(chunk)
+                for e, fs in c.files.items():
+                    entity_files.setdefault(e, set()).update(fs)
+                for e, erows in c.rows.items():
+                    if e not in SPECS or _group(e) == "shared":
+                        continue
+                    df = entity_frame(e, erows)
+                    cand = df.filter(passes_row_checks(SPECS[e], df) & pl.col("id").is_not_null()).select(
+                        entity=pl.lit(e), key=pl.col("id"), ord=pl.lit(fi * _ORD_LINE, pl.Int64) + pl.col(LINE))
+                    if cand.height:
+                        target = work / "_keys" / f"{len(candidates)}.parquet"
+                        cand.write_parquet(target)
+                        candidates.append(target)
+                frame = pl.DataFrame({
+                    FILE: [p.name] * len(chunk), LINE: [i for i, _ in chunk], "text": [b for _, b in chunk],
+                    "group": groups, "key": keys,
+                }, schema={FILE: pl.String, LINE: pl.Int64, "text": pl.Binary, "group": pl.String, "key": pl.String})
+                frame = frame.join(lookup, left_on="key", right_on="_person_key", how="left", maintain_order="left")
+                frame = frame.with_columns(pl.when(pl.col("group") == "shared").then(pl.lit(0, pl.UInt32))
+                                           .otherwise(pl.col(BUCKET).fill_null(0)).alias(BUCKET))
+                for (g, k), part in frame.partition_by("group", BUCKET, as_dict=True, maintain_order=True).items():
+                    w = writers.get((str(g), int(k)))
+                    if w is None:
+                        name = "shared.parquet" if g == "shared" else f"{g}-{k}.parquet"
+                        w = writers[(str(g), int(k))] = pq.ParquetWriter(work / name, _LINES, compression="zstd")
+                    w.write_table(part.select(FILE, LINE, "text").to_arrow().cast(_LINES))
+            if progress is not None:
+                progress(f"{site}: split {p.name} ({rows:,} resources) into {buckets} person buckets")
+    finally:
+        for w in writers.values():
+            w.close()
+    duplicates = _repeated_ids(candidates, files, work / "_duckdb")
+    shutil.rmtree(work / "_keys", ignore_errors=True)
+    shutil.rmtree(work / "_duckdb", ignore_errors=True)
+    missing = [] if "patient" in entity_files else ["Patient.*.ndjson"]
+    return FhirSplit(site, buckets, persons, work, {e: ",".join(sorted(f)) for e, f in entity_files.items()},
+                     duplicates, missing, orphan_events)
