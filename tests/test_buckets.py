@@ -265,6 +265,8 @@ def _fhir_site(folder: Path, patients: int) -> tuple[str, str]:
     # the same id in two files: the first file's row (a later line) wins, whatever the buckets
     (folder / "Condition.000.ndjson").write_text(cond("c0", b, "2019-01-03") + cond("dup", a, "2019-01-02"))
     (folder / "Condition.001.ndjson").write_text(cond("dup", b, "2019-01-04") + cond("c9", a, "2019-01-05"))
+    # line 1 of a third file fails the suite (a date in the future): line 1 of the others stays
+    (folder / "Condition.002.ndjson").write_text(cond("future", a, "2999-01-01"))
     return a, b
 
 
@@ -273,6 +275,8 @@ def test_fhir_buckets_decide_ids_across_files_and_buckets_as_the_whole_site(tmp_
     from schemas.config import Source
     from transforms.adapters.fhir import read_fhir
     from transforms.adapters.registry import FORMATS
+    from transforms.contracts import format_suite, move_failed_rows
+    from transforms.contracts import validate_entity as validate_contract
     from transforms.storage import Workspace, read_partition
 
     folder = tmp_path / "fhir"
@@ -283,14 +287,21 @@ def test_fhir_buckets_decide_ids_across_files_and_buckets_as_the_whole_site(tmp_
                              lambda _m: None)
     assert outcome.buckets == 4
     whole = read_fhir("f", folder)
+    now = dt.datetime.combine(TODAY, dt.time.max)
+    for name, er in whole.entities.items():  # the suites, as the raw asset runs them on a site in one piece
+        suite = format_suite("fhir-bulk", name)
+        if suite is not None and er.table.height:
+            move_failed_rows(er, validate_contract(name, er.table, suite, now=now))
+    assert whole.entities["condition"].table["id"].to_list() == ["c0", "dup", "c9"]
     for name, er in whole.entities.items():
         got = read_partition(ws.lake("raw", f"fhir_{name}", "f"))
         assert got.sort("_file", "_line").equals(er.table.sort("_file", "_line")), name
         q = read_partition(ws.quarantine("raw", f"fhir_{name}", "f"))
         assert q.sort("source_file", "source_line").equals(er.quarantine.sort("source_file", "source_line")), name
     q = read_partition(ws.quarantine("raw", "fhir_condition", "f"))
-    assert q.select("source_file", "source_line", "reason_code").rows() == [
-        ("Condition.001.ndjson", 1, "raw.duplicate_key")]
+    assert sorted(q.select("source_line", "reason_code").rows()) == [
+        (1, "contract.expect_column_values_to_be_between"), (1, "raw.duplicate_key")]
+    assert q.filter(pl.col("reason_code") == "raw.duplicate_key")["source_file"].to_list() == ["Condition.001.ndjson"]
     assert len(list(ws.lake("raw", "fhir_organization", "f").glob("*.parquet"))) == 1
 
 

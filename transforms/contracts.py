@@ -605,8 +605,9 @@ def move_failed_rows(er: EntityResult, cr: ContractResult) -> None:
     if cr.failed_rows.height == 0:
         return
     failed = cr.failed_rows
-    lines = failed["_line"].implode()
-    er.table = er.table.filter(~pl.col("_line").is_in(lines))
+    # a line number names a row of one file: an entity read from several files (fhir-bulk) needs the file too
+    keys = ["_file", "_line"] if "_file" in failed.columns and "_file" in er.table.columns else ["_line"]
+    er.table = er.table.join(failed.select(keys).unique(), on=keys, how="anti", nulls_equal=True, maintain_order="left")
     q = failed.with_columns([pl.col(c).cast(pl.String) for c in failed.columns
                              if c not in ("_line", "reason_code", "reason_detail") and not failed.schema[c].is_nested()])
     q = q.rename({"_line": "source_line"}).with_columns(source_file=pl.lit(er.file))

@@ -829,7 +829,8 @@ def fhir_to_staging(raw: IngestResult) -> dict[str, pl.DataFrame]:
 
 SHARED_ENTITIES = ("organization", "practitioner", "practitionerrole", "location")  # site-wide: read once
 PERSON_ENTITIES = ("patient", "encounter")  # checked first, bucket by bucket: the events' parents
-SPLIT_LINES = 20_000  # NDJSON lines parsed at a time by the split
+SPLIT_LINES = 20_000  # NDJSON lines parsed at a time by the split, at most
+SPLIT_BYTES = 8 << 20  # ... and about this many bytes
 _LINES = pa.schema([pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()), pa.field("text", pa.binary())])
 _ORD_LINE = 1 << 40  # a row's place in the site: file index * _ORD_LINE + line
 
@@ -925,13 +926,16 @@ def _repeated_ids(candidates: list[Path], files: list[Path], temp_dir: Path) -> 
     return {str(e): part.select(FILE, LINE) for (e,), part in dup.partition_by("entity", as_dict=True).items()}
 
 
-def _chunks(lines: Iterator[tuple[int, bytes]], n: int) -> Iterator[list[tuple[int, bytes]]]:
+def _chunks(lines: Iterator[tuple[int, bytes]], n: int, size: int = SPLIT_BYTES) -> Iterator[list[tuple[int, bytes]]]:
+    """Lines in chunks of at most ``n`` lines or about ``size`` bytes (resources can be large: notes)."""
     chunk: list[tuple[int, bytes]] = []
+    held = 0
     for x in lines:
         chunk.append(x)
-        if len(chunk) >= n:
+        held += len(x[1])
+        if len(chunk) >= n or held >= size:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
