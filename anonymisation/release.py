@@ -458,7 +458,8 @@ def _follow_links(km: KmResult, links: UnitLinks, sub: Units, live: npt.NDArray[
         start = KmResult(facts[sel], removed[sel], np.zeros(0, dtype=np.int64), 0, 0)
         pins: dict[str, IntArray] = {}
         if pin_p is not None and pin_f is not None and len(pin_p):
-            keep = np.isin(person_class[pin_p], np.unique(unit_class[sel]))
+            # the suppressed persons' earlier facts no longer count (they are not in this version)
+            keep = np.isin(person_class[pin_p], np.unique(unit_class[sel])) & ~np.isin(pin_p, km.suppressed_persons)
             pins = {"pinned_person": pin_p[keep], "pinned_fact": pin_f[keep]}
         r = enforce_km(part, person_class, parent, k, m, start=start, **pins)
         facts[sel] = r.facts
