@@ -593,10 +593,10 @@ def build_release(
         pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
                            dtype=np.int64)
         pin_f = book.ids(pin["key"])
-        # first as if nothing had been published (a republication of unchanged data then gives the
-        # same release), then, if the join with earlier versions is not k^m, on from there with them
         # modifiers leave with the rows they modify (as _release_rows removes them): the engine follows
         follow = _links(site_tables, units, len(um.facts)) if m else None
+        # first as if nothing had been published (a republication of unchanged data then gives the
+        # same release), then, if the join with earlier versions is not k^m, on from there with them
         km = enforce_km(sub, person_class, book.parent, policy.k, m)
         if follow is not None:
             km = _follow_links(km, follow, sub, live, person_class, book.parent, policy.k, m)
