@@ -293,3 +293,84 @@ def apply_to_rows(rows: pl.DataFrame, decisions: pl.DataFrame, columns: Sequence
     return out.with_columns([pl.when(decided).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).alias(c)
                              for c in columns]).drop([f"_new_{c}" for c in columns])
 
+
+
+@dataclass
+class UnitLinks:
+    """Units that leave with other units: a modifier row (a stage measurement linked to its diagnosis by
+    ``measurement_event_id``) is removed by the release when the row it modifies is (schemas.column_policy
+    ``EVENT_LINKS``), so a modifier unit whose every row is linked loses its facts when each of its
+    targets' units is removed. ``unit``/``target``: one pair per (linked row group, target unit), unit
+    indices of the units matrix; ``target`` is ``NONE`` when the linked row is not among the target
+    table's rows (the release removes it whatever the engine does). ``anchored``: the unit has a row no
+    link removes."""
+
+    unit: IntArray
+    target: IntArray
+    anchored: npt.NDArray[np.bool_]
+
+    def orphaned(self, removed: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Units (not anchored) whose linked rows all point at removed or missing units."""
+        n = len(self.anchored)
+        linked = np.zeros(n, dtype=bool)
+        linked[self.unit] = True
+        ok = self.target >= 0
+        ok[ok] = ~removed[self.target[ok]]
+        alive = np.zeros(n, dtype=bool)
+        alive[self.unit[ok]] = True
+        return np.asarray(linked & ~self.anchored & ~alive, dtype=bool)
+
+
+def unit_ids(tu: TableUnits, rows: pl.DataFrame) -> pl.Series:
+    """The unit of each of ``rows`` (person_id and the unit's fact columns; null when none matches)."""
+    keys = ["person_id", *tu.columns]
+    frame = tu.frame.select(*keys, UNIT)
+    cast = [pl.col(c).cast(frame.schema[c]) for c in keys if rows.schema[c] != frame.schema[c]]
+    rows = rows.with_columns(cast) if cast else rows
+    joined = rows.select(keys).join(frame, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return joined[UNIT]
+
+
+def unit_links(units: Sequence[TableUnits], linked: Mapping[str, pl.DataFrame],
+               targets: Mapping[str, pl.DataFrame], total: int) -> UnitLinks:
+    """``linked[table]``: the table's rows that a link can remove, grouped: person_id, the fact columns,
+    ``_target`` (the table linked to), ``_link`` (the target row's id), ``_rows`` (how many rows);
+    ``targets[table]``: ``_id`` (primary key), person_id and the fact columns of the target rows named by
+    a link (a table with no rows at all: an empty frame). ``total``: units in the matrix."""
+    by_table = {tu.table: tu for tu in units}
+    anchored = np.ones(total, dtype=bool)
+    pair_unit: list[IntArray] = []
+    pair_target: list[IntArray] = []
+    target_unit: dict[str, pl.DataFrame] = {}
+    for t, rows in targets.items():
+        tu = by_table.get(t)
+        if tu is None or rows.is_empty():
+            target_unit[t] = pl.DataFrame(schema={"_link": pl.Int64, "_tunit": pl.Int64})
+            continue
+        target_unit[t] = pl.DataFrame({"_link": rows["_id"].cast(pl.Int64),
+                                       "_tunit": unit_ids(tu, rows).cast(pl.Int64)})
+    for t, rows in linked.items():
+        tu = by_table.get(t)
+        if tu is None or rows.is_empty():
+            continue
+        rows = rows.with_columns(_unit=unit_ids(tu, rows).cast(pl.Int64), _link=pl.col("_link").cast(pl.Int64))
+        if rows["_unit"].null_count():
+            raise ValueError(f"{t}: linked rows without a unit (the table changed while the release read it)")
+        # a unit whose rows are all linked (to whatever) has no anchor
+        n_linked = rows.group_by("_unit").agg(pl.col(ROWS).sum())
+        frame = tu.frame.select(UNIT, ROWS).join(n_linked.rename({ROWS: "_linked"}), left_on=UNIT,
+                                                 right_on="_unit", how="inner")
+        bare = frame.filter(pl.col("_linked") >= pl.col(ROWS))[UNIT].to_numpy()
+        anchored[bare] = False
+        for target, group in rows.partition_by("_target", as_dict=True).items():
+            name = str(target[0])
+            found = target_unit.get(name)
+            if found is None:  # the target table is not released at all: the release keeps these rows
+                anchored[group["_unit"].to_numpy()] = True
+                continue
+            pairs = group.select("_unit", "_link").join(found, on="_link", how="left").unique(["_unit", "_tunit"])
+            pair_unit.append(np.asarray(pairs["_unit"].to_numpy(), dtype=np.int64))
+            pair_target.append(np.asarray(pairs["_tunit"].fill_null(NONE).to_numpy(), dtype=np.int64))
+    unit = np.concatenate(pair_unit) if pair_unit else np.zeros(0, dtype=np.int64)
+    target_arr = np.concatenate(pair_target) if pair_target else np.zeros(0, dtype=np.int64)
+    return UnitLinks(unit, target_arr, anchored)

@@ -41,10 +41,12 @@ from anonymisation.facts import (
     ROWS,
     TableOutcome,
     TableUnits,
+    UnitLinks,
     apply_to_rows,
     build_factbook,
     collect_units,
     unit_decisions,
+    unit_links,
     units_matrix,
 )
 from anonymisation.hierarchy import Hierarchy
@@ -61,7 +63,7 @@ from anonymisation.kanon import (
     group_ids,
     hierarchies_for,
 )
-from anonymisation.kmanon import Units, enforce_km, persons_at_risk
+from anonymisation.kmanon import NONE, KmResult, Units, enforce_km, persons_at_risk
 from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
@@ -382,6 +384,94 @@ def _table_units(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: s
     return tu if tu is not None and tu.frame.height else None
 
 
+def _links(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], units: list[TableUnits], total: int) -> UnitLinks:
+    """Which units leave with which (``facts.UnitLinks``): the modifier rows of ``EVENT_LINKS`` (read part
+    by part, only their link, field concept, person and fact columns) and the target rows they name."""
+    fields = pl.Series(list(EPISODE_EVENT_FIELDS), dtype=pl.Int64).implode()
+    have = {tu.table for tu in units}
+    linked: dict[str, pl.DataFrame] = {}
+    for (t, link_col), field_col in EVENT_LINKS.items():
+        if t not in have:
+            continue
+        cols = ["person_id", *_fact_columns(t)]
+        frames = []
+        for s in sorted(site_tables):
+            if not _has(site_tables[s], t):
+                continue
+            for part in _parts(site_tables[s], t, [*cols, link_col, field_col]):
+                if link_col not in part.columns or field_col not in part.columns:
+                    continue
+                part = part.filter(pl.col(link_col).is_not_null()
+                                   & pl.col(field_col).cast(pl.Int64, strict=False).is_in(fields))
+                if part.height:
+                    frames.append(part.group_by([*[c for c in cols if c in part.columns], link_col, field_col])
+                                  .agg(pl.len().cast(pl.Int64).alias(ROWS)))
+        if frames:
+            rows = pl.concat(frames, how="vertical_relaxed")
+            rows = rows.with_columns([pl.lit(None).alias(c) for c in cols if c not in rows.columns])
+            linked[t] = rows.select(
+                *cols, _target=pl.col(field_col).cast(pl.Int64).replace_strict(EPISODE_EVENT_FIELDS, return_dtype=pl.String),
+                _link=pl.col(link_col).cast(pl.Int64), _rows=ROWS,
+            ).group_by([*cols, "_target", "_link"]).agg(pl.col(ROWS).sum())
+    targets: dict[str, pl.DataFrame] = {}
+    wanted = {str(x) for rows in linked.values() for x in rows["_target"].unique().to_list()}
+    for t in sorted(wanted):
+        if not any(_has(site_tables[s], t) for s in site_tables):
+            continue  # the release keeps a link to a table it does not release (nothing to follow)
+        pk = cdm.table(t).primary_key
+        ids = pl.concat([rows.filter(pl.col("_target") == t)["_link"] for rows in linked.values()]).unique().implode()
+        cols = [pk, "person_id", *_fact_columns(t)] if pk else []
+        frames = []
+        for s in sorted(site_tables):
+            if pk and _has(site_tables[s], t):
+                for part in _parts(site_tables[s], t, cols):
+                    frames.append(part.filter(pl.col(pk).cast(pl.Int64).is_in(ids)))
+        found = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+        if found.height:
+            found = found.with_columns([pl.lit(None).alias(c) for c in cols if c not in found.columns])
+            targets[t] = found.rename({pk: "_id"}) if pk else found
+        else:
+            targets[t] = pl.DataFrame(schema={"_id": pl.Int64})
+    return unit_links(units, linked, targets, total)
+
+
+def _follow_links(km: KmResult, links: UnitLinks, sub: Units, live: npt.NDArray[np.bool_], person_class: IntArray,
+                  parent: IntArray, k: int, m: int, pin_p: IntArray | None = None,
+                  pin_f: IntArray | None = None) -> KmResult:
+    """Remove the units that leave with the units the engine removed (modifiers of removed diagnoses, as
+    the release will), then make the classes they were in k^m again (which may remove more), until
+    nothing more leaves. Without this the engine counts facts the written files no longer hold: a set of
+    facts it saw held by k persons is held by fewer (docs/privacy.md, "How an anonymised release is made")."""
+    while True:
+        full = np.ones(len(live), dtype=bool)  # units of suppressed persons: gone with their persons
+        full[live] = km.removed
+        gone = links.orphaned(full)[live] & ~km.removed
+        if not gone.any():
+            return km
+        facts = km.facts.copy()
+        removed = km.removed.copy()
+        facts[gone] = NONE
+        removed[gone] = True
+        unit_class = person_class[sub.person]
+        sel = np.isin(unit_class, np.unique(unit_class[gone]))
+        part = Units(sub.person[sel], sub.facts[sel], sub.removable[sel])
+        start = KmResult(facts[sel], removed[sel], np.zeros(0, dtype=np.int64), 0, 0)
+        pins: dict[str, IntArray] = {}
+        if pin_p is not None and pin_f is not None and len(pin_p):
+            # the suppressed persons' earlier facts no longer count (they are not in this version)
+            keep = np.isin(person_class[pin_p], np.unique(unit_class[sel])) & ~np.isin(pin_p, km.suppressed_persons)
+            pins = {"pinned_person": pin_p[keep], "pinned_fact": pin_f[keep]}
+        r = enforce_km(part, person_class, parent, k, m, start=start, **pins)
+        facts[sel] = r.facts
+        removed[sel] = r.removed
+        dead = np.union1d(km.suppressed_persons, r.suppressed_persons).astype(np.int64)
+        if dead.size:
+            removed |= np.isin(sub.person, dead)
+        stats = {key: km.stats.get(key, 0) + r.stats.get(key, 0) for key in {*km.stats, *r.stats}}
+        stats["removed_with_link"] = km.stats.get("removed_with_link", 0) + int(gone.sum())
+        km = KmResult(facts, removed, dead, km.rounds + r.rounds, km.classes, stats)
+
+
 def _all_sites(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str,
                cols: list[str] | None = None, tag: bool = False) -> pl.DataFrame | None:
     frames = []
@@ -503,9 +593,13 @@ def build_release(
         pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
                            dtype=np.int64)
         pin_f = book.ids(pin["key"])
+        # modifiers leave with the rows they modify (as _release_rows removes them): the engine follows
+        follow = _links(site_tables, units, len(um.facts)) if m else None
         # first as if nothing had been published (a republication of unchanged data then gives the
         # same release), then, if the join with earlier versions is not k^m, on from there with them
         km = enforce_km(sub, person_class, book.parent, policy.k, m)
+        if follow is not None:
+            km = _follow_links(km, follow, sub, live, person_class, book.parent, policy.k, m)
         if len(pin_p) and m:
             final = Units(sub.person, np.where(km.removed[:, None], -1, km.facts), sub.removable)
             cls = person_class.copy()
@@ -513,7 +607,11 @@ def build_release(
             if any(persons_at_risk(final, cls, policy.k, m, pin_p, pin_f)[1:]):
                 km = enforce_km(sub, person_class, book.parent, policy.k, m, pinned_person=pin_p,
                                 pinned_fact=pin_f, start=km)
+                if follow is not None:
+                    km = _follow_links(km, follow, sub, live, person_class, book.parent, policy.k, m, pin_p, pin_f)
                 say("facts: continued with the facts of the earlier versions pinned")
+        if km.stats.get("removed_with_link"):
+            say(f"facts: {km.stats['removed_with_link']:,} modifier units left with the rows they modify")
         after = um.facts.copy()
         after[live] = km.facts
         removed = np.zeros(len(um.facts), dtype=bool)
@@ -522,7 +620,7 @@ def build_release(
         persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
         n_live, n_classes, n_rounds = sub.facts.shape[0], km.classes, km.rounds
-        del sub, km, live  # copies of the units matrix: memory at a million patients
+        del sub, km, live, follow  # copies of the units matrix: memory at a million patients
         start = 0
         for i, tu in enumerate(units):
             dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
