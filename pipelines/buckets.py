@@ -61,6 +61,10 @@ from transforms.storage import (
 )
 from transforms.vocabulary import Vocabulary
 
+_QUARANTINE_SCHEMA = pl.Schema({"reason_code": pl.String(), "reason_detail": pl.String(),
+                                "source_file": pl.String(), "source_line": pl.Int64()})
+
+
 BUCKETED_FORMATS = ("synthea-csv", "hospital-csv", "fhir-bulk")
 SHARED = {"synthea-csv": synthea.SHARED_ENTITIES, "fhir-bulk": fhir.SHARED_ENTITIES}  # entities read whole, once (one part), per format
 Log = Callable[[str], None]
@@ -155,15 +159,10 @@ def raw_in_buckets(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.d
         log(f"{site}: raw bucket {k + 1}/{split.buckets} checked")
     for name in fmt.entities:
         writers[name].commit()
-        quarantine[name].commit(pl.Schema({"reason_code": pl.String(), "reason_detail": pl.String(),
-                                           "source_file": pl.String(), "source_line": pl.Int64()}))
+        quarantine[name].commit(_QUARANTINE_SCHEMA)
     shutil.rmtree(work, ignore_errors=True)
     merged = {name: merge_contract_results(parts) for name, parts in contracts.items()}
     return RawOutcome(stats, merged, synthea.bucket_accounting(split, accounting), split.missing_files, split.buckets)
-
-
-_QUARANTINE_SCHEMA = pl.Schema({"reason_code": pl.String(), "reason_detail": pl.String(),
-                                "source_file": pl.String(), "source_line": pl.Int64()})
 
 
 def _raw_hospital(site: str, src: Source, fmt: Format, ws: Workspace, now: dt.datetime, log: Log,

@@ -34,7 +34,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,22 +53,10 @@ class ObjectStore:
     url: str
     endpoint_url: str | None = None
     region: str = "us-east-1"
-    _fs: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.url.startswith("s3://"):
             raise ValueError(f"object storage must be an s3:// URL, not {self.url!r}")
-
-    def filesystem(self) -> Any:
-        """The fsspec (s3fs) filesystem of the store, made once."""
-        if not self._fs:
-            import s3fs
-
-            kwargs: dict[str, Any] = {"client_kwargs": {"region_name": self.region}}
-            if self.endpoint_url:
-                kwargs["endpoint_url"] = self.endpoint_url
-            self._fs.append(s3fs.S3FileSystem(**kwargs))
-        return self._fs[0]
 
     def path(self, *parts: str) -> Path:
         """A path of the store (a ``UPath``, typed ``Path``: see the module's docstring)."""
@@ -138,11 +126,6 @@ def parquet_source(file: Path) -> Any:
     return file.open("rb") if is_remote(file) else file
 
 
-def parquet_schema(file: Path) -> pl.Schema:
-    """The schema of one Parquet file (local or on a store)."""
-    return scan_parquet_files([file]).collect_schema()
-
-
 def write_parquet_file(df: pl.DataFrame, target: Path, **kwargs: Any) -> None:
     """Write one Parquet file (local or on a store)."""
     if is_remote(target):
@@ -186,17 +169,6 @@ def download_tree(src: Path, dst: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(k, str(target))
     return dst
-
-
-def duckdb_connect(path: Path | None = None) -> Any:
-    """A DuckDB connection that can read ``path``'s store through its fsspec filesystem (DuckDB's httpfs
-    extension cannot be installed offline)."""
-    import duckdb
-
-    con = duckdb.connect()
-    if path is not None and is_remote(path):
-        con.register_filesystem(fs_of(path))
-    return con
 
 
 @dataclass(frozen=True, slots=True)
