@@ -139,29 +139,40 @@ def _empty(schema: Mapping[str, pl.DataType | type[pl.DataType]]) -> pl.DataFram
 EVERY_SCHEMA = {"key": pl.String, "kind": pl.String}
 OWN_SCHEMA = {PERSON: pl.Int64, "key": pl.String, "kind": pl.String}
 BIRTH_SCHEMA = {PERSON: pl.Int64, "birth_date": pl.Date}
+BIRTH_KEY_SCHEMA = {"birth_date": pl.Date, "key": pl.String}
 
 
 @dataclass
 class Identifiers:
     """The keys of known identifiers (kept in memory only, never written): ``everywhere`` (key, kind)
     are looked for in every row, ``own`` (person_id, key, kind) in that person's rows, ``births``
-    (person_id, birth_date) in that person's Date cells. Word keys are folded tokens joined by one
-    space; digit keys are ``#`` and the digits."""
+    (person_id, birth_date) in that person's Date cells and, written in any of the ways of
+    ``birth_keys`` (birth_date, key), in that person's text. Word keys are folded tokens joined by one
+    space; digit keys are ``#`` and the digits.
+
+    A birth date's written forms (about 30) are kept once per distinct date, not per person: they
+    would be 85% of ``own`` (37 keys a person; 1.8 GB at a million persons)."""
 
     everywhere: pl.DataFrame = field(default_factory=lambda: _empty(EVERY_SCHEMA))
     own: pl.DataFrame = field(default_factory=lambda: _empty(OWN_SCHEMA))
     births: pl.DataFrame = field(default_factory=lambda: _empty(BIRTH_SCHEMA))
     allowed_emails: frozenset[str] = frozenset()  # e-mails that may be published (a publisher's contact)
+    birth_keys: pl.DataFrame = field(default_factory=lambda: _empty(BIRTH_KEY_SCHEMA))
     _index: _Index | None = field(default=None, init=False, repr=False)
 
     def count(self) -> int:
-        """How many identifier forms are looked for."""
-        return self.everywhere.height + self.own.height + self.births.height
+        """How many identifier forms are looked for (a person's birth date counts once per written form)."""
+        written = 0
+        if self.births.height and self.birth_keys.height:
+            forms = self.birth_keys.group_by("birth_date").agg(_n=pl.len())
+            written = int(self.births.join(forms, on="birth_date").select(pl.col("_n").sum()).item() or 0)
+        return self.everywhere.height + self.own.height + written + self.births.height
 
     def merge(self, other: Identifiers) -> Identifiers:
         self.everywhere = pl.concat([self.everywhere, other.everywhere]).unique()
         self.own = pl.concat([self.own, other.own]).unique()
         self.births = pl.concat([self.births, other.births]).unique()
+        self.birth_keys = pl.concat([self.birth_keys, other.birth_keys]).unique()
         self.allowed_emails = self.allowed_emails | other.allowed_emails
         self._index = None
         return self
@@ -184,10 +195,12 @@ class _Index:
 
     @classmethod
     def of(cls, ids: Identifiers) -> _Index:
-        keys = pl.concat([ids.everywhere.select("key"), ids.own.select("key")]).unique()
+        own_keys = pl.concat([ids.own.select("key", "kind"),
+                              ids.birth_keys.select("key", kind=pl.lit("birth_date"))]).unique()
+        keys = pl.concat([ids.everywhere.select("key"), own_keys.select("key")]).unique()
         words = keys.filter(~pl.col("key").str.starts_with("#"))
         n = words.select(pl.col("key").str.count_matches(" ").max()).item()
-        return cls(ids.everywhere.unique(), ids.own.select("key", "kind").unique(),
+        return cls(ids.everywhere.unique(), own_keys,
                    words.select(pl.col("key").str.split(" ").list.first()).to_series().unique(),
                    min(MAX_TOKENS, int(n or 0) + 1))
 
@@ -275,11 +288,11 @@ def _names(patients: pl.DataFrame, places: set[str]) -> tuple[list[pl.DataFrame]
 
 
 def _birth_keys(births: pl.DataFrame) -> pl.DataFrame:
-    """person_id, key: a birth date in the ways people write it (1980-01-01, 01/01/1980, 01.01.80,
-    1er janvier 1980, January 1st, 1980, 19800101, ...)."""
+    """birth_date, key: each distinct birth date of ``births`` in the ways people write it (1980-01-01,
+    01/01/1980, 01.01.80, 1er janvier 1980, January 1st, 1980, 19800101, ...)."""
     days = births.select(pl.col("birth_date").unique()).drop_nulls()
     if days.is_empty():
-        return pl.DataFrame(schema={PERSON: pl.Int64, "key": pl.String})
+        return _empty(BIRTH_KEY_SCHEMA)
     b = pl.col("birth_date")
     y, m, d = b.dt.year().cast(pl.String), b.dt.month(), b.dt.day()
     yy = (b.dt.year() % 100).cast(pl.String).str.zfill(2)
@@ -309,8 +322,7 @@ def _birth_keys(births: pl.DataFrame) -> pl.DataFrame:
     named = day_forms.with_columns(_m=m.cast(pl.Int8), _y=y).join(month_names, on="_m")
     frames.append(named.select("birth_date", key=pl.concat_str(["_day", "_name", "_y"], separator=" ")))
     frames.append(named.select("birth_date", key=pl.concat_str(["_name", "_day", "_y"], separator=" ")))
-    keys = pl.concat(frames).unique()
-    return births.join(keys, on="birth_date").select(PERSON, "key")
+    return pl.concat(frames).unique().select("birth_date", "key")
 
 
 def _address_keys(patients: pl.DataFrame) -> pl.DataFrame:
@@ -342,9 +354,9 @@ def identifiers_from_patients(patients: pl.DataFrame, *, allowed_emails: Iterabl
     every, own = _names(patients, public_place_names())
     if "birth_date" in patients.columns:
         births = patients.select(PERSON, birth_date=pl.col("birth_date").cast(pl.Date)).drop_nulls().unique()
-        own.append(_birth_keys(births).with_columns(kind=pl.lit("birth_date")))
+        birth_keys = _birth_keys(births).filter(pl.col("key").str.len_chars() >= 2)
     else:
-        births = _empty(BIRTH_SCHEMA)
+        births, birth_keys = _empty(BIRTH_SCHEMA), _empty(BIRTH_KEY_SCHEMA)
     if "address" in patients.columns:
         own.append(_address_keys(patients).with_columns(kind=pl.lit("address")))
     rows_every: list[tuple[str, str]] = []
@@ -393,7 +405,7 @@ def identifiers_from_patients(patients: pl.DataFrame, *, allowed_emails: Iterabl
     own_all = (pl.concat([o.select(pl.col(PERSON).cast(pl.Int64), "key", "kind") for o in own])
                .drop_nulls().filter(pl.col("key").str.len_chars() >= 2).unique())
     allowed = frozenset(e.strip().lower() for e in allowed_emails) - known_emails
-    return Identifiers(everywhere, own_all, births.drop_nulls(), allowed)
+    return Identifiers(everywhere, own_all, births.drop_nulls(), allowed, birth_keys)
 
 
 def public_place_names() -> set[str]:
@@ -561,7 +573,12 @@ def _row_hits(col: pl.Series, persons: pl.Series | None, ids: Identifiers) -> pl
     out = [frame.join(found.every, left_on="_v", right_on="value").select("row", "kind")]
     if persons is not None and found.own.height:
         rows = frame.with_columns(_p=persons.cast(pl.Int64)).join(found.own, left_on="_v", right_on="value")
-        out.append(rows.join(ids.own, left_on=["_p", "key", "kind"], right_on=[PERSON, "key", "kind"], how="semi")
+        dated = pl.col("kind") == "birth_date"
+        out.append(rows.filter(~dated).join(ids.own, left_on=["_p", "key", "kind"], right_on=[PERSON, "key", "kind"],
+                                            how="semi").select("row", "kind"))
+        # a written birth date: one of the forms of the row's person's own birth date
+        out.append(rows.filter(dated).join(ids.birth_keys, on="key")
+                   .join(ids.births, left_on=["_p", "birth_date"], right_on=[PERSON, "birth_date"], how="semi")
                    .select("row", "kind"))
     return pl.concat(out).unique()
 

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 
 from transforms.storage import sha256_file
 
+SCAN_BATCH_ROWS = 1_000_000  # rows of a published table the leak scan looks at at once
+
 
 @dataclass
 class Finding:
@@ -189,8 +191,11 @@ def _leak_scan(folder: Path, manifest: dict[str, Any], workspace: Path) -> Findi
     scan = LeakScan(ids)
     for p in sorted(p for p in folder.rglob("*") if p.is_file()):  # listed or not: a stray file is published too
         rel = p.relative_to(folder).as_posix()
-        if p.suffix == ".parquet":
-            scan.table(rel, pl.read_parquet(p), p.parent.name)
+        if p.suffix == ".parquet":  # batch by batch: a table of tens of millions of rows is never whole in memory
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=SCAN_BATCH_ROWS):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                scan.table(rel, frame, p.parent.name)
         elif (text := text_of(p)) is not None:
             scan.text(rel, text)
     if "birth_date_coincidence" in persons.columns:
