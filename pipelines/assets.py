@@ -25,7 +25,7 @@ from pipelines.buckets import (
     pseudo_in_parts,
     raw_in_buckets,
 )
-from pipelines.progress import counter, report
+from pipelines.progress import counter, report, with_memory
 from pipelines.quality import dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
@@ -228,7 +228,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         fmt = FORMATS[src.format]
         if src.format in BUCKETED_FORMATS:
             try:
-                bucketed = omop_in_buckets(site, src, fmt, ws, vocab, context.log.info)
+                bucketed = omop_in_buckets(site, src, fmt, ws, vocab, with_memory(context.log.info))
             except MappingError as e:
                 raise _fail(str(e)) from None
             result = bucketed.result
@@ -307,7 +307,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
 
         try:
-            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, context.log.info)
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, with_memory(context.log.info))
         except CollisionError as e:
             raise _fail(str(e)) from None
         _write_accounting(ws, "pseudo", site, result.accounting)

@@ -30,6 +30,19 @@ _lock = threading.Lock()
 _listeners: list[Listener] = []
 
 
+def peak_memory_mb() -> int:
+    """The process's peak resident memory so far (MB): what a pod's memory limit must hold."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def with_memory(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` with the process's peak memory so far after each message (long steps' phases: an
+    operator sizing a pod sees which phase needs what)."""
+    return lambda message: log(f"{message} [peak memory {peak_memory_mb():,} MB]")
+
+
 def report(message: str) -> None:
     """Tell whoever shows progress what a long step has done (no-op when nobody listens)."""
     with _lock:

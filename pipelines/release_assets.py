@@ -37,6 +37,7 @@ from pipelines.leaks import (
     write_private,
 )
 from pipelines.product_assets import PRODUCTS, product_folder
+from pipelines.progress import with_memory
 from pipelines.publish import LeakError, publish_release
 from pipelines.quality import dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
@@ -185,7 +186,9 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             raise _fail(f"sites {', '.join(missing)} have no pseudonymised data yet: run 'ds4h run' (it runs them first)")
         site_tables = {s: LazyTables({t: ws.lake("pseudo", t, s) for t in PSEUDO_TABLES}) for s in config.sites}
         vocab = load_vocabulary(config.vocabulary)
+        say = with_memory(context.log.info)
         ids, persons = release_identifiers(ws, config, key.secret)
+        say(f"leak scan: {ids.count():,} identifier forms of {persons.height:,} persons")
         scan = LeakScan(ids)
 
         writers: dict[str, PartitionWriter] = {}
@@ -202,7 +205,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         try:
             result = build_release(site_tables, config.policy, key.secret, vocab.ancestor, vocab.concept, sink=sink,
                                    dataset_dir=ws.dataspace / config.release.dataset, permit=config.release.permit,
-                                   true_death_years=_death_years(ws, config.sites), log=context.log.info)
+                                   true_death_years=_death_years(ws, config.sites), log=say)
             for t, df in result.tables.items():
                 sink(t, df)
         except BaseException as e:
@@ -219,8 +222,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         hits = scan.hits()
         write_partition(result.accounting, ws.accounting("release", "all"))
         audit = audit_written(ws, config, result.report)
-        context.log.info(f"audit of the written files: persons at risk {result.report['km']['after']}"
-                         f" ({audit.seconds:.1f} s)")
+        say(f"audit of the written files: persons at risk {result.report['km']['after']} ({audit.seconds:.1f} s)")
         risk = {"mode": config.policy.mode, "before": result.risk_before, "after": result.risk_after,
                 "summary": result.summary, "utility": result.report["utility"], "thresholds": result.report["thresholds"], "passed": result.report["passed"],
                 "km": result.report["km"], "facts": result.report["facts"], "protection": result.report["protection"]}
@@ -231,6 +233,7 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         released = LazyTables({t: ws.lake("release", t) for t in RELEASE_TABLES})
         dqd = run_dqd({t: released.files(t) for t in released}, vocab, config.release.dataset, reports, timings=False,
                       memory_limit="2GB")
+        say(f"data quality checks of the release: {len(dqd.results)} checks")
         (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
         html_path = reports / "risk-report.html"
         candidate = f" Candidate risk report: {html_path}"
