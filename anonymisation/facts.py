@@ -214,9 +214,11 @@ def units_matrix(units: Sequence[TableUnits], book: FactBook, person_index: Mapp
     """All tables' units as one ``kmanon.Units`` (width = 3 coded slots + the widest cell list)."""
     width = 3 + max((len(FACT_TABLES[tu.table].cells) for tu in units), default=0)
     total = sum(tu.frame.height for tu in units)
-    # filled table by table in place (no per-table copies to concatenate: memory at a million patients)
-    persons = np.zeros(total, dtype=np.int64)
-    facts = np.full((total, width), NONE, dtype=np.int64)
+    # filled table by table in place (no per-table copies to concatenate), int32 where the ids fit:
+    # 18M units x 5 slots at a million patients, and the engine holds one working copy
+    code: type[np.signedinteger[Any]] = np.int32 if max(len(book.keys), len(person_index)) < 2**31 else np.int64
+    persons: npt.NDArray[np.signedinteger[Any]] = np.zeros(total, dtype=code)
+    facts: npt.NDArray[np.signedinteger[Any]] = np.full((total, width), NONE, dtype=code)
     removable = np.zeros(total, dtype=bool)
     start = 0
     for tu in units:

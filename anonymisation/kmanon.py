@@ -36,12 +36,13 @@ checks this against brute force).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.signedinteger[Any]]  # int32 where the ids fit (memory at a million patients), else int64
 BoolArray = npt.NDArray[np.bool_]
 NONE = -1
 CONCEPT, SOURCE, SOURCE_CONCEPT = 0, 1, 2  # the coded slots of a unit; slots 3.. are cell facts
@@ -86,7 +87,8 @@ def enforce_km(
 ) -> KmResult:
     """Make the units' facts k^m-anonymous within the classes of ``person_class`` (see the module doc).
 
-    ``person_class[p]``: class of person p (persons are 0..P-1); ``parent[f]``: the fact above f, or
+    ``person_class[p]``: class of person p (persons are 0..P-1; -1: a suppressed person, whose units are
+    left as they are and not removed); ``parent[f]``: the fact above f, or
     ``NONE``. ``pinned_person``/``pinned_fact``: facts of earlier published versions (kept as they are).
     ``start``: an earlier result on the same units to continue from (its moves and removals stand).
     """
@@ -109,7 +111,7 @@ def enforce_km(
     p_bounds = _bounds(pin_class[pin_order])
     dead: list[IntArray] = []
     rounds = 0
-    classes = sorted(set(u_bounds) | set(p_bounds))
+    classes = sorted(c for c in set(u_bounds) | set(p_bounds) if c >= 0)  # class -1: suppressed persons, left as they are
     limits = threadpool_limits(1, user_api="blas")  # small products: BLAS threads only contend
     for c in classes:
         ua, ub = u_bounds.get(c, (0, 0))

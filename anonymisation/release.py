@@ -443,13 +443,12 @@ def _follow_links(km: KmResult, links: UnitLinks, sub: Units, live: npt.NDArray[
     nothing more leaves. Without this the engine counts facts the written files no longer hold: a set of
     facts it saw held by k persons is held by fewer (docs/privacy.md, "How an anonymised release is made")."""
     while True:
-        full = np.ones(len(live), dtype=bool)  # units of suppressed persons: gone with their persons
-        full[live] = km.removed
-        gone = links.orphaned(full)[live] & ~km.removed
+        full = km.removed | ~live  # units of suppressed persons: gone with their persons
+        gone = links.orphaned(full) & ~full
+        del full
         if not gone.any():
             return km
-        facts = km.facts.copy()
-        removed = km.removed.copy()
+        facts, removed = km.facts, km.removed  # changed in place: ``km`` is replaced below
         facts[gone] = NONE
         removed[gone] = True
         unit_class = person_class[sub.person]
@@ -587,8 +586,9 @@ def build_release(
     fact_suppressed_persons: set[int] = set()
     if units:
         t0 = time.perf_counter()
+        # the engine works on every unit: those of persons the search suppressed (class -1) are left as
+        # they are (no copy of the live units: memory at a million patients)
         live = person_class[um.person] >= 0
-        sub = Units(um.person[live], um.facts[live], um.removable[live])
         pin = pinned.filter(pl.col("person_id").is_in(kept["person_id"].implode()))
         pin_p = np.asarray(pin["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy(),
                            dtype=np.int64)
@@ -597,30 +597,28 @@ def build_release(
         follow = _links(site_tables, units, len(um.facts)) if m else None
         # first as if nothing had been published (a republication of unchanged data then gives the
         # same release), then, if the join with earlier versions is not k^m, on from there with them
-        km = enforce_km(sub, person_class, book.parent, policy.k, m)
+        km = enforce_km(um, person_class, book.parent, policy.k, m)
         if follow is not None:
-            km = _follow_links(km, follow, sub, live, person_class, book.parent, policy.k, m)
+            km = _follow_links(km, follow, um, live, person_class, book.parent, policy.k, m)
         if len(pin_p) and m:
-            final = Units(sub.person, np.where(km.removed[:, None], -1, km.facts), sub.removable)
+            final = Units(um.person, np.where(km.removed[:, None], -1, km.facts), um.removable)
             cls = person_class.copy()
             cls[km.suppressed_persons] = -1
             if any(persons_at_risk(final, cls, policy.k, m, pin_p, pin_f)[1:]):
-                km = enforce_km(sub, person_class, book.parent, policy.k, m, pinned_person=pin_p,
+                km = enforce_km(um, person_class, book.parent, policy.k, m, pinned_person=pin_p,
                                 pinned_fact=pin_f, start=km)
                 if follow is not None:
-                    km = _follow_links(km, follow, sub, live, person_class, book.parent, policy.k, m, pin_p, pin_f)
+                    km = _follow_links(km, follow, um, live, person_class, book.parent, policy.k, m, pin_p, pin_f)
                 say("facts: continued with the facts of the earlier versions pinned")
+            del final
         if km.stats.get("removed_with_link"):
             say(f"facts: {km.stats['removed_with_link']:,} modifier units left with the rows they modify")
-        after = um.facts.copy()
-        after[live] = km.facts
-        removed = np.zeros(len(um.facts), dtype=bool)
-        removed[live] = km.removed
+        after, removed = km.facts, km.removed  # the units of suppressed persons: as they were, not removed
         after_facts, after_removed = after, removed
         persons_arr = frame["person_id"].to_numpy()
         fact_suppressed_persons = {int(persons_arr[i]) for i in km.suppressed_persons}
-        n_live, n_classes, n_rounds = sub.facts.shape[0], km.classes, km.rounds
-        del sub, km, live, follow  # copies of the units matrix: memory at a million patients
+        n_live, n_classes, n_rounds = int(live.sum()), km.classes, km.rounds
+        del km, live, follow
         start = 0
         for i, tu in enumerate(units):
             dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
