@@ -192,6 +192,13 @@ def generate(
             out.print(f"added {', '.join(s.site for s in added)} to {path}")
         if marked:
             out.print(f"{'notes expected again at' if notes else 'notes marked absent at'} {', '.join(marked)} in {path}")
+    # sites of the config this generation did not write and that have no extract: 'ds4h run' would stop on them
+    generated = {s.site for s in chosen}
+    empty = [s.site for s in cfg.sources if s.site not in generated and s.format == "hospital-csv"
+             and not any(s.path.glob("*.csv"))]
+    if empty:
+        err.print(f"note: the config also lists {', '.join(empty)}, with no extract: 'ds4h run' stops on "
+                  f"them; remove them from {path} or generate with --sites {len(generated) + len(empty)}")
     rows = sum(sum(v.values()) for v in result.rows.values())
     faults = ", ".join(f"{k} {v}" for k, v in result.fault_counts().items() if v) or "none"
     out.print(

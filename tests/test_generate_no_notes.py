@@ -128,3 +128,18 @@ def test_notes_declared_absent_but_present_is_a_clear_error(tmp_path: Path) -> N
     assert r.missing_files == [] and r.entities["notes"].table.height == 0
     r = ingest_site("hospital-a", folder, today=dt.date.today())
     assert r.missing_files == ["notes.csv"]  # not declared absent: reported missing, as before
+
+
+def test_generate_fewer_sites_than_the_config_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ds4h init` lists three sites; generating one names the two left without an extract (which
+    `ds4h run` would stop on) and how to fix it."""
+    monkeypatch.setenv("DS4H_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DS4H_KEYS", str(tmp_path / "keys"))
+    monkeypatch.delenv("DS4H_CONFIG", raising=False)
+    assert invoke("init")[0] == 0
+    code, output = invoke("generate", "--patients", "20", "--sites", "1", "--seed", "3")
+    assert code == 0
+    assert "the config also lists hospital-b, hospital-c, with no extract" in output
+    assert "generate with --sites 3" in output
+    code, output = invoke("generate", "--patients", "20", "--sites", "3", "--seed", "3")
+    assert code == 0 and "with no extract" not in output
