@@ -200,7 +200,7 @@ class _Index:
         keys = pl.concat([ids.everywhere.select("key"), own_keys.select("key")]).unique()
         words = keys.filter(~pl.col("key").str.starts_with("#"))
         n = words.select(pl.col("key").str.count_matches(" ").max()).item()
-        return cls(ids.everywhere.unique(), own_keys,
+        return cls(ids.everywhere, own_keys,
                    words.select(pl.col("key").str.split(" ").list.first()).to_series().unique(),
                    min(MAX_TOKENS, int(n or 0) + 1))
 
@@ -341,7 +341,38 @@ def _address_keys(patients: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(out)
 
 
+IDENTIFIER_CHUNK = 50_000  # persons whose keys are derived at once (the derivation's working memory: ~5 KB a person)
+
+
 def identifiers_from_patients(patients: pl.DataFrame, *, allowed_emails: Iterable[str] = ()) -> Identifiers:
+    """The keys of the identity frame ``patients``, derived ``IDENTIFIER_CHUNK`` persons at a time (the
+    keys of a million persons take ~0.5 GB; deriving them at once took 1.6 GB for 360,000): see
+    :func:`_identifiers_of`."""
+    allowed_emails = list(allowed_emails)
+    if patients.height <= IDENTIFIER_CHUNK:
+        return _identifiers_of(patients, allowed_emails=allowed_emails)
+    # chunks of whole persons (a person of two sites has two rows): own keys and births of different
+    # chunks never repeat, so they are only concatenated (a unique over millions of strings takes
+    # hundreds of MB); the everywhere keys (a name two persons share) are made unique once
+    n = -(-patients.height // IDENTIFIER_CHUNK)
+    by_row = pl.int_range(pl.len(), dtype=pl.Int64) % n  # rows without a person: any chunk
+    chunk = (pl.when(pl.col(PERSON).is_null()).then(by_row)
+             .otherwise((pl.col(PERSON).cast(pl.Int64).hash(seed=0) % n).cast(pl.Int64))
+             if PERSON in patients.columns else by_row)
+    grouped = patients.with_columns(_chunk=chunk).partition_by("_chunk", include_key=False, maintain_order=True)
+    parts = [_identifiers_of(g, allowed_emails=allowed_emails, dates=False) for g in grouped]
+    del grouped
+    births = pl.concat([p.births for p in parts])
+    return Identifiers(
+        pl.concat([p.everywhere for p in parts]).unique(),
+        pl.concat([p.own for p in parts]),
+        births,
+        frozenset.intersection(*(p.allowed_emails for p in parts)),  # a patient's own e-mail in any part: never allowed
+        _birth_keys(births).filter(pl.col("key").str.len_chars() >= 2),  # once for every distinct date
+    )
+
+
+def _identifiers_of(patients: pl.DataFrame, *, allowed_emails: Iterable[str] = (), dates: bool = True) -> Identifiers:
     """The keys of the identity frame ``patients`` (columns as ``identity_frame`` names them; any may be
     absent). Its ``person_id`` must be the person ids of the tables to be scanned: the identity zone's
     own ids to mask free text before re-keying, the pseudonymous ids (``lake/identity/pseudonyms``)
@@ -354,7 +385,7 @@ def identifiers_from_patients(patients: pl.DataFrame, *, allowed_emails: Iterabl
     every, own = _names(patients, public_place_names())
     if "birth_date" in patients.columns:
         births = patients.select(PERSON, birth_date=pl.col("birth_date").cast(pl.Date)).drop_nulls().unique()
-        birth_keys = _birth_keys(births).filter(pl.col("key").str.len_chars() >= 2)
+        birth_keys = _birth_keys(births).filter(pl.col("key").str.len_chars() >= 2) if dates else _empty(BIRTH_KEY_SCHEMA)
     else:
         births, birth_keys = _empty(BIRTH_SCHEMA), _empty(BIRTH_KEY_SCHEMA)
     if "address" in patients.columns:

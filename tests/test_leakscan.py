@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from anonymisation.leakscan import (
     LeakScan,
@@ -241,3 +242,31 @@ def test_escaped_accented_name_in_a_published_json_file_is_found(tmp_path: Path)
     (tmp_path / "other.json").write_text(json.dumps({"title": "Cohort of diabetics"}) + "\n")
     assert "\\u00c9" in (tmp_path / "manifest.json").read_text()
     assert scan_text_files(tmp_path, ids) == {"manifest.json": {"full_name": 1}}
+
+
+def test_keys_derived_chunk_by_chunk_are_those_derived_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large identity frame is derived a chunk of persons at a time (memory): the keys, their count,
+    the allowed e-mails and what a scan finds are those of one derivation, with a person of two sites
+    (two rows) and rows without a person among them."""
+    import anonymisation.leakscan as leakscan
+
+    base = PATIENTS.with_columns(pl.col("person_id").cast(pl.Int64))
+    frames = [base.with_columns(person_id=pl.col("person_id") + 10 * i, birth_date=pl.col("birth_date") + dt.timedelta(days=i),
+                                patient_id=pl.col("patient_id") + f"-{i}") for i in range(40)]
+    frames.append(base.head(1))  # the same person at a second site
+    frames.append(base.with_columns(person_id=pl.lit(None, pl.Int64)).head(2))
+    patients = pl.concat(frames)
+    allowed = {"x.y@z.org", "anne.muller@example.lu"}
+    whole = identifiers_from_patients(patients, allowed_emails=allowed)
+    monkeypatch.setattr(leakscan, "IDENTIFIER_CHUNK", 7)
+    chunked = identifiers_from_patients(patients, allowed_emails=allowed)
+    for name in ("everywhere", "own", "births", "birth_keys"):
+        a, b = getattr(whole, name), getattr(chunked, name)
+        assert a.height > 0
+        assert a.sort(a.columns).equals(b.sort(b.columns)), name
+    assert chunked.count() == whole.count() > 0
+    assert chunked.allowed_emails == whole.allowed_emails == frozenset({"x.y@z.org"})
+    table = pl.DataFrame({"person_id": [21, 21, 3, 5], "value_as_string": [
+        "Anne Müller vue le 02/01/1980", "tel 621 123 456", "Léa Petit, 7 Grand-Rue", "rien"]})
+    assert scan_table(table, chunked) == scan_table(table, whole)
+    assert scan_table(table, whole)
