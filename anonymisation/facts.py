@@ -30,6 +30,7 @@ IntArray = npt.NDArray[np.int64]
 SEP = "|"
 UNIT = "_unit"
 ROWS = "_rows"
+CONCEPT_GROUP_PAIRS = 2_000_000  # (concept, person) pairs whose ancestors are counted at once
 
 _ICD10 = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Z]{1,4}|[0-9][0-9A-Z]{0,3})$")
 _ATC = re.compile(r"^[A-Z]\d{2}[A-Z]([A-Z](\d{2})?)?$|^[A-Z]\d{2}$")
@@ -130,20 +131,27 @@ class FactBook:
 
 
 def concept_parents(
-    concepts: pl.DataFrame, ancestor: pl.DataFrame | None, concept: pl.DataFrame | None
+    concepts: pl.DataFrame | Sequence[pl.DataFrame], ancestor: pl.DataFrame | None, concept: pl.DataFrame | None
 ) -> dict[int, int]:
     """Nearest standard same-domain ancestor of every concept in ``concepts`` (columns concept,
-    person) and of every ancestor reached; ties go to the ancestor held (itself or through a
-    descendant) by the most persons, then to the lowest id."""
-    if ancestor is None or concept is None or concepts.is_empty():
+    person; several frames: their union; concept 0 or null is no concept) and of every ancestor
+    reached; ties go to the ancestor held (itself or through a descendant) by the most persons, then
+    to the lowest id."""
+    frames = [concepts] if isinstance(concepts, pl.DataFrame) else list(concepts)
+    held_concept = pl.col("concept").cast(pl.Int64, strict=False).fill_null(0) != 0
+    frames = [f for f in frames if f.height]
+    if ancestor is None or concept is None or not frames:
         return {}
-    data = concepts.select(pl.col("concept").cast(pl.Int64), pl.col("person").cast(pl.Int64)).unique()
+    concepts_held = pl.concat([f.select(pl.col("concept").unique()).filter(held_concept)
+                               .select(pl.col("concept").cast(pl.Int64)) for f in frames]).unique()
+    if concepts_held.is_empty():
+        return {}
     anc = ancestor.select(
         a=pl.col("ancestor_concept_id").cast(pl.Int64), d=pl.col("descendant_concept_id").cast(pl.Int64),
         lv=pl.col("min_levels_of_separation").cast(pl.Int64),
     ).filter((pl.col("lv") > 0) & (pl.col("a") != pl.col("d")))
-    up = anc.join(data.select(d="concept").unique(), on="d", how="semi")  # every ancestor of a data concept
-    closure = pl.concat([data.select(c="concept"), up.select(c="a")]).unique()
+    up = anc.join(concepts_held.rename({"concept": "d"}), on="d", how="semi")  # every ancestor of a data concept
+    closure = pl.concat([concepts_held.select(c="concept"), up.select(c="a")]).unique()
     cand = anc.join(closure.rename({"c": "d"}), on="d", how="semi")
     info = concept.select(pl.col("concept_id").cast(pl.Int64), pl.col("domain_id").cast(pl.String),
                           pl.col("standard_concept").cast(pl.String)).unique("concept_id", keep="first")
@@ -152,10 +160,21 @@ def concept_parents(
             .filter(pl.col("dd") == pl.col("ad")).select("a", "d", "lv"))
     if cand.is_empty():
         return {}
-    held = pl.concat([
-        up.join(data.rename({"concept": "d"}), on="d").select("a", "person"),
-        data.select(a="concept", person="person"),
-    ]).group_by("a").agg(n=pl.col("person").n_unique())
+    # persons holding each ancestor (itself or through a descendant), counted over disjoint groups of
+    # persons and summed: the distinct (concept, person) pairs of a million patients are ~16M, and a
+    # unique over them all took 3 GB
+    groups = max(1, sum(f.height for f in frames) // CONCEPT_GROUP_PAIRS)
+    counts = []
+    for g in range(groups):
+        mine = held_concept & (pl.col("person").hash(seed=0) % groups == g)
+        data = pl.concat([f.filter(mine).select(pl.col("concept").cast(pl.Int64), pl.col("person").cast(pl.Int64))
+                          for f in frames]).unique()
+        counts.append(pl.concat([
+            up.join(data.rename({"concept": "d"}), on="d").select("a", "person"),
+            data.select(a="concept", person="person"),
+        ]).group_by("a").agg(n=pl.col("person").n_unique()))
+        del data
+    held = pl.concat(counts).group_by("a").agg(pl.col("n").sum())
     best = (cand.join(held, on="a", how="left").with_columns(pl.col("n").fill_null(0))
             .sort(["d", "lv", "n", "a"], descending=[False, False, True, False])
             .group_by("d", maintain_order=True).first())
@@ -172,13 +191,12 @@ def build_factbook(
     keys: set[str] = set(extra_keys)
     concept_pairs: list[pl.DataFrame] = []
     for tu in units:
-        for c in tu.columns:
-            ks = tu.frame.select(k=fact_key(tu.table, c))["k"].drop_nulls().unique()
+        for c in tu.columns:  # the keys of the column's distinct values (not one string per unit: 18M units)
+            ks = tu.frame.select(pl.col(c).unique()).select(k=fact_key(tu.table, c))["k"].drop_nulls()
             keys.update(ks.to_list())
-            if c == FACT_TABLES[tu.table].concept:
-                concept_pairs.append(tu.frame.filter(pl.col(c).cast(pl.Int64, strict=False).fill_null(0) != 0)
-                                     .select(concept=pl.col(c).cast(pl.Int64), person=pl.col("person_id")))
-    parents = concept_parents(pl.concat(concept_pairs) if concept_pairs else pl.DataFrame(), ancestor, concept)
+            if c == FACT_TABLES[tu.table].concept:  # the columns themselves: no copy of 18M pairs
+                concept_pairs.append(tu.frame.select(concept=pl.col(c), person=pl.col("person_id")))
+    parents = concept_parents(concept_pairs, ancestor, concept)
     parent_key: dict[str, str] = {}
     todo = sorted(keys)
     while todo:
@@ -224,7 +242,12 @@ def units_matrix(units: Sequence[TableUnits], book: FactBook, person_index: Mapp
     for tu in units:
         end = start + tu.frame.height
         for c, s in zip(tu.columns, tu.slots, strict=True):
-            facts[start:end, s] = book.ids(tu.frame.select(k=fact_key(tu.table, c))["k"])
+            # each distinct value's fact id (NONE: no fact), then every unit's through its value
+            values = tu.frame.select(pl.col(c).unique().drop_nulls())
+            ids = book.ids(values.select(k=fact_key(tu.table, c))["k"])
+            mapped = tu.frame[c].replace_strict(values[c], pl.Series(ids, dtype=pl.Int64), default=NONE,
+                                                return_dtype=pl.Int64).fill_null(NONE)
+            facts[start:end, s] = mapped.to_numpy()
         persons[start:end] = tu.frame["person_id"].replace_strict(person_index, return_dtype=pl.Int64).to_numpy()
         removable[start:end] = FACT_TABLES[tu.table].removable
         start = end

@@ -39,6 +39,7 @@ from anonymisation import dates
 from anonymisation.consolidate import consolidate_persons
 from anonymisation.facts import (
     ROWS,
+    UNIT,
     TableOutcome,
     TableUnits,
     UnitLinks,
@@ -79,7 +80,7 @@ from schemas.policy import PrivacyPolicy
 from transforms import eras
 from transforms.ingest import accounting_frame
 from transforms.omop import PERIOD_DATES
-from transforms.storage import scan_parquet_files
+from transforms.storage import parquet_rows, scan_parquet_files
 
 IntArray = npt.NDArray[np.int64]
 _KEPT = frozenset({"person", "location", "observation_period", "cdm_source"})  # small, used after the loop
@@ -368,10 +369,25 @@ def _whole(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str) ->
     return out
 
 
+UNIT_RANGE_ROWS = 4_000_000  # rows of a table whose units are counted at once (a range of person ids)
+
+
 def _table_units(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str, offset: int) -> TableUnits | None:
-    """The fact units of a table over all sites, counted part by part (only person_id and the fact
-    columns are read, and each part is reduced to its distinct tuples before they are combined)."""
+    """The fact units of a table over all sites (only person_id and the fact columns are read). A table
+    in Parquet files is counted by the streaming engine one range of person ids at a time (ranges in
+    ascending order: the units come out in the same order as one sort of the whole table); a table in
+    memory part by part, each part reduced to its distinct tuples before they are combined."""
     cols = ["person_id", *_fact_columns(table)]
+    lazy: list[pl.LazyFrame] = []
+    rows = 0
+    for s in sorted(site_tables):
+        files = getattr(site_tables[s], "files", None)
+        paths = files(table) if callable(files) and _has(site_tables[s], table) else []
+        if paths:
+            lazy.append(scan_parquet_files(paths, cols))
+            rows += sum(parquet_rows(p) for p in paths)
+    if lazy and len(lazy) == sum(_has(site_tables[s], table) for s in site_tables):
+        return _units_by_range(table, pl.concat(lazy, how="vertical_relaxed"), rows, offset)
     counted = []
     for s in sorted(site_tables):
         if _has(site_tables[s], table):
@@ -382,6 +398,41 @@ def _table_units(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: s
         return None
     tu = collect_units(table, pl.concat(counted, how="vertical_relaxed"), offset)
     return tu if tu is not None and tu.frame.height else None
+
+
+def _units_by_range(table: str, lf: pl.LazyFrame, rows: int, offset: int) -> TableUnits | None:
+    """:func:`_table_units` of a table scanned from its files: ``rows`` rows, in ranges of person ids of
+    about ``UNIT_RANGE_ROWS`` rows (pseudonymous ids are spread evenly; the last range takes null ids)."""
+    cols = lf.collect_schema().names()
+    n = max(1, -(-rows // UNIT_RANGE_ROWS))
+    bounds = lf.select(lo=pl.col("person_id").min(), hi=pl.col("person_id").max()).collect()
+    lo, hi = bounds["lo"][0], bounds["hi"][0]
+    if lo is None or hi is None:
+        n = 1
+    frames: list[pl.DataFrame] = []
+    template: TableUnits | None = None
+    for i in range(n):
+        part = lf
+        if n > 1:
+            pid = pl.col("person_id")
+            start, end = lo + (hi - lo) * i // n, lo + (hi - lo) * (i + 1) // n
+            within = (pid >= start) if i else pl.lit(True)
+            within = within & ((pid < end) if i < n - 1 else (pid <= hi) | pid.is_null())
+            part = lf.filter(within)
+        counted = part.group_by(cols).agg(pl.len().cast(pl.Int64).alias(ROWS)).collect(engine="streaming")
+        tu = collect_units(table, counted, 0)
+        del counted
+        if tu is None:
+            return None
+        template = tu
+        frames.append(tu.frame.drop(UNIT))
+    assert template is not None
+    frame = pl.concat(frames) if len(frames) > 1 else frames[0]
+    del frames
+    if not frame.height:
+        return None
+    frame = frame.with_columns(pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias(UNIT))
+    return TableUnits(table, template.columns, template.slots, frame)
 
 
 def _links(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], units: list[TableUnits], total: int) -> UnitLinks:

@@ -126,6 +126,18 @@ def parquet_source(file: Path) -> Any:
     return file.open("rb") if is_remote(file) else file
 
 
+def parquet_rows(file: Path) -> int:
+    """Rows of a Parquet file, from its footer (local or on a store)."""
+    import pyarrow.parquet as pq
+
+    source = parquet_source(file)
+    try:
+        return int(pq.ParquetFile(source).metadata.num_rows)
+    finally:
+        if not isinstance(source, Path):
+            source.close()
+
+
 def write_parquet_file(df: pl.DataFrame, target: Path, **kwargs: Any) -> None:
     """Write one Parquet file (local or on a store)."""
     if is_remote(target):
