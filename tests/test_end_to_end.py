@@ -102,6 +102,8 @@ def test_run_publishes_versions(published: dict[str, object]) -> None:
         "person", "location", "visit_occurrence", "visit_detail", "condition_occurrence", "drug_exposure",
         "measurement", "procedure_occurrence", "observation_period", "condition_era", "episode", "cdm_source"}
     assert parquet == [(f["path"], f["sha256"]) for f in m2["files"] if f["path"].endswith(".parquet")]
+    # and the same data quality report (its samples of offending rows are ordered, not as the scan found them)
+    assert sha(ds / "1" / "reports" / "dqd.html") == sha(ds / "2" / "reports" / "dqd.html")
     assert "Published omop-demo v1" in str(published["out1"])
     # without a terminal, progress is one line per step with its duration
     assert "hospital-a: omop done in" in str(published["out1"]) and "release: published_release" in str(published["out1"])

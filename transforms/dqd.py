@@ -767,7 +767,8 @@ def _sample(con: duckdb.DuckDBPyConnection, c: CheckDef, ctx: _Ctx, res: CheckRe
         std = _norm_field(c.row["standardConceptFieldName"])
         sample_sql = f"SELECT {_keys(ctx, c.table, 't', std)} FROM {q(c.table)} t WHERE t.{q(std)} = 0"
     try:
-        rel = con.sql(f"SELECT * FROM ({sample_sql}) s LIMIT {SAMPLE_SIZE}")
+        # ordered (DuckDB keeps the top rows only): the same inputs give the same sample in the published report
+        rel = con.sql(f"SELECT * FROM ({sample_sql}) s ORDER BY ALL LIMIT {SAMPLE_SIZE}")
         columns = rel.columns
         rows = rel.fetchall()
     except duckdb.Error as e:
