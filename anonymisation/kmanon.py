@@ -84,20 +84,26 @@ def enforce_km(
     pinned_person: IntArray | None = None,
     pinned_fact: IntArray | None = None,
     start: KmResult | None = None,
+    reuse_start: bool = False,
 ) -> KmResult:
     """Make the units' facts k^m-anonymous within the classes of ``person_class`` (see the module doc).
 
     ``person_class[p]``: class of person p (persons are 0..P-1; -1: a suppressed person, whose units are
     left as they are and not removed); ``parent[f]``: the fact above f, or
     ``NONE``. ``pinned_person``/``pinned_fact``: facts of earlier published versions (kept as they are).
-    ``start``: an earlier result on the same units to continue from (its moves and removals stand).
+    ``start``: an earlier result on the same units to continue from (its moves and removals stand);
+    ``reuse_start``: change its arrays in place instead of copying them (the caller drops ``start``).
     """
     if not 0 <= m <= MAX_M:
         raise ValueError(f"attacker_facts (m) must be between 0 and {MAX_M}: the cost grows as facts^m")
     if k < 1:
         raise ValueError("k must be at least 1")
-    facts = units.facts.copy() if start is None else start.facts.copy()
-    removed = np.zeros(len(facts), dtype=bool) if start is None else start.removed.copy()
+    if start is None:
+        facts, removed = units.facts.copy(), np.zeros(len(units.facts), dtype=bool)
+    elif reuse_start:
+        facts, removed = start.facts, start.removed
+    else:
+        facts, removed = start.facts.copy(), start.removed.copy()
     stats = {"generalised_classwide": 0, "generalised_local": 0, "suppressed_local": 0}
     if m == 0 or (len(facts) == 0 and pinned_person is None):
         return KmResult(facts, removed, np.zeros(0, dtype=np.int64), 0, 0, stats)

@@ -499,27 +499,23 @@ def _follow_links(km: KmResult, links: UnitLinks, sub: Units, live: npt.NDArray[
         del full
         if not gone.any():
             return km
-        facts, removed = km.facts, km.removed  # changed in place: ``km`` is replaced below
-        facts[gone] = NONE
-        removed[gone] = True
-        unit_class = person_class[sub.person]
-        sel = np.isin(unit_class, np.unique(unit_class[gone]))
-        part = Units(sub.person[sel], sub.facts[sel], sub.removable[sel])
-        start = KmResult(facts[sel], removed[sel], np.zeros(0, dtype=np.int64), 0, 0)
+        km.facts[gone] = NONE  # in place: ``km`` is replaced below
+        km.removed[gone] = True
+        touched = np.unique(person_class[sub.person[gone]])
+        # only the classes the removals touched run again (the others' class is -1 for this run): no
+        # copy of their units (the whole matrix at a million patients)
+        cls = np.where(np.isin(person_class, touched), person_class, -1)
         pins: dict[str, IntArray] = {}
         if pin_p is not None and pin_f is not None and len(pin_p):
             # the suppressed persons' earlier facts no longer count (they are not in this version)
-            keep = np.isin(person_class[pin_p], np.unique(unit_class[sel])) & ~np.isin(pin_p, km.suppressed_persons)
+            keep = np.isin(cls[pin_p], touched) & ~np.isin(pin_p, km.suppressed_persons)
             pins = {"pinned_person": pin_p[keep], "pinned_fact": pin_f[keep]}
-        r = enforce_km(part, person_class, parent, k, m, start=start, **pins)
-        facts[sel] = r.facts
-        removed[sel] = r.removed
-        dead = np.union1d(km.suppressed_persons, r.suppressed_persons).astype(np.int64)
-        if dead.size:
-            removed |= np.isin(sub.person, dead)
+        start = KmResult(km.facts, km.removed, km.suppressed_persons, 0, 0)
+        r = enforce_km(sub, cls, parent, k, m, start=start, reuse_start=True, **pins)
+        del cls, start
         stats = {key: km.stats.get(key, 0) + r.stats.get(key, 0) for key in {*km.stats, *r.stats}}
         stats["removed_with_link"] = km.stats.get("removed_with_link", 0) + int(gone.sum())
-        km = KmResult(facts, removed, dead, km.rounds + r.rounds, km.classes, stats)
+        km = KmResult(r.facts, r.removed, r.suppressed_persons, km.rounds + r.rounds, km.classes, stats)
 
 
 def _all_sites(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], table: str,
