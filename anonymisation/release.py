@@ -668,7 +668,7 @@ def build_release(
         del km, live, follow
         start = 0
         for i, tu in enumerate(units):
-            dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start)
+            dec, outcome = unit_decisions(tu, book, um.facts, after, removed, start, changed_only=True)
             # only the units that change: the rows of the others keep their values (apply_to_rows)
             decisions[tu.table] = dec.filter(pl.col("_removed") | pl.col("_generalised"))
             outcomes[tu.table] = outcome
