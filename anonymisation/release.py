@@ -435,6 +435,29 @@ def _units_by_range(table: str, lf: pl.LazyFrame, rows: int, offset: int) -> Tab
     return TableUnits(table, template.columns, template.slots, frame)
 
 
+ERA_RANGE_ROWS = 2_000_000  # released rows whose eras are computed at once (a range of person ids)
+
+
+def _by_person_range(df: pl.DataFrame, fn: Callable[[pl.DataFrame], pl.DataFrame],
+                     rows: int | None = None) -> pl.DataFrame:
+    """``fn`` (eras: person by person, sorted by person_id first) over ascending ranges of person_id of
+    about ``rows`` rows (null ids with the first, as a sort puts them), concatenated: the same rows in
+    the same order as ``fn`` over the whole frame, in a fraction of its memory."""
+    n = max(1, -(-df.height // (rows or ERA_RANGE_ROWS)))
+    lo, hi = df["person_id"].min(), df["person_id"].max()
+    if n == 1 or not isinstance(lo, int) or not isinstance(hi, int):
+        return fn(df)
+    pid = pl.col("person_id")
+    out = []
+    for i in range(n):
+        start, end = lo + (hi - lo) * i // n, lo + (hi - lo) * (i + 1) // n
+        within = pid.is_null() | (pid < end) if i == 0 else (pid >= start) & ((pid < end) if i < n - 1 else pl.lit(True))
+        chunk = df.filter(within)
+        if chunk.height:
+            out.append(fn(chunk))
+    return pl.concat(out) if out else fn(df)
+
+
 def _links(site_tables: Mapping[str, Mapping[str, pl.DataFrame]], units: list[TableUnits], total: int) -> UnitLinks:
     """Which units leave with which (``facts.UnitLinks``): the modifier rows of ``EVENT_LINKS`` (read part
     by part, only their link, field concept, person and fact columns) and the target rows they name."""
@@ -693,6 +716,13 @@ def build_release(
             f"exceeds the limit of {limit} ({policy.suppression:.0%}): raise policy.suppression, or publish under a "
             "new dataset name (release.dataset) so that no recipient can join the versions")
     sup = pl.Series("person_id", sorted(suppressed_ids), dtype=pl.Int64).implode()
+    # the k^m figures before/after, now that who is suppressed is final: the units matrix and the engine's
+    # result are then let go (about 0.8 GB at a million patients, not held through the tables pass)
+    km_figures = _km_figures(policy, problem, frame, person_index, um, units, decisions, fact_suppressed_persons,
+                             person_class, after_facts, after_removed, pinned, book, earlier.numbers)
+    del um, after_facts, after_removed
+    if units:
+        del after, removed
 
     # ---- dates: death anchor (anonymised) or permit shift (pseudonymised)
     op_all = pl.concat([_read(site_tables[s], "observation_period") for s in sites], how="vertical_relaxed")
@@ -828,14 +858,16 @@ def build_release(
     say(f"tables released ({time.perf_counter() - started:.1f} s)")
     # ---- eras, recomputed from the released rows (their facts are then implied by released facts)
     if "condition_era" in names:
-        co = released_for_eras.get("condition_occurrence")
-        ce = eras.condition_era(co, "release") if co is not None else pl.DataFrame(schema=cdm.table("condition_era").polars_schema)
+        co = released_for_eras.pop("condition_occurrence", None)
+        ce = (_by_person_range(co, lambda d: eras.condition_era(d, "release")) if co is not None
+              else pl.DataFrame(schema=cdm.table("condition_era").polars_schema))
+        del co
         acc += _produced("condition_era", ce)
         _emit(tables, rows, sink, "condition_era", _finish(ce, "condition_era", policy, secret, permit))
     if "drug_era" in names:
-        de = released_for_eras.get("drug_exposure")
+        de = released_for_eras.pop("drug_exposure", None)
         if de is not None and ancestor is not None and concept is not None:
-            dr = eras.drug_era(de, ancestor, concept, "release").eras
+            dr = _by_person_range(de, lambda d: eras.drug_era(d, ancestor, concept, "release").eras)
         else:
             dr = pl.DataFrame(schema=cdm.table("drug_era").polars_schema)
         acc += _produced("drug_era", dr)
@@ -894,8 +926,7 @@ def build_release(
     report["providers"] = provider_summary
     report["versions"] = {"earlier": earlier.numbers}
     report["permit"] = permit if not anonymised else None
-    report["km"] = _km_figures(policy, problem, frame, person_index, um, units, decisions, fact_suppressed_persons,
-                               person_class, after_facts, after_removed, pinned, book, earlier.numbers)
+    report["km"] = km_figures
     report["protection"] = protection(report, policy, [c for c in qi_cols if c not in fixed])
     report["levels_tried"] = [{**t, "levels_in_words": describe_levels(t["levels"], hierarchies)} for t in tried]
     # the published report must be byte-stable for the same inputs: timings go to the asset metadata

@@ -89,3 +89,25 @@ def test_fact_ids_through_distinct_values_and_grouped_ancestors(
         expected = book.ids(tu.frame.select(k=fact_key(tu.table, c))["k"])
         assert np.array_equal(um.facts[:, s], expected), c
     assert (um.facts[:, 0] >= 0).any() and (um.facts[:, 0] < 0).any()  # concept 0 is no fact
+
+
+def test_eras_by_range_of_persons_equal_the_whole_table() -> None:
+    """The release's eras computed one range of person ids at a time (null ids with the first range) are
+    the eras of the whole table, row for row and in the same order."""
+    import datetime as dt
+
+    from transforms import eras
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    start = [dt.date(2020, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 700, n)]
+    co = pl.DataFrame({
+        "person_id": rng.integers(1, 400, n) * 1_000_003,
+        "condition_concept_id": rng.choice([201826, 320128, 4329847], n).astype(np.int32),
+        "condition_start_date": start,
+        "condition_end_date": [s + dt.timedelta(days=int(k)) if k else None for s, k in zip(start, rng.integers(0, 40, n), strict=True)],
+    })
+    whole = eras.condition_era(co, "release")
+    ranged = release._by_person_range(co, lambda d: eras.condition_era(d, "release"), rows=250)
+    assert whole.height > 500
+    assert ranged.equals(whole)
