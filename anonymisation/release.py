@@ -411,14 +411,8 @@ def _units_by_range(table: str, lf: pl.LazyFrame, rows: int, offset: int) -> Tab
         n = 1
     frames: list[pl.DataFrame] = []
     template: TableUnits | None = None
-    for i in range(n):
-        part = lf
-        if n > 1:
-            pid = pl.col("person_id")
-            start, end = lo + (hi - lo) * i // n, lo + (hi - lo) * (i + 1) // n
-            within = (pid >= start) if i else pl.lit(True)
-            within = within & ((pid < end) if i < n - 1 else (pid <= hi) | pid.is_null())
-            part = lf.filter(within)
+    for within in _person_ranges(lo, hi, n, nulls_first=False) if n > 1 else [pl.lit(True)]:
+        part = lf.filter(within) if n > 1 else lf
         counted = part.group_by(cols).agg(pl.len().cast(pl.Int64).alias(ROWS)).collect(engine="streaming")
         tu = collect_units(table, counted, 0)
         del counted
@@ -435,6 +429,19 @@ def _units_by_range(table: str, lf: pl.LazyFrame, rows: int, offset: int) -> Tab
     return TableUnits(table, template.columns, template.slots, frame)
 
 
+def _person_ranges(lo: int, hi: int, n: int, *, nulls_first: bool) -> list[pl.Expr]:
+    """``n`` filters splitting person ids lo..hi into ascending ranges of equal width (pseudonymous ids
+    are spread evenly), null ids with the first or the last range (where a sort puts them)."""
+    pid = pl.col("person_id")
+    out = []
+    for i in range(n):
+        start, end = lo + (hi - lo) * i // n, lo + (hi - lo) * (i + 1) // n
+        within = (pid >= start if i else pl.lit(True)) & (pid < end if i < n - 1 else pl.lit(True))
+        nulls = nulls_first if i == 0 else (not nulls_first and i == n - 1)
+        out.append(within | pid.is_null() if nulls else within)
+    return out
+
+
 ERA_RANGE_ROWS = 2_000_000  # released rows whose eras are computed at once (a range of person ids)
 
 
@@ -447,11 +454,8 @@ def _by_person_range(df: pl.DataFrame, fn: Callable[[pl.DataFrame], pl.DataFrame
     lo, hi = df["person_id"].min(), df["person_id"].max()
     if n == 1 or not isinstance(lo, int) or not isinstance(hi, int):
         return fn(df)
-    pid = pl.col("person_id")
     out = []
-    for i in range(n):
-        start, end = lo + (hi - lo) * i // n, lo + (hi - lo) * (i + 1) // n
-        within = pid.is_null() | (pid < end) if i == 0 else (pid >= start) & ((pid < end) if i < n - 1 else pl.lit(True))
+    for within in _person_ranges(lo, hi, n, nulls_first=True):
         chunk = df.filter(within)
         if chunk.height:
             out.append(fn(chunk))
