@@ -62,6 +62,7 @@ import pyarrow.parquet as pq
 from transforms.storage import parquet_source, partition_files
 
 Int = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]  # the stored (person, value) pairs: half the memory of int64
 Mat = npt.NDArray[np.floating[Any]]  # 0/1 blocks and their products: float32, float64 for huge classes
 Bool = npt.NDArray[np.bool_]
 
@@ -98,6 +99,9 @@ FACT_COLUMNS: dict[str, tuple[str, ...]] = {
 DENSE_CELLS = 1 << 24
 # Largest (frequent pairs x max(persons, facts)) block for computing a class's triples in one product.
 TRIPLE_CELLS = 1 << 22
+# (person, fact) pairs checked at once: the classes are taken in groups of about this many pairs (a class
+# larger than this is a group of its own), so that the working arrays do not grow with the release.
+GROUP_PAIRS = 1 << 22
 
 
 # The class products are small (tens to hundreds of rows and columns): OpenBLAS's threads cost more than
@@ -270,8 +274,8 @@ def _is_fact(arr: pa.Array, column: str) -> pa.Array:
 class _FactColumn:
     table: str
     column: str
-    person: Int  # index of the person (in the version) holding the fact
-    code: Int  # index of the fact's value in ``values``
+    person: I32  # index of the person (in the version) holding the fact
+    code: I32  # index of the fact's value in ``values``
     values: pa.Array  # distinct texts of the values
 
     @property
@@ -353,6 +357,9 @@ def _batches(version_dir: Path, table: str, columns: Sequence[str]) -> Iterator[
 
 
 def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_FactColumn]:
+    if len(person_ids) >= np.iinfo(np.int32).max:
+        raise AuditError(f"{version_dir / 'omop' / 'person'} has {len(person_ids):,} persons: "
+                         "the audit counts at most 2^31 - 1")
     out: list[_FactColumn] = []
     for table, columns in FACT_COLUMNS.items():
         files = _parts(version_dir, table)
@@ -360,8 +367,10 @@ def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_
             continue
         if table not in tables:
             tables.append(table)
-        # per column: the distinct (person, value as text) pairs of each row group, then of them all
-        pairs: dict[str, list[pa.Table]] = {}
+        # per column: the values' texts as codes (in order of first sight), and each row group's distinct
+        # (person, code) pairs as int32; then the distinct pairs of the whole table
+        texts: dict[str, dict[str, int]] = {}
+        pairs: dict[str, list[tuple[I32, I32]]] = {}
         for batch in _batches(version_dir, table, ["person_id", *columns]):
             present = [c for c in columns if c in batch.column_names]
             if not present or not batch.num_rows:
@@ -377,21 +386,24 @@ def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_
                 nd = max(len(enc.dictionary), 1)
                 person = pidx.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
                 both = _distinct(person * nd + enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))
-                # the batch's distinct (person, value) pairs, the value as text (as the definitions compare)
-                texts = _as_text(enc.dictionary).take(pa.array(both % nd))
-                pairs.setdefault(column, []).append(pa.table({"p": pa.array(both // nd), "v": texts}))
+                # the batch's values as text (as the definitions compare), coded across the table's batches
+                seen = texts.setdefault(column, {})
+                code = np.fromiter((seen.setdefault(t, len(seen)) for t in _as_text(enc.dictionary).to_pylist()),
+                                   dtype=np.int32, count=len(enc.dictionary))
+                pairs.setdefault(column, []).append(((both // nd).astype(np.int32), code[both % nd]))
         for column in columns:
             if column not in pairs:
                 continue
-            held = pa.concat_tables(pairs.pop(column))
-            texts = pc.dictionary_encode(held["v"].combine_chunks())
-            code = texts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            person = held["p"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
-            nvalues = len(texts.dictionary)
+            held = pairs.pop(column)
+            nvalues = max(len(texts[column]), 1)
+            key = np.concatenate([p for p, _ in held]).astype(np.int64) * nvalues
+            key += np.concatenate([c for _, c in held])
             del held
-            both = _distinct(person * max(nvalues, 1) + code)
-            out.append(_FactColumn(table, column, both // max(nvalues, 1), both % max(nvalues, 1),
-                                   texts.dictionary))
+            both = _distinct(key)
+            del key
+            out.append(_FactColumn(table, column, (both // nvalues).astype(np.int32),
+                                   (both % nvalues).astype(np.int32),
+                                   pa.array(list(texts.pop(column)), pa.large_string())))
     return out
 
 
@@ -561,9 +573,10 @@ class _Class:
         return np.concatenate(found)
 
 
-def _km(class_id: Int, classes: int, person: Int, fact: Int, fact_column: Int, ncolumns: int,
-        k: int, m: int) -> _Tally:
-    """Persons at risk and minimal violating sets of size 0..m."""
+def _km(class_id: Int, classes: int, columns: Sequence[tuple[I32, I32, int]], fact_column: Int,
+        ncolumns: int, k: int, m: int) -> _Tally:
+    """Persons at risk and minimal violating sets of size 0..m. ``columns``: each fact column's
+    (person, value code, offset of its values among the facts)."""
     n = len(class_id)
     tally = _Tally(np.full(n, m + 1, dtype=np.int8), [0] * (m + 1),
                    [np.zeros(ncolumns, dtype=np.int64) for _ in range(m + 1)])
@@ -571,12 +584,33 @@ def _km(class_id: Int, classes: int, person: Int, fact: Int, fact_column: Int, n
     small = size < k
     tally.sets[0] = int(np.count_nonzero(small & (size > 0)))
     tally.risk(np.flatnonzero(small[class_id]), 0)
-    if m == 0 or not len(person):
+    if m == 0 or not any(len(p) for p, _, _ in columns):
         return tally
 
-    keep = ~small[class_id[person]]
-    person, fact = person[keep], fact[keep]
-    nfacts = int(fact.max()) + 1 if len(fact) else 1
+    # levels 1..m are counted within a class: the classes are checked in groups of about GROUP_PAIRS pairs
+    pairs = np.zeros(classes, dtype=np.int64)
+    for person, _, _ in columns:
+        pairs += np.bincount(class_id[person], minlength=classes)
+    pairs[small] = 0
+    before = np.cumsum(pairs) - pairs  # pairs of the classes before each class
+    group = np.where(pairs > 0, before // GROUP_PAIRS, -1)
+    live = np.unique(group[group >= 0])
+    person_group = np.searchsorted(live, group)[class_id].astype(np.int32)
+    person_group[(group < 0)[class_id]] = -1
+    nfacts = len(fact_column)
+    for g in range(len(live)):
+        persons, facts = [], []
+        for person, code, offset in columns:
+            here = person_group[person] == g
+            persons.append(person[here].astype(np.int64))
+            facts.append(code[here].astype(np.int64) + offset)
+        _km_classes(class_id, np.concatenate(persons), np.concatenate(facts), nfacts, fact_column, k, m, tally)
+    return tally
+
+
+def _km_classes(class_id: Int, person: Int, fact: Int, nfacts: int, fact_column: Int, k: int, m: int,
+                tally: _Tally) -> None:
+    """Levels 1..m over the (person, fact) pairs of some classes of at least k persons."""
     key = class_id[person] * nfacts + fact
     order = np.argsort(key)
     key = key[order]
@@ -585,12 +619,12 @@ def _km(class_id: Int, classes: int, person: Int, fact: Int, fact_column: Int, n
     starts = _runs(key)  # one run per (class, fact): its holders
     support = np.diff(np.append(starts, len(key)))
     rare = support < k
-    tally.sets[1] = int(np.count_nonzero(rare))
-    tally.columns[1] += np.bincount(fact_column[fact[starts[rare]]], minlength=ncolumns)
+    tally.sets[1] += int(np.count_nonzero(rare))
+    tally.columns[1] += np.bincount(fact_column[fact[starts[rare]]], minlength=len(tally.columns[1]))
     rare_pair = np.repeat(rare, support)
     tally.risk(_distinct(person[rare_pair]), 1)
     if m == 1:
-        return tally
+        return
 
     frequent = ~rare_pair
     del rare_pair
@@ -600,7 +634,6 @@ def _km(class_id: Int, classes: int, person: Int, fact: Int, fact_column: Int, n
     for s, e in zip(bounds.tolist(), ends.tolist(), strict=True):
         if e - s >= 2:
             _pairs_and_triples(_Class(person[s:e], fact[s:e]), fact_column, k, m, tally)
-    return tally
 
 
 def _pairs_and_triples(c: _Class, fact_column: Int, k: int, m: int, tally: _Tally) -> None:
@@ -686,25 +719,23 @@ def _triples_by_fact(c: _Class, support: Mat, ok: Bool, cols: Int, k: int, tally
 
 def _check(class_id: Int, classes: int, facts: list[_FactColumn], names: list[str], k: int, m: int) -> CheckResult:
     """Run k^m over persons (class ids) and fact columns (``names[i]`` for column i of ``facts``)."""
-    persons, ids, columns = [], [], []
+    columns: list[tuple[I32, I32, int]] = []
+    owners: list[Int] = []
     offset = 0
     for i, fc in enumerate(facts):
-        persons.append(fc.person)
-        ids.append(fc.code + offset)
-        columns.append(np.full(len(fc.values), i, dtype=np.int64))
+        columns.append((fc.person, fc.code, offset))
+        owners.append(np.full(len(fc.values), i, dtype=np.int64))
         offset += len(fc.values)
-    person = np.concatenate(persons) if persons else np.zeros(0, dtype=np.int64)
-    fact = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-    fact_column = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+    fact_column = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
     with _one_blas_thread():
-        tally = _km(class_id, classes, person, fact, fact_column, len(facts), k, m)
+        tally = _km(class_id, classes, columns, fact_column, len(facts), k, m)
     size = np.bincount(class_id, minlength=classes)
     return CheckResult(
         persons=len(class_id),
         classes=int(np.count_nonzero(size)),
         smallest_class=int(size[size > 0].min()) if len(class_id) else 0,
         facts=offset if m else None,  # every value of a column's dictionary is held by someone
-        person_facts=len(person) if m else None,
+        person_facts=sum(len(fc.person) for fc in facts) if m else None,
         at_risk=[int(np.count_nonzero(tally.level <= j)) for j in range(m + 1)],
         violating_sets=list(tally.sets),
         violating_columns=[
@@ -718,7 +749,7 @@ def _joint(target: _Version, others: list[_Version], k: int, m: int) -> JointRes
     parts: list[tuple[Int, int]] = []
     persons: dict[str, int] = {}
     present: dict[str, int] = {}
-    maps: list[Int] = []  # per other version: its person -> target person (-1 when not in target)
+    maps: list[I32] = []  # per other version: its person -> target person (-1 when not in target)
     for v in others:
         idx = _lookup(target.person_ids, v.person_ids)
         where = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -728,19 +759,19 @@ def _joint(target: _Version, others: list[_Version], k: int, m: int) -> JointRes
         persons[v.name] = len(v.person_ids)
         present[v.name] = int(np.count_nonzero(where >= 0))
         back = pc.fill_null(_lookup(v.person_ids, target.person_ids), -1)
-        maps.append(back.to_numpy(zero_copy_only=False).astype(np.int64))
+        maps.append(back.to_numpy(zero_copy_only=False).astype(np.int32))
     parts.append((target.class_id, target.classes))
     persons[target.name] = n
     present[target.name] = n
     class_id, classes = _combine(parts, n)
 
     # joint facts: per (table, column), the union over versions of the texts, held by target persons
-    columns: dict[tuple[str, str], list[tuple[Int, Int, pa.Array]]] = {}
+    columns: dict[tuple[str, str], list[tuple[I32, I32, pa.Array]]] = {}
     for fc in target.facts:
         columns.setdefault((fc.table, fc.column), []).append((fc.person, fc.code, fc.values))
     for v, back in zip(others, maps, strict=True):
         for fc in v.facts:
-            mapped = back[fc.person] if len(fc.person) else fc.person
+            mapped = back[fc.person]
             keep = mapped >= 0
             columns.setdefault((fc.table, fc.column), []).append((mapped[keep], fc.code[keep], fc.values))
     facts: list[_FactColumn] = []
@@ -751,10 +782,12 @@ def _joint(target: _Version, others: list[_Version], k: int, m: int) -> JointRes
         keys: list[Int] = []
         offset = 0
         for person, code, values in pieces:
-            keys.append(person * nvalues + remap[offset + code])
+            keys.append(person.astype(np.int64) * nvalues + remap[code.astype(np.int64) + offset])
             offset += len(values)
         pairs = _distinct(np.concatenate(keys))
-        facts.append(_FactColumn(table, column, pairs // nvalues, pairs % nvalues, union.dictionary))
+        del keys
+        facts.append(_FactColumn(table, column, (pairs // nvalues).astype(np.int32),
+                                 (pairs % nvalues).astype(np.int32), union.dictionary))
     check = _check(class_id, classes, facts, [fc.name for fc in facts], k, m)
     return JointResult([*(v.name for v in others), target.name], persons, present, check)
 

@@ -165,10 +165,12 @@ def test_planted_release(tmp_path: Path, m: int) -> None:
     assert (r["facts"] is None) == (m == 0)
 
 
-MODES = {  # how a class's triples are computed: (DENSE_CELLS, TRIPLE_CELLS)
-    "at once": (audit.DENSE_CELLS, audit.TRIPLE_CELLS),  # one product per class (the default for small classes)
-    "by fact": (audit.DENSE_CELLS, 0),  # conditioned on each fact (large classes)
-    "in row chunks": (3, 0),  # no class fits a dense block (very large classes)
+MODES = {  # how the classes are computed: (DENSE_CELLS, TRIPLE_CELLS, GROUP_PAIRS)
+    "at once": (audit.DENSE_CELLS, audit.TRIPLE_CELLS, audit.GROUP_PAIRS),  # one product per class (small classes)
+    "by fact": (audit.DENSE_CELLS, 0, audit.GROUP_PAIRS),  # conditioned on each fact (large classes)
+    "in row chunks": (3, 0, audit.GROUP_PAIRS),  # no class fits a dense block (very large classes)
+    "class by class": (audit.DENSE_CELLS, audit.TRIPLE_CELLS, 1),  # every class its own group of pairs
+    "in class groups": (3, 0, 5),  # groups of a few classes, and row chunks
 }
 
 
@@ -179,6 +181,7 @@ def test_planted_release_every_way(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     planted(version)
     monkeypatch.setattr(audit, "DENSE_CELLS", MODES[mode][0])
     monkeypatch.setattr(audit, "TRIPLE_CELLS", MODES[mode][1])
+    monkeypatch.setattr(audit, "GROUP_PAIRS", MODES[mode][2])
     r = audit_release(version, 3, 3, earlier=[]).release
     assert r.at_risk == PLANTED["at_risk"]
     assert r.violating_sets == PLANTED["violating_sets"]
@@ -369,8 +372,8 @@ def random_release(version: Path, people: list[dict[str, Any]], ids: list[int]) 
        k=st.integers(1, 4), mode=st.sampled_from(list(MODES)))
 def test_random_releases_agree(now: list[dict[str, Any]], before: list[dict[str, Any]], k: int,
                                mode: str) -> None:
-    saved = audit.DENSE_CELLS, audit.TRIPLE_CELLS
-    audit.DENSE_CELLS, audit.TRIPLE_CELLS = MODES[mode]
+    saved = audit.DENSE_CELLS, audit.TRIPLE_CELLS, audit.GROUP_PAIRS
+    audit.DENSE_CELLS, audit.TRIPLE_CELLS, audit.GROUP_PAIRS = MODES[mode]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             dataset = Path(tmp) / "ds"
@@ -380,4 +383,4 @@ def test_random_releases_agree(now: list[dict[str, Any]], before: list[dict[str,
             for m in (0, 1, 2, 3):
                 agree(dataset / "2", k, m, earlier=[dataset / "1"])
     finally:
-        audit.DENSE_CELLS, audit.TRIPLE_CELLS = saved
+        audit.DENSE_CELLS, audit.TRIPLE_CELLS, audit.GROUP_PAIRS = saved
