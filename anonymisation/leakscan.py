@@ -179,7 +179,11 @@ class Identifiers:
 
     @property
     def index(self) -> _Index:
+        """What the matching needs. ``own`` and ``births`` are sorted here (by key, by person), once: the
+        matching looks them up by binary search (_rows_of)."""
         if self._index is None:
+            self.own = self.own.sort("key", PERSON, "kind")
+            self.births = self.births.sort(PERSON, "birth_date")
             self._index = _Index.of(self)
         return self._index
 
@@ -188,9 +192,9 @@ class Identifiers:
 class _Index:
     """What the matching needs, computed once per set of identifiers."""
 
-    every: pl.DataFrame  # key, kind
-    own_keys: pl.DataFrame  # key, kind: distinct keys of ``own``
-    first: pl.Series  # first tokens of every word key: where an n-gram may start
+    every: pl.DataFrame  # key, kind, sorted by key (looked up by binary search: see _matches)
+    own_keys: pl.DataFrame  # key, kind: distinct keys of ``own`` (and written birth dates), sorted by key
+    first: pl.Series  # first tokens of every word key, sorted: where an n-gram may start
     max_tokens: int
 
     @classmethod
@@ -200,8 +204,8 @@ class _Index:
         keys = pl.concat([ids.everywhere.select("key"), own_keys.select("key")]).unique()
         words = keys.filter(~pl.col("key").str.starts_with("#"))
         n = words.select(pl.col("key").str.count_matches(" ").max()).item()
-        return cls(ids.everywhere, own_keys,
-                   words.select(pl.col("key").str.split(" ").list.first()).to_series().unique(),
+        return cls(ids.everywhere.sort("key"), own_keys.sort("key"),
+                   words.select(pl.col("key").str.split(" ").list.first()).to_series().unique().sort(),
                    min(MAX_TOKENS, int(n or 0) + 1))
 
 
@@ -497,7 +501,9 @@ def _pieces(texts: pl.DataFrame) -> pl.DataFrame:
 
 def _word_grams(toks: pl.DataFrame, idx: _Index) -> pl.DataFrame:
     """(vid, key, i, end) of token n-grams that start with the first token of some key (tokens i..end)."""
-    cur = toks.filter(pl.col("tok").is_in(idx.first.implode())).select("vid", "i", key="tok")
+    distinct = toks["tok"].drop_nulls().unique()
+    starts = distinct.filter(_in_sorted(distinct, idx.first))
+    cur = toks.filter(pl.col("tok").is_in(starts.implode())).select("vid", "i", key="tok")
     grams = [cur.select("vid", "key", "i", end="i")]
     nxt = toks.select(j="i", _vid="vid", _tok="tok")
     for k in range(1, idx.max_tokens):
@@ -561,6 +567,30 @@ class _ValueHits:
     own: pl.DataFrame  # value, key, kind: found only where the key is the row's person's
 
 
+def _in_sorted(values: pl.Series, keys: pl.Series) -> pl.Series:
+    """Whether each of ``values`` is one of ``keys`` (sorted), by binary search: ``is_in`` would build a
+    hash set of the keys at every call (a million persons' first tokens: 95% of a release's leak scan)."""
+    if keys.is_empty() or values.is_empty():
+        return pl.Series(values.name, [False] * values.len(), pl.Boolean)
+    at = keys.gather(keys.search_sorted(values, side="left").clip(0, keys.len() - 1))
+    return (at == values).fill_null(False)
+
+
+def _rows_of(table: pl.DataFrame, values: pl.Series, on: str) -> pl.DataFrame:
+    """The rows of ``table`` (sorted by ``on``) whose ``on`` is one of ``values``, each row once, found by
+    binary search. A hash join would hash the millions of rows of a million persons' identifiers at
+    every call (3 s for each part of a table, 30 min for a release of a million patients)."""
+    column, values = table[on], values.drop_nulls().unique()
+    spans = pl.DataFrame({"_lo": column.search_sorted(values, side="left"),
+                          "_hi": column.search_sorted(values, side="right")}).filter(pl.col("_hi") > pl.col("_lo"))
+    return table[spans.select(_i=pl.int_ranges("_lo", "_hi")).explode("_i")["_i"]]
+
+
+def _matches(found: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """``found.join(table, on="key")`` for a ``table`` sorted by key (see _rows_of)."""
+    return found.join(_rows_of(table, found["key"], "key"), on="key")
+
+
 def _value_hits(values: pl.Series, ids: Identifiers) -> _ValueHits:
     """What the distinct non-null ``values`` hold."""
     idx = ids.index
@@ -583,12 +613,12 @@ def _value_hits(values: pl.Series, ids: Identifiers) -> _ValueHits:
         valid = [m for m in shaped["digits"].unique().to_list() if is_valid_matricule(m)]
         hits.append(shaped.filter(pl.col("digits").is_in(valid)).select("vid", kind=pl.lit("matricule")))
     allkeys = pl.concat([k.select("vid", "key") for k in keys]).unique()
-    hits.append(allkeys.join(idx.every, on="key").select("vid", "kind"))
+    hits.append(_matches(allkeys, idx.every).select("vid", "kind"))
     every = pl.concat([h.select("vid", "kind") for h in hits]).unique().join(vals, on="vid").select("value", "kind")
-    own = allkeys.join(idx.own_keys, on="key")
+    own = _matches(allkeys, idx.own_keys)
     if keys and own.height and (own["kind"] == "name").any():
         # a surname used as a medical eponym in its person's own note is no leak of that name
-        names = keys[0].join(idx.own_keys.filter(pl.col("kind") == "name"), on="key")
+        names = _matches(keys[0], idx.own_keys).filter(pl.col("kind") == "name")
         if names.height:
             names = names.with_columns(_eponym=_eponyms(names, toks))
             plain_names = names.filter(~pl.col("_eponym")).select("vid", "key", "kind").unique()
@@ -605,11 +635,14 @@ def _row_hits(col: pl.Series, persons: pl.Series | None, ids: Identifiers) -> pl
     if persons is not None and found.own.height:
         rows = frame.with_columns(_p=persons.cast(pl.Int64)).join(found.own, left_on="_v", right_on="value")
         dated = pl.col("kind") == "birth_date"
-        out.append(rows.filter(~dated).join(ids.own, left_on=["_p", "key", "kind"], right_on=[PERSON, "key", "kind"],
-                                            how="semi").select("row", "kind"))
+        words = rows.filter(~dated)
+        out.append(words.join(_rows_of(ids.own, words["key"], "key"), left_on=["_p", "key", "kind"],
+                              right_on=[PERSON, "key", "kind"], how="semi").select("row", "kind"))
         # a written birth date: one of the forms of the row's person's own birth date
-        out.append(rows.filter(dated).join(ids.birth_keys, on="key")
-                   .join(ids.births, left_on=["_p", "birth_date"], right_on=[PERSON, "birth_date"], how="semi")
+        written = rows.filter(dated)
+        out.append(written.join(ids.birth_keys, on="key")
+                   .join(_rows_of(ids.births, written["_p"], PERSON), left_on=["_p", "birth_date"],
+                         right_on=[PERSON, "birth_date"], how="semi")
                    .select("row", "kind"))
     return pl.concat(out).unique()
 
@@ -637,6 +670,7 @@ def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) 
         return TableHits(counts, dates)
     persons = df[PERSON] if PERSON in df.columns else None
     places = set(PLACE_COLUMNS.get(table or "", ()))
+    ids.index  # noqa: B018 (sorts ids.own and ids.births for the lookups below)
     by_person: list[pl.DataFrame] = []
     for c in _text_columns(df):
         hits = _row_hits(df[c], persons, ids)
@@ -650,7 +684,8 @@ def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) 
     if persons is not None and ids.births.height:
         frames = [df.select(pl.col(PERSON).cast(pl.Int64), birth_date=pl.col(c).cast(pl.Date)) for c in _date_columns(df)]
         if frames:
-            same = pl.concat(frames).join(ids.births, on=[PERSON, "birth_date"], how="semi")
+            births = _rows_of(ids.births, df[PERSON].cast(pl.Int64), PERSON)
+            same = pl.concat(frames).join(births, on=[PERSON, "birth_date"], how="semi")
             if same.height:
                 counts["birth_date"] += same.height
                 by_person.append(same.select(PERSON))

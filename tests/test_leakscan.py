@@ -270,3 +270,29 @@ def test_keys_derived_chunk_by_chunk_are_those_derived_at_once(monkeypatch: pyte
         "Anne Müller vue le 02/01/1980", "tel 621 123 456", "Léa Petit, 7 Grand-Rue", "rien"]})
     assert scan_table(table, chunked) == scan_table(table, whole)
     assert scan_table(table, whole)
+
+
+def test_sorted_lookups_equal_hash_lookups() -> None:
+    """The binary-search lookups of the scan (_in_sorted, _rows_of) find what is_in and a join find:
+    repeated keys, keys absent, nulls among the values, accented text, empty inputs."""
+    import random
+
+    from anonymisation.leakscan import _in_sorted, _rows_of
+
+    rng = random.Random(7)
+    letters = "abzéÉß 09"
+    words = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 4))) for _ in range(400)]
+    table = pl.DataFrame({"key": [rng.choice(words) for _ in range(1500)],
+                          "person_id": [rng.randint(1, 50) for _ in range(1500)]}).sort("key", "person_id")
+    values = pl.Series("v", [*rng.sample(words, 200), "absent", None], dtype=pl.String)
+    keys = table["key"].unique().sort()
+    assert _in_sorted(values, keys).to_list() == values.is_in(keys.implode()).fill_null(False).to_list()
+    assert not _in_sorted(values, keys.clear()).any()
+    found = _rows_of(table, values, "key")
+    expect = table.filter(pl.col("key").is_in(values.drop_nulls().implode()))
+    assert found.sort(pl.all()).equals(expect.sort(pl.all()))
+    by_person = table.sort("person_id")
+    persons = pl.Series([3, 3, 17, 99], dtype=pl.Int64)
+    assert _rows_of(by_person, persons, "person_id").sort(pl.all()).equals(
+        by_person.filter(pl.col("person_id").is_in(persons.implode())).sort(pl.all()))
+    assert _rows_of(table, pl.Series([], dtype=pl.String), "key").is_empty()
