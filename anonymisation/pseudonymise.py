@@ -203,6 +203,18 @@ def pseudonymise_site(
     loc_rows, loc_ids = _location(omop["location"], secret) if "location" in omop else (None, None)
     identifiers = identifiers if identifiers is not None else identifiers_from_patients(identity)
     masked: dict[str, int] = {}
+    # one old -> new map per table of the part, over all its rows, reused for its primary key and every
+    # foreign key to it (a visit's id was hashed again for each of the ~10 tables that name it)
+    domain_maps: dict[str, pl.DataFrame] = {}
+
+    def keyed(domain: str, values: pl.Series) -> pl.DataFrame:
+        """old -> new ids of ``domain`` for ``values`` (the map of the whole table when the part has it)."""
+        target, pk = omop.get(domain), cdm.table(domain).primary_key
+        if target is None or pk is None or pk not in target.columns:
+            return _keyed(secret, domain, site, values.to_list())
+        if domain not in domain_maps:
+            domain_maps[domain] = _keyed(secret, domain, site, target[pk].to_list())
+        return domain_maps[domain]
 
     # the true year of each death (the release chooses its band and anchors the dates on it; the
     # shifted date would give the wrong year for about a quarter of deaths): a side table, never published
@@ -232,7 +244,7 @@ def pseudonymise_site(
         out = shift_dates(out, offsets)
         pk = spec.primary_key
         if pk and pk in out.columns and pk != "person_id":
-            out = _remap(out, pk, _keyed(secret, table, site, out[pk].to_list()))
+            out = _remap(out, pk, keyed(table, out[pk]))
         for f in spec.foreign_keys:
             if f.name == pk or f.name not in out.columns or f.fk_table in cdm.VOCABULARY_TABLES:
                 continue
@@ -242,20 +254,16 @@ def pseudonymise_site(
                 if loc_ids is not None:
                     out = _remap(out, f.name, loc_ids.unique("old"))
             elif f.fk_table is not None:
-                target = omop.get(f.fk_table)
-                values = target[cdm.table(f.fk_table).primary_key or f.name].to_list() if target is not None else out[f.name].to_list()
-                out = _remap(out, f.name, _keyed(secret, f.fk_table, site, values))
+                out = _remap(out, f.name, keyed(f.fk_table, out[f.name]))
         for (tbl, col), target_table in EXTRA_ID_REFERENCES.items():
             if tbl == table and col in out.columns:
-                referenced = omop.get(target_table)
-                pk_t = cdm.table(target_table).primary_key or col
-                values = referenced[pk_t].to_list() if referenced is not None else out[col].to_list()
-                out = _remap(out, col, _keyed(secret, target_table, site, values))
+                out = _remap(out, col, keyed(target_table, out[col]))
         for (tbl, col), field_col in EVENT_LINKS.items():
             if tbl == table and col in out.columns and out[col].is_not_null().any():
                 linked = []
                 for concept, event_table in EPISODE_EVENT_FIELDS.items():
                     part = out.filter(pl.col(field_col) == concept)
+                    # ids of events not in the part keep a pseudonym here (the map of the values, not the table's)
                     linked.append(_remap(part, col, _keyed(secret, event_table, site, part[col].to_list())))
                 linked.append(out.filter(~pl.col(field_col).is_in(list(EPISODE_EVENT_FIELDS)) | pl.col(field_col).is_null())
                               .with_columns(pl.lit(None, pl.Int64).alias(col)))
