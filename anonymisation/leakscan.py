@@ -179,12 +179,10 @@ class Identifiers:
 
     @property
     def index(self) -> _Index:
-        """What the matching needs. ``own`` and ``births`` are sorted here (by key, by person), once: the
-        matching looks them up by binary search (_rows_of)."""
         if self._index is None:
-            self.own = self.own.sort("key", PERSON, "kind")
-            self.births = self.births.sort(PERSON, "birth_date")
             self._index = _Index.of(self)
+            # the index sorts own and births for its lookups: keep one copy of each, the sorted one
+            self.own, self.births = self._index.own, self._index.births
         return self._index
 
 
@@ -196,6 +194,8 @@ class _Index:
     own_keys: pl.DataFrame  # key, kind: distinct keys of ``own`` (and written birth dates), sorted by key
     first: pl.Series  # first tokens of every word key, sorted: where an n-gram may start
     max_tokens: int
+    own: pl.DataFrame  # ``own`` sorted by key (its rows looked up by key: _rows_of)
+    births: pl.DataFrame  # ``births`` sorted by person (looked up by person: _rows_of)
 
     @classmethod
     def of(cls, ids: Identifiers) -> _Index:
@@ -206,7 +206,8 @@ class _Index:
         n = words.select(pl.col("key").str.count_matches(" ").max()).item()
         return cls(ids.everywhere.sort("key"), own_keys.sort("key"),
                    words.select(pl.col("key").str.split(" ").list.first()).to_series().unique().sort(),
-                   min(MAX_TOKENS, int(n or 0) + 1))
+                   min(MAX_TOKENS, int(n or 0) + 1), ids.own.sort("key", PERSON, "kind"),
+                   ids.births.sort(PERSON, "birth_date"))
 
 
 # --------------------------------------------------------------------------- identifiers -> keys
@@ -636,12 +637,12 @@ def _row_hits(col: pl.Series, persons: pl.Series | None, ids: Identifiers) -> pl
         rows = frame.with_columns(_p=persons.cast(pl.Int64)).join(found.own, left_on="_v", right_on="value")
         dated = pl.col("kind") == "birth_date"
         words = rows.filter(~dated)
-        out.append(words.join(_rows_of(ids.own, words["key"], "key"), left_on=["_p", "key", "kind"],
+        out.append(words.join(_rows_of(ids.index.own, words["key"], "key"), left_on=["_p", "key", "kind"],
                               right_on=[PERSON, "key", "kind"], how="semi").select("row", "kind"))
         # a written birth date: one of the forms of the row's person's own birth date
         written = rows.filter(dated)
         out.append(written.join(ids.birth_keys, on="key")
-                   .join(_rows_of(ids.births, written["_p"], PERSON), left_on=["_p", "birth_date"],
+                   .join(_rows_of(ids.index.births, written["_p"], PERSON), left_on=["_p", "birth_date"],
                          right_on=[PERSON, "birth_date"], how="semi")
                    .select("row", "kind"))
     return pl.concat(out).unique()
@@ -670,7 +671,6 @@ def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) 
         return TableHits(counts, dates)
     persons = df[PERSON] if PERSON in df.columns else None
     places = set(PLACE_COLUMNS.get(table or "", ()))
-    ids.index  # noqa: B018 (sorts ids.own and ids.births for the lookups below)
     by_person: list[pl.DataFrame] = []
     for c in _text_columns(df):
         hits = _row_hits(df[c], persons, ids)
@@ -684,7 +684,7 @@ def inspect_table(df: pl.DataFrame, ids: Identifiers, table: str | None = None) 
     if persons is not None and ids.births.height:
         frames = [df.select(pl.col(PERSON).cast(pl.Int64), birth_date=pl.col(c).cast(pl.Date)) for c in _date_columns(df)]
         if frames:
-            births = _rows_of(ids.births, df[PERSON].cast(pl.Int64), PERSON)
+            births = _rows_of(ids.index.births, df[PERSON].cast(pl.Int64), PERSON)
             same = pl.concat(frames).join(births, on=[PERSON, "birth_date"], how="semi")
             if same.height:
                 counts["birth_date"] += same.height
