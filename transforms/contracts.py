@@ -20,22 +20,32 @@ The matricule's check digits are not expressible in GX without a custom expectat
 them in ``meta.ds4h_row_checks`` (type ``expect_column_values_to_be_valid_matricule``), run in polars
 after the GX expectations and ranked after them.
 
-great-expectations is imported lazily (about 6 s), inside :func:`validate_entity`; GX validates
-pandas, not polars, so the frame goes through Arrow (Arrow-backed pandas dtypes).
+Evaluation. The suites stay great-expectations suites and the report keeps GX's result fields,
+but by default :func:`validate_entity` evaluates them in polars (``engine="polars"``): each
+expectation type the suites use, with the kwargs and column types they use, is computed as GX's
+pandas engine computes it (rules under :func:`_polars_outcome`; ``tests/test_contracts_engine.py``
+runs both engines side by side on every suite and asserts equal reports and quarantines). Anything
+else (a column missing, a range on a text column, an expectation type not listed) goes to GX itself.
+On a 562k-row Synthea bucket GX's pandas engine took 1.39 s and the polars evaluation 0.02 s, and
+most runs no longer import GX at all (about 3.4 s). ``engine="gx"`` evaluates everything with GX:
+it is imported lazily then, and validates pandas, so the frame goes through Arrow (Arrow-backed
+pandas dtypes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import re
 import sys
 import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -450,24 +460,37 @@ def _numpy_datetimes(df: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
-def validate_entity(
-    entity: str,
-    df: pl.DataFrame,
-    suite: dict[str, Any] | None = None,
-    *,
-    now: dt.datetime | None = None,
-) -> ContractResult:
-    """Validate the typed rows of one entity (as returned by ingest) against its contract suite.
+Engine = Literal["polars", "gx"]
 
-    ``now`` sets the upper bound of date/datetime windows (default: the current local time).
-    """
-    suite = suite if suite is not None else build_suites()[entity]
-    now = now or dt.datetime.now()
-    parameters = {TODAY_PARAMETER: now.date().isoformat(), NOW_PARAMETER: now.isoformat(sep=" ")}
-    exps: list[dict[str, Any]] = list(suite["expectations"])
-    extras: list[dict[str, Any]] = list((suite.get("meta") or {}).get("ds4h_row_checks") or [])
 
-    framed = df.with_row_index(_ROW_ID).with_columns(pl.col(_ROW_ID).cast(pl.Int64))
+@dataclass
+class _Outcome:
+    """One expectation's result, from either engine: what the report and the quarantine need."""
+
+    success: bool
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    observed_value: Any = None
+    exception: str | None = None
+    bad_rows: pl.Series | None = None  # row ids (``_ROW_ID``) of the unexpected rows, row-level types
+
+
+def _gx_outcome(r: Any) -> _Outcome:
+    res = r.result or {}
+    ids = res.get("unexpected_index_list") or []
+    return _Outcome(
+        success=bool(r.success),
+        unexpected_count=res.get("unexpected_count"),
+        unexpected_percent=res.get("unexpected_percent"),
+        observed_value=res.get("observed_value"),
+        exception="; ".join(_exceptions(r)) if _raised(r) else None,
+        bad_rows=pl.Series(_ROW_ID, [int(x[_ROW_ID]) for x in ids], dtype=pl.Int64),
+    )
+
+
+def _gx_outcomes(suite: dict[str, Any], exps: list[dict[str, Any]], framed: pl.DataFrame,
+                 parameters: dict[str, Any]) -> list[_Outcome]:
+    """``exps`` evaluated by great-expectations' pandas engine (Arrow-backed frame), in order."""
     pdf = framed.to_pandas(use_pyarrow_extension_array=True)
     fast = _numpy_datetimes(framed)
     fast_idx = {i for i, e in enumerate(exps)
@@ -477,43 +500,256 @@ def validate_entity(
             pdf_fast = pdf.copy(deep=False)
             for c, values in fast.items():
                 pdf_fast[c] = values
-            slow = _run({**suite, "expectations": [e for i, e in enumerate(exps) if i not in fast_idx]}, pdf, parameters)
+            slow = _run({**suite, "expectations": [e for i, e in enumerate(exps) if i not in fast_idx]}, pdf, parameters) \
+                if len(fast_idx) < len(exps) else []
             quick = _run({**suite, "expectations": [e for i, e in enumerate(exps) if i in fast_idx]}, pdf_fast, parameters)
             results = [quick.pop(0) if i in fast_idx else slow.pop(0) for i in range(len(exps))]
         else:
-            results = _run(suite, pdf, parameters)
+            results = _run({**suite, "expectations": exps}, pdf, parameters)
         broken = [i for i, r in enumerate(results) if _raised(r)]
         if broken:  # an expectation that Arrow dtypes break: retry it on numpy dtypes
             retry = {**suite, "expectations": [exps[i] for i in broken]}
             for i, r in zip(broken, _run(retry, framed.to_pandas(), parameters), strict=True):
                 results[i] = r
+    return [_gx_outcome(r) for r in results]
+
+
+# --- the same expectations evaluated in polars ---------------------------------------------------------
+#
+# Each function below gives what great-expectations 1.x's pandas engine gives on the Arrow-backed frame
+# (success, unexpected count and percent, observed value, unexpected rows), for the kwargs and column
+# types ds4h's suites use; on anything else it returns None and that expectation goes to GX. The
+# equality is a test (tests/test_contracts_engine.py: every expectation type of every suite, on planted
+# edge cases and on generated frames, both engines side by side). GX's rules it follows:
+# - column-map expectations ignore null cells (NaN is a value, not null) and give the unexpected
+#   percent over the non-null cells (over all rows for not_be_null; over the rows with both values
+#   for the column pair);
+# - a ``comparison`` row condition first restricts the rows (``==``: null never equal; ``!=``: null
+#   is unequal);
+# - a regex is Python's ``re.search`` on the text (GX's ``astype(str).str.contains``), so evaluated
+#   on the distinct values: Unicode digits match ``\d``, ``$`` matches before a final newline;
+# - a date window parses ``YYYY-MM-DD`` bounds as dates on a date column and ``YYYY-MM-DD HH:MM:SS``
+#   as datetimes on a naive datetime column; NaN is never within a numeric range.
+
+_TYPE_NAMES: Final = ("str", "int", "float", "bool", "date", "datetime")
+
+
+def _observed_type(dtype: pl.DataType) -> str | None:
+    """GX's observed type name (the Arrow dtype's Python scalar type), for the dtypes handled here."""
+    if dtype == pl.String:
+        return "str"
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_float():
+        return "float"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return "datetime"
+    return None
+
+
+def _percent(count: int, of: int) -> float | None:
+    return count / of * 100 if of else None  # GX's order of operations (1/3*100 != 100*1/3 in floats)
+
+
+def _map_outcome(framed: pl.DataFrame, domain: pl.Expr, ok: pl.Expr) -> _Outcome:
+    """A column-map expectation: ``domain`` selects the rows it looks at (and counts for the percent),
+    ``ok`` says whether a row meets it (evaluated where ``domain`` holds)."""
+    got = framed.select(bad=pl.col(_ROW_ID).filter(domain & ~ok.fill_null(False)).implode(), n=domain.sum())
+    bad: pl.Series = got["bad"][0]
+    return _Outcome(success=bad.len() == 0, unexpected_count=bad.len(),
+                    unexpected_percent=_percent(bad.len(), int(got["n"][0])), bad_rows=bad.alias(_ROW_ID))
+
+
+def _condition(kw: dict[str, Any], framed: pl.DataFrame) -> pl.Expr | None:
+    """The row condition as a polars predicate (True when there is none), or None when not handled."""
+    cond = kw.get("row_condition")
+    if cond is None:
+        return pl.col(_ROW_ID).is_not_null()  # every row (a column, not a literal: its sum is the row count)
+    if not (isinstance(cond, dict) and cond.get("type") == "comparison" and kw.get("condition_parser") is None):
+        return None
+    col, op, value = (cond.get("column") or {}).get("name"), cond.get("operator"), cond.get("parameter")
+    if col not in framed.columns or framed.schema[col] != pl.String or not isinstance(value, str):
+        return None
+    if op == "==":
+        return (pl.col(col) == value).fill_null(False)
+    if op == "!=":
+        return (pl.col(col) != value).fill_null(True)
+    return None
+
+
+def _bound(value: Any, dtype: pl.DataType, parameters: dict[str, Any]) -> tuple[bool, Any]:
+    """(handled, bound) of a between expectation's bound on a column of ``dtype``."""
+    if isinstance(value, dict):
+        if set(value) != {"$PARAMETER"} or value["$PARAMETER"] not in parameters:
+            return False, None
+        value = parameters[value["$PARAMETER"]]
+    if value is None:
+        return True, None
+    if dtype.is_numeric():
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and not (isinstance(value, float) and math.isnan(value))
+        return ok, value if ok else None
+    if not isinstance(value, str):
+        return False, None
+    try:
+        if dtype == pl.Date and len(value) == 10:
+            return True, dt.date.fromisoformat(value)
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is None and len(value) >= 19 and value[10] == " ":
+            parsed = dt.datetime.fromisoformat(value)
+            return parsed.tzinfo is None, parsed
+    except ValueError:
+        return False, None
+    return False, None
+
+
+def _polars_outcome(exp: dict[str, Any], framed: pl.DataFrame, parameters: dict[str, Any]) -> _Outcome | None:
+    t, kw = exp["type"], exp["kwargs"]
+    schema = framed.schema
+    columns = [c for c in framed.columns if c != _ROW_ID]
+    handled = {"column", "row_condition", "condition_parser", "mostly", "result_format"}
+    if kw.get("mostly") not in (None, 1, 1.0) or "result_format" in kw:
+        return None
+    if t == "expect_table_columns_to_match_set":
+        if set(kw) - {"column_set", "exact_match"} or not isinstance(kw.get("column_set"), list):
+            return None
+        expected, actual = set(kw["column_set"]), set(framed.columns)
+        exact = kw.get("exact_match", True)
+        if not isinstance(exact, bool):
+            return None
+        success = expected <= actual and (not exact or expected == actual)
+        return _Outcome(success=success, observed_value=sorted(str(c) for c in actual))
+    if t == "expect_table_row_count_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if set(kw) - {"min_value", "max_value"} or not all(x is None or type(x) is int for x in (lo, hi)):
+            return None
+        h = framed.height
+        return _Outcome(success=(lo is None or h >= lo) and (hi is None or h <= hi), observed_value=h)
+    if t == "expect_column_to_exist":
+        if set(kw) != {"column"}:
+            return None
+        return _Outcome(success=kw["column"] in columns)
+    if t == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = kw.get("column_A"), kw.get("column_B")
+        if (set(kw) - {"column_A", "column_B", "or_equal", "ignore_row_if"}
+                or kw.get("ignore_row_if") != "either_value_is_missing" or a not in columns or b not in columns):
+            return None
+        ta, tb = _observed_type(schema[a]), _observed_type(schema[b])
+        if ta is None or ta != tb or ta in ("str", "bool") or schema[a] != schema[b]:
+            return None
+        domain = pl.col(a).is_not_null() & pl.col(b).is_not_null()
+        if ta == "float":
+            return None  # NaN ordering: left to GX
+        return _map_outcome(framed, domain, pl.col(a) >= pl.col(b) if kw.get("or_equal") else pl.col(a) > pl.col(b))
+    col = kw.get("column")
+    if col not in columns or set(kw) - handled - {"type_", "value_set", "regex", "min_value", "max_value", "strict_min", "strict_max"}:
+        return None
+    dtype = schema[col]
+    where = _condition(kw, framed)
+    if where is None:
+        return None
+    if t == "expect_column_values_to_be_of_type":
+        observed = _observed_type(dtype)
+        if observed is None or kw.get("type_") not in _TYPE_NAMES or "row_condition" in kw:
+            return None
+        return _Outcome(success=observed == kw["type_"], observed_value=observed)
+    nonnull = where & pl.col(col).is_not_null()
+    if t == "expect_column_values_to_not_be_null":
+        return _map_outcome(framed, where, pl.col(col).is_not_null())
+    if t == "expect_column_values_to_be_unique":
+        if "row_condition" in kw or _observed_type(dtype) is None:
+            return None
+        return _map_outcome(framed, nonnull, ~pl.col(col).is_duplicated())
+    if t == "expect_column_values_to_be_in_set":
+        values = kw.get("value_set")
+        if dtype != pl.String or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return None
+        return _map_outcome(framed, nonnull, pl.col(col).is_in(pl.Series(values, dtype=pl.String)))
+    if t == "expect_column_values_to_match_regex":
+        regex = kw.get("regex")
+        if dtype != pl.String or not isinstance(regex, str):
+            return None
+        pattern = re.compile(regex)
+        distinct = framed.filter(nonnull)[col].unique()
+        matching = pl.Series([v for v in distinct.to_list() if pattern.search(v)], dtype=pl.String)
+        return _map_outcome(framed, nonnull, pl.col(col).is_in(matching))
+    if t == "expect_column_values_to_be_between":
+        observed = _observed_type(dtype)
+        if observed not in ("int", "float", "date", "datetime") or kw.get("strict_max") or "row_condition" in kw:
+            return None
+        ok_lo, lo = _bound(kw.get("min_value"), dtype, parameters)
+        ok_hi, hi = _bound(kw.get("max_value"), dtype, parameters)
+        if not (ok_lo and ok_hi) or (lo is None and hi is None) or (lo is not None and hi is not None and lo > hi):
+            return None
+        c = pl.col(col)
+        ok: pl.Expr = pl.lit(True)
+        if lo is not None:
+            ok = ok & (c > lo if kw.get("strict_min") else c >= lo)
+        if hi is not None:
+            ok = ok & (c <= hi)
+        if observed == "float":
+            ok = ok & ~c.is_nan()
+        return _map_outcome(framed, nonnull, ok)
+    return None
+
+
+def validate_entity(
+    entity: str,
+    df: pl.DataFrame,
+    suite: dict[str, Any] | None = None,
+    *,
+    now: dt.datetime | None = None,
+    engine: Engine = "polars",
+) -> ContractResult:
+    """Validate the typed rows of one entity (as returned by ingest) against its contract suite.
+
+    ``now`` sets the upper bound of date/datetime windows (default: the current local time).
+    ``engine``: ``"polars"`` (default) evaluates every expectation it handles in polars, the same as
+    great-expectations does (a test proves it on every expectation type the suites use), and hands
+    the rest to GX; ``"gx"`` evaluates all of them with GX's pandas engine.
+    """
+    if engine not in ("polars", "gx"):
+        raise ValueError(f"unknown contract engine {engine!r}: use 'polars' or 'gx'")
+    suite = suite if suite is not None else build_suites()[entity]
+    now = now or dt.datetime.now()
+    parameters = {TODAY_PARAMETER: now.date().isoformat(), NOW_PARAMETER: now.isoformat(sep=" ")}
+    exps: list[dict[str, Any]] = list(suite["expectations"])
+    extras: list[dict[str, Any]] = list((suite.get("meta") or {}).get("ds4h_row_checks") or [])
+
+    framed = df.with_row_index(_ROW_ID).with_columns(pl.col(_ROW_ID).cast(pl.Int64))
+    outcomes: list[_Outcome | None] = (
+        [_polars_outcome(e, framed, parameters) for e in exps] if engine == "polars" else [None] * len(exps)
+    )
+    rest = [i for i, o in enumerate(outcomes) if o is None]
+    if rest:
+        for i, o in zip(rest, _gx_outcomes(suite, [exps[i] for i in rest], framed, parameters), strict=True):
+            outcomes[i] = o
+    results = [o for o in outcomes if o is not None]
 
     report: list[dict[str, Any]] = []
     failing: list[pl.DataFrame] = []  # (row id, rank) per failed row-level expectation
     for rank, (exp, r) in enumerate(zip(exps, results, strict=True)):
         row_level = bool((exp.get("meta") or {}).get("row_level", exp["type"] in _ROW_LEVEL_TYPES))
-        res = r.result or {}
         item: dict[str, Any] = {
             "type": exp["type"],
             "column": exp["kwargs"].get("column", exp["kwargs"].get("column_A")),
-            "success": bool(r.success),
-            "unexpected_count": res.get("unexpected_count"),
-            "unexpected_percent": res.get("unexpected_percent"),
+            "success": r.success,
+            "unexpected_count": r.unexpected_count,
+            "unexpected_percent": r.unexpected_percent,
             "row_level": row_level,
         }
-        observed = res.get("observed_value")
+        observed = r.observed_value
         if isinstance(observed, list):
             observed = [x for x in observed if x != _ROW_ID]
         if observed is not None and not row_level and exp["type"] != "expect_column_values_to_be_unique":
             item["observed_value"] = observed
-        if _raised(r):
-            item["exception"] = "; ".join(_exceptions(r))[:300]
+        if r.exception is not None:
+            item["exception"] = r.exception[:300]
         report.append(item)
-        if row_level and not r.success and not _raised(r):
-            ids = [int(x[_ROW_ID]) for x in res.get("unexpected_index_list") or []]
-            if ids:
-                failing.append(pl.DataFrame({_ROW_ID: ids, "_rank": [rank] * len(ids)},
-                                            schema={_ROW_ID: pl.Int64, "_rank": pl.Int64}))
+        if row_level and not r.success and r.exception is None and r.bad_rows is not None and r.bad_rows.len():
+            failing.append(pl.DataFrame({_ROW_ID: r.bad_rows, "_rank": pl.repeat(rank, r.bad_rows.len(), dtype=pl.Int64, eager=True)}))
     for j, exp in enumerate(extras, start=len(exps)):
         col = exp["kwargs"]["column"]
         check = ROW_CHECKS[exp["type"]]
