@@ -208,13 +208,19 @@ def pseudonymise_site(
     domain_maps: dict[str, pl.DataFrame] = {}
 
     def keyed(domain: str, values: pl.Series) -> pl.DataFrame:
-        """old -> new ids of ``domain`` for ``values`` (the map of the whole table when the part has it)."""
+        """old -> new ids of ``domain`` for ``values``: the map of the whole table when the part has it,
+        plus any value the table lacks (so a table's ids do not depend on which other tables are loaded)."""
         target, pk = omop.get(domain), cdm.table(domain).primary_key
         if target is None or pk is None or pk not in target.columns:
             return _keyed(secret, domain, site, values.to_list())
         if domain not in domain_maps:
             domain_maps[domain] = _keyed(secret, domain, site, target[pk].to_list())
-        return domain_maps[domain]
+        known = domain_maps[domain]
+        distinct = values.drop_nulls().unique()
+        missing = distinct.filter(~distinct.is_in(known["old"].implode()))
+        if missing.len():
+            return pl.concat([known, _keyed(secret, domain, site, missing.to_list())])
+        return known
 
     # the true year of each death (the release chooses its band and anchors the dates on it; the
     # shifted date would give the wrong year for about a quarter of deaths): a side table, never published

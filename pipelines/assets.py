@@ -20,7 +20,10 @@ from anonymisation.pseudonym import CollisionError
 from anonymisation.pseudonymise import OptOutError, identity_frame, read_opt_outs
 from pipelines.buckets import (
     BUCKETED_FORMATS,
+    NOTE_TABLES,
+    STRUCTURED_TABLES,
     EntityStats,
+    PseudoOrderError,
     omop_in_buckets,
     pseudo_in_parts,
     raw_in_buckets,
@@ -277,22 +280,29 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         dqd = run_dqd(tables, vocab, site, folder, memory_limit="2GB")
         yield dqd_check("omop_person", dqd, folder / "dqd.html", config.quality.dqd_blocks_on_fatal)
 
-    @dg.multi_asset(
-        name="pseudo",
-        partitions_def=parts,
-        # each table is pseudonymised from itself and its persons' keys and date offsets (declaring
-        # every omop table upstream of every pseudo table drew a 400-edge tower in the UI)
-        specs=[dg.AssetSpec(f"pseudo_{t}", group_name="pseudo", deps=sorted({f"omop_{t}", "omop_person"}),
-                            kinds={"polars", "parquet"},
-                            description=f"Pseudonymised {t} of one site: keyed ids, dates shifted by the person's "
-                            "offset, direct identifiers removed (notes de-identified).")
-               for t in PSEUDO_TABLES],
-        check_specs=[dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True, partitions_def=parts,
-                                       description="No direct identifier of the landing data in any text, categorical "
-                                       "or date column (names, birth dates and streets in their person's rows).")
-                     for t in PSEUDO_TABLES],
-    )
-    def pseudo(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
+    def pseudo_spec(t: str) -> dg.AssetSpec:
+        notes = t in NOTE_TABLES
+        return dg.AssetSpec(
+            f"pseudo_{t}", group_name="pseudo",
+            # each table is pseudonymised from itself and its persons' keys and date offsets (declaring
+            # every omop table upstream of every pseudo table drew a 400-edge tower in the UI); the notes
+            # come after the structured tables (they add to the person pseudonyms' birth-date coincidences)
+            deps=sorted({f"omop_{t}", "omop_person", *(["pseudo_person"] if notes else [])}),
+            kinds={"polars", "parquet"},
+            description=(
+                "Pseudonymised notes of one site: de-identified (names, phones, addresses, identifiers "
+                "tagged; dates shifted by the person's offset) only when the policy publishes notes "
+                "(publish_notes), else kept without their text." if notes else
+                f"Pseudonymised {t} of one site: keyed ids, dates shifted by the person's offset, direct "
+                "identifiers removed."))
+
+    def leak_check(t: str) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec("leak_scan", asset=f"pseudo_{t}", blocking=True, partitions_def=parts,
+                                 description="No direct identifier of the landing data in any text, categorical "
+                                 "or date column (names, birth dates and streets in their person's rows).")
+
+    def pseudo_events(context: dg.AssetExecutionContext, ds4h: Ds4hResource, tables: Sequence[str],
+                      note_deid: Callable[..., list[str]] | None, extra: dict[str, Any]) -> Events:
         site = _site(context)
         config, ws = ds4h.config(), ds4h.workspace()
         key = ds4h.key()
@@ -300,24 +310,19 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             opt_outs = read_opt_outs(config.policy.opt_out_registry, config.sites)
         except (FileNotFoundError, OptOutError) as e:
             raise _fail(str(e)) from None
-        notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
-        note_deid = None
-        if notes:
-            note_deid = _deid_with_progress(notes)
-            context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
-
         try:
-            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid, with_memory(context.log.info))
-        except CollisionError as e:
+            result = pseudo_in_parts(site, ws, key.secret, config.policy, opt_outs, note_deid,
+                                     with_memory(context.log.info), tables)
+        except (CollisionError, PseudoOrderError) as e:
             raise _fail(str(e)) from None
-        _write_accounting(ws, "pseudo", site, result.accounting)
-        for t in PSEUDO_TABLES:
+        _write_accounting(ws, "pseudo" if "person" in tables else "pseudo-notes", site, result.accounting)
+        for t in tables:
             yield dg.MaterializeResult(
                 asset_key=f"pseudo_{t}",
                 metadata={"rows": result.rows[t], "opted_out_persons": result.opted_out_persons,
                           "identifier_cells_emptied": result.masked_cells.get(t, 0),
                           "key_fingerprint": key.fingerprint,
-                          "path": dg.MetadataValue.path(str(ws.lake("pseudo", t, site)))},
+                          "path": dg.MetadataValue.path(str(ws.lake("pseudo", t, site))), **extra},
             )
             hits = result.hits[t]
             yield dg.AssetCheckResult(
@@ -328,7 +333,40 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                           **{f"hits_{k}": v for k, v in hits.items()}},
             )
 
-    return [raw, omop, pseudo]
+    @dg.multi_asset(
+        name="pseudo",
+        partitions_def=parts,
+        specs=[pseudo_spec(t) for t in STRUCTURED_TABLES],
+        check_specs=[leak_check(t) for t in STRUCTURED_TABLES],
+    )
+    def pseudo(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
+        yield from pseudo_events(context, ds4h, STRUCTURED_TABLES, None, {})
+
+    @dg.multi_asset(
+        name="pseudo_notes",
+        partitions_def=parts,
+        specs=[pseudo_spec(t) for t in NOTE_TABLES],
+        check_specs=[leak_check(t) for t in NOTE_TABLES],
+    )
+    def pseudo_notes(context: dg.AssetExecutionContext, ds4h: Ds4hResource) -> Events:
+        """Notes are de-identified only when a release publishes them (``policy.publish_notes``): the NER
+        is most of a run with notes. Otherwise the note rows are written without text or title (the
+        release withholds the table), and every note is still accounted for."""
+        site = _site(context)
+        config, ws = ds4h.config(), ds4h.workspace()
+        notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
+        note_deid = None
+        if notes and config.policy.publish_notes:
+            note_deid = _deid_with_progress(notes)
+            context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
+        elif notes:
+            context.log.info(f"{site}: {notes} notes kept without their text: the policy does not publish notes "
+                             "(publish_notes: false), so they are not de-identified")
+        yield from pseudo_events(context, ds4h, NOTE_TABLES, note_deid, {
+            "notes_with_text": notes, "notes_deidentified": notes if note_deid is not None else 0,
+            "publish_notes": config.policy.publish_notes})
+
+    return [raw, omop, pseudo, pseudo_notes]
 
 
 def _deid_with_progress(total: int, chunk: int = 250) -> Callable[..., list[str]]:

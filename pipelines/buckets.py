@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 
@@ -445,30 +446,50 @@ class PseudoOutcome:
     birth_date_coincidences: int = 0  # Date cells on the person's birth date explained by the date shift
 
 
+class PseudoOrderError(RuntimeError):
+    """The notes pass ran before the structured pass of the same site."""
+
+
+NOTE_TABLES: Final = ("note",)  # pseudonymised by an asset of their own (``pseudo_note``), after the others
+STRUCTURED_TABLES: Final = tuple(t for t in OMOP_TABLES if t not in NOTE_TABLES)
+
+
 def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPolicy, opt_outs: OptOuts,
-                    note_deid: NoteDeid | None, log: Log) -> PseudoOutcome:
-    """Pseudonymise a site part by part (one part, or one per person bucket) and leak-scan what it writes.
+                    note_deid: NoteDeid | None, log: Log,
+                    tables: Sequence[str] = OMOP_TABLES) -> PseudoOutcome:
+    """Pseudonymise ``tables`` of a site part by part (one part, or one per person bucket) and leak-scan
+    what it writes.
 
     Site-wide tables (care sites, providers, cdm_source) go with every part and are written once;
     locations are those any part's persons (or a care site) use. Free text is masked, and the leak scan
     looks, for the identifiers of the whole site: each person's own ones (names, birth date, street)
-    in that person's rows, found through the pseudonyms written to the identity zone."""
+    in that person's rows, found through the pseudonyms written to the identity zone.
+
+    ``tables``: the structured pass (``STRUCTURED_TABLES``, or every table) writes the pseudonyms and
+    the death years; the notes pass (``NOTE_TABLES``) writes only the note table, reading nothing but
+    the notes and the identity zone, and adds the persons its dates explain to the pseudonyms' birth-date
+    coincidences (it runs after the structured pass). Pseudonyms are keyed values, so each table's ids
+    are the same whichever pass writes it."""
+    unknown = sorted(set(tables) - set(OMOP_TABLES))
+    if unknown:
+        raise ValueError(f"not OMOP tables: {', '.join(unknown)}")
+    structured = "person" in tables
     parts = len(partition_files(ws.lake("omop", "person", site)))
     identity_all = read_partition(ws.identity(site))
-    if parts > 1:  # each part checks its own persons' ids: check them across parts here
+    if parts > 1 and structured:  # each part checks its own persons' ids: check them across parts here
         id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
     pmap = pseudonyms(identity_all, site, secret, policy.date_shift_days)
     masking = identifiers_from_patients(identity_all)  # free text is masked before ids change
     ids = identifiers_from_patients(as_pseudonymous(identity_all, pmap))
     scan = LeakScan(ids)
-    site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES}
-    writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in OMOP_TABLES}
-    rows = dict.fromkeys(OMOP_TABLES, 0)
+    site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES if t in tables}
+    writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in tables}
+    rows = dict.fromkeys(tables, 0)
     masked: dict[str, int] = {}
     accounting: list[pl.DataFrame] = []
     locations: list[pl.DataFrame] = []
     opted_out = 0
-    death_years = PartitionWriter(ws.lake("pseudo", DEATH_YEARS, site))
+    death_years = PartitionWriter(ws.lake("pseudo", DEATH_YEARS, site)) if structured else None
 
     def write(t: str, df: pl.DataFrame, k: int) -> None:
         writers[t].write(df, k)
@@ -476,9 +497,9 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
         scan.table(t, df)
 
     for k in range(parts):
-        tables = {t: site_wide[t] if t in site_wide else _part(ws.lake("omop", t, site), k) for t in OMOP_TABLES}
+        omop = {t: site_wide[t] if t in site_wide else _part(ws.lake("omop", t, site), k) for t in tables}
         identity = _part(ws.identity(site), k)
-        r = pseudonymise_site(site, tables, identity, secret, policy, opt_outs, note_deid, identifiers=masking)
+        r = pseudonymise_site(site, omop, identity, secret, policy, opt_outs, note_deid, identifiers=masking)
         for t, df in r.tables.items():
             if t == "location":
                 locations.append(df)
@@ -486,7 +507,8 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
                 write(t, df, k)
                 if r.masked_cells.get(t):
                     masked[t] = masked.get(t, 0) + r.masked_cells[t]
-        death_years.write(r.death_years, k)
+        if death_years is not None:
+            death_years.write(r.death_years, k)
         accounting.append(r.accounting)
         opted_out += r.opted_out_persons
         if parts > 1:
@@ -496,10 +518,18 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
         write("location", location, 0)
     for t, w in writers.items():
         w.commit(cdm.table(t).polars_schema)
-    death_years.commit()
     coincidences = explain_pseudo_dates(ws, site, scan, pmap, identity_all)
-    write_private(ws, pmap.select("person_id", "pseudo_person_id", birth_date_coincidence=pl.col("pseudo_person_id")
-                                  .is_in(sorted(coincidences))), ws.pseudonyms(site))
+    if death_years is not None:
+        death_years.commit()
+        write_private(ws, pmap.select("person_id", "pseudo_person_id", birth_date_coincidence=pl.col("pseudo_person_id")
+                                      .is_in(sorted(coincidences))), ws.pseudonyms(site))
+    elif coincidences:  # the notes pass: the structured pass wrote the pseudonyms; add the persons it explained
+        if not has_partition(ws.pseudonyms(site)):
+            raise PseudoOrderError(f"{site}: the pseudonyms are not written yet: pseudonymise the structured tables "
+                             "(pseudo) before the notes (pseudo_note)")
+        known = read_partition(ws.pseudonyms(site))
+        write_private(ws, known.with_columns(birth_date_coincidence=pl.col("birth_date_coincidence")
+                                             | pl.col("pseudo_person_id").is_in(sorted(coincidences))), ws.pseudonyms(site))
     accounting_all = parts_accounting("pseudo", site, accounting, location.height if location is not None else None)
-    hits = {t: scan.hits().get(t, {}) for t in OMOP_TABLES}
+    hits = {t: scan.hits().get(t, {}) for t in tables}
     return PseudoOutcome(rows, accounting_all, opted_out, masked, hits, ids, scan.explained_cells)

@@ -59,7 +59,7 @@ from transforms.vocabulary import load_vocabulary
 
 Events = Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]
 BLOCKED_CHECK = "ds4h/blocked_check"  # a step failure's metadata: the run was blocked (exit 2), naming the check
-STAGES = ("raw", "omop", "pseudo", "release")
+STAGES = ("raw", "omop", "pseudo", "pseudo-notes", "release")  # accounting folders (the notes pass: stage pseudo)
 
 
 def release_identifiers(ws: Workspace, config: Config, secret: bytes) -> tuple[Identifiers, pl.DataFrame]:
