@@ -62,7 +62,7 @@ def test_omop_stage_writes_identities_in_their_own_zone(tmp_path: Path, isolated
     legacy = home / "lake" / "omop" / "_identity" / "site=hospital-a"  # where an older version kept them
     legacy.mkdir(parents=True)
     pl.DataFrame({"person_id": [1]}).write_parquet(legacy / "part-0.parquet")
-    raw, omop, _ = build_site_assets(load_config(cfg_path))
+    raw, omop, *_ = build_site_assets(load_config(cfg_path))
     with dg.DagsterInstance.ephemeral() as instance:
         dg.materialize([raw, omop], partition_key="hospital-a", instance=instance, raise_on_error=False,
                        resources={"ds4h": Ds4hResource(config_path=str(cfg_path), home=str(home))})
