@@ -167,6 +167,14 @@ class Problem:
     level_counts: list[list[IntArray]] = field(default_factory=list)  # records per level code
     loss_num: list[IntArray] = field(default_factory=list)  # Σ records (leaves(gen)-1), per level
     entropy_base: list[FloatArray] = field(default_factory=list)  # Σ -log2 P(v | gen), per level
+    _columns: list[IntArray] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def columns(self) -> list[IntArray]:
+        """The leaf code columns as contiguous arrays (``codes[:, j]``), made once."""
+        if len(self._columns) != self.q:
+            self._columns = [np.ascontiguousarray(self.codes[:, j]) for j in range(self.q)]
+        return self._columns
 
     @property
     def q(self) -> int:
@@ -266,9 +274,13 @@ class NodeEval:
 @dataclass
 class _Table:
     node: tuple[int, ...]
-    codes: IntArray
+    cols: list[IntArray]  # one code column per QI, at the node's levels
     counts: IntArray
     sens: IntArray | None
+
+    @property
+    def cells(self) -> int:
+        return len(self.counts) * max(len(self.cols), 1)
 
 
 def _first_rows(key: IntArray, space: int) -> IntArray:
@@ -310,7 +322,8 @@ class Evaluator:
         self.p = problem
         self.model = model
         self.max_sup = model.max_suppressed(problem.n)
-        self.root = _Table((0,) * problem.q, problem.codes, problem.counts, problem.sensitive)
+        self.root = _Table((0,) * problem.q, problem.columns, problem.counts, problem.sensitive)
+        self._cards = [[h.cardinality(lv) for lv in range(h.height + 1)] for h in problem.hierarchies]
         self.cache: OrderedDict[tuple[int, ...], _Table] = OrderedDict()
         self.cache_cells = cache_cells
         self._cells = 0
@@ -318,6 +331,8 @@ class Evaluator:
         self._cache_list: list[_Table] = []
         self._cache_rows: IntArray = np.zeros(0, dtype=np.int64)
         self.evaluations = 0
+        # a node's class table is cached for roll-up when its source has more rows than this
+        self.store_min_rows = 256
         # during a search only the optimised metric is exact in NodeEval.metrics (faster)
         self.only: Metric | None = None
 
@@ -337,7 +352,7 @@ class Evaluator:
         return self._cache_list[int(cand[np.argmin(self._cache_rows[cand])])]
 
     def _store(self, table: _Table) -> None:
-        cells = table.codes.size
+        cells = table.cells
         if cells > self.cache_cells // 4 or table.node in self.cache:
             return
         self.cache[table.node] = table
@@ -345,7 +360,7 @@ class Evaluator:
         evicted = False
         while self._cells > self.cache_cells and self.cache:
             _, old = self.cache.popitem(last=False)
-            self._cells -= old.codes.size
+            self._cells -= old.cells
             evicted = True
         if evicted or self._cache_nodes is None:
             self._cache_nodes = None
@@ -366,7 +381,7 @@ class Evaluator:
         ``kept_only`` the classes suppressed by the model are left out (the released data)."""
         p = self.p
         hs = p.hierarchies
-        gen = [hs[j].maps[lv][p.codes[:, j]] for j, lv in enumerate(node)]
+        gen = [hs[j].maps[lv][col] for j, (lv, col) in enumerate(zip(node, p.columns, strict=True))]
         key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(p.counts))
         sizes = np.bincount(key, weights=p.counts, minlength=space).round().astype(np.int64)
         keep = sizes > 0
@@ -411,43 +426,53 @@ class Evaluator:
     def _evaluate(
         self, node: tuple[int, ...], keep: bool, want_classes: bool, want_metrics: bool
     ) -> tuple[NodeEval, IntArray | None]:
-        p, _model = self.p, self.model
+        p, model = self.p, self.model
         self.evaluations += 1
         src = self.root if want_classes else self._source(node)
         rows = len(src.counts)
         hs = p.hierarchies
         gen = [
-            src.codes[:, j] if src.node[j] == lv else hs[j].up(src.node[j], lv)[src.codes[:, j]]
-            for j, lv in enumerate(node)
+            col if s == lv else hs[j].up(s, lv)[col]
+            for j, (col, s, lv) in enumerate(zip(src.cols, src.node, node, strict=True))
         ]
-        cards = [hs[j].cardinality(lv) for j, lv in enumerate(node)]
+        cards = [self._cards[j][lv] for j, lv in enumerate(node)]
         key, space, _ = group_ids(gen, cards, rows)
         counts = src.counts
-        sizes = np.bincount(key, weights=counts, minlength=space).round().astype(np.int64)
-        bad = self._bad(key, space, sizes, counts, src.sens)
-        present = sizes > 0
-        row_bad = bad[key]
-        suppressed = int(counts[row_bad].sum())
+        sizes_f = np.bincount(key, weights=counts, minlength=space)
+        present = np.flatnonzero(sizes_f)
+        sizes = sizes_f[present].astype(np.int64)  # sums of integer counts below 2**53: exact
+        if model.l is None:
+            bad_c = sizes < model.k
+        else:
+            bad_c = self._bad(key, space, sizes_f, counts, src.sens)[present]
+        kept_sizes = sizes[~bad_c]
+        suppressed = int(sizes.sum()) - int(kept_sizes.sum())
         anonymous = suppressed <= self.max_sup
-        kept_mask = present & ~bad
-        classes = int(kept_mask.sum())
-        classes_all = int(present.sum())
+        classes = len(kept_sizes)
+        classes_all = len(sizes)
         dm_nosup = int(np.dot(sizes, sizes))
-        kept_sizes = sizes[kept_mask]
         dm_kept = int(np.dot(kept_sizes, kept_sizes))
         metrics: dict[str, float] = {}
+        row_bad: npt.NDArray[np.bool_] | None = None
+        if suppressed and (want_classes or ((want_metrics or anonymous) and self.only in (None, "loss", "entropy"))):
+            bad_dense = np.zeros(space, dtype=bool)
+            bad_dense[present[bad_c]] = True
+            row_bad = bad_dense[key]
         if want_metrics or anonymous:
-            metrics = self._metrics(node, suppressed, kept_sizes, [g[row_bad] for g in gen], counts[row_bad])
+            if row_bad is not None:
+                sup_gen, sup_counts = [g[row_bad] for g in gen], counts[row_bad]
+            else:
+                sup_gen, sup_counts = [], counts[:0]
+            metrics = self._metrics(node, suppressed, kept_sizes, sup_gen, sup_counts)
         ev = NodeEval(node, anonymous, suppressed, classes, classes_all, dm_nosup, dm_kept, metrics)
         sup_classes: IntArray | None = None
         if want_classes:
-            idx = np.unique(key[row_bad], return_index=True)[1]
-            sup_classes = (
-                np.stack([g[row_bad][idx] for g in gen], axis=1)
-                if len(idx)
-                else np.zeros((0, p.q), dtype=np.int64)
-            )
-        if keep and not want_classes and rows > 256 and classes_all < 0.5 * rows:
+            if row_bad is not None:
+                idx = np.unique(key[row_bad], return_index=True)[1]
+                sup_classes = np.stack([g[row_bad][idx] for g in gen], axis=1).reshape(len(idx), p.q)
+            else:
+                sup_classes = np.zeros((0, p.q), dtype=np.int64)
+        if keep and not want_classes and rows > self.store_min_rows and classes_all < 0.5 * rows:
             if src.sens is not None:
                 gkey = key * len(p.sensitive_labels) + src.sens
                 _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
@@ -455,10 +480,9 @@ class Evaluator:
                 tsens: IntArray | None = src.sens[first]
             else:
                 first = _first_rows(key, space)[present]
-                tcounts = sizes[present]
+                tcounts = sizes
                 tsens = None
-            tcodes = np.stack([g[first] for g in gen], axis=1)
-            self._store(_Table(node, tcodes, tcounts, tsens))
+            self._store(_Table(node, [g[first] for g in gen], tcounts, tsens))
         return ev, sup_classes
 
     def _metrics(
@@ -704,9 +728,117 @@ def _aecs_bound_above(e: NodeEval, n: int, k: int, monotone: bool) -> float:
     return n / groups if groups else 0.0
 
 
+def _distinct_rows(cols: Sequence[IntArray], cards: Sequence[int], counts: IntArray) -> tuple[list[IntArray], IntArray]:
+    """The distinct rows of the code columns ``cols`` with their summed ``counts``."""
+    key, space, _ = group_ids(cols, cards, len(counts))
+    sizes = np.bincount(key, weights=counts, minlength=space)
+    present = np.flatnonzero(sizes)
+    first = _first_rows(key, space)[present]
+    return [c[first] for c in cols], sizes[present].round().astype(np.int64)
+
+
+def _roll_up_axis(mat: IntArray, h: Hierarchy, level: int, axis: int) -> IntArray:
+    """Sum the rows (``axis`` 0) or columns (1) of a count matrix over level ``level - 1`` codes into
+    level ``level`` codes (the lookup array is onto, so every group is non-empty)."""
+    up = h.up(level - 1, level)
+    order = np.argsort(up, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(np.bincount(up, minlength=h.cardinality(level)))[:-1]))
+    return np.asarray(np.add.reduceat(np.take(mat, order, axis=axis), starts, axis=axis), dtype=np.int64)
+
+
+def _dense_pair_table(p: Problem, k: int, a: int, b: int) -> IntArray:
+    """Records in QI-pair cells smaller than ``k``, for every pair of levels of QIs ``a`` and ``b``,
+    from their leaf count matrix rolled up level by level."""
+    ha, hb = p.hierarchies[a], p.hierarchies[b]
+    ca, cb = ha.cardinality(0), hb.cardinality(0)
+    row = np.bincount(p.codes[:, a] * cb + p.codes[:, b], weights=p.counts, minlength=ca * cb)
+    row_mat = row.round().astype(np.int64).reshape(ca, cb)
+    table = np.zeros((ha.height + 1, hb.height + 1), dtype=np.int64)
+    for la in range(ha.height + 1):
+        if la:
+            row_mat = _roll_up_axis(row_mat, ha, la, 0)
+        mat = row_mat
+        for lb in range(hb.height + 1):
+            if lb:
+                mat = _roll_up_axis(mat, hb, lb, 1)
+            table[la, lb] = int(mat[mat < k].sum())
+    return table
+
+
 def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
     """Records that every node must suppress: those in a QI-pair combination (at the node's levels)
-    holding fewer than k records (or fewer than l distinct sensitive values)."""
+    holding fewer than k records (or fewer than l distinct sensitive values).
+
+    Each pair's table of distinct leaf combinations (with the sensitive value under l-diversity) is
+    built once from the frequency table and rolled up level by level (a level's table from the one
+    below it), so the frequency table is read once per pair, not once per pair of levels."""
+    q, m = p.q, len(nodes)
+    out = np.zeros(m, dtype=np.int64)
+    if q == 0 or len(p.counts) == 0:
+        return out
+    hs = p.hierarchies
+    ldiv = model.l is not None and p.sensitive is not None
+    n_sens = len(p.sensitive_labels)
+    extra: list[IntArray] = [p.sensitive] if ldiv and p.sensitive is not None else []
+    extra_cards = [n_sens] if ldiv else []
+
+    def suppressed(a_col: IntArray, a_card: int, b_col: IntArray | None, b_card: int, counts: IntArray) -> int:
+        cols, cards = ([a_col], [a_card]) if b_col is None else ([a_col, b_col], [a_card, b_card])
+        key, space, _ = group_ids(cols, cards, len(counts))
+        sizes = np.bincount(key, weights=counts, minlength=space)
+        bad = sizes < model.k
+        if ldiv:
+            assert model.l is not None
+            bad |= np.bincount(key, minlength=space) < model.l  # rows are distinct (cell, value)
+        return round(float(sizes[bad].sum()))
+
+    if q == 1:
+        h = hs[0]
+        cols, counts = _distinct_rows([p.codes[:, 0], *extra], [h.cardinality(0), *extra_cards], p.counts)
+        per_level = np.zeros(h.height + 1, dtype=np.int64)
+        for lv in range(h.height + 1):
+            if lv:
+                cols, counts = _distinct_rows(
+                    [h.up(lv - 1, lv)[cols[0]], *cols[1:]], [h.cardinality(lv), *extra_cards], counts
+                )
+            per_level[lv] = suppressed(cols[0], h.cardinality(lv), None, 1, counts)
+        return per_level[nodes[:, 0]]
+    dense_limit = max(4 * len(p.counts), 1 << 20)
+    for a in range(q):
+        for b in range(a + 1, q):
+            ha, hb = hs[a], hs[b]
+            if not ldiv and ha.cardinality(0) * hb.cardinality(0) <= dense_limit:
+                out = np.maximum(out, _dense_pair_table(p, model.k, a, b)[nodes[:, a], nodes[:, b]])
+                continue
+            row, row_counts = _distinct_rows(
+                [p.codes[:, a], p.codes[:, b], *extra],
+                [ha.cardinality(0), hb.cardinality(0), *extra_cards],
+                p.counts,
+            )
+            table = np.zeros((ha.height + 1, hb.height + 1), dtype=np.int64)
+            for la in range(ha.height + 1):
+                if la:
+                    row, row_counts = _distinct_rows(
+                        [ha.up(la - 1, la)[row[0]], *row[1:]],
+                        [ha.cardinality(la), hb.cardinality(0), *extra_cards],
+                        row_counts,
+                    )
+                cols, counts = row, row_counts
+                for lb in range(hb.height + 1):
+                    if lb:
+                        cols, counts = _distinct_rows(
+                            [cols[0], hb.up(lb - 1, lb)[cols[1]], *cols[2:]],
+                            [ha.cardinality(la), hb.cardinality(lb), *extra_cards],
+                            counts,
+                        )
+                    table[la, lb] = suppressed(cols[0], ha.cardinality(la), cols[1], hb.cardinality(lb), counts)
+            out = np.maximum(out, table[nodes[:, a], nodes[:, b]])
+    return out
+
+
+def _pair_suppression_bound_reference(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
+    """:func:`_pair_suppression_bound` computed directly, one grouping of the frequency table per
+    pair of levels (reference for tests)."""
     q, m = p.q, len(nodes)
     out = np.zeros(m, dtype=np.int64)
     if q == 0 or len(p.counts) == 0:
