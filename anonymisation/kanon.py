@@ -61,6 +61,7 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 _MAX_LATTICE = 2_000_000
 _KEY_LIMIT = 1 << 62
+_NEVER = 1 << 40  # a level above every hierarchy
 _ROUND = 1e10  # ARX's Metric.FACTOR (10 digits)
 
 
@@ -277,10 +278,13 @@ class _Table:
     cols: list[IntArray]  # one code column per QI, at the node's levels
     counts: IntArray
     sens: IntArray | None
+    # until first used as a source, a table without a sensitive attribute keeps how to make its
+    # columns (source table, group ids of the source's rows, space, present ids) instead of them
+    pending: tuple[_Table, IntArray, int, IntArray] | None = None
 
     @property
     def cells(self) -> int:
-        return len(self.counts) * max(len(self.cols), 1)
+        return len(self.counts) * max(len(self.node), 1)
 
 
 def _first_rows(key: IntArray, space: int) -> IntArray:
@@ -324,52 +328,155 @@ class Evaluator:
         self.max_sup = model.max_suppressed(problem.n)
         self.root = _Table((0,) * problem.q, problem.columns, problem.counts, problem.sensitive)
         self._cards = [[h.cardinality(lv) for lv in range(h.height + 1)] for h in problem.hierarchies]
-        self.cache: OrderedDict[tuple[int, ...], _Table] = OrderedDict()
+        # cached class tables: node -> slot (oldest first); a slot's node row is _NEVER once evicted
+        self.cache: OrderedDict[tuple[int, ...], int] = OrderedDict()
         self.cache_cells = cache_cells
         self._cells = 0
-        self._cache_nodes: IntArray | None = None
-        self._cache_list: list[_Table] = []
-        self._cache_rows: IntArray = np.zeros(0, dtype=np.int64)
+        self._slot_tables: list[_Table | None] = []
+        self._slot_nodes: IntArray = np.zeros((0, problem.q), dtype=np.int64)
+        self._slot_rows: IntArray = np.zeros(0, dtype=np.int64)
+        self._free: list[int] = []
         self.evaluations = 0
         # a node's class table is cached for roll-up when its source has more rows than this
         self.store_min_rows = 256
+        self._staged_tried: set[tuple[int, ...]] = set()
+        self._luts: dict[tuple[int, int, int, int], IntArray] = {}
         # during a search only the optimised metric is exact in NodeEval.metrics (faster)
         self.only: Metric | None = None
 
     def _source(self, node: tuple[int, ...]) -> _Table:
         if not self.cache:
+            return self._staged(node)
+        used = len(self._slot_tables)
+        ok = (self._slot_nodes[:used] <= np.asarray(node, dtype=np.int64)).all(axis=1)
+        cand = np.flatnonzero(ok)
+        if not len(cand):
+            return self._staged(node)
+        table = self._slot_tables[int(cand[np.argmin(self._slot_rows[cand])])]
+        assert table is not None
+        if table.pending is not None:
+            src, key, space, present = table.pending
+            table.cols = self._gen(src, table.node, _first_rows(key, space)[present])
+            table.pending = None
+        return table
+
+    def _staged(self, node: tuple[int, ...]) -> _Table:
+        """The source of a node with no cached specialisation: the class table of its floor at level 1
+        (each level capped at 1), grouped once from the frequency table and cached when it is smaller,
+        so that the nodes above that floor roll up from it instead of the whole table."""
+        floor = tuple(min(lv, 1) for lv in node)
+        if floor == node or floor in self._staged_tried or not any(floor):
             return self.root
-        if self._cache_nodes is None or len(self._cache_list) != len(self.cache):
-            self._cache_list = list(self.cache.values())
-            self._cache_nodes = np.array([t.node for t in self._cache_list], dtype=np.int64).reshape(
-                len(self._cache_list), self.p.q
+        self._staged_tried.add(floor)
+        table = self._group(self.root, floor)
+        if len(table.counts) > 0.75 * len(self.root.counts):
+            return self.root
+        self._store(table)
+        return table
+
+    def _group(self, src: _Table, node: tuple[int, ...]) -> _Table:
+        """The class table of ``node`` (distinct level codes, with the sensitive value, and counts)."""
+        key, space = self._key(src, node)
+        sizes_f = np.bincount(key, weights=src.counts, minlength=space)
+        present = np.flatnonzero(sizes_f)
+        return self._table(src, node, key, space, present, sizes_f[present].astype(np.int64))
+
+    def _gen(self, src: _Table, node: tuple[int, ...], rows: IntArray | npt.NDArray[np.bool_] | None) -> list[IntArray]:
+        """The level codes at ``node`` of the source table's rows (all, or those selected by ``rows``)."""
+        hs = self.p.hierarchies
+        out: list[IntArray] = []
+        for j, (col, s, lv) in enumerate(zip(src.cols, src.node, node, strict=True)):
+            c = col if rows is None else col[rows]
+            out.append(c if s == lv else hs[j].up(s, lv)[c])
+        return out
+
+    def _key(self, src: _Table, node: tuple[int, ...]) -> tuple[IntArray, int]:
+        """One group id per row of the source table, in ``[0, space)``: the mixed-radix number of the
+        node's level codes (as :func:`group_ids`), summed from premultiplied lookup arrays, then ranked
+        when the space is sparse."""
+        rows = len(src.counts)
+        q = len(node)
+        strides = [0] * q
+        space = 1
+        for j in range(q - 1, -1, -1):
+            strides[j] = space
+            space *= self._cards[j][node[j]]
+        if space >= _KEY_LIMIT:
+            ids, space, _ = group_ids(
+                self._gen(src, node, None), [self._cards[j][lv] for j, lv in enumerate(node)], rows
             )
-            self._cache_rows = np.array([len(t.counts) for t in self._cache_list], dtype=np.int64)
-        ok = (self._cache_nodes <= np.asarray(node, dtype=np.int64)).all(axis=1)
-        if not ok.any():
-            return self.root
-        cand = np.nonzero(ok)[0]
-        return self._cache_list[int(cand[np.argmin(self._cache_rows[cand])])]
+            return ids, space
+        key: IntArray | None = None
+        hs = self.p.hierarchies
+        for j in range(q):
+            lv = node[j]
+            if self._cards[j][lv] == 1:
+                continue  # a single value: digit 0
+            s = src.node[j]
+            stride = strides[j]
+            col = src.cols[j]
+            if s == lv and stride == 1:
+                key = col.copy() if key is None else np.add(key, col, out=key)
+                continue
+            lut_key = (j, s, lv, stride)
+            lut = self._luts.get(lut_key)
+            if lut is None:
+                lut = hs[j].up(s, lv) * stride
+                self._luts[lut_key] = lut
+            if key is None:
+                key = lut[col]
+            else:
+                key += lut[col]
+        if key is None:
+            return np.zeros(rows, dtype=np.int64), 1
+        if space > 4 * rows + 65536:
+            _, inv = np.unique(key, return_inverse=True)
+            key = inv.astype(np.int64).reshape(rows)
+            space = int(key.max()) + 1 if rows else 1
+        return key, space
+
+    def _table(
+        self, src: _Table, node: tuple[int, ...], key: IntArray, space: int, present: IntArray, sizes: IntArray
+    ) -> _Table:
+        if src.sens is not None:
+            gkey = key * len(self.p.sensitive_labels) + src.sens
+            _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
+            tcounts = np.bincount(inv, weights=src.counts).round().astype(np.int64)
+            tsens: IntArray | None = src.sens[first]
+        else:
+            first = _first_rows(key, space)[present]
+            tcounts = sizes
+            tsens = None
+        return _Table(node, self._gen(src, node, first), tcounts, tsens)
 
     def _store(self, table: _Table) -> None:
         cells = table.cells
         if cells > self.cache_cells // 4 or table.node in self.cache:
             return
-        self.cache[table.node] = table
-        self._cells += cells
-        evicted = False
-        while self._cells > self.cache_cells and self.cache:
-            _, old = self.cache.popitem(last=False)
+        while self._cells + cells > self.cache_cells and self.cache:
+            _, slot = self.cache.popitem(last=False)
+            old = self._slot_tables[slot]
+            assert old is not None
             self._cells -= old.cells
-            evicted = True
-        if evicted or self._cache_nodes is None:
-            self._cache_nodes = None
+            self._slot_tables[slot] = None
+            self._slot_nodes[slot] = _NEVER  # never a specialisation of a node
+            self._free.append(slot)
+        if self._free:
+            slot = self._free.pop()
+            self._slot_tables[slot] = table
         else:
-            self._cache_list.append(table)
-            self._cache_nodes = np.vstack(
-                [self._cache_nodes, np.asarray(table.node, dtype=np.int64)[None, :]]
-            )
-            self._cache_rows = np.append(self._cache_rows, len(table.counts))
+            slot = len(self._slot_tables)
+            self._slot_tables.append(table)
+            if slot >= len(self._slot_nodes):
+                grow = max(64, len(self._slot_nodes))
+                self._slot_nodes = np.vstack(
+                    [self._slot_nodes, np.full((grow, self.p.q), _NEVER, dtype=np.int64)]
+                )
+                self._slot_rows = np.concatenate([self._slot_rows, np.zeros(grow, dtype=np.int64)])
+        self._slot_nodes[slot] = table.node
+        self._slot_rows[slot] = len(table.counts)
+        self.cache[table.node] = slot
+        self._cells += cells
 
     def evaluate(self, node: tuple[int, ...], keep: bool = True, metrics: bool = True) -> NodeEval:
         """Group the node; utility metrics are computed when ``metrics`` or the node is anonymous."""
@@ -430,13 +537,7 @@ class Evaluator:
         self.evaluations += 1
         src = self.root if want_classes else self._source(node)
         rows = len(src.counts)
-        hs = p.hierarchies
-        gen = [
-            col if s == lv else hs[j].up(s, lv)[col]
-            for j, (col, s, lv) in enumerate(zip(src.cols, src.node, node, strict=True))
-        ]
-        cards = [self._cards[j][lv] for j, lv in enumerate(node)]
-        key, space, _ = group_ids(gen, cards, rows)
+        key, space = self._key(src, node)
         counts = src.counts
         sizes_f = np.bincount(key, weights=counts, minlength=space)
         present = np.flatnonzero(sizes_f)
@@ -460,7 +561,7 @@ class Evaluator:
             row_bad = bad_dense[key]
         if want_metrics or anonymous:
             if row_bad is not None:
-                sup_gen, sup_counts = [g[row_bad] for g in gen], counts[row_bad]
+                sup_gen, sup_counts = self._gen(src, node, row_bad), counts[row_bad]
             else:
                 sup_gen, sup_counts = [], counts[:0]
             metrics = self._metrics(node, suppressed, kept_sizes, sup_gen, sup_counts)
@@ -468,21 +569,15 @@ class Evaluator:
         sup_classes: IntArray | None = None
         if want_classes:
             if row_bad is not None:
-                idx = np.unique(key[row_bad], return_index=True)[1]
-                sup_classes = np.stack([g[row_bad][idx] for g in gen], axis=1).reshape(len(idx), p.q)
+                idx = np.flatnonzero(row_bad)[np.unique(key[row_bad], return_index=True)[1]]
+                sup_classes = np.stack(self._gen(src, node, idx), axis=1).reshape(len(idx), p.q)
             else:
                 sup_classes = np.zeros((0, p.q), dtype=np.int64)
         if keep and not want_classes and rows > self.store_min_rows and classes_all < 0.5 * rows:
-            if src.sens is not None:
-                gkey = key * len(p.sensitive_labels) + src.sens
-                _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
-                tcounts = np.bincount(inv, weights=counts).round().astype(np.int64)
-                tsens: IntArray | None = src.sens[first]
+            if src.sens is None:
+                self._store(_Table(node, [], sizes, None, (src, key, space, present)))
             else:
-                first = _first_rows(key, space)[present]
-                tcounts = sizes
-                tsens = None
-            self._store(_Table(node, [g[first] for g in gen], tcounts, tsens))
+                self._store(self._table(src, node, key, space, present, sizes))
         return ev, sup_classes
 
     def _metrics(
@@ -961,51 +1056,48 @@ def _branch_and_bound(
     dyn = lb.copy()
     sup_extra = sup_lb.astype(np.float64) * max(p.n - model.k, 0)
     memo: dict[int, NodeEval] = {}
-    ge = [[nodes[:, j] >= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
-    le = [[nodes[:, j] <= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
+    # the lattice as an array of shape (1, h_1 + 1, ..., h_q + 1) (row index = lexicographic rank):
+    # the generalisations of a node are the box above it, its specialisations the box below
+    shape = (1, *(h + 1 for h in p.heights))
+    status_box = status.reshape(shape)
+    dyn_box = dyn.reshape(shape)
+    sup_extra_box = sup_extra.reshape(shape)
+    node_tuples = [tuple(int(x) for x in row) for row in nodes]
 
-    def upset(row: IntArray) -> npt.NDArray[np.bool_]:
-        mask = np.ones(m, dtype=bool)
-        for j, lv in enumerate(row):
-            if lv:
-                mask &= ge[j][lv]
-        return mask
+    def above(node: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None), *(slice(lv, None) for lv in node))
 
-    def downset(row: IntArray) -> npt.NDArray[np.bool_]:
-        mask = np.ones(m, dtype=bool)
-        for j, lv in enumerate(row):
-            if lv < heights[j]:
-                mask &= le[j][lv]
-        return mask
+    def below(node: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None), *(slice(0, lv + 1) for lv in node))
 
     def check(idx: int) -> NodeEval:
         e = memo.get(idx)
         if e is not None:
             return e
-        e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True, metrics=False)
+        node = node_tuples[idx]
+        e = ev.evaluate(node, keep=True, metrics=False)
         memo[idx] = e
-        row = nodes[idx]
+        up = above(node)
         if monotone:
             if e.anonymous:
-                status[upset(row)] = 1
+                status_box[up] = 1
             else:
-                status[downset(row)] = -1
+                status_box[below(node)] = -1
         else:
             status[idx] = 1 if e.anonymous else -1
         if metric in ("discernibility", "aecs"):
             # bounds for every generalisation g of this node (m); classes only merge from m to g
-            gen_mask = upset(row)
+            box = dyn_box[up]
             if metric == "discernibility":
                 # DM(g) ≥ Σ size² before suppression at m; with monotone suppression S(g) ≤ S(m):
                 # each record suppressed at m either stays suppressed in g (cost n) or joins a kept
                 # class (cost ≥ k), so DM(g) ≥ Σ kept size² at m + k·S(m) + (n − k)·S(g)
-                dyn[gen_mask] = np.maximum(dyn[gen_mask], float(e.dm_nosup))
+                np.maximum(box, float(e.dm_nosup), out=box)
                 if monotone:
                     base = float(e.dm_kept + model.k * e.suppressed)
-                    dyn[gen_mask] = np.maximum(dyn[gen_mask], base + sup_extra[gen_mask])
+                    np.maximum(box, base + sup_extra_box[up], out=box)
             else:
-                bound = _aecs_bound_above(e, p.n, model.k, monotone)
-                dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
+                np.maximum(box, _aecs_bound_above(e, p.n, model.k, monotone), out=box)
         return e
 
     def classify(idx: int) -> None:
