@@ -62,6 +62,7 @@ Frame = pl.DataFrame | pl.LazyFrame
 _MAX_LATTICE = 2_000_000
 _KEY_LIMIT = 1 << 62
 _NEVER = 1 << 40  # a level above every hierarchy
+_DENSE_ROWS, _DENSE_SLACK = 4, 65536  # group ids are ranked (sorted) beyond this space
 _ROUND = 1e10  # ARX's Metric.FACTOR (10 digits)
 
 
@@ -429,7 +430,7 @@ class Evaluator:
                 key += lut[col]
         if key is None:
             return np.zeros(rows, dtype=np.int64), 1
-        if space > 4 * rows + 65536:
+        if space > _DENSE_ROWS * rows + _DENSE_SLACK:
             _, inv = np.unique(key, return_inverse=True)
             key = inv.astype(np.int64).reshape(rows)
             space = int(key.max()) + 1 if rows else 1
@@ -739,7 +740,12 @@ def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: 
 
 
 def _static_bounds(
-    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray
+    p: Problem,
+    model: PrivacyModel,
+    metric: Metric,
+    nodes: IntArray,
+    sup_lb: IntArray,
+    class_ub: tuple[FloatArray, FloatArray] | None = None,
 ) -> FloatArray:
     """A lower bound of ``metric`` (as :meth:`Evaluator._metrics` defines it) at every node, valid
     whatever the node suppresses beyond ``sup_lb``, a lower bound of its suppressed records.
@@ -756,6 +762,9 @@ def _static_bounds(
     - aecs: ``n / (kept classes + [S > 0])`` where kept classes + [S > 0] is at most the classes
       (at most the product of the distinct generalised values present) and at most
       ``⌊(n − S)/k⌋ + 1`` (every kept class holds ≥ k records).
+
+    ``class_ub``: upper bounds of (all classes, kept classes) per node (:func:`_pair_class_bounds`),
+    which tighten the last two.
     """
     n = p.n
     m = len(nodes)
@@ -797,17 +806,23 @@ def _static_bounds(
         present = np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)
         distinct *= present[nodes[:, j]]
     distinct = np.minimum(distinct, max(len(p.counts), 1))
+    kept_classes = distinct
+    if class_ub is not None:
+        distinct = np.minimum(distinct, class_ub[0])
+        kept_classes = np.maximum(np.minimum(distinct, class_ub[1]), 1.0)
     kept = n - s_lb
     floor_k = float(min(model.k, n))
     if metric == "discernibility":
         # DM = Σ kept size² + S·n with S ≥ s_lb; Σ kept size² ≥ max(kept²/classes, k·kept);
         # the bound grows with S when there are at least two classes, so S = s_lb is its minimum
         kept_min = float(n - model.max_suppressed(n))
-        with_s = s_lb * n + np.maximum(kept * kept / distinct, floor_k * kept)
+        with_s = s_lb * n + np.maximum(kept * kept / kept_classes, floor_k * kept)
         return np.asarray(
-            np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct))
+            np.where(kept_classes >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / kept_classes))
         )
     groups = np.minimum(distinct, np.floor((n - s_lb) / max(model.k, 1)) + 1.0)
+    if class_ub is not None:
+        groups = np.minimum(groups, class_ub[1] + 1.0)
     return np.asarray(n / np.maximum(groups, 1.0), dtype=np.float64)
 
 
@@ -841,14 +856,28 @@ def _roll_up_axis(mat: IntArray, h: Hierarchy, level: int, axis: int) -> IntArra
     return np.asarray(np.add.reduceat(np.take(mat, order, axis=axis), starts, axis=axis), dtype=np.int64)
 
 
+_STATS = 3  # per QI-pair cell table: records in bad cells, cells present, Σ ⌊size/k⌋ over good cells
+
+
+def _cell_stats(sizes: FloatArray, k: int, bad: npt.NDArray[np.bool_]) -> tuple[int, int, int]:
+    """(records in bad cells, cells present, most kept classes inside the good cells) of one table."""
+    good = ~bad
+    return (
+        round(float(sizes[bad].sum())),
+        int(np.count_nonzero(sizes)),
+        int(np.floor(sizes[good] / max(k, 1)).sum()),
+    )
+
+
 def _dense_pair_table(p: Problem, k: int, a: int, b: int) -> IntArray:
-    """Records in QI-pair cells smaller than ``k``, for every pair of levels of QIs ``a`` and ``b``,
-    from their leaf count matrix rolled up level by level."""
+    """:data:`_STATS` statistics of the QI-pair cells (a cell is bad with fewer than ``k`` records), for
+    every pair of levels of QIs ``a`` and ``b``, from their leaf count matrix rolled up level by level."""
     ha, hb = p.hierarchies[a], p.hierarchies[b]
     ca, cb = ha.cardinality(0), hb.cardinality(0)
-    row = np.bincount(p.codes[:, a] * cb + p.codes[:, b], weights=p.counts, minlength=ca * cb)
+    cols = p.columns
+    row = np.bincount(cols[a] * cb + cols[b], weights=p.counts, minlength=ca * cb)
     row_mat = row.round().astype(np.int64).reshape(ca, cb)
-    table = np.zeros((ha.height + 1, hb.height + 1), dtype=np.int64)
+    table = np.zeros((_STATS, ha.height + 1, hb.height + 1), dtype=np.int64)
     for la in range(ha.height + 1):
         if la:
             row_mat = _roll_up_axis(row_mat, ha, la, 0)
@@ -856,61 +885,75 @@ def _dense_pair_table(p: Problem, k: int, a: int, b: int) -> IntArray:
         for lb in range(hb.height + 1):
             if lb:
                 mat = _roll_up_axis(mat, hb, lb, 1)
-            table[la, lb] = int(mat[mat < k].sum())
+            table[:, la, lb] = _cell_stats(mat.ravel().astype(np.float64), k, (mat < k).ravel())
     return table
 
 
-def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
-    """Records that every node must suppress: those in a QI-pair combination (at the node's levels)
-    holding fewer than k records (or fewer than l distinct sensitive values).
+@dataclass
+class _PairTables:
+    """Per QI pair ``(a, b)`` (or ``(0, 0)`` for a single QI), :data:`_STATS` statistics of its cells
+    at every pair of levels: array of shape (_STATS, h_a + 1, h_b + 1)."""
+
+    tables: dict[tuple[int, int], IntArray]
+
+    def at(self, nodes: IntArray, stat: int) -> list[IntArray]:
+        return [t[stat][nodes[:, a], nodes[:, b]] for (a, b), t in self.tables.items()]
+
+
+def _pair_tables(p: Problem, model: PrivacyModel) -> _PairTables:
+    """Statistics of the QI-pair combinations at every pair of levels: records in combinations
+    holding fewer than k records (or fewer than l distinct sensitive values), combinations present,
+    and Σ ⌊records/k⌋ over the other combinations.
 
     Each pair's table of distinct leaf combinations (with the sensitive value under l-diversity) is
     built once from the frequency table and rolled up level by level (a level's table from the one
     below it), so the frequency table is read once per pair, not once per pair of levels."""
-    q, m = p.q, len(nodes)
-    out = np.zeros(m, dtype=np.int64)
+    q = p.q
+    out: dict[tuple[int, int], IntArray] = {}
     if q == 0 or len(p.counts) == 0:
-        return out
+        return _PairTables(out)
     hs = p.hierarchies
     ldiv = model.l is not None and p.sensitive is not None
     n_sens = len(p.sensitive_labels)
     extra: list[IntArray] = [p.sensitive] if ldiv and p.sensitive is not None else []
     extra_cards = [n_sens] if ldiv else []
+    cols0 = p.columns
 
-    def suppressed(a_col: IntArray, a_card: int, b_col: IntArray | None, b_card: int, counts: IntArray) -> int:
+    def stats(a_col: IntArray, a_card: int, b_col: IntArray | None, b_card: int, counts: IntArray) -> tuple[int, int, int]:
         cols, cards = ([a_col], [a_card]) if b_col is None else ([a_col, b_col], [a_card, b_card])
         key, space, _ = group_ids(cols, cards, len(counts))
-        sizes = np.bincount(key, weights=counts, minlength=space)
+        sizes = np.asarray(np.bincount(key, weights=counts, minlength=space), dtype=np.float64)
         bad = sizes < model.k
         if ldiv:
             assert model.l is not None
             bad |= np.bincount(key, minlength=space) < model.l  # rows are distinct (cell, value)
-        return round(float(sizes[bad].sum()))
+        return _cell_stats(sizes, model.k, bad)
 
     if q == 1:
         h = hs[0]
-        cols, counts = _distinct_rows([p.codes[:, 0], *extra], [h.cardinality(0), *extra_cards], p.counts)
-        per_level = np.zeros(h.height + 1, dtype=np.int64)
+        cols, counts = _distinct_rows([cols0[0], *extra], [h.cardinality(0), *extra_cards], p.counts)
+        single = np.zeros((_STATS, h.height + 1, h.height + 1), dtype=np.int64)
         for lv in range(h.height + 1):
             if lv:
                 cols, counts = _distinct_rows(
                     [h.up(lv - 1, lv)[cols[0]], *cols[1:]], [h.cardinality(lv), *extra_cards], counts
                 )
-            per_level[lv] = suppressed(cols[0], h.cardinality(lv), None, 1, counts)
-        return per_level[nodes[:, 0]]
+            single[:, lv, :] = np.asarray(stats(cols[0], h.cardinality(lv), None, 1, counts))[:, None]
+        out[(0, 0)] = single
+        return _PairTables(out)
     dense_limit = max(4 * len(p.counts), 1 << 20)
     for a in range(q):
         for b in range(a + 1, q):
             ha, hb = hs[a], hs[b]
             if not ldiv and ha.cardinality(0) * hb.cardinality(0) <= dense_limit:
-                out = np.maximum(out, _dense_pair_table(p, model.k, a, b)[nodes[:, a], nodes[:, b]])
+                out[(a, b)] = _dense_pair_table(p, model.k, a, b)
                 continue
             row, row_counts = _distinct_rows(
-                [p.codes[:, a], p.codes[:, b], *extra],
+                [cols0[a], cols0[b], *extra],
                 [ha.cardinality(0), hb.cardinality(0), *extra_cards],
                 p.counts,
             )
-            table = np.zeros((ha.height + 1, hb.height + 1), dtype=np.int64)
+            table = np.zeros((_STATS, ha.height + 1, hb.height + 1), dtype=np.int64)
             for la in range(ha.height + 1):
                 if la:
                     row, row_counts = _distinct_rows(
@@ -926,9 +969,52 @@ def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) ->
                             [ha.cardinality(la), hb.cardinality(lb), *extra_cards],
                             counts,
                         )
-                    table[la, lb] = suppressed(cols[0], ha.cardinality(la), cols[1], hb.cardinality(lb), counts)
-            out = np.maximum(out, table[nodes[:, a], nodes[:, b]])
+                    table[:, la, lb] = stats(cols[0], ha.cardinality(la), cols[1], hb.cardinality(lb), counts)
+            out[(a, b)] = table
+    return _PairTables(out)
+
+
+def _pair_suppression_bound(
+    p: Problem, model: PrivacyModel, nodes: IntArray, pairs: _PairTables | None = None
+) -> IntArray:
+    """Records that every node must suppress: those in a QI-pair combination (at the node's levels)
+    holding fewer than k records (or fewer than l distinct sensitive values)."""
+    pairs = pairs if pairs is not None else _pair_tables(p, model)
+    out = np.zeros(len(nodes), dtype=np.int64)
+    for t in pairs.at(nodes, 0):
+        np.maximum(out, t, out=out)
     return out
+
+
+def _pair_class_bounds(p: Problem, nodes: IntArray, pairs: _PairTables) -> tuple[FloatArray, FloatArray]:
+    """Upper bounds of (all classes, kept classes) at every node from the QI-pair cells: a class lies
+    in one cell of each pair, so the classes are at most the product of the cells present over a
+    matching of the QIs into pairs (a QI left alone: its values present); a kept class holds at least
+    k records, all inside one good cell of each pair, so the kept classes are at most Σ ⌊size/k⌋ over
+    the good cells of any pair."""
+    q, m = p.q, len(nodes)
+    classes = np.full(m, float(max(len(p.counts), 1)))
+    kept = np.full(m, np.inf)
+    if not pairs.tables or m == 0:
+        return classes, kept
+    for t in pairs.at(nodes, 2):
+        np.minimum(kept, t, out=kept)
+    if q == 1:
+        np.minimum(classes, pairs.tables[(0, 0)][1][nodes[:, 0], nodes[:, 0]], out=classes)
+        return classes, kept
+    singles = [
+        np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)[nodes[:, j]] for j in range(q)
+    ]
+    for shift in (0, 1):
+        order = [(j + shift) % q for j in range(q)]
+        prod = np.ones(m)
+        for i in range(0, q - 1, 2):
+            a, b = sorted((order[i], order[i + 1]))
+            prod *= pairs.tables[(a, b)][1][nodes[:, a], nodes[:, b]]
+        if q % 2:
+            prod *= singles[order[-1]]
+        np.minimum(classes, prod, out=classes)
+    return classes, kept
 
 
 def _pair_suppression_bound_reference(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
@@ -1042,8 +1128,10 @@ def _branch_and_bound(
     # entropy l-diversity with suppression is not monotone (a diverse class merged with a
     # non-diverse one may not be diverse): no predictive tagging and no bounds that rely on it
     monotone = model.l is None or model.l_variant == "distinct"
-    sup_lb = _pair_suppression_bound(p, model, nodes)
-    lb = _static_bounds(p, model, metric, nodes, sup_lb)
+    pairs = _pair_tables(p, model)
+    sup_lb = _pair_suppression_bound(p, model, nodes, pairs)
+    class_ub = _pair_class_bounds(p, nodes, pairs) if metric in ("discernibility", "aecs") else None
+    lb = _static_bounds(p, model, metric, nodes, sup_lb, class_ub)
     sums = nodes.sum(axis=1)
     order = np.lexsort((np.arange(m), sums, lb))
     status = np.zeros(m, dtype=np.int8)  # 1 anonymous, -1 not, 0 unknown
@@ -1062,7 +1150,7 @@ def _branch_and_bound(
     status_box = status.reshape(shape)
     dyn_box = dyn.reshape(shape)
     sup_extra_box = sup_extra.reshape(shape)
-    node_tuples = [tuple(int(x) for x in row) for row in nodes]
+    node_lists: list[list[int]] = nodes.tolist()
 
     def above(node: tuple[int, ...]) -> tuple[slice, ...]:
         return (slice(None), *(slice(lv, None) for lv in node))
@@ -1074,15 +1162,27 @@ def _branch_and_bound(
         e = memo.get(idx)
         if e is not None:
             return e
-        node = node_tuples[idx]
+        node = tuple(node_lists[idx])
         e = ev.evaluate(node, keep=True, metrics=False)
         memo[idx] = e
         up = above(node)
         if monotone:
+            down = below(node)
             if e.anonymous:
                 status_box[up] = 1
             else:
-                status_box[below(node)] = -1
+                status_box[down] = -1
+            if e.suppressed and metric in ("discernibility", "aecs"):
+                # records suppressed here are suppressed at every specialisation x (its classes split
+                # these ones): S(x) ≥ S(m), and kept classes hold ≥ k records each
+                box = dyn_box[down]
+                if metric == "discernibility":
+                    # DM(x) = Σ kept size² + n·S(x) ≥ k'·(n − S(x)) + n·S(x) ≥ k'·n + (n − k')·S(m)
+                    k_n = min(model.k, p.n)
+                    np.maximum(box, float(k_n * p.n + (p.n - k_n) * e.suppressed), out=box)
+                else:
+                    # AECS(x) = n / (kept classes + [S > 0]) ≥ n / (⌊(n − S(m))/k⌋ + 1)
+                    np.maximum(box, p.n / ((p.n - e.suppressed) // max(model.k, 1) + 1), out=box)
         else:
             status[idx] = 1 if e.anonymous else -1
         if metric in ("discernibility", "aecs"):
