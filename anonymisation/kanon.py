@@ -61,6 +61,8 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 _MAX_LATTICE = 2_000_000
 _KEY_LIMIT = 1 << 62
+_NEVER = 1 << 40  # a level above every hierarchy
+_DENSE_ROWS, _DENSE_SLACK = 4, 65536  # group ids are ranked (sorted) beyond this space
 _ROUND = 1e10  # ARX's Metric.FACTOR (10 digits)
 
 
@@ -167,6 +169,14 @@ class Problem:
     level_counts: list[list[IntArray]] = field(default_factory=list)  # records per level code
     loss_num: list[IntArray] = field(default_factory=list)  # Σ records (leaves(gen)-1), per level
     entropy_base: list[FloatArray] = field(default_factory=list)  # Σ -log2 P(v | gen), per level
+    _columns: list[IntArray] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def columns(self) -> list[IntArray]:
+        """The leaf code columns as contiguous arrays (``codes[:, j]``), made once."""
+        if len(self._columns) != self.q:
+            self._columns = [np.ascontiguousarray(self.codes[:, j]) for j in range(self.q)]
+        return self._columns
 
     @property
     def q(self) -> int:
@@ -266,9 +276,16 @@ class NodeEval:
 @dataclass
 class _Table:
     node: tuple[int, ...]
-    codes: IntArray
+    cols: list[IntArray]  # one code column per QI, at the node's levels
     counts: IntArray
     sens: IntArray | None
+    # until first used as a source, a table without a sensitive attribute keeps how to make its
+    # columns (source table, group ids of the source's rows, space, present ids) instead of them
+    pending: tuple[_Table, IntArray, int, IntArray] | None = None
+
+    @property
+    def cells(self) -> int:
+        return len(self.counts) * max(len(self.node), 1)
 
 
 def _first_rows(key: IntArray, space: int) -> IntArray:
@@ -310,51 +327,157 @@ class Evaluator:
         self.p = problem
         self.model = model
         self.max_sup = model.max_suppressed(problem.n)
-        self.root = _Table((0,) * problem.q, problem.codes, problem.counts, problem.sensitive)
-        self.cache: OrderedDict[tuple[int, ...], _Table] = OrderedDict()
+        self.root = _Table((0,) * problem.q, problem.columns, problem.counts, problem.sensitive)
+        self._cards = [[h.cardinality(lv) for lv in range(h.height + 1)] for h in problem.hierarchies]
+        # cached class tables: node -> slot (oldest first); a slot's node row is _NEVER once evicted
+        self.cache: OrderedDict[tuple[int, ...], int] = OrderedDict()
         self.cache_cells = cache_cells
         self._cells = 0
-        self._cache_nodes: IntArray | None = None
-        self._cache_list: list[_Table] = []
-        self._cache_rows: IntArray = np.zeros(0, dtype=np.int64)
+        self._slot_tables: list[_Table | None] = []
+        self._slot_nodes: IntArray = np.zeros((0, problem.q), dtype=np.int64)
+        self._slot_rows: IntArray = np.zeros(0, dtype=np.int64)
+        self._free: list[int] = []
         self.evaluations = 0
+        # a node's class table is cached for roll-up when its source has more rows than this
+        self.store_min_rows = 256
+        self._staged_tried: set[tuple[int, ...]] = set()
+        self._luts: dict[tuple[int, int, int, int], IntArray] = {}
         # during a search only the optimised metric is exact in NodeEval.metrics (faster)
         self.only: Metric | None = None
 
     def _source(self, node: tuple[int, ...]) -> _Table:
         if not self.cache:
+            return self._staged(node)
+        used = len(self._slot_tables)
+        ok = (self._slot_nodes[:used] <= np.asarray(node, dtype=np.int64)).all(axis=1)
+        cand = np.flatnonzero(ok)
+        if not len(cand):
+            return self._staged(node)
+        table = self._slot_tables[int(cand[np.argmin(self._slot_rows[cand])])]
+        assert table is not None
+        if table.pending is not None:
+            src, key, space, present = table.pending
+            table.cols = self._gen(src, table.node, _first_rows(key, space)[present])
+            table.pending = None
+        return table
+
+    def _staged(self, node: tuple[int, ...]) -> _Table:
+        """The source of a node with no cached specialisation: the class table of its floor at level 1
+        (each level capped at 1), grouped once from the frequency table and cached when it is smaller,
+        so that the nodes above that floor roll up from it instead of the whole table."""
+        floor = tuple(min(lv, 1) for lv in node)
+        if floor == node or floor in self._staged_tried or not any(floor):
             return self.root
-        if self._cache_nodes is None or len(self._cache_list) != len(self.cache):
-            self._cache_list = list(self.cache.values())
-            self._cache_nodes = np.array([t.node for t in self._cache_list], dtype=np.int64).reshape(
-                len(self._cache_list), self.p.q
+        self._staged_tried.add(floor)
+        table = self._group(self.root, floor)
+        if len(table.counts) > 0.75 * len(self.root.counts):
+            return self.root
+        self._store(table)
+        return table
+
+    def _group(self, src: _Table, node: tuple[int, ...]) -> _Table:
+        """The class table of ``node`` (distinct level codes, with the sensitive value, and counts)."""
+        key, space = self._key(src, node)
+        sizes_f = np.bincount(key, weights=src.counts, minlength=space)
+        present = np.flatnonzero(sizes_f)
+        return self._table(src, node, key, space, present, sizes_f[present].astype(np.int64))
+
+    def _gen(self, src: _Table, node: tuple[int, ...], rows: IntArray | npt.NDArray[np.bool_] | None) -> list[IntArray]:
+        """The level codes at ``node`` of the source table's rows (all, or those selected by ``rows``)."""
+        hs = self.p.hierarchies
+        out: list[IntArray] = []
+        for j, (col, s, lv) in enumerate(zip(src.cols, src.node, node, strict=True)):
+            c = col if rows is None else col[rows]
+            out.append(c if s == lv else hs[j].up(s, lv)[c])
+        return out
+
+    def _key(self, src: _Table, node: tuple[int, ...]) -> tuple[IntArray, int]:
+        """One group id per row of the source table, in ``[0, space)``: the mixed-radix number of the
+        node's level codes (as :func:`group_ids`), summed from premultiplied lookup arrays, then ranked
+        when the space is sparse."""
+        rows = len(src.counts)
+        q = len(node)
+        strides = [0] * q
+        space = 1
+        for j in range(q - 1, -1, -1):
+            strides[j] = space
+            space *= self._cards[j][node[j]]
+        if space >= _KEY_LIMIT:
+            ids, space, _ = group_ids(
+                self._gen(src, node, None), [self._cards[j][lv] for j, lv in enumerate(node)], rows
             )
-            self._cache_rows = np.array([len(t.counts) for t in self._cache_list], dtype=np.int64)
-        ok = (self._cache_nodes <= np.asarray(node, dtype=np.int64)).all(axis=1)
-        if not ok.any():
-            return self.root
-        cand = np.nonzero(ok)[0]
-        return self._cache_list[int(cand[np.argmin(self._cache_rows[cand])])]
+            return ids, space
+        key: IntArray | None = None
+        hs = self.p.hierarchies
+        for j in range(q):
+            lv = node[j]
+            if self._cards[j][lv] == 1:
+                continue  # a single value: digit 0
+            s = src.node[j]
+            stride = strides[j]
+            col = src.cols[j]
+            if s == lv and stride == 1:
+                key = col.copy() if key is None else np.add(key, col, out=key)
+                continue
+            lut_key = (j, s, lv, stride)
+            lut = self._luts.get(lut_key)
+            if lut is None:
+                lut = hs[j].up(s, lv) * stride
+                self._luts[lut_key] = lut
+            if key is None:
+                key = lut[col]
+            else:
+                key += lut[col]
+        if key is None:
+            return np.zeros(rows, dtype=np.int64), 1
+        if space > _DENSE_ROWS * rows + _DENSE_SLACK:
+            _, inv = np.unique(key, return_inverse=True)
+            key = inv.astype(np.int64).reshape(rows)
+            space = int(key.max()) + 1 if rows else 1
+        return key, space
+
+    def _table(
+        self, src: _Table, node: tuple[int, ...], key: IntArray, space: int, present: IntArray, sizes: IntArray
+    ) -> _Table:
+        if src.sens is not None:
+            gkey = key * len(self.p.sensitive_labels) + src.sens
+            _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
+            tcounts = np.bincount(inv, weights=src.counts).round().astype(np.int64)
+            tsens: IntArray | None = src.sens[first]
+        else:
+            first = _first_rows(key, space)[present]
+            tcounts = sizes
+            tsens = None
+        return _Table(node, self._gen(src, node, first), tcounts, tsens)
 
     def _store(self, table: _Table) -> None:
-        cells = table.codes.size
+        cells = table.cells
         if cells > self.cache_cells // 4 or table.node in self.cache:
             return
-        self.cache[table.node] = table
-        self._cells += cells
-        evicted = False
-        while self._cells > self.cache_cells and self.cache:
-            _, old = self.cache.popitem(last=False)
-            self._cells -= old.codes.size
-            evicted = True
-        if evicted or self._cache_nodes is None:
-            self._cache_nodes = None
+        while self._cells + cells > self.cache_cells and self.cache:
+            _, slot = self.cache.popitem(last=False)
+            old = self._slot_tables[slot]
+            assert old is not None
+            self._cells -= old.cells
+            self._slot_tables[slot] = None
+            self._slot_nodes[slot] = _NEVER  # never a specialisation of a node
+            self._free.append(slot)
+        if self._free:
+            slot = self._free.pop()
+            self._slot_tables[slot] = table
         else:
-            self._cache_list.append(table)
-            self._cache_nodes = np.vstack(
-                [self._cache_nodes, np.asarray(table.node, dtype=np.int64)[None, :]]
-            )
-            self._cache_rows = np.append(self._cache_rows, len(table.counts))
+            slot = len(self._slot_tables)
+            self._slot_tables.append(table)
+            if slot >= len(self._slot_nodes):
+                grow = max(64, len(self._slot_nodes))
+                self._slot_nodes = np.vstack(
+                    [self._slot_nodes, np.full((grow, self.p.q), _NEVER, dtype=np.int64)]
+                )
+                self._slot_rows = np.concatenate([self._slot_rows, np.zeros(grow, dtype=np.int64)])
+        self._slot_nodes[slot] = table.node
+        self._slot_rows[slot] = len(table.counts)
+        self.cache[table.node] = slot
+        self._cells += cells
 
     def evaluate(self, node: tuple[int, ...], keep: bool = True, metrics: bool = True) -> NodeEval:
         """Group the node; utility metrics are computed when ``metrics`` or the node is anonymous."""
@@ -366,7 +489,7 @@ class Evaluator:
         ``kept_only`` the classes suppressed by the model are left out (the released data)."""
         p = self.p
         hs = p.hierarchies
-        gen = [hs[j].maps[lv][p.codes[:, j]] for j, lv in enumerate(node)]
+        gen = [hs[j].maps[lv][col] for j, (lv, col) in enumerate(zip(node, p.columns, strict=True))]
         key, space, _ = group_ids(gen, [hs[j].cardinality(lv) for j, lv in enumerate(node)], len(p.counts))
         sizes = np.bincount(key, weights=p.counts, minlength=space).round().astype(np.int64)
         keep = sizes > 0
@@ -411,54 +534,51 @@ class Evaluator:
     def _evaluate(
         self, node: tuple[int, ...], keep: bool, want_classes: bool, want_metrics: bool
     ) -> tuple[NodeEval, IntArray | None]:
-        p, _model = self.p, self.model
+        p, model = self.p, self.model
         self.evaluations += 1
         src = self.root if want_classes else self._source(node)
         rows = len(src.counts)
-        hs = p.hierarchies
-        gen = [
-            src.codes[:, j] if src.node[j] == lv else hs[j].up(src.node[j], lv)[src.codes[:, j]]
-            for j, lv in enumerate(node)
-        ]
-        cards = [hs[j].cardinality(lv) for j, lv in enumerate(node)]
-        key, space, _ = group_ids(gen, cards, rows)
+        key, space = self._key(src, node)
         counts = src.counts
-        sizes = np.bincount(key, weights=counts, minlength=space).round().astype(np.int64)
-        bad = self._bad(key, space, sizes, counts, src.sens)
-        present = sizes > 0
-        row_bad = bad[key]
-        suppressed = int(counts[row_bad].sum())
+        sizes_f = np.bincount(key, weights=counts, minlength=space)
+        present = np.flatnonzero(sizes_f)
+        sizes = sizes_f[present].astype(np.int64)  # sums of integer counts below 2**53: exact
+        if model.l is None:
+            bad_c = sizes < model.k
+        else:
+            bad_c = self._bad(key, space, sizes_f, counts, src.sens)[present]
+        kept_sizes = sizes[~bad_c]
+        suppressed = int(sizes.sum()) - int(kept_sizes.sum())
         anonymous = suppressed <= self.max_sup
-        kept_mask = present & ~bad
-        classes = int(kept_mask.sum())
-        classes_all = int(present.sum())
+        classes = len(kept_sizes)
+        classes_all = len(sizes)
         dm_nosup = int(np.dot(sizes, sizes))
-        kept_sizes = sizes[kept_mask]
         dm_kept = int(np.dot(kept_sizes, kept_sizes))
         metrics: dict[str, float] = {}
+        row_bad: npt.NDArray[np.bool_] | None = None
+        if suppressed and (want_classes or ((want_metrics or anonymous) and self.only in (None, "loss", "entropy"))):
+            bad_dense = np.zeros(space, dtype=bool)
+            bad_dense[present[bad_c]] = True
+            row_bad = bad_dense[key]
         if want_metrics or anonymous:
-            metrics = self._metrics(node, suppressed, kept_sizes, [g[row_bad] for g in gen], counts[row_bad])
+            if row_bad is not None:
+                sup_gen, sup_counts = self._gen(src, node, row_bad), counts[row_bad]
+            else:
+                sup_gen, sup_counts = [], counts[:0]
+            metrics = self._metrics(node, suppressed, kept_sizes, sup_gen, sup_counts)
         ev = NodeEval(node, anonymous, suppressed, classes, classes_all, dm_nosup, dm_kept, metrics)
         sup_classes: IntArray | None = None
         if want_classes:
-            idx = np.unique(key[row_bad], return_index=True)[1]
-            sup_classes = (
-                np.stack([g[row_bad][idx] for g in gen], axis=1)
-                if len(idx)
-                else np.zeros((0, p.q), dtype=np.int64)
-            )
-        if keep and not want_classes and rows > 256 and classes_all < 0.5 * rows:
-            if src.sens is not None:
-                gkey = key * len(p.sensitive_labels) + src.sens
-                _, first, inv = np.unique(gkey, return_index=True, return_inverse=True)
-                tcounts = np.bincount(inv, weights=counts).round().astype(np.int64)
-                tsens: IntArray | None = src.sens[first]
+            if row_bad is not None:
+                idx = np.flatnonzero(row_bad)[np.unique(key[row_bad], return_index=True)[1]]
+                sup_classes = np.stack(self._gen(src, node, idx), axis=1).reshape(len(idx), p.q)
             else:
-                first = _first_rows(key, space)[present]
-                tcounts = sizes[present]
-                tsens = None
-            tcodes = np.stack([g[first] for g in gen], axis=1)
-            self._store(_Table(node, tcodes, tcounts, tsens))
+                sup_classes = np.zeros((0, p.q), dtype=np.int64)
+        if keep and not want_classes and rows > self.store_min_rows and classes_all < 0.5 * rows:
+            if src.sens is None:
+                self._store(_Table(node, [], sizes, None, (src, key, space, present)))
+            else:
+                self._store(self._table(src, node, key, space, present, sizes))
         return ev, sup_classes
 
     def _metrics(
@@ -620,7 +740,12 @@ def _better(a: NodeEval, a_idx: int, metric: Metric, b: NodeEval | None, b_idx: 
 
 
 def _static_bounds(
-    p: Problem, model: PrivacyModel, metric: Metric, nodes: IntArray, sup_lb: IntArray
+    p: Problem,
+    model: PrivacyModel,
+    metric: Metric,
+    nodes: IntArray,
+    sup_lb: IntArray,
+    class_ub: tuple[FloatArray, FloatArray] | None = None,
 ) -> FloatArray:
     """A lower bound of ``metric`` (as :meth:`Evaluator._metrics` defines it) at every node, valid
     whatever the node suppresses beyond ``sup_lb``, a lower bound of its suppressed records.
@@ -637,6 +762,9 @@ def _static_bounds(
     - aecs: ``n / (kept classes + [S > 0])`` where kept classes + [S > 0] is at most the classes
       (at most the product of the distinct generalised values present) and at most
       ``⌊(n − S)/k⌋ + 1`` (every kept class holds ≥ k records).
+
+    ``class_ub``: upper bounds of (all classes, kept classes) per node (:func:`_pair_class_bounds`),
+    which tighten the last two.
     """
     n = p.n
     m = len(nodes)
@@ -678,17 +806,23 @@ def _static_bounds(
         present = np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)
         distinct *= present[nodes[:, j]]
     distinct = np.minimum(distinct, max(len(p.counts), 1))
+    kept_classes = distinct
+    if class_ub is not None:
+        distinct = np.minimum(distinct, class_ub[0])
+        kept_classes = np.maximum(np.minimum(distinct, class_ub[1]), 1.0)
     kept = n - s_lb
     floor_k = float(min(model.k, n))
     if metric == "discernibility":
         # DM = Σ kept size² + S·n with S ≥ s_lb; Σ kept size² ≥ max(kept²/classes, k·kept);
         # the bound grows with S when there are at least two classes, so S = s_lb is its minimum
         kept_min = float(n - model.max_suppressed(n))
-        with_s = s_lb * n + np.maximum(kept * kept / distinct, floor_k * kept)
+        with_s = s_lb * n + np.maximum(kept * kept / kept_classes, floor_k * kept)
         return np.asarray(
-            np.where(distinct >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / distinct))
+            np.where(kept_classes >= 2, with_s, np.maximum(floor_k * n, kept_min * kept_min / kept_classes))
         )
     groups = np.minimum(distinct, np.floor((n - s_lb) / max(model.k, 1)) + 1.0)
+    if class_ub is not None:
+        groups = np.minimum(groups, class_ub[1] + 1.0)
     return np.asarray(n / np.maximum(groups, 1.0), dtype=np.float64)
 
 
@@ -704,9 +838,188 @@ def _aecs_bound_above(e: NodeEval, n: int, k: int, monotone: bool) -> float:
     return n / groups if groups else 0.0
 
 
-def _pair_suppression_bound(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
+def _distinct_rows(cols: Sequence[IntArray], cards: Sequence[int], counts: IntArray) -> tuple[list[IntArray], IntArray]:
+    """The distinct rows of the code columns ``cols`` with their summed ``counts``."""
+    key, space, _ = group_ids(cols, cards, len(counts))
+    sizes = np.bincount(key, weights=counts, minlength=space)
+    present = np.flatnonzero(sizes)
+    first = _first_rows(key, space)[present]
+    return [c[first] for c in cols], sizes[present].round().astype(np.int64)
+
+
+def _roll_up_axis(mat: IntArray, h: Hierarchy, level: int, axis: int) -> IntArray:
+    """Sum the rows (``axis`` 0) or columns (1) of a count matrix over level ``level - 1`` codes into
+    level ``level`` codes (the lookup array is onto, so every group is non-empty)."""
+    up = h.up(level - 1, level)
+    order = np.argsort(up, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(np.bincount(up, minlength=h.cardinality(level)))[:-1]))
+    return np.asarray(np.add.reduceat(np.take(mat, order, axis=axis), starts, axis=axis), dtype=np.int64)
+
+
+_STATS = 3  # per QI-pair cell table: records in bad cells, cells present, Σ ⌊size/k⌋ over good cells
+
+
+def _cell_stats(sizes: FloatArray, k: int, bad: npt.NDArray[np.bool_]) -> tuple[int, int, int]:
+    """(records in bad cells, cells present, most kept classes inside the good cells) of one table."""
+    good = ~bad
+    return (
+        round(float(sizes[bad].sum())),
+        int(np.count_nonzero(sizes)),
+        int(np.floor(sizes[good] / max(k, 1)).sum()),
+    )
+
+
+def _dense_pair_table(p: Problem, k: int, a: int, b: int) -> IntArray:
+    """:data:`_STATS` statistics of the QI-pair cells (a cell is bad with fewer than ``k`` records), for
+    every pair of levels of QIs ``a`` and ``b``, from their leaf count matrix rolled up level by level."""
+    ha, hb = p.hierarchies[a], p.hierarchies[b]
+    ca, cb = ha.cardinality(0), hb.cardinality(0)
+    cols = p.columns
+    row = np.bincount(cols[a] * cb + cols[b], weights=p.counts, minlength=ca * cb)
+    row_mat = row.round().astype(np.int64).reshape(ca, cb)
+    table = np.zeros((_STATS, ha.height + 1, hb.height + 1), dtype=np.int64)
+    for la in range(ha.height + 1):
+        if la:
+            row_mat = _roll_up_axis(row_mat, ha, la, 0)
+        mat = row_mat
+        for lb in range(hb.height + 1):
+            if lb:
+                mat = _roll_up_axis(mat, hb, lb, 1)
+            table[:, la, lb] = _cell_stats(mat.ravel().astype(np.float64), k, (mat < k).ravel())
+    return table
+
+
+@dataclass
+class _PairTables:
+    """Per QI pair ``(a, b)`` (or ``(0, 0)`` for a single QI), :data:`_STATS` statistics of its cells
+    at every pair of levels: array of shape (_STATS, h_a + 1, h_b + 1)."""
+
+    tables: dict[tuple[int, int], IntArray]
+
+    def at(self, nodes: IntArray, stat: int) -> list[IntArray]:
+        return [t[stat][nodes[:, a], nodes[:, b]] for (a, b), t in self.tables.items()]
+
+
+def _pair_tables(p: Problem, model: PrivacyModel) -> _PairTables:
+    """Statistics of the QI-pair combinations at every pair of levels: records in combinations
+    holding fewer than k records (or fewer than l distinct sensitive values), combinations present,
+    and Σ ⌊records/k⌋ over the other combinations.
+
+    Each pair's table of distinct leaf combinations (with the sensitive value under l-diversity) is
+    built once from the frequency table and rolled up level by level (a level's table from the one
+    below it), so the frequency table is read once per pair, not once per pair of levels."""
+    q = p.q
+    out: dict[tuple[int, int], IntArray] = {}
+    if q == 0 or len(p.counts) == 0:
+        return _PairTables(out)
+    hs = p.hierarchies
+    ldiv = model.l is not None and p.sensitive is not None
+    n_sens = len(p.sensitive_labels)
+    extra: list[IntArray] = [p.sensitive] if ldiv and p.sensitive is not None else []
+    extra_cards = [n_sens] if ldiv else []
+    cols0 = p.columns
+
+    def stats(a_col: IntArray, a_card: int, b_col: IntArray | None, b_card: int, counts: IntArray) -> tuple[int, int, int]:
+        cols, cards = ([a_col], [a_card]) if b_col is None else ([a_col, b_col], [a_card, b_card])
+        key, space, _ = group_ids(cols, cards, len(counts))
+        sizes = np.asarray(np.bincount(key, weights=counts, minlength=space), dtype=np.float64)
+        bad = sizes < model.k
+        if ldiv:
+            assert model.l is not None
+            bad |= np.bincount(key, minlength=space) < model.l  # rows are distinct (cell, value)
+        return _cell_stats(sizes, model.k, bad)
+
+    if q == 1:
+        h = hs[0]
+        cols, counts = _distinct_rows([cols0[0], *extra], [h.cardinality(0), *extra_cards], p.counts)
+        single = np.zeros((_STATS, h.height + 1, h.height + 1), dtype=np.int64)
+        for lv in range(h.height + 1):
+            if lv:
+                cols, counts = _distinct_rows(
+                    [h.up(lv - 1, lv)[cols[0]], *cols[1:]], [h.cardinality(lv), *extra_cards], counts
+                )
+            single[:, lv, :] = np.asarray(stats(cols[0], h.cardinality(lv), None, 1, counts))[:, None]
+        out[(0, 0)] = single
+        return _PairTables(out)
+    dense_limit = max(4 * len(p.counts), 1 << 20)
+    for a in range(q):
+        for b in range(a + 1, q):
+            ha, hb = hs[a], hs[b]
+            if not ldiv and ha.cardinality(0) * hb.cardinality(0) <= dense_limit:
+                out[(a, b)] = _dense_pair_table(p, model.k, a, b)
+                continue
+            row, row_counts = _distinct_rows(
+                [cols0[a], cols0[b], *extra],
+                [ha.cardinality(0), hb.cardinality(0), *extra_cards],
+                p.counts,
+            )
+            table = np.zeros((_STATS, ha.height + 1, hb.height + 1), dtype=np.int64)
+            for la in range(ha.height + 1):
+                if la:
+                    row, row_counts = _distinct_rows(
+                        [ha.up(la - 1, la)[row[0]], *row[1:]],
+                        [ha.cardinality(la), hb.cardinality(0), *extra_cards],
+                        row_counts,
+                    )
+                cols, counts = row, row_counts
+                for lb in range(hb.height + 1):
+                    if lb:
+                        cols, counts = _distinct_rows(
+                            [cols[0], hb.up(lb - 1, lb)[cols[1]], *cols[2:]],
+                            [ha.cardinality(la), hb.cardinality(lb), *extra_cards],
+                            counts,
+                        )
+                    table[:, la, lb] = stats(cols[0], ha.cardinality(la), cols[1], hb.cardinality(lb), counts)
+            out[(a, b)] = table
+    return _PairTables(out)
+
+
+def _pair_suppression_bound(
+    p: Problem, model: PrivacyModel, nodes: IntArray, pairs: _PairTables | None = None
+) -> IntArray:
     """Records that every node must suppress: those in a QI-pair combination (at the node's levels)
     holding fewer than k records (or fewer than l distinct sensitive values)."""
+    pairs = pairs if pairs is not None else _pair_tables(p, model)
+    out = np.zeros(len(nodes), dtype=np.int64)
+    for t in pairs.at(nodes, 0):
+        np.maximum(out, t, out=out)
+    return out
+
+
+def _pair_class_bounds(p: Problem, nodes: IntArray, pairs: _PairTables) -> tuple[FloatArray, FloatArray]:
+    """Upper bounds of (all classes, kept classes) at every node from the QI-pair cells: a class lies
+    in one cell of each pair, so the classes are at most the product of the cells present over a
+    matching of the QIs into pairs (a QI left alone: its values present); a kept class holds at least
+    k records, all inside one good cell of each pair, so the kept classes are at most Σ ⌊size/k⌋ over
+    the good cells of any pair."""
+    q, m = p.q, len(nodes)
+    classes = np.full(m, float(max(len(p.counts), 1)))
+    kept = np.full(m, np.inf)
+    if not pairs.tables or m == 0:
+        return classes, kept
+    for t in pairs.at(nodes, 2):
+        np.minimum(kept, t, out=kept)
+    if q == 1:
+        np.minimum(classes, pairs.tables[(0, 0)][1][nodes[:, 0], nodes[:, 0]], out=classes)
+        return classes, kept
+    singles = [
+        np.array([np.count_nonzero(c) for c in p.level_counts[j]], dtype=np.float64)[nodes[:, j]] for j in range(q)
+    ]
+    for shift in (0, 1):
+        order = [(j + shift) % q for j in range(q)]
+        prod = np.ones(m)
+        for i in range(0, q - 1, 2):
+            a, b = sorted((order[i], order[i + 1]))
+            prod *= pairs.tables[(a, b)][1][nodes[:, a], nodes[:, b]]
+        if q % 2:
+            prod *= singles[order[-1]]
+        np.minimum(classes, prod, out=classes)
+    return classes, kept
+
+
+def _pair_suppression_bound_reference(p: Problem, model: PrivacyModel, nodes: IntArray) -> IntArray:
+    """:func:`_pair_suppression_bound` computed directly, one grouping of the frequency table per
+    pair of levels (reference for tests)."""
     q, m = p.q, len(nodes)
     out = np.zeros(m, dtype=np.int64)
     if q == 0 or len(p.counts) == 0:
@@ -815,8 +1128,10 @@ def _branch_and_bound(
     # entropy l-diversity with suppression is not monotone (a diverse class merged with a
     # non-diverse one may not be diverse): no predictive tagging and no bounds that rely on it
     monotone = model.l is None or model.l_variant == "distinct"
-    sup_lb = _pair_suppression_bound(p, model, nodes)
-    lb = _static_bounds(p, model, metric, nodes, sup_lb)
+    pairs = _pair_tables(p, model)
+    sup_lb = _pair_suppression_bound(p, model, nodes, pairs)
+    class_ub = _pair_class_bounds(p, nodes, pairs) if metric in ("discernibility", "aecs") else None
+    lb = _static_bounds(p, model, metric, nodes, sup_lb, class_ub)
     sums = nodes.sum(axis=1)
     order = np.lexsort((np.arange(m), sums, lb))
     status = np.zeros(m, dtype=np.int8)  # 1 anonymous, -1 not, 0 unknown
@@ -829,51 +1144,60 @@ def _branch_and_bound(
     dyn = lb.copy()
     sup_extra = sup_lb.astype(np.float64) * max(p.n - model.k, 0)
     memo: dict[int, NodeEval] = {}
-    ge = [[nodes[:, j] >= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
-    le = [[nodes[:, j] <= lv for lv in range(h + 1)] for j, h in enumerate(p.heights)]
+    # the lattice as an array of shape (1, h_1 + 1, ..., h_q + 1) (row index = lexicographic rank):
+    # the generalisations of a node are the box above it, its specialisations the box below
+    shape = (1, *(h + 1 for h in p.heights))
+    status_box = status.reshape(shape)
+    dyn_box = dyn.reshape(shape)
+    sup_extra_box = sup_extra.reshape(shape)
+    node_lists: list[list[int]] = nodes.tolist()
 
-    def upset(row: IntArray) -> npt.NDArray[np.bool_]:
-        mask = np.ones(m, dtype=bool)
-        for j, lv in enumerate(row):
-            if lv:
-                mask &= ge[j][lv]
-        return mask
+    def above(node: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None), *(slice(lv, None) for lv in node))
 
-    def downset(row: IntArray) -> npt.NDArray[np.bool_]:
-        mask = np.ones(m, dtype=bool)
-        for j, lv in enumerate(row):
-            if lv < heights[j]:
-                mask &= le[j][lv]
-        return mask
+    def below(node: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None), *(slice(0, lv + 1) for lv in node))
 
     def check(idx: int) -> NodeEval:
         e = memo.get(idx)
         if e is not None:
             return e
-        e = ev.evaluate(tuple(int(x) for x in nodes[idx]), keep=True, metrics=False)
+        node = tuple(node_lists[idx])
+        e = ev.evaluate(node, keep=True, metrics=False)
         memo[idx] = e
-        row = nodes[idx]
+        up = above(node)
         if monotone:
+            down = below(node)
             if e.anonymous:
-                status[upset(row)] = 1
+                status_box[up] = 1
             else:
-                status[downset(row)] = -1
+                status_box[down] = -1
+            if e.suppressed and metric in ("discernibility", "aecs"):
+                # records suppressed here are suppressed at every specialisation x (its classes split
+                # these ones): S(x) ≥ S(m), and kept classes hold ≥ k records each
+                box = dyn_box[down]
+                if metric == "discernibility":
+                    # DM(x) = Σ kept size² + n·S(x) ≥ k'·(n − S(x)) + n·S(x) ≥ k'·n + (n − k')·S(m)
+                    k_n = min(model.k, p.n)
+                    np.maximum(box, float(k_n * p.n + (p.n - k_n) * e.suppressed), out=box)
+                else:
+                    # AECS(x) = n / (kept classes + [S > 0]) ≥ n / (⌊(n − S(m))/k⌋ + 1)
+                    np.maximum(box, p.n / ((p.n - e.suppressed) // max(model.k, 1) + 1), out=box)
         else:
             status[idx] = 1 if e.anonymous else -1
         if metric in ("discernibility", "aecs"):
             # bounds for every generalisation g of this node (m); classes only merge from m to g
-            gen_mask = upset(row)
+            box = dyn_box[up]
             if metric == "discernibility":
                 # DM(g) ≥ Σ size² before suppression at m; with monotone suppression S(g) ≤ S(m):
                 # each record suppressed at m either stays suppressed in g (cost n) or joins a kept
                 # class (cost ≥ k), so DM(g) ≥ Σ kept size² at m + k·S(m) + (n − k)·S(g)
-                dyn[gen_mask] = np.maximum(dyn[gen_mask], float(e.dm_nosup))
+                np.maximum(box, float(e.dm_nosup), out=box)
                 if monotone:
                     base = float(e.dm_kept + model.k * e.suppressed)
-                    dyn[gen_mask] = np.maximum(dyn[gen_mask], base + sup_extra[gen_mask])
+                    np.maximum(box, base + sup_extra_box[up], out=box)
             else:
-                bound = _aecs_bound_above(e, p.n, model.k, monotone)
-                dyn[gen_mask] = np.maximum(dyn[gen_mask], bound)
+                np.maximum(box, _aecs_bound_above(e, p.n, model.k, monotone), out=box)
         return e
 
     def classify(idx: int) -> None:
