@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
 from pipelines.assets import build_site_assets
+from pipelines.environment import tune_sqlite
 from pipelines.product_assets import build_product_assets
 from pipelines.progress import progress_logger
 from pipelines.release_assets import build_release_assets
@@ -52,7 +55,12 @@ def build_definitions(cfg: Config) -> dg.Definitions:
 
 
 def _load() -> dg.Definitions:
-    return build_definitions(load_config())
+    cfg = load_config()
+    dagster_home = os.environ.get("DAGSTER_HOME")
+    if dagster_home and cfg.instance.postgres_url is None:
+        # runs launched from the UI execute in a process of their own that loads this module
+        tune_sqlite(Path(dagster_home), cfg.instance.sqlite_synchronous)
+    return build_definitions(cfg)
 
 
 defs = _load()

@@ -8,6 +8,7 @@ run queue of ``instance.run_queue``.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,38 @@ def instance_yaml(cfg: Config | None, template: str) -> str:
             + yaml.safe_dump(extra, sort_keys=False))
 
 
+_SQLITE_SYNCHRONOUS: dict[str, str] = {}  # instance folder (with a trailing separator) -> PRAGMA synchronous
+
+
+def _tune_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    """SQLAlchemy ``connect`` listener: a SQLite database in WAL mode under an instance folder gets that
+    instance's ``synchronous`` setting. Dagster opens a connection per event (NullPool) and sets WAL on
+    its databases; with the default FULL every event waits for an fsync of the WAL."""
+    if not _SQLITE_SYNCHRONOUS or not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    rows = dbapi_connection.execute("PRAGMA database_list").fetchall()
+    path = next((str(r[2]) for r in rows if r[1] == "main"), "")
+    sync = next((v for root, v in _SQLITE_SYNCHRONOUS.items() if path.startswith(root)), None)
+    if sync is None:
+        return
+    # NORMAL is safe from corruption only in WAL mode (Dagster's own setting for its storages)
+    if str(dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        dbapi_connection.execute(f"PRAGMA synchronous={sync}")
+
+
+def tune_sqlite(home: Path, synchronous: str) -> None:
+    """Apply ``instance.sqlite_synchronous`` to the SQLite databases of the Dagster instance in ``home``
+    (run, event log and schedule storage), for the connections this process opens from now on."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if synchronous.upper() not in ("NORMAL", "FULL"):
+        raise ConfigError(f"instance.sqlite_synchronous must be normal or full, not {synchronous!r}")
+    _SQLITE_SYNCHRONOUS[os.path.join(os.path.realpath(home), "")] = synchronous.upper()
+    if not event.contains(Engine, "connect", _tune_sqlite_connection):
+        event.listen(Engine, "connect", _tune_sqlite_connection)
+
+
 def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     """Point DAGSTER_HOME at the workspace and write its dagster.yaml (the project's, plus ``cfg.instance``)."""
     home = ws.dagster_home
@@ -91,6 +124,8 @@ def prepare_dagster_home(ws: Workspace, cfg: Config | None = None) -> Path:
     else:
         ws_file.unlink(missing_ok=True)  # written by ds4h for an earlier run queue
     os.environ["DAGSTER_HOME"] = str(home)
+    if cfg is None or cfg.instance.postgres_url is None:
+        tune_sqlite(home, (cfg.instance if cfg is not None else Instance()).sqlite_synchronous)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     return home

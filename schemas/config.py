@@ -178,6 +178,10 @@ class Instance(BaseModel):
     password_file: Path | None = Field(None, description="a file holding the password (readable by its owner only); "
                                        "read by ds4h and handed to Dagster in password_env, never written")
     run_queue: RunQueue | None = None
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        "normal", description="the local SQLite instance's PRAGMA synchronous (its databases are in WAL mode): "
+        "'normal' syncs at checkpoints, not at every event (a power cut may lose the last events of a run, "
+        "never corrupt the database); 'full' syncs every event. Ignored with postgres_url")
 
     @field_validator("postgres_url")
     @classmethod
