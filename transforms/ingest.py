@@ -47,6 +47,7 @@ PARENT_KEY = "_parent_key"
 PARENT_DETAIL = "_parent_detail"
 _UNLINK = "_unlink_"
 _CASCADE = "_cascade"
+_MISSING = "_missing_parent"
 
 
 class ExtractError(Exception):
@@ -171,6 +172,8 @@ def orphan_checks(
                 rej, on=PARENT_KEY, how="left", maintain_order="left")
         else:
             df = df.with_columns(pl.lit(None, pl.String).alias(PARENT_KEY), pl.lit(None, pl.String).alias(PARENT_DETAIL))
+        df = df.with_columns(missing.alias(_MISSING))  # the key lookup once, read by every expression below
+        missing = pl.col(_MISSING)
         cascade = missing & pl.col(PARENT_DETAIL).is_not_null()
         unlink = cascade & pl.lit(col in visit_refs and orphan_events == "keep")
         orphan = missing & ~unlink
@@ -180,7 +183,7 @@ def orphan_checks(
             .when(orphan).then(message(col, parent)).otherwise(pl.col(detail)).alias(detail),
             (pl.col(_CASCADE) | (orphan & cascade)).alias(_CASCADE),
             unlink.alias(f"{_UNLINK}{col}"),
-        ).drop(PARENT_KEY, PARENT_DETAIL)
+        ).drop(PARENT_KEY, PARENT_DETAIL, _MISSING)
     return df
 
 
@@ -266,34 +269,42 @@ def _prepared(entity: Entity, df: pl.DataFrame, file: str, mapping: HospitalMapp
     return df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
 
 
+_TYPED = "_typed_"  # prefix of the typed value columns _row_checked adds (its ``typed`` expressions read them)
+_FIRST = "_first_check"
+
+
 def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
                  mapping: HospitalMapping) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
     """The row-local checks (each row on its own: required, dates, values) of normalised rows:
-    ``df`` with ``_reason``/``_detail`` (null: the row passed), and the typed expression of each column."""
-    reason = pl.lit(None, pl.String)
-    detail = pl.lit(None, pl.String)
+    ``df`` with ``_reason``/``_detail`` (null: the row passed; the first failing check names it), and the
+    typed expression of each column.
+
+    Each column is typed once (into a ``_typed_`` column that the returned expressions read), each
+    condition evaluated once, and the messages built only for the rows that fail."""
+    parse: dict[str, pl.Expr] = {}
+    for c in entity.columns:
+        if c.type in ("date", "datetime"):
+            parse[c.name] = _parse_temporal(c, mapping)
+        elif c.type in ("int", "float"):
+            parse[c.name] = pl.col(c.name).str.replace(",", ".").cast(
+                pl.Float64 if c.type == "float" else pl.Int64, strict=False)
+    typed = {name: pl.col(_TYPED + name) for name in parse}
     checks: list[tuple[pl.Expr, str, pl.Expr]] = []
     for c in entity.columns:
         if c.required:
             checks.append((pl.col(c.name).is_null(), "raw.missing_required", pl.lit(f"{c.name} is empty")))
-    typed: dict[str, pl.Expr] = {}
     now = dt.datetime.combine(today, dt.time.max)
     for c in entity.columns:
         if c.type in ("date", "datetime"):
-            parsed = _parse_temporal(c, mapping)
-            typed[c.name] = parsed
-            checks.append((pl.col(c.name).is_not_null() & parsed.is_null(), "raw.invalid_date",
+            checks.append((pl.col(c.name).is_not_null() & typed[c.name].is_null(), "raw.invalid_date",
                            pl.lit(f"{c.name} is not a valid date: ") + pl.col(c.name)))
     for c in entity.columns:
         if c.type in ("date", "datetime"):
-            p = typed[c.name]
             limit = pl.lit(today) if c.type == "date" else pl.lit(now)
-            checks.append((p > limit, "raw.future_date", pl.lit(f"{c.name} is in the future: ") + pl.col(c.name)))
+            checks.append((typed[c.name] > limit, "raw.future_date", pl.lit(f"{c.name} is in the future: ") + pl.col(c.name)))
     for c in entity.columns:
         if c.type in ("int", "float"):
-            cast = pl.col(c.name).str.replace(",", ".").cast(pl.Float64 if c.type == "float" else pl.Int64, strict=False)
-            typed[c.name] = cast
-            checks.append((pl.col(c.name).is_not_null() & cast.is_null(), "raw.invalid_value",
+            checks.append((pl.col(c.name).is_not_null() & typed[c.name].is_null(), "raw.invalid_value",
                            pl.lit(f"{c.name} is not a number: ") + pl.col(c.name)))
         allowed = VALUE_SETS.get((entity.name, c.name))
         if allowed:
@@ -310,10 +321,25 @@ def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
                        pl.lit("birth_date before 1900")))
         checks.append((typed["death_date"] < typed["birth_date"], "raw.inconsistent_dates",
                        pl.lit("death_date before birth_date")))
-    for cond, code, msg in reversed(checks):
-        reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
-        detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)
-    return df.with_columns(reason.alias(REASON), detail.alias(DETAIL)), typed
+    df = df.with_columns([e.alias(_TYPED + name) for name, e in parse.items()])
+    firsts: list[pl.Expr] = [pl.when(cond.fill_null(False)).then(pl.lit(i, pl.Int32))
+                             for i, (cond, _, _) in enumerate(checks)]
+    first = pl.coalesce(firsts or [pl.lit(None, pl.Int32)])
+    df = df.with_columns(first.alias(_FIRST))
+    failing = df[_FIRST].is_not_null()
+    codes = pl.Series(REASON, [code for _, code, _ in checks], pl.String)
+    reason = pl.Series(REASON, [], pl.String).extend_constant(None, df.height)
+    detail = pl.Series(DETAIL, [], pl.String).extend_constant(None, df.height)
+    if failing.any():
+        rows = failing.arg_true()
+        bad = df.filter(failing)
+        message: pl.Expr = pl.lit(None, pl.String)
+        for i, (_, _, msg) in reversed(list(enumerate(checks))):
+            message = pl.when(pl.col(_FIRST) == i).then(msg).otherwise(message)
+        bad = bad.select(pl.col(_FIRST), message.alias(DETAIL))
+        reason = reason.scatter(rows, codes.gather(bad[_FIRST]))
+        detail = detail.scatter(rows, bad[DETAIL])
+    return df.drop(_FIRST).with_columns(reason, detail), typed
 
 
 def key_candidates(entity: Entity, df: pl.DataFrame, file: str, today: dt.date,
