@@ -18,7 +18,7 @@ with its stay link emptied (``orphan_events: keep``, the default), counted as ``
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -273,6 +273,31 @@ _TYPED = "_typed_"  # prefix of the typed value columns _row_checked adds (its `
 _FIRST = "_first_check"
 
 
+def first_failing(df: pl.DataFrame, checks: Sequence[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Series, pl.Series]:
+    """(reason code, detail) of each row of ``df``: those of the first check whose condition holds (a null
+    condition does not), null when none does. Each condition is evaluated once; the detail expressions
+    only on the failing rows."""
+    firsts: list[pl.Expr] = [pl.when(cond.fill_null(False)).then(pl.lit(i, pl.Int32))
+                             for i, (cond, _, _) in enumerate(checks)]
+    first = df.select(pl.coalesce(firsts or [pl.lit(None, pl.Int32)]).alias(_FIRST)).to_series()
+    if first.len() != df.height:  # no checks: a literal
+        first = pl.Series(_FIRST, [], pl.Int32).extend_constant(None, df.height)
+    reason = pl.Series(REASON, [], pl.String).extend_constant(None, df.height)
+    detail = pl.Series(DETAIL, [], pl.String).extend_constant(None, df.height)
+    failing = first.is_not_null()
+    if failing.any():
+        rows = failing.arg_true()
+        message: pl.Expr = pl.lit(None, pl.String)
+        for i, (_, _, msg) in reversed(list(enumerate(checks))):
+            message = pl.when(pl.col(_FIRST) == i).then(msg).otherwise(message)
+        bad = df.filter(failing).with_columns(first.filter(failing).alias(_FIRST)).select(
+            pl.col(_FIRST), message.alias(DETAIL))
+        codes = pl.Series(REASON, [code for _, code, _ in checks], pl.String)
+        reason = reason.scatter(rows, codes.gather(bad[_FIRST]))
+        detail = detail.scatter(rows, bad[DETAIL])
+    return reason, detail
+
+
 def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
                  mapping: HospitalMapping) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
     """The row-local checks (each row on its own: required, dates, values) of normalised rows:
@@ -322,24 +347,8 @@ def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
         checks.append((typed["death_date"] < typed["birth_date"], "raw.inconsistent_dates",
                        pl.lit("death_date before birth_date")))
     df = df.with_columns([e.alias(_TYPED + name) for name, e in parse.items()])
-    firsts: list[pl.Expr] = [pl.when(cond.fill_null(False)).then(pl.lit(i, pl.Int32))
-                             for i, (cond, _, _) in enumerate(checks)]
-    first = pl.coalesce(firsts or [pl.lit(None, pl.Int32)])
-    df = df.with_columns(first.alias(_FIRST))
-    failing = df[_FIRST].is_not_null()
-    codes = pl.Series(REASON, [code for _, code, _ in checks], pl.String)
-    reason = pl.Series(REASON, [], pl.String).extend_constant(None, df.height)
-    detail = pl.Series(DETAIL, [], pl.String).extend_constant(None, df.height)
-    if failing.any():
-        rows = failing.arg_true()
-        bad = df.filter(failing)
-        message: pl.Expr = pl.lit(None, pl.String)
-        for i, (_, _, msg) in reversed(list(enumerate(checks))):
-            message = pl.when(pl.col(_FIRST) == i).then(msg).otherwise(message)
-        bad = bad.select(pl.col(_FIRST), message.alias(DETAIL))
-        reason = reason.scatter(rows, codes.gather(bad[_FIRST]))
-        detail = detail.scatter(rows, bad[DETAIL])
-    return df.drop(_FIRST).with_columns(reason, detail), typed
+    reason, detail = first_failing(df, checks)
+    return df.with_columns(reason.alias(REASON), detail.alias(DETAIL)), typed
 
 
 def key_candidates(entity: Entity, df: pl.DataFrame, file: str, today: dt.date,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from transforms.ingest import LINE as LINE  # re-exported: the adapters take it from here
-from transforms.ingest import EntityResult, OrphanEvents, orphan_checks, rejected_keys, unlink
+from transforms.ingest import EntityResult, OrphanEvents, first_failing, orphan_checks, rejected_keys, unlink
 
 FILE = "_file"
 ROW = "_row"
@@ -138,15 +138,6 @@ class Spec:
     refs: Mapping[str, str] = field(default_factory=dict)  # column -> parent entity (its valid keys)
 
 
-def _chain(checks: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
-    reason: pl.Expr = pl.lit(None, pl.String)
-    detail: pl.Expr = pl.lit(None, pl.String)
-    for cond, code, msg in reversed(checks):
-        reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
-        detail = pl.when(cond.fill_null(False)).then(msg).otherwise(detail)
-    return reason, detail
-
-
 def _row_checks(spec: Spec, absent: Mapping[str, str]) -> tuple[list[tuple[pl.Expr, str, pl.Expr]], dict[str, pl.Expr]]:
     """The row-local checks of ``validate`` (the read fault, required, dates and numbers), in order, and
     the typed expressions they test."""
@@ -239,9 +230,9 @@ def validate(
         df = df.join(marks.with_columns(pl.lit(True).alias(_MARKED)), on=[FILE, LINE], how="left", maintain_order="left")
         checks.append((pl.col(_MARKED).fill_null(False), "raw.duplicate_key", pl.lit(f"{spec.key} repeats an earlier row")))
     df = df.with_columns([e.alias(f"{_TYPED}{c}") for c, e in typed.items()])
-    reason, detail = _chain(checks)
-    reason = pl.when(pl.col(PRE_REASON).is_not_null()).then(pl.col(PRE_REASON)).otherwise(reason)
-    df = df.with_columns(reason.alias(_REASON), detail.alias(_DETAIL))
+    reason, detail = first_failing(df, checks)
+    df = df.with_columns(reason.alias(_REASON), detail.alias(_DETAIL)).with_columns(
+        pl.when(pl.col(PRE_REASON).is_not_null()).then(pl.col(PRE_REASON)).otherwise(pl.col(_REASON)).alias(_REASON))
 
     if spec.key is not None:
         ok = pl.col(_REASON).is_null()
