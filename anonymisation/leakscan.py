@@ -177,6 +177,21 @@ class Identifiers:
         self._index = None
         return self
 
+    def rekeyed(self, ids: pl.DataFrame) -> Identifiers:
+        """The same identifiers for persons known by other ids: ``ids`` maps ``person_id`` to
+        ``new_person_id`` (a person without one loses its own keys and births). Equal to deriving them again
+        from the identity frame with its ``person_id`` replaced (no key depends on the id), without the
+        derivation's cost."""
+        m = ids.select(pl.col(PERSON).cast(pl.Int64), pl.col("new_person_id").cast(pl.Int64).alias("_new"))
+
+        def re(df: pl.DataFrame) -> pl.DataFrame:
+            return (df.join(m, on=PERSON, how="left").with_columns(pl.col("_new").alias(PERSON)).drop("_new")
+                    .drop_nulls().unique())
+
+        births = re(self.births)
+        birth_keys = self.birth_keys.filter(pl.col("birth_date").is_in(births["birth_date"].unique().implode()))
+        return Identifiers(self.everywhere, re(self.own), births, self.allowed_emails, birth_keys)
+
     @property
     def index(self) -> _Index:
         if self._index is None:

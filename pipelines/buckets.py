@@ -29,7 +29,7 @@ from anonymisation.pseudonymise import (
     pseudonymise_site,
     pseudonyms,
 )
-from pipelines.leaks import as_pseudonymous, explain_pseudo_dates, write_private
+from pipelines.leaks import explain_pseudo_dates, write_private
 from schemas import omop as cdm
 from schemas.config import Source
 from schemas.extract import Entity
@@ -55,6 +55,7 @@ from transforms.storage import (
     PartitionWriter,
     Workspace,
     has_partition,
+    parquet_rows,
     partition_files,
     read_parquet_files,
     read_partition,
@@ -479,8 +480,12 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     if parts > 1 and structured:  # each part checks its own persons' ids: check them across parts here
         id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
     pmap = pseudonyms(identity_all, site, secret, policy.date_shift_days)
-    masking = identifiers_from_patients(identity_all)  # free text is masked before ids change
-    ids = identifiers_from_patients(as_pseudonymous(identity_all, pmap))
+    # a pass with no row to mask or scan (the notes pass of a site without notes) indexes nobody's identifiers
+    empty = not structured and not any(parquet_rows(f) for t in tables if t not in GLOBAL_TABLES
+                                       for f in partition_files(ws.lake("omop", t, site)))
+    indexed = identity_all.clear() if empty else identity_all
+    masking = identifiers_from_patients(indexed)  # free text is masked before ids change
+    ids = masking.rekeyed(pmap.select("person_id", new_person_id="pseudo_person_id"))
     scan = LeakScan(ids)
     site_wide = {t: read_partition(ws.lake("omop", t, site)) for t in GLOBAL_TABLES if t in tables}
     writers = {t: PartitionWriter(ws.lake("pseudo", t, site)) for t in tables}
