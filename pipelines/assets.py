@@ -29,7 +29,7 @@ from pipelines.buckets import (
     raw_in_buckets,
 )
 from pipelines.progress import counter, report, with_memory
-from pipelines.quality import dqd_check, run_dqd
+from pipelines.quality import DQD_IN_MEMORY_BYTES, DQD_MEMORY_LIMIT, dqd_check, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas import omop as cdm
 from schemas.config import Config, Quality
@@ -277,7 +277,7 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             yield dg.MaterializeResult(asset_key=f"omop_{t}", metadata=md)
             yield _cdm_check(f"omop_{t}", t, scan_partition(ws.lake("omop", t, site)))
         folder = ws.reports / "dqd" / site
-        dqd = run_dqd(tables, vocab, site, folder, memory_limit="2GB")
+        dqd = run_dqd(tables, vocab, site, folder, memory_limit=DQD_MEMORY_LIMIT, in_memory_bytes=DQD_IN_MEMORY_BYTES)
         yield dqd_check("omop_person", dqd, folder / "dqd.html", config.quality.dqd_blocks_on_fatal)
 
     def pseudo_spec(t: str) -> dg.AssetSpec:

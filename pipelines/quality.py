@@ -10,16 +10,20 @@ import dagster as dg
 from transforms.dqd import DqdRun, Table, fatal_failures, run_checks, write_html, write_results_json
 from transforms.vocabulary import Vocabulary
 
+DQD_MEMORY_LIMIT = "2GB"
+DQD_IN_MEMORY_BYTES = 256 << 20  # Parquet bytes read into memory (~4x that in DuckDB: within the limit)
+
 
 def run_dqd(tables: Mapping[str, Table], vocab: Vocabulary, name: str, folder: Path, *, timings: bool = True,
-            memory_limit: str | None = None) -> DqdRun:
+            memory_limit: str | None = None, in_memory_bytes: int = 0) -> DqdRun:
     """Run every DQD check and write ``dqd-results.json`` (DQD's shape) and ``dqd.html`` to ``folder``.
 
-    Tables given as Parquet files are read in place by DuckDB (``memory_limit`` bounds it; it spills to
-    ``folder``/tmp beyond)."""
+    Tables given as Parquet files are read into DuckDB's memory while their files stay within
+    ``in_memory_bytes``, the others in place (``memory_limit`` bounds DuckDB; it spills to ``folder``/tmp
+    beyond): the results are the same either way."""
     tmp = folder / "tmp" if memory_limit is not None else None
     run = run_checks(tables, vocab.concept, cdm_source_name=name, concept_ancestor=vocab.ancestor,
-                     memory_limit=memory_limit, temp_dir=tmp)
+                     memory_limit=memory_limit, temp_dir=tmp, in_memory_bytes=in_memory_bytes)
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     write_results_json(run, folder / "dqd-results.json", timings=timings)

@@ -39,7 +39,7 @@ from pipelines.leaks import (
 from pipelines.product_assets import PRODUCTS, product_folder
 from pipelines.progress import with_memory
 from pipelines.publish import LeakError, publish_release
-from pipelines.quality import dqd_check, dqd_summary, run_dqd
+from pipelines.quality import DQD_MEMORY_LIMIT, dqd_check, dqd_summary, run_dqd
 from pipelines.resources import Ds4hResource
 from schemas.config import Config
 from transforms.inventory import Inventory, landing_inventory
@@ -237,8 +237,10 @@ def build_release_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         (reports / "risk.json").write_text(json.dumps(risk, indent=2, default=str) + "\n", encoding="utf-8")
         (reports / "risk-report.json").write_text(json.dumps(result.report, indent=2, default=str) + "\n", encoding="utf-8")
         released = LazyTables({t: ws.lake("release", t) for t in RELEASE_TABLES})
+        # the released files read in place: in memory it took 2.3 of 9.6 s off at 100,000 patients but
+        # 370 MB more than the stage's peak
         dqd = run_dqd({t: released.files(t) for t in released}, vocab, config.release.dataset, reports, timings=False,
-                      memory_limit="2GB")
+                      memory_limit=DQD_MEMORY_LIMIT)
         say(f"data quality checks of the release: {len(dqd.results)} checks")
         (reports / "dqd-summary.json").write_text(json.dumps(dqd_summary(dqd), indent=2) + "\n", encoding="utf-8")
         html_path = reports / "risk-report.html"

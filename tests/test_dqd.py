@@ -470,10 +470,15 @@ def test_parquet_tables_give_the_same_results_as_frames(check_name: str, tmp_pat
         files[name] = [path]
     in_memory = run(tables, **kw)
     on_disk = run(files, memory_limit="256MB", temp_dir=tmp_path / "spill", **kw)
+    # the files read into DuckDB's memory first: all of them, or the smallest ones within a budget
+    sizes = sorted(p[0].stat().st_size for p in files.values() if isinstance(p, list))
+    loaded_all = run(files, in_memory_bytes=sum(sizes), **kw)
+    loaded_some = run(files, in_memory_bytes=sum(sizes[: len(sizes) // 2]), **kw)
+    assert dqd._in_memory(files, sum(sizes[: len(sizes) // 2])) not in (set(), set(files))
 
     def key(r: dqd.DqdRun) -> list[tuple[object, ...]]:
         return sorted((x.check_name, x.table, x.field or "", x.concept_id or "", x.num_violated_rows, x.num_denominator_rows,
                        x.failed, x.not_applicable, x.error) for x in r.results)
 
-    assert key(on_disk) == key(in_memory)
+    assert key(on_disk) == key(in_memory) == key(loaded_all) == key(loaded_some)
     assert any(x.failed for x in on_disk.results)
