@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
+from anonymisation.pseudonym import (
+    CollisionError,
+    id63_checked,
+    id63_series,
+    identity_expr,
+    person_map,
+    token,
+)
 from schemas import omop as cdm
 from schemas.column_policy import (
     DROPPED,
@@ -117,13 +124,18 @@ def pseudonyms(identity: pl.DataFrame, site: str, secret: bytes, max_shift: int)
         date_offset="date_offset")
 
 
-def _keyed(secret: bytes, domain: str, site: str, values: Iterable[int | None]) -> pl.DataFrame:
-    """old -> new ids of ``domain`` (a table); CollisionError if two old ids would share a new one."""
-    olds = sorted({v for v in values if v is not None})
-    return pl.DataFrame(
-        {"old": pl.Series(olds, dtype=pl.Int64),
-         "new": pl.Series(id63_checked(secret, domain, [f"{site}:{v}" for v in olds]), dtype=pl.Int64)}
-    )
+def _keyed(secret: bytes, domain: str, site: str, values: pl.Series) -> pl.DataFrame:
+    """old -> new ids of ``domain`` (a table), sorted by old; CollisionError if two old ids would share a
+    new one (naming the domain, never a value)."""
+    olds = values.cast(pl.Int64).drop_nulls().unique().sort()
+    messages = olds.to_frame("o").select(pl.lit(f"{site}:") + pl.col("o").cast(pl.String)).to_series()
+    new = id63_series(secret, domain, messages).alias("new")
+    if new.n_unique() != olds.len():
+        raise CollisionError(
+            f"pseudonym collision in domain {domain!r}: two different source ids got the same 63-bit id; "
+            "nothing was merged. Report this and re-run with a new project key."
+        )
+    return pl.DataFrame({"old": olds.alias("old"), "new": new})
 
 
 def _remap(df: pl.DataFrame, col: str, ids: pl.DataFrame) -> pl.DataFrame:
@@ -212,14 +224,14 @@ def pseudonymise_site(
         plus any value the table lacks (so a table's ids do not depend on which other tables are loaded)."""
         target, pk = omop.get(domain), cdm.table(domain).primary_key
         if target is None or pk is None or pk not in target.columns:
-            return _keyed(secret, domain, site, values.to_list())
+            return _keyed(secret, domain, site, values)
         if domain not in domain_maps:
-            domain_maps[domain] = _keyed(secret, domain, site, target[pk].to_list())
+            domain_maps[domain] = _keyed(secret, domain, site, target[pk])
         known = domain_maps[domain]
         distinct = values.drop_nulls().unique()
         missing = distinct.filter(~distinct.is_in(known["old"].implode()))
         if missing.len():
-            return pl.concat([known, _keyed(secret, domain, site, missing.to_list())])
+            return pl.concat([known, _keyed(secret, domain, site, missing)])
         return known
 
     # the true year of each death (the release chooses its band and anchors the dates on it; the
@@ -270,7 +282,7 @@ def pseudonymise_site(
                 for concept, event_table in EPISODE_EVENT_FIELDS.items():
                     part = out.filter(pl.col(field_col) == concept)
                     # ids of events not in the part keep a pseudonym here (the map of the values, not the table's)
-                    linked.append(_remap(part, col, _keyed(secret, event_table, site, part[col].to_list())))
+                    linked.append(_remap(part, col, _keyed(secret, event_table, site, part[col])))
                 linked.append(out.filter(~pl.col(field_col).is_in(list(EPISODE_EVENT_FIELDS)) | pl.col(field_col).is_null())
                               .with_columns(pl.lit(None, pl.Int64).alias(col)))
                 out = pl.concat(linked)
@@ -278,7 +290,7 @@ def pseudonymise_site(
             parts = []
             for concept, event_table in EPISODE_EVENT_FIELDS.items():
                 part = out.filter(pl.col("episode_event_field_concept_id") == concept)
-                parts.append(_remap(part, "event_id", _keyed(secret, event_table, site, part["event_id"].to_list())))
+                parts.append(_remap(part, "event_id", _keyed(secret, event_table, site, part["event_id"])))
             known = list(EPISODE_EVENT_FIELDS)
             parts.append(out.filter(~pl.col("episode_event_field_concept_id").is_in(known)).with_columns(event_id=pl.lit(None, pl.Int64)))
             out = pl.concat(parts)
