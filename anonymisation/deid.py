@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -296,21 +297,37 @@ class Deidentifier:
     def analyze_batch(
         self, texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]] | None] | None = None
     ) -> Iterator[list[Span]]:
-        """Spans of each text, in order; spaCy runs once over the batch (``nlp.pipe``)."""
+        """Spans of each text, in order; spaCy runs once over the batch (``nlp.pipe``).
+
+        The recognisers and spaCy see each distinct text once (note titles repeat: "Compte rendu de
+        consultation"); each text's known identifiers are then matched on its own."""
         knowns = knowns if knowns is not None else [None] * len(texts)
         if len(knowns) != len(texts):
             raise ValueError("one known-identifier mapping per text")
-        scanned = [find_all(str(t)) for t in texts]
+        strs = [str(t) for t in texts]
+        counts = Counter(strs)
+        distinct = list(counts)  # in the order of first appearance
+        scanned = [find_all(t) for t in distinct]
         if self.use_ner:
-            pieces = [_ner_lines(str(t), sc) for t, sc in zip(texts, scanned, strict=True)]
-            docs: Iterable[Any] = self.nlp.pipe(
-                (p.text for p in pieces), batch_size=self.batch_size, n_process=_processes(len(texts)))
+            pieces = [_ner_lines(t, sc) for t, sc in zip(distinct, scanned, strict=True)]
+            docs: Iterator[Any] = iter(self.nlp.pipe(
+                (p.text for p in pieces), batch_size=self.batch_size, n_process=_processes(len(distinct))))
         else:
-            pieces = [_NerInput("", ()) for _ in texts]
-            docs = (None for _ in texts)
-        for text, found, piece, doc, known in zip(texts, scanned, pieces, docs, knowns, strict=True):
-            ner = [piece.to_text(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PER"] if doc is not None else []
-            yield self._combine(str(text), found, ner, known)
+            pieces = [_NerInput("", ()) for _ in distinct]
+            docs = iter([None] * len(distinct))
+        seen: dict[str, tuple[list[Found], list[tuple[int, int]]]] = {}  # texts that repeat
+        nth = 0
+        for text, known in zip(strs, knowns, strict=True):
+            cached = seen.get(text)
+            if cached is None:
+                piece, doc, found = pieces[nth], next(docs), scanned[nth]
+                nth += 1
+                ner = [piece.to_text(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PER"] if doc is not None else []
+                if counts[text] > 1:
+                    seen[text] = (found, ner)
+            else:
+                found, ner = cached
+            yield self._combine(text, found, ner, known)
 
     def analyze(self, text: str, known: Mapping[str, Sequence[str]] | None = None) -> list[Span]:
         return next(self.analyze_batch([text], [known]))

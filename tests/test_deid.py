@@ -8,6 +8,8 @@ import json
 import re
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import typer
@@ -656,3 +658,29 @@ def test_other_national_ids_of_the_identity_are_masked_in_notes() -> None:
     for text, surface in [("SSN 999-12-3456 on file", "999-12-3456"), ("ssn: 999 12 3456.", "999 12 3456"),
                           ("passport X12345678X ok", "X12345678X")]:
         assert [text[s:e] for s, e, _k, _ in find_known(text, known)] == [surface]
+
+
+def test_repeated_texts_are_analysed_once_and_matched_per_patient(deid: Deidentifier,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text that repeats (a note title) goes through spaCy once; each copy still gets its own patient's
+    known identifiers, and the spans equal those of each text analysed on its own."""
+    patients = make_patients(5, 3)
+    title = f"Lettre de sortie - {patients[0].first_name} {patients[0].last_name} - Dr Schmit"
+    texts = [title, "Compte rendu de consultation", title, "Compte rendu de consultation", title]
+    knowns = [known_identifiers(patients[i % 3]) for i in range(len(texts))]
+    alone = [deid.analyze(t, k) for t, k in zip(texts, knowns, strict=True)]
+    piped: list[int] = []
+    real_pipe = deid.nlp.pipe
+
+    def counting_pipe(docs: Any, **kw: Any) -> Any:
+        docs = list(docs)
+        piped.append(len(docs))
+        return real_pipe(docs, **kw)
+
+    monkeypatch.setattr(deid, "nlp", SimpleNamespace(pipe=counting_pipe))
+    together = list(deid.analyze_batch(texts, knowns))
+    assert piped == [2]
+    assert together == alone
+    # the name is the first patient's own identifier only in the copy that belongs to that patient
+    own = [any(s.entity_type == "PATIENT_NAME" for s in sp) for sp in together]
+    assert own == [True, False, False, False, False]
