@@ -306,7 +306,7 @@ def group_ids(cols: Sequence[IntArray], cards: Sequence[int], rows: int) -> tupl
             space = int(key.max()) + 1 if rows else 1
         key = key * card + col if space > 1 else col.copy()
         space *= card
-    dense = space <= 4 * rows + 65536
+    dense = space <= _DENSE_ROWS * rows + _DENSE_SLACK
     if not dense:
         _, key = np.unique(key, return_inverse=True)
         key = key.astype(np.int64)

@@ -35,9 +35,11 @@ class _HmacSha256:
     __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
-        inner, outer = _pads(key)
-        self._inner = hashlib.sha256(inner)
-        self._outer = hashlib.sha256(outer)
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __repr__(self) -> str:  # never show key material
         return "_HmacSha256(<key hidden>)"
@@ -87,24 +89,6 @@ def offset_days(secret: bytes, value: str, max_days: int) -> int:
     """A per-identity date offset in [-max_days, -1] ∪ [1, max_days], never 0."""
     n = int.from_bytes(digest(secret, "date-shift", value)[:8], "big") % (2 * max_days)
     return n - max_days if n < max_days else n - max_days + 1
-
-
-def _pads(secret: bytes) -> tuple[bytes, bytes]:
-    """HMAC's inner and outer padded keys (RFC 2104, SHA-256's 64-byte block)."""
-    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
-    key = key.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
-
-
-def id63_series(secret: bytes, domain: str, values: pl.Series) -> pl.Series:
-    """``id63`` of each string of ``values`` (null stays null), as an Int64 series in the same order.
-
-    Computed per value with hashlib (1.2 us a value): DuckDB's ``sha256`` over whole columns is quicker
-    only from about 200,000 values (below its row group of 122,880 rows it runs on one thread), more than
-    a table of a person bucket holds; polars-hash cannot concatenate the padded key's bytes."""
-    mac, prefix = _mac(secret), domain.encode() + b"\x1f"
-    return pl.Series(values.name, [None if v is None else int.from_bytes(mac.digest(prefix + v.encode())[:8], "big") & MASK63
-                                   for v in values.cast(pl.String).to_list()], dtype=pl.Int64)
 
 
 def id63_checked(secret: bytes, domain: str, values: list[str]) -> list[int]:

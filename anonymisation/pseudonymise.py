@@ -20,14 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import (
-    CollisionError,
-    id63_checked,
-    id63_series,
-    identity_expr,
-    person_map,
-    token,
-)
+from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
 from schemas import omop as cdm
 from schemas.column_policy import (
     DROPPED,
@@ -125,17 +118,11 @@ def pseudonyms(identity: pl.DataFrame, site: str, secret: bytes, max_shift: int)
 
 
 def _keyed(secret: bytes, domain: str, site: str, values: pl.Series) -> pl.DataFrame:
-    """old -> new ids of ``domain`` (a table), sorted by old; CollisionError if two old ids would share a
-    new one (naming the domain, never a value)."""
+    """old -> new ids of ``domain`` (a table), sorted by old; CollisionError if two old ids would share a new one."""
     olds = values.cast(pl.Int64).drop_nulls().unique().sort()
-    messages = olds.to_frame("o").select(pl.lit(f"{site}:") + pl.col("o").cast(pl.String)).to_series()
-    new = id63_series(secret, domain, messages).alias("new")
-    if new.n_unique() != olds.len():
-        raise CollisionError(
-            f"pseudonym collision in domain {domain!r}: two different source ids got the same 63-bit id; "
-            "nothing was merged. Report this and re-run with a new project key."
-        )
-    return pl.DataFrame({"old": olds.alias("old"), "new": new})
+    messages = olds.to_frame("o").select(pl.lit(f"{site}:") + pl.col("o").cast(pl.String)).to_series().to_list()
+    return pl.DataFrame({"old": olds.alias("old"),
+                         "new": pl.Series(id63_checked(secret, domain, messages), dtype=pl.Int64)})
 
 
 def _remap(df: pl.DataFrame, col: str, ids: pl.DataFrame) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -88,14 +88,12 @@ def _tune_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"PRAGMA synchronous={sync}")
 
 
-def tune_sqlite(home: Path, synchronous: str) -> None:
+def tune_sqlite(home: Path, synchronous: Literal["normal", "full"]) -> None:
     """Apply ``instance.sqlite_synchronous`` to the SQLite databases of the Dagster instance in ``home``
     (run, event log and schedule storage), for the connections this process opens from now on."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    if synchronous.upper() not in ("NORMAL", "FULL"):
-        raise ConfigError(f"instance.sqlite_synchronous must be normal or full, not {synchronous!r}")
     _SQLITE_SYNCHRONOUS[os.path.join(os.path.realpath(home), "")] = synchronous.upper()
     if not event.contains(Engine, "connect", _tune_sqlite_connection):
         event.listen(Engine, "connect", _tune_sqlite_connection)

@@ -85,16 +85,11 @@ def test_replacing_a_key_never_writes_the_secret_to_a_readable_file(monkeypatch:
 
 
 @pytest.mark.parametrize("key", [KEY, b"k", bytes(range(100))])  # shorter than, and longer than, the block
-def test_column_hmac_equals_hmac_per_value(key: bytes) -> None:
+def test_batch_hmac_equals_hmac_per_value(key: bytes) -> None:
     import anonymisation.pseudonym as ps
 
-    values = [f"site-a:{i}" for i in range(3000)] + ["", "é€ 漢字 \x00 x", None, "x" * 300]
-    series = pl.Series("v", values, dtype=pl.String)
-    got = ps.id63_series(key, "visit_occurrence", series)
-    assert got.dtype == pl.Int64 and got.len() == len(values) and got.name == "v"
-    expected = [None if v is None else int.from_bytes(
-        hmac.new(key, b"visit_occurrence\x1f" + v.encode(), hashlib.sha256).digest()[:8], "big") & ((1 << 63) - 1)
-        for v in values]
-    assert got.to_list() == expected
-    assert ps.id63_many(key, "visit_occurrence", [v for v in values if v is not None]) == [e for e in expected if e is not None]
+    values = [f"site-a:{i}" for i in range(3000)] + ["", "é€ 漢字 \x00 x", "x" * 300]
+    expected = [int.from_bytes(hmac.new(key, b"visit_occurrence\x1f" + v.encode(), hashlib.sha256).digest()[:8], "big")
+                & ((1 << 63) - 1) for v in values]
+    assert ps.id63_many(key, "visit_occurrence", values) == expected
     assert id63(KEY, "person", "nat:LU:1980010112345") == 6691965178439454517

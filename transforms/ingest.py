@@ -269,7 +269,7 @@ def _prepared(entity: Entity, df: pl.DataFrame, file: str, mapping: HospitalMapp
     return df.with_columns([pl.lit(None, pl.String).alias(c) for c in missing_cols])
 
 
-_TYPED = "_typed_"  # prefix of the typed value columns _row_checked adds (its ``typed`` expressions read them)
+TYPED = "_typed_"  # prefix of the typed value columns the row checks add (their ``typed`` expressions read them)
 _FIRST = "_first_check"
 
 
@@ -277,13 +277,12 @@ def first_failing(df: pl.DataFrame, checks: Sequence[tuple[pl.Expr, str, pl.Expr
     """(reason code, detail) of each row of ``df``: those of the first check whose condition holds (a null
     condition does not), null when none does. Each condition is evaluated once; the detail expressions
     only on the failing rows."""
-    firsts: list[pl.Expr] = [pl.when(cond.fill_null(False)).then(pl.lit(i, pl.Int32))
-                             for i, (cond, _, _) in enumerate(checks)]
-    first = df.select(pl.coalesce(firsts or [pl.lit(None, pl.Int32)]).alias(_FIRST)).to_series()
-    if first.len() != df.height:  # no checks: a literal
-        first = pl.Series(_FIRST, [], pl.Int32).extend_constant(None, df.height)
     reason = pl.Series(REASON, [], pl.String).extend_constant(None, df.height)
     detail = pl.Series(DETAIL, [], pl.String).extend_constant(None, df.height)
+    if not checks:
+        return reason, detail
+    first = df.select(pl.coalesce([pl.when(cond.fill_null(False)).then(pl.lit(i, pl.Int32))
+                                   for i, (cond, _, _) in enumerate(checks)]).alias(_FIRST)).to_series()
     failing = first.is_not_null()
     if failing.any():
         rows = failing.arg_true()
@@ -313,7 +312,7 @@ def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
         elif c.type in ("int", "float"):
             parse[c.name] = pl.col(c.name).str.replace(",", ".").cast(
                 pl.Float64 if c.type == "float" else pl.Int64, strict=False)
-    typed = {name: pl.col(_TYPED + name) for name in parse}
+    typed = {name: pl.col(TYPED + name) for name in parse}
     checks: list[tuple[pl.Expr, str, pl.Expr]] = []
     for c in entity.columns:
         if c.required:
@@ -346,7 +345,7 @@ def _row_checked(entity: Entity, df: pl.DataFrame, today: dt.date,
                        pl.lit("birth_date before 1900")))
         checks.append((typed["death_date"] < typed["birth_date"], "raw.inconsistent_dates",
                        pl.lit("death_date before birth_date")))
-    df = df.with_columns([e.alias(_TYPED + name) for name, e in parse.items()])
+    df = df.with_columns([e.alias(TYPED + name) for name, e in parse.items()])
     reason, detail = first_failing(df, checks)
     return df.with_columns(reason.alias(REASON), detail.alias(DETAIL)), typed
 

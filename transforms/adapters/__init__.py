@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from transforms.ingest import LINE as LINE  # re-exported: the adapters take it from here
+from transforms.ingest import TYPED as _TYPED
 from transforms.ingest import EntityResult, OrphanEvents, first_failing, orphan_checks, rejected_keys, unlink
 
 FILE = "_file"
@@ -25,7 +26,6 @@ PRE_DETAIL = "_pre_detail"
 RAW = "raw"  # the source text of a JSON resource: kept for the quarantine only
 _REASON = "_reason"
 _DETAIL = "_detail"
-_TYPED = "_typed_"
 _MARKED = "_duplicate_row"
 
 # Names of coding systems, as sources write them, normalised (upper-case, letters and digits only)
