@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+from polars._typing import PolarsTemporalType
 
 from schemas.extract import ENTITIES, REQUIRED_FILES, Column, Entity
 from schemas.mapping import HospitalMapping
+from transforms.parsing import first_parsed
 
 LINE = "_line"
 FILE = "_file"
@@ -224,15 +226,18 @@ def read_text_csv(path: Path, encoding: str, delimiter: str) -> pl.DataFrame:
 
 
 def _parse_temporal(col: Column, mapping: HospitalMapping) -> pl.Expr:
+    """The first of the mapping's and the default formats that parses each value (each format tried only
+    on the values the ones before it left null)."""
     s = pl.col(col.name)
     if col.type == "date":
-        return pl.coalesce([s.str.strptime(pl.Date, f, strict=False, exact=True)
-                            for f in (*mapping.date_formats, *DATE_FORMATS)])
-    parsed = [s.str.strptime(pl.Datetime("us"), f, strict=False, exact=True)
-              for f in (*mapping.datetime_formats, *DATETIME_FORMATS)]
-    parsed += [s.str.strptime(pl.Date, f, strict=False, exact=True).cast(pl.Datetime("us")) for f in mapping.date_formats]
-    parsed.append(s.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True).cast(pl.Datetime("us")))
-    return pl.coalesce(parsed)
+        return first_parsed(s, [_strptime(pl.Date, f) for f in (*mapping.date_formats, *DATE_FORMATS)], pl.Date)
+    parsers = [_strptime(pl.Datetime("us"), f) for f in (*mapping.datetime_formats, *DATETIME_FORMATS)]
+    parsers += [_strptime(pl.Date, f) for f in (*mapping.date_formats, "%Y-%m-%d")]
+    return first_parsed(s, parsers, pl.Datetime("us"))
+
+
+def _strptime(dtype: PolarsTemporalType, fmt: str) -> Callable[[pl.Expr], pl.Expr]:
+    return lambda e: e.str.strptime(dtype, fmt, strict=False, exact=True)
 
 
 def _normalise(entity: Entity, df: pl.DataFrame, mapping: HospitalMapping) -> pl.DataFrame:

@@ -18,6 +18,7 @@ import polars as pl
 from transforms.ingest import LINE as LINE  # re-exported: the adapters take it from here
 from transforms.ingest import TYPED as _TYPED
 from transforms.ingest import EntityResult, OrphanEvents, first_failing, orphan_checks, rejected_keys, unlink
+from transforms.parsing import first_parsed
 
 FILE = "_file"
 ROW = "_row"
@@ -91,8 +92,13 @@ def parse_instant(e: pl.Expr) -> pl.Expr:
     """ISO 8601 date or date-time (``Z``, an offset, or none; fractions; partial dates ``YYYY``/``YYYY-MM``)
     -> naive UTC ``Datetime("us")``; null where it does not parse. A value without offset is taken as UTC.
 
-    Each format is tried only on the values the previous ones left null (parsing a null is free), so the
-    common shapes (Synthea's ``...Z`` and plain dates) cost one pass."""
+    Synthea's and FHIR's common shape (``...Z``) is parsed first; the other shapes only on the values it
+    leaves null (``first_parsed``)."""
+    return first_parsed(e, [lambda s: s.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%SZ", strict=False),
+                            _instant_any], pl.Datetime("us"))
+
+
+def _instant_any(e: pl.Expr) -> pl.Expr:
     s = e.str.strip_chars()
     parsed = s.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%SZ", strict=False)
     rest = pl.when(parsed.is_null()).then(s)
@@ -108,13 +114,18 @@ def parse_instant(e: pl.Expr) -> pl.Expr:
         rest.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False),
         rest.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M%z", strict=False).dt.replace_time_zone(None),
         rest.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M", strict=False),
-        pl.when(rest.str.contains(r"^\d{4}(-\d{2})?$")).then(parse_day(rest)).cast(pl.Datetime("us")),
+        pl.when(rest.str.contains(r"^\d{4}(-\d{2})?$")).then(_day_any(rest)).cast(pl.Datetime("us")),
     )
 
 
 def parse_day(e: pl.Expr) -> pl.Expr:
     """The calendar date as written (``YYYY-MM-DD``, or ``YYYY-MM``/``YYYY`` as the first day; a date-time
-    keeps its own local date) -> ``Date``; null where it does not parse."""
+    keeps its own local date) -> ``Date``; null where it does not parse. ``YYYY-MM-DD`` first, the other
+    shapes only on the values it leaves null."""
+    return first_parsed(e, [lambda s: s.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True), _day_any], pl.Date)
+
+
+def _day_any(e: pl.Expr) -> pl.Expr:
     s = e.str.strip_chars()
     day = (
         pl.when(s.str.contains(r"^\d{4}$")).then(s + "-01-01")
