@@ -48,7 +48,7 @@ bench: install
 	$(UV) run python bench/bench_synthea.py 10000 100000
 	$(UV) run python bench/run_bench.py --synthea 100000
 	$(UV) run python bench/run_bench.py --products $(or $(PATIENTS),100000)
-	$(UV) run python bench/bench_deid.py 1500 1500
+	$(UV) run python bench/bench_deid.py 5000 1500
 	$(UV) run python bench/bench_kanon.py
 	$(UV) run python bench/bench_vocabulary.py
 

@@ -35,6 +35,9 @@ checks this against brute force).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,19 +121,32 @@ def enforce_km(
     dead: list[IntArray] = []
     rounds = 0
     classes = sorted(c for c in set(u_bounds) | set(p_bounds) if c >= 0)  # class -1: suppressed persons, left as they are
-    limits = threadpool_limits(1, user_api="blas")  # small products: BLAS threads only contend
-    for c in classes:
+
+    def one_class(c: int) -> tuple[IntArray, IntArray, BoolArray, IntArray, int, dict[str, int]]:
         ua, ub = u_bounds.get(c, (0, 0))
         idx = order[ua:ub]
         pa, pb = p_bounds.get(c, (0, 0))
         pidx = pin_order[pa:pb]
+        own = dict.fromkeys(stats, 0)
         sub = _Class(facts[idx], units.facts[idx], units.person[idx], units.removable[idx],
-                     pin_p[pidx], pin_f[pidx], parent, k, m, stats, removed[idx])
-        rounds += sub.run()
-        facts[idx] = sub.global_facts
-        removed[idx] = sub.removed
-        if sub.dead_persons.size:
-            dead.append(sub.dead_persons)
+                     pin_p[pidx], pin_f[pidx], parent, k, m, own, removed[idx])
+        n_rounds = sub.run()
+        return idx, sub.global_facts, sub.removed, sub.dead_persons, n_rounds, own
+
+    limits = threadpool_limits(1, user_api="blas")  # small products: BLAS threads only contend
+    workers = _workers(len(facts), len(classes))
+    # classes are independent: each reads and writes its own units only, so the result is the same in
+    # any order; results are applied in class order
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        done = pool.map(one_class, classes) if pool is not None else map(one_class, classes)
+        for idx, class_facts, class_removed, class_dead, n_rounds, own in done:
+            facts[idx] = class_facts
+            removed[idx] = class_removed
+            if class_dead.size:
+                dead.append(class_dead)
+            rounds += n_rounds
+            for key, value in own.items():
+                stats[key] += value
     limits.restore_original_limits()
     if start is not None:
         dead.append(start.suppressed_persons)
@@ -140,6 +156,20 @@ def enforce_km(
     return KmResult(facts, removed, gone.astype(np.int64), rounds, len(classes), stats)
 
 
+_PARALLEL_UNITS = 50_000  # below this many units, one thread (a second one costs more than it saves)
+
+
+def _workers(n_units: int, n_classes: int) -> int:
+    """Threads for the classes: two on a machine with two cores or more, for large inputs; numpy's
+    matrix work releases the GIL. ``$DS4H_KM_THREADS`` sets the number."""
+    env = os.environ.get("DS4H_KM_THREADS")
+    if env and env.isdigit():
+        return max(1, min(int(env), n_classes))
+    if n_units < _PARALLEL_UNITS or n_classes < 2:
+        return 1
+    return min(2, os.cpu_count() or 1)
+
+
 def _bounds(sorted_keys: IntArray) -> dict[int, tuple[int, int]]:
     if len(sorted_keys) == 0:
         return {}
@@ -147,6 +177,15 @@ def _bounds(sorted_keys: IntArray) -> dict[int, tuple[int, int]]:
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [len(sorted_keys)]])
     return {int(sorted_keys[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+
+
+def _any_row(cells: BoolArray) -> BoolArray:
+    """``cells.any(axis=1)`` for a narrow matrix (a few slots per unit): a pass per column is ~5x faster
+    than numpy's reduction along the short axis."""
+    out = cells[:, 0].copy()
+    for j in range(1, cells.shape[1]):
+        out |= cells[:, j]
+    return out
 
 
 class _Class:
@@ -219,7 +258,7 @@ class _Class:
 
     def _move(self, cells: BoolArray) -> int:
         """Move the marked (unit, slot) cells one step up their chain; keep concept and source together."""
-        rows = np.flatnonzero(cells.any(axis=1))
+        rows = np.flatnonzero(_any_row(cells))
         if not rows.size:
             return 0
         before = self.cur[rows].copy()
@@ -248,6 +287,12 @@ class _Class:
             c[gone] = NONE
         cur[rows] = c
 
+    def _marked(self, local_facts: IntArray) -> BoolArray:
+        """Whether each unit cell holds one of ``local_facts`` (a lookup table; NONE holds none)."""
+        table = np.zeros(len(self.fl) + 1, dtype=bool)  # the last entry: NONE (-1)
+        table[local_facts] = True
+        return np.asarray(table[self.cur], dtype=bool)
+
     def _live(self) -> BoolArray:
         return np.asarray(~self.removed & ~self.dead[self.upl], dtype=bool)
 
@@ -256,13 +301,13 @@ class _Class:
     def _matrix(self) -> tuple[IntArray, BoolArray, BoolArray]:
         """(local fact ids present, X, actionable): X = held now or pinned; actionable = held now
         through a live unit and not pinned (an action can remove it)."""
-        x = (self.counts > 0) | self.xp
+        held = self.counts > 0
+        x = held | self.xp
         x[self.dead] = False
         present = np.flatnonzero(x.any(axis=0))
-        x = x[:, present]
-        act = (self.counts[:, present] > 0) & ~self.xp[:, present]
+        act = held & ~self.xp
         act[self.dead] = False
-        return present, x, act
+        return present, x[:, present], act[:, present]
 
     def run(self) -> int:
         rounds = 0
@@ -275,7 +320,7 @@ class _Class:
             support = x.sum(axis=0)
             bad = (support > 0) & (support < k)
             if bad.any():
-                cells = self._live()[:, None] & np.isin(self.cur, fids[bad])
+                cells = self._live()[:, None] & self._marked(fids[bad])
                 moved = self._move(cells)
                 self.stats["generalised_classwide"] += moved
                 if not moved:  # only pinned holders left: only person suppression protects them
@@ -288,11 +333,11 @@ class _Class:
                 chosen = self._cover_triples(x, act, support)
             if chosen is None:
                 return rounds
-            cells = np.zeros(self.cur.shape, dtype=bool)
-            full = np.zeros((x.shape[0], len(self.fl)), dtype=bool)
-            full[:, fids] = chosen
-            held = self.cur >= 0
-            cells[held] = full[np.broadcast_to(self.upl[:, None], self.cur.shape)[held], self.cur[held]]
+            # the cells holding a chosen (person, fact): each cell's column of X, looked up
+            column = np.full(len(self.fl) + 1, -1, dtype=np.int64)  # the last entry: NONE (-1)
+            column[fids] = np.arange(len(fids))
+            col = column[self.cur]
+            cells = (col >= 0) & chosen[self.upl[:, None], np.maximum(col, 0)]
             cells &= self._live()[:, None]
             up = self.lparent[self.cur[cells]] >= 0
             self.stats["generalised_local"] += int(up.sum())

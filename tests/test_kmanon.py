@@ -187,3 +187,37 @@ def test_persons_at_risk_counts_like_brute_force(problem: tuple[Units, np.ndarra
                  if p in small or any(support[(int(cls[p]), c)] < k for size in range(1, j + 1)
                                       for c in itertools.combinations(sorted(fs), size))}
         assert counts[j] == len(risky), j
+
+
+@SETTINGS
+@given(problems())
+def test_classes_in_threads_give_the_same_result(problem: tuple[Units, np.ndarray, np.ndarray, int, int,
+                                                                 list[tuple[int, int]]],
+                                                 ) -> None:
+    """Classes run on two threads from 50,000 units on (issue 19): the result is the same as on one."""
+    units, cls, parent, k, m, pinned = problem
+    pp = np.array([p for p, _ in pinned], dtype=np.int64)
+    pf = np.array([f for _, f in pinned], dtype=np.int64)
+    results = []
+    for threads in ("1", "3"):
+        os.environ["DS4H_KM_THREADS"] = threads
+        try:
+            results.append(enforce_km(units, cls, parent, k, m, pinned_person=pp, pinned_fact=pf))
+        finally:
+            del os.environ["DS4H_KM_THREADS"]
+    one, many = results
+    assert np.array_equal(one.facts, many.facts) and np.array_equal(one.removed, many.removed)
+    assert np.array_equal(one.suppressed_persons, many.suppressed_persons)
+    assert (one.rounds, one.classes, one.stats) == (many.rounds, many.classes, many.stats)
+
+
+def test_threads_default_to_one_below_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonymisation import kmanon
+
+    monkeypatch.delenv("DS4H_KM_THREADS", raising=False)
+    monkeypatch.setattr(kmanon.os, "cpu_count", lambda: 2)
+    assert kmanon._workers(1_000, 50) == 1
+    assert kmanon._workers(1_000_000, 1) == 1
+    assert kmanon._workers(1_000_000, 50) == 2
+    monkeypatch.setenv("DS4H_KM_THREADS", "4")
+    assert kmanon._workers(10, 3) == 3
