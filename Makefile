@@ -49,6 +49,7 @@ bench: install
 	$(UV) run python bench/run_bench.py --synthea 100000
 	$(UV) run python bench/run_bench.py --products $(or $(PATIENTS),100000)
 	$(UV) run python bench/bench_deid.py 5000 1500
+	$(UV) run python bench/bench_notes_flow.py 20000
 	$(UV) run python bench/bench_kanon.py
 	$(UV) run python bench/bench_vocabulary.py
 
