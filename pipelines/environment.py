@@ -39,20 +39,22 @@ def _password_into_env(inst: Instance) -> None:
                           "or set instance.password_file")
 
 
+_STORAGE_KEYS = frozenset({"storage", "run_storage", "event_log_storage", "schedule_storage"})  # dagster.yaml's
+
+
 def instance_yaml(cfg: Config | None, template: str) -> str:
     """The instance's dagster.yaml: the project's template plus the storage and run queue of ``cfg.instance``."""
     inst = cfg.instance if cfg is not None else Instance()
     base = yaml.safe_load(template) or {}
     if inst.postgres_url is None:
-        if {"storage", "run_storage", "event_log_storage", "schedule_storage"} & set(base):
+        if _STORAGE_KEYS & set(base):
             return template  # the project's dagster.yaml chose its storage
         # Dagster's SQLite storage, its event log keeping its connections open (pipelines/instance_storage.py)
         local = {"storage": {"custom": {"module": "pipelines.instance_storage", "class": "Ds4hSqliteStorage",
                                         "config": {"base_dir": {"env": "DAGSTER_HOME"}}}}}
         return (template.rstrip("\n") + "\n\n# written by ds4h: the local SQLite storage (docs/configuration.md)\n"
                 + yaml.safe_dump(local, sort_keys=False))
-    taken = sorted({"storage", "run_storage", "event_log_storage", "schedule_storage", "run_coordinator",
-                    "code_servers"} & set(base))
+    taken = sorted((_STORAGE_KEYS | {"run_coordinator", "code_servers"}) & set(base))
     if taken:
         raise ConfigError(f"the project's dagster.yaml already sets {', '.join(taken)}: remove it there, or remove "
                           "instance.postgres_url from the ds4h config")

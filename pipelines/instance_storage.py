@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import yaml
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
@@ -115,7 +116,5 @@ class Ds4hSqliteStorage(DagsterSqliteStorage):
 
     @property
     def event_storage_data(self) -> ConfigurableClassData | None:
-        import yaml
-
         return ConfigurableClassData(__name__, PooledSqliteEventLogStorage.__name__,
                                      yaml.dump({"base_dir": _event_logs_directory(self.base_dir)}, default_flow_style=False))
