@@ -22,6 +22,7 @@ from anonymisation.kanon import (
     _aecs_bound_above,
     _pair_suppression_bound,
     _pair_suppression_bound_reference,
+    _ranked,
     _static_bounds,
     apply_levels,
     apply_result,
@@ -370,6 +371,62 @@ def test_large_keys_do_not_overflow() -> None:
     ev = Evaluator(problem, PrivacyModel(k=2, suppression=0.0))
     e = ev.evaluate((0,) * 10)
     assert e.classes_all == df.unique().height
+
+
+@pytest.mark.parametrize("space", [50, 5_000, 10**12])
+def test_ranked_keys_are_uniques_inverse(space: int) -> None:
+    # a small space is ranked through a bitmap, a huge one by sorting: both as np.unique's inverse
+    key = np.random.default_rng(space).integers(0, space, 3_000)
+    ranked, n = _ranked(key, space)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    assert n == len(uniq)
+    assert ranked.dtype == np.int64
+    assert (ranked == inverse).all()
+
+
+def test_a_large_table_searched_with_estimated_floors_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 65,536 distinct rows, floors in a sparse key space are estimated from a sample before
+    being grouped; the search still finds the optimum of every node evaluated directly."""
+    rng = np.random.default_rng(7)
+    n = 90_000
+    # 15,000 prototypes jittered below the first level: ~78,000 distinct rows, 15,000 classes at
+    # levels (1, 1, 1) (a floor worth grouping), nearly every row distinct at (1, 0, 0) (one not)
+    proto = rng.integers(0, 15_000, n)
+    yb, pb, db = rng.integers(0, 20, 15_000), rng.integers(0, 200, 15_000), rng.integers(0, 1_500, 15_000)
+    df = pl.DataFrame(
+        {
+            "y": (1920 + yb[proto] * 5 + rng.integers(0, 5, n)).astype(str),
+            "p": (pb[proto] * 2 + rng.integers(0, 2, n)).astype(str),
+            "d": (db[proto] * 2 + rng.integers(0, 2, n)).astype(str),
+        }
+    )
+    def tree(name: str, values: list[str], *widths: int) -> Hierarchy:
+        rows = [[v, *(f"{name}{int(v) // w}" for w in widths), "*"] for v in sorted(set(values))]
+        return Hierarchy.from_rows(name, rows)
+
+    hs = {"y": tree("y", df["y"].to_list(), 5), "p": tree("p", df["p"].to_list(), 2, 20),
+          "d": tree("d", df["d"].to_list(), 2, 30)}
+    problem = encode(frequency_table(df, list(hs)), hs)
+    assert len(problem.counts) > 65_536
+    estimated: list[bool] = []
+    real = Evaluator._estimated_classes
+
+    def spy(self: Evaluator, node: tuple[int, ...]) -> float:
+        got = real(self, node)
+        estimated.append(got > 0.75 * len(problem.counts))
+        return got
+
+    monkeypatch.setattr(Evaluator, "_estimated_classes", spy)
+    model = PrivacyModel(k=3, suppression=0.05)
+    for metric in ("loss", "aecs"):
+        got = search(problem, model, metric)
+        want = search(problem, model, metric, prune=False)
+        assert (got.node, got.value, got.suppressed) == (want.node, want.value, want.suppressed), metric
+        # and the chosen node's classes grouped straight from the frequency table (no floor, no cache)
+        _, sizes = Evaluator(problem, model).classes(got.node, kept_only=False)
+        assert got.suppressed == int(sizes[sizes < model.k].sum())
+        assert got.classes == int((sizes >= model.k).sum())
+    assert set(estimated) == {True, False}  # floors both skipped and grouped
 
 
 # --------------------------------------------------------------------------- fixed attributes
