@@ -223,6 +223,7 @@ def encode(freq: pl.DataFrame, hierarchies: Mapping[str, Hierarchy], sensitive: 
             s.replace_strict(uniq, list(range(len(uniq))), return_dtype=pl.Int64).to_numpy().astype(np.int64)
         )
     p = Problem(qis, hs, codes, counts, sens, sensitive, labels, int(counts.sum()))
+    p._columns = [np.ascontiguousarray(codes[:, j]) for j in range(len(qis))]
     for j, h in enumerate(hs):
         lc = np.bincount(codes[:, j], weights=counts, minlength=h.domain_size).round().astype(np.int64)
         p.leaf_counts.append(lc)
@@ -291,11 +292,23 @@ class _Table:
         return len(self.counts) * max(len(self.node), 1)
 
 
-def _first_rows(key: IntArray, space: int) -> IntArray:
-    """Index of the first row holding each key (``-1`` for absent keys)."""
-    first = np.full(space, -1, dtype=np.int64)
-    first[key[::-1]] = np.arange(len(key) - 1, -1, -1, dtype=np.int64)
-    return first
+_DESCENDING: IntArray = np.zeros(0, dtype=np.int64)
+
+
+def _descending(n: int) -> IntArray:
+    """``[n - 1, ..., 1, 0]`` as a view of one array kept for the process (made once per size)."""
+    global _DESCENDING
+    if len(_DESCENDING) < n:
+        _DESCENDING = np.arange(n - 1, -1, -1, dtype=np.int64)
+    return _DESCENDING[len(_DESCENDING) - n :]
+
+
+def _first_rows(key: IntArray, space: int, present: IntArray | npt.NDArray[np.bool_]) -> IntArray:
+    """Index of the first row holding each present key (``present``: the keys held, as indexes or as a
+    mask over the space; the entries of absent keys are never written, so never read)."""
+    first = np.empty(space, dtype=np.int64)
+    first[key[::-1]] = _descending(len(key))
+    return first[present]
 
 
 def _ranked(key: IntArray, space: int) -> tuple[IntArray, int]:
@@ -374,7 +387,7 @@ class Evaluator:
         assert table is not None
         if table.pending is not None:
             src, key, space, present = table.pending
-            table.cols = self._gen(src, table.node, _first_rows(key, space)[present])
+            table.cols = self._gen(src, table.node, _first_rows(key, space, present))
             table.pending = None
         return table
 
@@ -483,7 +496,7 @@ class Evaluator:
             tcounts = np.bincount(inv, weights=src.counts).round().astype(np.int64)
             tsens: IntArray | None = src.sens[first]
         else:
-            first = _first_rows(key, space)[present]
+            first = _first_rows(key, space, present)
             tcounts = sizes
             tsens = None
         return _Table(node, self._gen(src, node, first), tcounts, tsens)
@@ -533,7 +546,7 @@ class Evaluator:
         keep = sizes > 0
         if kept_only:
             keep &= ~self._bad(key, space, sizes, p.counts, p.sensitive)
-        first = _first_rows(key, space)[keep]
+        first = _first_rows(key, space, keep)
         codes = (
             np.stack([g[first] for g in gen], axis=1)
             if p.q
@@ -881,7 +894,7 @@ def _distinct_rows(cols: Sequence[IntArray], cards: Sequence[int], counts: IntAr
     key, space, _ = group_ids(cols, cards, len(counts))
     sizes = np.bincount(key, weights=counts, minlength=space)
     present = np.flatnonzero(sizes > 0)
-    first = _first_rows(key, space)[present]
+    first = _first_rows(key, space, present)
     return [c[first] for c in cols], sizes[present].round().astype(np.int64)
 
 
