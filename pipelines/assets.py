@@ -355,42 +355,62 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         site = _site(context)
         config, ws = ds4h.config(), ds4h.workspace()
         notes = scan_partition(ws.lake("omop", "note", site)).select(pl.col("note_text").drop_nulls().len()).collect().item()
-        note_deid = None
-        if notes and config.policy.publish_notes:
-            note_deid = _deid_with_progress(notes)
-            context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
-        elif notes:
+        deid = notes > 0 and config.policy.publish_notes
+        if notes and not deid:
             context.log.info(f"{site}: {notes} notes kept without their text: the policy does not publish notes "
                              "(publish_notes: false), so they are not de-identified")
-        yield from pseudo_events(context, ds4h, NOTE_TABLES, note_deid, {
-            "notes_with_text": notes, "notes_deidentified": notes if note_deid is not None else 0,
-            "publish_notes": config.policy.publish_notes})
+        with _NoteDeid(notes if deid else 0) as note_deid:
+            if note_deid.workers:
+                context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm) in "
+                                 f"{note_deid.workers} worker processes")
+            elif deid:
+                context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
+            yield from pseudo_events(context, ds4h, NOTE_TABLES, note_deid if deid else None, {
+                "notes_with_text": notes, "notes_deidentified": notes if deid else 0,
+                "publish_notes": config.policy.publish_notes, "deid_processes": max(note_deid.workers, 1)})
 
     return [raw, omop, pseudo, pseudo_notes]
 
 
-def _deid_with_progress(total: int, chunk: int = 250) -> Callable[..., list[str]]:
-    """deidentify_batch in chunks, reporting texts done per call (note texts, then titles, per part);
-    each text's result does not depend on its chunk."""
-    from anonymisation.deid import deidentify_batch
+class _NoteDeid:
+    """The notes pass's de-identifier: long-lived spawned workers (anonymisation.deid_workers) when
+    ``worker_count`` gives more than one, else deidentify_batch in this process; in chunks, reporting
+    texts done (note texts, then titles, per part). Each text's result does not depend on its chunk
+    or process. A context manager: the workers stop with the asset."""
 
-    calls = [0]
+    def __init__(self, total: int, chunk: int = 250) -> None:
+        from anonymisation.deid_workers import DeidWorkers, worker_count
 
-    def run(texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]]], offsets: Sequence[int],
-            tagged_dates: Sequence[Collection[dt.date]] | None = None) -> list[str]:
-        calls[0] += 1
-        if calls[0] == 1:
-            report(f"loading the French NER model for {total:,} notes")
-        tick = counter(f"de-identifying notes (pass {calls[0]}):", len(texts), every=0.5)
+        self.total, self.chunk, self.calls = total, chunk, 0
+        n = worker_count(total) if total else 1
+        self.workers = n if n > 1 else 0
+        # started now: the workers load the model while the notes are read
+        self._pool = DeidWorkers(n, chunk) if self.workers else None
+
+    def __enter__(self) -> "_NoteDeid":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def __call__(self, texts: Sequence[str], knowns: Sequence[Mapping[str, Sequence[str]]], offsets: Sequence[int],
+                 tagged_dates: Sequence[Collection[dt.date]] | None = None) -> list[str]:
+        from anonymisation.deid import deidentify_batch
+
+        self.calls += 1
+        if self.calls == 1:
+            report(f"loading the French NER model for {self.total:,} notes")
+        tick = counter(f"de-identifying notes (pass {self.calls}):", len(texts), every=0.5)
+        if self._pool is not None:
+            return self._pool(texts, knowns, offsets, tagged_dates, progress=tick)
         result: list[str] = []
-        for i in range(0, len(texts), chunk):
-            part = slice(i, i + chunk)
+        for i in range(0, len(texts), self.chunk):
+            part = slice(i, i + self.chunk)
             result += deidentify_batch(texts[part], knowns[part], offsets[part],
                                        None if tagged_dates is None else tagged_dates[part])
             tick(len(result))
         return result
-
-    return run
 
 
 def inventory_path(ws: Workspace, site: str) -> Path:

@@ -112,3 +112,23 @@ def test_notes_are_deidentified_by_their_own_asset_when_published(home: Path, mo
     texts = "\n".join(pseudo["note_text"].drop_nulls().to_list())
     assert "[NOM]" in texts  # tags where names were
     assert not [n for n in names if len(n) > 3 and f" {n} " in f" {texts} "]
+
+
+def test_workers_deidentify_the_notes_as_one_process_does(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DS4H_DEID_PROCESSES=2: the asset's notes go to two spawned workers; the written notes are the
+    same as those de-identified in the asset's own process."""
+    _set_publish_notes(home, True, monkeypatch)
+    ws = Workspace(home)
+    monkeypatch.setenv("DS4H_DEID_PROCESSES", "1")
+    ok, mats, checks = _materialize(home, "pseudo_note")
+    assert ok, checks
+    assert mats["pseudo_note"]["deid_processes"].value == 1
+    alone = read_partition(ws.lake("pseudo", "note", SITE))
+    monkeypatch.setenv("DS4H_DEID_PROCESSES", "2")
+    ok, mats, checks = _materialize(home, "pseudo_note")
+    assert ok, checks
+    assert mats["pseudo_note"]["deid_processes"].value == 2
+    assert checks[("pseudo_note", "leak_scan")]
+    workers = read_partition(ws.lake("pseudo", "note", SITE))
+    assert alone["note_text"].drop_nulls().len() > 20
+    assert workers.equals(alone)
