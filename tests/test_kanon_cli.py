@@ -221,3 +221,10 @@ def test_adult_end_to_end(app: typer.Typer, tmp_path: Path) -> None:
     assert df.height == 30162 - 1458
     assert "salary-class" in df.columns
     assert df.group_by(QIS).len()["len"].min() >= 5  # type: ignore[operator]
+
+
+def test_the_command_keeps_freed_memory_for_its_next_arrays() -> None:
+    # glibc (this project's Linux images): the allocator settings are accepted
+    from pipelines.commands.anonymise_table import _keep_freed_memory
+
+    assert _keep_freed_memory() is True

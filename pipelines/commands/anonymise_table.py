@@ -134,6 +134,27 @@ def anonymise_table(
         raise typer.Exit(1) from None
 
 
+def _keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep what this one-shot command frees (no trimming below 1 GB, 256 MB
+    of padding when its heap grows) instead of handing it back to the system and faulting it in again
+    on the next array: the search allocates and frees arrays of the table's size at every node. On a
+    VM whose fresh pages fault slowly this took a million-row search from 1.3-1.4 s to 0.4 s (bench
+    /RESULTS.md); the peak RSS is that of the largest moment, as before. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad = -1, -2  # glibc's malloc.h
+    return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_top_pad, 256 << 20))
+
+
 def _run(
     input_path: Path,
     specs: dict[str, str],
@@ -152,6 +173,7 @@ def _run(
     suggest: bool,
 ) -> None:
     start = time.perf_counter()
+    _keep_freed_memory()
     import polars as pl
 
     from anonymisation.kanon import apply_result, encode, frequency_table, hierarchies_for, search
