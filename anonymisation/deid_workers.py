@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from types import TracebackType
 
-__all__ = ["WORKERS_FROM", "DeidWorkers", "worker_count"]
+__all__ = ["CHUNK", "WORKERS_FROM", "DeidWorkers", "worker_count"]
 
 WORKERS_FROM = 1000  # notes: below this, starting workers (~4 s each, in parallel) costs more than it saves
 CHUNK = 250  # notes per task: small enough for steady progress, large enough to amortise pickling
@@ -56,10 +56,6 @@ def _run(texts: list[str], knowns: list[Known], offsets: list[int], tagged: list
     from anonymisation.deid import deidentify_batch
 
     return deidentify_batch(texts, knowns, offsets, tagged)
-
-
-def _pid() -> int:
-    return os.getpid()
 
 
 class DeidWorkers:
@@ -114,7 +110,3 @@ class DeidWorkers:
             for f in futures:
                 f.cancel()
         return out
-
-    def pids(self) -> set[int]:
-        """The workers' process ids (for tests: the same processes serve every call)."""
-        return {f.result() for f in [self._pool.submit(_pid) for _ in range(4 * self.processes)]}

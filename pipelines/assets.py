@@ -360,14 +360,14 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             context.log.info(f"{site}: {notes} notes kept without their text: the policy does not publish notes "
                              "(publish_notes: false), so they are not de-identified")
         with _NoteDeid(notes if deid else 0) as note_deid:
-            if note_deid.workers:
+            if note_deid.processes > 1:
                 context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm) in "
-                                 f"{note_deid.workers} worker processes")
+                                 f"{note_deid.processes} worker processes")
             elif deid:
                 context.log.info(f"{site}: de-identifying {notes} notes (presidio, fr_core_news_sm)")
             yield from pseudo_events(context, ds4h, NOTE_TABLES, note_deid if deid else None, {
                 "notes_with_text": notes, "notes_deidentified": notes if deid else 0,
-                "publish_notes": config.policy.publish_notes, "deid_processes": max(note_deid.workers, 1)})
+                "publish_notes": config.policy.publish_notes, "deid_processes": note_deid.processes})
 
     return [raw, omop, pseudo, pseudo_notes]
 
@@ -378,14 +378,13 @@ class _NoteDeid:
     texts done (note texts, then titles, per part). Each text's result does not depend on its chunk
     or process. A context manager: the workers stop with the asset."""
 
-    def __init__(self, total: int, chunk: int = 250) -> None:
-        from anonymisation.deid_workers import DeidWorkers, worker_count
+    def __init__(self, total: int) -> None:
+        from anonymisation.deid_workers import CHUNK, DeidWorkers, worker_count
 
-        self.total, self.chunk, self.calls = total, chunk, 0
-        n = worker_count(total) if total else 1
-        self.workers = n if n > 1 else 0
+        self.total, self.chunk, self.calls = total, CHUNK, 0
+        self.processes = worker_count(total) if total else 1
         # started now: the workers load the model while the notes are read
-        self._pool = DeidWorkers(n, chunk) if self.workers else None
+        self._pool = DeidWorkers(self.processes) if self.processes > 1 else None
 
     def __enter__(self) -> "_NoteDeid":
         return self

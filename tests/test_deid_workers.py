@@ -4,6 +4,7 @@ de-identification in each, the same output as one process, in order."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from datetime import date
 
 import pytest
@@ -27,6 +28,11 @@ def test_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
             worker_count(5)
 
 
+def _pids(workers: DeidWorkers) -> set[int]:
+    """The process ids of the workers that answer (several tasks, so that every worker may take one)."""
+    return {f.result() for f in [workers._pool.submit(os.getpid) for _ in range(4 * workers.processes)]}
+
+
 def test_workers_give_the_one_process_output_and_live_across_calls() -> None:
     patients = make_patients(11, 40)
     by_id = {p.patient_id: p for p in patients}
@@ -40,9 +46,9 @@ def test_workers_give_the_one_process_output_and_live_across_calls() -> None:
     with DeidWorkers(2, chunk=7) as workers:  # several chunks per worker
         assert workers._pool._mp_context.get_start_method() == "spawn"  # never forked from the caller
         first = workers(texts, knowns, offsets, tagged, progress=done.append)
-        before = workers.pids()
+        before = _pids(workers)
         again = workers(texts[::-1], knowns[::-1], offsets[::-1], tagged[::-1])
-        after = workers.pids()
+        after = _pids(workers)
     assert first == alone
     assert again == alone[::-1]
     assert done[-1] == len(texts) and done == sorted(done)

@@ -138,8 +138,8 @@ def _keep_freed_memory() -> bool:
     """Ask glibc's allocator to keep what this one-shot command frees (no trimming below 1 GB, 256 MB
     of padding when its heap grows) instead of handing it back to the system and faulting it in again
     on the next array: the search allocates and frees arrays of the table's size at every node. On a
-    VM whose fresh pages fault slowly this took a million-row search from 1.3-1.4 s to 0.4 s (bench
-    /RESULTS.md); the peak RSS is that of the largest moment, as before. False where there is no glibc."""
+    VM whose fresh pages fault slowly this took a million-row search from 1.3-1.4 s to 0.4 s, for ~50 MB
+    more peak RSS (bench/RESULTS.md). Process-wide: for this command only. False where there is no glibc."""
     import ctypes
     import ctypes.util
 
