@@ -810,9 +810,9 @@ def birth_date_images(dates: pl.DataFrame | pl.LazyFrame, shifts: pl.DataFrame |
     return set(lf.filter(image == pl.col("birth_date")).select(PERSON).unique().collect()[PERSON].to_list())
 
 
-def describe_hits(hits: Mapping[str, int]) -> str | None:
-    """One line for a check result: counts by identifier type, never values."""
-    return "identifiers found (cells by type): " + ", ".join(f"{k} {v}" for k, v in sorted(hits.items())) if hits else None
+def describe_table_hits(hits: Mapping[str, Mapping[str, int]]) -> str | None:
+    """One line for a stage's check result: counts by table and identifier type, never values."""
+    return "identifiers found (cells by table and type): " + describe_where(hits) if hits else None
 
 
 def describe_where(hits: Mapping[str, Mapping[str, int]]) -> str:
@@ -821,7 +821,7 @@ def describe_where(hits: Mapping[str, Mapping[str, int]]) -> str:
 
 
 __all__ = [
-    "KINDS", "Identifiers", "LeakScan", "birth_date_images", "describe_hits", "describe_where", "fold_expr",
+    "KINDS", "Identifiers", "LeakScan", "birth_date_images", "describe_table_hits", "describe_where", "fold_expr",
     "identifiers_from_patients", "inspect_table", "mask_identifiers", "normalise_text", "phone_forms",
     "public_place_names", "scan_table", "scan_text",
 ]

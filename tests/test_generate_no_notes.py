@@ -96,7 +96,7 @@ def test_site_stages_run_without_notes(no_notes: dict[str, object]) -> None:
     assert no_notes["success"], no_notes["checks"]
     checks = no_notes["checks"]
     assert isinstance(checks, dict)
-    assert checks[("raw_patients", "landing_inventory")]
+    assert checks[("raw_patients", "extract_checks")]
     assert all(checks.values()), [k for k, v in checks.items() if not v]
     logs = no_notes["logs"]
     assert isinstance(logs, list)
