@@ -20,7 +20,7 @@ from typing import Literal
 
 import polars as pl
 
-from anonymisation.pseudonym import digest, offset_days
+from anonymisation.pseudonym import digest_many, offset_days_many
 
 Precision = Literal["day", "week", "month"]
 DELTA = "_delta_days"
@@ -40,16 +40,17 @@ def anchor_deltas(
     year, which selects the band); ``bands``: true death year -> (first year, last year) of its band;
     ``latest``: no anchored death date goes beyond it (the release's last date)."""
     rows: list[tuple[int, int]] = []
-    for pid, shifted, year in deaths.select("person_id", "death_date", "death_year").iter_rows():
-        if shifted is None or year is None or int(year) not in bands:
-            continue
+    todo = [(pid, shifted, year) for pid, shifted, year in deaths.select("person_id", "death_date", "death_year").iter_rows()
+            if shifted is not None and year is not None and int(year) in bands]
+    anchors = digest_many(secret, "death-anchor", [str(pid) for pid, _, _ in todo])
+    for (pid, shifted, year), d in zip(todo, anchors, strict=True):
         lo, hi = bands[int(year)]
         first = dt.date(lo, 1, 1)
         last = dt.date(hi, 12, 31)
         if latest is not None:
             last = max(first, min(last, latest))
         span = (last - first).days + 1
-        u = int.from_bytes(digest(secret, "death-anchor", str(pid))[:8], "big") % span
+        u = int.from_bytes(d[:8], "big") % span
         rows.append((int(pid), (first + dt.timedelta(days=u) - shifted).days))
     return pl.DataFrame(rows, schema={"person_id": pl.Int64, DELTA: pl.Int32}, orient="row")
 
@@ -59,7 +60,7 @@ def permit_deltas(person_ids: pl.Series, secret: bytes, permit: str, max_days: i
     ids = person_ids.unique().sort().to_list()
     return pl.DataFrame({
         "person_id": pl.Series(ids, dtype=pl.Int64),
-        DELTA: pl.Series([offset_days(secret, f"permit:{permit}:{i}", max_days) for i in ids], dtype=pl.Int32),
+        DELTA: pl.Series(offset_days_many(secret, [f"permit:{permit}:{i}" for i in ids], max_days), dtype=pl.Int32),
     })
 
 

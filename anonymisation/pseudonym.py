@@ -8,6 +8,7 @@ Work is vectorised: distinct identities are pseudonymised once and joined back.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import polars as pl
 
@@ -50,6 +51,21 @@ class _HmacSha256:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+    def digest_many(self, prefix: bytes, values: Iterable[str]) -> list[bytes]:
+        """The MAC of ``prefix + value`` for each value (the prefix hashed once)."""
+        inner = self._inner.copy()
+        inner.update(prefix)
+        new_inner, new_outer = inner.copy, self._outer.copy
+        out: list[bytes] = []
+        append = out.append
+        for v in values:
+            i = new_inner()
+            i.update(v.encode())
+            o = new_outer()
+            o.update(i.digest())
+            append(o.digest())
+        return out
 
     def id63_many(self, prefix: bytes, values: list[str]) -> list[int]:
         """The first 63 bits of the MAC of ``prefix + value`` for each value (the prefix hashed once)."""
@@ -95,6 +111,27 @@ def id63_many(secret: bytes, domain: str, values: list[str]) -> list[int]:
     return _mac(secret).id63_many(domain.encode() + b"\x1f", values)
 
 
+def digest_many(secret: bytes, domain: str, values: Iterable[str]) -> list[bytes]:
+    """``digest`` of each value, the key looked up and the domain prefix hashed once: a per-value
+    ``digest`` call costs ~11 us (the key cache hashes the secret each time), this ~1.3 us."""
+    return _mac(secret).digest_many(domain.encode() + b"\x1f", values)
+
+
+def token_many(secret: bytes, domain: str, values: Iterable[str], length: int = 20) -> list[str]:
+    """``token`` of each value (same strings)."""
+    return [d.hex()[:length] for d in digest_many(secret, domain, values)]
+
+
+def offset_days_many(secret: bytes, values: Iterable[str], max_days: int) -> list[int]:
+    """``offset_days`` of each value (same offsets)."""
+    return [_offset(d, max_days) for d in digest_many(secret, "date-shift", values)]
+
+
+def _offset(d: bytes, max_days: int) -> int:
+    n = int.from_bytes(d[:8], "big") % (2 * max_days)
+    return n - max_days if n < max_days else n - max_days + 1
+
+
 def token(secret: bytes, domain: str, value: str, length: int = 20) -> str:
     """A textual pseudonym (hex), for *_source_value columns."""
     return digest(secret, domain, value).hex()[:length]
@@ -102,8 +139,7 @@ def token(secret: bytes, domain: str, value: str, length: int = 20) -> str:
 
 def offset_days(secret: bytes, value: str, max_days: int) -> int:
     """A per-identity date offset in [-max_days, -1] ∪ [1, max_days], never 0."""
-    n = int.from_bytes(digest(secret, "date-shift", value)[:8], "big") % (2 * max_days)
-    return n - max_days if n < max_days else n - max_days + 1
+    return _offset(digest(secret, "date-shift", value), max_days)
 
 
 def id63_checked(secret: bytes, domain: str, values: list[str]) -> list[int]:
@@ -125,11 +161,10 @@ def person_map(identities: pl.DataFrame, secret: bytes, max_shift: int) -> pl.Da
     """
     distinct = identities.select("identity", "site").unique(subset="identity", keep="first").sort("identity")
     ident = distinct["identity"].to_list()
-    ids = [id63(secret, "person", v) for v in ident]
     out = distinct.with_columns(
-        pl.Series("person_id", ids, dtype=pl.Int64),
-        pl.Series("person_source_value", [token(secret, "person-source", v) for v in ident], dtype=pl.String),
-        pl.Series("date_offset", [offset_days(secret, v, max_shift) for v in ident], dtype=pl.Int32),
+        pl.Series("person_id", id63_many(secret, "person", ident), dtype=pl.Int64),
+        pl.Series("person_source_value", token_many(secret, "person-source", ident), dtype=pl.String),
+        pl.Series("date_offset", offset_days_many(secret, ident, max_shift), dtype=pl.Int32),
     )
     dup = out.filter(pl.col("person_id").is_duplicated()).sort("person_id")
     if dup.height:

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from anonymisation.leakscan import Identifiers, identifiers_from_patients, mask_identifiers
-from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token
+from anonymisation.pseudonym import id63_checked, identity_expr, person_map, token_many
 from schemas import omop as cdm
 from schemas.column_policy import (
     DROPPED,
@@ -283,7 +283,7 @@ def pseudonymise_site(
             out = pl.concat(parts)
         for col in TOKENISED.get(table, ()):
             distinct = sorted(set(out[col].drop_nulls().to_list()))
-            tokens = {v: token(secret, f"{table}.{col}", f"{site}:{v}") for v in distinct}
+            tokens = dict(zip(distinct, token_many(secret, f"{table}.{col}", [f"{site}:{v}" for v in distinct]), strict=True))
             out = out.with_columns(pl.col(col).replace_strict(tokens, default=None, return_dtype=pl.String))
         if table == "person":
             out = _remap(out, "person_id", person_ids)

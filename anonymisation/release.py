@@ -68,7 +68,7 @@ from anonymisation.kmanon import NONE, KmResult, Units, enforce_km, persons_at_r
 from anonymisation.locations import location_qi, release_location_rows
 from anonymisation.permit import rekey_table
 from anonymisation.providers import protect_providers
-from anonymisation.pseudonym import CollisionError, id63
+from anonymisation.pseudonym import CollisionError, id63_many
 from anonymisation.risk import read_population
 from anonymisation.risk_report import full_report, model_of, protection, search_keeping, suggest_keeping
 from anonymisation.utility import ceilings, describe_levels, field_utility, utility_summary
@@ -758,7 +758,7 @@ def build_release(
     pc_level = result.levels.get("postcode")
     if "postcode" in qi_cols and pc_level is not None:
         labels = sorted(set(persons["g_postcode"].drop_nulls().to_list()) - {MISSING})
-        loc_ids = {lab: id63(secret, "release-location", lab) for lab in labels}
+        loc_ids = dict(zip(labels, id63_many(secret, "release-location", labels), strict=True))
         if len(set(loc_ids.values())) != len(loc_ids):
             raise CollisionError("location id collision in the release: nothing was published; report this")
         updates.append(pl.col("g_postcode").replace_strict(loc_ids, default=None, return_dtype=pl.Int64).alias("location_id"))

@@ -41,7 +41,7 @@ def test_two_keys_give_disjoint_ids() -> None:
 def test_collision_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     import anonymisation.pseudonym as ps
 
-    monkeypatch.setattr(ps, "id63", lambda *a: 42)
+    monkeypatch.setattr(ps, "id63_many", lambda _s, _d, values: [42] * len(values))
     ident = pl.DataFrame({"identity": ["nat:LU:1", "site:b:X"], "site": ["hospital-a", "hospital-b"]})
     with pytest.raises(CollisionError, match="hospital-a and hospital-b"):
         ps.person_map(ident, KEY, 180)
@@ -93,3 +93,24 @@ def test_batch_hmac_equals_hmac_per_value(key: bytes) -> None:
                 & ((1 << 63) - 1) for v in values]
     assert ps.id63_many(key, "visit_occurrence", values) == expected
     assert id63(KEY, "person", "nat:LU:1980010112345") == 6691965178439454517
+
+
+@pytest.mark.parametrize("key", [KEY, b"k", bytes(range(100))])
+def test_batched_digests_tokens_offsets_equal_the_per_value_ones(key: bytes) -> None:
+    """person_map, the tokens and the release's date anchors use the batched forms: the same bytes as
+    the per-value functions (and as the standard library's HMAC) for every value."""
+    import anonymisation.pseudonym as ps
+
+    values = [f"nat:LU:{19800101 * 100000 + i}" for i in range(2000)] + ["", "é€ 漢字 \x00 x", "x" * 300]
+    assert ps.digest_many(key, "death-anchor", values) == [
+        hmac.new(key, b"death-anchor\x1f" + v.encode(), hashlib.sha256).digest() for v in values]
+    assert ps.token_many(key, "person-source", values) == [ps.token(key, "person-source", v) for v in values]
+    assert ps.token_many(key, "note.x", values, 12) == [ps.token(key, "note.x", v, 12) for v in values]
+    assert ps.offset_days_many(key, values, 365) == [ps.offset_days(key, v, 365) for v in values]
+    frame = pl.DataFrame({"identity": values, "site": ["a"] * len(values)})
+    pmap = ps.person_map(frame, key, 365)
+    by_identity = {r["identity"]: r for r in pmap.iter_rows(named=True)}
+    for v in values:
+        assert by_identity[v]["person_id"] == ps.id63(key, "person", v)
+        assert by_identity[v]["person_source_value"] == ps.token(key, "person-source", v)
+        assert by_identity[v]["date_offset"] == ps.offset_days(key, v, 365)
