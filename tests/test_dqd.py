@@ -482,3 +482,9 @@ def test_parquet_tables_give_the_same_results_as_frames(check_name: str, tmp_pat
 
     assert key(on_disk) == key(in_memory) == key(loaded_all) == key(loaded_some)
     assert any(x.failed for x in on_disk.results)
+    # the queries on several cursors at once or one after the other: the same results and samples
+    # (frames registered on each cursor, views and tables shared)
+    for given in (tables, files):
+        serial, parallel = run(given, workers=1, **kw), run(given, workers=3, **kw)
+        assert key(serial) == key(parallel) == key(in_memory)
+        assert [x.sample for x in serial.results] == [x.sample for x in parallel.results]

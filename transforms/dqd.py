@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -278,6 +281,9 @@ class _Ctx:
     rows: dict[str, int]
     vocab: set[str]  # vocabulary tables registered
     given_columns: dict[str, set[str]]  # the columns the caller gave, per table
+    # frames registered on the connection (a registration is the connection's own: each cursor that
+    # runs checks registers the same Arrow tables, zero-copy)
+    registered: dict[str, Any] = dc_field(default_factory=dict)
 
 
 @dataclass
@@ -535,6 +541,7 @@ def _register(
     rows: dict[str, int] = {}
     given_columns: dict[str, set[str]] = {}
     loaded = _in_memory(tables, in_memory_bytes) if in_memory_bytes > 0 else set()
+    registered: dict[str, Any] = {}
     for k, v in tables.items():
         name = k.lower()
         if isinstance(v, pl.DataFrame):
@@ -573,13 +580,15 @@ def _register(
             missing = [fl for fl in spec.fields if fl.name not in df.columns]
             if missing:
                 df = df.with_columns(pl.lit(None, dtype=fl.polars_type).alias(fl.name) for fl in missing)
-        con.register(name, df.to_arrow())
+        registered[name] = df.to_arrow()
+        con.register(name, registered[name])
     columns: dict[str, dict[str, str]] = {}
     for tname, cname, ctype in con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns"
     ).fetchall():
         columns.setdefault(tname, {})[cname] = ctype
-    return _Ctx(columns=columns, present=present, rows=rows, vocab=vocab, given_columns=given_columns)
+    return _Ctx(columns=columns, present=present, rows=rows, vocab=vocab, given_columns=given_columns,
+                registered=registered)
 
 
 def _result(c: CheckDef) -> CheckResult:
@@ -615,6 +624,7 @@ def run_checks(
     memory_limit: str | None = None,
     temp_dir: Path | None = None,
     in_memory_bytes: int = 0,
+    workers: int | None = None,
 ) -> DqdRun:
     """Run every DQD check on the CDM tables given (lower-case OMOP table names -> polars frames, or
     the Parquet files of a table: DuckDB then reads them in place, so a large CDM need not fit in memory).
@@ -624,6 +634,10 @@ def run_checks(
     ``temp_dir`` bound DuckDB's memory, spilling to disk beyond it. ``in_memory_bytes``: tables given as
     files are read into DuckDB's memory once, smallest first, while their Parquet stays within this many
     bytes (the checks, ~2,400 queries, then scan memory: a third faster); the others are read in place.
+    ``workers``: queries run at once on cursors of the connection (default: one per core, at most 4; 1
+    runs them one after the other); the results do not depend on it. On 2 cores, two cursors took the
+    release's DQD at 100,000 patients from 16.2-17.0 to 13.7-14.4 s for +55 MB (three: 13.7 s, +100 MB).
+    Tables on an object store: one at a time.
     """
     start = datetime.now(UTC)
     config: dict[str, str | bool | int | float | list[str]] = {}
@@ -637,7 +651,9 @@ def run_checks(
         con.register_filesystem(fs_of(remote))
     try:
         ctx = _register(con, tables, concept, concept_ancestor, in_memory_bytes)
-        results = _run_all(con, list(check_definitions()), ctx, skip_tables_absent)
+        if workers is None:
+            workers = min(4, os.cpu_count() or 1)
+        results = _run_all(con, list(check_definitions()), ctx, skip_tables_absent, 1 if remote is not None else workers)
     finally:
         con.close()
     given = {k.lower(): v for k, v in tables.items()}
@@ -660,10 +676,42 @@ def _standalone(sql: _Sql) -> str:
             f"({sql.denominator}) AS num_denominator_rows")
 
 
+def _run_jobs(con: duckdb.DuckDBPyConnection, ctx: _Ctx, jobs: list[Callable[[duckdb.DuckDBPyConnection], None]],
+              workers: int) -> None:
+    """Run the queries, on ``workers`` cursors of the connection at once (DuckDB runs a cursor's query
+    without the GIL; most checks are small queries that one thread runs alone)."""
+    if workers <= 1 or len(jobs) < 2:
+        for job in jobs:
+            job(con)
+        return
+    local = threading.local()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+    lock = threading.Lock()
+
+    def run(job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        cur = getattr(local, "cursor", None)
+        if cur is None:
+            cur = local.cursor = con.cursor()
+            for name, arrow in ctx.registered.items():
+                cur.register(name, arrow)
+            with lock:
+                cursors.append(cur)
+        job(cur)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dqd") as pool:
+            for done in [pool.submit(run, job) for job in jobs]:
+                done.result()
+    finally:
+        for cur in cursors:
+            cur.close()
+
+
 def _run_all(
-    con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx, skip_tables_absent: bool
+    con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx, skip_tables_absent: bool, workers: int = 1
 ) -> list[CheckResult]:
-    """Decide what runs, run the batched count_if checks one query per source, the others one query each."""
+    """Decide what runs, run the batched count_if checks one query per source, the others one query each
+    (on ``workers`` cursors at once)."""
     results = [_result(c) for c in checks]
     todo: list[tuple[CheckDef, CheckResult, _Sql]] = []
     for c, res in zip(checks, results, strict=True):
@@ -690,17 +738,21 @@ def _run_all(
 
     batches: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
     groups: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
+    singles: list[CheckResult] = []
     for item in todo:
         if item[2].batch is not None:
             batches.setdefault(item[2].batch[0], []).append(item)
         elif item[2].group is not None:
             groups.setdefault(item[2].group[0], []).append(item)
         else:
-            _run_single(con, item[1])
-    for source, items in batches.items():
-        _run_batch(con, source, items)
-    for key, items in groups.items():
-        _run_group(con, key, items)
+            singles.append(item[1])
+    # the long scans first, so that the threads end together; each query writes only its own checks' results
+    jobs: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+        *[partial(_run_batch, source=source, items=items) for source, items in batches.items()],
+        *[partial(_run_group, key=key, items=items) for key, items in groups.items()],
+        *[partial(_run_single, res=res) for res in singles],
+    ]
+    _run_jobs(con, ctx, jobs, workers)
     for res in results:
         if res.num_violated_rows is not None and res.num_denominator_rows is not None:
             d = res.num_denominator_rows
