@@ -68,7 +68,9 @@ class _HmacSha256:
         return out
 
     def id63_many(self, prefix: bytes, values: list[str]) -> list[int]:
-        """The first 63 bits of the MAC of ``prefix + value`` for each value (the prefix hashed once)."""
+        """The first 63 bits of the MAC of ``prefix + value`` for each value (the prefix hashed once).
+        digest_many's loop with the conversion inside: the pseudo stage's hottest loop (millions of ids
+        a site); building it on digest_many and converting in a second pass measured 5-10% slower."""
         inner = self._inner.copy()
         inner.update(prefix)
         new_inner, new_outer, from_bytes = inner.copy, self._outer.copy, int.from_bytes

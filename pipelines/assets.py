@@ -8,6 +8,7 @@ and returns MaterializeResult and AssetCheckResult events. Metadata never holds 
 
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -189,16 +190,15 @@ def build_site_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                     yield dg.MaterializeResult(asset_key=key, metadata=md)
                     if other is fmt:
                         entity_rows.append(_entity_row(name, None, None, config.quality, note))
+                    elif anchor:  # another format's extract_checks: nothing of this site to check
+                        yield dg.AssetCheckResult(asset_key=key, check_name="extract_checks", passed=True,
+                                                  metadata={"note": note})
                 else:
                     extra = {"unlinked": sub_counts.get((name, "unlinked"), 0),
                              "cascaded": sub_counts.get((name, "cascaded"), 0),
                              **(inventory.metadata() if anchor else {})}
                     yield _raw_materialization(key, st, ws.lake("raw", f"{fmt.prefix}{name}", site), extra)
                     entity_rows.append(_entity_row(name, st, contract_results.get(name), config.quality))
-        for other in formats:
-            if other is not fmt:
-                yield dg.AssetCheckResult(asset_key=inventory_keys[other.name], check_name="extract_checks", passed=True,
-                                          metadata={"note": f"not part of this site's format ({fmt.name})"})
         yield _extract_check(inventory_keys[fmt.name], inventory, entity_rows, config.quality)
 
     @dg.multi_asset(
@@ -499,10 +499,9 @@ def leak_check_result(asset: str, hits: Mapping[str, Mapping[str, int]], extra: 
     """A stage's one leak_scan check: hits (table -> identifier type -> cells) summed by type in the
     metadata and named by table in the description; counts only, never a value."""
     found = {t: dict(h) for t, h in hits.items() if h}
-    by_kind: dict[str, int] = {}
+    by_kind: Counter[str] = Counter()
     for h in found.values():
-        for k, v in h.items():
-            by_kind[k] = by_kind.get(k, 0) + v
+        by_kind.update(h)
     return dg.AssetCheckResult(
         asset_key=asset, check_name="leak_scan", passed=not found, description=describe_table_hits(found),
         metadata={"tables_scanned": len(hits), "tables_with_hits": len(found), **extra,
