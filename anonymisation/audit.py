@@ -244,6 +244,33 @@ def _lookup(values: pa.Array, keys: pa.Array) -> pa.Array:
     return pc.index_in(values, value_set=keys, skip_nulls=True)
 
 
+class _Positions:
+    """:func:`_lookup` against one fixed key array, its sort built once: the fact tables look up every
+    row group's person_id among all persons, and ``pc.index_in`` rebuilt its hash table of every person
+    at each call (~10 ms a row group at 100,000 persons: 2.2 of the 6.7 s of a 100,000-patient audit).
+    Signed integer keys and values are searched in the sorted keys; any other type goes to
+    :func:`_lookup`. The keys must be unique without nulls (person_id, checked before)."""
+
+    def __init__(self, keys: pa.Array) -> None:
+        self.keys = keys
+        self.sorted: Int | None = None
+        if pa.types.is_signed_integer(keys.type) and not keys.null_count:
+            k = keys.to_numpy(zero_copy_only=False).astype(np.int64)
+            self.order = np.argsort(k, kind="stable").astype(np.int32)
+            self.sorted = k[self.order]
+
+    def __call__(self, values: pa.Array) -> pa.Array:
+        """Index of each value in the keys (null when absent or null), as ``pc.index_in`` gives it."""
+        if self.sorted is None or not pa.types.is_signed_integer(values.type) or not len(self.sorted):
+            return _lookup(values, self.keys)
+        v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        at = np.minimum(np.searchsorted(self.sorted, v), len(self.sorted) - 1)
+        found = self.sorted[at] == v
+        if values.null_count:
+            found &= pc.is_valid(values).to_numpy(zero_copy_only=False)
+        return pa.array(self.order[at], type=pa.int32(), mask=~found)
+
+
 def _as_text(arr: pa.Array) -> pa.Array:
     """``str`` of each (non-null) value, as the definitions compare facts."""
     t = arr.type
@@ -361,6 +388,7 @@ def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_
         raise AuditError(f"{version_dir / 'omop' / 'person'} has {len(person_ids):,} persons: "
                          "the audit counts at most 2^31 - 1")
     out: list[_FactColumn] = []
+    positions = _Positions(person_ids)
     for table, columns in FACT_COLUMNS.items():
         files = _parts(version_dir, table)
         if not files:
@@ -377,7 +405,7 @@ def _facts(version_dir: Path, person_ids: pa.Array, tables: list[str]) -> list[_
                 continue
             if "person_id" not in batch.column_names:
                 raise AuditError(f"{version_dir / 'omop' / table} has no person_id column")
-            pidx = _lookup(_column(batch, "person_id"), person_ids)
+            pidx = positions(_column(batch, "person_id"))
             known = pc.is_valid(pidx)
             for column in present:
                 values = _column(batch, column)

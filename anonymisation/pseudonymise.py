@@ -186,14 +186,19 @@ def pseudonymise_site(
     the whole site's. ``opt_outs``: :func:`read_opt_outs` (a plain set holds matricules)."""
     if not isinstance(opt_outs, OptOuts):
         opt_outs = OptOuts(matricules=frozenset(opt_outs or ()))
-    ident = identity.with_columns(matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""))
-    pmap = pseudonyms(identity, site, secret, policy.date_shift_days)
-    link = ident.select(pl.col("person_id").alias("old"), "birth_date", "matricule_digits",
-                        local_id=pl.col("patient_id").cast(pl.String)).join(
-        pmap.rename({"person_id": "old", "pseudo_person_id": "person_id"}), on="old", how="inner")
-    opted = link.filter(pl.col("matricule_digits").is_in(sorted(opt_outs.matricules))
-                        | pl.col("local_id").is_in(sorted(opt_outs.at(site))))["old"]
+    ident = identity.select(pl.col("person_id").alias("old"), "birth_date",
+                            matricule_digits=pl.col("matricule").cast(pl.String).str.replace_all(r"\D", ""),
+                            local_id=pl.col("patient_id").cast(pl.String))
+    opted = ident.filter(pl.col("matricule_digits").is_in(sorted(opt_outs.matricules))
+                         | pl.col("local_id").is_in(sorted(opt_outs.at(site))))["old"]
     opted_list = opted.implode()
+    keyed_persons = identity
+    if "person" not in omop:  # a pass without the person table (the notes): only the persons its rows name are keyed
+        named = [df["person_id"] for df in omop.values() if "person_id" in df.columns]
+        wanted = pl.concat(named).drop_nulls().unique() if named else pl.Series("person_id", [], pl.Int64)
+        keyed_persons = identity.filter(pl.col("person_id").is_in(wanted.implode()))
+    pmap = pseudonyms(keyed_persons, site, secret, policy.date_shift_days)
+    link = ident.join(pmap.rename({"person_id": "old", "pseudo_person_id": "person_id"}), on="old", how="inner")
     offsets = link.select(person_id="old", date_offset="date_offset")
     person_ids = link.select("old", new="person_id")
     acc: list[dict[str, object]] = []

@@ -479,11 +479,11 @@ def pseudo_in_parts(site: str, ws: Workspace, secret: bytes, policy: PrivacyPoli
     identity_all = read_partition(ws.identity(site))
     if parts > 1 and structured:  # each part checks its own persons' ids: check them across parts here
         id63_checked(secret, "person", identity_all.select(identity_expr(site).alias("i")).unique()["i"].to_list())
-    pmap = pseudonyms(identity_all, site, secret, policy.date_shift_days)
-    # a pass with no row to mask or scan (the notes pass of a site without notes) indexes nobody's identifiers
+    # a pass with no row to mask or scan (the notes pass of a site without notes) keys and indexes nobody
     empty = not structured and not any(parquet_rows(f) for t in tables if t not in GLOBAL_TABLES
                                        for f in partition_files(ws.lake("omop", t, site)))
     indexed = identity_all.clear() if empty else identity_all
+    pmap = pseudonyms(indexed, site, secret, policy.date_shift_days)
     masking = identifiers_from_patients(indexed)  # free text is masked before ids change
     ids = masking.rekeyed(pmap.select("person_id", new_person_id="pseudo_person_id"))
     scan = LeakScan(ids)

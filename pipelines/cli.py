@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 error (one line saying what to do), 2 a blocking check 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from pathlib import Path
@@ -707,6 +708,18 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    finally:
+        _spare_the_exit()
+
+
+def _spare_the_exit() -> None:
+    """Keep the cyclic garbage collector out of the interpreter's shutdown. Python collects once more
+    over every object still alive as it tears the modules down (Dagster's definitions and instance, the
+    libraries): 1.4-1.6 s at the end of a `ds4h run`, measured, against 0.1-0.15 s frozen. Nothing
+    waits on a collection by then: files, DuckDB connections and worker processes are closed by their
+    context managers before the command returns, and the output is flushed at exit as before."""
+    gc.freeze()
+    gc.disable()
 
 
 if __name__ == "__main__":

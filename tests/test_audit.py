@@ -384,3 +384,24 @@ def test_random_releases_agree(now: list[dict[str, Any]], before: list[dict[str,
                 agree(dataset / "2", k, m, earlier=[dataset / "1"])
     finally:
         audit.DENSE_CELLS, audit.TRIPLE_CELLS, audit.GROUP_PAIRS = saved
+
+
+def test_person_positions_equal_arrow_index_in() -> None:
+    """The fact tables' person lookup (sorted once) gives what ``pc.index_in`` gives: first positions,
+    null for absent and null values, across integer widths; other types take ``pc.index_in`` itself."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(7)
+    keys = pa.array(rng.permutation(np.arange(-50, 5_000, 3, dtype=np.int64)))
+    positions = audit._Positions(keys)
+    raw = rng.integers(-60, 5_100, 20_000)
+    values = pa.array(raw, mask=rng.random(20_000) < 0.05)
+    for v in (values, values.cast(pa.int32()), pa.array([], pa.int64()), pa.array([None, None], pa.int64())):
+        expected = pc.index_in(v, value_set=keys, skip_nulls=True)
+        got = positions(v)
+        assert got.equals(expected.cast(got.type)), v.type
+    assert 0 < positions(values).null_count < len(values)  # both found and absent values were tried
+    text_keys = pa.array(["a", "b", "c"])
+    assert audit._Positions(text_keys)(pa.array(["c", None, "z"])).to_pylist() == [2, None, None]
+    assert audit._Positions(pa.array([], pa.int64()))(pa.array([1, None], pa.int64())).to_pylist() == [None, None]

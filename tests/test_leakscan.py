@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anonymisation.leakscan import (
     LeakScan,
@@ -296,3 +298,38 @@ def test_sorted_lookups_equal_hash_lookups() -> None:
     assert _rows_of(by_person, persons, "person_id").sort(pl.all()).equals(
         by_person.filter(pl.col("person_id").is_in(persons.implode())).sort(pl.all()))
     assert _rows_of(table, pl.Series([], dtype=pl.String), "key").is_empty()
+
+
+def _phone_forms_reference(raw: str) -> tuple[str, set[str]]:
+    """phone_forms as first written (a character loop and a generator), to pin the faster one to."""
+    from anonymisation.leakscan import CALLING_CODES, TRUNK_COUNTRIES
+
+    s = raw.strip()
+    digits = "".join(ch for ch in s if ch.isdigit())
+    if s.startswith("+") or digits.startswith("00"):
+        rest = digits[2:] if not s.startswith("+") else digits
+        cc = next((rest[:n] for n in (3, 2, 1) if rest[:n] in CALLING_CODES), "")
+        national = rest[len(cc):]
+        if national.startswith("0"):
+            national = national[1:]
+        codes: tuple[str, ...] = (cc,) if cc else ()
+        trunk = bool(cc) and cc != "352"
+    elif digits.startswith("0"):
+        national, codes, trunk = digits[1:], TRUNK_COUNTRIES, True
+    else:
+        national, codes, trunk = digits, ("352",), False
+    forms = {national} | {c + national for c in codes} | {"00" + c + national for c in codes}
+    if trunk:
+        forms.add("0" + national)
+    return national, forms
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789+ -()./x\u00b2\u0663\uff15\u096a\u00a0a"), max_size=24))
+def test_phone_forms_and_digits_equal_the_character_loop(raw: str) -> None:
+    from anonymisation.leakscan import _digits_of, phone_forms
+
+    assert _digits_of(raw) == "".join(ch for ch in raw if ch.isdigit())
+    assert phone_forms(raw) == _phone_forms_reference(raw)
+    for fixed in ("+352 621 123 456", "0033 6 12 34 56 78", "06 12 34 56 78", "+1 (555) 010-9999", "+", "00", ""):
+        assert phone_forms(fixed) == _phone_forms_reference(fixed)
