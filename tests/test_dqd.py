@@ -455,6 +455,39 @@ def test_batched_counts_equal_each_checks_own_query() -> None:
     con.close()
 
 
+def test_counts_over_shared_joins_equal_each_checks_own_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks joining a table with person, death or visit_occurrence are counted together per join
+    (their numerators) and per table (their denominators): each one's own SQL gives the same numbers,
+    also with a person listed twice (the join counts that person's rows twice, as each check's own
+    query does) and a birth known only by its year."""
+    import duckdb
+
+    tables = tiny_cdm()
+    for name in ("plausibleDuringLife", "plausibleBeforeDeath", "plausibleAfterBirth", "withinVisitDates"):
+        tables = CASES[name][0](tables)
+    tables = _set(tables, "visit_occurrence", 0, visit_start_date=date(1969, 1, 1))  # before its person's birth
+    tables = _set(tables, "person", 1, birth_datetime=None)  # person 2: born "1980-06-01" for the checks
+    tables = _set(tables, "drug_exposure", 0, drug_exposure_start_date=date(1980, 3, 1))
+    tables["person"] = pl.concat([tables["person"], tables["person"].filter(pl.col("person_id") == 1)])
+    alone: list[str] = []  # checks run by their own query (a shared count falls back to them on an error)
+    single = dqd._run_single
+    monkeypatch.setattr(dqd, "_run_single", lambda con, res: (alone.append(res.check_name), single(con, res)))
+    r = run(tables, workers=2)
+    joined = {"plausibleDuringLife", "plausibleBeforeDeath", "plausibleAfterBirth", "withinVisitDates",
+              "plausibleTemporalAfter"}
+    assert not joined & set(alone)
+    assert {x.check_name for x in r.results if x.failed} >= joined
+    con = duckdb.connect()
+    dqd._register(con, tables, _concepts(), _ancestors())
+    ran = [x for x in r.results if x.query_text and x.check_name in joined]
+    assert len(ran) > 100 and sum(x.num_violated_rows or 0 for x in ran) >= 8
+    for x in ran:
+        assert x.error is None, x.check_id
+        n, d = con.execute(x.query_text).fetchall()[0]
+        assert (n, d) == (x.num_violated_rows, x.num_denominator_rows), x.check_id
+    con.close()
+
+
 @pytest.mark.parametrize("check_name", ["isForeignKey", "isRequired", "plausibleValueLow", "cdmField"])
 def test_parquet_tables_give_the_same_results_as_frames(check_name: str, tmp_path: Path) -> None:
     """Tables given as Parquet files (read in place by DuckDB, under a memory limit) are checked
