@@ -333,3 +333,28 @@ def test_phone_forms_and_digits_equal_the_character_loop(raw: str) -> None:
     assert phone_forms(raw) == _phone_forms_reference(raw)
     for fixed in ("+352 621 123 456", "0033 6 12 34 56 78", "06 12 34 56 78", "+1 (555) 010-9999", "+", "00", ""):
         assert phone_forms(fixed) == _phone_forms_reference(fixed)
+
+
+@pytest.mark.parametrize("colliding", [False, True])
+def test_key_lookup_by_hash_equals_a_join(monkeypatch: pytest.MonkeyPatch, colliding: bool) -> None:
+    """The index finds a value's keys by their hashes, then compares the keys themselves: the pairs are
+    exactly those of a join on the key, also when many keys share a hash (a hash of the length here)."""
+    import random
+
+    from anonymisation.leakscan import _Hashed, _matches
+
+    if colliding:
+        monkeypatch.setattr(pl.Series, "hash", lambda self, seed=0, **_: self.str.len_bytes().cast(pl.UInt64))
+    rng = random.Random(5)
+    keys = sorted({"".join(rng.choice("abcdé ") for _ in range(rng.randint(1, 6))) for _ in range(3000)})
+    table = pl.DataFrame({"key": keys + keys[::7], "kind": ["name"] * len(keys) + ["local_id"] * len(keys[::7])}).sort("key")
+    probes = [rng.choice(keys) for _ in range(2000)] + ["absent key", "zz", ""]
+    found = pl.DataFrame({"vid": range(len(probes)), "key": probes}, schema={"vid": pl.Int64, "key": pl.String})
+    got = _matches(found, table, _Hashed.of(table))
+    expected = found.join(table, on="key")
+    assert got.columns == expected.columns and got.schema == expected.schema
+    assert got.sort(got.columns).equals(expected.sort(expected.columns))
+    assert expected.height > 2000  # keys in two kinds give two rows
+    empty = _matches(found.clear(), table, _Hashed.of(table))
+    assert empty.height == 0 and empty.columns == expected.columns
+    assert _matches(found, table.clear(), _Hashed.of(table.clear())).height == 0
