@@ -488,6 +488,38 @@ def test_counts_over_shared_joins_equal_each_checks_own_query(monkeypatch: pytes
     con.close()
 
 
+def test_a_shared_count_duckdb_refuses_falls_back_to_each_checks_own_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When DuckDB refuses a query that counts several checks (here one condition names no column), every
+    check of it runs its own query: the same numbers, no error, no crash."""
+    import dataclasses
+
+    import duckdb
+
+    build = dqd._build_sql
+
+    def broken(c: dqd.CheckDef, ctx: Any) -> Any:
+        sql = build(c, ctx)
+        if (c.check_name, c.table, c.field) == ("plausibleAfterBirth", "measurement", "measurement_date"):
+            assert sql.counts is not None
+            return dataclasses.replace(sql, counts=((sql.counts[0][0], "no_such_column IS NULL"), sql.counts[1]))
+        return sql
+
+    monkeypatch.setattr(dqd, "_build_sql", broken)
+    alone: list[str] = []
+    single = dqd._run_single
+    monkeypatch.setattr(dqd, "_run_single", lambda con, res: (alone.append(f"{res.check_name}:{res.table}"), single(con, res)))
+    tables = CASES["plausibleAfterBirth"][0](tiny_cdm())
+    r = run(tables, workers=2)
+    assert "plausibleAfterBirth:measurement" in alone and "measureValueCompleteness:measurement" not in alone
+    con = duckdb.connect()
+    dqd._register(con, tables, _concepts(), _ancestors())
+    for x in (x for x in r.results if x.query_text and x.table == "measurement"):
+        assert x.error is None, x.check_id
+        assert con.execute(x.query_text).fetchall()[0] == (x.num_violated_rows, x.num_denominator_rows), x.check_id
+    con.close()
+    assert any(x.failed and x.check_name == "plausibleAfterBirth" for x in r.results)
+
+
 @pytest.mark.parametrize("check_name", ["isForeignKey", "isRequired", "plausibleValueLow", "cdmField"])
 def test_parquet_tables_give_the_same_results_as_frames(check_name: str, tmp_path: Path) -> None:
     """Tables given as Parquet files (read in place by DuckDB, under a memory limit) are checked

@@ -290,13 +290,12 @@ class _Ctx:
 class _Sql:
     violated: str  # SELECT of violating rows (key columns only)
     denominator: str  # SELECT count
-    # (source, violated condition, denominator condition, prefilter): counted with count_if, batched per source
-    batch: tuple[str, str, str, str | None] | None = None
     # (group key "checkName|table|field", VALUES row): concept-level checks, one grouped query per key
     group: tuple[str, str] | None = None
     # ((source, condition) of the numerator, (source, condition) of the denominator): each counted with
-    # count_if in one query per source (the checks joining a table with person, death or visits share
-    # that join), equal to ``violated``'s rows and ``denominator``
+    # count_if in one query per source with every other count over that source (a table's field checks;
+    # the checks joining a table with person, death or visits share that join), equal to ``violated``'s
+    # rows and ``denominator``
     counts: tuple[tuple[str, str], tuple[str, str]] | None = None
 
 
@@ -331,13 +330,13 @@ def _date(expr: str) -> str:
     return f"CAST({expr} AS DATE)"
 
 
-def _agg(source: str, keys: str, cond: str, denominator: str = "TRUE", prefilter: str | None = None) -> _Sql:
-    """A check counted as ``count_if`` over one source: runs batched with the other checks of that source."""
+def _agg(source: str, keys: str, cond: str, denominator: str = "TRUE") -> _Sql:
+    """A check counted as ``count_if`` over one source: runs batched with the other counts of that source."""
     where = f" WHERE {denominator}" if denominator != "TRUE" else ""
     return _Sql(
         violated=f"SELECT {keys} {source} WHERE {cond}",
         denominator=f"SELECT count(*) {source}{where}",
-        batch=(source, cond, denominator, prefilter),
+        counts=((source, cond), (source, denominator)),
     )
 
 
@@ -716,8 +715,8 @@ def _run_jobs(con: duckdb.DuckDBPyConnection, ctx: _Ctx, jobs: list[Callable[[du
 def _run_all(
     con: duckdb.DuckDBPyConnection, checks: list[CheckDef], ctx: _Ctx, skip_tables_absent: bool, workers: int = 1
 ) -> list[CheckResult]:
-    """Decide what runs, run the batched count_if checks one query per source, the others one query each
-    (on ``workers`` cursors at once)."""
+    """Decide what runs, count the count_if checks in one query per source (a table, or a join), the others
+    one query each or grouped (on ``workers`` cursors at once)."""
     results = [_result(c) for c in checks]
     todo: list[tuple[CheckDef, CheckResult, _Sql]] = []
     for c, res in zip(checks, results, strict=True):
@@ -742,14 +741,11 @@ def _run_all(
             res.query_text = _standalone(sql)
             todo.append((c, res, sql))
 
-    batches: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
     groups: dict[str, list[tuple[CheckDef, CheckResult, _Sql]]] = {}
     counts: dict[str, list[tuple[CheckResult, int, str]]] = {}
     singles: list[CheckResult] = []
     for item in todo:
-        if item[2].batch is not None:
-            batches.setdefault(item[2].batch[0], []).append(item)
-        elif item[2].counts is not None:
+        if item[2].counts is not None:
             for slot, (source, cond) in enumerate(item[2].counts):
                 counts.setdefault(source, []).append((item[1], slot, cond))
         elif item[2].group is not None:
@@ -758,9 +754,8 @@ def _run_all(
             singles.append(item[1])
     # the long scans first, so that the threads end together; each query writes only its own checks' results
     jobs: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
-        *[partial(_run_batch, source=source, items=items) for source, items in batches.items()],
-        *[partial(_run_group, key=key, items=items) for key, items in groups.items()],
         *[partial(_run_counts, source=source, targets=targets) for source, targets in counts.items()],
+        *[partial(_run_group, key=key, items=items) for key, items in groups.items()],
         *[partial(_run_single, res=res) for res in singles],
     ]
     _run_jobs(con, ctx, jobs, workers)
@@ -786,64 +781,41 @@ def _run_single(con: duckdb.DuckDBPyConnection, res: CheckResult) -> None:
     res.execution_seconds = time.perf_counter() - t0
 
 
-def _run_shared(con: duckdb.DuckDBPyConnection, query: str,
-                items: list[tuple[CheckDef, CheckResult, _Sql]]) -> list[tuple[Any, ...]] | None:
-    """The rows of one query that serves several checks, each check timed at an equal share of it;
-    None if DuckDB refuses the query, after running every check alone (to name the culprit)."""
+_TIMING = threading.Lock()
+
+
+def _run_shared(con: duckdb.DuckDBPyConnection, query: str, results: list[CheckResult]) -> list[tuple[Any, ...]] | None:
+    """The rows of one query that serves several checks, each check timed at an equal share of it (added:
+    a check counted in two queries gets both shares); None if DuckDB refuses the query, after running
+    every check alone (to name the culprit)."""
     t0 = time.perf_counter()
     try:
         rows = con.execute(query).fetchall()
     except duckdb.Error:
-        for _, res, _ in items:
+        for res in results:
             _run_single(con, res)
         return None
-    share = (time.perf_counter() - t0) / len(items)
-    for _, res, _ in items:
-        res.execution_seconds = share
+    share = (time.perf_counter() - t0) / len(results)
+    with _TIMING:  # a check's two counts may run on two cursors at once
+        for res in results:
+            res.execution_seconds += share
     return rows
-
-
-def _run_batch(con: duckdb.DuckDBPyConnection, source: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
-    """All count_if checks over one source in one scan; on an error, each check alone (to name the culprit)."""
-    exprs: list[str] = []
-    for _, _, sql in items:
-        assert sql.batch is not None
-        exprs += [f"count(*) FILTER (WHERE {sql.batch[1]})", f"count(*) FILTER (WHERE {sql.batch[2]})"]
-    prefilters = [sql.batch[3] for _, _, sql in items if sql.batch is not None]
-    where = ""
-    if all(p is not None for p in prefilters):
-        where = " WHERE " + " OR ".join(f"({p})" for p in dict.fromkeys(p for p in prefilters if p is not None))
-    rows = _run_shared(con, f"SELECT {', '.join(exprs)} {source}{where}", items)
-    if rows is None:
-        return
-    row = rows[0]
-    for i, (_, res, _) in enumerate(items):
-        res.num_violated_rows, res.num_denominator_rows = int(row[2 * i]), int(row[2 * i + 1])
-
-
-_TIMING = threading.Lock()
 
 
 def _run_counts(con: duckdb.DuckDBPyConnection, source: str, targets: list[tuple[CheckResult, int, str]]) -> None:
     """Numerators and denominators counted over one source (a table, or its join with person, death or
     visit_occurrence) in one scan: ``targets`` are (check, 0 numerator / 1 denominator, condition). On an
     error, each check alone (both its counts, to name the culprit)."""
-    t0 = time.perf_counter()
-    try:
-        row = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in targets)
-                          + f" {source}").fetchall()[0]
-    except duckdb.Error:
-        for res in dict.fromkeys(res for res, _, _ in targets):  # each once, in order
-            _run_single(con, res)
+    query = "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in targets) + f" {source}"
+    checks = list({id(res): res for res, _, _ in targets}.values())  # each once (a check may count twice here)
+    rows = _run_shared(con, query, checks)
+    if rows is None:
         return
-    share = (time.perf_counter() - t0) / len(targets)
-    for (res, slot, _), n in zip(targets, row, strict=True):
+    for (res, slot, _), n in zip(targets, rows[0], strict=True):
         if slot == 0:
             res.num_violated_rows = int(n)
         else:
             res.num_denominator_rows = int(n)
-        with _TIMING:  # a check's two counts may run on two cursors at once
-            res.execution_seconds += share
 
 
 def _run_group(con: duckdb.DuckDBPyConnection, key: str, items: list[tuple[CheckDef, CheckResult, _Sql]]) -> None:
@@ -866,7 +838,7 @@ def _run_group(con: duckdb.DuckDBPyConnection, key: str, items: list[tuple[Check
             f"FROM {T} t JOIN spec ON {F} = spec.cid "
             "WHERE t.value_as_number IS NOT NULL AND t.unit_source_value IS NOT NULL GROUP BY spec.idx"
         )
-    found = _run_shared(con, query, items)
+    found = _run_shared(con, query, [res for _, res, _ in items])
     if found is None:
         return
     counts = {int(i): (int(n), int(d)) for i, n, d in found}
